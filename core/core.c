@@ -1,0 +1,640 @@
+/*
+ * core.c - the pdsync state machine: pds_core_step(event) -> update.
+ *
+ * A single node already runs every write through here: the core validates
+ * the write against the limits, keeps the table of owners (for the users
+ * limit and its least-recently-used eviction), assigns each accepted change
+ * its log position and version, asks the host to persist the entries, and
+ * answers the writer only once the host reports them durable. When the host
+ * reports that persisting failed, the core undoes what those entries did to
+ * its owner table and answers their writers with the error.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pds.h"
+
+/* An owner in the hash table (separate chaining). */
+struct owner {
+    struct owner *next;
+    enum pds_scope scope;
+    pds_time last_used;
+    size_t len;
+    char name[];
+};
+
+/* A change handed to the host and not yet reported durable. */
+struct pending {
+    struct pds_entry entry; /* strings and value point into buf */
+    uint8_t *buf;
+    uint64_t req;
+    int has_req;       /* 0 for an eviction made on the writer's behalf */
+    int created_owner; /* undo: remove the owner */
+    int removed_owner; /* undo: re-insert the owner with last_used */
+    pds_time removed_last_used;
+};
+
+struct pds_core {
+    struct pds_core_config config;
+    pds_hlc hlc;
+    pds_index durable;    /* last index reported durable */
+    pds_index next_index; /* index of the next accepted change */
+
+    struct owner **buckets;
+    size_t n_buckets; /* a power of two */
+    size_t n_users;
+    size_t n_groups;
+
+    struct pending *pending;
+    size_t n_pending;
+    size_t cap_pending;
+
+    /* The update of the last step. */
+    struct pds_entry *out_entries;
+    size_t n_out_entries;
+    size_t cap_out_entries;
+    struct pds_reply *out_replies;
+    size_t n_out_replies;
+    size_t cap_out_replies;
+};
+
+const char *pds_role_name(enum pds_role role)
+{
+    switch (role) {
+    case PDS_ROLE_STANDALONE:
+        return "standalone";
+    }
+    return "unknown";
+}
+
+/* ---- Owner table ------------------------------------------------------ */
+
+static size_t owner_hash(enum pds_scope scope, const char *name, size_t len)
+{
+    uint64_t h = UINT64_C(1469598103934665603) ^ (uint64_t)scope;
+    size_t i;
+
+    for (i = 0; i < len; i++) {
+        h ^= (uint8_t)name[i];
+        h *= UINT64_C(1099511628211);
+    }
+    return (size_t)h;
+}
+
+static struct owner **owner_slot(struct pds_core *core,
+                                 enum pds_scope scope,
+                                 const char *name,
+                                 size_t len)
+{
+    size_t b = owner_hash(scope, name, len) & (core->n_buckets - 1);
+    struct owner **slot = &core->buckets[b];
+
+    while (*slot != NULL) {
+        struct owner *o = *slot;
+        if (o->scope == scope && o->len == len &&
+            memcmp(o->name, name, len) == 0)
+            break;
+        slot = &o->next;
+    }
+    return slot;
+}
+
+static struct owner *owner_find(struct pds_core *core,
+                                enum pds_scope scope,
+                                const char *name,
+                                size_t len)
+{
+    return *owner_slot(core, scope, name, len);
+}
+
+static int owner_grow(struct pds_core *core)
+{
+    size_t n = core->n_buckets * 2;
+    struct owner **buckets = calloc(n, sizeof(*buckets));
+    size_t i;
+
+    if (buckets == NULL)
+        return PDS_ENOMEM;
+    for (i = 0; i < core->n_buckets; i++) {
+        struct owner *o = core->buckets[i];
+        while (o != NULL) {
+            struct owner *next = o->next;
+            size_t b = owner_hash(o->scope, o->name, o->len) & (n - 1);
+            o->next = buckets[b];
+            buckets[b] = o;
+            o = next;
+        }
+    }
+    free(core->buckets);
+    core->buckets = buckets;
+    core->n_buckets = n;
+    return 0;
+}
+
+static void owner_count(struct pds_core *core, enum pds_scope scope, int d)
+{
+    size_t *n = scope == PDS_SCOPE_USER ? &core->n_users : &core->n_groups;
+
+    if (d > 0)
+        (*n)++;
+    else
+        (*n)--;
+}
+
+static int owner_insert(struct pds_core *core,
+                        enum pds_scope scope,
+                        const char *name,
+                        size_t len,
+                        pds_time last_used)
+{
+    struct owner **slot;
+    struct owner *o;
+    int rv;
+
+    if (core->n_users + core->n_groups >= core->n_buckets) {
+        rv = owner_grow(core);
+        if (rv != 0)
+            return rv;
+    }
+    slot = owner_slot(core, scope, name, len);
+    if (*slot != NULL) {
+        (*slot)->last_used = last_used;
+        return 0;
+    }
+    o = malloc(sizeof(*o) + len);
+    if (o == NULL)
+        return PDS_ENOMEM;
+    o->next = NULL;
+    o->scope = scope;
+    o->last_used = last_used;
+    o->len = len;
+    memcpy(o->name, name, len);
+    *slot = o;
+    owner_count(core, scope, 1);
+    return 0;
+}
+
+static void owner_remove(struct pds_core *core,
+                         enum pds_scope scope,
+                         const char *name,
+                         size_t len)
+{
+    struct owner **slot = owner_slot(core, scope, name, len);
+    struct owner *o = *slot;
+
+    if (o == NULL)
+        return;
+    *slot = o->next;
+    owner_count(core, o->scope, -1);
+    free(o);
+}
+
+/* The user (scope user) used least recently, other than the given name. */
+static struct owner *
+owner_lru(struct pds_core *core, const char *except, size_t except_len)
+{
+    struct owner *best = NULL;
+    size_t i;
+
+    for (i = 0; i < core->n_buckets; i++) {
+        struct owner *o;
+        for (o = core->buckets[i]; o != NULL; o = o->next) {
+            if (o->scope != PDS_SCOPE_USER)
+                continue;
+            if (o->len == except_len &&
+                memcmp(o->name, except, except_len) == 0)
+                continue;
+            if (best == NULL || o->last_used < best->last_used)
+                best = o;
+        }
+    }
+    return best;
+}
+
+/* ---- Lifecycle -------------------------------------------------------- */
+
+int pds_core_new(const struct pds_core_config *config, struct pds_core **out)
+{
+    struct pds_core *core;
+
+    if (config->epoch == 0 || config->node_id == 0)
+        return PDS_EINVAL;
+    core = calloc(1, sizeof(*core));
+    if (core == NULL)
+        goto err;
+    core->config = *config;
+    core->hlc = config->last_hlc;
+    core->durable = config->last_index;
+    core->next_index = config->last_index + 1;
+    core->n_buckets = 64;
+    core->buckets = calloc(core->n_buckets, sizeof(*core->buckets));
+    if (core->buckets == NULL)
+        goto err_after_core;
+    *out = core;
+    return 0;
+
+err_after_core:
+    free(core);
+err:
+    return PDS_ENOMEM;
+}
+
+static void pending_release(struct pending *p)
+{
+    free(p->buf);
+    p->buf = NULL;
+}
+
+void pds_core_free(struct pds_core *core)
+{
+    size_t i;
+
+    if (core == NULL)
+        return;
+    for (i = 0; i < core->n_buckets; i++) {
+        struct owner *o = core->buckets[i];
+        while (o != NULL) {
+            struct owner *next = o->next;
+            free(o);
+            o = next;
+        }
+    }
+    for (i = 0; i < core->n_pending; i++)
+        pending_release(&core->pending[i]);
+    free(core->buckets);
+    free(core->pending);
+    free(core->out_entries);
+    free(core->out_replies);
+    free(core);
+}
+
+int pds_core_load_owner(struct pds_core *core, const struct pds_owner_info *o)
+{
+    if (o->owner_len == 0 || o->owner_len > PDS_OWNER_MAX)
+        return PDS_EINVAL;
+    return owner_insert(core, o->scope, o->owner, o->owner_len, o->last_used);
+}
+
+/* ---- Output arrays ---------------------------------------------------- */
+
+static int grow(void **array, size_t *cap, size_t need, size_t size)
+{
+    size_t n;
+    void *p;
+
+    if (need <= *cap)
+        return 0;
+    n = *cap == 0 ? 16 : *cap * 2;
+    while (n < need)
+        n *= 2;
+    p = realloc(*array, n * size);
+    if (p == NULL)
+        return PDS_ENOMEM;
+    *array = p;
+    *cap = n;
+    return 0;
+}
+
+static struct pds_reply *reply_add(struct pds_core *core, uint64_t req)
+{
+    struct pds_reply *r;
+
+    if (grow((void **)&core->out_replies, &core->cap_out_replies,
+             core->n_out_replies + 1, sizeof(*r)) != 0)
+        return NULL;
+    r = &core->out_replies[core->n_out_replies++];
+    memset(r, 0, sizeof(*r));
+    r->req = req;
+    return r;
+}
+
+static int
+reply_error(struct pds_core *core, uint64_t req, int status, const char *errmsg)
+{
+    struct pds_reply *r = reply_add(core, req);
+
+    if (r == NULL)
+        return PDS_ENOMEM;
+    r->status = status;
+    snprintf(r->errmsg, sizeof(r->errmsg), "%s", errmsg);
+    return 0;
+}
+
+/*
+ * Accept one change: copy it, give it a position and a version, and add it
+ * to the pending list and to this step's entries.
+ */
+static int accept_change(struct pds_core *core,
+                         const struct pds_write *w,
+                         int has_req,
+                         pds_time now,
+                         struct pending **out)
+{
+    size_t owner_len = w->key.owner_len;
+    size_t item_len = w->op == PDS_OP_DEL_OWNER ? 0 : w->key.item_len;
+    uint32_t value_len = w->op == PDS_OP_PUT ? w->value_len : 0;
+    struct pending *p;
+    uint8_t *buf;
+    int rv;
+
+    rv = grow((void **)&core->pending, &core->cap_pending, core->n_pending + 1,
+              sizeof(*p));
+    if (rv != 0)
+        return rv;
+    rv = grow((void **)&core->out_entries, &core->cap_out_entries,
+              core->n_out_entries + 1, sizeof(struct pds_entry));
+    if (rv != 0)
+        return rv;
+    buf = malloc(owner_len + item_len + value_len + 1);
+    if (buf == NULL)
+        return PDS_ENOMEM;
+    memcpy(buf, w->key.owner, owner_len);
+    if (item_len > 0)
+        memcpy(buf + owner_len, w->key.item, item_len);
+    if (value_len > 0)
+        memcpy(buf + owner_len + item_len, w->value, value_len);
+
+    p = &core->pending[core->n_pending++];
+    memset(p, 0, sizeof(*p));
+    p->buf = buf;
+    p->req = w->req;
+    p->has_req = has_req;
+    p->entry.epoch = core->config.epoch;
+    p->entry.index = core->next_index++;
+    p->entry.op = w->op;
+    p->entry.key.scope = w->key.scope;
+    p->entry.key.owner = (const char *)buf;
+    p->entry.key.owner_len = owner_len;
+    p->entry.key.item = (const char *)buf + owner_len;
+    p->entry.key.item_len = item_len;
+    p->entry.value = buf + owner_len + item_len;
+    p->entry.value_len = value_len;
+    p->entry.version.hlc = pds_hlc_next(&core->hlc, now);
+    p->entry.version.node = core->config.node_id;
+    core->out_entries[core->n_out_entries++] = p->entry;
+    *out = p;
+    return 0;
+}
+
+/* Evict the least recently used user to make room for a new one. */
+static int
+evict_lru(struct pds_core *core, const struct pds_write *w, pds_time now)
+{
+    struct owner *victim = owner_lru(core, w->key.owner, w->key.owner_len);
+    struct pds_write del;
+    struct pending *p;
+    int rv;
+
+    if (victim == NULL)
+        return PDS_ELIMIT;
+    memset(&del, 0, sizeof(del));
+    del.op = PDS_OP_DEL_OWNER;
+    del.key.scope = PDS_SCOPE_USER;
+    del.key.owner = victim->name;
+    del.key.owner_len = victim->len;
+    rv = accept_change(core, &del, 0, now, &p);
+    if (rv != 0)
+        return rv;
+    p->removed_owner = 1;
+    p->removed_last_used = victim->last_used;
+    owner_remove(core, PDS_SCOPE_USER, victim->name, victim->len);
+    return 0;
+}
+
+static int on_write(struct pds_core *core, const struct pds_event *ev)
+{
+    const struct pds_write *w = &ev->u.write;
+    const struct pds_limits *lim = &core->config.limits;
+    char errmsg[PDS_ERRMSG_SIZE];
+    struct owner *o;
+    struct pending *p;
+    int rv;
+
+    if (w->op == PDS_OP_DEL_OWNER)
+        rv = pds_owner_validate(lim, w->key.owner, w->key.owner_len, errmsg);
+    else
+        rv = pds_key_validate(lim, &w->key, errmsg);
+    if (rv != 0)
+        return reply_error(core, w->req, rv, errmsg);
+
+    o = owner_find(core, w->key.scope, w->key.owner, w->key.owner_len);
+    switch (w->op) {
+    case PDS_OP_PUT:
+        if (w->value_len > lim->max_value) {
+            snprintf(errmsg, sizeof(errmsg),
+                     "value is %u bytes; the limit is %u bytes "
+                     "(setting max_value_size); nothing was written",
+                     (unsigned)w->value_len, (unsigned)lim->max_value);
+            return reply_error(core, w->req, PDS_ETOOBIG, errmsg);
+        }
+        if (o == NULL && w->key.scope == PDS_SCOPE_USER &&
+            core->n_users >= lim->max_users) {
+            if (lim->user_policy == PDS_USER_POLICY_EVICT_LRU)
+                rv = evict_lru(core, w, ev->now);
+            else
+                rv = PDS_ELIMIT;
+            if (rv == PDS_ELIMIT) {
+                snprintf(errmsg, sizeof(errmsg),
+                         "user limit reached: the group holds %zu users "
+                         "(setting max_users = %u, policy refuse-new); "
+                         "new user \"%.*s\" was refused: delete a user or "
+                         "raise max_users",
+                         core->n_users, (unsigned)lim->max_users,
+                         (int)w->key.owner_len, w->key.owner);
+                return reply_error(core, w->req, PDS_ELIMIT, errmsg);
+            }
+            if (rv != 0)
+                return rv;
+        }
+        break;
+    case PDS_OP_DEL:
+        if (o == NULL || !w->exists) {
+            snprintf(errmsg, sizeof(errmsg), "%s \"%.*s\" has no item \"%.*s\"",
+                     w->key.scope == PDS_SCOPE_USER ? "user" : "group",
+                     (int)w->key.owner_len, w->key.owner, (int)w->key.item_len,
+                     w->key.item);
+            return reply_error(core, w->req, PDS_ENOTFOUND, errmsg);
+        }
+        break;
+    case PDS_OP_DEL_OWNER:
+        if (o == NULL) {
+            snprintf(errmsg, sizeof(errmsg), "no %s \"%.*s\"",
+                     w->key.scope == PDS_SCOPE_USER ? "user" : "group",
+                     (int)w->key.owner_len, w->key.owner);
+            return reply_error(core, w->req, PDS_ENOTFOUND, errmsg);
+        }
+        break;
+    default:
+        snprintf(errmsg, sizeof(errmsg), "unknown operation %d", (int)w->op);
+        return reply_error(core, w->req, PDS_EINVAL, errmsg);
+    }
+
+    rv = accept_change(core, w, 1, ev->now, &p);
+    if (rv != 0)
+        return rv;
+    if (w->op == PDS_OP_DEL_OWNER) {
+        p->removed_owner = 1;
+        p->removed_last_used = o->last_used;
+        owner_remove(core, w->key.scope, w->key.owner, w->key.owner_len);
+    } else if (o == NULL) {
+        rv = owner_insert(core, w->key.scope, w->key.owner, w->key.owner_len,
+                          ev->now);
+        if (rv != 0)
+            return rv;
+        p->created_owner = 1;
+    } else {
+        o->last_used = ev->now;
+    }
+    return 0;
+}
+
+static int on_touch(struct pds_core *core, const struct pds_event *ev)
+{
+    struct owner *o = owner_find(core, ev->u.touch.scope, ev->u.touch.owner,
+                                 ev->u.touch.owner_len);
+
+    if (o != NULL && ev->now > o->last_used)
+        o->last_used = ev->now;
+    return 0;
+}
+
+/* Drop the first n pending changes. */
+static void pending_pop(struct pds_core *core, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        pending_release(&core->pending[i]);
+    memmove(core->pending, core->pending + n,
+            (core->n_pending - n) * sizeof(*core->pending));
+    core->n_pending -= n;
+}
+
+static int on_persisted(struct pds_core *core, const struct pds_event *ev)
+{
+    pds_index index = ev->u.persisted.index;
+    size_t n = 0;
+
+    if (index < core->durable || index >= core->next_index)
+        return PDS_EINVAL;
+    while (n < core->n_pending && core->pending[n].entry.index <= index) {
+        struct pending *p = &core->pending[n];
+        if (p->has_req) {
+            struct pds_reply *r = reply_add(core, p->req);
+            if (r == NULL)
+                return PDS_ENOMEM;
+            r->epoch = p->entry.epoch;
+            r->index = p->entry.index;
+            r->version = p->entry.version;
+        }
+        n++;
+    }
+    pending_pop(core, n);
+    core->durable = index;
+    return 0;
+}
+
+static int on_persist_failed(struct pds_core *core, const struct pds_event *ev)
+{
+    pds_index from = ev->u.persist_failed.index;
+    const char *msg = ev->u.persist_failed.errmsg;
+    size_t first;
+    size_t i;
+
+    if (from <= core->durable || from >= core->next_index)
+        return PDS_EINVAL;
+    first = 0;
+    while (first < core->n_pending && core->pending[first].entry.index < from)
+        first++;
+    /* Undo the owner-table effects newest first. */
+    for (i = core->n_pending; i > first; i--) {
+        struct pending *p = &core->pending[i - 1];
+        const struct pds_key *k = &p->entry.key;
+        if (p->created_owner)
+            owner_remove(core, k->scope, k->owner, k->owner_len);
+        if (p->removed_owner &&
+            owner_insert(core, k->scope, k->owner, k->owner_len,
+                         p->removed_last_used) != 0)
+            return PDS_ENOMEM;
+    }
+    for (i = first; i < core->n_pending; i++) {
+        struct pending *p = &core->pending[i];
+        if (p->has_req &&
+            reply_error(core, p->req, ev->u.persist_failed.status,
+                        msg != NULL
+                            ? msg
+                            : pds_strerror(ev->u.persist_failed.status)) != 0)
+            return PDS_ENOMEM;
+        pending_release(p);
+    }
+    core->n_pending = first;
+    core->next_index = from;
+    return 0;
+}
+
+int pds_core_step(struct pds_core *core,
+                  const struct pds_event *event,
+                  struct pds_update *update)
+{
+    int rv;
+
+    core->n_out_entries = 0;
+    core->n_out_replies = 0;
+    switch (event->type) {
+    case PDS_EVENT_WRITE:
+        rv = on_write(core, event);
+        break;
+    case PDS_EVENT_TOUCH:
+        rv = on_touch(core, event);
+        break;
+    case PDS_EVENT_PERSISTED:
+        rv = on_persisted(core, event);
+        break;
+    case PDS_EVENT_PERSIST_FAILED:
+        rv = on_persist_failed(core, event);
+        break;
+    case PDS_EVENT_TICK:
+        rv = 0;
+        break;
+    default:
+        rv = PDS_EINVAL;
+        break;
+    }
+    update->entries = core->out_entries;
+    update->n_entries = core->n_out_entries;
+    update->replies = core->out_replies;
+    update->n_replies = core->n_out_replies;
+    return rv;
+}
+
+enum pds_role pds_core_role(const struct pds_core *core)
+{
+    (void)core;
+    return PDS_ROLE_STANDALONE;
+}
+
+pds_epoch pds_core_epoch(const struct pds_core *core)
+{
+    return core->config.epoch;
+}
+
+pds_index pds_core_last_index(const struct pds_core *core)
+{
+    return core->durable;
+}
+
+size_t pds_core_n_users(const struct pds_core *core)
+{
+    return core->n_users;
+}
+
+size_t pds_core_n_groups(const struct pds_core *core)
+{
+    return core->n_groups;
+}
+
+size_t pds_core_n_pending(const struct pds_core *core)
+{
+    return core->n_pending;
+}

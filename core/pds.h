@@ -1,0 +1,336 @@
+/*
+ * pds.h - the I/O-free core of pdsync.
+ *
+ * This header defines the data model (keys, versions, records, log
+ * entries), the error table, the hybrid logical clock, and the core state
+ * machine driven by pds_core_step(). Nothing in core/ calls a clock, a
+ * socket, the disk or the allocator's random neighbours: time comes in with
+ * every event and all I/O is asked for in the returned update.
+ *
+ * The byte layouts of keys, records and log entries are defined here once;
+ * storage/ stores them as they are and net/ sends them as they are.
+ */
+#ifndef PDS_H
+#define PDS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef uint64_t pds_epoch;
+typedef uint64_t pds_index;
+typedef uint64_t pds_node_id;
+/* A hybrid logical clock value: milliseconds << 16 | logical counter. */
+typedef uint64_t pds_hlc;
+/* Wall-clock milliseconds since the Unix epoch, as passed in by the host. */
+typedef uint64_t pds_time;
+
+/*
+ * Error codes. Every int-returning function of pdsync returns 0 or one of
+ * these negative values; pds_strerror() gives the text.
+ */
+#define PDS_ERRNO_MAP(X)                                                       \
+    X(ENOMEM, "out of memory")                                                 \
+    X(EINVAL, "invalid argument")                                              \
+    X(ENOTFOUND, "not found")                                                  \
+    X(ETOOBIG, "value too large")                                              \
+    X(EBADNAME, "invalid name")                                                \
+    X(ELIMIT, "limit reached")                                                 \
+    X(ENOSPC, "storage budget exhausted")                                      \
+    X(EIO, "I/O error")                                                        \
+    X(ECORRUPT, "data corrupt")                                                \
+    X(EVERSION, "unsupported format version")                                  \
+    X(EPROTO, "protocol error")                                                \
+    X(EBUSY, "already running")                                                \
+    X(ECONN, "no node running")                                                \
+    X(EPERM, "permission denied")                                              \
+    X(EAUTH, "authentication failed")                                          \
+    X(ETIMEDOUT, "timed out")                                                  \
+    X(ECANCELED, "operation canceled")
+
+enum pds_errno {
+    PDS_EFIRST = -1000,
+#define PDS__ERR_ENUM(name, text) PDS_##name,
+    PDS_ERRNO_MAP(PDS__ERR_ENUM)
+#undef PDS__ERR_ENUM
+        PDS_ELAST
+};
+
+/* The text of an error code; "unknown error" for codes not in the table. */
+const char *pds_strerror(int rv);
+/* The short name of an error code ("ENOTFOUND"); "EUNKNOWN" otherwise. */
+const char *pds_errname(int rv);
+
+/* Size of the errmsg buffers carried by long-lived objects. */
+#define PDS_ERRMSG_SIZE 256
+
+/* ---- Data model ------------------------------------------------------ */
+
+enum pds_scope { PDS_SCOPE_USER = 0, PDS_SCOPE_GROUP = 1 };
+
+/* Hard upper bounds; the configurable limits are at most these. */
+#define PDS_OWNER_MAX 255
+#define PDS_ITEM_MAX 255
+#define PDS_VALUE_MAX (64u * 1024u * 1024u)
+
+/* A record's key. The strings are not NUL-terminated; lengths rule. */
+struct pds_key {
+    enum pds_scope scope;
+    const char *owner;
+    size_t owner_len;
+    const char *item;
+    size_t item_len;
+};
+
+/* A record version: last writer wins by (hlc, node). */
+struct pds_version {
+    pds_hlc hlc;
+    pds_node_id node;
+};
+
+/*
+ * Compare two versions by last-writer-wins order: hlc first, then node id.
+ * Returns <0, 0 or >0 like memcmp.
+ */
+int pds_version_cmp(const struct pds_version *a, const struct pds_version *b);
+
+enum pds_user_policy {
+    PDS_USER_POLICY_REFUSE = 0,
+    PDS_USER_POLICY_EVICT_LRU = 1
+};
+
+/* Limits from the configuration. */
+struct pds_limits {
+    uint32_t max_users;               /* users per group, default 1000 */
+    enum pds_user_policy user_policy; /* when max_users is reached */
+    uint32_t max_value;               /* value bytes, default 1 MiB */
+    uint32_t max_owner;               /* owner name bytes, default 64 */
+    uint32_t max_item;                /* item name bytes, default 128 */
+    /* Punctuation allowed in owner names besides ASCII letters and digits;
+     * NUL-terminated. Default "._-@". */
+    char owner_chars[32];
+};
+
+/* Fill limits with the defaults above. */
+void pds_limits_default(struct pds_limits *limits);
+
+/*
+ * Check a key against the limits: owner is 1..max_owner bytes of ASCII
+ * letters, digits and owner_chars, not starting with punctuation; item is
+ * 1..max_item bytes of dot-separated segments of [a-z0-9_-] (case
+ * insensitive), no empty segment. On failure returns PDS_EBADNAME and writes
+ * a message naming the limit and its setting into errmsg (PDS_ERRMSG_SIZE).
+ */
+int pds_key_validate(const struct pds_limits *limits,
+                     const struct pds_key *key,
+                     char *errmsg);
+
+/* Check an owner name alone, as pds_key_validate() does. */
+int pds_owner_validate(const struct pds_limits *limits,
+                       const char *owner,
+                       size_t owner_len,
+                       char *errmsg);
+
+/* ---- Hybrid logical clock -------------------------------------------- */
+
+#define PDS_HLC_LOGICAL_BITS 16
+#define PDS_HLC_MS(h) ((h) >> PDS_HLC_LOGICAL_BITS)
+#define PDS_HLC_LOGICAL(h) ((h) & ((1u << PDS_HLC_LOGICAL_BITS) - 1u))
+#define PDS_HLC_MAKE(ms, l) (((pds_hlc)(ms) << PDS_HLC_LOGICAL_BITS) | (l))
+
+/*
+ * The clock for a new local event: strictly greater than every value this
+ * clock has produced or observed, and at least the wall time. A wall clock
+ * that steps backwards never makes it go back.
+ */
+pds_hlc pds_hlc_next(pds_hlc *last, pds_time wall_ms);
+
+/* Take a remote clock value into account (on receive). */
+void pds_hlc_observe(pds_hlc *last, pds_hlc remote);
+
+/* ---- Encodings (defined once) ---------------------------------------- */
+
+/*
+ * Record table key: scope byte, owner bytes, a NUL, item bytes. Names never
+ * contain NUL, so keys sort by (scope, owner, item) and an owner's records
+ * are one contiguous range. Returns the encoded length; buf must hold
+ * 2 + owner_len + item_len bytes (PDS_RECKEY_MAX is always enough).
+ */
+#define PDS_RECKEY_MAX (2 + PDS_OWNER_MAX + PDS_ITEM_MAX)
+size_t pds_reckey_encode(const struct pds_key *key, uint8_t *buf);
+/* The prefix of every record key of one owner: scope, owner, NUL. */
+size_t pds_reckey_prefix(enum pds_scope scope,
+                         const char *owner,
+                         size_t owner_len,
+                         uint8_t *buf);
+/* Decode a record key; the key's strings point into buf. PDS_ECORRUPT. */
+int pds_reckey_decode(const uint8_t *buf, size_t len, struct pds_key *key);
+
+/* A stored record: version, the log index that wrote it, tombstone flag. */
+struct pds_record {
+    struct pds_version version;
+    pds_index index;
+    int is_tombstone;
+    const uint8_t *value; /* borrowed */
+    uint32_t value_len;
+};
+
+#define PDS_RECORD_HDR 25
+/* Encoded size of a record value. */
+size_t pds_record_size(const struct pds_record *rec);
+/* Encode into buf (pds_record_size() bytes); returns that size. */
+size_t pds_record_encode(const struct pds_record *rec, uint8_t *buf);
+/* Decode; rec->value points into buf. PDS_ECORRUPT on a bad layout. */
+int pds_record_decode(const uint8_t *buf, size_t len, struct pds_record *rec);
+
+/* Log entry operations. */
+enum pds_op {
+    PDS_OP_PUT = 1,      /* set item of owner to value */
+    PDS_OP_DEL = 2,      /* tombstone item of owner */
+    PDS_OP_DEL_OWNER = 3 /* remove every record of owner */
+};
+
+/*
+ * A log entry. Layout (little-endian):
+ *   u8 format(=1) u8 op u8 scope u8 reserved
+ *   u64 epoch u64 index u64 hlc u64 node
+ *   u16 owner_len u16 item_len u32 value_len owner item value
+ */
+struct pds_entry {
+    pds_epoch epoch;
+    pds_index index;
+    enum pds_op op;
+    struct pds_key key;
+    struct pds_version version;
+    const uint8_t *value; /* borrowed */
+    uint32_t value_len;
+};
+
+#define PDS_ENTRY_FORMAT 1
+#define PDS_ENTRY_HDR 44
+size_t pds_entry_size(const struct pds_entry *entry);
+size_t pds_entry_encode(const struct pds_entry *entry, uint8_t *buf);
+/* Decode; strings and value point into buf. PDS_ECORRUPT on a bad layout. */
+int pds_entry_decode(const uint8_t *buf, size_t len, struct pds_entry *entry);
+
+/* Little-endian and big-endian helpers shared by every encoder. */
+void pds_put_u64be(uint8_t *p, uint64_t v);
+uint64_t pds_get_u64be(const uint8_t *p);
+
+/* ---- The core state machine ------------------------------------------ */
+
+enum pds_role { PDS_ROLE_STANDALONE = 0 };
+
+const char *pds_role_name(enum pds_role role);
+
+/* Events fed to pds_core_step(). */
+enum pds_event_type {
+    PDS_EVENT_WRITE = 1,      /* a local write request */
+    PDS_EVENT_TOUCH,          /* an owner was read: refresh its LRU time */
+    PDS_EVENT_PERSISTED,      /* entries up to index are durable */
+    PDS_EVENT_PERSIST_FAILED, /* entries from index on were not written */
+    PDS_EVENT_TICK            /* timer */
+};
+
+/* A local write. Strings and value are copied by the core. */
+struct pds_write {
+    uint64_t req;       /* host's request handle, echoed in the reply */
+    enum pds_op op;     /* PUT, DEL or DEL_OWNER */
+    struct pds_key key; /* item unused for DEL_OWNER */
+    const uint8_t *value;
+    uint32_t value_len;
+    int exists; /* DEL: the host saw a live record for the key */
+};
+
+struct pds_event {
+    enum pds_event_type type;
+    pds_time now;
+    union {
+        struct pds_write write;
+        struct {
+            enum pds_scope scope;
+            const char *owner;
+            size_t owner_len;
+        } touch;
+        struct {
+            pds_index index;
+        } persisted;
+        struct {
+            pds_index index; /* first entry that was not written */
+            int status;      /* PDS_E* */
+            const char *errmsg;
+        } persist_failed;
+    } u;
+};
+
+/* A reply the host sends to a writer. */
+struct pds_reply {
+    uint64_t req;
+    int status;      /* 0 or PDS_E* */
+    pds_epoch epoch; /* position of the write when status == 0 */
+    pds_index index;
+    struct pds_version version;
+    char errmsg[PDS_ERRMSG_SIZE];
+};
+
+/*
+ * What the host must do after a step, in this order: persist the entries
+ * (one transaction, durable), then send the replies. The arrays are owned
+ * by the core and valid until the next pds_core_step() or pds_core_free();
+ * the strings and values an entry points to stay valid until the step that
+ * reports that entry persisted or failed.
+ */
+struct pds_update {
+    const struct pds_entry *entries;
+    size_t n_entries;
+    const struct pds_reply *replies;
+    size_t n_replies;
+};
+
+/* An owner known to the core, as loaded from storage at start. */
+struct pds_owner_info {
+    enum pds_scope scope;
+    const char *owner;
+    size_t owner_len;
+    pds_time last_used;
+};
+
+struct pds_core_config {
+    pds_node_id node_id;
+    pds_epoch epoch;      /* current epoch (>= 1) */
+    pds_index last_index; /* last durable log index */
+    pds_hlc last_hlc;     /* highest clock value ever stored */
+    struct pds_limits limits;
+};
+
+struct pds_core; /* private */
+
+/*
+ * Create a core. Returns 0 and writes *out, or PDS_ENOMEM / PDS_EINVAL
+ * (epoch 0, node id 0). The config is copied.
+ */
+int pds_core_new(const struct pds_core_config *config, struct pds_core **out);
+void pds_core_free(struct pds_core *core);
+
+/* Before the first step: tell the core about an existing owner. */
+int pds_core_load_owner(struct pds_core *core, const struct pds_owner_info *o);
+
+/*
+ * Advance the state machine by one event. On return *update says what the
+ * host must do. Returns 0, or PDS_ENOMEM (the event had no effect) or
+ * PDS_EINVAL (an event that makes no sense now, e.g. persisted beyond what
+ * was asked).
+ */
+int pds_core_step(struct pds_core *core,
+                  const struct pds_event *event,
+                  struct pds_update *update);
+
+/* Read-only views of the core's state. */
+enum pds_role pds_core_role(const struct pds_core *core);
+pds_epoch pds_core_epoch(const struct pds_core *core);
+pds_index pds_core_last_index(const struct pds_core *core); /* durable */
+size_t pds_core_n_users(const struct pds_core *core);
+size_t pds_core_n_groups(const struct pds_core *core);
+/* Writes waiting to become durable. */
+size_t pds_core_n_pending(const struct pds_core *core);
+
+#endif /* PDS_H */

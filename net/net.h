@@ -1,0 +1,243 @@
+/*
+ * net.h - pdsync's local API: the Unix-domain socket a node serves inside
+ * its data directory, and the small blocking client library the CLI, the
+ * tests and the benchmarks use.
+ *
+ * Wire format: every message is a frame of a 4-byte big-endian length
+ * followed by that many bytes of msgpack. A request is a map with at least
+ * "id" (uint) and "op" (str); a reply is a map with "id", "rc" (0 or a
+ * negative PDS_E* code), "err" (str, empty on success) and the op's fields.
+ * Frames longer than PDS_LOCAL_FRAME_MAX are malformed. A malformed frame
+ * closes that connection only.
+ */
+#ifndef PDS_NET_H
+#define PDS_NET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "../core/pds.h"
+
+#define PDS_LOCAL_FRAME_MAX (PDS_VALUE_MAX + 64u * 1024u)
+#define PDS_SOCKET_NAME "pdsyncd.sock"
+
+enum pds_req_op {
+    PDS_REQ_PUT = 1,
+    PDS_REQ_GET,
+    PDS_REQ_DEL,
+    PDS_REQ_LIST,
+    PDS_REQ_USERS,
+    PDS_REQ_DELETE_USER,
+    PDS_REQ_STATUS,
+    PDS_REQ_LOG
+};
+
+/* The op's wire name ("put", "delete-user"...). */
+const char *pds_req_op_name(enum pds_req_op op);
+
+/* A decoded request; strings and value borrow the frame buffer. */
+struct pds_request {
+    uint64_t id;
+    enum pds_req_op op;
+    enum pds_scope scope;
+    const char *owner; /* NULL when absent */
+    size_t owner_len;
+    const char *item;
+    size_t item_len;
+    const uint8_t *value;
+    size_t value_len;
+    uint32_t limit; /* LOG: number of lines, 0 = default */
+    void *priv;     /* the decoder's memory; see pds_request_free() */
+};
+
+/*
+ * Decode one frame body (without its length prefix) into *req. Returns 0,
+ * or PDS_EPROTO with a reason in errmsg (PDS_ERRMSG_SIZE bytes) for
+ * anything malformed: not a map, unknown op, wrong field types, a required
+ * field missing. On success req's pointers borrow buf and memory that
+ * pds_request_free() releases; on failure there is nothing to release.
+ */
+int pds_request_decode(const uint8_t *buf,
+                       size_t len,
+                       struct pds_request *req,
+                       char *errmsg);
+void pds_request_free(struct pds_request *req);
+
+/*
+ * Encode a request as a complete frame (length prefix included), for the
+ * client library and tests. *frame is malloc'ed; the caller frees it.
+ */
+int pds_request_encode(const struct pds_request *req,
+                       uint8_t **frame,
+                       size_t *len);
+
+/* ---- Replies --------------------------------------------------------- */
+
+struct pds_status {
+    const char *role;
+    pds_node_id node_id;
+    pds_epoch epoch;
+    pds_epoch last_epoch;
+    pds_index last_index;
+    uint64_t n_records;
+    uint64_t n_users;
+    uint64_t n_groups;
+    uint64_t n_log;
+    uint64_t bytes_used;
+    uint64_t budget;
+    uint64_t max_users;
+    uint64_t pid;
+    uint64_t n_commits;   /* write transactions since start */
+    uint64_t n_committed; /* entries they carried */
+    const char *data_dir;
+    const char *version;
+};
+
+/* One record in a list reply. */
+struct pds_item {
+    enum pds_scope scope;
+    const char *owner;
+    size_t owner_len;
+    const char *item;
+    size_t item_len;
+    const uint8_t *value;
+    size_t value_len;
+    struct pds_version version;
+};
+
+/* One owner in a users reply. */
+struct pds_user {
+    enum pds_scope scope;
+    const char *owner;
+    size_t owner_len;
+    pds_time last_used;
+};
+
+/*
+ * A reply being built. Encoders write into a growing buffer; pds_reply_take
+ * hands it over as a complete frame (length prefix included).
+ */
+struct pds_reply_buf; /* private */
+struct pds_reply_buf *pds_reply_new(uint64_t id, int rc, const char *err);
+/* Add fields; each returns 0 or PDS_ENOMEM (the buffer is then poisoned and
+ * pds_reply_take returns PDS_ENOMEM). Call at most one of these. */
+int pds_reply_write(struct pds_reply_buf *rb,
+                    pds_epoch epoch,
+                    pds_index index,
+                    const struct pds_version *version);
+int pds_reply_get(struct pds_reply_buf *rb, const struct pds_item *item);
+int pds_reply_list(struct pds_reply_buf *rb,
+                   const struct pds_item *items,
+                   size_t n_items);
+int pds_reply_users(struct pds_reply_buf *rb,
+                    const struct pds_user *users,
+                    size_t n_users);
+int pds_reply_status(struct pds_reply_buf *rb, const struct pds_status *st);
+int pds_reply_log(struct pds_reply_buf *rb,
+                  const char *const *lines,
+                  size_t n_lines);
+/* Finish: *frame (malloc'ed, caller frees) and *len. Frees rb always. */
+int pds_reply_take(struct pds_reply_buf *rb, uint8_t **frame, size_t *len);
+
+/* ---- Server side (libuv) --------------------------------------------- */
+
+struct pds_local_server;
+struct pds_local_conn;
+
+/*
+ * Called for every well-formed request. req is valid only during the call.
+ * The handler must eventually answer with pds_local_send() on conn exactly
+ * once per request; it may keep conn across loop turns after taking a
+ * reference with pds_local_conn_ref().
+ */
+typedef void (*pds_local_request_cb)(void *arg,
+                                     struct pds_local_conn *conn,
+                                     const struct pds_request *req);
+/* Called when a connection sends a malformed frame (it is then closed). */
+typedef void (*pds_local_error_cb)(void *arg, const char *what);
+
+/*
+ * Listen on the Unix socket at path (created mode 0600; an existing stale
+ * socket file is replaced). Returns 0 or PDS_EIO/PDS_EBUSY with errmsg.
+ */
+int pds_local_listen(uv_loop_t *loop,
+                     const char *path,
+                     pds_local_request_cb on_request,
+                     pds_local_error_cb on_error,
+                     void *arg,
+                     struct pds_local_server **out,
+                     char *errmsg);
+/* Stop listening, close every connection; handles are freed by the loop. */
+void pds_local_close(struct pds_local_server *server);
+
+void pds_local_conn_ref(struct pds_local_conn *conn);
+void pds_local_conn_unref(struct pds_local_conn *conn);
+/*
+ * Send a complete frame (from pds_reply_take) on conn. Takes ownership of
+ * frame in every case. A connection that was closed meanwhile drops it.
+ */
+void pds_local_send(struct pds_local_conn *conn, uint8_t *frame, size_t len);
+
+/* ---- Client library (blocking, no event loop) ------------------------ */
+
+struct pds_client; /* private */
+
+/*
+ * Connect to the node socket at path. Returns 0 and *out, or PDS_ECONN
+ * ("no pdsyncd is running at ...") / PDS_EPERM / PDS_EINVAL with errmsg.
+ */
+int pds_client_open(const char *path, struct pds_client **out, char *errmsg);
+void pds_client_close(struct pds_client *c);
+/* Text of the last error (the server's message for a refused request). */
+const char *pds_client_errmsg(const struct pds_client *c);
+
+struct pds_write_result {
+    pds_epoch epoch;
+    pds_index index;
+    struct pds_version version;
+};
+
+int pds_client_put(struct pds_client *c,
+                   const struct pds_key *key,
+                   const uint8_t *value,
+                   size_t value_len,
+                   struct pds_write_result *res);
+int pds_client_del(struct pds_client *c,
+                   const struct pds_key *key,
+                   struct pds_write_result *res);
+int pds_client_delete_user(struct pds_client *c,
+                           enum pds_scope scope,
+                           const char *owner,
+                           struct pds_write_result *res);
+
+/*
+ * Results of reading calls live in memory owned by the client and stay
+ * valid until the next call on the same client.
+ */
+int pds_client_get(struct pds_client *c,
+                   const struct pds_key *key,
+                   struct pds_item *out);
+int pds_client_list(struct pds_client *c,
+                    enum pds_scope scope,
+                    const char *owner, /* NULL: every owner */
+                    const struct pds_item **items,
+                    size_t *n_items);
+int pds_client_users(struct pds_client *c,
+                     const struct pds_user **users,
+                     size_t *n_users);
+int pds_client_status(struct pds_client *c, struct pds_status *out);
+int pds_client_log(struct pds_client *c,
+                   uint32_t max_lines,
+                   const char *const **lines,
+                   size_t *n_lines);
+
+/*
+ * Send raw bytes on the connection and read one reply frame; for tests of
+ * malformed input. Returns 0 when a reply came, PDS_ECONN when the server
+ * closed the connection.
+ */
+int pds_client_raw(struct pds_client *c, const uint8_t *buf, size_t len);
+
+#endif /* PDS_NET_H */

@@ -1,0 +1,823 @@
+/*
+ * store.c - pdsync's durable storage on LMDB.
+ *
+ * Every change is written with its log entry, the new position and the
+ * counters in one write transaction that commits (and fsyncs) inside
+ * pds_store_commit(). MDB_MAP_FULL grows the map and retries the whole
+ * transaction, up to the configured budget.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <lmdb.h>
+
+#include "store.h"
+
+#define DEFAULT_MAP_INITIAL ((size_t)8 << 20)
+#define DEFAULT_BUDGET ((size_t)512 << 20)
+#define DEFAULT_RETAIN 100000
+
+struct pds_store {
+    MDB_env *env;
+    MDB_dbi records;
+    MDB_dbi log;
+    MDB_dbi meta;
+    MDB_dbi owners;
+    size_t map_size;
+    size_t budget;
+    uint64_t retain;
+    char path[512];
+    char errmsg[PDS_ERRMSG_SIZE];
+};
+
+static int set_err(struct pds_store *s, int rv, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int set_err(struct pds_store *s, int rv, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(s->errmsg, sizeof(s->errmsg), fmt, ap);
+    va_end(ap);
+    return rv;
+}
+
+/* Translate an LMDB or errno code at the module edge. */
+static int translate(int mdb_rv)
+{
+    switch (mdb_rv) {
+    case 0:
+        return 0;
+    case MDB_MAP_FULL:
+        return PDS_ENOSPC;
+    case MDB_NOTFOUND:
+        return PDS_ENOTFOUND;
+    case MDB_INVALID:
+    case MDB_CORRUPTED:
+    case MDB_VERSION_MISMATCH:
+    case MDB_PAGE_NOTFOUND:
+        return PDS_ECORRUPT;
+    case ENOMEM:
+        return PDS_ENOMEM;
+    case EACCES:
+    case EROFS:
+    case EPERM:
+        return PDS_EPERM;
+    case ENOSPC:
+        return PDS_ENOSPC;
+    default:
+        return PDS_EIO;
+    }
+}
+
+/* ---- Meta values -------------------------------------------------------- */
+
+static int meta_get(MDB_txn *txn, MDB_dbi dbi, const char *name, uint64_t *out)
+{
+    MDB_val k = {strlen(name), (void *)name};
+    MDB_val v;
+    int rv = mdb_get(txn, dbi, &k, &v);
+
+    if (rv == MDB_NOTFOUND) {
+        *out = 0;
+        return 0;
+    }
+    if (rv != 0)
+        return rv;
+    if (v.mv_size != 8)
+        return MDB_CORRUPTED;
+    *out = pds_get_u64be(v.mv_data);
+    return 0;
+}
+
+static int meta_put(MDB_txn *txn, MDB_dbi dbi, const char *name, uint64_t val)
+{
+    MDB_val k = {strlen(name), (void *)name};
+    uint8_t buf[8];
+    MDB_val v = {8, buf};
+
+    pds_put_u64be(buf, val);
+    return mdb_put(txn, dbi, &k, &v, 0);
+}
+
+static int read_meta(MDB_txn *txn, MDB_dbi dbi, struct pds_store_meta *m)
+{
+    uint64_t format;
+    int rv;
+
+    memset(m, 0, sizeof(*m));
+    if ((rv = meta_get(txn, dbi, "format", &format)) != 0 ||
+        (rv = meta_get(txn, dbi, "node_id", &m->node_id)) != 0 ||
+        (rv = meta_get(txn, dbi, "epoch", &m->epoch)) != 0 ||
+        (rv = meta_get(txn, dbi, "last_epoch", &m->last_epoch)) != 0 ||
+        (rv = meta_get(txn, dbi, "last_index", &m->last_index)) != 0 ||
+        (rv = meta_get(txn, dbi, "first_index", &m->first_index)) != 0 ||
+        (rv = meta_get(txn, dbi, "last_hlc", &m->last_hlc)) != 0)
+        return rv;
+    m->format = format > UINT32_MAX ? UINT32_MAX : (uint32_t)format;
+    return 0;
+}
+
+/* ---- Open and close ----------------------------------------------------- */
+
+/*
+ * Before opening for writing, read the format of an existing environment
+ * read-only, so that a newer one is refused without a single write.
+ */
+static int check_format(struct pds_store *s, char *errmsg)
+{
+    char file[600];
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    uint64_t format = 0;
+    int rv;
+
+    snprintf(file, sizeof(file), "%s/data.mdb", s->path);
+    if (access(file, F_OK) != 0)
+        return 0;
+    rv = mdb_env_create(&env);
+    if (rv != 0)
+        goto err;
+    mdb_env_set_maxdbs(env, 8);
+    rv = mdb_env_open(env, s->path, MDB_RDONLY, 0600);
+    if (rv != 0)
+        goto err_after_env;
+    rv = mdb_txn_begin(env, NULL, MDB_RDONLY, &txn);
+    if (rv != 0)
+        goto err_after_env;
+    rv = mdb_dbi_open(txn, "meta", 0, &dbi);
+    if (rv == 0)
+        rv = meta_get(txn, dbi, "format", &format);
+    else if (rv == MDB_NOTFOUND)
+        rv = 0; /* created but never committed: a new store */
+    mdb_txn_abort(txn);
+    mdb_env_close(env);
+    if (rv != 0)
+        goto err;
+    if (format > PDS_STORE_FORMAT) {
+        snprintf(errmsg, PDS_ERRMSG_SIZE,
+                 "data directory %s was written by storage format %llu; "
+                 "this pdsyncd reads format %d or older: upgrade pdsync "
+                 "(nothing was changed)",
+                 s->path, (unsigned long long)format, PDS_STORE_FORMAT);
+        return PDS_EVERSION;
+    }
+    return 0;
+
+err_after_env:
+    mdb_env_close(env);
+err:
+    if (translate(rv) == PDS_ECORRUPT || rv == EINVAL)
+        snprintf(errmsg, PDS_ERRMSG_SIZE,
+                 "data directory %s: database file is damaged (%s): restore "
+                 "it from a backup or move it away (nothing was changed)",
+                 s->path, mdb_strerror(rv));
+    else
+        snprintf(errmsg, PDS_ERRMSG_SIZE, "data directory %s: %s", s->path,
+                 mdb_strerror(rv));
+    return rv == EINVAL ? PDS_ECORRUPT : translate(rv);
+}
+
+static int open_tables(struct pds_store *s)
+{
+    MDB_txn *txn;
+    struct pds_store_meta m;
+    int rv;
+
+    rv = mdb_txn_begin(s->env, NULL, 0, &txn);
+    if (rv != 0)
+        return rv;
+    if ((rv = mdb_dbi_open(txn, "records", MDB_CREATE, &s->records)) != 0 ||
+        (rv = mdb_dbi_open(txn, "log", MDB_CREATE, &s->log)) != 0 ||
+        (rv = mdb_dbi_open(txn, "meta", MDB_CREATE, &s->meta)) != 0 ||
+        (rv = mdb_dbi_open(txn, "owners", MDB_CREATE, &s->owners)) != 0 ||
+        (rv = read_meta(txn, s->meta, &m)) != 0)
+        goto err_after_txn;
+    if (m.format == 0) {
+        /* A new store. */
+        if ((rv = meta_put(txn, s->meta, "format", PDS_STORE_FORMAT)) != 0 ||
+            (rv = meta_put(txn, s->meta, "epoch", 1)) != 0)
+            goto err_after_txn;
+    }
+    return mdb_txn_commit(txn);
+
+err_after_txn:
+    mdb_txn_abort(txn);
+    return rv;
+}
+
+int pds_store_open(const struct pds_store_config *config,
+                   struct pds_store **out,
+                   char *errmsg)
+{
+    struct pds_store *s;
+    MDB_envinfo info;
+    long psize = sysconf(_SC_PAGESIZE);
+    int rv;
+
+    s = calloc(1, sizeof(*s));
+    if (s == NULL) {
+        snprintf(errmsg, PDS_ERRMSG_SIZE, "out of memory");
+        return PDS_ENOMEM;
+    }
+    snprintf(s->path, sizeof(s->path), "%s", config->path);
+    s->budget = config->budget != 0 ? config->budget : DEFAULT_BUDGET;
+    s->map_size =
+        config->map_initial != 0 ? config->map_initial : DEFAULT_MAP_INITIAL;
+    if (psize <= 0)
+        psize = 4096;
+    s->map_size =
+        (s->map_size + (size_t)psize - 1) / (size_t)psize * (size_t)psize;
+    if (s->map_size > s->budget)
+        s->map_size = s->budget;
+    s->retain =
+        config->retain_entries != 0 ? config->retain_entries : DEFAULT_RETAIN;
+
+    rv = check_format(s, errmsg);
+    if (rv != 0)
+        goto err_after_alloc;
+    rv = mdb_env_create(&s->env);
+    if (rv == 0)
+        rv = mdb_env_set_maxdbs(s->env, 8);
+    if (rv == 0)
+        rv = mdb_env_set_mapsize(s->env, s->map_size);
+    if (rv == 0)
+        rv = mdb_env_open(s->env, s->path, MDB_NOTLS, 0600);
+    if (rv != 0) {
+        int code = rv == EINVAL ? PDS_ECORRUPT : translate(rv);
+        if (code == PDS_EPERM)
+            snprintf(errmsg, PDS_ERRMSG_SIZE,
+                     "data directory %s is not writable (%s): fix its "
+                     "permissions or choose another --data",
+                     s->path, mdb_strerror(rv));
+        else if (code == PDS_ECORRUPT)
+            snprintf(errmsg, PDS_ERRMSG_SIZE,
+                     "data directory %s: database file is damaged (%s): "
+                     "restore it from a backup or move it away",
+                     s->path, mdb_strerror(rv));
+        else
+            snprintf(errmsg, PDS_ERRMSG_SIZE, "data directory %s: %s", s->path,
+                     mdb_strerror(rv));
+        rv = code;
+        goto err_after_env;
+    }
+    /* An existing file larger than the first map keeps its size. */
+    if (mdb_env_info(s->env, &info) == 0 && info.me_mapsize > s->map_size)
+        s->map_size = info.me_mapsize;
+    rv = open_tables(s);
+    if (rv != 0) {
+        snprintf(errmsg, PDS_ERRMSG_SIZE, "data directory %s: %s", s->path,
+                 mdb_strerror(rv));
+        rv = translate(rv);
+        goto err_after_env;
+    }
+    *out = s;
+    return 0;
+
+err_after_env:
+    mdb_env_close(s->env);
+err_after_alloc:
+    free(s);
+    return rv;
+}
+
+void pds_store_close(struct pds_store *store)
+{
+    if (store == NULL)
+        return;
+    mdb_env_close(store->env);
+    free(store);
+}
+
+const char *pds_store_errmsg(const struct pds_store *store)
+{
+    return store->errmsg;
+}
+
+/* ---- Metadata and statistics -------------------------------------------- */
+
+int pds_store_init_node(struct pds_store *store, pds_node_id node_id)
+{
+    MDB_txn *txn;
+    uint64_t cur;
+    int rv;
+
+    rv = mdb_txn_begin(store->env, NULL, 0, &txn);
+    if (rv != 0)
+        goto err;
+    rv = meta_get(txn, store->meta, "node_id", &cur);
+    if (rv == 0 && cur == 0)
+        rv = meta_put(txn, store->meta, "node_id", node_id);
+    if (rv != 0) {
+        mdb_txn_abort(txn);
+        goto err;
+    }
+    rv = mdb_txn_commit(txn);
+    if (rv != 0)
+        goto err;
+    return 0;
+
+err:
+    return set_err(store, translate(rv), "init node: %s", mdb_strerror(rv));
+}
+
+int pds_store_meta(struct pds_store *store, struct pds_store_meta *out)
+{
+    struct pds_store_meta m;
+    MDB_txn *txn;
+    int rv;
+
+    rv = mdb_txn_begin(store->env, NULL, MDB_RDONLY, &txn);
+    if (rv != 0)
+        return set_err(store, translate(rv), "meta: %s", mdb_strerror(rv));
+    rv = read_meta(txn, store->meta, &m);
+    mdb_txn_abort(txn);
+    if (rv != 0)
+        return set_err(store, translate(rv), "meta: %s", mdb_strerror(rv));
+    *out = m;
+    return 0;
+}
+
+int pds_store_stats(struct pds_store *store, struct pds_store_stats *out)
+{
+    struct pds_store_stats st;
+    MDB_envinfo info;
+    MDB_stat mst;
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    MDB_val k, v;
+    int rv;
+
+    memset(&st, 0, sizeof(st));
+    rv = mdb_txn_begin(store->env, NULL, MDB_RDONLY, &txn);
+    if (rv != 0)
+        goto err;
+    rv = meta_get(txn, store->meta, "n_records", &st.n_records);
+    if (rv == 0)
+        rv = mdb_stat(txn, store->log, &mst);
+    if (rv == 0) {
+        st.n_log = mst.ms_entries;
+        rv = mdb_cursor_open(txn, store->owners, &cur);
+    }
+    if (rv == 0) {
+        while ((rv = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
+            if (k.mv_size > 0 && ((uint8_t *)k.mv_data)[0] == PDS_SCOPE_USER)
+                st.n_users++;
+            else
+                st.n_groups++;
+        }
+        mdb_cursor_close(cur);
+        if (rv == MDB_NOTFOUND)
+            rv = 0;
+    }
+    mdb_txn_abort(txn);
+    if (rv != 0)
+        goto err;
+    if (mdb_env_info(store->env, &info) == 0 &&
+        mdb_env_stat(store->env, &mst) == 0)
+        st.bytes_used = (uint64_t)(info.me_last_pgno + 1) * mst.ms_psize;
+    st.map_size = store->map_size;
+    st.budget = store->budget;
+    *out = st;
+    return 0;
+
+err:
+    return set_err(store, translate(rv), "stats: %s", mdb_strerror(rv));
+}
+
+/* ---- Commit ---------------------------------------------------------------
+ */
+
+static int
+owner_key(enum pds_scope scope, const char *owner, size_t len, uint8_t *buf)
+{
+    buf[0] = (uint8_t)scope;
+    memcpy(buf + 1, owner, len);
+    return (int)(len + 1);
+}
+
+/* Is there a live (non-tombstone) record at key? */
+static int is_live(MDB_txn *txn, MDB_dbi dbi, MDB_val *key, int *live)
+{
+    struct pds_record rec;
+    MDB_val v;
+    int rv = mdb_get(txn, dbi, key, &v);
+
+    *live = 0;
+    if (rv == MDB_NOTFOUND)
+        return 0;
+    if (rv != 0)
+        return rv;
+    if (pds_record_decode(v.mv_data, v.mv_size, &rec) != 0)
+        return MDB_CORRUPTED;
+    *live = !rec.is_tombstone;
+    return 0;
+}
+
+/* Apply one entry to the records and owners tables. */
+static int apply(struct pds_store *s,
+                 MDB_txn *txn,
+                 const struct pds_entry *e,
+                 pds_time now,
+                 int64_t *d_records)
+{
+    uint8_t kbuf[PDS_RECKEY_MAX];
+    uint8_t obuf[1 + PDS_OWNER_MAX];
+    uint8_t tbuf[8];
+    MDB_val k, v, ok, ov;
+    int live;
+    int rv;
+
+    ok.mv_data = obuf;
+    ok.mv_size =
+        (size_t)owner_key(e->key.scope, e->key.owner, e->key.owner_len, obuf);
+    if (e->op == PDS_OP_DEL_OWNER) {
+        MDB_cursor *cur;
+        size_t plen = pds_reckey_prefix(e->key.scope, e->key.owner,
+                                        e->key.owner_len, kbuf);
+        rv = mdb_cursor_open(txn, s->records, &cur);
+        if (rv != 0)
+            return rv;
+        k.mv_data = kbuf;
+        k.mv_size = plen;
+        rv = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+        while (rv == 0 && k.mv_size >= plen &&
+               memcmp(k.mv_data, kbuf, plen) == 0) {
+            struct pds_record rec;
+            if (pds_record_decode(v.mv_data, v.mv_size, &rec) != 0) {
+                rv = MDB_CORRUPTED;
+                break;
+            }
+            if (!rec.is_tombstone)
+                (*d_records)--;
+            rv = mdb_cursor_del(cur, 0);
+            if (rv != 0)
+                break;
+            /* Seek again rather than rely on the cursor after a delete. */
+            k.mv_data = kbuf;
+            k.mv_size = plen;
+            rv = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+        }
+        mdb_cursor_close(cur);
+        if (rv != 0 && rv != MDB_NOTFOUND)
+            return rv;
+        rv = mdb_del(txn, s->owners, &ok, NULL);
+        return rv == MDB_NOTFOUND ? 0 : rv;
+    }
+
+    k.mv_data = kbuf;
+    k.mv_size = pds_reckey_encode(&e->key, kbuf);
+    rv = is_live(txn, s->records, &k, &live);
+    if (rv != 0)
+        return rv;
+    {
+        struct pds_record rec;
+        rec.version = e->version;
+        rec.index = e->index;
+        rec.is_tombstone = e->op == PDS_OP_DEL;
+        rec.value = e->value;
+        rec.value_len = e->value_len;
+        v.mv_size = pds_record_size(&rec);
+        rv = mdb_put(txn, s->records, &k, &v, MDB_RESERVE);
+        if (rv != 0)
+            return rv;
+        pds_record_encode(&rec, v.mv_data);
+        if (live && rec.is_tombstone)
+            (*d_records)--;
+        else if (!live && !rec.is_tombstone)
+            (*d_records)++;
+    }
+    pds_put_u64be(tbuf, now);
+    ov.mv_data = tbuf;
+    ov.mv_size = 8;
+    return mdb_put(txn, s->owners, &ok, &ov, 0);
+}
+
+/* Delete the oldest log entries beyond the retention count. */
+static int
+trim_log(struct pds_store *s, MDB_txn *txn, pds_index last, pds_index *first)
+{
+    MDB_cursor *cur;
+    MDB_val k, v;
+    int rv;
+
+    if (*first == 0 || last - *first + 1 <= s->retain)
+        return 0;
+    rv = mdb_cursor_open(txn, s->log, &cur);
+    if (rv != 0)
+        return rv;
+    while (last - *first + 1 > s->retain) {
+        rv = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+        if (rv != 0)
+            break;
+        rv = mdb_cursor_del(cur, 0);
+        if (rv != 0)
+            break;
+        (*first)++;
+    }
+    mdb_cursor_close(cur);
+    return rv == MDB_NOTFOUND ? 0 : rv;
+}
+
+/* One attempt at the whole transaction; MDB_MAP_FULL is returned as is. */
+static int commit_once(struct pds_store *s,
+                       const struct pds_entry *entries,
+                       size_t n,
+                       pds_time now)
+{
+    struct pds_store_meta m;
+    MDB_txn *txn;
+    uint64_t n_records;
+    int64_t d_records = 0;
+    pds_hlc hlc;
+    size_t i;
+    int rv;
+
+    rv = mdb_txn_begin(s->env, NULL, 0, &txn);
+    if (rv != 0)
+        return rv;
+    rv = read_meta(txn, s->meta, &m);
+    if (rv == 0)
+        rv = meta_get(txn, s->meta, "n_records", &n_records);
+    if (rv != 0)
+        goto err_after_txn;
+    if (entries[0].index != m.last_index + 1) {
+        mdb_txn_abort(txn);
+        return set_err(s, PDS_EINVAL,
+                       "commit: entry %llu does not follow the last index "
+                       "%llu (nothing was written)",
+                       (unsigned long long)entries[0].index,
+                       (unsigned long long)m.last_index);
+    }
+    hlc = m.last_hlc;
+    for (i = 0; i < n; i++) {
+        const struct pds_entry *e = &entries[i];
+        uint8_t kbuf[8];
+        MDB_val k = {8, kbuf};
+        MDB_val v;
+        if (i > 0 && e->index != entries[i - 1].index + 1) {
+            mdb_txn_abort(txn);
+            return set_err(s, PDS_EINVAL,
+                           "commit: gap between entries %llu and %llu "
+                           "(nothing was written)",
+                           (unsigned long long)entries[i - 1].index,
+                           (unsigned long long)e->index);
+        }
+        pds_put_u64be(kbuf, e->index);
+        v.mv_size = pds_entry_size(e);
+        rv = mdb_put(txn, s->log, &k, &v, MDB_APPEND | MDB_RESERVE);
+        if (rv != 0)
+            goto err_after_txn;
+        pds_entry_encode(e, v.mv_data);
+        rv = apply(s, txn, e, now, &d_records);
+        if (rv != 0)
+            goto err_after_txn;
+        if (e->version.hlc > hlc)
+            hlc = e->version.hlc;
+    }
+    if (m.first_index == 0)
+        m.first_index = entries[0].index;
+    m.last_index = entries[n - 1].index;
+    m.last_epoch = entries[n - 1].epoch;
+    rv = trim_log(s, txn, m.last_index, &m.first_index);
+    if (rv == 0)
+        rv = meta_put(txn, s->meta, "last_index", m.last_index);
+    if (rv == 0)
+        rv = meta_put(txn, s->meta, "last_epoch", m.last_epoch);
+    if (rv == 0)
+        rv = meta_put(txn, s->meta, "first_index", m.first_index);
+    if (rv == 0)
+        rv = meta_put(txn, s->meta, "last_hlc", hlc);
+    if (rv == 0)
+        rv = meta_put(txn, s->meta, "n_records",
+                      (uint64_t)((int64_t)n_records + d_records));
+    if (rv != 0)
+        goto err_after_txn;
+    return mdb_txn_commit(txn); /* On failure LMDB has freed the txn. */
+
+err_after_txn:
+    mdb_txn_abort(txn);
+    return rv;
+}
+
+int pds_store_commit(struct pds_store *store,
+                     const struct pds_entry *entries,
+                     size_t n_entries,
+                     pds_time now)
+{
+    int rv;
+
+    if (n_entries == 0)
+        return 0;
+    for (;;) {
+        size_t grown;
+        rv = commit_once(store, entries, n_entries, now);
+        if (rv > PDS_EFIRST && rv < PDS_ELAST)
+            return rv; /* already a PDS_E code with its message */
+        if (rv != MDB_MAP_FULL)
+            break;
+        if (store->map_size >= store->budget)
+            return set_err(store, PDS_ENOSPC,
+                           "storage budget exhausted: the data needs more "
+                           "than storage_budget = %zu bytes; delete users "
+                           "or raise storage_budget (nothing was written)",
+                           store->budget);
+        grown = store->map_size * 2;
+        if (grown > store->budget || grown < store->map_size)
+            grown = store->budget;
+        rv = mdb_env_set_mapsize(store->env, grown);
+        if (rv != 0)
+            break;
+        store->map_size = grown;
+    }
+    if (rv != 0)
+        return set_err(store, translate(rv), "commit: %s (nothing was written)",
+                       mdb_strerror(rv));
+    return 0;
+}
+
+/* ---- Reads ----------------------------------------------------------------
+ */
+
+int pds_store_get(struct pds_store *store,
+                  const struct pds_key *key,
+                  struct pds_record *rec,
+                  uint8_t **value)
+{
+    uint8_t kbuf[PDS_RECKEY_MAX];
+    struct pds_record r;
+    uint8_t *copy = NULL;
+    MDB_txn *txn;
+    MDB_val k, v;
+    int rv;
+
+    if (key->owner_len > PDS_OWNER_MAX || key->item_len > PDS_ITEM_MAX)
+        return set_err(store, PDS_EINVAL, "get: key too long");
+    k.mv_data = kbuf;
+    k.mv_size = pds_reckey_encode(key, kbuf);
+    rv = mdb_txn_begin(store->env, NULL, MDB_RDONLY, &txn);
+    if (rv != 0)
+        return set_err(store, translate(rv), "get: %s", mdb_strerror(rv));
+    rv = mdb_get(txn, store->records, &k, &v);
+    if (rv == MDB_NOTFOUND) {
+        mdb_txn_abort(txn);
+        return set_err(store, PDS_ENOTFOUND, "get: not found");
+    }
+    if (rv != 0) {
+        mdb_txn_abort(txn);
+        return set_err(store, translate(rv), "get: %s", mdb_strerror(rv));
+    }
+    if (pds_record_decode(v.mv_data, v.mv_size, &r) != 0) {
+        mdb_txn_abort(txn);
+        return set_err(store, PDS_ECORRUPT, "get: record is damaged");
+    }
+    /* Copy out before the read transaction ends. */
+    copy = malloc(r.value_len + 1);
+    if (copy == NULL) {
+        mdb_txn_abort(txn);
+        return set_err(store, PDS_ENOMEM, "get: out of memory");
+    }
+    if (r.value_len > 0)
+        memcpy(copy, r.value, r.value_len);
+    mdb_txn_abort(txn);
+    r.value = copy;
+    *rec = r;
+    *value = copy;
+    return 0;
+}
+
+int pds_store_list(struct pds_store *store,
+                   enum pds_scope scope,
+                   const char *owner,
+                   size_t owner_len,
+                   pds_store_record_cb cb,
+                   void *arg)
+{
+    uint8_t prefix[PDS_RECKEY_MAX];
+    size_t plen = 0;
+    MDB_cursor *cur;
+    MDB_txn *txn;
+    MDB_val k, v;
+    int cb_rv = 0;
+    int rv;
+
+    if (owner != NULL) {
+        if (owner_len > PDS_OWNER_MAX)
+            return set_err(store, PDS_EINVAL, "list: owner too long");
+        plen = pds_reckey_prefix(scope, owner, owner_len, prefix);
+    }
+    rv = mdb_txn_begin(store->env, NULL, MDB_RDONLY, &txn);
+    if (rv != 0)
+        return set_err(store, translate(rv), "list: %s", mdb_strerror(rv));
+    rv = mdb_cursor_open(txn, store->records, &cur);
+    if (rv != 0) {
+        mdb_txn_abort(txn);
+        return set_err(store, translate(rv), "list: %s", mdb_strerror(rv));
+    }
+    k.mv_data = prefix;
+    k.mv_size = plen;
+    rv = plen > 0 ? mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE)
+                  : mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    while (rv == 0) {
+        struct pds_key key;
+        struct pds_record rec;
+        if (plen > 0 &&
+            (k.mv_size < plen || memcmp(k.mv_data, prefix, plen) != 0))
+            break;
+        if (pds_reckey_decode(k.mv_data, k.mv_size, &key) != 0 ||
+            pds_record_decode(v.mv_data, v.mv_size, &rec) != 0) {
+            rv = MDB_CORRUPTED;
+            break;
+        }
+        if (!rec.is_tombstone) {
+            cb_rv = cb(arg, &key, &rec);
+            if (cb_rv != 0)
+                break;
+        }
+        rv = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    if (rv != 0 && rv != MDB_NOTFOUND)
+        return set_err(store, translate(rv), "list: %s", mdb_strerror(rv));
+    return cb_rv;
+}
+
+int pds_store_owners(struct pds_store *store, pds_store_owner_cb cb, void *arg)
+{
+    MDB_cursor *cur;
+    MDB_txn *txn;
+    MDB_val k, v;
+    int cb_rv = 0;
+    int rv;
+
+    rv = mdb_txn_begin(store->env, NULL, MDB_RDONLY, &txn);
+    if (rv != 0)
+        return set_err(store, translate(rv), "owners: %s", mdb_strerror(rv));
+    rv = mdb_cursor_open(txn, store->owners, &cur);
+    if (rv != 0) {
+        mdb_txn_abort(txn);
+        return set_err(store, translate(rv), "owners: %s", mdb_strerror(rv));
+    }
+    while ((rv = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
+        struct pds_owner_info o;
+        const uint8_t *p = k.mv_data;
+        if (k.mv_size < 2 || p[0] > PDS_SCOPE_GROUP || v.mv_size != 8) {
+            rv = MDB_CORRUPTED;
+            break;
+        }
+        o.scope = (enum pds_scope)p[0];
+        o.owner = (const char *)p + 1;
+        o.owner_len = k.mv_size - 1;
+        o.last_used = pds_get_u64be(v.mv_data);
+        cb_rv = cb(arg, &o);
+        if (cb_rv != 0)
+            break;
+    }
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    if (rv != 0 && rv != MDB_NOTFOUND)
+        return set_err(store, translate(rv), "owners: %s", mdb_strerror(rv));
+    return cb_rv;
+}
+
+int pds_store_log_get(struct pds_store *store,
+                      pds_index index,
+                      uint8_t **buf,
+                      size_t *len)
+{
+    uint8_t kbuf[8];
+    MDB_val k = {8, kbuf};
+    MDB_val v;
+    MDB_txn *txn;
+    uint8_t *copy;
+    int rv;
+
+    pds_put_u64be(kbuf, index);
+    rv = mdb_txn_begin(store->env, NULL, MDB_RDONLY, &txn);
+    if (rv != 0)
+        return set_err(store, translate(rv), "log: %s", mdb_strerror(rv));
+    rv = mdb_get(txn, store->log, &k, &v);
+    if (rv != 0) {
+        mdb_txn_abort(txn);
+        return set_err(store, translate(rv), "log entry %llu: %s",
+                       (unsigned long long)index, mdb_strerror(rv));
+    }
+    copy = malloc(v.mv_size + 1);
+    if (copy == NULL) {
+        mdb_txn_abort(txn);
+        return set_err(store, PDS_ENOMEM, "log: out of memory");
+    }
+    memcpy(copy, v.mv_data, v.mv_size);
+    *len = v.mv_size;
+    mdb_txn_abort(txn);
+    *buf = copy;
+    return 0;
+}

@@ -1,0 +1,131 @@
+/*
+ * store.h - pdsync's durable storage on LMDB.
+ *
+ * One LMDB environment in a directory, with named tables:
+ *   records  record key (pds_reckey_encode) -> record (pds_record_encode)
+ *   log      u64 big-endian index -> entry (pds_entry_encode), stored as is
+ *   meta     short names -> values: node id, format version, epoch, last
+ *            position, highest clock, live record count
+ *   owners   scope byte + owner -> u64be last_used ms
+ *
+ * Storage is synchronous and knows no event loop: the daemon decides on
+ * which thread a call runs. A write transaction begins and commits inside
+ * one call. Every function returns 0 or a negative PDS_E* code; the text of
+ * the last error, with context, is in pds_store_errmsg().
+ *
+ * Map growth: the map starts at map_initial bytes and doubles on
+ * MDB_MAP_FULL up to budget; beyond that writes fail with PDS_ENOSPC
+ * ("storage budget exhausted") while reads keep working.
+ */
+#ifndef PDS_STORE_H
+#define PDS_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../core/pds.h"
+
+/* The on-disk format this build writes and reads. */
+#define PDS_STORE_FORMAT 1
+
+struct pds_store_config {
+    const char *path;        /* directory of the environment; must exist */
+    size_t map_initial;      /* first map size, bytes (0: 8 MiB) */
+    size_t budget;           /* largest map size, bytes (0: 512 MiB) */
+    uint64_t retain_entries; /* log entries kept (0: 100000) */
+};
+
+struct pds_store_meta {
+    pds_node_id node_id; /* 0 until pds_store_init_node() */
+    uint32_t format;
+    pds_epoch epoch;       /* current epoch, 1 on a new store */
+    pds_epoch last_epoch;  /* position of the last log entry */
+    pds_index last_index;  /* 0 when the log is empty */
+    pds_index first_index; /* oldest retained entry; 0 when empty */
+    pds_hlc last_hlc;      /* highest clock value stored */
+};
+
+struct pds_store_stats {
+    uint64_t n_records;  /* live records (tombstones not counted) */
+    uint64_t n_users;    /* owners of scope user */
+    uint64_t n_groups;   /* owners of scope group */
+    uint64_t n_log;      /* retained log entries */
+    uint64_t bytes_used; /* pages in use * page size */
+    uint64_t map_size;   /* current map size */
+    uint64_t budget;
+};
+
+struct pds_store; /* private */
+
+/*
+ * Open (creating if needed) the store in config->path. A store written by a
+ * newer format is refused with PDS_EVERSION and left untouched; a damaged
+ * file gives PDS_ECORRUPT; an unwritable directory PDS_EPERM or PDS_EIO.
+ * On failure *out is untouched and errmsg (PDS_ERRMSG_SIZE bytes) says why.
+ */
+int pds_store_open(const struct pds_store_config *config,
+                   struct pds_store **out,
+                   char *errmsg);
+void pds_store_close(struct pds_store *store);
+
+/* Text of the last error on this store, with context. */
+const char *pds_store_errmsg(const struct pds_store *store);
+
+/* Set the node id if the store has none yet (first start). */
+int pds_store_init_node(struct pds_store *store, pds_node_id node_id);
+
+int pds_store_meta(struct pds_store *store, struct pds_store_meta *out);
+int pds_store_stats(struct pds_store *store, struct pds_store_stats *out);
+
+/*
+ * Append entries to the log and apply them to the records, owners, position
+ * and clock in ONE durable write transaction. Entries must have consecutive
+ * indexes following the last one. The log is trimmed to retain_entries in
+ * the same transaction. Nothing is written on failure: PDS_ENOSPC when the
+ * budget is exhausted, PDS_EINVAL for a gap in indexes, PDS_EIO otherwise.
+ */
+int pds_store_commit(struct pds_store *store,
+                     const struct pds_entry *entries,
+                     size_t n_entries,
+                     pds_time now);
+
+/*
+ * Read one record. On success *rec is filled and, if the record has a
+ * value, *value is a malloc'ed copy the caller frees (rec->value points to
+ * it). Tombstones are returned too (rec->is_tombstone). PDS_ENOTFOUND when
+ * the key was never written.
+ */
+int pds_store_get(struct pds_store *store,
+                  const struct pds_key *key,
+                  struct pds_record *rec,
+                  uint8_t **value);
+
+/*
+ * Iterate live records of one owner (owner != NULL) or of all owners, in
+ * key order. The callback's key and record are borrowed and valid only
+ * during the call; a non-zero return stops the iteration and is returned.
+ */
+typedef int (*pds_store_record_cb)(void *arg,
+                                   const struct pds_key *key,
+                                   const struct pds_record *rec);
+int pds_store_list(struct pds_store *store,
+                   enum pds_scope scope,
+                   const char *owner,
+                   size_t owner_len,
+                   pds_store_record_cb cb,
+                   void *arg);
+
+/* Iterate owners (both scopes) with their last-used time. */
+typedef int (*pds_store_owner_cb)(void *arg, const struct pds_owner_info *o);
+int pds_store_owners(struct pds_store *store, pds_store_owner_cb cb, void *arg);
+
+/*
+ * Read one log entry by index into a malloc'ed copy (*buf, *len), for
+ * tests and followers. PDS_ENOTFOUND when not retained.
+ */
+int pds_store_log_get(struct pds_store *store,
+                      pds_index index,
+                      uint8_t **buf,
+                      size_t *len);
+
+#endif /* PDS_STORE_H */

@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# Every bad input gets a clear error and a non-zero exit, and loses nothing.
+source "${PDS_TEST_LIB:-$(dirname "$0")/lib.sh}"
+: "${PDS_TESTTOOL:?}"
+
+n=$(node_dir n1)
+
+# No node running at the data directory.
+expect 1 pds "$n" get alice ui.language
+expect_err 'no pdsyncd is running at .*/n1/pdsyncd.sock'
+pass "no node running"
+
+start_node "$n"
+expect 0 pds "$n" put alice ui.language en-GB
+
+# Usage errors: exit 2 and a message.
+expect 2 "$PDSYNC" --data "$n" frobnicate
+expect_err "unknown command 'frobnicate'"
+expect 2 "$PDSYNC" --data "$n" --bogus status
+expect_err "unknown option '--bogus'"
+expect 2 "$PDSYNC" --data "$n" get --bogus alice x
+expect_err "unknown option"
+expect 2 "$PDSYNC" --data "$n" get alice
+expect_err 'get: missing arguments'
+expect_err 'usage: pdsync get'
+expect 2 "$PDSYNC" --data "$n" put alice ui.language
+expect_err 'put: missing arguments'
+expect 2 "$PDSYNC" --data "$n" put alice a b c
+expect_err 'too many arguments'
+expect 2 "$PDSYNC" --data "$n"
+expect_err 'missing command'
+expect 2 "$PDSYNC" --data
+expect_err "needs a value"
+expect 2 "$PDSYNCD" --bogus
+expect 2 "$PDSYNCD" --data "$n" extra
+pass "usage errors exit 2"
+
+# Invalid names.
+expect 1 pds "$n" put 'al ice' ui.language x
+expect_err 'invalid name: owner name has character 0x20'
+expect 1 pds "$n" put alice 'ui..language' x
+expect_err 'empty segment'
+expect 1 pds "$n" put "$(printf 'a%.0s' $(seq 1 65))" ui.language x
+expect_err 'limit is 64 \(setting max_owner_len\)'
+expect 1 pds "$n" put alice "$(printf 'a%.0s' $(seq 1 129))" x
+expect_err 'setting max_item_len'
+pass "invalid owner and item names"
+
+# A value over the limit (1 MiB by default).
+head -c $((1024 * 1024 + 1)) /dev/zero >"$T_ROOT/big"
+expect 1 pds "$n" put --file "$T_ROOT/big" alice photo
+expect_err 'value too large: value is 1048577 bytes; the limit is 1048576 bytes \(setting max_value_size\)'
+head -c $((1024 * 1024)) /dev/urandom >"$T_ROOT/max"
+expect 0 pds "$n" put --file "$T_ROOT/max" alice photo
+expect 0 pds "$n" get --output "$T_ROOT/max.back" alice photo
+cmp -s "$T_ROOT/max" "$T_ROOT/max.back" || fail "1 MiB value changed"
+pass "value size limit (exactly 1 MiB passes, one byte more is refused)"
+
+# A second pdsyncd on the same data directory.
+expect 1 "$PDSYNCD" --data "$n"
+expect_err "another pdsyncd \(pid $(node_pid "$n")\) is already running on"
+expect 0 pds "$n" get alice ui.language
+pass "second pdsyncd refused, first keeps serving"
+
+# Malformed requests: the connection is dropped, the node keeps serving.
+sock="$n/pdsyncd.sock"
+expect 0 "$PDS_TESTTOOL" raw "$sock" 00000003c1c1c1
+[ "$OUT" = closed ] || fail "garbage frame: $OUT"
+expect 0 "$PDS_TESTTOOL" raw "$sock" 7fffffff00
+[ "$OUT" = closed ] || fail "oversized frame: $OUT"
+expect 0 "$PDS_TESTTOOL" raw "$sock" 00000000
+[ "$OUT" = closed ] || fail "empty frame: $OUT"
+expect 0 "$PDS_TESTTOOL" raw "$sock" 0000000591a3666f6f
+[ "$OUT" = closed ] || fail "not-a-map request: $OUT"
+expect 0 pds "$n" get alice ui.language
+[ "$OUT" = en-GB ] || fail "data changed after malformed requests"
+expect 0 pds "$n" log
+expect_out 'WARNING local API: malformed request: request is not valid msgpack'
+expect_out 'WARNING local API: frame of 2147483647 bytes'
+pass "malformed frames close only their connection and are logged"
+
+stop_node "$n"
+
+# A corrupt data directory is refused, never touched.
+c=$(node_dir corrupt)
+start_node "$c"
+expect 0 pds "$c" put alice ui.language en
+stop_node "$c"
+dd if=/dev/urandom of="$c/db/data.mdb" bs=4096 count=2 conv=notrunc status=none
+sum=$(md5sum <"$c/db/data.mdb")
+expect 1 "$PDSYNCD" --data "$c"
+expect_err 'damaged'
+[ "$(md5sum <"$c/db/data.mdb")" = "$sum" ] || fail "corrupt data file was modified"
+pass "corrupt data directory refused and left as it was"
+
+# A data directory of a newer format is refused, never touched.
+v=$(node_dir newer)
+start_node "$v"
+expect 0 pds "$v" put alice ui.language en
+stop_node "$v"
+expect 0 "$PDS_TESTTOOL" set-format "$v/db" 99
+sum=$(md5sum <"$v/db/data.mdb")
+expect 1 "$PDSYNCD" --data "$v"
+expect_err 'format 99.*upgrade'
+[ "$(md5sum <"$v/db/data.mdb")" = "$sum" ] || fail "newer-format data file was modified"
+pass "newer format refused and left as it was"
+
+# A data directory that is not writable.
+if [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null; then
+    ro=$(node_dir readonly)
+    chmod 0755 "$ro"
+    chmod o+rx "$T_ROOT"
+    expect 1 setpriv --reuid=65534 --regid=65534 --clear-groups "$PDSYNCD" --data "$ro"
+    expect_err 'not writable'
+    pass "unwritable data directory (as uid 65534)"
+else
+    ro=$(node_dir readonly)
+    chmod 0555 "$ro"
+    expect 1 "$PDSYNCD" --data "$ro"
+    expect_err 'not writable'
+    pass "unwritable data directory"
+fi
+expect 1 "$PDSYNCD" --data "$T_ROOT/value-is-a-file/x"
+expect_err "can't be used"
+pass "data directory that can't be created"
+
+# A bad configuration file.
+b=$(node_dir badconf)
+printf '[limits]\nmax_users = lots\n' >"$b/pdsyncd.conf"
+expect 1 "$PDSYNCD" --data "$b"
+expect_err 'pdsyncd.conf line 2: \[limits\] max_users: not a number'
+printf '[limits]\ncolour = blue\n' >"$b/pdsyncd.conf"
+expect 1 "$PDSYNCD" --data "$b"
+expect_err 'unknown setting'
+expect 1 "$PDSYNCD" --data "$b" --config "$T_ROOT/nonexistent.conf"
+expect_err 'nonexistent.conf: No such file'
+pass "bad configuration files"

@@ -1,0 +1,503 @@
+/*
+ * test_core.c - unit tests of core/: HLC, last-writer-wins order, the
+ * encodings, key validation and the state machine.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "pds.h"
+#include "test.h"
+
+TEST(hlc_monotonic_across_clock_steps)
+{
+    const pds_time T0 = 1700000000000ull;
+    pds_hlc last = 0;
+    pds_hlc prev;
+    pds_hlc h;
+    int i;
+
+    prev = pds_hlc_next(&last, T0);
+    CHECK_EQ(PDS_HLC_MS(prev), T0);
+    CHECK_EQ(PDS_HLC_LOGICAL(prev), 0);
+    /* Same millisecond: the logical counter moves. */
+    h = pds_hlc_next(&last, T0);
+    CHECK(h > prev);
+    CHECK_EQ(PDS_HLC_LOGICAL(h), 1);
+    prev = h;
+    /* The wall clock steps back by an hour: never go back. */
+    for (i = 0; i < 1000; i++) {
+        h = pds_hlc_next(&last, T0 - 3600000 + (pds_time)i);
+        CHECK(h > prev);
+        prev = h;
+    }
+    CHECK_EQ(PDS_HLC_MS(prev), T0);
+    /* The wall clock moves forward: follow it, logical resets. */
+    h = pds_hlc_next(&last, T0 + 5000);
+    CHECK(h > prev);
+    CHECK_EQ(PDS_HLC_MS(h), T0 + 5000);
+    CHECK_EQ(PDS_HLC_LOGICAL(h), 0);
+}
+
+TEST(hlc_logical_overflow_carries)
+{
+    pds_hlc last = PDS_HLC_MAKE(7, 0xffff);
+    pds_hlc h = pds_hlc_next(&last, 7);
+
+    CHECK(h > PDS_HLC_MAKE(7, 0xffff));
+    CHECK_EQ(PDS_HLC_MS(h), 8);
+}
+
+TEST(hlc_observe_remote)
+{
+    pds_hlc last = PDS_HLC_MAKE(100, 0);
+    pds_hlc h;
+
+    pds_hlc_observe(&last, PDS_HLC_MAKE(200, 5));
+    h = pds_hlc_next(&last, 150);
+    CHECK(h > PDS_HLC_MAKE(200, 5));
+    pds_hlc_observe(&last, PDS_HLC_MAKE(10, 0));
+    CHECK(pds_hlc_next(&last, 150) > h);
+}
+
+TEST(lww_order)
+{
+    struct pds_version a = {PDS_HLC_MAKE(10, 0), 5};
+    struct pds_version b = {PDS_HLC_MAKE(10, 1), 1};
+    struct pds_version c = {PDS_HLC_MAKE(10, 1), 2};
+
+    CHECK(pds_version_cmp(&a, &b) < 0);
+    CHECK(pds_version_cmp(&b, &a) > 0);
+    CHECK(pds_version_cmp(&b, &c) < 0); /* same clock: node id decides */
+    CHECK(pds_version_cmp(&c, &c) == 0);
+}
+
+TEST(reckey_round_trip)
+{
+    struct pds_key k = {PDS_SCOPE_GROUP, "sales", 5, "buttons.shared", 14};
+    struct pds_key out;
+    uint8_t buf[PDS_RECKEY_MAX];
+    size_t n = pds_reckey_encode(&k, buf);
+
+    CHECK_EQ(n, 2 + 5 + 14);
+    CHECK_EQ(pds_reckey_decode(buf, n, &out), 0);
+    CHECK_EQ(out.scope, PDS_SCOPE_GROUP);
+    CHECK_EQ(out.owner_len, 5);
+    CHECK(memcmp(out.owner, "sales", 5) == 0);
+    CHECK_EQ(out.item_len, 14);
+    CHECK(memcmp(out.item, "buttons.shared", 14) == 0);
+    /* Malformed keys are errors, not crashes. */
+    CHECK_EQ(pds_reckey_decode(buf, 2, &out), PDS_ECORRUPT);
+    buf[0] = 9;
+    CHECK_EQ(pds_reckey_decode(buf, n, &out), PDS_ECORRUPT);
+    buf[0] = 1;
+    buf[1 + 5] = 'x'; /* no separator left */
+    CHECK_EQ(pds_reckey_decode(buf, n, &out), PDS_ECORRUPT);
+}
+
+TEST(record_round_trip)
+{
+    struct pds_record r = {
+        {PDS_HLC_MAKE(42, 3), 77}, 9, 0, (const uint8_t *)"hello", 5};
+    struct pds_record out;
+    uint8_t buf[64];
+    size_t n = pds_record_encode(&r, buf);
+
+    CHECK_EQ(n, PDS_RECORD_HDR + 5);
+    CHECK_EQ(pds_record_decode(buf, n, &out), 0);
+    CHECK_EQ(out.version.hlc, r.version.hlc);
+    CHECK_EQ(out.version.node, 77);
+    CHECK_EQ(out.index, 9);
+    CHECK_EQ(out.is_tombstone, 0);
+    CHECK_EQ(out.value_len, 5);
+    CHECK(memcmp(out.value, "hello", 5) == 0);
+
+    r.is_tombstone = 1;
+    n = pds_record_encode(&r, buf);
+    CHECK_EQ(n, PDS_RECORD_HDR);
+    CHECK_EQ(pds_record_decode(buf, n, &out), 0);
+    CHECK_EQ(out.is_tombstone, 1);
+    CHECK_EQ(out.value_len, 0);
+    CHECK_EQ(pds_record_decode(buf, 10, &out), PDS_ECORRUPT);
+    buf[24] = 7;
+    CHECK_EQ(pds_record_decode(buf, n, &out), PDS_ECORRUPT);
+}
+
+TEST(entry_round_trip)
+{
+    struct pds_entry e;
+    struct pds_entry out;
+    uint8_t buf[256];
+    size_t n;
+    size_t cut;
+
+    memset(&e, 0, sizeof(e));
+    e.epoch = 3;
+    e.index = 123456789012ull;
+    e.op = PDS_OP_PUT;
+    e.key.scope = PDS_SCOPE_USER;
+    e.key.owner = "alice";
+    e.key.owner_len = 5;
+    e.key.item = "ui.language";
+    e.key.item_len = 11;
+    e.version.hlc = PDS_HLC_MAKE(1700000000000ull, 17);
+    e.version.node = 0xdeadbeefcafef00dull;
+    e.value = (const uint8_t *)"en-GB";
+    e.value_len = 5;
+    n = pds_entry_encode(&e, buf);
+    CHECK_EQ(n, pds_entry_size(&e));
+    CHECK_EQ(n, PDS_ENTRY_HDR + 5 + 11 + 5);
+    CHECK_EQ(pds_entry_decode(buf, n, &out), 0);
+    CHECK_EQ(out.epoch, 3);
+    CHECK_EQ(out.index, e.index);
+    CHECK_EQ(out.op, PDS_OP_PUT);
+    CHECK_EQ(out.version.hlc, e.version.hlc);
+    CHECK_EQ(out.version.node, e.version.node);
+    CHECK(memcmp(out.key.owner, "alice", 5) == 0);
+    CHECK(memcmp(out.key.item, "ui.language", 11) == 0);
+    CHECK(memcmp(out.value, "en-GB", 5) == 0);
+
+    /* Every truncation is refused. */
+    for (cut = 0; cut < n; cut++)
+        CHECK_EQ(pds_entry_decode(buf, cut, &out), PDS_ECORRUPT);
+    /* A wrong format byte, op or scope is refused. */
+    buf[0] = 2;
+    CHECK_EQ(pds_entry_decode(buf, n, &out), PDS_ECORRUPT);
+    buf[0] = PDS_ENTRY_FORMAT;
+    buf[1] = 9;
+    CHECK_EQ(pds_entry_decode(buf, n, &out), PDS_ECORRUPT);
+    buf[1] = PDS_OP_DEL; /* a delete may not carry a value */
+    CHECK_EQ(pds_entry_decode(buf, n, &out), PDS_ECORRUPT);
+
+    /* DEL_OWNER has no item. */
+    e.op = PDS_OP_DEL_OWNER;
+    e.key.item_len = 0;
+    e.value_len = 0;
+    n = pds_entry_encode(&e, buf);
+    CHECK_EQ(pds_entry_decode(buf, n, &out), 0);
+    CHECK_EQ(out.op, PDS_OP_DEL_OWNER);
+    CHECK_EQ(out.key.item_len, 0);
+}
+
+static int validate(const char *owner, const char *item, char *errmsg)
+{
+    struct pds_limits lim;
+    struct pds_key k = {PDS_SCOPE_USER, owner, strlen(owner), item,
+                        strlen(item)};
+
+    pds_limits_default(&lim);
+    return pds_key_validate(&lim, &k, errmsg);
+}
+
+TEST(key_validation)
+{
+    char errmsg[PDS_ERRMSG_SIZE];
+    char long_owner[80];
+
+    CHECK_EQ(validate("alice", "ui.language", errmsg), 0);
+    CHECK_EQ(validate("bob.smith@example", "addressbook.personal", errmsg), 0);
+    CHECK_EQ(validate("", "x", errmsg), PDS_EBADNAME);
+    CHECK_EQ(validate("al ice", "x", errmsg), PDS_EBADNAME);
+    CHECK(strstr(errmsg, "owner_chars") != NULL);
+    CHECK_EQ(validate(".alice", "x", errmsg), PDS_EBADNAME);
+    CHECK_EQ(validate("alice", "ui..language", errmsg), PDS_EBADNAME);
+    CHECK_EQ(validate("alice", ".ui", errmsg), PDS_EBADNAME);
+    CHECK_EQ(validate("alice", "ui.", errmsg), PDS_EBADNAME);
+    CHECK_EQ(validate("alice", "ui/lang", errmsg), PDS_EBADNAME);
+    memset(long_owner, 'a', sizeof(long_owner) - 1);
+    long_owner[sizeof(long_owner) - 1] = '\0';
+    CHECK_EQ(validate(long_owner, "x", errmsg), PDS_EBADNAME);
+    CHECK(strstr(errmsg, "max_owner_len") != NULL);
+}
+
+TEST(errors_have_text)
+{
+    CHECK_STR(pds_strerror(PDS_ENOTFOUND), "not found");
+    CHECK_STR(pds_strerror(PDS_ENOSPC), "storage budget exhausted");
+    CHECK_STR(pds_errname(PDS_ELIMIT), "ELIMIT");
+    CHECK_STR(pds_strerror(-1), "unknown error");
+    CHECK_STR(pds_strerror(0), "success");
+}
+
+/* ---- The state machine ------------------------------------------------ */
+
+static struct pds_core *new_core(uint32_t max_users,
+                                 enum pds_user_policy policy)
+{
+    struct pds_core_config cfg;
+    struct pds_core *core = NULL;
+
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.node_id = 42;
+    cfg.epoch = 1;
+    cfg.last_index = 0;
+    pds_limits_default(&cfg.limits);
+    cfg.limits.max_users = max_users;
+    cfg.limits.user_policy = policy;
+    if (pds_core_new(&cfg, &core) != 0)
+        return NULL;
+    return core;
+}
+
+static int put(struct pds_core *core,
+               uint64_t req,
+               const char *owner,
+               const char *item,
+               const char *value,
+               pds_time now,
+               struct pds_update *u)
+{
+    struct pds_event ev;
+
+    memset(&ev, 0, sizeof(ev));
+    ev.type = PDS_EVENT_WRITE;
+    ev.now = now;
+    ev.u.write.req = req;
+    ev.u.write.op = PDS_OP_PUT;
+    ev.u.write.key.scope = PDS_SCOPE_USER;
+    ev.u.write.key.owner = owner;
+    ev.u.write.key.owner_len = strlen(owner);
+    ev.u.write.key.item = item;
+    ev.u.write.key.item_len = strlen(item);
+    ev.u.write.value = (const uint8_t *)value;
+    ev.u.write.value_len = (uint32_t)strlen(value);
+    return pds_core_step(core, &ev, u);
+}
+
+static int
+persisted(struct pds_core *core, pds_index index, struct pds_update *u)
+{
+    struct pds_event ev;
+
+    memset(&ev, 0, sizeof(ev));
+    ev.type = PDS_EVENT_PERSISTED;
+    ev.u.persisted.index = index;
+    return pds_core_step(core, &ev, u);
+}
+
+TEST(core_write_is_answered_after_persist)
+{
+    struct pds_core *core = new_core(10, PDS_USER_POLICY_REFUSE);
+    struct pds_update u;
+
+    CHECK(core != NULL);
+    CHECK_EQ(put(core, 1, "alice", "ui.language", "en", 1000, &u), 0);
+    CHECK_EQ(u.n_entries, 1);
+    CHECK_EQ(u.n_replies, 0); /* not durable yet: no answer */
+    CHECK_EQ(u.entries[0].index, 1);
+    CHECK_EQ(u.entries[0].epoch, 1);
+    CHECK_EQ(u.entries[0].version.node, 42);
+    CHECK_EQ(PDS_HLC_MS(u.entries[0].version.hlc), 1000);
+    CHECK_EQ(put(core, 2, "alice", "ui.theme", "dark", 1000, &u), 0);
+    CHECK_EQ(u.entries[0].index, 2);
+    CHECK_EQ(pds_core_n_pending(core), 2);
+    /* Both entries are committed together (group commit). */
+    CHECK_EQ(persisted(core, 2, &u), 0);
+    CHECK_EQ(u.n_replies, 2);
+    CHECK_EQ(u.replies[0].req, 1);
+    CHECK_EQ(u.replies[0].status, 0);
+    CHECK_EQ(u.replies[0].index, 1);
+    CHECK_EQ(u.replies[1].req, 2);
+    CHECK_EQ(u.replies[1].index, 2);
+    CHECK_EQ(pds_core_last_index(core), 2);
+    CHECK_EQ(pds_core_n_pending(core), 0);
+    /* Persisted beyond what was asked is a host bug. */
+    CHECK_EQ(persisted(core, 5, &u), PDS_EINVAL);
+    pds_core_free(core);
+}
+
+TEST(core_refuses_bad_writes_at_once)
+{
+    struct pds_core *core = new_core(10, PDS_USER_POLICY_REFUSE);
+    struct pds_update u;
+    static char big[2 * 1024 * 1024];
+
+    CHECK(core != NULL);
+    CHECK_EQ(put(core, 7, "bad owner", "x", "v", 1, &u), 0);
+    CHECK_EQ(u.n_entries, 0);
+    CHECK_EQ(u.n_replies, 1);
+    CHECK_EQ(u.replies[0].req, 7);
+    CHECK_EQ(u.replies[0].status, PDS_EBADNAME);
+
+    memset(big, 'x', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    CHECK_EQ(put(core, 8, "alice", "x", big, 1, &u), 0);
+    CHECK_EQ(u.n_entries, 0);
+    CHECK_EQ(u.replies[0].status, PDS_ETOOBIG);
+    CHECK(strstr(u.replies[0].errmsg, "max_value_size") != NULL);
+    CHECK_EQ(pds_core_n_users(core), 0);
+    pds_core_free(core);
+}
+
+TEST(core_user_limit_refuse)
+{
+    struct pds_core *core = new_core(3, PDS_USER_POLICY_REFUSE);
+    struct pds_update u;
+    char name[16];
+    int i;
+
+    CHECK(core != NULL);
+    for (i = 0; i < 3; i++) {
+        snprintf(name, sizeof(name), "user%d", i);
+        CHECK_EQ(put(core, (uint64_t)i, name, "x", "v", 10, &u), 0);
+        CHECK_EQ(u.n_entries, 1);
+    }
+    CHECK_EQ(put(core, 99, "user3", "x", "v", 10, &u), 0);
+    CHECK_EQ(u.n_entries, 0);
+    CHECK_EQ(u.n_replies, 1);
+    CHECK_EQ(u.replies[0].status, PDS_ELIMIT);
+    CHECK(strstr(u.replies[0].errmsg, "max_users") != NULL);
+    /* Existing users can still write. */
+    CHECK_EQ(put(core, 100, "user1", "y", "v", 10, &u), 0);
+    CHECK_EQ(u.n_entries, 1);
+    CHECK_EQ(pds_core_n_users(core), 3);
+    pds_core_free(core);
+}
+
+TEST(core_user_limit_evicts_lru)
+{
+    struct pds_core *core = new_core(2, PDS_USER_POLICY_EVICT_LRU);
+    struct pds_update u;
+    struct pds_event ev;
+
+    CHECK(core != NULL);
+    CHECK_EQ(put(core, 1, "old", "x", "v", 10, &u), 0);
+    CHECK_EQ(put(core, 2, "mid", "x", "v", 20, &u), 0);
+    /* "old" is read later than "mid" was written: "mid" is the LRU. */
+    memset(&ev, 0, sizeof(ev));
+    ev.type = PDS_EVENT_TOUCH;
+    ev.now = 30;
+    ev.u.touch.scope = PDS_SCOPE_USER;
+    ev.u.touch.owner = "old";
+    ev.u.touch.owner_len = 3;
+    CHECK_EQ(pds_core_step(core, &ev, &u), 0);
+    CHECK_EQ(put(core, 3, "new", "x", "v", 40, &u), 0);
+    CHECK_EQ(u.n_entries, 2);
+    CHECK_EQ(u.entries[0].op, PDS_OP_DEL_OWNER);
+    CHECK_EQ(u.entries[0].key.owner_len, 3);
+    CHECK(memcmp(u.entries[0].key.owner, "mid", 3) == 0);
+    CHECK_EQ(u.entries[1].op, PDS_OP_PUT);
+    CHECK_EQ(pds_core_n_users(core), 2);
+    CHECK_EQ(persisted(core, 4, &u), 0);
+    /* Only real writers get replies, not the eviction. */
+    CHECK_EQ(u.n_replies, 3);
+    pds_core_free(core);
+}
+
+TEST(core_persist_failure_undoes)
+{
+    struct pds_core *core = new_core(2, PDS_USER_POLICY_EVICT_LRU);
+    struct pds_update u;
+    struct pds_event ev;
+
+    CHECK(core != NULL);
+    CHECK_EQ(put(core, 1, "a", "x", "v", 10, &u), 0);
+    CHECK_EQ(put(core, 2, "b", "x", "v", 20, &u), 0);
+    CHECK_EQ(persisted(core, 2, &u), 0);
+    /* c evicts a; then the commit fails: a must come back, c must go. */
+    CHECK_EQ(put(core, 3, "c", "x", "v", 30, &u), 0);
+    CHECK_EQ(u.n_entries, 2);
+    memset(&ev, 0, sizeof(ev));
+    ev.type = PDS_EVENT_PERSIST_FAILED;
+    ev.u.persist_failed.index = 3;
+    ev.u.persist_failed.status = PDS_ENOSPC;
+    ev.u.persist_failed.errmsg = "storage budget exhausted: test";
+    CHECK_EQ(pds_core_step(core, &ev, &u), 0);
+    CHECK_EQ(u.n_replies, 1);
+    CHECK_EQ(u.replies[0].req, 3);
+    CHECK_EQ(u.replies[0].status, PDS_ENOSPC);
+    CHECK(strstr(u.replies[0].errmsg, "budget") != NULL);
+    CHECK_EQ(pds_core_n_users(core), 2);
+    CHECK_EQ(pds_core_n_pending(core), 0);
+    /* Positions are reused: the next write gets index 3 again. */
+    CHECK_EQ(put(core, 4, "a", "y", "v", 40, &u), 0);
+    CHECK_EQ(u.n_entries, 1);
+    CHECK_EQ(u.entries[0].index, 3);
+    pds_core_free(core);
+}
+
+TEST(core_delete_and_delete_owner)
+{
+    struct pds_core *core = new_core(10, PDS_USER_POLICY_REFUSE);
+    struct pds_update u;
+    struct pds_event ev;
+
+    CHECK(core != NULL);
+    CHECK_EQ(put(core, 1, "alice", "x", "v", 10, &u), 0);
+    CHECK_EQ(persisted(core, 1, &u), 0);
+    memset(&ev, 0, sizeof(ev));
+    ev.type = PDS_EVENT_WRITE;
+    ev.now = 11;
+    ev.u.write.req = 2;
+    ev.u.write.op = PDS_OP_DEL;
+    ev.u.write.key.owner = "alice";
+    ev.u.write.key.owner_len = 5;
+    ev.u.write.key.item = "y";
+    ev.u.write.key.item_len = 1;
+    ev.u.write.exists = 0;
+    CHECK_EQ(pds_core_step(core, &ev, &u), 0);
+    CHECK_EQ(u.n_replies, 1);
+    CHECK_EQ(u.replies[0].status, PDS_ENOTFOUND);
+    ev.u.write.exists = 1;
+    CHECK_EQ(pds_core_step(core, &ev, &u), 0);
+    CHECK_EQ(u.n_entries, 1);
+    CHECK_EQ(u.entries[0].op, PDS_OP_DEL);
+    CHECK_EQ(u.entries[0].value_len, 0);
+    ev.u.write.op = PDS_OP_DEL_OWNER;
+    ev.u.write.req = 3;
+    CHECK_EQ(pds_core_step(core, &ev, &u), 0);
+    CHECK_EQ(u.n_entries, 1);
+    CHECK_EQ(u.entries[0].op, PDS_OP_DEL_OWNER);
+    CHECK_EQ(pds_core_n_users(core), 0);
+    ev.u.write.req = 4;
+    CHECK_EQ(pds_core_step(core, &ev, &u), 0);
+    CHECK_EQ(u.n_replies, 1);
+    CHECK_EQ(u.replies[0].status, PDS_ENOTFOUND);
+    pds_core_free(core);
+}
+
+TEST(core_loads_owners_and_hlc)
+{
+    struct pds_core_config cfg;
+    struct pds_core *core = NULL;
+    struct pds_owner_info o = {PDS_SCOPE_USER, "alice", 5, 5};
+    struct pds_update u;
+
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.node_id = 1;
+    cfg.epoch = 2;
+    cfg.last_index = 50;
+    cfg.last_hlc = PDS_HLC_MAKE(999999, 3);
+    pds_limits_default(&cfg.limits);
+    cfg.limits.max_users = 1;
+    CHECK_EQ(pds_core_new(&cfg, &core), 0);
+    CHECK_EQ(pds_core_load_owner(core, &o), 0);
+    CHECK_EQ(pds_core_n_users(core), 1);
+    /* A restart with a slow clock still issues newer versions. */
+    CHECK_EQ(put(core, 1, "alice", "x", "v", 10, &u), 0);
+    CHECK_EQ(u.entries[0].index, 51);
+    CHECK_EQ(u.entries[0].epoch, 2);
+    CHECK(u.entries[0].version.hlc > cfg.last_hlc);
+    CHECK_EQ(put(core, 2, "bob", "x", "v", 10, &u), 0);
+    CHECK_EQ(u.replies[0].status, PDS_ELIMIT);
+    pds_core_free(core);
+    cfg.epoch = 0;
+    CHECK_EQ(pds_core_new(&cfg, &core), PDS_EINVAL);
+}
+
+TEST_MAIN(T(hlc_monotonic_across_clock_steps),
+          T(hlc_logical_overflow_carries),
+          T(hlc_observe_remote),
+          T(lww_order),
+          T(reckey_round_trip),
+          T(record_round_trip),
+          T(entry_round_trip),
+          T(key_validation),
+          T(errors_have_text),
+          T(core_write_is_answered_after_persist),
+          T(core_refuses_bad_writes_at_once),
+          T(core_user_limit_refuse),
+          T(core_user_limit_evicts_lru),
+          T(core_persist_failure_undoes),
+          T(core_delete_and_delete_owner),
+          T(core_loads_owners_and_hlc))

@@ -1,0 +1,178 @@
+/*
+ * config.c - the configuration file, parsed with libinih.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <ini.h>
+
+#include "commlog.h"
+#include "config.h"
+
+struct load_ctx {
+    struct pds_config *cfg;
+    const char *path;
+    char why[PDS_ERRMSG_SIZE];
+    int failed;
+};
+
+void pds_config_default(struct pds_config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    pds_limits_default(&cfg->limits);
+    cfg->map_initial = 8u << 20;
+    cfg->budget = 512u << 20;
+    cfg->retain_entries = 100000;
+    cfg->log_level = PDS_LOG_INFO;
+    cfg->commlog_max = 1u << 20;
+}
+
+/* Parse an unsigned number with an optional K/M/G suffix. */
+static int parse_size(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+    char *end;
+    unsigned long long v;
+    uint64_t mult = 1;
+
+    errno = 0;
+    if (*s == '-' || *s == '\0')
+        return -1;
+    v = strtoull(s, &end, 10);
+    if (errno != 0 || end == s)
+        return -1;
+    if (*end == 'K' || *end == 'k')
+        mult = 1024;
+    else if (*end == 'M' || *end == 'm')
+        mult = 1024 * 1024;
+    else if (*end == 'G' || *end == 'g')
+        mult = 1024 * 1024 * 1024;
+    if (mult != 1)
+        end++;
+    if (*end != '\0' || v > max / mult || v * mult < min)
+        return -1;
+    *out = v * mult;
+    return 0;
+}
+
+static int fail(struct load_ctx *ctx,
+                const char *section,
+                const char *name,
+                const char *why)
+{
+    /* inih stops at the first handler that returns 0 and reports its
+     * line number. */
+    if (!ctx->failed)
+        snprintf(ctx->why, sizeof(ctx->why), "[%s] %s: %s", section, name, why);
+    ctx->failed = 1;
+    return 0;
+}
+
+#define MATCH(s, n) (strcmp(section, s) == 0 && strcmp(name, n) == 0)
+
+static int
+on_setting(void *user, const char *section, const char *name, const char *value)
+{
+    struct load_ctx *ctx = user;
+    struct pds_config *cfg = ctx->cfg;
+    uint64_t v;
+
+    if (MATCH("limits", "max_users")) {
+        if (parse_size(value, 1, 10000000, &v) != 0)
+            return fail(ctx, section, name, "not a number in 1..10000000");
+        cfg->limits.max_users = (uint32_t)v;
+    } else if (MATCH("limits", "user_limit_policy")) {
+        if (strcmp(value, "refuse-new") == 0)
+            cfg->limits.user_policy = PDS_USER_POLICY_REFUSE;
+        else if (strcmp(value, "evict-lru") == 0)
+            cfg->limits.user_policy = PDS_USER_POLICY_EVICT_LRU;
+        else
+            return fail(ctx, section, name, "must be refuse-new or evict-lru");
+    } else if (MATCH("limits", "max_value_size")) {
+        if (parse_size(value, 1, PDS_VALUE_MAX, &v) != 0)
+            return fail(ctx, section, name, "not a size in 1..64M");
+        cfg->limits.max_value = (uint32_t)v;
+    } else if (MATCH("limits", "max_owner_len")) {
+        if (parse_size(value, 1, PDS_OWNER_MAX, &v) != 0)
+            return fail(ctx, section, name, "not a number in 1..255");
+        cfg->limits.max_owner = (uint32_t)v;
+    } else if (MATCH("limits", "max_item_len")) {
+        if (parse_size(value, 1, PDS_ITEM_MAX, &v) != 0)
+            return fail(ctx, section, name, "not a number in 1..255");
+        cfg->limits.max_item = (uint32_t)v;
+    } else if (MATCH("limits", "owner_chars")) {
+        const char *p;
+        if (strlen(value) >= sizeof(cfg->limits.owner_chars))
+            return fail(ctx, section, name, "too many characters");
+        for (p = value; *p != '\0'; p++) {
+            if (*p <= ' ' || *p > '~' || *p == '/' || *p == '\\')
+                return fail(ctx, section, name,
+                            "only printable ASCII punctuation, no '/'");
+        }
+        strcpy(cfg->limits.owner_chars, value);
+    } else if (MATCH("storage", "map_initial")) {
+        if (parse_size(value, 64 * 1024, SIZE_MAX, &v) != 0)
+            return fail(ctx, section, name, "not a size of at least 64K");
+        cfg->map_initial = (size_t)v;
+    } else if (MATCH("storage", "storage_budget")) {
+        if (parse_size(value, 64 * 1024, SIZE_MAX, &v) != 0)
+            return fail(ctx, section, name, "not a size of at least 64K");
+        cfg->budget = (size_t)v;
+    } else if (MATCH("storage", "log_retain_entries")) {
+        if (parse_size(value, 1, UINT64_MAX, &v) != 0)
+            return fail(ctx, section, name, "not a number of at least 1");
+        cfg->retain_entries = v;
+    } else if (MATCH("log", "level")) {
+        int level = pds_log_level_parse(value);
+        if (level < 0)
+            return fail(ctx, section, name,
+                        "must be error, warning, info or debug");
+        cfg->log_level = level;
+    } else if (MATCH("log", "commlog_max_bytes")) {
+        if (parse_size(value, 4096, SIZE_MAX, &v) != 0)
+            return fail(ctx, section, name, "not a size of at least 4K");
+        cfg->commlog_max = (size_t)v;
+    } else {
+        return fail(ctx, section, name, "unknown setting");
+    }
+    return 1;
+}
+
+int pds_config_load(const char *path, struct pds_config *cfg, char *errmsg)
+{
+    struct pds_config tmp = *cfg;
+    struct load_ctx ctx;
+    FILE *f;
+    int rv;
+
+    memset(&ctx, 0, sizeof(ctx));
+    ctx.cfg = &tmp;
+    ctx.path = path;
+    f = fopen(path, "r");
+    if (f == NULL) {
+        snprintf(errmsg, PDS_ERRMSG_SIZE, "config file %s: %s", path,
+                 strerror(errno));
+        return -1;
+    }
+    rv = ini_parse_file(f, on_setting, &ctx);
+    fclose(f);
+    if (ctx.failed) {
+        snprintf(errmsg, PDS_ERRMSG_SIZE, "%s line %d: %s", path, rv, ctx.why);
+        return -1;
+    }
+    if (rv != 0) {
+        snprintf(errmsg, PDS_ERRMSG_SIZE, "%s line %d: not an INI line", path,
+                 rv);
+        return -1;
+    }
+    if (tmp.map_initial > tmp.budget) {
+        snprintf(errmsg, PDS_ERRMSG_SIZE,
+                 "%s: [storage] map_initial (%zu) is larger than "
+                 "storage_budget (%zu)",
+                 path, tmp.map_initial, tmp.budget);
+        return -1;
+    }
+    *cfg = tmp;
+    return 0;
+}

@@ -1,0 +1,37 @@
+/*
+ * config.h - pdsyncd's configuration file (INI, parsed with libinih).
+ *
+ *   [limits]  max_users, user_limit_policy (refuse-new | evict-lru),
+ *             max_value_size, max_owner_len, max_item_len, owner_chars
+ *   [storage] map_initial, storage_budget, log_retain_entries
+ *   [log]     level (error|warning|info|debug), commlog_max_bytes
+ *
+ * Sizes accept a K, M or G suffix (powers of 1024).
+ */
+#ifndef PDS_CONFIG_H
+#define PDS_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../core/pds.h"
+
+struct pds_config {
+    struct pds_limits limits;
+    size_t map_initial;
+    size_t budget;
+    uint64_t retain_entries;
+    int log_level;
+    size_t commlog_max;
+};
+
+void pds_config_default(struct pds_config *cfg);
+
+/*
+ * Read path into cfg (which holds the defaults). Returns 0, or -1 with a
+ * message in errmsg naming the file, line and setting: unknown section or
+ * key, a value out of range, or a file that can't be read.
+ */
+int pds_config_load(const char *path, struct pds_config *cfg, char *errmsg);
+
+#endif /* PDS_CONFIG_H */

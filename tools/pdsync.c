@@ -1,0 +1,874 @@
+/*
+ * pdsync - the command line of a pdsync node, for administrators and the
+ * printer's panel. It talks to the node's local socket through the client
+ * library in net/.
+ *
+ * Exit codes: 0 ok, 1 the operation failed, 2 usage error.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "../core/pds.h"
+#include "../net/net.h"
+
+#define EXIT_FAIL 1
+#define EXIT_USAGE 2
+
+struct cli {
+    const char *data;
+    const char *socket;
+    int json;
+    struct pds_client *client;
+    char sock_path[PATH_MAX];
+};
+
+struct command {
+    const char *name;
+    const char *args;
+    const char *help;
+    int (*run)(struct cli *cli, int argc, char **argv);
+};
+
+static const struct command *find_command(const char *name);
+
+static void print_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: pdsync [--data DIR | --socket PATH] [--json] COMMAND "
+            "[ARGS]\n"
+            "\n"
+            "Commands:\n"
+            "  put [--group] OWNER ITEM VALUE   write an item (or --file F "
+            "instead of VALUE)\n"
+            "  get [--group] OWNER ITEM         print an item's value\n"
+            "  del [--group] OWNER ITEM         delete an item\n"
+            "  list [--group] [OWNER]           list items of one owner or "
+            "all\n"
+            "  users                            list users and groups\n"
+            "  delete-user [--group] OWNER      delete all data of a user\n"
+            "  status                           show the node's status\n"
+            "  log [-n N]                       show the communication log\n"
+            "  help [COMMAND]                   show help\n"
+            "\n"
+            "Options:\n"
+            "  -d, --data DIR     the node's data directory (default %s, or "
+            "$PDSYNC_DATA)\n"
+            "  -s, --socket PATH  the node's socket (default "
+            "DIR/" PDS_SOCKET_NAME ")\n"
+            "  -j, --json         machine-readable output\n"
+            "  -h, --help         show this help\n"
+            "\n"
+            "'pdsync COMMAND --help' shows a command's help. Exit codes: 0 "
+            "ok, 1 the operation failed, 2 usage error.\n",
+            PDS_DEFAULT_DATA_DIR);
+}
+
+static int usage_error(const char *cmd, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static int usage_error(const char *cmd, const char *fmt, ...)
+{
+    const struct command *c = cmd != NULL ? find_command(cmd) : NULL;
+    va_list ap;
+
+    fprintf(stderr, "pdsync: ");
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\n");
+    if (c != NULL)
+        fprintf(stderr, "usage: pdsync %s %s\n", c->name, c->args);
+    else
+        fprintf(stderr, "Run 'pdsync --help' for the commands.\n");
+    return EXIT_USAGE;
+}
+
+static int fail(struct cli *cli, int rv)
+{
+    const char *msg = cli->client != NULL ? pds_client_errmsg(cli->client) : "";
+
+    if (cli->json) {
+        printf("{\"ok\":false,\"error\":\"%s\",\"message\":\"",
+               pds_errname(rv));
+        for (; *msg != '\0'; msg++) {
+            if (*msg == '"' || *msg == '\\')
+                printf("\\%c", *msg);
+            else if ((unsigned char)*msg < 0x20)
+                printf("\\u%04x", (unsigned char)*msg);
+            else
+                putchar(*msg);
+        }
+        printf("\"}\n");
+    }
+    fprintf(stderr, "pdsync: %s: %s\n", pds_strerror(rv),
+            cli->client != NULL ? pds_client_errmsg(cli->client) : "");
+    return EXIT_FAIL;
+}
+
+static int connect_node(struct cli *cli)
+{
+    char errmsg[PDS_ERRMSG_SIZE];
+    int rv;
+
+    if (cli->socket != NULL) {
+        snprintf(cli->sock_path, sizeof(cli->sock_path), "%s", cli->socket);
+    } else {
+        snprintf(cli->sock_path, sizeof(cli->sock_path), "%s/%s", cli->data,
+                 PDS_SOCKET_NAME);
+    }
+    rv = pds_client_open(cli->sock_path, &cli->client, errmsg);
+    if (rv != 0) {
+        if (cli->json)
+            printf("{\"ok\":false,\"error\":\"%s\"}\n", pds_errname(rv));
+        fprintf(stderr, "pdsync: %s\n", errmsg);
+        return EXIT_FAIL;
+    }
+    return 0;
+}
+
+/* ---- JSON output ------------------------------------------------------ */
+
+static void json_str(const char *s, size_t n)
+{
+    size_t i;
+
+    putchar('"');
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\')
+            printf("\\%c", c);
+        else if (c == '\n')
+            printf("\\n");
+        else if (c == '\t')
+            printf("\\t");
+        else if (c < 0x20 || c == 0x7f)
+            printf("\\u%04x", c);
+        else
+            putchar(c);
+    }
+    putchar('"');
+}
+
+/* Text values are valid UTF-8 without control characters other than
+ * newline and tab; everything else is shown as base64 or a byte count. */
+static int is_text(const uint8_t *v, size_t n)
+{
+    size_t i = 0;
+
+    while (i < n) {
+        uint8_t c = v[i];
+        size_t len;
+        size_t k;
+        if (c < 0x80) {
+            if ((c < 0x20 && c != '\n' && c != '\t') || c == 0x7f)
+                return 0;
+            i++;
+            continue;
+        }
+        if ((c & 0xe0) == 0xc0 && c >= 0xc2)
+            len = 2;
+        else if ((c & 0xf0) == 0xe0)
+            len = 3;
+        else if ((c & 0xf8) == 0xf0 && c <= 0xf4)
+            len = 4;
+        else
+            return 0;
+        if (i + len > n)
+            return 0;
+        for (k = 1; k < len; k++) {
+            if ((v[i + k] & 0xc0) != 0x80)
+                return 0;
+        }
+        i += len;
+    }
+    return 1;
+}
+
+static void json_value(const uint8_t *v, size_t n)
+{
+    if (is_text(v, n)) {
+        printf("\"value\":");
+        json_str((const char *)v, n);
+    } else {
+        size_t b64_len =
+            sodium_base64_encoded_len(n, sodium_base64_VARIANT_ORIGINAL);
+        char *b64 = malloc(b64_len);
+        if (b64 == NULL) {
+            printf("\"value_base64\":null");
+            return;
+        }
+        sodium_bin2base64(b64, b64_len, v, n, sodium_base64_VARIANT_ORIGINAL);
+        printf("\"value_base64\":\"%s\"", b64);
+        free(b64);
+    }
+}
+
+static const char *scope_word(enum pds_scope scope)
+{
+    return scope == PDS_SCOPE_GROUP ? "group" : "user";
+}
+
+static void json_item(const struct pds_item *it)
+{
+    printf("{\"scope\":\"%s\",\"owner\":", scope_word(it->scope));
+    json_str(it->owner, it->owner_len);
+    printf(",\"item\":");
+    json_str(it->item, it->item_len);
+    printf(",");
+    json_value(it->value, it->value_len);
+    printf(",\"size\":%zu,\"hlc\":%llu,\"node\":\"%016llx\"}", it->value_len,
+           (unsigned long long)it->version.hlc,
+           (unsigned long long)it->version.node);
+}
+
+static void json_write(const struct pds_write_result *r)
+{
+    printf("{\"ok\":true,\"status\":\"committed\",\"epoch\":%llu,"
+           "\"index\":%llu,\"hlc\":%llu,\"node\":\"%016llx\"}\n",
+           (unsigned long long)r->epoch, (unsigned long long)r->index,
+           (unsigned long long)r->version.hlc,
+           (unsigned long long)r->version.node);
+}
+
+static void format_time(pds_time ms, char *buf, size_t n)
+{
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+
+    gmtime_r(&t, &tm);
+    strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static void format_bytes(uint64_t b, char *buf, size_t n)
+{
+    if (b >= (uint64_t)1 << 30)
+        snprintf(buf, n, "%.1f GiB", (double)b / (double)((uint64_t)1 << 30));
+    else if (b >= (uint64_t)1 << 20)
+        snprintf(buf, n, "%.1f MiB", (double)b / (double)((uint64_t)1 << 20));
+    else if (b >= 1024)
+        snprintf(buf, n, "%.1f KiB", (double)b / 1024.0);
+    else
+        snprintf(buf, n, "%llu B", (unsigned long long)b);
+}
+
+/* ---- Commands --------------------------------------------------------- */
+
+/*
+ * Parse a command's options: --group, --help, and the extra ones given.
+ * Returns -1 when the command's help was printed, EXIT_USAGE on an
+ * error, 0 otherwise; argv is left at the first operand.
+ */
+struct cmd_opts {
+    int group;
+    const char *file;
+    const char *output;
+    long lines;
+};
+
+static int parse_cmd(const char *name,
+                     int argc,
+                     char **argv,
+                     const char *allowed,
+                     struct cmd_opts *o,
+                     int *first)
+{
+    static const struct option options[] = {
+        {"group", no_argument, NULL, 'g'},
+        {"file", required_argument, NULL, 'f'},
+        {"output", required_argument, NULL, 'o'},
+        {"lines", required_argument, NULL, 'n'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const struct command *c = find_command(name);
+    char *end;
+    int opt;
+
+    memset(o, 0, sizeof(*o));
+    optind = 1;
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, "+gf:o:n:h", options, NULL)) != -1) {
+        if (opt == 'h') {
+            printf("usage: pdsync %s %s\n\n%s\n", c->name, c->args, c->help);
+            return -1;
+        }
+        if (opt == '?' || opt == ':' || strchr(allowed, opt) == NULL) {
+            const char *bad = argv[optind - 1];
+            if (opt == '?' && optopt != 0)
+                return usage_error(name, "%s: unknown option '-%c'", name,
+                                   optopt);
+            if (opt == ':' || (opt == '?' && optopt != 0))
+                return usage_error(name, "%s: option '%s' needs a value", name,
+                                   bad);
+            return usage_error(name, "%s: unknown option '%s'", name, bad);
+        }
+        switch (opt) {
+        case 'g':
+            o->group = 1;
+            break;
+        case 'f':
+            o->file = optarg;
+            break;
+        case 'o':
+            o->output = optarg;
+            break;
+        case 'n':
+            errno = 0;
+            o->lines = strtol(optarg, &end, 10);
+            if (errno != 0 || *end != '\0' || o->lines <= 0 ||
+                o->lines > 100000)
+                return usage_error(name, "%s: --lines must be 1..100000", name);
+            break;
+        }
+    }
+    *first = optind;
+    return 0;
+}
+
+static int check_operands(const char *name, int n, int min, int max)
+{
+    if (n < min)
+        return usage_error(name, "%s: missing arguments", name);
+    if (n > max)
+        return usage_error(name, "%s: too many arguments", name);
+    return 0;
+}
+
+static void
+make_key(struct pds_key *key, int group, const char *owner, const char *item)
+{
+    key->scope = group ? PDS_SCOPE_GROUP : PDS_SCOPE_USER;
+    key->owner = owner;
+    key->owner_len = strlen(owner);
+    key->item = item;
+    key->item_len = item != NULL ? strlen(item) : 0;
+}
+
+static int read_file(const char *path, uint8_t **out, size_t *len, char *errmsg)
+{
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+    uint8_t *buf = NULL;
+    size_t n = 0;
+    size_t cap = 0;
+
+    if (f == NULL) {
+        snprintf(errmsg, PDS_ERRMSG_SIZE, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    for (;;) {
+        size_t got;
+        if (n == cap) {
+            uint8_t *p;
+            cap = cap == 0 ? 65536 : cap * 2;
+            if (cap > PDS_VALUE_MAX + 1u) {
+                snprintf(errmsg, PDS_ERRMSG_SIZE,
+                         "%s: larger than the %u-byte maximum of a value", path,
+                         (unsigned)PDS_VALUE_MAX);
+                goto err;
+            }
+            p = realloc(buf, cap);
+            if (p == NULL) {
+                snprintf(errmsg, PDS_ERRMSG_SIZE, "out of memory");
+                goto err;
+            }
+            buf = p;
+        }
+        got = fread(buf + n, 1, cap - n, f);
+        n += got;
+        if (got == 0)
+            break;
+    }
+    if (ferror(f)) {
+        snprintf(errmsg, PDS_ERRMSG_SIZE, "%s: read error", path);
+        goto err;
+    }
+    if (f != stdin)
+        fclose(f);
+    *out = buf;
+    *len = n;
+    return 0;
+
+err:
+    if (f != stdin)
+        fclose(f);
+    free(buf);
+    return -1;
+}
+
+static int cmd_put(struct cli *cli, int argc, char **argv)
+{
+    struct cmd_opts o;
+    struct pds_write_result res;
+    struct pds_key key;
+    char errmsg[PDS_ERRMSG_SIZE];
+    uint8_t *file_value = NULL;
+    const uint8_t *value;
+    size_t value_len;
+    int first;
+    int rv;
+
+    rv = parse_cmd("put", argc, argv, "gf", &o, &first);
+    if (rv != 0)
+        return rv < 0 ? 0 : rv;
+    argc -= first;
+    argv += first;
+    rv = check_operands("put", argc, o.file != NULL ? 2 : 3,
+                        o.file != NULL ? 2 : 3);
+    if (rv != 0)
+        return rv;
+    if (o.file != NULL) {
+        if (read_file(o.file, &file_value, &value_len, errmsg) != 0) {
+            fprintf(stderr, "pdsync: put: %s\n", errmsg);
+            return EXIT_FAIL;
+        }
+        value = file_value;
+    } else {
+        value = (const uint8_t *)argv[2];
+        value_len = strlen(argv[2]);
+    }
+    make_key(&key, o.group, argv[0], argv[1]);
+    rv = connect_node(cli);
+    if (rv == 0) {
+        rv = pds_client_put(cli->client, &key, value, value_len, &res);
+        if (rv != 0) {
+            rv = fail(cli, rv);
+        } else if (cli->json) {
+            json_write(&res);
+        } else {
+            printf("committed %s/%s at %llu/%llu\n", argv[0], argv[1],
+                   (unsigned long long)res.epoch,
+                   (unsigned long long)res.index);
+        }
+    }
+    free(file_value);
+    return rv;
+}
+
+static int cmd_get(struct cli *cli, int argc, char **argv)
+{
+    struct cmd_opts o;
+    struct pds_item it;
+    struct pds_key key;
+    int first;
+    int rv;
+
+    rv = parse_cmd("get", argc, argv, "go", &o, &first);
+    if (rv != 0)
+        return rv < 0 ? 0 : rv;
+    argc -= first;
+    argv += first;
+    rv = check_operands("get", argc, 2, 2);
+    if (rv != 0)
+        return rv;
+    make_key(&key, o.group, argv[0], argv[1]);
+    rv = connect_node(cli);
+    if (rv != 0)
+        return rv;
+    rv = pds_client_get(cli->client, &key, &it);
+    if (rv != 0)
+        return fail(cli, rv);
+    if (o.output != NULL) {
+        FILE *f = fopen(o.output, "wb");
+        if (f == NULL || fwrite(it.value, 1, it.value_len, f) != it.value_len ||
+            fclose(f) != 0) {
+            fprintf(stderr, "pdsync: get: write %s: %s\n", o.output,
+                    strerror(errno));
+            return EXIT_FAIL;
+        }
+    } else if (cli->json) {
+        json_item(&it);
+        putchar('\n');
+    } else {
+        fwrite(it.value, 1, it.value_len, stdout);
+        putchar('\n');
+    }
+    return 0;
+}
+
+static int cmd_del(struct cli *cli, int argc, char **argv)
+{
+    struct cmd_opts o;
+    struct pds_write_result res;
+    struct pds_key key;
+    int first;
+    int rv;
+
+    rv = parse_cmd("del", argc, argv, "g", &o, &first);
+    if (rv != 0)
+        return rv < 0 ? 0 : rv;
+    argc -= first;
+    argv += first;
+    rv = check_operands("del", argc, 2, 2);
+    if (rv != 0)
+        return rv;
+    make_key(&key, o.group, argv[0], argv[1]);
+    rv = connect_node(cli);
+    if (rv != 0)
+        return rv;
+    rv = pds_client_del(cli->client, &key, &res);
+    if (rv != 0)
+        return fail(cli, rv);
+    if (cli->json)
+        json_write(&res);
+    else
+        printf("deleted %s/%s at %llu/%llu\n", argv[0], argv[1],
+               (unsigned long long)res.epoch, (unsigned long long)res.index);
+    return 0;
+}
+
+static int cmd_list(struct cli *cli, int argc, char **argv)
+{
+    const struct pds_item *items;
+    struct cmd_opts o;
+    size_t n;
+    size_t i;
+    int first;
+    int rv;
+
+    rv = parse_cmd("list", argc, argv, "g", &o, &first);
+    if (rv != 0)
+        return rv < 0 ? 0 : rv;
+    argc -= first;
+    argv += first;
+    rv = check_operands("list", argc, 0, 1);
+    if (rv != 0)
+        return rv;
+    rv = connect_node(cli);
+    if (rv != 0)
+        return rv;
+    rv =
+        pds_client_list(cli->client, o.group ? PDS_SCOPE_GROUP : PDS_SCOPE_USER,
+                        argc == 1 ? argv[0] : NULL, &items, &n);
+    if (rv != 0)
+        return fail(cli, rv);
+    if (cli->json)
+        printf("[");
+    for (i = 0; i < n; i++) {
+        const struct pds_item *it = &items[i];
+        if (cli->json) {
+            if (i > 0)
+                printf(",");
+            json_item(it);
+            continue;
+        }
+        printf("%s\t%.*s\t%.*s\t", scope_word(it->scope), (int)it->owner_len,
+               it->owner, (int)it->item_len, it->item);
+        if (is_text(it->value, it->value_len) && it->value_len <= 80 &&
+            memchr(it->value, '\n', it->value_len) == NULL)
+            printf("%.*s\n", (int)it->value_len, (const char *)it->value);
+        else
+            printf("<%zu bytes>\n", it->value_len);
+    }
+    if (cli->json)
+        printf("]\n");
+    return 0;
+}
+
+static int cmd_users(struct cli *cli, int argc, char **argv)
+{
+    const struct pds_user *users;
+    struct cmd_opts o;
+    char when[32];
+    size_t n;
+    size_t i;
+    int first;
+    int rv;
+
+    rv = parse_cmd("users", argc, argv, "", &o, &first);
+    if (rv != 0)
+        return rv < 0 ? 0 : rv;
+    rv = check_operands("users", argc - first, 0, 0);
+    if (rv != 0)
+        return rv;
+    rv = connect_node(cli);
+    if (rv != 0)
+        return rv;
+    rv = pds_client_users(cli->client, &users, &n);
+    if (rv != 0)
+        return fail(cli, rv);
+    if (cli->json)
+        printf("[");
+    for (i = 0; i < n; i++) {
+        format_time(users[i].last_used, when, sizeof(when));
+        if (cli->json) {
+            printf("%s{\"scope\":\"%s\",\"owner\":", i > 0 ? "," : "",
+                   scope_word(users[i].scope));
+            json_str(users[i].owner, users[i].owner_len);
+            printf(",\"last_used\":\"%s\"}", when);
+        } else {
+            printf("%s\t%.*s\tlast used %s\n", scope_word(users[i].scope),
+                   (int)users[i].owner_len, users[i].owner, when);
+        }
+    }
+    if (cli->json)
+        printf("]\n");
+    return 0;
+}
+
+static int cmd_delete_user(struct cli *cli, int argc, char **argv)
+{
+    struct pds_write_result res;
+    struct cmd_opts o;
+    int first;
+    int rv;
+
+    rv = parse_cmd("delete-user", argc, argv, "g", &o, &first);
+    if (rv != 0)
+        return rv < 0 ? 0 : rv;
+    argc -= first;
+    argv += first;
+    rv = check_operands("delete-user", argc, 1, 1);
+    if (rv != 0)
+        return rv;
+    rv = connect_node(cli);
+    if (rv != 0)
+        return rv;
+    rv = pds_client_delete_user(
+        cli->client, o.group ? PDS_SCOPE_GROUP : PDS_SCOPE_USER, argv[0], &res);
+    if (rv != 0)
+        return fail(cli, rv);
+    if (cli->json)
+        json_write(&res);
+    else
+        printf("deleted %s %s at %llu/%llu\n", o.group ? "group" : "user",
+               argv[0], (unsigned long long)res.epoch,
+               (unsigned long long)res.index);
+    return 0;
+}
+
+static int cmd_status(struct cli *cli, int argc, char **argv)
+{
+    struct pds_status st;
+    struct cmd_opts o;
+    char used[32];
+    char budget[32];
+    int first;
+    int rv;
+
+    rv = parse_cmd("status", argc, argv, "", &o, &first);
+    if (rv != 0)
+        return rv < 0 ? 0 : rv;
+    rv = check_operands("status", argc - first, 0, 0);
+    if (rv != 0)
+        return rv;
+    rv = connect_node(cli);
+    if (rv != 0)
+        return rv;
+    rv = pds_client_status(cli->client, &st);
+    if (rv != 0)
+        return fail(cli, rv);
+    if (cli->json) {
+        printf("{\"role\":\"%s\",\"node_id\":\"%016llx\",\"epoch\":%llu,"
+               "\"last_epoch\":%llu,\"last_index\":%llu,\"records\":%llu,"
+               "\"users\":%llu,\"max_users\":%llu,\"groups\":%llu,"
+               "\"log_entries\":%llu,\"bytes_used\":%llu,\"budget\":%llu,"
+               "\"commits\":%llu,\"committed_entries\":%llu,"
+               "\"pid\":%llu,\"data_dir\":",
+               st.role, (unsigned long long)st.node_id,
+               (unsigned long long)st.epoch, (unsigned long long)st.last_epoch,
+               (unsigned long long)st.last_index,
+               (unsigned long long)st.n_records, (unsigned long long)st.n_users,
+               (unsigned long long)st.max_users,
+               (unsigned long long)st.n_groups, (unsigned long long)st.n_log,
+               (unsigned long long)st.bytes_used, (unsigned long long)st.budget,
+               (unsigned long long)st.n_commits,
+               (unsigned long long)st.n_committed, (unsigned long long)st.pid);
+        json_str(st.data_dir, strlen(st.data_dir));
+        printf(",\"version\":");
+        json_str(st.version, strlen(st.version));
+        printf("}\n");
+        return 0;
+    }
+    format_bytes(st.bytes_used, used, sizeof(used));
+    format_bytes(st.budget, budget, sizeof(budget));
+    printf("role:        %s\n"
+           "node id:     %016llx\n"
+           "epoch:       %llu\n"
+           "position:    %llu/%llu\n"
+           "records:     %llu\n"
+           "users:       %llu of %llu\n"
+           "groups:      %llu\n"
+           "log entries: %llu\n"
+           "storage:     %s used of %s budget\n"
+           "commits:     %llu transactions for %llu entries since start\n"
+           "data dir:    %s\n"
+           "pid:         %llu\n"
+           "version:     %s\n",
+           st.role, (unsigned long long)st.node_id,
+           (unsigned long long)st.epoch, (unsigned long long)st.last_epoch,
+           (unsigned long long)st.last_index, (unsigned long long)st.n_records,
+           (unsigned long long)st.n_users, (unsigned long long)st.max_users,
+           (unsigned long long)st.n_groups, (unsigned long long)st.n_log, used,
+           budget, (unsigned long long)st.n_commits,
+           (unsigned long long)st.n_committed, st.data_dir,
+           (unsigned long long)st.pid, st.version);
+    return 0;
+}
+
+static int cmd_log(struct cli *cli, int argc, char **argv)
+{
+    const char *const *lines;
+    struct cmd_opts o;
+    size_t n;
+    size_t i;
+    int first;
+    int rv;
+
+    rv = parse_cmd("log", argc, argv, "n", &o, &first);
+    if (rv != 0)
+        return rv < 0 ? 0 : rv;
+    rv = check_operands("log", argc - first, 0, 0);
+    if (rv != 0)
+        return rv;
+    rv = connect_node(cli);
+    if (rv != 0)
+        return rv;
+    rv = pds_client_log(cli->client, (uint32_t)(o.lines > 0 ? o.lines : 100),
+                        &lines, &n);
+    if (rv != 0)
+        return fail(cli, rv);
+    if (cli->json)
+        printf("[");
+    for (i = 0; i < n; i++) {
+        if (cli->json) {
+            if (i > 0)
+                printf(",");
+            json_str(lines[i], strlen(lines[i]));
+        } else {
+            printf("%s\n", lines[i]);
+        }
+    }
+    if (cli->json)
+        printf("]\n");
+    return 0;
+}
+
+static int cmd_help(struct cli *cli, int argc, char **argv)
+{
+    const struct command *c;
+
+    (void)cli;
+    if (argc < 2) {
+        print_usage(stdout);
+        return 0;
+    }
+    if (argc > 2)
+        return usage_error("help", "help: too many arguments");
+    c = find_command(argv[1]);
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)
+        c = find_command("help");
+    if (c == NULL)
+        return usage_error(NULL, "unknown command '%s'", argv[1]);
+    printf("usage: pdsync %s %s\n\n%s\n", c->name, c->args, c->help);
+    return 0;
+}
+
+static const struct command commands[] = {
+    {"put", "[--group] OWNER ITEM VALUE | [--group] --file F OWNER ITEM",
+     "Write ITEM of user OWNER (or of group OWNER with --group). The value is\n"
+     "VALUE, or the bytes of file F ('-' for standard input). Prints where\n"
+     "the write was committed once it is durable.",
+     cmd_put},
+    {"get", "[--group] [--output F] OWNER ITEM",
+     "Print the value of ITEM of OWNER (to file F with --output). Exits 1\n"
+     "with \"not found\" when the item does not exist.",
+     cmd_get},
+    {"del", "[--group] OWNER ITEM",
+     "Delete ITEM of OWNER. Exits 1 with \"not found\" when it does not "
+     "exist.",
+     cmd_del},
+    {"list", "[--group] [OWNER]",
+     "List the items of OWNER, or of every owner when OWNER is omitted.",
+     cmd_list},
+    {"users", "", "List the users and groups that have data on this node.",
+     cmd_users},
+    {"delete-user", "[--group] OWNER",
+     "Delete every item of user OWNER (or group OWNER with --group).",
+     cmd_delete_user},
+    {"status", "",
+     "Show the node's role, id, epoch, log position, record and user counts\n"
+     "and the storage used of its budget.",
+     cmd_status},
+    {"log", "[-n|--lines N]",
+     "Show the last N lines (default 100) of the communication log.", cmd_log},
+    {"help", "[COMMAND]", "Show the commands, or one command's help.",
+     cmd_help},
+};
+
+static const struct command *find_command(const char *name)
+{
+    size_t i;
+
+    for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+        if (strcmp(commands[i].name, name) == 0)
+            return &commands[i];
+    }
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option options[] = {
+        {"data", required_argument, NULL, 'd'},
+        {"socket", required_argument, NULL, 's'},
+        {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
+    };
+    const struct command *c;
+    struct cli cli;
+    int opt;
+    int rv;
+
+    memset(&cli, 0, sizeof(cli));
+    cli.data = getenv("PDSYNC_DATA");
+    if (cli.data == NULL || cli.data[0] == '\0')
+        cli.data = PDS_DEFAULT_DATA_DIR;
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, "+d:s:jhV", options, NULL)) != -1) {
+        switch (opt) {
+        case 'd':
+            cli.data = optarg;
+            break;
+        case 's':
+            cli.socket = optarg;
+            break;
+        case 'j':
+            cli.json = 1;
+            break;
+        case 'h':
+            print_usage(stdout);
+            return 0;
+        case 'V':
+            printf("pdsync %s\n", PDS_VERSION);
+            return 0;
+        default:
+            if (optopt != 0 && strchr("ds", optopt) != NULL)
+                return usage_error(NULL, "option '%s' needs a value",
+                                   argv[optind - 1]);
+            return usage_error(NULL, "unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind >= argc)
+        return usage_error(NULL, "missing command");
+    c = find_command(argv[optind]);
+    if (c == NULL)
+        return usage_error(NULL, "unknown command '%s'", argv[optind]);
+    if (sodium_init() < 0) {
+        fprintf(stderr, "pdsync: libsodium failed to initialize\n");
+        return EXIT_FAIL;
+    }
+    rv = c->run(&cli, argc - optind, argv + optind);
+    pds_client_close(cli.client);
+    return rv;
+}

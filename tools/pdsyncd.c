@@ -1,0 +1,845 @@
+/*
+ * pdsyncd - the pdsync node daemon.
+ *
+ * Wires the core, storage and the local API onto one libuv loop. Requests
+ * that arrive during one loop turn are stepped through the core; the check
+ * phase after the turn's I/O commits every entry they produced in one LMDB
+ * transaction with one fsync (group commit), and only then are the writers
+ * answered. The order "persist, then reply" lives in commit_batch() alone.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+#include <uv.h>
+
+#include "../core/pds.h"
+#include "../net/net.h"
+#include "../storage/store.h"
+#include "commlog.h"
+#include "config.h"
+
+/* A request waiting for the core's reply. */
+struct waiter {
+    struct pds_local_conn *conn;
+    uint64_t id;
+    enum pds_req_op op;
+};
+
+struct daemon {
+    uv_loop_t loop;
+    uv_check_t commit_check;
+    uv_signal_t sigterm;
+    uv_signal_t sigint;
+    struct pds_local_server *local;
+    struct pds_store *store;
+    struct pds_core *core;
+    struct pds_config cfg;
+    char data_dir[PATH_MAX];
+    int lock_fd;
+    int is_stopping;
+
+    /* Entries stepped this turn and not yet committed. */
+    struct pds_entry *batch;
+    size_t n_batch;
+    size_t cap_batch;
+    uint64_t n_commits;
+    uint64_t n_committed;
+};
+
+static pds_time wall_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (pds_time)ts.tv_sec * 1000u + (pds_time)(ts.tv_nsec / 1000000);
+}
+
+/* ---- Replies ---------------------------------------------------------- */
+
+static void send_reply(struct pds_local_conn *conn, struct pds_reply_buf *rb)
+{
+    uint8_t *frame;
+    size_t len;
+
+    if (rb == NULL)
+        return;
+    if (pds_reply_take(rb, &frame, &len) != 0) {
+        /* The reply was too large or memory ran out: say so instead. */
+        pds_log(PDS_LOG_WARNING, "local API: reply could not be encoded");
+        return;
+    }
+    pds_local_send(conn, frame, len);
+}
+
+static void
+reply_error(struct pds_local_conn *conn, uint64_t id, int rc, const char *msg)
+{
+    send_reply(conn, pds_reply_new(id, rc, msg));
+}
+
+/* Answer every writer the core has replies for. */
+static void deliver_replies(const struct pds_update *u)
+{
+    size_t i;
+
+    for (i = 0; i < u->n_replies; i++) {
+        const struct pds_reply *r = &u->replies[i];
+        struct waiter *w = (struct waiter *)(uintptr_t)r->req;
+        struct pds_reply_buf *rb;
+
+        if (r->status != 0) {
+            /* Refusals an administrator should see go to the comm log;
+             * storage failures were logged once for the whole batch. */
+            if (r->status == PDS_ELIMIT || r->status == PDS_ETOOBIG)
+                pds_commlog(PDS_LOG_WARNING, "write refused: %s", r->errmsg);
+            rb = pds_reply_new(w->id, r->status, r->errmsg);
+        } else {
+            rb = pds_reply_new(w->id, 0, NULL);
+            if (rb != NULL)
+                pds_reply_write(rb, r->epoch, r->index, &r->version);
+        }
+        send_reply(w->conn, rb);
+        pds_local_conn_unref(w->conn);
+        free(w);
+    }
+}
+
+/* ---- Stepping the core ------------------------------------------------ */
+
+static int batch_add(struct daemon *d, const struct pds_update *u)
+{
+    size_t need = d->n_batch + u->n_entries;
+
+    if (need > d->cap_batch) {
+        size_t cap = d->cap_batch == 0 ? 64 : d->cap_batch;
+        struct pds_entry *p;
+        while (cap < need)
+            cap *= 2;
+        p = realloc(d->batch, cap * sizeof(*p));
+        if (p == NULL)
+            return PDS_ENOMEM;
+        d->batch = p;
+        d->cap_batch = cap;
+    }
+    memcpy(d->batch + d->n_batch, u->entries,
+           u->n_entries * sizeof(*u->entries));
+    d->n_batch = need;
+    return 0;
+}
+
+/*
+ * Step the core with one event and carry out the update: entries join the
+ * turn's batch (persisted in the check phase), replies go out now (the
+ * core only returns replies for writes that are durable or refused).
+ */
+static int step(struct daemon *d, const struct pds_event *ev)
+{
+    struct pds_update u;
+    int rv;
+
+    rv = pds_core_step(d->core, ev, &u);
+    if (u.n_entries > 0 && batch_add(d, &u) != 0) {
+        pds_log(PDS_LOG_ERROR, "out of memory queuing entries");
+        abort(); /* The core believes they are pending; we can't drop. */
+    }
+    deliver_replies(&u);
+    return rv;
+}
+
+/* The check phase: one transaction, one fsync for the whole turn. */
+static void commit_batch(uv_check_t *handle)
+{
+    struct daemon *d = handle->data;
+    struct pds_event ev;
+    pds_index first, last;
+    int rv;
+
+    if (d->n_batch == 0)
+        return;
+    first = d->batch[0].index;
+    last = d->batch[d->n_batch - 1].index;
+    rv = pds_store_commit(d->store, d->batch, d->n_batch, wall_ms());
+    memset(&ev, 0, sizeof(ev));
+    ev.now = wall_ms();
+    if (rv == 0) {
+        d->n_commits++;
+        d->n_committed += d->n_batch;
+        ev.type = PDS_EVENT_PERSISTED;
+        ev.u.persisted.index = last;
+    } else {
+        const char *msg = pds_store_errmsg(d->store);
+        pds_commlog(PDS_LOG_ERROR, "%zu writes failed: %s", d->n_batch, msg);
+        ev.type = PDS_EVENT_PERSIST_FAILED;
+        ev.u.persist_failed.index = first;
+        ev.u.persist_failed.status = rv;
+        ev.u.persist_failed.errmsg = msg;
+    }
+    d->n_batch = 0;
+    rv = step(d, &ev);
+    if (rv != 0)
+        pds_log(PDS_LOG_ERROR, "core refused storage result: %s",
+                pds_strerror(rv));
+}
+
+/* ---- Request handlers ------------------------------------------------- */
+
+static void handle_write(struct daemon *d,
+                         struct pds_local_conn *conn,
+                         const struct pds_request *req)
+{
+    struct pds_event ev;
+    struct waiter *w;
+    int rv;
+
+    w = malloc(sizeof(*w));
+    if (w == NULL) {
+        reply_error(conn, req->id, PDS_ENOMEM, "out of memory");
+        return;
+    }
+    w->conn = conn;
+    w->id = req->id;
+    w->op = req->op;
+    pds_local_conn_ref(conn);
+
+    memset(&ev, 0, sizeof(ev));
+    ev.type = PDS_EVENT_WRITE;
+    ev.now = wall_ms();
+    ev.u.write.req = (uint64_t)(uintptr_t)w;
+    ev.u.write.key.scope = req->scope;
+    ev.u.write.key.owner = req->owner;
+    ev.u.write.key.owner_len = req->owner_len;
+    ev.u.write.key.item = req->item;
+    ev.u.write.key.item_len = req->item_len;
+    if (req->op == PDS_REQ_PUT) {
+        ev.u.write.op = PDS_OP_PUT;
+        ev.u.write.value = req->value;
+        ev.u.write.value_len =
+            req->value_len > UINT32_MAX ? UINT32_MAX : (uint32_t)req->value_len;
+    } else if (req->op == PDS_REQ_DEL) {
+        struct pds_record rec;
+        uint8_t *value = NULL;
+        ev.u.write.op = PDS_OP_DEL;
+        rv = pds_store_get(d->store, &ev.u.write.key, &rec, &value);
+        ev.u.write.exists = rv == 0 && !rec.is_tombstone;
+        free(value);
+    } else {
+        ev.u.write.op = PDS_OP_DEL_OWNER;
+        ev.u.write.key.item = NULL;
+        ev.u.write.key.item_len = 0;
+    }
+    rv = step(d, &ev);
+    if (rv != 0) {
+        /* The core took nothing: the waiter was not handed out. */
+        reply_error(conn, req->id, rv, pds_strerror(rv));
+        pds_local_conn_unref(conn);
+        free(w);
+    }
+}
+
+static void touch(struct daemon *d,
+                  enum pds_scope scope,
+                  const char *owner,
+                  size_t owner_len)
+{
+    struct pds_event ev;
+
+    memset(&ev, 0, sizeof(ev));
+    ev.type = PDS_EVENT_TOUCH;
+    ev.now = wall_ms();
+    ev.u.touch.scope = scope;
+    ev.u.touch.owner = owner;
+    ev.u.touch.owner_len = owner_len;
+    step(d, &ev);
+}
+
+static const char *scope_word(enum pds_scope scope)
+{
+    return scope == PDS_SCOPE_USER ? "user" : "group";
+}
+
+static void handle_get(struct daemon *d,
+                       struct pds_local_conn *conn,
+                       const struct pds_request *req)
+{
+    struct pds_key key = {req->scope, req->owner, req->owner_len, req->item,
+                          req->item_len};
+    char errmsg[PDS_ERRMSG_SIZE];
+    struct pds_record rec;
+    struct pds_item it;
+    struct pds_reply_buf *rb;
+    uint8_t *value = NULL;
+    int rv;
+
+    rv = pds_key_validate(&d->cfg.limits, &key, errmsg);
+    if (rv != 0) {
+        reply_error(conn, req->id, rv, errmsg);
+        return;
+    }
+    rv = pds_store_get(d->store, &key, &rec, &value);
+    if (rv == PDS_ENOTFOUND || (rv == 0 && rec.is_tombstone)) {
+        snprintf(errmsg, sizeof(errmsg), "%s \"%.*s\" has no item \"%.*s\"",
+                 scope_word(req->scope), (int)req->owner_len, req->owner,
+                 (int)req->item_len, req->item);
+        reply_error(conn, req->id, PDS_ENOTFOUND, errmsg);
+        free(value);
+        return;
+    }
+    if (rv != 0) {
+        reply_error(conn, req->id, rv, pds_store_errmsg(d->store));
+        return;
+    }
+    touch(d, req->scope, req->owner, req->owner_len);
+    memset(&it, 0, sizeof(it));
+    it.scope = key.scope;
+    it.owner = key.owner;
+    it.owner_len = key.owner_len;
+    it.item = key.item;
+    it.item_len = key.item_len;
+    it.value = rec.value;
+    it.value_len = rec.value_len;
+    it.version = rec.version;
+    rb = pds_reply_new(req->id, 0, NULL);
+    if (rb != NULL)
+        pds_reply_get(rb, &it);
+    send_reply(conn, rb);
+    free(value);
+}
+
+/* Records copied out of a read transaction for a list reply. */
+struct list_ctx {
+    struct pds_item *items;
+    size_t n;
+    size_t cap;
+    size_t bytes;
+    int too_big;
+};
+
+static int collect_record(void *arg,
+                          const struct pds_key *key,
+                          const struct pds_record *rec)
+{
+    struct list_ctx *ctx = arg;
+    struct pds_item *it;
+    char *mem;
+
+    ctx->bytes += key->owner_len + key->item_len + rec->value_len + 64;
+    if (ctx->bytes > PDS_LOCAL_FRAME_MAX - 4096) {
+        ctx->too_big = 1;
+        return 1;
+    }
+    if (ctx->n == ctx->cap) {
+        size_t cap = ctx->cap == 0 ? 64 : ctx->cap * 2;
+        struct pds_item *p = realloc(ctx->items, cap * sizeof(*p));
+        if (p == NULL)
+            return PDS_ENOMEM;
+        ctx->items = p;
+        ctx->cap = cap;
+    }
+    mem = malloc(key->owner_len + key->item_len + rec->value_len + 1);
+    if (mem == NULL)
+        return PDS_ENOMEM;
+    it = &ctx->items[ctx->n++];
+    memcpy(mem, key->owner, key->owner_len);
+    memcpy(mem + key->owner_len, key->item, key->item_len);
+    if (rec->value_len > 0)
+        memcpy(mem + key->owner_len + key->item_len, rec->value,
+               rec->value_len);
+    it->scope = key->scope;
+    it->owner = mem;
+    it->owner_len = key->owner_len;
+    it->item = mem + key->owner_len;
+    it->item_len = key->item_len;
+    it->value = (const uint8_t *)mem + key->owner_len + key->item_len;
+    it->value_len = rec->value_len;
+    it->version = rec->version;
+    return 0;
+}
+
+static void handle_list(struct daemon *d,
+                        struct pds_local_conn *conn,
+                        const struct pds_request *req)
+{
+    struct list_ctx ctx;
+    struct pds_reply_buf *rb;
+    char errmsg[PDS_ERRMSG_SIZE];
+    size_t i;
+    int rv;
+
+    if (req->owner != NULL) {
+        rv = pds_owner_validate(&d->cfg.limits, req->owner, req->owner_len,
+                                errmsg);
+        if (rv != 0) {
+            reply_error(conn, req->id, rv, errmsg);
+            return;
+        }
+    }
+    memset(&ctx, 0, sizeof(ctx));
+    rv = pds_store_list(d->store, req->scope, req->owner, req->owner_len,
+                        collect_record, &ctx);
+    if (ctx.too_big) {
+        reply_error(conn, req->id, PDS_ETOOBIG,
+                    "the list is larger than one reply can carry: list one "
+                    "owner at a time");
+    } else if (rv < 0) {
+        reply_error(conn, req->id, rv,
+                    rv == PDS_ENOMEM ? "out of memory"
+                                     : pds_store_errmsg(d->store));
+    } else {
+        rb = pds_reply_new(req->id, 0, NULL);
+        if (rb != NULL)
+            pds_reply_list(rb, ctx.items, ctx.n);
+        send_reply(conn, rb);
+    }
+    for (i = 0; i < ctx.n; i++)
+        free((void *)ctx.items[i].owner);
+    free(ctx.items);
+}
+
+struct users_ctx {
+    struct pds_user *users;
+    size_t n;
+    size_t cap;
+};
+
+static int collect_owner(void *arg, const struct pds_owner_info *o)
+{
+    struct users_ctx *ctx = arg;
+    struct pds_user *u;
+    char *name;
+
+    if (ctx->n == ctx->cap) {
+        size_t cap = ctx->cap == 0 ? 64 : ctx->cap * 2;
+        struct pds_user *p = realloc(ctx->users, cap * sizeof(*p));
+        if (p == NULL)
+            return PDS_ENOMEM;
+        ctx->users = p;
+        ctx->cap = cap;
+    }
+    name = malloc(o->owner_len + 1);
+    if (name == NULL)
+        return PDS_ENOMEM;
+    memcpy(name, o->owner, o->owner_len);
+    u = &ctx->users[ctx->n++];
+    u->scope = o->scope;
+    u->owner = name;
+    u->owner_len = o->owner_len;
+    u->last_used = o->last_used;
+    return 0;
+}
+
+static void handle_users(struct daemon *d,
+                         struct pds_local_conn *conn,
+                         const struct pds_request *req)
+{
+    struct users_ctx ctx;
+    struct pds_reply_buf *rb;
+    size_t i;
+    int rv;
+
+    memset(&ctx, 0, sizeof(ctx));
+    rv = pds_store_owners(d->store, collect_owner, &ctx);
+    if (rv != 0) {
+        reply_error(conn, req->id, rv, pds_store_errmsg(d->store));
+    } else {
+        rb = pds_reply_new(req->id, 0, NULL);
+        if (rb != NULL)
+            pds_reply_users(rb, ctx.users, ctx.n);
+        send_reply(conn, rb);
+    }
+    for (i = 0; i < ctx.n; i++)
+        free((void *)ctx.users[i].owner);
+    free(ctx.users);
+}
+
+static void handle_status(struct daemon *d,
+                          struct pds_local_conn *conn,
+                          const struct pds_request *req)
+{
+    struct pds_store_stats stats;
+    struct pds_store_meta meta;
+    struct pds_status st;
+    struct pds_reply_buf *rb;
+    int rv;
+
+    rv = pds_store_stats(d->store, &stats);
+    if (rv == 0)
+        rv = pds_store_meta(d->store, &meta);
+    if (rv != 0) {
+        reply_error(conn, req->id, rv, pds_store_errmsg(d->store));
+        return;
+    }
+    memset(&st, 0, sizeof(st));
+    st.role = pds_role_name(pds_core_role(d->core));
+    st.node_id = meta.node_id;
+    st.epoch = meta.epoch;
+    st.last_epoch = meta.last_epoch;
+    st.last_index = meta.last_index;
+    st.n_records = stats.n_records;
+    st.n_users = stats.n_users;
+    st.n_groups = stats.n_groups;
+    st.n_log = stats.n_log;
+    st.bytes_used = stats.bytes_used;
+    st.budget = stats.budget;
+    st.max_users = d->cfg.limits.max_users;
+    st.pid = (uint64_t)getpid();
+    st.n_commits = d->n_commits;
+    st.n_committed = d->n_committed;
+    st.data_dir = d->data_dir;
+    st.version = PDS_VERSION;
+    rb = pds_reply_new(req->id, 0, NULL);
+    if (rb != NULL)
+        pds_reply_status(rb, &st);
+    send_reply(conn, rb);
+}
+
+static void handle_log(struct pds_local_conn *conn,
+                       const struct pds_request *req)
+{
+    struct pds_reply_buf *rb;
+    char **lines;
+    size_t n;
+
+    if (pds_commlog_tail(req->limit, &lines, &n) != 0) {
+        reply_error(conn, req->id, PDS_EIO,
+                    "the communication log could not be read");
+        return;
+    }
+    rb = pds_reply_new(req->id, 0, NULL);
+    if (rb != NULL)
+        pds_reply_log(rb, (const char *const *)lines, n);
+    send_reply(conn, rb);
+    pds_commlog_tail_free(lines, n);
+}
+
+static void on_request(void *arg,
+                       struct pds_local_conn *conn,
+                       const struct pds_request *req)
+{
+    struct daemon *d = arg;
+
+    if (d->is_stopping) {
+        reply_error(conn, req->id, PDS_ECANCELED,
+                    "pdsyncd is shutting down; nothing was changed");
+        return;
+    }
+    switch (req->op) {
+    case PDS_REQ_PUT:
+    case PDS_REQ_DEL:
+    case PDS_REQ_DELETE_USER:
+        handle_write(d, conn, req);
+        break;
+    case PDS_REQ_GET:
+        handle_get(d, conn, req);
+        break;
+    case PDS_REQ_LIST:
+        handle_list(d, conn, req);
+        break;
+    case PDS_REQ_USERS:
+        handle_users(d, conn, req);
+        break;
+    case PDS_REQ_STATUS:
+        handle_status(d, conn, req);
+        break;
+    case PDS_REQ_LOG:
+        handle_log(conn, req);
+        break;
+    }
+}
+
+static void on_protocol_error(void *arg, const char *what)
+{
+    (void)arg;
+    pds_commlog(PDS_LOG_WARNING, "%s", what);
+}
+
+/* ---- Start and stop --------------------------------------------------- */
+
+static void on_handle_closed(uv_handle_t *handle)
+{
+    (void)handle;
+}
+
+static void stop(struct daemon *d, const char *why)
+{
+    if (d->is_stopping)
+        return;
+    d->is_stopping = 1;
+    pds_log(PDS_LOG_INFO, "%s: shutting down", why);
+    /* Commit what this turn already accepted before closing anything. */
+    commit_batch(&d->commit_check);
+    pds_local_close(d->local);
+    uv_close((uv_handle_t *)&d->commit_check, on_handle_closed);
+    uv_close((uv_handle_t *)&d->sigterm, on_handle_closed);
+    uv_close((uv_handle_t *)&d->sigint, on_handle_closed);
+}
+
+static void on_signal(uv_signal_t *handle, int signum)
+{
+    stop(handle->data, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+/*
+ * Take the data directory's lock so that a second pdsyncd refuses to
+ * start. Returns the lock's fd or -1 with a message.
+ */
+static int lock_data_dir(const char *dir, char *errmsg)
+{
+    char path[PATH_MAX];
+    char pid[32];
+    ssize_t n;
+    int fd;
+
+    snprintf(path, sizeof(path), "%s/pdsyncd.lock", dir);
+    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        snprintf(errmsg, PDS_ERRMSG_SIZE,
+                 "data directory %s is not writable (%s): fix its "
+                 "permissions or choose another --data",
+                 dir, strerror(errno));
+        return -1;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        n = pread(fd, pid, sizeof(pid) - 1, 0);
+        pid[n > 0 ? n : 0] = '\0';
+        pid[strcspn(pid, "\n")] = '\0';
+        snprintf(errmsg, PDS_ERRMSG_SIZE,
+                 "another pdsyncd (pid %s) is already running on %s: stop "
+                 "it first or use another --data",
+                 pid[0] != '\0' ? pid : "unknown", dir);
+        close(fd);
+        return -1;
+    }
+    n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)n, 0) != n) {
+        snprintf(errmsg, PDS_ERRMSG_SIZE,
+                 "data directory %s is not writable (%s)", dir,
+                 strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static int load_owner(void *arg, const struct pds_owner_info *o)
+{
+    return pds_core_load_owner(arg, o);
+}
+
+static int open_node(struct daemon *d, char *errmsg)
+{
+    struct pds_store_config scfg;
+    struct pds_store_meta meta;
+    struct pds_core_config ccfg;
+    char db_dir[PATH_MAX];
+    int rv;
+
+    snprintf(db_dir, sizeof(db_dir), "%s/db", d->data_dir);
+    if (mkdir(db_dir, 0700) != 0 && errno != EEXIST) {
+        snprintf(errmsg, PDS_ERRMSG_SIZE,
+                 "data directory %s is not writable: mkdir %s: %s", d->data_dir,
+                 db_dir, strerror(errno));
+        return -1;
+    }
+    memset(&scfg, 0, sizeof(scfg));
+    scfg.path = db_dir;
+    scfg.map_initial = d->cfg.map_initial;
+    scfg.budget = d->cfg.budget;
+    scfg.retain_entries = d->cfg.retain_entries;
+    rv = pds_store_open(&scfg, &d->store, errmsg);
+    if (rv != 0)
+        return -1;
+    rv = pds_store_meta(d->store, &meta);
+    if (rv == 0 && meta.node_id == 0) {
+        pds_node_id id = 0;
+        while (id == 0)
+            randombytes_buf(&id, sizeof(id));
+        rv = pds_store_init_node(d->store, id);
+        if (rv == 0)
+            rv = pds_store_meta(d->store, &meta);
+    }
+    if (rv != 0) {
+        snprintf(errmsg, PDS_ERRMSG_SIZE, "%s", pds_store_errmsg(d->store));
+        return -1;
+    }
+    memset(&ccfg, 0, sizeof(ccfg));
+    ccfg.node_id = meta.node_id;
+    ccfg.epoch = meta.epoch;
+    ccfg.last_index = meta.last_index;
+    ccfg.last_hlc = meta.last_hlc;
+    ccfg.limits = d->cfg.limits;
+    rv = pds_core_new(&ccfg, &d->core);
+    if (rv == 0)
+        rv = pds_store_owners(d->store, load_owner, d->core);
+    if (rv != 0) {
+        snprintf(errmsg, PDS_ERRMSG_SIZE, "start core: %s", pds_strerror(rv));
+        return -1;
+    }
+    pds_log(PDS_LOG_INFO,
+            "node %016llx, epoch %llu, position %llu/%llu, %zu users",
+            (unsigned long long)meta.node_id, (unsigned long long)meta.epoch,
+            (unsigned long long)meta.last_epoch,
+            (unsigned long long)meta.last_index, pds_core_n_users(d->core));
+    return 0;
+}
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: pdsyncd [--data DIR] [--config FILE]\n"
+            "\n"
+            "Run a pdsync node in the foreground. SIGTERM or SIGINT stop it "
+            "cleanly.\n"
+            "\n"
+            "  -d, --data DIR     data directory (default %s, or "
+            "$PDSYNC_DATA)\n"
+            "  -c, --config FILE  configuration file (default "
+            "DIR/pdsyncd.conf if present)\n"
+            "  -h, --help         show this help\n"
+            "  -V, --version      show the version\n",
+            PDS_DEFAULT_DATA_DIR);
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option options[] = {
+        {"data", required_argument, NULL, 'd'},
+        {"config", required_argument, NULL, 'c'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
+    };
+    static struct daemon d;
+    const char *data = getenv("PDSYNC_DATA");
+    const char *config = NULL;
+    char config_path[PATH_MAX];
+    char sock_path[PATH_MAX];
+    char errmsg[PDS_ERRMSG_SIZE];
+    int opt;
+    int rv = 1;
+
+    if (data == NULL || data[0] == '\0')
+        data = PDS_DEFAULT_DATA_DIR;
+    while ((opt = getopt_long(argc, argv, "d:c:hV", options, NULL)) != -1) {
+        switch (opt) {
+        case 'd':
+            data = optarg;
+            break;
+        case 'c':
+            config = optarg;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        case 'V':
+            printf("pdsyncd %s\n", PDS_VERSION);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "pdsyncd: unexpected argument '%s'\n", argv[optind]);
+        usage(stderr);
+        return 2;
+    }
+    if (realpath(data, d.data_dir) == NULL) {
+        if (errno != ENOENT || mkdir(data, 0700) != 0 ||
+            realpath(data, d.data_dir) == NULL) {
+            fprintf(stderr,
+                    "pdsyncd: data directory %s can't be used (%s): create "
+                    "it or choose another --data\n",
+                    data, strerror(errno));
+            return 1;
+        }
+    }
+
+    if (strlen(d.data_dir) > PATH_MAX - 64) {
+        fprintf(stderr, "pdsyncd: data directory path %s is too long\n",
+                d.data_dir);
+        return 1;
+    }
+    pds_config_default(&d.cfg);
+    if (config == NULL) {
+        snprintf(config_path, sizeof(config_path), "%s/pdsyncd.conf",
+                 d.data_dir);
+        if (access(config_path, F_OK) == 0)
+            config = config_path;
+    }
+    if (config != NULL && pds_config_load(config, &d.cfg, errmsg) != 0) {
+        fprintf(stderr, "pdsyncd: %s\n", errmsg);
+        return 1;
+    }
+    if (sodium_init() < 0) {
+        fprintf(stderr, "pdsyncd: libsodium failed to initialize\n");
+        return 1;
+    }
+    d.lock_fd = lock_data_dir(d.data_dir, errmsg);
+    if (d.lock_fd < 0) {
+        fprintf(stderr, "pdsyncd: %s\n", errmsg);
+        return 1;
+    }
+    if (pds_log_open(d.data_dir, (enum pds_log_level)d.cfg.log_level,
+                     d.cfg.commlog_max) != 0) {
+        fprintf(stderr,
+                "pdsyncd: data directory %s is not writable: comm.log: %s\n",
+                d.data_dir, strerror(errno));
+        goto err_after_lock;
+    }
+    if (open_node(&d, errmsg) != 0) {
+        pds_commlog(PDS_LOG_ERROR, "start refused: %s", errmsg);
+        goto err_after_node;
+    }
+
+    signal(SIGPIPE, SIG_IGN);
+    uv_loop_init(&d.loop);
+    uv_check_init(&d.loop, &d.commit_check);
+    d.commit_check.data = &d;
+    uv_check_start(&d.commit_check, commit_batch);
+    uv_signal_init(&d.loop, &d.sigterm);
+    uv_signal_init(&d.loop, &d.sigint);
+    d.sigterm.data = d.sigint.data = &d;
+    uv_signal_start(&d.sigterm, on_signal, SIGTERM);
+    uv_signal_start(&d.sigint, on_signal, SIGINT);
+    snprintf(sock_path, sizeof(sock_path), "%s/%s", d.data_dir,
+             PDS_SOCKET_NAME);
+    if (pds_local_listen(&d.loop, sock_path, on_request, on_protocol_error, &d,
+                         &d.local, errmsg) != 0) {
+        pds_commlog(PDS_LOG_ERROR, "start refused: %s", errmsg);
+        uv_close((uv_handle_t *)&d.commit_check, on_handle_closed);
+        uv_close((uv_handle_t *)&d.sigterm, on_handle_closed);
+        uv_close((uv_handle_t *)&d.sigint, on_handle_closed);
+        uv_run(&d.loop, UV_RUN_DEFAULT);
+        uv_loop_close(&d.loop);
+        goto err_after_node;
+    }
+    pds_commlog(PDS_LOG_INFO, "pdsyncd %s started on %s (pid %ld)", PDS_VERSION,
+                d.data_dir, (long)getpid());
+
+    uv_run(&d.loop, UV_RUN_DEFAULT);
+    if (uv_loop_close(&d.loop) != 0)
+        pds_log(PDS_LOG_WARNING, "event loop closed with handles open");
+    pds_commlog(PDS_LOG_INFO, "pdsyncd stopped");
+    rv = 0;
+
+err_after_node:
+    pds_core_free(d.core);
+    if (d.store != NULL)
+        pds_store_close(d.store);
+    free(d.batch);
+    pds_log_close();
+err_after_lock:
+    close(d.lock_fd);
+    return rv;
+}

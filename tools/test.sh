@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# test.sh - the whole test suite, as CI runs it: install what is missing,
+# check formatting, build the dev and asan presets, run ctest on both, and
+# a short benchmark smoke run. Ends with "N passed, N failed".
+#
+#   tools/test.sh            everything but the 'slow' label
+#   PDS_TEST_SLOW=1 tools/test.sh   also the long soak/fault runs
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+tools/deps.sh || exit 1
+jobs=$(nproc 2>/dev/null || echo 2)
+
+tools/format.sh --check || { echo "formatting: run tools/format.sh"; echo "0 passed, 1 failed"; exit 1; }
+
+exclude='bench|slow'
+[ "${PDS_TEST_SLOW:-0}" = 1 ] && exclude='bench'
+
+passed=0
+failed=0
+run_ctest() {  # preset, extra ctest args...
+    local preset=$1
+    shift
+    local out
+    out=$(mktemp)
+    ctest --preset "$preset" -j"$jobs" "$@" 2>&1 | tee "$out"
+    local line
+    line=$(grep -E '[0-9]+% tests passed, [0-9]+ tests? failed out of [0-9]+' "$out" | tail -1)
+    if [ -z "$line" ]; then
+        failed=$((failed + 1))
+    else
+        local total nfail
+        total=$(sed -E 's/.* out of ([0-9]+).*/\1/' <<<"$line")
+        nfail=$(sed -E 's/.* ([0-9]+) tests? failed.*/\1/' <<<"$line")
+        passed=$((passed + total - nfail))
+        failed=$((failed + nfail))
+    fi
+    rm -f "$out"
+}
+
+for preset in dev asan; do
+    if ! { cmake --preset "$preset" >/dev/null && cmake --build --preset "$preset" -j"$jobs"; }; then
+        echo "build of preset $preset failed"
+        failed=$((failed + 1))
+        continue
+    fi
+    # Sanitizer runtime settings for the asan build's children as well.
+    ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1:abort_on_error=1 \
+    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+        run_ctest "$preset" -LE "$exclude"
+done
+# The benchmark's short smoke run (the figures themselves: bench/run.sh).
+run_ctest dev -L bench
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
