@@ -68,6 +68,7 @@ int pds__mp_check(const uint8_t *buf, size_t len)
         } else if (b >= 0xa0 && b <= 0xbf) {
             skip = b & 0x1fu;
         } else {
+            /* clang-format off */
             static const uint8_t lens[] = {/* c4 bin8 */ 1,
                                            2,
                                            4,
