@@ -7,6 +7,7 @@
  * transaction, up to the configured budget.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -32,8 +33,13 @@ struct pds_store {
     size_t map_size;
     size_t budget;
     uint64_t retain;
+    /* Readers hold it shared for the life of their read transaction;
+     * map growth holds it exclusive, as LMDB requires that no transaction
+     * be active in the process while the map is resized. */
+    pthread_rwlock_t growth_lock;
     char path[512];
-    char errmsg[PDS_ERRMSG_SIZE];
+    char errmsg[PDS_ERRMSG_SIZE];        /* reads and setup */
+    char commit_errmsg[PDS_ERRMSG_SIZE]; /* pds_store_commit() */
 };
 
 static int set_err(struct pds_store *s, int rv, const char *fmt, ...)
@@ -47,6 +53,37 @@ static int set_err(struct pds_store *s, int rv, const char *fmt, ...)
     vsnprintf(s->errmsg, sizeof(s->errmsg), fmt, ap);
     va_end(ap);
     return rv;
+}
+
+static int set_commit_err(struct pds_store *s, int rv, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int set_commit_err(struct pds_store *s, int rv, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(s->commit_errmsg, sizeof(s->commit_errmsg), fmt, ap);
+    va_end(ap);
+    return rv;
+}
+
+/* Begin a read transaction under the shared growth lock. */
+static int read_begin(struct pds_store *s, MDB_txn **txn)
+{
+    int rv;
+
+    pthread_rwlock_rdlock(&s->growth_lock);
+    rv = mdb_txn_begin(s->env, NULL, MDB_RDONLY, txn);
+    if (rv != 0)
+        pthread_rwlock_unlock(&s->growth_lock);
+    return rv;
+}
+
+static void read_end(struct pds_store *s, MDB_txn *txn)
+{
+    mdb_txn_abort(txn);
+    pthread_rwlock_unlock(&s->growth_lock);
 }
 
 /* Translate an LMDB or errno code at the module edge. */
@@ -262,6 +299,11 @@ int pds_store_open(const struct pds_store_config *config,
     rv = check_format(s, errmsg);
     if (rv != 0)
         goto err_after_alloc;
+    if (pthread_rwlock_init(&s->growth_lock, NULL) != 0) {
+        snprintf(errmsg, PDS_ERRMSG_SIZE, "out of memory");
+        rv = PDS_ENOMEM;
+        goto err_after_alloc;
+    }
     rv = mdb_env_create(&s->env);
     if (rv == 0)
         rv = mdb_env_set_maxdbs(s->env, 8);
@@ -303,6 +345,7 @@ int pds_store_open(const struct pds_store_config *config,
 
 err_after_env:
     mdb_env_close(s->env);
+    pthread_rwlock_destroy(&s->growth_lock);
 err_after_alloc:
     free(s);
     return rv;
@@ -313,12 +356,18 @@ void pds_store_close(struct pds_store *store)
     if (store == NULL)
         return;
     mdb_env_close(store->env);
+    pthread_rwlock_destroy(&store->growth_lock);
     free(store);
 }
 
 const char *pds_store_errmsg(const struct pds_store *store)
 {
     return store->errmsg;
+}
+
+const char *pds_store_commit_errmsg(const struct pds_store *store)
+{
+    return store->commit_errmsg;
 }
 
 /* ---- Metadata and statistics -------------------------------------------- */
@@ -354,11 +403,11 @@ int pds_store_meta(struct pds_store *store, struct pds_store_meta *out)
     MDB_txn *txn;
     int rv;
 
-    rv = mdb_txn_begin(store->env, NULL, MDB_RDONLY, &txn);
+    rv = read_begin(store, &txn);
     if (rv != 0)
         return set_err(store, translate(rv), "meta: %s", mdb_strerror(rv));
     rv = read_meta(txn, store->meta, &m);
-    mdb_txn_abort(txn);
+    read_end(store, txn);
     if (rv != 0)
         return set_err(store, translate(rv), "meta: %s", mdb_strerror(rv));
     *out = m;
@@ -376,7 +425,7 @@ int pds_store_stats(struct pds_store *store, struct pds_store_stats *out)
     int rv;
 
     memset(&st, 0, sizeof(st));
-    rv = mdb_txn_begin(store->env, NULL, MDB_RDONLY, &txn);
+    rv = read_begin(store, &txn);
     if (rv != 0)
         goto err;
     rv = meta_get(txn, store->meta, "n_records", &st.n_records);
@@ -397,7 +446,7 @@ int pds_store_stats(struct pds_store *store, struct pds_store_stats *out)
         if (rv == MDB_NOTFOUND)
             rv = 0;
     }
-    mdb_txn_abort(txn);
+    read_end(store, txn);
     if (rv != 0)
         goto err;
     if (mdb_env_info(store->env, &info) == 0 &&
@@ -570,11 +619,12 @@ static int commit_once(struct pds_store *s,
         goto err_after_txn;
     if (entries[0].index != m.last_index + 1) {
         mdb_txn_abort(txn);
-        return set_err(s, PDS_EINVAL,
-                       "commit: entry %llu does not follow the last index "
-                       "%llu (nothing was written)",
-                       (unsigned long long)entries[0].index,
-                       (unsigned long long)m.last_index);
+        return set_commit_err(
+            s, PDS_EINVAL,
+            "commit: entry %llu does not follow the last index "
+            "%llu (nothing was written)",
+            (unsigned long long)entries[0].index,
+            (unsigned long long)m.last_index);
     }
     hlc = m.last_hlc;
     for (i = 0; i < n; i++) {
@@ -584,11 +634,11 @@ static int commit_once(struct pds_store *s,
         MDB_val v;
         if (i > 0 && e->index != entries[i - 1].index + 1) {
             mdb_txn_abort(txn);
-            return set_err(s, PDS_EINVAL,
-                           "commit: gap between entries %llu and %llu "
-                           "(nothing was written)",
-                           (unsigned long long)entries[i - 1].index,
-                           (unsigned long long)e->index);
+            return set_commit_err(s, PDS_EINVAL,
+                                  "commit: gap between entries %llu and %llu "
+                                  "(nothing was written)",
+                                  (unsigned long long)entries[i - 1].index,
+                                  (unsigned long long)e->index);
         }
         pds_put_u64be(kbuf, e->index);
         v.mv_size = pds_entry_size(e);
@@ -644,23 +694,27 @@ int pds_store_commit(struct pds_store *store,
         if (rv != MDB_MAP_FULL)
             break;
         if (store->map_size >= store->budget)
-            return set_err(store, PDS_ENOSPC,
-                           "storage budget exhausted: the data needs more "
-                           "than storage_budget = %zu bytes; delete users "
-                           "or raise storage_budget (nothing was written)",
-                           store->budget);
+            return set_commit_err(
+                store, PDS_ENOSPC,
+                "storage budget exhausted: the data needs more "
+                "than storage_budget = %zu bytes; delete users "
+                "or raise storage_budget (nothing was written)",
+                store->budget);
         grown = store->map_size * 2;
         if (grown > store->budget || grown < store->map_size)
             grown = store->budget;
+        pthread_rwlock_wrlock(&store->growth_lock);
         rv = mdb_env_set_mapsize(store->env, grown);
+        pthread_rwlock_unlock(&store->growth_lock);
         if (rv != 0)
             break;
         store->map_size = grown;
         preallocate(store);
     }
     if (rv != 0)
-        return set_err(store, translate(rv), "commit: %s (nothing was written)",
-                       mdb_strerror(rv));
+        return set_commit_err(store, translate(rv),
+                              "commit: %s (nothing was written)",
+                              mdb_strerror(rv));
     return 0;
 }
 
@@ -683,31 +737,31 @@ int pds_store_get(struct pds_store *store,
         return set_err(store, PDS_EINVAL, "get: key too long");
     k.mv_data = kbuf;
     k.mv_size = pds_reckey_encode(key, kbuf);
-    rv = mdb_txn_begin(store->env, NULL, MDB_RDONLY, &txn);
+    rv = read_begin(store, &txn);
     if (rv != 0)
         return set_err(store, translate(rv), "get: %s", mdb_strerror(rv));
     rv = mdb_get(txn, store->records, &k, &v);
     if (rv == MDB_NOTFOUND) {
-        mdb_txn_abort(txn);
+        read_end(store, txn);
         return set_err(store, PDS_ENOTFOUND, "get: not found");
     }
     if (rv != 0) {
-        mdb_txn_abort(txn);
+        read_end(store, txn);
         return set_err(store, translate(rv), "get: %s", mdb_strerror(rv));
     }
     if (pds_record_decode(v.mv_data, v.mv_size, &r) != 0) {
-        mdb_txn_abort(txn);
+        read_end(store, txn);
         return set_err(store, PDS_ECORRUPT, "get: record is damaged");
     }
     /* Copy out before the read transaction ends. */
     copy = malloc(r.value_len + 1);
     if (copy == NULL) {
-        mdb_txn_abort(txn);
+        read_end(store, txn);
         return set_err(store, PDS_ENOMEM, "get: out of memory");
     }
     if (r.value_len > 0)
         memcpy(copy, r.value, r.value_len);
-    mdb_txn_abort(txn);
+    read_end(store, txn);
     r.value = copy;
     *rec = r;
     *value = copy;
@@ -734,12 +788,12 @@ int pds_store_list(struct pds_store *store,
             return set_err(store, PDS_EINVAL, "list: owner too long");
         plen = pds_reckey_prefix(scope, owner, owner_len, prefix);
     }
-    rv = mdb_txn_begin(store->env, NULL, MDB_RDONLY, &txn);
+    rv = read_begin(store, &txn);
     if (rv != 0)
         return set_err(store, translate(rv), "list: %s", mdb_strerror(rv));
     rv = mdb_cursor_open(txn, store->records, &cur);
     if (rv != 0) {
-        mdb_txn_abort(txn);
+        read_end(store, txn);
         return set_err(store, translate(rv), "list: %s", mdb_strerror(rv));
     }
     k.mv_data = prefix;
@@ -765,7 +819,7 @@ int pds_store_list(struct pds_store *store,
         rv = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
     }
     mdb_cursor_close(cur);
-    mdb_txn_abort(txn);
+    read_end(store, txn);
     if (rv != 0 && rv != MDB_NOTFOUND)
         return set_err(store, translate(rv), "list: %s", mdb_strerror(rv));
     return cb_rv;
@@ -779,12 +833,12 @@ int pds_store_owners(struct pds_store *store, pds_store_owner_cb cb, void *arg)
     int cb_rv = 0;
     int rv;
 
-    rv = mdb_txn_begin(store->env, NULL, MDB_RDONLY, &txn);
+    rv = read_begin(store, &txn);
     if (rv != 0)
         return set_err(store, translate(rv), "owners: %s", mdb_strerror(rv));
     rv = mdb_cursor_open(txn, store->owners, &cur);
     if (rv != 0) {
-        mdb_txn_abort(txn);
+        read_end(store, txn);
         return set_err(store, translate(rv), "owners: %s", mdb_strerror(rv));
     }
     while ((rv = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
@@ -803,7 +857,7 @@ int pds_store_owners(struct pds_store *store, pds_store_owner_cb cb, void *arg)
             break;
     }
     mdb_cursor_close(cur);
-    mdb_txn_abort(txn);
+    read_end(store, txn);
     if (rv != 0 && rv != MDB_NOTFOUND)
         return set_err(store, translate(rv), "owners: %s", mdb_strerror(rv));
     return cb_rv;
@@ -822,23 +876,23 @@ int pds_store_log_get(struct pds_store *store,
     int rv;
 
     pds_put_u64be(kbuf, index);
-    rv = mdb_txn_begin(store->env, NULL, MDB_RDONLY, &txn);
+    rv = read_begin(store, &txn);
     if (rv != 0)
         return set_err(store, translate(rv), "log: %s", mdb_strerror(rv));
     rv = mdb_get(txn, store->log, &k, &v);
     if (rv != 0) {
-        mdb_txn_abort(txn);
+        read_end(store, txn);
         return set_err(store, translate(rv), "log entry %llu: %s",
                        (unsigned long long)index, mdb_strerror(rv));
     }
     copy = malloc(v.mv_size + 1);
     if (copy == NULL) {
-        mdb_txn_abort(txn);
+        read_end(store, txn);
         return set_err(store, PDS_ENOMEM, "log: out of memory");
     }
     memcpy(copy, v.mv_data, v.mv_size);
     *len = v.mv_size;
-    mdb_txn_abort(txn);
+    read_end(store, txn);
     *buf = copy;
     return 0;
 }

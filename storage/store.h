@@ -10,8 +10,11 @@
  *
  * Storage is synchronous and knows no event loop: the daemon decides on
  * which thread a call runs. A write transaction begins and commits inside
- * one call. Every function returns 0 or a negative PDS_E* code; the text of
- * the last error, with context, is in pds_store_errmsg().
+ * one call. pds_store_commit() may run on one thread while the reading
+ * functions run on another (one commit at a time); map growth waits for
+ * the readers. Every function returns 0 or a negative PDS_E* code; the text
+ * of the last error, with context, is in pds_store_errmsg(), or for a
+ * commit in pds_store_commit_errmsg().
  *
  * Map growth: the map starts at map_initial bytes and doubles on
  * MDB_MAP_FULL up to budget; beyond that writes fail with PDS_ENOSPC
@@ -68,8 +71,10 @@ int pds_store_open(const struct pds_store_config *config,
                    char *errmsg);
 void pds_store_close(struct pds_store *store);
 
-/* Text of the last error on this store, with context. */
+/* Text of the last error of a reading or setup call, with context. */
 const char *pds_store_errmsg(const struct pds_store *store);
+/* Text of the last failed pds_store_commit(). */
+const char *pds_store_commit_errmsg(const struct pds_store *store);
 
 /* Set the node id if the store has none yet (first start). */
 int pds_store_init_node(struct pds_store *store, pds_node_id node_id);

@@ -178,7 +178,7 @@ static void commit_batch(uv_check_t *handle)
         ev.type = PDS_EVENT_PERSISTED;
         ev.u.persisted.index = last;
     } else {
-        const char *msg = pds_store_errmsg(d->store);
+        const char *msg = pds_store_commit_errmsg(d->store);
         pds_commlog(PDS_LOG_ERROR, "%zu writes failed: %s", d->n_batch, msg);
         ev.type = PDS_EVENT_PERSIST_FAILED;
         ev.u.persist_failed.index = first;

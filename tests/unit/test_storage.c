@@ -34,8 +34,8 @@ static void fresh_dir(void)
         abort();
 }
 
-static struct pds_store *open_store(size_t map_initial, size_t budget,
-                                    uint64_t retain)
+static struct pds_store *
+open_store(size_t map_initial, size_t budget, uint64_t retain)
 {
     struct pds_store_config cfg = {dir, map_initial, budget, retain};
     struct pds_store *s = NULL;
@@ -49,8 +49,10 @@ static struct pds_store *open_store(size_t map_initial, size_t budget,
 }
 
 /* An entry for a test; strings must outlive the commit. */
-static struct pds_entry entry(pds_index index, enum pds_op op,
-                              const char *owner, const char *item,
+static struct pds_entry entry(pds_index index,
+                              enum pds_op op,
+                              const char *owner,
+                              const char *item,
                               const char *value)
 {
     struct pds_entry e;
@@ -73,8 +75,11 @@ static struct pds_entry entry(pds_index index, enum pds_op op,
     return e;
 }
 
-static int get_value(struct pds_store *s, const char *owner,
-                     const char *item, char *out, size_t n)
+static int get_value(struct pds_store *s,
+                     const char *owner,
+                     const char *item,
+                     char *out,
+                     size_t n)
 {
     struct pds_key k = {PDS_SCOPE_USER, owner, strlen(owner), item,
                         strlen(item)};
@@ -122,8 +127,7 @@ TEST(put_get_delete)
     CHECK_STR(v, "en");
     CHECK_EQ(get_value(s, "bob", "ui.language", v, sizeof(v)), 0);
     CHECK_STR(v, "de");
-    CHECK_EQ(get_value(s, "carol", "ui.language", v, sizeof(v)),
-             PDS_ENOTFOUND);
+    CHECK_EQ(get_value(s, "carol", "ui.language", v, sizeof(v)), PDS_ENOTFOUND);
 
     es[0] = entry(4, PDS_OP_DEL, "alice", "ui.theme", NULL);
     CHECK_EQ(pds_store_commit(s, es, 1, 6000), 0);
@@ -191,8 +195,8 @@ TEST(delete_owner_removes_only_that_owner)
     pds_store_close(s);
 }
 
-static int count_cb(void *arg, const struct pds_key *k,
-                    const struct pds_record *r)
+static int
+count_cb(void *arg, const struct pds_key *k, const struct pds_record *r)
 {
     (void)k;
     (void)r;
@@ -243,7 +247,7 @@ TEST(gap_writes_nothing)
     es[0] = entry(2, PDS_OP_PUT, "alice", "b", "2");
     es[1] = entry(4, PDS_OP_PUT, "alice", "c", "3");
     CHECK_EQ(pds_store_commit(s, es, 2, 2), PDS_EINVAL);
-    CHECK(strstr(pds_store_errmsg(s), "nothing was written") != NULL);
+    CHECK(strstr(pds_store_commit_errmsg(s), "nothing was written") != NULL);
     CHECK_EQ(get_value(s, "alice", "b", v, sizeof(v)), PDS_ENOTFOUND);
     CHECK_EQ(pds_store_meta(s, &m), 0);
     CHECK_EQ(m.last_index, 1);
@@ -281,8 +285,9 @@ TEST(map_grows_then_budget_is_enforced)
         last_ok = i;
     }
     CHECK_EQ(rv, PDS_ENOSPC);
-    CHECK(strstr(pds_store_errmsg(s), "storage budget exhausted") != NULL);
-    CHECK(strstr(pds_store_errmsg(s), "storage_budget") != NULL);
+    CHECK(strstr(pds_store_commit_errmsg(s), "storage budget exhausted") !=
+          NULL);
+    CHECK(strstr(pds_store_commit_errmsg(s), "storage_budget") != NULL);
     CHECK(last_ok > 10); /* the map grew from 64 KiB before the budget */
     CHECK_EQ(pds_store_stats(s, &st), 0);
     CHECK_EQ(st.map_size, 2 * 1024 * 1024);
@@ -524,10 +529,16 @@ TEST(cleanup)
     CHECK_EQ(system(cmd), 0);
 }
 
-TEST_MAIN(T(put_get_delete), T(log_entries_are_stored_as_encoded),
-          T(delete_owner_removes_only_that_owner), T(list_by_owner),
-          T(gap_writes_nothing), T(map_grows_then_budget_is_enforced),
-          T(reopen_keeps_everything), T(retention_trims_log),
-          T(newer_format_refused_untouched), T(damaged_file_refused),
+TEST_MAIN(T(put_get_delete),
+          T(log_entries_are_stored_as_encoded),
+          T(delete_owner_removes_only_that_owner),
+          T(list_by_owner),
+          T(gap_writes_nothing),
+          T(map_grows_then_budget_is_enforced),
+          T(reopen_keeps_everything),
+          T(retention_trims_log),
+          T(newer_format_refused_untouched),
+          T(damaged_file_refused),
           T(kill_during_commits_keeps_position_and_data_together),
-          T(unwritable_directory_refused), T(cleanup))
+          T(unwritable_directory_refused),
+          T(cleanup))
