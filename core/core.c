@@ -50,6 +50,11 @@ struct pds_core {
     size_t n_pending;
     size_t cap_pending;
 
+    struct pds_member *members;
+    uint64_t *member_conn; /* the connection of each connected member */
+    size_t n_members;
+    size_t cap_members;
+
     /* The update of the last step. */
     struct pds_entry *out_entries;
     size_t n_out_entries;
@@ -57,6 +62,15 @@ struct pds_core {
     struct pds_reply *out_replies;
     size_t n_out_replies;
     size_t cap_out_replies;
+    struct pds_member *out_members;
+    size_t n_out_members;
+    size_t cap_out_members;
+    struct pds_join_reply *out_joins;
+    size_t n_out_joins;
+    size_t cap_out_joins;
+    uint64_t *out_disconnect;
+    size_t n_out_disconnect;
+    size_t cap_out_disconnect;
 };
 
 const char *pds_role_name(enum pds_role role)
@@ -64,6 +78,10 @@ const char *pds_role_name(enum pds_role role)
     switch (role) {
     case PDS_ROLE_STANDALONE:
         return "standalone";
+    case PDS_ROLE_SERVER:
+        return "server";
+    case PDS_ROLE_CLIENT:
+        return "client";
     }
     return "unknown";
 }
@@ -227,6 +245,8 @@ int pds_core_new(const struct pds_core_config *config, struct pds_core **out)
     core->hlc = config->last_hlc;
     core->durable = config->last_index;
     core->next_index = config->last_index + 1;
+    if (core->config.max_machines == 0)
+        core->config.max_machines = 10;
     core->n_buckets = 64;
     core->buckets = calloc(core->n_buckets, sizeof(*core->buckets));
     if (core->buckets == NULL)
@@ -266,6 +286,11 @@ void pds_core_free(struct pds_core *core)
     free(core->pending);
     free(core->out_entries);
     free(core->out_replies);
+    free(core->out_members);
+    free(core->out_joins);
+    free(core->out_disconnect);
+    free(core->members);
+    free(core->member_conn);
     free(core);
 }
 
@@ -573,6 +598,284 @@ static int on_persist_failed(struct pds_core *core, const struct pds_event *ev)
     return 0;
 }
 
+/* ---- Membership -------------------------------------------------------- */
+
+static struct pds_member *member_find(struct pds_core *core, const uint8_t *pk)
+{
+    size_t i;
+
+    for (i = 0; i < core->n_members; i++) {
+        if (memcmp(core->members[i].pk, pk, PDS_KEY_BYTES) == 0)
+            return &core->members[i];
+    }
+    return NULL;
+}
+
+static size_t member_index(struct pds_core *core, const struct pds_member *m)
+{
+    return (size_t)(m - core->members);
+}
+
+static struct pds_member *member_add(struct pds_core *core, const uint8_t *pk)
+{
+    struct pds_member *m;
+
+    if (grow((void **)&core->members, &core->cap_members, core->n_members + 1,
+             sizeof(*m)) != 0)
+        return NULL;
+    /* member_conn is sized like members. */
+    {
+        uint64_t *c =
+            realloc(core->member_conn, core->cap_members * sizeof(*c));
+        if (c == NULL)
+            return NULL;
+        core->member_conn = c;
+    }
+    m = &core->members[core->n_members];
+    memset(m, 0, sizeof(*m));
+    memcpy(m->pk, pk, PDS_KEY_BYTES);
+    m->id = pds_member_id(pk);
+    core->member_conn[core->n_members] = 0;
+    core->n_members++;
+    return m;
+}
+
+int pds_core_load_member(struct pds_core *core, const struct pds_member *m)
+{
+    struct pds_member *slot = member_find(core, m->pk);
+
+    if (slot == NULL)
+        slot = member_add(core, m->pk);
+    if (slot == NULL)
+        return PDS_ENOMEM;
+    *slot = *m;
+    slot->is_connected = 0;
+    return 0;
+}
+
+/* Queue a member row for the host to store. */
+static int member_persist(struct pds_core *core, const struct pds_member *m)
+{
+    if (grow((void **)&core->out_members, &core->cap_out_members,
+             core->n_out_members + 1, sizeof(*m)) != 0)
+        return PDS_ENOMEM;
+    core->out_members[core->n_out_members++] = *m;
+    return 0;
+}
+
+static int disconnect_add(struct pds_core *core, uint64_t conn)
+{
+    if (grow((void **)&core->out_disconnect, &core->cap_out_disconnect,
+             core->n_out_disconnect + 1, sizeof(conn)) != 0)
+        return PDS_ENOMEM;
+    core->out_disconnect[core->n_out_disconnect++] = conn;
+    return 0;
+}
+
+static struct pds_join_reply *
+join_reply(struct pds_core *core, uint64_t conn, int status)
+{
+    struct pds_join_reply *r;
+
+    if (grow((void **)&core->out_joins, &core->cap_out_joins,
+             core->n_out_joins + 1, sizeof(*r)) != 0)
+        return NULL;
+    r = &core->out_joins[core->n_out_joins++];
+    memset(r, 0, sizeof(*r));
+    r->conn = conn;
+    r->status = status;
+    return r;
+}
+
+static void copy_text(char *dst, size_t n, const char *src)
+{
+    snprintf(dst, n, "%s", src != NULL ? src : "");
+}
+
+static int on_join(struct pds_core *core, const struct pds_event *ev)
+{
+    const struct pds_join *j = &ev->u.join;
+    struct pds_member *m = member_find(core, j->pk);
+    struct pds_join_reply *r;
+    uint64_t id = pds_member_id(j->pk);
+    int is_new = 0;
+
+    if (core->config.role != PDS_ROLE_SERVER) {
+        r = join_reply(core, j->conn, PDS_EPERM);
+        if (r == NULL)
+            return PDS_ENOMEM;
+        snprintf(r->errmsg, sizeof(r->errmsg),
+                 "this node is not a server (its role is %s): point the "
+                 "client at the group's server",
+                 pds_role_name(core->config.role));
+        return 0;
+    }
+    if (m != NULL && m->state == PDS_MEMBER_STOPPED) {
+        r = join_reply(core, j->conn, PDS_EPERM);
+        if (r == NULL)
+            return PDS_ENOMEM;
+        snprintf(r->errmsg, sizeof(r->errmsg),
+                 "synchronization of client %016llx (%s) was stopped by the "
+                 "administrator: run 'pdsync clients start %016llx' on the "
+                 "server to allow it again",
+                 (unsigned long long)id, m->name, (unsigned long long)id);
+        m->last_seen = ev->now;
+        copy_text(m->last_error, sizeof(m->last_error), "refused: stopped");
+        return member_persist(core, m);
+    }
+    if (m == NULL) {
+        if (j->proof != 1) {
+            r = join_reply(core, j->conn, j->proof < 0 ? PDS_EAUTH : PDS_EPERM);
+            if (r == NULL)
+                return PDS_ENOMEM;
+            if (j->proof < 0)
+                snprintf(r->errmsg, sizeof(r->errmsg),
+                         "wrong join secret: node %016llx (%s) was not "
+                         "enrolled; check --join-secret-file",
+                         (unsigned long long)id, j->name);
+            else
+                snprintf(r->errmsg, sizeof(r->errmsg),
+                         "unknown node %016llx (%s): it is not enrolled in "
+                         "this group; enroll it with 'pdsync client start "
+                         "HOST:PORT --join-secret-file F'",
+                         (unsigned long long)id, j->name);
+            return 0;
+        }
+        if (pds_core_n_machines(core) >= core->config.max_machines) {
+            r = join_reply(core, j->conn, PDS_ELIMIT);
+            if (r == NULL)
+                return PDS_ENOMEM;
+            snprintf(r->errmsg, sizeof(r->errmsg),
+                     "group limit reached: the group has %zu machines "
+                     "(setting max_machines = %u, the server included); "
+                     "node %016llx (%s) was not enrolled: stop a client with "
+                     "'pdsync clients stop ID' or raise max_machines",
+                     pds_core_n_machines(core),
+                     (unsigned)core->config.max_machines,
+                     (unsigned long long)id, j->name);
+            return 0;
+        }
+        m = member_add(core, j->pk);
+        if (m == NULL)
+            return PDS_ENOMEM;
+        m->state = PDS_MEMBER_ENROLLED;
+        m->first_enrolled = ev->now;
+        is_new = 1;
+    } else if (m->is_connected) {
+        /* The same node connected again (its old connection may not have
+         * been noticed dead yet): the new connection replaces it. */
+        int rv = disconnect_add(core, core->member_conn[member_index(core, m)]);
+        if (rv != 0)
+            return rv;
+    }
+    m->is_connected = 1;
+    core->member_conn[member_index(core, m)] = j->conn;
+    m->last_seen = ev->now;
+    copy_text(m->name, sizeof(m->name), j->name);
+    copy_text(m->product, sizeof(m->product), j->product);
+    copy_text(m->location, sizeof(m->location), j->location);
+    copy_text(m->address, sizeof(m->address), j->address);
+    copy_text(m->version, sizeof(m->version), j->version);
+    m->last_error[0] = '\0';
+    r = join_reply(core, j->conn, 0);
+    if (r == NULL)
+        return PDS_ENOMEM;
+    r->member_id = m->id;
+    r->is_new = is_new;
+    return member_persist(core, m);
+}
+
+static int on_left(struct pds_core *core, const struct pds_event *ev)
+{
+    struct pds_member *m = member_find(core, ev->u.left.pk);
+
+    if (m == NULL || !m->is_connected ||
+        core->member_conn[member_index(core, m)] != ev->u.left.conn)
+        return 0; /* not a member, or a connection already replaced */
+    m->is_connected = 0;
+    m->last_seen = ev->now;
+    copy_text(m->last_error, sizeof(m->last_error), ev->u.left.error);
+    return member_persist(core, m);
+}
+
+static struct pds_member *
+member_lookup(struct pds_core *core, const char *target, char *errmsg)
+{
+    struct pds_member *found = NULL;
+    size_t i;
+
+    for (i = 0; i < core->n_members; i++) {
+        struct pds_member *m = &core->members[i];
+        char hex[17];
+        snprintf(hex, sizeof(hex), "%016llx", (unsigned long long)m->id);
+        if (strcmp(hex, target) == 0)
+            return m;
+        if (strcmp(m->name, target) == 0) {
+            if (found != NULL) {
+                snprintf(errmsg, PDS_ERRMSG_SIZE,
+                         "more than one client is named \"%s\": use its id",
+                         target);
+                return NULL;
+            }
+            found = m;
+        }
+    }
+    if (found == NULL)
+        snprintf(errmsg, PDS_ERRMSG_SIZE,
+                 "no client \"%s\" in this group ('pdsync clients' lists "
+                 "them)",
+                 target);
+    return found;
+}
+
+static int on_member_admin(struct pds_core *core, const struct pds_event *ev)
+{
+    uint64_t req = ev->u.member_admin.req;
+    char errmsg[PDS_ERRMSG_SIZE];
+    struct pds_member *m;
+    struct pds_reply *r;
+    int rv;
+
+    if (core->config.role != PDS_ROLE_SERVER)
+        return reply_error(core, req, PDS_EPERM,
+                           "this node is not a server: run the command on "
+                           "the group's server");
+    m = member_lookup(core, ev->u.member_admin.target, errmsg);
+    if (m == NULL)
+        return reply_error(core, req, PDS_ENOTFOUND, errmsg);
+    if (ev->u.member_admin.op == PDS_MEMBER_OP_STOP) {
+        if (m->is_connected) {
+            rv = disconnect_add(core, core->member_conn[member_index(core, m)]);
+            if (rv != 0)
+                return rv;
+        }
+        m->state = PDS_MEMBER_STOPPED;
+        m->is_connected = 0;
+        copy_text(m->last_error, sizeof(m->last_error),
+                  "stopped by the administrator");
+    } else {
+        if (m->state != PDS_MEMBER_ENROLLED &&
+            pds_core_n_machines(core) >= core->config.max_machines) {
+            snprintf(errmsg, sizeof(errmsg),
+                     "group limit reached: the group has %zu machines "
+                     "(setting max_machines = %u): stop another client first",
+                     pds_core_n_machines(core),
+                     (unsigned)core->config.max_machines);
+            return reply_error(core, req, PDS_ELIMIT, errmsg);
+        }
+        m->state = PDS_MEMBER_ENROLLED;
+        m->last_error[0] = '\0';
+    }
+    rv = member_persist(core, m);
+    if (rv != 0)
+        return rv;
+    r = reply_add(core, req);
+    if (r == NULL)
+        return PDS_ENOMEM;
+    r->index = m->id; /* the member concerned */
+    return 0;
+}
+
 int pds_core_step(struct pds_core *core,
                   const struct pds_event *event,
                   struct pds_update *update)
@@ -581,6 +884,9 @@ int pds_core_step(struct pds_core *core,
 
     core->n_out_entries = 0;
     core->n_out_replies = 0;
+    core->n_out_members = 0;
+    core->n_out_joins = 0;
+    core->n_out_disconnect = 0;
     switch (event->type) {
     case PDS_EVENT_WRITE:
         rv = on_write(core, event);
@@ -597,6 +903,15 @@ int pds_core_step(struct pds_core *core,
     case PDS_EVENT_TICK:
         rv = 0;
         break;
+    case PDS_EVENT_PEER_JOIN:
+        rv = on_join(core, event);
+        break;
+    case PDS_EVENT_PEER_LEFT:
+        rv = on_left(core, event);
+        break;
+    case PDS_EVENT_MEMBER_ADMIN:
+        rv = on_member_admin(core, event);
+        break;
     default:
         rv = PDS_EINVAL;
         break;
@@ -605,13 +920,47 @@ int pds_core_step(struct pds_core *core,
     update->n_entries = core->n_out_entries;
     update->replies = core->out_replies;
     update->n_replies = core->n_out_replies;
+    update->members = core->out_members;
+    update->n_members = core->n_out_members;
+    update->joins = core->out_joins;
+    update->n_joins = core->n_out_joins;
+    update->disconnect = core->out_disconnect;
+    update->n_disconnect = core->n_out_disconnect;
     return rv;
 }
 
 enum pds_role pds_core_role(const struct pds_core *core)
 {
-    (void)core;
-    return PDS_ROLE_STANDALONE;
+    return core->config.role;
+}
+
+void pds_core_set_role(struct pds_core *core, enum pds_role role)
+{
+    size_t i;
+
+    /* Whatever the new role, the connections of the old one are gone. */
+    for (i = 0; i < core->n_members; i++)
+        core->members[i].is_connected = 0;
+    core->config.role = role;
+}
+
+const struct pds_member *pds_core_members(const struct pds_core *core,
+                                          size_t *n_members)
+{
+    *n_members = core->n_members;
+    return core->members;
+}
+
+size_t pds_core_n_machines(const struct pds_core *core)
+{
+    size_t n = 1; /* the server */
+    size_t i;
+
+    for (i = 0; i < core->n_members; i++) {
+        if (core->members[i].state == PDS_MEMBER_ENROLLED)
+            n++;
+    }
+    return n;
 }
 
 pds_epoch pds_core_epoch(const struct pds_core *core)

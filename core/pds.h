@@ -218,7 +218,13 @@ uint64_t pds_get_u64be(const uint8_t *p);
 
 /* ---- The core state machine ------------------------------------------ */
 
-enum pds_role { PDS_ROLE_STANDALONE = 0 };
+#include "member.h"
+
+enum pds_role {
+    PDS_ROLE_STANDALONE = 0, /* no group */
+    PDS_ROLE_SERVER = 1,     /* owns the log, accounts for the clients */
+    PDS_ROLE_CLIENT = 2      /* a machine of a server's group */
+};
 
 const char *pds_role_name(enum pds_role role);
 
@@ -228,8 +234,13 @@ enum pds_event_type {
     PDS_EVENT_TOUCH,          /* an owner was read: refresh its LRU time */
     PDS_EVENT_PERSISTED,      /* entries up to index are durable */
     PDS_EVENT_PERSIST_FAILED, /* entries from index on were not written */
-    PDS_EVENT_TICK            /* timer */
+    PDS_EVENT_TICK,           /* timer */
+    PDS_EVENT_PEER_JOIN,      /* an authenticated node asks to join */
+    PDS_EVENT_PEER_LEFT,      /* a member's connection ended */
+    PDS_EVENT_MEMBER_ADMIN    /* clients stop/start ID|NAME */
 };
+
+enum pds_member_op { PDS_MEMBER_OP_STOP = 1, PDS_MEMBER_OP_START = 2 };
 
 /* A local write. Strings and value are copied by the core. */
 struct pds_write {
@@ -259,6 +270,17 @@ struct pds_event {
             int status;      /* PDS_E* */
             const char *errmsg;
         } persist_failed;
+        struct pds_join join;
+        struct {
+            uint64_t conn;
+            uint8_t pk[PDS_KEY_BYTES];
+            const char *error; /* why it ended, NULL for a clean close */
+        } left;
+        struct {
+            uint64_t req;
+            enum pds_member_op op;
+            const char *target; /* id in hex, or name */
+        } member_admin;
     } u;
 };
 
@@ -284,6 +306,15 @@ struct pds_update {
     size_t n_entries;
     const struct pds_reply *replies;
     size_t n_replies;
+    /* Members whose stored row must be written (clients table). */
+    const struct pds_member *members;
+    size_t n_members;
+    /* Answers to joins: send welcome or refuse (and close). */
+    const struct pds_join_reply *joins;
+    size_t n_joins;
+    /* Members whose connection must be closed now (stopped). */
+    const uint64_t *disconnect;
+    size_t n_disconnect;
 };
 
 /* An owner known to the core, as loaded from storage at start. */
@@ -300,6 +331,8 @@ struct pds_core_config {
     pds_index last_index; /* last durable log index */
     pds_hlc last_hlc;     /* highest clock value ever stored */
     struct pds_limits limits;
+    enum pds_role role;
+    uint32_t max_machines; /* group limit, server included (default 10) */
 };
 
 struct pds_core; /* private */
@@ -323,6 +356,23 @@ int pds_core_load_owner(struct pds_core *core, const struct pds_owner_info *o);
 int pds_core_step(struct pds_core *core,
                   const struct pds_event *event,
                   struct pds_update *update);
+
+/* Before the first step: a member row from the clients table. */
+int pds_core_load_member(struct pds_core *core, const struct pds_member *m);
+
+/*
+ * Change the node's role (the one function every role change passes
+ * through). Leaving the server role forgets no member: they are kept for
+ * the next server start.
+ */
+void pds_core_set_role(struct pds_core *core, enum pds_role role);
+
+/* The member table (valid until the next step). */
+const struct pds_member *pds_core_members(const struct pds_core *core,
+                                          size_t *n_members);
+/* Machines counted against max_machines: the server and every enrolled
+ * (not stopped) client. */
+size_t pds_core_n_machines(const struct pds_core *core);
 
 /* Read-only views of the core's state. */
 enum pds_role pds_core_role(const struct pds_core *core);

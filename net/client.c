@@ -34,6 +34,7 @@ struct pds_client {
     /* Result arrays of the last call. */
     struct pds_item *items;
     struct pds_user *users;
+    struct pds_member *members;
     char **strs;
     size_t n_strs;
 };
@@ -125,6 +126,8 @@ static void reset_results(struct pds_client *c)
     c->items = NULL;
     free(c->users);
     c->users = NULL;
+    free(c->members);
+    c->members = NULL;
     for (i = 0; i < c->n_strs; i++)
         free(c->strs[i]);
     free(c->strs);
@@ -497,6 +500,11 @@ int pds_client_status(struct pds_client *c, struct pds_status *out)
     st.role = status_str(c, d, "role");
     st.data_dir = status_str(c, d, "data_dir");
     st.version = status_str(c, d, "version");
+    st.group = status_str(c, d, "group");
+    st.listen = status_str(c, d, "listen");
+    st.server = status_str(c, d, "server");
+    st.link = status_str(c, d, "link");
+    st.last_error = status_str(c, d, "last_error");
     if (st.role == NULL || st.data_dir == NULL || st.version == NULL ||
         pds__mp_uint(d, "node_id", &st.node_id) != 0 ||
         pds__mp_uint(d, "epoch", &st.epoch) != 0 ||
@@ -511,7 +519,11 @@ int pds_client_status(struct pds_client *c, struct pds_status *out)
         pds__mp_uint(d, "max_users", &st.max_users) != 0 ||
         pds__mp_uint(d, "pid", &st.pid) != 0 ||
         pds__mp_uint(d, "n_commits", &st.n_commits) != 0 ||
-        pds__mp_uint(d, "n_committed", &st.n_committed) != 0)
+        pds__mp_uint(d, "n_committed", &st.n_committed) != 0 ||
+        pds__mp_uint(d, "n_machines", &st.n_machines) != 0 ||
+        pds__mp_uint(d, "max_machines", &st.max_machines) != 0 ||
+        st.group == NULL || st.listen == NULL || st.server == NULL ||
+        st.link == NULL || st.last_error == NULL)
         return set_err(c, PDS_EPROTO, "malformed status reply");
     *out = st;
     return 0;
@@ -544,6 +556,154 @@ int pds_client_log(struct pds_client *c,
     *lines = (const char *const *)c->strs;
     *n_lines = c->n_strs;
     return 0;
+}
+
+static int simple_call(struct pds_client *c, struct pds_request *req)
+{
+    const msgpack_object *d;
+
+    return call(c, req, &d);
+}
+
+int pds_client_server_start(struct pds_client *c,
+                            const uint8_t *secret,
+                            size_t secret_len,
+                            struct pds_server_started *out)
+{
+    struct pds_request req;
+    const msgpack_object *d;
+    struct pds_server_started st;
+    int rv;
+
+    memset(&req, 0, sizeof(req));
+    req.op = PDS_REQ_SERVER_START;
+    req.secret = secret;
+    req.secret_len = secret_len;
+    rv = call(c, &req, &d);
+    if (rv != 0)
+        return rv;
+    st.group = status_str(c, d, "group");
+    st.secret = status_str(c, d, "secret");
+    st.listen = status_str(c, d, "listen");
+    if (st.group == NULL || st.secret == NULL || st.listen == NULL)
+        return set_err(c, PDS_EPROTO, "malformed server start reply");
+    if (st.secret[0] == '\0')
+        st.secret = NULL;
+    *out = st;
+    return 0;
+}
+
+int pds_client_server_stop(struct pds_client *c)
+{
+    struct pds_request req;
+
+    memset(&req, 0, sizeof(req));
+    req.op = PDS_REQ_SERVER_STOP;
+    return simple_call(c, &req);
+}
+
+int pds_client_client_start(struct pds_client *c,
+                            const char *server,
+                            const uint8_t *secret,
+                            size_t secret_len,
+                            const char *name)
+{
+    struct pds_request req;
+
+    memset(&req, 0, sizeof(req));
+    req.op = PDS_REQ_CLIENT_START;
+    req.target = server;
+    req.target_len = strlen(server);
+    req.secret = secret;
+    req.secret_len = secret_len;
+    req.name = name;
+    req.name_len = name != NULL ? strlen(name) : 0;
+    return simple_call(c, &req);
+}
+
+int pds_client_client_stop(struct pds_client *c)
+{
+    struct pds_request req;
+
+    memset(&req, 0, sizeof(req));
+    req.op = PDS_REQ_CLIENT_STOP;
+    return simple_call(c, &req);
+}
+
+static int
+copy_field(const msgpack_object *o, const char *key, char *out, size_t size)
+{
+    const char *s;
+    size_t n;
+
+    if (pds__mp_str(o, key, &s, &n) != 0)
+        return PDS_EPROTO;
+    if (n >= size)
+        n = size - 1;
+    memcpy(out, s, n);
+    out[n] = '\0';
+    return 0;
+}
+
+int pds_client_clients(struct pds_client *c,
+                       const struct pds_member **members,
+                       size_t *n_members)
+{
+    struct pds_request req;
+    const msgpack_object *d;
+    uint32_t i;
+    int rv;
+
+    memset(&req, 0, sizeof(req));
+    req.op = PDS_REQ_CLIENTS;
+    rv = call(c, &req, &d);
+    if (rv != 0)
+        return rv;
+    if (d->type != MSGPACK_OBJECT_ARRAY)
+        return set_err(c, PDS_EPROTO, "malformed clients reply");
+    c->members = calloc(d->via.array.size + 1, sizeof(*c->members));
+    if (c->members == NULL)
+        return set_err(c, PDS_ENOMEM, "out of memory");
+    for (i = 0; i < d->via.array.size; i++) {
+        const msgpack_object *o = &d->via.array.ptr[i];
+        struct pds_member *m = &c->members[i];
+        char state[16];
+        const uint8_t *pk;
+        size_t pk_len;
+        if (pds__mp_uint(o, "id", &m->id) != 0 ||
+            copy_field(o, "state", state, sizeof(state)) != 0 ||
+            pds__mp_uint(o, "first_enrolled", &m->first_enrolled) != 0 ||
+            pds__mp_uint(o, "last_seen", &m->last_seen) != 0 ||
+            copy_field(o, "name", m->name, sizeof(m->name)) != 0 ||
+            copy_field(o, "product", m->product, sizeof(m->product)) != 0 ||
+            copy_field(o, "location", m->location, sizeof(m->location)) != 0 ||
+            copy_field(o, "address", m->address, sizeof(m->address)) != 0 ||
+            copy_field(o, "version", m->version, sizeof(m->version)) != 0 ||
+            copy_field(o, "last_error", m->last_error, sizeof(m->last_error)) !=
+                0 ||
+            pds__mp_bin(o, "pk", &pk, &pk_len) != 0 || pk_len != PDS_KEY_BYTES)
+            return set_err(c, PDS_EPROTO, "malformed client in reply");
+        memcpy(m->pk, pk, PDS_KEY_BYTES);
+        m->state = strcmp(state, "stopped") == 0 ? PDS_MEMBER_STOPPED
+                                                 : PDS_MEMBER_ENROLLED;
+        m->is_connected = strcmp(state, "connected") == 0;
+    }
+    *members = c->members;
+    *n_members = d->via.array.size;
+    return 0;
+}
+
+int pds_client_clients_admin(struct pds_client *c,
+                             int start,
+                             const char *target)
+{
+    struct pds_request req;
+
+    memset(&req, 0, sizeof(req));
+    req.op = start ? PDS_REQ_CLIENTS_START : PDS_REQ_CLIENTS_STOP;
+    req.target = target;
+    req.target_len = strlen(target);
+    return simple_call(c, &req);
 }
 
 int pds_client_raw(struct pds_client *c, const uint8_t *buf, size_t len)

@@ -31,8 +31,16 @@ enum pds_req_op {
     PDS_REQ_USERS,
     PDS_REQ_DELETE_USER,
     PDS_REQ_STATUS,
-    PDS_REQ_LOG
+    PDS_REQ_LOG,
+    PDS_REQ_SERVER_START, /* secret (optional) */
+    PDS_REQ_SERVER_STOP,
+    PDS_REQ_CLIENT_START, /* target HOST:PORT, secret, name (optional) */
+    PDS_REQ_CLIENT_STOP,
+    PDS_REQ_CLIENTS,
+    PDS_REQ_CLIENTS_STOP, /* target ID or name */
+    PDS_REQ_CLIENTS_START /* target ID or name */
 };
+#define PDS_REQ_LAST PDS_REQ_CLIENTS_START
 
 /* The op's wire name ("put", "delete-user"...). */
 const char *pds_req_op_name(enum pds_req_op op);
@@ -48,8 +56,14 @@ struct pds_request {
     size_t item_len;
     const uint8_t *value;
     size_t value_len;
-    uint32_t limit; /* LOG: number of lines, 0 = default */
-    void *priv;     /* the decoder's memory; see pds_request_free() */
+    uint32_t limit;     /* LOG: number of lines, 0 = default */
+    const char *target; /* NULL when absent */
+    size_t target_len;
+    const char *name;
+    size_t name_len;
+    const uint8_t *secret;
+    size_t secret_len;
+    void *priv; /* the decoder's memory; see pds_request_free() */
 };
 
 /*
@@ -91,6 +105,13 @@ struct pds_status {
     uint64_t pid;
     uint64_t n_commits;   /* write transactions since start */
     uint64_t n_committed; /* entries they carried */
+    uint64_t n_machines;  /* server: machines of the group */
+    uint64_t max_machines;
+    const char *group;      /* group id in hex, "" when none */
+    const char *listen;     /* group port, "" when not listening */
+    const char *server;     /* client: the server's address */
+    const char *link;       /* client: connected, connecting, ... */
+    const char *last_error; /* client: last error of the link */
     const char *data_dir;
     const char *version;
 };
@@ -113,6 +134,13 @@ struct pds_user {
     const char *owner;
     size_t owner_len;
     pds_time last_used;
+};
+
+/* Answer to server start. */
+struct pds_server_started {
+    const char *group;  /* hex */
+    const char *secret; /* the generated secret, or NULL when given */
+    const char *listen; /* the group port, "" when not listening */
 };
 
 /*
@@ -138,6 +166,12 @@ int pds_reply_status(struct pds_reply_buf *rb, const struct pds_status *st);
 int pds_reply_log(struct pds_reply_buf *rb,
                   const char *const *lines,
                   size_t n_lines);
+int pds_reply_members(struct pds_reply_buf *rb,
+                      const struct pds_member *members,
+                      size_t n_members,
+                      uint64_t now);
+int pds_reply_server_started(struct pds_reply_buf *rb,
+                             const struct pds_server_started *st);
 /* Finish: *frame (malloc'ed, caller frees) and *len. Frees rb always. */
 int pds_reply_take(struct pds_reply_buf *rb, uint8_t **frame, size_t *len);
 
@@ -232,6 +266,25 @@ int pds_client_log(struct pds_client *c,
                    uint32_t max_lines,
                    const char *const **lines,
                    size_t *n_lines);
+
+/* Administration of the group (strings NUL-terminated). */
+int pds_client_server_start(struct pds_client *c,
+                            const uint8_t *secret,
+                            size_t secret_len,
+                            struct pds_server_started *out);
+int pds_client_server_stop(struct pds_client *c);
+int pds_client_client_start(struct pds_client *c,
+                            const char *server,
+                            const uint8_t *secret,
+                            size_t secret_len,
+                            const char *name);
+int pds_client_client_stop(struct pds_client *c);
+int pds_client_clients(struct pds_client *c,
+                       const struct pds_member **members,
+                       size_t *n_members);
+int pds_client_clients_admin(struct pds_client *c,
+                             int start,
+                             const char *target);
 
 /*
  * Send raw bytes on the connection and read one reply frame; for tests of

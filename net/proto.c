@@ -15,12 +15,15 @@
 #include "proto.h"
 
 static const char *const op_names[] = {
-    NULL, "put", "get", "del", "list", "users", "delete-user", "status", "log",
+    NULL,          "put",          "get",          "del",
+    "list",        "users",        "delete-user",  "status",
+    "log",         "server-start", "server-stop",  "client-start",
+    "client-stop", "clients",      "clients-stop", "clients-start",
 };
 
 const char *pds_req_op_name(enum pds_req_op op)
 {
-    if ((int)op < PDS_REQ_PUT || (int)op > PDS_REQ_LOG)
+    if ((int)op < PDS_REQ_PUT || (int)op > PDS_REQ_LAST)
         return "unknown";
     return op_names[op];
 }
@@ -282,6 +285,12 @@ int pds_request_encode(const struct pds_request *req,
         n++;
     if (req->limit != 0)
         n++;
+    if (req->target != NULL)
+        n++;
+    if (req->name != NULL)
+        n++;
+    if (req->secret != NULL)
+        n++;
     msgpack_pack_map(&pk, n);
     pds__mp_pack_cstr(&pk, "id");
     msgpack_pack_uint64(&pk, req->id);
@@ -308,6 +317,19 @@ int pds_request_encode(const struct pds_request *req,
         pds__mp_pack_cstr(&pk, "limit");
         msgpack_pack_uint32(&pk, req->limit);
     }
+    if (req->target != NULL) {
+        pds__mp_pack_cstr(&pk, "target");
+        pds__mp_pack_str(&pk, req->target, req->target_len);
+    }
+    if (req->name != NULL) {
+        pds__mp_pack_cstr(&pk, "name");
+        pds__mp_pack_str(&pk, req->name, req->name_len);
+    }
+    if (req->secret != NULL) {
+        pds__mp_pack_cstr(&pk, "secret");
+        msgpack_pack_bin(&pk, req->secret_len);
+        msgpack_pack_bin_body(&pk, req->secret, req->secret_len);
+    }
     return sbuffer_frame(&sb, frame, len);
 }
 
@@ -315,7 +337,7 @@ static int parse_op(const char *s, size_t n, enum pds_req_op *op)
 {
     int i;
 
-    for (i = PDS_REQ_PUT; i <= PDS_REQ_LOG; i++) {
+    for (i = PDS_REQ_PUT; i <= PDS_REQ_LAST; i++) {
         if (strlen(op_names[i]) == n && memcmp(op_names[i], s, n) == 0) {
             *op = (enum pds_req_op)i;
             return 0;
@@ -399,6 +421,33 @@ int pds_request_decode(const uint8_t *buf,
     }
     if (need_value && pds__mp_bin(m, "value", &r.value, &r.value_len) != 0) {
         snprintf(errmsg, PDS_ERRMSG_SIZE, "put request needs binary \"value\"");
+        goto err_after_unpacked;
+    }
+    if (pds__mp_get(m, "target") != NULL &&
+        pds__mp_str(m, "target", &r.target, &r.target_len) != 0) {
+        snprintf(errmsg, PDS_ERRMSG_SIZE, "\"target\" is not a string");
+        goto err_after_unpacked;
+    }
+    if (pds__mp_get(m, "name") != NULL &&
+        pds__mp_str(m, "name", &r.name, &r.name_len) != 0) {
+        snprintf(errmsg, PDS_ERRMSG_SIZE, "\"name\" is not a string");
+        goto err_after_unpacked;
+    }
+    if (pds__mp_get(m, "secret") != NULL &&
+        pds__mp_bin(m, "secret", &r.secret, &r.secret_len) != 0) {
+        snprintf(errmsg, PDS_ERRMSG_SIZE, "\"secret\" is not binary");
+        goto err_after_unpacked;
+    }
+    if ((r.op == PDS_REQ_CLIENT_START || r.op == PDS_REQ_CLIENTS_STOP ||
+         r.op == PDS_REQ_CLIENTS_START) &&
+        r.target == NULL) {
+        snprintf(errmsg, PDS_ERRMSG_SIZE, "%s request needs \"target\"",
+                 pds_req_op_name(r.op));
+        goto err_after_unpacked;
+    }
+    if (r.op == PDS_REQ_CLIENT_START && r.secret == NULL) {
+        snprintf(errmsg, PDS_ERRMSG_SIZE,
+                 "client-start request needs \"secret\"");
         goto err_after_unpacked;
     }
     if (pds__mp_get(m, "limit") != NULL) {
@@ -551,7 +600,7 @@ int pds_reply_status(struct pds_reply_buf *rb, const struct pds_status *st)
     msgpack_packer *pk = &rb->pk;
 
     rb->has_fields = 1;
-    msgpack_pack_map(pk, 17);
+    msgpack_pack_map(pk, 24);
     pds__mp_pack_cstr(pk, "role");
     pds__mp_pack_cstr(pk, st->role != NULL ? st->role : "");
     PACK_U64(pk, st, node_id);
@@ -568,6 +617,18 @@ int pds_reply_status(struct pds_reply_buf *rb, const struct pds_status *st)
     PACK_U64(pk, st, pid);
     PACK_U64(pk, st, n_commits);
     PACK_U64(pk, st, n_committed);
+    PACK_U64(pk, st, n_machines);
+    PACK_U64(pk, st, max_machines);
+    pds__mp_pack_cstr(pk, "group");
+    pds__mp_pack_cstr(pk, st->group != NULL ? st->group : "");
+    pds__mp_pack_cstr(pk, "listen");
+    pds__mp_pack_cstr(pk, st->listen != NULL ? st->listen : "");
+    pds__mp_pack_cstr(pk, "server");
+    pds__mp_pack_cstr(pk, st->server != NULL ? st->server : "");
+    pds__mp_pack_cstr(pk, "link");
+    pds__mp_pack_cstr(pk, st->link != NULL ? st->link : "");
+    pds__mp_pack_cstr(pk, "last_error");
+    pds__mp_pack_cstr(pk, st->last_error != NULL ? st->last_error : "");
     pds__mp_pack_cstr(pk, "data_dir");
     pds__mp_pack_cstr(pk, st->data_dir != NULL ? st->data_dir : "");
     pds__mp_pack_cstr(pk, "version");
@@ -585,6 +646,70 @@ int pds_reply_log(struct pds_reply_buf *rb,
     msgpack_pack_array(&rb->pk, n_lines);
     for (i = 0; i < n_lines; i++)
         pds__mp_pack_cstr(&rb->pk, lines[i]);
+    return 0;
+}
+
+int pds_reply_members(struct pds_reply_buf *rb,
+                      const struct pds_member *members,
+                      size_t n_members,
+                      uint64_t now)
+{
+    msgpack_packer *pk = &rb->pk;
+    size_t i;
+
+    (void)now;
+    rb->has_fields = 1;
+    msgpack_pack_array(pk, n_members);
+    for (i = 0; i < n_members; i++) {
+        const struct pds_member *m = &members[i];
+        msgpack_pack_map(pk, 12);
+        pds__mp_pack_cstr(pk, "id");
+        msgpack_pack_uint64(pk, m->id);
+        pds__mp_pack_cstr(pk, "state");
+        pds__mp_pack_cstr(pk, m->state == PDS_MEMBER_STOPPED ? "stopped"
+                              : m->is_connected             ? "connected"
+                                                            : "disconnected");
+        pds__mp_pack_cstr(pk, "first_enrolled");
+        msgpack_pack_uint64(pk, m->first_enrolled);
+        pds__mp_pack_cstr(pk, "last_seen");
+        msgpack_pack_uint64(pk, m->last_seen);
+        pds__mp_pack_cstr(pk, "name");
+        pds__mp_pack_cstr(pk, m->name);
+        pds__mp_pack_cstr(pk, "product");
+        pds__mp_pack_cstr(pk, m->product);
+        pds__mp_pack_cstr(pk, "location");
+        pds__mp_pack_cstr(pk, m->location);
+        pds__mp_pack_cstr(pk, "address");
+        pds__mp_pack_cstr(pk, m->address);
+        pds__mp_pack_cstr(pk, "version");
+        pds__mp_pack_cstr(pk, m->version);
+        pds__mp_pack_cstr(pk, "last_error");
+        pds__mp_pack_cstr(pk, m->last_error);
+        pds__mp_pack_cstr(pk, "pk");
+        msgpack_pack_bin(pk, PDS_KEY_BYTES);
+        msgpack_pack_bin_body(pk, m->pk, PDS_KEY_BYTES);
+        pds__mp_pack_cstr(pk, "counted");
+        if (m->state == PDS_MEMBER_ENROLLED)
+            msgpack_pack_true(pk);
+        else
+            msgpack_pack_false(pk);
+    }
+    return 0;
+}
+
+int pds_reply_server_started(struct pds_reply_buf *rb,
+                             const struct pds_server_started *st)
+{
+    msgpack_packer *pk = &rb->pk;
+
+    rb->has_fields = 1;
+    msgpack_pack_map(pk, 3);
+    pds__mp_pack_cstr(pk, "group");
+    pds__mp_pack_cstr(pk, st->group);
+    pds__mp_pack_cstr(pk, "secret");
+    pds__mp_pack_cstr(pk, st->secret != NULL ? st->secret : "");
+    pds__mp_pack_cstr(pk, "listen");
+    pds__mp_pack_cstr(pk, st->listen != NULL ? st->listen : "");
     return 0;
 }
 

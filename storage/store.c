@@ -30,6 +30,7 @@ struct pds_store {
     MDB_dbi log;
     MDB_dbi meta;
     MDB_dbi owners;
+    MDB_dbi clients;
     size_t map_size;
     size_t budget;
     uint64_t retain;
@@ -254,6 +255,7 @@ static int open_tables(struct pds_store *s)
         (rv = mdb_dbi_open(txn, "log", MDB_CREATE, &s->log)) != 0 ||
         (rv = mdb_dbi_open(txn, "meta", MDB_CREATE, &s->meta)) != 0 ||
         (rv = mdb_dbi_open(txn, "owners", MDB_CREATE, &s->owners)) != 0 ||
+        (rv = mdb_dbi_open(txn, "clients", MDB_CREATE, &s->clients)) != 0 ||
         (rv = read_meta(txn, s->meta, &m)) != 0)
         goto err_after_txn;
     if (m.format == 0) {
@@ -895,4 +897,181 @@ int pds_store_log_get(struct pds_store *store,
     read_end(store, txn);
     *buf = copy;
     return 0;
+}
+
+/* ---- Role configuration and members ------------------------------------- */
+
+int pds_store_blob_get(struct pds_store *store,
+                       const char *name,
+                       uint8_t *buf,
+                       size_t cap,
+                       size_t *len)
+{
+    char kname[64];
+    MDB_val k, v;
+    MDB_txn *txn;
+    int rv;
+
+    snprintf(kname, sizeof(kname), "blob.%s", name);
+    k.mv_data = kname;
+    k.mv_size = strlen(kname);
+    rv = read_begin(store, &txn);
+    if (rv != 0)
+        return set_err(store, translate(rv), "%s: %s", name, mdb_strerror(rv));
+    rv = mdb_get(txn, store->meta, &k, &v);
+    if (rv == 0 && v.mv_size > cap)
+        rv = -1;
+    if (rv == 0) {
+        memcpy(buf, v.mv_data, v.mv_size);
+        *len = v.mv_size;
+    }
+    read_end(store, txn);
+    if (rv == -1)
+        return set_err(store, PDS_ETOOBIG, "%s: stored value too large", name);
+    if (rv != 0)
+        return set_err(store, translate(rv), "%s: %s", name, mdb_strerror(rv));
+    return 0;
+}
+
+/* One small durable write transaction, growing the map when needed. */
+static int small_write(struct pds_store *store,
+                       int (*fn)(struct pds_store *, MDB_txn *, void *),
+                       void *arg)
+{
+    MDB_txn *txn;
+    int rv;
+
+    for (;;) {
+        rv = mdb_txn_begin(store->env, NULL, 0, &txn);
+        if (rv != 0)
+            break;
+        rv = fn(store, txn, arg);
+        if (rv == 0)
+            rv = mdb_txn_commit(txn);
+        else
+            mdb_txn_abort(txn);
+        if (rv != MDB_MAP_FULL || store->map_size >= store->budget)
+            break;
+        pthread_rwlock_wrlock(&store->growth_lock);
+        rv = mdb_env_set_mapsize(store->env, store->map_size * 2 > store->budget
+                                                 ? store->budget
+                                                 : store->map_size * 2);
+        if (rv == 0)
+            store->map_size = store->map_size * 2 > store->budget
+                                  ? store->budget
+                                  : store->map_size * 2;
+        pthread_rwlock_unlock(&store->growth_lock);
+        if (rv != 0)
+            break;
+    }
+    return rv;
+}
+
+struct blob_arg {
+    const char *key;
+    const uint8_t *value;
+    size_t len;
+};
+
+static int blob_write(struct pds_store *s, MDB_txn *txn, void *arg)
+{
+    struct blob_arg *b = arg;
+    MDB_val k = {strlen(b->key), (void *)b->key};
+    MDB_val v = {b->len, (void *)b->value};
+    int rv;
+
+    (void)s;
+    if (b->value == NULL) {
+        rv = mdb_del(txn, s->meta, &k, NULL);
+        return rv == MDB_NOTFOUND ? 0 : rv;
+    }
+    return mdb_put(txn, s->meta, &k, &v, 0);
+}
+
+int pds_store_blob_put(struct pds_store *store,
+                       const char *name,
+                       const uint8_t *value,
+                       size_t len)
+{
+    char kname[64];
+    struct blob_arg b = {kname, value, len};
+    int rv;
+
+    snprintf(kname, sizeof(kname), "blob.%s", name);
+    rv = small_write(store, blob_write, &b);
+    if (rv != 0)
+        return set_err(store, translate(rv), "save %s: %s", name,
+                       mdb_strerror(rv));
+    return 0;
+}
+
+struct members_arg {
+    const struct pds_member *members;
+    size_t n;
+};
+
+static int members_write(struct pds_store *s, MDB_txn *txn, void *arg)
+{
+    struct members_arg *a = arg;
+    uint8_t buf[PDS_MEMBER_ENCODED_MAX];
+    size_t i;
+    int rv = 0;
+
+    for (i = 0; i < a->n && rv == 0; i++) {
+        MDB_val k = {PDS_KEY_BYTES, (void *)a->members[i].pk};
+        MDB_val v = {pds_member_encode(&a->members[i], buf), buf};
+        rv = mdb_put(txn, s->clients, &k, &v, 0);
+    }
+    return rv;
+}
+
+int pds_store_members_put(struct pds_store *store,
+                          const struct pds_member *members,
+                          size_t n_members)
+{
+    struct members_arg a = {members, n_members};
+    int rv;
+
+    if (n_members == 0)
+        return 0;
+    rv = small_write(store, members_write, &a);
+    if (rv != 0)
+        return set_err(store, translate(rv), "save clients: %s",
+                       mdb_strerror(rv));
+    return 0;
+}
+
+int pds_store_members(struct pds_store *store,
+                      pds_store_member_cb cb,
+                      void *arg)
+{
+    MDB_cursor *cur;
+    MDB_txn *txn;
+    MDB_val k, v;
+    int cb_rv = 0;
+    int rv;
+
+    rv = read_begin(store, &txn);
+    if (rv != 0)
+        return set_err(store, translate(rv), "clients: %s", mdb_strerror(rv));
+    rv = mdb_cursor_open(txn, store->clients, &cur);
+    if (rv != 0) {
+        read_end(store, txn);
+        return set_err(store, translate(rv), "clients: %s", mdb_strerror(rv));
+    }
+    while ((rv = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
+        struct pds_member m;
+        if (pds_member_decode(v.mv_data, v.mv_size, &m) != 0) {
+            rv = MDB_CORRUPTED;
+            break;
+        }
+        cb_rv = cb(arg, &m);
+        if (cb_rv != 0)
+            break;
+    }
+    mdb_cursor_close(cur);
+    read_end(store, txn);
+    if (rv != 0 && rv != MDB_NOTFOUND)
+        return set_err(store, translate(rv), "clients: %s", mdb_strerror(rv));
+    return cb_rv;
 }

@@ -7,6 +7,7 @@
  *   meta     short names -> values: node id, format version, epoch, last
  *            position, highest clock, live record count
  *   owners   scope byte + owner -> u64be last_used ms
+ *   clients  member public key -> member row (pds_member_encode)
  *
  * Storage is synchronous and knows no event loop: the daemon decides on
  * which thread a call runs. A write transaction begins and commits inside
@@ -123,6 +124,32 @@ int pds_store_list(struct pds_store *store,
 /* Iterate owners (both scopes) with their last-used time. */
 typedef int (*pds_store_owner_cb)(void *arg, const struct pds_owner_info *o);
 int pds_store_owners(struct pds_store *store, pds_store_owner_cb cb, void *arg);
+
+/*
+ * Named blobs in the meta table, for the node's role configuration ("role",
+ * "group", "secret", "server", "server_pk"). get: PDS_ENOTFOUND when
+ * absent, PDS_ETOOBIG when it does not fit in cap (nothing copied). put
+ * with value NULL deletes. Each put is one durable transaction.
+ */
+int pds_store_blob_get(struct pds_store *store,
+                       const char *name,
+                       uint8_t *buf,
+                       size_t cap,
+                       size_t *len);
+int pds_store_blob_put(struct pds_store *store,
+                       const char *name,
+                       const uint8_t *value,
+                       size_t len);
+
+/* Write member rows (clients table, keyed by public key) durably. */
+int pds_store_members_put(struct pds_store *store,
+                          const struct pds_member *members,
+                          size_t n_members);
+/* Iterate the clients table. */
+typedef int (*pds_store_member_cb)(void *arg, const struct pds_member *m);
+int pds_store_members(struct pds_store *store,
+                      pds_store_member_cb cb,
+                      void *arg);
 
 /*
  * Read one log entry by index into a malloc'ed copy (*buf, *len), for

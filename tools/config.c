@@ -27,6 +27,10 @@ void pds_config_default(struct pds_config *cfg)
     cfg->retain_entries = 100000;
     cfg->log_level = PDS_LOG_INFO;
     cfg->commlog_max = 1u << 20;
+    cfg->max_machines = 10;
+    cfg->heartbeat_ms = 1000;
+    cfg->dead_ms = 3000;
+    cfg->retry_max_ms = 10000;
 }
 
 /* Parse an unsigned number with an optional K/M/G suffix. */
@@ -133,6 +137,27 @@ on_setting(void *user, const char *section, const char *name, const char *value)
         if (parse_size(value, 4096, SIZE_MAX, &v) != 0)
             return fail(ctx, section, name, "not a size of at least 4K");
         cfg->commlog_max = (size_t)v;
+    } else if (MATCH("node", "product") || MATCH("node", "location")) {
+        char *dst = strcmp(name, "product") == 0 ? cfg->product : cfg->location;
+        if (strlen(value) >= PDS_MEMBER_TEXT)
+            return fail(ctx, section, name, "longer than 63 bytes");
+        strcpy(dst, value);
+    } else if (MATCH("group", "max_machines")) {
+        if (parse_size(value, 1, 100000, &v) != 0)
+            return fail(ctx, section, name, "not a number in 1..100000");
+        cfg->max_machines = (uint32_t)v;
+    } else if (MATCH("group", "heartbeat_ms")) {
+        if (parse_size(value, 10, 600000, &v) != 0)
+            return fail(ctx, section, name, "not a number in 10..600000");
+        cfg->heartbeat_ms = (uint32_t)v;
+    } else if (MATCH("group", "dead_ms")) {
+        if (parse_size(value, 30, 3600000, &v) != 0)
+            return fail(ctx, section, name, "not a number in 30..3600000");
+        cfg->dead_ms = (uint32_t)v;
+    } else if (MATCH("group", "retry_max_ms")) {
+        if (parse_size(value, 10, 3600000, &v) != 0)
+            return fail(ctx, section, name, "not a number in 10..3600000");
+        cfg->retry_max_ms = (uint32_t)v;
     } else {
         return fail(ctx, section, name, "unknown setting");
     }

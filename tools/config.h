@@ -5,6 +5,8 @@
  *             max_value_size, max_owner_len, max_item_len, owner_chars
  *   [storage] map_initial, storage_budget, log_retain_entries
  *   [log]     level (error|warning|info|debug), commlog_max_bytes
+ *   [group]   max_machines, heartbeat_ms, dead_ms, retry_max_ms
+ *   [node]    product, location (shown in the server's client list)
  *
  * Sizes accept a K, M or G suffix (powers of 1024).
  */
@@ -23,6 +25,12 @@ struct pds_config {
     uint64_t retain_entries;
     int log_level;
     size_t commlog_max;
+    uint32_t max_machines;
+    uint32_t heartbeat_ms;
+    uint32_t dead_ms;
+    uint32_t retry_max_ms;
+    char product[PDS_MEMBER_TEXT];
+    char location[PDS_MEMBER_TEXT];
 };
 
 void pds_config_default(struct pds_config *cfg);

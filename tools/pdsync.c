@@ -57,6 +57,11 @@ static void print_usage(FILE *out)
             "  delete-user [--group] OWNER      delete all data of a user\n"
             "  status                           show the node's status\n"
             "  log [-n N]                       show the communication log\n"
+            "  server start [--join-secret-file F] | stop\n"
+            "                                   be the server of a group\n"
+            "  client start HOST:PORT --join-secret-file F [--name N] | stop\n"
+            "                                   be a client of a server\n"
+            "  clients [stop|start ID|NAME]     the server's clients\n"
             "  help [COMMAND]                   show help\n"
             "\n"
             "Options:\n"
@@ -271,6 +276,8 @@ struct cmd_opts {
     int group;
     const char *file;
     const char *output;
+    const char *secret_file;
+    const char *name;
     long lines;
 };
 
@@ -286,17 +293,26 @@ static int parse_cmd(const char *name,
         {"file", required_argument, NULL, 'f'},
         {"output", required_argument, NULL, 'o'},
         {"lines", required_argument, NULL, 'n'},
+        {"join-secret-file", required_argument, NULL, 's'},
+        {"name", required_argument, NULL, 'N'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const struct command *c = find_command(name);
+    /* The group commands take options after their action word (GNU
+     * permutation); data commands stop at the first operand, so that a
+     * value may start with '-'. */
+    int permute = strcmp(name, "server") == 0 || strcmp(name, "client") == 0 ||
+                  strcmp(name, "clients") == 0;
     char *end;
     int opt;
 
     memset(o, 0, sizeof(*o));
-    optind = 1;
+    optind = 0; /* glibc: start over, the option string changed */
     opterr = 0;
-    while ((opt = getopt_long(argc, argv, "+gf:o:n:h", options, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv,
+                              permute ? "gf:o:n:s:N:h" : "+gf:o:n:s:N:h",
+                              options, NULL)) != -1) {
         if (opt == 'h') {
             printf("usage: pdsync %s %s\n\n%s\n", c->name, c->args, c->help);
             return -1;
@@ -320,6 +336,12 @@ static int parse_cmd(const char *name,
             break;
         case 'o':
             o->output = optarg;
+            break;
+        case 's':
+            o->secret_file = optarg;
+            break;
+        case 'N':
+            o->name = optarg;
             break;
         case 'n':
             errno = 0;
@@ -672,7 +694,7 @@ static int cmd_status(struct cli *cli, int argc, char **argv)
                "\"users\":%llu,\"max_users\":%llu,\"groups\":%llu,"
                "\"log_entries\":%llu,\"bytes_used\":%llu,\"budget\":%llu,"
                "\"commits\":%llu,\"committed_entries\":%llu,"
-               "\"pid\":%llu,\"data_dir\":",
+               "\"machines\":%llu,\"max_machines\":%llu,\"pid\":%llu,",
                st.role, (unsigned long long)st.node_id,
                (unsigned long long)st.epoch, (unsigned long long)st.last_epoch,
                (unsigned long long)st.last_index,
@@ -681,7 +703,16 @@ static int cmd_status(struct cli *cli, int argc, char **argv)
                (unsigned long long)st.n_groups, (unsigned long long)st.n_log,
                (unsigned long long)st.bytes_used, (unsigned long long)st.budget,
                (unsigned long long)st.n_commits,
-               (unsigned long long)st.n_committed, (unsigned long long)st.pid);
+               (unsigned long long)st.n_committed,
+               (unsigned long long)st.n_machines,
+               (unsigned long long)st.max_machines, (unsigned long long)st.pid);
+        printf("\"group\":\"%s\",\"listen\":", st.group);
+        json_str(st.listen, strlen(st.listen));
+        printf(",\"server\":");
+        json_str(st.server, strlen(st.server));
+        printf(",\"link\":\"%s\",\"last_error\":", st.link);
+        json_str(st.last_error, strlen(st.last_error));
+        printf(",\"data_dir\":");
         json_str(st.data_dir, strlen(st.data_dir));
         printf(",\"version\":");
         json_str(st.version, strlen(st.version));
@@ -691,8 +722,21 @@ static int cmd_status(struct cli *cli, int argc, char **argv)
     format_bytes(st.bytes_used, used, sizeof(used));
     format_bytes(st.budget, budget, sizeof(budget));
     printf("role:        %s\n"
-           "node id:     %016llx\n"
-           "epoch:       %llu\n"
+           "node id:     %016llx\n",
+           st.role, (unsigned long long)st.node_id);
+    if (st.group[0] != '\0')
+        printf("group:       %s\n", st.group);
+    if (st.listen[0] != '\0')
+        printf("group port:  %s\n", st.listen);
+    if (strcmp(st.role, "server") == 0)
+        printf("machines:    %llu of %llu\n", (unsigned long long)st.n_machines,
+               (unsigned long long)st.max_machines);
+    if (strcmp(st.role, "client") == 0) {
+        printf("server:      %s (%s)\n", st.server, st.link);
+        if (st.last_error[0] != '\0')
+            printf("last error:  %s\n", st.last_error);
+    }
+    printf("epoch:       %llu\n"
            "position:    %llu/%llu\n"
            "records:     %llu\n"
            "users:       %llu of %llu\n"
@@ -703,7 +747,6 @@ static int cmd_status(struct cli *cli, int argc, char **argv)
            "data dir:    %s\n"
            "pid:         %llu\n"
            "version:     %s\n",
-           st.role, (unsigned long long)st.node_id,
            (unsigned long long)st.epoch, (unsigned long long)st.last_epoch,
            (unsigned long long)st.last_index, (unsigned long long)st.n_records,
            (unsigned long long)st.n_users, (unsigned long long)st.max_users,
@@ -749,6 +792,237 @@ static int cmd_log(struct cli *cli, int argc, char **argv)
     }
     if (cli->json)
         printf("]\n");
+    return 0;
+}
+
+/* Read a join secret file: its bytes, a final newline removed. */
+static int read_secret(const char *path, uint8_t **out, size_t *len)
+{
+    char errmsg[PDS_ERRMSG_SIZE];
+
+    if (read_file(path, out, len, errmsg) != 0) {
+        fprintf(stderr, "pdsync: join secret: %s\n", errmsg);
+        return EXIT_FAIL;
+    }
+    while (*len > 0 && ((*out)[*len - 1] == '\n' || (*out)[*len - 1] == '\r'))
+        (*len)--;
+    return 0;
+}
+
+static int cmd_server(struct cli *cli, int argc, char **argv)
+{
+    struct pds_server_started st;
+    struct cmd_opts o;
+    uint8_t *secret = NULL;
+    size_t secret_len = 0;
+    int first;
+    int rv;
+
+    rv = parse_cmd("server", argc, argv, "s", &o, &first);
+    if (rv != 0)
+        return rv < 0 ? 0 : rv;
+    argc -= first;
+    argv += first;
+    rv = check_operands("server", argc, 1, 1);
+    if (rv != 0)
+        return rv;
+    if (strcmp(argv[0], "start") != 0 && strcmp(argv[0], "stop") != 0)
+        return usage_error("server", "server: unknown action '%s'", argv[0]);
+    if (strcmp(argv[0], "stop") == 0 && o.secret_file != NULL)
+        return usage_error("server",
+                           "server stop: --join-secret-file is for start");
+    if (o.secret_file != NULL &&
+        read_secret(o.secret_file, &secret, &secret_len) != 0)
+        return EXIT_FAIL;
+    rv = connect_node(cli);
+    if (rv != 0)
+        goto out;
+    if (strcmp(argv[0], "stop") == 0) {
+        rv = pds_client_server_stop(cli->client);
+        if (rv != 0) {
+            rv = fail(cli, rv);
+            goto out;
+        }
+        if (cli->json)
+            printf("{\"ok\":true}\n");
+        else
+            printf("server stopped\n");
+        goto out;
+    }
+    rv = pds_client_server_start(cli->client, secret, secret_len, &st);
+    if (rv != 0) {
+        rv = fail(cli, rv);
+        goto out;
+    }
+    if (cli->json) {
+        printf("{\"ok\":true,\"group\":\"%s\",\"listen\":\"%s\"", st.group,
+               st.listen);
+        if (st.secret != NULL)
+            printf(",\"join_secret\":\"%s\"", st.secret);
+        printf("}\n");
+    } else {
+        printf("server of group %s\n", st.group);
+        if (st.listen[0] != '\0')
+            printf("group port: %s\n", st.listen);
+        else
+            printf("warning: this node has no group port: restart pdsyncd "
+                   "with --listen HOST:PORT so that clients can join\n");
+        if (st.secret != NULL)
+            printf("join secret (shown once; give it to clients with "
+                   "--join-secret-file): %s\n",
+                   st.secret);
+    }
+out:
+    if (secret != NULL)
+        sodium_memzero(secret, secret_len);
+    free(secret);
+    return rv;
+}
+
+static int cmd_client(struct cli *cli, int argc, char **argv)
+{
+    struct cmd_opts o;
+    uint8_t *secret = NULL;
+    size_t secret_len = 0;
+    int first;
+    int rv;
+
+    rv = parse_cmd("client", argc, argv, "sN", &o, &first);
+    if (rv != 0)
+        return rv < 0 ? 0 : rv;
+    argc -= first;
+    argv += first;
+    if (argc >= 1 && strcmp(argv[0], "stop") == 0) {
+        rv = check_operands("client", argc, 1, 1);
+        if (rv != 0)
+            return rv;
+        rv = connect_node(cli);
+        if (rv != 0)
+            return rv;
+        rv = pds_client_client_stop(cli->client);
+        if (rv != 0)
+            return fail(cli, rv);
+        if (cli->json)
+            printf("{\"ok\":true}\n");
+        else
+            printf("client stopped\n");
+        return 0;
+    }
+    if (argc < 1 || strcmp(argv[0], "start") != 0)
+        return usage_error("client", "client: unknown or missing action");
+    rv = check_operands("client", argc, 2, 2);
+    if (rv != 0)
+        return rv;
+    if (o.secret_file == NULL)
+        return usage_error("client",
+                           "client start: --join-secret-file F is required");
+    if (read_secret(o.secret_file, &secret, &secret_len) != 0)
+        return EXIT_FAIL;
+    rv = connect_node(cli);
+    if (rv == 0) {
+        rv = pds_client_client_start(cli->client, argv[1], secret, secret_len,
+                                     o.name);
+        if (rv != 0)
+            rv = fail(cli, rv);
+        else if (cli->json)
+            printf("{\"ok\":true,\"server\":\"%s\"}\n", argv[1]);
+        else
+            printf("client started: joining the server at %s ('pdsync "
+                   "status' shows the link)\n",
+                   argv[1]);
+    }
+    sodium_memzero(secret, secret_len);
+    free(secret);
+    return rv;
+}
+
+static int cmd_clients(struct cli *cli, int argc, char **argv)
+{
+    const struct pds_member *m;
+    struct cmd_opts o;
+    char first_s[32];
+    char last_s[32];
+    size_t n;
+    size_t i;
+    int first;
+    int rv;
+
+    rv = parse_cmd("clients", argc, argv, "", &o, &first);
+    if (rv != 0)
+        return rv < 0 ? 0 : rv;
+    argc -= first;
+    argv += first;
+    if (argc > 0) {
+        int start;
+        if (strcmp(argv[0], "stop") != 0 && strcmp(argv[0], "start") != 0)
+            return usage_error("clients", "clients: unknown action '%s'",
+                               argv[0]);
+        rv = check_operands("clients", argc, 2, 2);
+        if (rv != 0)
+            return rv;
+        start = strcmp(argv[0], "start") == 0;
+        rv = connect_node(cli);
+        if (rv != 0)
+            return rv;
+        rv = pds_client_clients_admin(cli->client, start, argv[1]);
+        if (rv != 0)
+            return fail(cli, rv);
+        if (cli->json)
+            printf("{\"ok\":true}\n");
+        else
+            printf("client %s %s\n", argv[1], start ? "started" : "stopped");
+        return 0;
+    }
+    rv = connect_node(cli);
+    if (rv != 0)
+        return rv;
+    rv = pds_client_clients(cli->client, &m, &n);
+    if (rv != 0)
+        return fail(cli, rv);
+    if (cli->json)
+        printf("[");
+    else if (n > 0)
+        printf("%-16s  %-12s  %-16s  %-12s  %-12s  %-21s  %-20s  %-20s  "
+               "%-16s  %s\n",
+               "ID", "STATE", "NAME", "PRODUCT", "LOCATION", "ADDRESS",
+               "FIRST ENROLLED", "LAST SEEN", "VERSION", "LAST ERROR");
+    for (i = 0; i < n; i++) {
+        const char *state = m[i].state == PDS_MEMBER_STOPPED ? "stopped"
+                            : m[i].is_connected              ? "connected"
+                                                             : "disconnected";
+        format_time(m[i].first_enrolled, first_s, sizeof(first_s));
+        format_time(m[i].last_seen, last_s, sizeof(last_s));
+        if (cli->json) {
+            printf("%s{\"id\":\"%016llx\",\"state\":\"%s\",\"name\":",
+                   i > 0 ? "," : "", (unsigned long long)m[i].id, state);
+            json_str(m[i].name, strlen(m[i].name));
+            printf(",\"product\":");
+            json_str(m[i].product, strlen(m[i].product));
+            printf(",\"location\":");
+            json_str(m[i].location, strlen(m[i].location));
+            printf(",\"address\":");
+            json_str(m[i].address, strlen(m[i].address));
+            printf(",\"first_enrolled\":\"%s\",\"last_seen\":\"%s\","
+                   "\"version\":",
+                   first_s, last_s);
+            json_str(m[i].version, strlen(m[i].version));
+            printf(",\"last_error\":");
+            json_str(m[i].last_error, strlen(m[i].last_error));
+            printf("}");
+        } else {
+            printf("%016llx  %-12s  %-16s  %-12s  %-12s  %-21s  %-20s  "
+                   "%-20s  %-16s  %s\n",
+                   (unsigned long long)m[i].id, state, m[i].name,
+                   m[i].product[0] ? m[i].product : "-",
+                   m[i].location[0] ? m[i].location : "-", m[i].address,
+                   first_s, last_s, m[i].version,
+                   m[i].last_error[0] ? m[i].last_error : "-");
+        }
+    }
+    if (cli->json)
+        printf("]\n");
+    else if (n == 0)
+        printf("no clients\n");
     return 0;
 }
 
@@ -800,6 +1074,20 @@ static const struct command commands[] = {
      cmd_status},
     {"log", "[-n|--lines N]",
      "Show the last N lines (default 100) of the communication log.", cmd_log},
+    {"server", "start [--join-secret-file F] | stop",
+     "Make this node the server of a new group (start), or end that role\n"
+     "(stop). Without --join-secret-file a secret is generated and printed\n"
+     "once. Takes effect at once and survives restarts.",
+     cmd_server},
+    {"client", "start HOST:PORT --join-secret-file F [--name NAME] | stop",
+     "Enroll this node as a client of the server at HOST:PORT, proving the\n"
+     "group's join secret once (start), or end synchronization (stop).",
+     cmd_client},
+    {"clients", "[stop|start ID|NAME]",
+     "On the server: list the group's clients (id, state, name, product,\n"
+     "location, address, first enrolled, last seen, version, last error),\n"
+     "or stop / start one client's synchronization.",
+     cmd_clients},
     {"help", "[COMMAND]", "Show the commands, or one command's help.",
      cmd_help},
 };

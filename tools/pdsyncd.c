@@ -28,36 +28,9 @@
 #include "../storage/store.h"
 #include "commlog.h"
 #include "config.h"
+#include "daemon.h"
 
-/* A request waiting for the core's reply. */
-struct waiter {
-    struct pds_local_conn *conn;
-    uint64_t id;
-    enum pds_req_op op;
-};
-
-struct daemon {
-    uv_loop_t loop;
-    uv_check_t commit_check;
-    uv_signal_t sigterm;
-    uv_signal_t sigint;
-    struct pds_local_server *local;
-    struct pds_store *store;
-    struct pds_core *core;
-    struct pds_config cfg;
-    char data_dir[PATH_MAX];
-    int lock_fd;
-    int is_stopping;
-
-    /* Entries stepped this turn and not yet committed. */
-    struct pds_entry *batch;
-    size_t n_batch;
-    size_t cap_batch;
-    uint64_t n_commits;
-    uint64_t n_committed;
-};
-
-static pds_time wall_ms(void)
+pds_time pds__wall_ms(void)
 {
     struct timespec ts;
 
@@ -67,7 +40,7 @@ static pds_time wall_ms(void)
 
 /* ---- Replies ---------------------------------------------------------- */
 
-static void send_reply(struct pds_local_conn *conn, struct pds_reply_buf *rb)
+void pds__daemon_send(struct pds_local_conn *conn, struct pds_reply_buf *rb)
 {
     uint8_t *frame;
     size_t len;
@@ -85,7 +58,7 @@ static void send_reply(struct pds_local_conn *conn, struct pds_reply_buf *rb)
 static void
 reply_error(struct pds_local_conn *conn, uint64_t id, int rc, const char *msg)
 {
-    send_reply(conn, pds_reply_new(id, rc, msg));
+    pds__daemon_send(conn, pds_reply_new(id, rc, msg));
 }
 
 /* Answer every writer the core has replies for. */
@@ -98,6 +71,16 @@ static void deliver_replies(const struct pds_update *u)
         struct waiter *w = (struct waiter *)(uintptr_t)r->req;
         struct pds_reply_buf *rb;
 
+        if (w == NULL)
+            continue; /* the daemon's own request, nobody to answer */
+        if (r->status == 0 &&
+            (w->op == PDS_REQ_CLIENTS_STOP || w->op == PDS_REQ_CLIENTS_START)) {
+            pds__daemon_send(w->conn, pds_reply_new(w->id, 0, NULL));
+            pds_local_conn_unref(w->conn);
+            free(w);
+            continue;
+        }
+
         if (r->status != 0) {
             /* Refusals an administrator should see go to the comm log;
              * storage failures were logged once for the whole batch. */
@@ -109,7 +92,7 @@ static void deliver_replies(const struct pds_update *u)
             if (rb != NULL)
                 pds_reply_write(rb, r->epoch, r->index, &r->version);
         }
-        send_reply(w->conn, rb);
+        pds__daemon_send(w->conn, rb);
         pds_local_conn_unref(w->conn);
         free(w);
     }
@@ -143,7 +126,7 @@ static int batch_add(struct daemon *d, const struct pds_update *u)
  * turn's batch (persisted in the check phase), replies go out now (the
  * core only returns replies for writes that are durable or refused).
  */
-static int step(struct daemon *d, const struct pds_event *ev)
+int pds__daemon_step(struct daemon *d, const struct pds_event *ev)
 {
     struct pds_update u;
     int rv;
@@ -153,6 +136,7 @@ static int step(struct daemon *d, const struct pds_event *ev)
         pds_log(PDS_LOG_ERROR, "out of memory queuing entries");
         abort(); /* The core believes they are pending; we can't drop. */
     }
+    pds__group_update(d, &u);
     deliver_replies(&u);
     return rv;
 }
@@ -169,9 +153,9 @@ static void commit_batch(uv_check_t *handle)
         return;
     first = d->batch[0].index;
     last = d->batch[d->n_batch - 1].index;
-    rv = pds_store_commit(d->store, d->batch, d->n_batch, wall_ms());
+    rv = pds_store_commit(d->store, d->batch, d->n_batch, pds__wall_ms());
     memset(&ev, 0, sizeof(ev));
-    ev.now = wall_ms();
+    ev.now = pds__wall_ms();
     if (rv == 0) {
         d->n_commits++;
         d->n_committed += d->n_batch;
@@ -186,7 +170,7 @@ static void commit_batch(uv_check_t *handle)
         ev.u.persist_failed.errmsg = msg;
     }
     d->n_batch = 0;
-    rv = step(d, &ev);
+    rv = pds__daemon_step(d, &ev);
     if (rv != 0)
         pds_log(PDS_LOG_ERROR, "core refused storage result: %s",
                 pds_strerror(rv));
@@ -214,7 +198,7 @@ static void handle_write(struct daemon *d,
 
     memset(&ev, 0, sizeof(ev));
     ev.type = PDS_EVENT_WRITE;
-    ev.now = wall_ms();
+    ev.now = pds__wall_ms();
     ev.u.write.req = (uint64_t)(uintptr_t)w;
     ev.u.write.key.scope = req->scope;
     ev.u.write.key.owner = req->owner;
@@ -238,7 +222,7 @@ static void handle_write(struct daemon *d,
         ev.u.write.key.item = NULL;
         ev.u.write.key.item_len = 0;
     }
-    rv = step(d, &ev);
+    rv = pds__daemon_step(d, &ev);
     if (rv != 0) {
         /* The core took nothing: the waiter was not handed out. */
         reply_error(conn, req->id, rv, pds_strerror(rv));
@@ -256,11 +240,11 @@ static void touch(struct daemon *d,
 
     memset(&ev, 0, sizeof(ev));
     ev.type = PDS_EVENT_TOUCH;
-    ev.now = wall_ms();
+    ev.now = pds__wall_ms();
     ev.u.touch.scope = scope;
     ev.u.touch.owner = owner;
     ev.u.touch.owner_len = owner_len;
-    step(d, &ev);
+    pds__daemon_step(d, &ev);
 }
 
 static const char *scope_word(enum pds_scope scope)
@@ -312,7 +296,7 @@ static void handle_get(struct daemon *d,
     rb = pds_reply_new(req->id, 0, NULL);
     if (rb != NULL)
         pds_reply_get(rb, &it);
-    send_reply(conn, rb);
+    pds__daemon_send(conn, rb);
     free(value);
 }
 
@@ -399,7 +383,7 @@ static void handle_list(struct daemon *d,
         rb = pds_reply_new(req->id, 0, NULL);
         if (rb != NULL)
             pds_reply_list(rb, ctx.items, ctx.n);
-        send_reply(conn, rb);
+        pds__daemon_send(conn, rb);
     }
     for (i = 0; i < ctx.n; i++)
         free((void *)ctx.items[i].owner);
@@ -455,7 +439,7 @@ static void handle_users(struct daemon *d,
         rb = pds_reply_new(req->id, 0, NULL);
         if (rb != NULL)
             pds_reply_users(rb, ctx.users, ctx.n);
-        send_reply(conn, rb);
+        pds__daemon_send(conn, rb);
     }
     for (i = 0; i < ctx.n; i++)
         free((void *)ctx.users[i].owner);
@@ -495,12 +479,13 @@ static void handle_status(struct daemon *d,
     st.pid = (uint64_t)getpid();
     st.n_commits = d->n_commits;
     st.n_committed = d->n_committed;
+    pds__group_status(d, &st);
     st.data_dir = d->data_dir;
     st.version = PDS_VERSION;
     rb = pds_reply_new(req->id, 0, NULL);
     if (rb != NULL)
         pds_reply_status(rb, &st);
-    send_reply(conn, rb);
+    pds__daemon_send(conn, rb);
 }
 
 static void handle_log(struct pds_local_conn *conn,
@@ -518,7 +503,7 @@ static void handle_log(struct pds_local_conn *conn,
     rb = pds_reply_new(req->id, 0, NULL);
     if (rb != NULL)
         pds_reply_log(rb, (const char *const *)lines, n);
-    send_reply(conn, rb);
+    pds__daemon_send(conn, rb);
     pds_commlog_tail_free(lines, n);
 }
 
@@ -554,6 +539,15 @@ static void on_request(void *arg,
     case PDS_REQ_LOG:
         handle_log(conn, req);
         break;
+    case PDS_REQ_SERVER_START:
+    case PDS_REQ_SERVER_STOP:
+    case PDS_REQ_CLIENT_START:
+    case PDS_REQ_CLIENT_STOP:
+    case PDS_REQ_CLIENTS:
+    case PDS_REQ_CLIENTS_STOP:
+    case PDS_REQ_CLIENTS_START:
+        pds__group_request(d, conn, req);
+        break;
     }
 }
 
@@ -579,6 +573,7 @@ static void stop(struct daemon *d, const char *why)
     /* Commit what this turn already accepted before closing anything. */
     commit_batch(&d->commit_check);
     pds_local_close(d->local);
+    pds__group_close(d);
     uv_close((uv_handle_t *)&d->commit_check, on_handle_closed);
     uv_close((uv_handle_t *)&d->sigterm, on_handle_closed);
     uv_close((uv_handle_t *)&d->sigint, on_handle_closed);
@@ -678,6 +673,7 @@ static int open_node(struct daemon *d, char *errmsg)
     ccfg.last_index = meta.last_index;
     ccfg.last_hlc = meta.last_hlc;
     ccfg.limits = d->cfg.limits;
+    ccfg.max_machines = d->cfg.max_machines;
     rv = pds_core_new(&ccfg, &d->core);
     if (rv == 0)
         rv = pds_store_owners(d->store, load_owner, d->core);
@@ -696,7 +692,8 @@ static int open_node(struct daemon *d, char *errmsg)
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: pdsyncd [--data DIR] [--config FILE]\n"
+            "usage: pdsyncd [--data DIR] [--config FILE] [--listen "
+            "HOST:PORT]\n"
             "\n"
             "Run a pdsync node in the foreground. SIGTERM or SIGINT stop it "
             "cleanly.\n"
@@ -705,6 +702,9 @@ static void usage(FILE *out)
             "$PDSYNC_DATA)\n"
             "  -c, --config FILE  configuration file (default "
             "DIR/pdsyncd.conf if present)\n"
+            "  -l, --listen HOST:PORT  the group port ([ADDR]:PORT for IPv6; "
+            "port 0 picks one,\n"
+            "                     written to DIR/listen.addr when ready)\n"
             "  -h, --help         show this help\n"
             "  -V, --version      show the version\n",
             PDS_DEFAULT_DATA_DIR);
@@ -715,6 +715,7 @@ int main(int argc, char **argv)
     static const struct option options[] = {
         {"data", required_argument, NULL, 'd'},
         {"config", required_argument, NULL, 'c'},
+        {"listen", required_argument, NULL, 'l'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -730,13 +731,16 @@ int main(int argc, char **argv)
 
     if (data == NULL || data[0] == '\0')
         data = PDS_DEFAULT_DATA_DIR;
-    while ((opt = getopt_long(argc, argv, "d:c:hV", options, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "d:c:l:hV", options, NULL)) != -1) {
         switch (opt) {
         case 'd':
             data = optarg;
             break;
         case 'c':
             config = optarg;
+            break;
+        case 'l':
+            snprintf(d.listen_arg, sizeof(d.listen_arg), "%s", optarg);
             break;
         case 'h':
             usage(stdout);
@@ -820,6 +824,17 @@ int main(int argc, char **argv)
         uv_close((uv_handle_t *)&d.commit_check, on_handle_closed);
         uv_close((uv_handle_t *)&d.sigterm, on_handle_closed);
         uv_close((uv_handle_t *)&d.sigint, on_handle_closed);
+        uv_run(&d.loop, UV_RUN_DEFAULT);
+        uv_loop_close(&d.loop);
+        goto err_after_node;
+    }
+    if (pds__group_open(&d, errmsg) != 0) {
+        pds_commlog(PDS_LOG_ERROR, "start refused: %s", errmsg);
+        pds_local_close(d.local);
+        uv_close((uv_handle_t *)&d.commit_check, on_handle_closed);
+        uv_close((uv_handle_t *)&d.sigterm, on_handle_closed);
+        uv_close((uv_handle_t *)&d.sigint, on_handle_closed);
+        pds__group_close(&d);
         uv_run(&d.loop, UV_RUN_DEFAULT);
         uv_loop_close(&d.loop);
         goto err_after_node;

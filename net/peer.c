@@ -1,0 +1,1024 @@
+/*
+ * peer.c - group connections on libuv TCP: frames, handshake, encrypted
+ * messages, heartbeats.
+ *
+ * A connection goes HELLO (plaintext hellos exchanged) -> HEADER (keys
+ * derived, stream headers exchanged) -> OPEN (encrypted messages). Any
+ * malformed frame, failed decryption or protocol violation closes it with
+ * an error the callbacks log; nothing else is affected.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <msgpack.h>
+
+#include "peer.h"
+#include "proto.h"
+
+enum conn_state { ST_CONNECTING, ST_HELLO, ST_HEADER, ST_OPEN, ST_CLOSED };
+
+struct pds_conn;
+
+struct connect_req {
+    uv_getaddrinfo_t gai;
+    uv_connect_t connect;
+    struct pds_conn *conn;
+};
+
+
+struct pds_conn {
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    struct pds_net *net;
+    struct pds_conn *next;
+    uint64_t id;
+    enum conn_state state;
+    int is_initiator;
+    int n_closing; /* handles still closing */
+    int has_notified;
+    struct pds_handshake hs;
+    struct pds_session session;
+    uint8_t peer_pk[PDS_KEY_BYTES];
+    uint8_t *my_hello;
+    size_t my_hello_len;
+    uint8_t *buf;
+    size_t len;
+    size_t cap;
+    uint64_t last_rx;
+    struct connect_req *resolving; /* name resolution in flight */
+    void *data;
+    char address[80];
+    char error[PDS_ERRMSG_SIZE];
+};
+
+struct pds_net {
+    uv_loop_t *loop;
+    struct pds_net_config config;
+    struct pds_net_callbacks cb;
+    void *arg;
+    uv_tcp_t listener;
+    int is_listening;
+    int is_closing;
+    struct pds_conn *conns;
+    uint64_t next_id;
+    uint8_t group[PDS_GROUP_ID_BYTES];
+    int has_group;
+};
+
+/* ---- Messages --------------------------------------------------------- */
+
+static const char *const type_names[] = {NULL,      "hello", "refuse", "join",
+                                         "welcome", "ping",  "pong"};
+
+static void pack_bin(msgpack_packer *pk, const char *key, const uint8_t *b,
+                     size_t n)
+{
+    pds__mp_pack_cstr(pk, key);
+    msgpack_pack_bin(pk, n);
+    msgpack_pack_bin_body(pk, b, n);
+}
+
+static void pack_text(msgpack_packer *pk, const char *key, const char *s)
+{
+    pds__mp_pack_cstr(pk, key);
+    pds__mp_pack_cstr(pk, s);
+}
+
+int pds_msg_encode(const struct pds_msg *m, uint8_t **out, size_t *len)
+{
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    size_t n = 1;
+
+    if ((int)m->type < PDS_MSG_HELLO || (int)m->type > PDS_MSG_PONG)
+        return PDS_EINVAL;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    switch (m->type) {
+    case PDS_MSG_HELLO:
+        n += 3 + (m->has_group ? 1 : 0);
+        break;
+    case PDS_MSG_REFUSE:
+        n += 2;
+        break;
+    case PDS_MSG_JOIN:
+        n += 4 + (m->has_proof ? 1 : 0);
+        break;
+    case PDS_MSG_WELCOME:
+        n += 2 + (m->has_proof ? 1 : 0);
+        break;
+    default:
+        break;
+    }
+    msgpack_pack_map(&pk, n);
+    pack_text(&pk, "t", type_names[m->type]);
+    switch (m->type) {
+    case PDS_MSG_HELLO:
+        pds__mp_pack_cstr(&pk, "v");
+        msgpack_pack_uint32(&pk, m->version);
+        pack_bin(&pk, "pk", m->pk, PDS_KEY_BYTES);
+        pack_bin(&pk, "epk", m->epk, PDS_KEY_BYTES);
+        if (m->has_group)
+            pack_bin(&pk, "group", m->group, PDS_GROUP_ID_BYTES);
+        break;
+    case PDS_MSG_REFUSE:
+        pds__mp_pack_cstr(&pk, "code");
+        msgpack_pack_int32(&pk, m->code);
+        pack_text(&pk, "err", m->err);
+        break;
+    case PDS_MSG_JOIN:
+        pack_text(&pk, "name", m->name);
+        pack_text(&pk, "product", m->product);
+        pack_text(&pk, "location", m->location);
+        pack_text(&pk, "sw", m->version_text);
+        if (m->has_proof)
+            pack_bin(&pk, "proof", m->proof, PDS_PROOF_BYTES);
+        break;
+    case PDS_MSG_WELCOME:
+        pack_bin(&pk, "group", m->group, PDS_GROUP_ID_BYTES);
+        pds__mp_pack_cstr(&pk, "id");
+        msgpack_pack_uint64(&pk, m->member_id);
+        if (m->has_proof)
+            pack_bin(&pk, "proof", m->proof, PDS_PROOF_BYTES);
+        break;
+    default:
+        break;
+    }
+    if (sb.data == NULL) {
+        msgpack_sbuffer_destroy(&sb);
+        return PDS_ENOMEM;
+    }
+    *out = (uint8_t *)sb.data;
+    *len = sb.size;
+    return 0;
+}
+
+/* Copy a string field into a fixed buffer; absent is "". */
+static int get_text(const msgpack_object *m, const char *key, char *out,
+                    size_t size, int required)
+{
+    const char *s;
+    size_t n;
+
+    out[0] = '\0';
+    if (pds__mp_get(m, key) == NULL)
+        return required ? PDS_EPROTO : 0;
+    if (pds__mp_str(m, key, &s, &n) != 0 || n >= size ||
+        memchr(s, 0, n) != NULL)
+        return PDS_EPROTO;
+    memcpy(out, s, n);
+    out[n] = '\0';
+    return 0;
+}
+
+static int get_fixed(const msgpack_object *m, const char *key, uint8_t *out,
+                     size_t size)
+{
+    const uint8_t *b;
+    size_t n;
+
+    if (pds__mp_bin(m, key, &b, &n) != 0 || n != size)
+        return PDS_EPROTO;
+    memcpy(out, b, n);
+    return 0;
+}
+
+int pds_msg_decode(const uint8_t *buf,
+                   size_t len,
+                   struct pds_msg *m,
+                   char *errmsg)
+{
+    msgpack_unpacked up;
+    const msgpack_object *o;
+    const char *t;
+    size_t tn;
+    size_t off = 0;
+    uint64_t u;
+    int64_t i64;
+    int type = 0;
+    int rv = PDS_EPROTO;
+    int k;
+
+    memset(m, 0, sizeof(*m));
+    msgpack_unpacked_init(&up);
+    if (pds__mp_check(buf, len) != 0 ||
+        msgpack_unpack_next(&up, (const char *)buf, len, &off) !=
+            MSGPACK_UNPACK_SUCCESS ||
+        off != len || up.data.type != MSGPACK_OBJECT_MAP) {
+        snprintf(errmsg, PDS_ERRMSG_SIZE, "message is not a msgpack map");
+        goto out;
+    }
+    o = &up.data;
+    if (pds__mp_str(o, "t", &t, &tn) == 0) {
+        for (k = PDS_MSG_HELLO; k <= PDS_MSG_PONG; k++) {
+            if (strlen(type_names[k]) == tn &&
+                memcmp(type_names[k], t, tn) == 0)
+                type = k;
+        }
+    }
+    if (type == 0) {
+        snprintf(errmsg, PDS_ERRMSG_SIZE, "message has no known type");
+        goto out;
+    }
+    m->type = (enum pds_msg_type)type;
+    switch (m->type) {
+    case PDS_MSG_HELLO:
+        if (pds__mp_uint(o, "v", &u) != 0 || u > UINT32_MAX ||
+            get_fixed(o, "pk", m->pk, PDS_KEY_BYTES) != 0 ||
+            get_fixed(o, "epk", m->epk, PDS_KEY_BYTES) != 0)
+            goto bad;
+        m->version = (uint32_t)u;
+        if (pds__mp_get(o, "group") != NULL) {
+            if (get_fixed(o, "group", m->group, PDS_GROUP_ID_BYTES) != 0)
+                goto bad;
+            m->has_group = 1;
+        }
+        break;
+    case PDS_MSG_REFUSE:
+        if (pds__mp_int(o, "code", &i64) != 0 || i64 > 0 ||
+            i64 < PDS_EFIRST ||
+            get_text(o, "err", m->err, sizeof(m->err), 1) != 0)
+            goto bad;
+        m->code = (int32_t)i64;
+        break;
+    case PDS_MSG_JOIN:
+        if (get_text(o, "name", m->name, sizeof(m->name), 1) != 0 ||
+            get_text(o, "product", m->product, sizeof(m->product), 0) != 0 ||
+            get_text(o, "location", m->location, sizeof(m->location), 0) !=
+                0 ||
+            get_text(o, "sw", m->version_text, sizeof(m->version_text), 0) !=
+                0)
+            goto bad;
+        if (pds__mp_get(o, "proof") != NULL) {
+            if (get_fixed(o, "proof", m->proof, PDS_PROOF_BYTES) != 0)
+                goto bad;
+            m->has_proof = 1;
+        }
+        break;
+    case PDS_MSG_WELCOME:
+        if (get_fixed(o, "group", m->group, PDS_GROUP_ID_BYTES) != 0 ||
+            pds__mp_uint(o, "id", &m->member_id) != 0)
+            goto bad;
+        m->has_group = 1;
+        if (pds__mp_get(o, "proof") != NULL) {
+            if (get_fixed(o, "proof", m->proof, PDS_PROOF_BYTES) != 0)
+                goto bad;
+            m->has_proof = 1;
+        }
+        break;
+    default:
+        break;
+    }
+    rv = 0;
+    goto out;
+
+bad:
+    snprintf(errmsg, PDS_ERRMSG_SIZE, "malformed %s message",
+             type_names[type]);
+out:
+    msgpack_unpacked_destroy(&up);
+    return rv;
+}
+
+/* ---- Connection plumbing --------------------------------------------- */
+
+struct write_req {
+    uv_write_t req;
+    uint8_t *frame;
+};
+
+static void on_written(uv_write_t *req, int status)
+{
+    struct write_req *w = (struct write_req *)req;
+
+    (void)status;
+    free(w->frame);
+    free(w);
+}
+
+static void conn_handle_closed(uv_handle_t *h)
+{
+    struct pds_conn *c = h->data;
+
+    if (--c->n_closing > 0)
+        return;
+    free(c->buf);
+    free(c->my_hello);
+    pds_session_wipe(&c->session);
+    sodium_memzero(&c->hs, sizeof(c->hs));
+    free(c);
+}
+
+static void unlink_conn(struct pds_conn *c)
+{
+    struct pds_conn **p = &c->net->conns;
+
+    while (*p != NULL && *p != c)
+        p = &(*p)->next;
+    if (*p == c)
+        *p = c->next;
+}
+
+void pds_conn_close(struct pds_conn *c, const char *error)
+{
+    struct pds_net *net = c->net;
+
+    if (c->state == ST_CLOSED)
+        return;
+    c->state = ST_CLOSED;
+    unlink_conn(c);
+    if (c->resolving != NULL) {
+        /* The resolver's callback may come after c is freed: detach. */
+        c->resolving->conn = NULL;
+        uv_cancel((uv_req_t *)&c->resolving->gai);
+        c->resolving = NULL;
+    }
+    if (!c->has_notified) {
+        c->has_notified = 1;
+        net->cb.on_close(net->arg, c, error);
+    }
+    c->n_closing = 2;
+    uv_close((uv_handle_t *)&c->tcp, conn_handle_closed);
+    uv_close((uv_handle_t *)&c->timer, conn_handle_closed);
+}
+
+static void conn_fail(struct pds_conn *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void conn_fail(struct pds_conn *c, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(c->error, sizeof(c->error), fmt, ap);
+    va_end(ap);
+    pds_conn_close(c, c->error);
+}
+
+/* Queue one frame: 4-byte big-endian length, then body (copied). */
+static int send_frame(struct pds_conn *c, const uint8_t *body, size_t len)
+{
+    struct write_req *w;
+    uv_buf_t buf;
+
+    if (c->state == ST_CLOSED)
+        return PDS_ECONN;
+    w = malloc(sizeof(*w));
+    if (w == NULL)
+        return PDS_ENOMEM;
+    w->frame = malloc(len + 4);
+    if (w->frame == NULL) {
+        free(w);
+        return PDS_ENOMEM;
+    }
+    w->frame[0] = (uint8_t)(len >> 24);
+    w->frame[1] = (uint8_t)(len >> 16);
+    w->frame[2] = (uint8_t)(len >> 8);
+    w->frame[3] = (uint8_t)len;
+    memcpy(w->frame + 4, body, len);
+    buf = uv_buf_init((char *)w->frame, (unsigned int)(len + 4));
+    if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &buf, 1, on_written) !=
+        0) {
+        free(w->frame);
+        free(w);
+        return PDS_ECONN;
+    }
+    return 0;
+}
+
+static int send_plain(struct pds_conn *c, const struct pds_msg *m)
+{
+    uint8_t *body;
+    size_t len;
+    int rv = pds_msg_encode(m, &body, &len);
+
+    if (rv != 0)
+        return rv;
+    rv = send_frame(c, body, len);
+    free(body);
+    return rv;
+}
+
+int pds_conn_send(struct pds_conn *c, const struct pds_msg *m)
+{
+    uint8_t *body;
+    uint8_t *sealed;
+    size_t len;
+    int rv;
+
+    if (c->state != ST_OPEN)
+        return PDS_ECONN;
+    rv = pds_msg_encode(m, &body, &len);
+    if (rv != 0)
+        return rv;
+    sealed = malloc(len + PDS_STREAM_ABYTES);
+    if (sealed == NULL) {
+        free(body);
+        return PDS_ENOMEM;
+    }
+    pds_session_seal(&c->session, body, len, sealed);
+    rv = send_frame(c, sealed, len + PDS_STREAM_ABYTES);
+    free(body);
+    free(sealed);
+    return rv;
+}
+
+void pds_conn_refuse(struct pds_conn *c, int code, const char *err)
+{
+    struct pds_msg m;
+
+    memset(&m, 0, sizeof(m));
+    m.type = PDS_MSG_REFUSE;
+    m.code = code;
+    snprintf(m.err, sizeof(m.err), "%s", err);
+    if (c->state == ST_OPEN)
+        pds_conn_send(c, &m);
+    else if (c->state != ST_CLOSED)
+        send_plain(c, &m);
+    snprintf(c->error, sizeof(c->error), "refused: %s", err);
+    pds_conn_close(c, c->error);
+}
+
+static int send_hello(struct pds_conn *c)
+{
+    struct pds_net *net = c->net;
+    struct pds_msg m;
+    int rv;
+
+    memset(&m, 0, sizeof(m));
+    m.type = PDS_MSG_HELLO;
+    m.version = PDS_PROTOCOL_VERSION;
+    memcpy(m.pk, net->config.id->pk, PDS_KEY_BYTES);
+    memcpy(m.epk, c->hs.e_pk, PDS_KEY_BYTES);
+    if (net->has_group) {
+        memcpy(m.group, net->group, PDS_GROUP_ID_BYTES);
+        m.has_group = 1;
+    }
+    rv = pds_msg_encode(&m, &c->my_hello, &c->my_hello_len);
+    if (rv != 0)
+        return rv;
+    return send_frame(c, c->my_hello, c->my_hello_len);
+}
+
+/* A hello arrived: check it, answer, derive the keys. */
+static void on_hello(struct pds_conn *c, const uint8_t *body, size_t len)
+{
+    struct pds_net *net = c->net;
+    char errmsg[PDS_ERRMSG_SIZE];
+    char why[PDS_MEMBER_ERROR];
+    struct pds_msg m;
+
+    if (pds_msg_decode(body, len, &m, errmsg) != 0) {
+        conn_fail(c, "handshake: %s", errmsg);
+        return;
+    }
+    if (m.type == PDS_MSG_REFUSE) {
+        snprintf(c->error, sizeof(c->error), "refused by %s: %s", c->address,
+                 m.err);
+        pds_conn_close(c, c->error);
+        return;
+    }
+    if (m.type != PDS_MSG_HELLO) {
+        conn_fail(c, "handshake: expected hello, got %s",
+                  type_names[m.type]);
+        return;
+    }
+    if (m.version != PDS_PROTOCOL_VERSION) {
+        int peer_newer = m.version > PDS_PROTOCOL_VERSION;
+        snprintf(why, sizeof(why),
+                 "%s speaks protocol %u, %s speaks %d: upgrade the %s",
+                 c->is_initiator ? "server" : "client", (unsigned)m.version,
+                 c->is_initiator ? "client" : "server", PDS_PROTOCOL_VERSION,
+                 peer_newer ? (c->is_initiator ? "client" : "server")
+                            : (c->is_initiator ? "server" : "client"));
+        pds_conn_refuse(c, PDS_EPROTO, why);
+        return;
+    }
+    if (net->has_group && m.has_group &&
+        memcmp(net->group, m.group, PDS_GROUP_ID_BYTES) != 0) {
+        pds_conn_refuse(c, PDS_EPERM,
+                        "the nodes belong to different groups");
+        return;
+    }
+    if (sodium_memcmp(m.pk, net->config.id->pk, PDS_KEY_BYTES) == 0) {
+        pds_conn_refuse(c, PDS_EINVAL, "a node cannot connect to itself");
+        return;
+    }
+    memcpy(c->peer_pk, m.pk, PDS_KEY_BYTES);
+    if (!c->is_initiator && send_hello(c) != 0) {
+        conn_fail(c, "handshake: %s", "cannot send hello");
+        return;
+    }
+    if (pds_handshake_finish(&c->hs, net->config.id, c->my_hello,
+                             c->my_hello_len, body, len, m.pk, m.epk,
+                             &c->session) != 0) {
+        conn_fail(c, "handshake: %s", "degenerate key from peer");
+        return;
+    }
+    c->state = ST_HEADER;
+    if (send_frame(c, c->session.tx_header, PDS_STREAM_HEADER) != 0)
+        conn_fail(c, "handshake: %s", "cannot send stream header");
+}
+
+static void on_frame(struct pds_conn *c, const uint8_t *body, size_t len)
+{
+    struct pds_net *net = c->net;
+    char errmsg[PDS_ERRMSG_SIZE];
+    struct pds_msg m;
+    uint8_t *plain;
+    size_t n;
+
+    switch (c->state) {
+    case ST_HELLO:
+        on_hello(c, body, len);
+        return;
+    case ST_HEADER:
+        if (len != PDS_STREAM_HEADER ||
+            pds_session_rx_start(&c->session, body) != 0) {
+            conn_fail(c, "handshake: %s", "bad stream header");
+            return;
+        }
+        c->state = ST_OPEN;
+        net->cb.on_open(net->arg, c);
+        return;
+    case ST_OPEN:
+        break;
+    default:
+        return;
+    }
+    if (len < PDS_STREAM_ABYTES) {
+        conn_fail(c, "%s", "frame shorter than its authentication tag");
+        return;
+    }
+    plain = malloc(len);
+    if (plain == NULL) {
+        conn_fail(c, "%s", "out of memory");
+        return;
+    }
+    if (pds_session_open(&c->session, body, len, plain, &n) != 0) {
+        free(plain);
+        conn_fail(c, "%s",
+                  "a frame failed authentication (modified, replayed, "
+                  "reordered or encrypted with another key)");
+        return;
+    }
+    if (pds_msg_decode(plain, n, &m, errmsg) != 0) {
+        free(plain);
+        conn_fail(c, "malformed message: %s", errmsg);
+        return;
+    }
+    free(plain);
+    switch (m.type) {
+    case PDS_MSG_PING:
+        memset(&m, 0, sizeof(m));
+        m.type = PDS_MSG_PONG;
+        pds_conn_send(c, &m);
+        return;
+    case PDS_MSG_PONG:
+        return;
+    case PDS_MSG_REFUSE:
+        snprintf(c->error, sizeof(c->error), "refused by %s: %s", c->address,
+                 m.err);
+        pds_conn_close(c, c->error);
+        return;
+    case PDS_MSG_HELLO:
+        conn_fail(c, "%s", "hello after the handshake");
+        return;
+    default:
+        net->cb.on_message(net->arg, c, &m);
+    }
+}
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+    struct pds_conn *c = h->data;
+    size_t want = c->len + 65536;
+
+    (void)hint;
+    if (c->cap < want) {
+        uint8_t *p = realloc(c->buf, want);
+        if (p == NULL) {
+            *buf = uv_buf_init(NULL, 0);
+            return;
+        }
+        c->buf = p;
+        c->cap = want;
+    }
+    *buf = uv_buf_init((char *)c->buf + c->len,
+                       (unsigned int)(c->cap - c->len));
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct pds_conn *c = s->data;
+    size_t off = 0;
+
+    (void)buf;
+    if (nread == 0)
+        return;
+    if (nread < 0) {
+        if (nread == UV_EOF)
+            conn_fail(c, "%s", c->state == ST_OPEN
+                                   ? "peer closed the connection"
+                                   : "peer closed the connection during "
+                                     "the handshake");
+        else
+            conn_fail(c, "read: %s", uv_strerror((int)nread));
+        return;
+    }
+    c->len += (size_t)nread;
+    c->last_rx = uv_now(c->net->loop);
+    while (c->state != ST_CLOSED && c->len - off >= 4) {
+        const uint8_t *p = c->buf + off;
+        size_t flen = ((size_t)p[0] << 24) | ((size_t)p[1] << 16) |
+                      ((size_t)p[2] << 8) | (size_t)p[3];
+        if (flen == 0 || flen > c->net->config.max_frame) {
+            char what[64];
+            snprintf(what, sizeof(what), "%zu", flen);
+            conn_fail(c, "frame of %s bytes is over the limit", what);
+            return;
+        }
+        if (c->len - off - 4 < flen)
+            break;
+        off += 4 + flen;
+        on_frame(c, p + 4, flen);
+    }
+    if (c->state != ST_CLOSED && off > 0) {
+        memmove(c->buf, c->buf + off, c->len - off);
+        c->len -= off;
+    }
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    struct pds_conn *c = t->data;
+    uint64_t now = uv_now(c->net->loop);
+    struct pds_msg m;
+
+    if (now - c->last_rx > c->net->config.dead_ms) {
+        char what[32];
+        snprintf(what, sizeof(what), "%llu",
+                 (unsigned long long)(now - c->last_rx));
+        conn_fail(c, "peer silent for %s ms: connection presumed dead",
+                  what);
+        return;
+    }
+    if (c->state == ST_OPEN) {
+        memset(&m, 0, sizeof(m));
+        m.type = PDS_MSG_PING;
+        pds_conn_send(c, &m);
+    }
+}
+
+static struct pds_conn *conn_new(struct pds_net *net, int is_initiator)
+{
+    struct pds_conn *c = calloc(1, sizeof(*c));
+
+    if (c == NULL)
+        return NULL;
+    c->net = net;
+    c->id = ++net->next_id;
+    c->is_initiator = is_initiator;
+    c->state = is_initiator ? ST_CONNECTING : ST_HELLO;
+    pds_handshake_init(&c->hs, is_initiator);
+    uv_tcp_init(net->loop, &c->tcp);
+    uv_timer_init(net->loop, &c->timer);
+    c->tcp.data = c;
+    c->timer.data = c;
+    c->last_rx = uv_now(net->loop);
+    c->next = net->conns;
+    net->conns = c;
+    uv_timer_start(&c->timer, on_tick, net->config.heartbeat_ms,
+                   net->config.heartbeat_ms);
+    return c;
+}
+
+static void peer_name(struct pds_conn *c)
+{
+    struct sockaddr_storage ss;
+    int n = sizeof(ss);
+    char host[64] = "?";
+
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &n) != 0)
+        return;
+    if (ss.ss_family == AF_INET6) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+        uv_ip6_name(a, host, sizeof(host));
+        snprintf(c->address, sizeof(c->address), "[%s]:%u", host,
+                 (unsigned)ntohs(a->sin6_port));
+    } else {
+        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+        uv_ip4_name(a, host, sizeof(host));
+        snprintf(c->address, sizeof(c->address), "%s:%u", host,
+                 (unsigned)ntohs(a->sin_port));
+    }
+}
+
+static void on_connection(uv_stream_t *listener, int status)
+{
+    struct pds_net *net = listener->data;
+    struct pds_conn *c;
+
+    if (status < 0)
+        return;
+    c = conn_new(net, 0);
+    if (c == NULL)
+        return;
+    if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0 ||
+        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
+        conn_fail(c, "%s", "accept failed");
+        return;
+    }
+    peer_name(c);
+}
+
+/* ---- Outbound --------------------------------------------------------- */
+
+static void on_connected(uv_connect_t *req, int status)
+{
+    struct connect_req *cr = req->data;
+    struct pds_conn *c = cr->conn;
+
+    free(cr);
+    if (c->state == ST_CLOSED)
+        return;
+    if (status < 0) {
+        conn_fail(c, "connect: %s", uv_strerror(status));
+        return;
+    }
+    c->state = ST_HELLO;
+    if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0 ||
+        send_hello(c) != 0)
+        conn_fail(c, "%s", "cannot start the handshake");
+}
+
+static void on_resolved(uv_getaddrinfo_t *gai, int status,
+                        struct addrinfo *res)
+{
+    struct connect_req *cr = gai->data;
+    struct pds_conn *c = cr->conn;
+    int rv;
+
+    if (c == NULL) {
+        uv_freeaddrinfo(res);
+        free(cr);
+        return;
+    }
+    c->resolving = NULL;
+    if (c->state == ST_CLOSED) {
+        uv_freeaddrinfo(res);
+        free(cr);
+        return;
+    }
+    if (status < 0 || res == NULL) {
+        uv_freeaddrinfo(res);
+        free(cr);
+        conn_fail(c, "resolve: %s", uv_strerror(status));
+        return;
+    }
+    cr->connect.data = cr;
+    rv = uv_tcp_connect(&cr->connect, &c->tcp, res->ai_addr, on_connected);
+    uv_freeaddrinfo(res);
+    if (rv != 0) {
+        free(cr);
+        conn_fail(c, "connect: %s", uv_strerror(rv));
+    }
+}
+
+int pds_net_split(const char *host_port, char *host, size_t host_size,
+                  char *port, size_t port_size)
+{
+    const char *colon;
+    const char *h = host_port;
+    size_t hn;
+
+    if (host_port[0] == '[') {
+        const char *close = strchr(host_port, ']');
+        if (close == NULL || close[1] != ':')
+            return PDS_EINVAL;
+        h = host_port + 1;
+        hn = (size_t)(close - h);
+        colon = close + 1;
+    } else {
+        colon = strrchr(host_port, ':');
+        if (colon == NULL)
+            return PDS_EINVAL;
+        hn = (size_t)(colon - host_port);
+    }
+    if (hn >= host_size || strlen(colon + 1) >= port_size ||
+        colon[1] == '\0' || strspn(colon + 1, "0123456789") !=
+                                strlen(colon + 1) ||
+        atoi(colon + 1) > 65535)
+        return PDS_EINVAL;
+    memcpy(host, h, hn);
+    host[hn] = '\0';
+    strcpy(port, colon + 1);
+    return 0;
+}
+
+int pds_net_connect(struct pds_net *net,
+                    const char *host_port,
+                    uint64_t *conn_id,
+                    char *errmsg)
+{
+    struct addrinfo hints;
+    struct connect_req *cr;
+    struct pds_conn *c;
+    char host[256];
+    char port[8];
+    int rv;
+
+    if (pds_net_split(host_port, host, sizeof(host), port, sizeof(port)) !=
+        0) {
+        snprintf(errmsg, PDS_ERRMSG_SIZE,
+                 "'%s' is not HOST:PORT (use [ADDRESS]:PORT for IPv6)",
+                 host_port);
+        return PDS_EINVAL;
+    }
+    cr = calloc(1, sizeof(*cr));
+    if (cr == NULL)
+        return PDS_ENOMEM;
+    c = conn_new(net, 1);
+    if (c == NULL) {
+        free(cr);
+        return PDS_ENOMEM;
+    }
+    snprintf(c->address, sizeof(c->address), "%s", host_port);
+    *conn_id = c->id;
+    cr->conn = c;
+    cr->gai.data = cr;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    c->resolving = cr;
+    rv = uv_getaddrinfo(net->loop, &cr->gai, on_resolved,
+                        host[0] != '\0' ? host : NULL, port, &hints);
+    if (rv != 0) {
+        c->resolving = NULL;
+        free(cr);
+        conn_fail(c, "resolve: %s", uv_strerror(rv));
+    }
+    return 0;
+}
+
+/* ---- The net object --------------------------------------------------- */
+
+int pds_net_new(uv_loop_t *loop,
+                const struct pds_net_config *config,
+                const struct pds_net_callbacks *cb,
+                void *arg,
+                struct pds_net **out)
+{
+    struct pds_net *net = calloc(1, sizeof(*net));
+
+    if (net == NULL)
+        return PDS_ENOMEM;
+    net->loop = loop;
+    net->config = *config;
+    if (net->config.heartbeat_ms == 0)
+        net->config.heartbeat_ms = 1000;
+    if (net->config.dead_ms == 0)
+        net->config.dead_ms = 3 * net->config.heartbeat_ms;
+    if (net->config.max_frame == 0)
+        net->config.max_frame = PDS_NET_FRAME_MAX;
+    net->cb = *cb;
+    net->arg = arg;
+    uv_tcp_init(loop, &net->listener);
+    net->listener.data = net;
+    *out = net;
+    return 0;
+}
+
+static void on_listener_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+void pds_net_close_all(struct pds_net *net, const char *why)
+{
+    while (net->conns != NULL)
+        pds_conn_close(net->conns, why);
+}
+
+void pds_net_close(struct pds_net *net)
+{
+    net->is_closing = 1;
+    pds_net_close_all(net, NULL);
+    uv_close((uv_handle_t *)&net->listener, on_listener_closed);
+}
+
+void pds_net_set_group(struct pds_net *net, const uint8_t *group)
+{
+    if (group == NULL) {
+        net->has_group = 0;
+        return;
+    }
+    memcpy(net->group, group, PDS_GROUP_ID_BYTES);
+    net->has_group = 1;
+}
+
+int pds_net_listen(struct pds_net *net,
+                   const char *host_port,
+                   char *bound,
+                   char *errmsg)
+{
+    struct sockaddr_storage ss;
+    char host[64];
+    char port[8];
+    int n = sizeof(ss);
+    int rv;
+
+    if (pds_net_split(host_port, host, sizeof(host), port, sizeof(port)) !=
+        0) {
+        snprintf(errmsg, PDS_ERRMSG_SIZE,
+                 "--listen '%s' is not HOST:PORT (use [ADDRESS]:PORT for "
+                 "IPv6, :0 for any free port)",
+                 host_port);
+        return PDS_EINVAL;
+    }
+    if (host[0] == '\0')
+        strcpy(host, "0.0.0.0");
+    if (strchr(host, ':') != NULL)
+        rv = uv_ip6_addr(host, atoi(port), (struct sockaddr_in6 *)&ss);
+    else
+        rv = uv_ip4_addr(host, atoi(port), (struct sockaddr_in *)&ss);
+    if (rv != 0) {
+        snprintf(errmsg, PDS_ERRMSG_SIZE,
+                 "--listen '%s': '%s' is not an IP address", host_port, host);
+        return PDS_EINVAL;
+    }
+    rv = uv_tcp_bind(&net->listener, (struct sockaddr *)&ss, 0);
+    if (rv == 0)
+        rv = uv_listen((uv_stream_t *)&net->listener, 64, on_connection);
+    if (rv != 0) {
+        snprintf(errmsg, PDS_ERRMSG_SIZE, "listen on %s: %s%s", host_port,
+                 uv_strerror(rv),
+                 rv == UV_EADDRINUSE
+                     ? ": another program uses the port; choose another "
+                       "with --listen"
+                     : "");
+        return rv == UV_EADDRINUSE ? PDS_EBUSY : PDS_EIO;
+    }
+    net->is_listening = 1;
+    uv_tcp_getsockname(&net->listener, (struct sockaddr *)&ss, &n);
+    if (ss.ss_family == AF_INET6) {
+        char name[64];
+        uv_ip6_name((struct sockaddr_in6 *)&ss, name, sizeof(name));
+        snprintf(bound, 64, "[%s]:%u", name,
+                 (unsigned)ntohs(((struct sockaddr_in6 *)&ss)->sin6_port));
+    } else {
+        char name[64];
+        uv_ip4_name((struct sockaddr_in *)&ss, name, sizeof(name));
+        snprintf(bound, 64, "%s:%u", name,
+                 (unsigned)ntohs(((struct sockaddr_in *)&ss)->sin_port));
+    }
+    return 0;
+}
+
+const uint8_t *pds_conn_peer_pk(const struct pds_conn *c)
+{
+    return c->peer_pk;
+}
+
+const uint8_t *pds_conn_hash(const struct pds_conn *c)
+{
+    return c->hs.hash;
+}
+
+int pds_conn_is_initiator(const struct pds_conn *c)
+{
+    return c->is_initiator;
+}
+
+const char *pds_conn_address(const struct pds_conn *c)
+{
+    return c->address;
+}
+
+uint64_t pds_conn_id(const struct pds_conn *c)
+{
+    return c->id;
+}
+
+void pds_conn_set_data(struct pds_conn *c, void *data)
+{
+    c->data = data;
+}
+
+void *pds_conn_data(const struct pds_conn *c)
+{
+    return c->data;
+}
+
+struct pds_conn *pds_net_find(struct pds_net *net, uint64_t id)
+{
+    struct pds_conn *c;
+
+    for (c = net->conns; c != NULL; c = c->next) {
+        if (c->id == id)
+            return c;
+    }
+    return NULL;
+}

@@ -1,0 +1,140 @@
+/*
+ * peer.h - group connections between nodes: libuv TCP (IPv4 and IPv6,
+ * host names through uv_getaddrinfo), length-prefixed frames with a
+ * maximum size, the handshake of secure.h, encrypted msgpack messages,
+ * heartbeats, and an outbound connector that retries with capped
+ * exponential back-off and jitter.
+ */
+#ifndef PDS_PEER_H
+#define PDS_PEER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "../core/pds.h"
+#include "secure.h"
+
+#define PDS_NET_FRAME_MAX (4u * 1024u * 1024u)
+
+/* ---- Messages ------------------------------------------------------- */
+
+enum pds_msg_type {
+    PDS_MSG_HELLO = 1, /* plaintext, first frame of each side */
+    PDS_MSG_REFUSE,    /* plaintext or encrypted: why the peer closes */
+    PDS_MSG_JOIN,      /* client -> server */
+    PDS_MSG_WELCOME,   /* server -> client */
+    PDS_MSG_PING,
+    PDS_MSG_PONG
+};
+
+/* A decoded message; strings are NUL-terminated copies. */
+struct pds_msg {
+    enum pds_msg_type type;
+    uint32_t version;                    /* HELLO */
+    uint8_t group[PDS_GROUP_ID_BYTES];   /* HELLO, WELCOME */
+    int has_group;
+    uint8_t pk[PDS_KEY_BYTES];           /* HELLO */
+    uint8_t epk[PDS_KEY_BYTES];          /* HELLO */
+    uint8_t proof[PDS_PROOF_BYTES];      /* JOIN, WELCOME */
+    int has_proof;
+    int32_t code;                        /* REFUSE: PDS_E* */
+    uint64_t member_id;                  /* WELCOME */
+    char name[PDS_MEMBER_TEXT];          /* JOIN */
+    char product[PDS_MEMBER_TEXT];
+    char location[PDS_MEMBER_TEXT];
+    char version_text[PDS_MEMBER_TEXT];
+    char err[PDS_MEMBER_ERROR];          /* REFUSE */
+};
+
+/* Encode a message body (no length prefix); *out is malloc'ed. */
+int pds_msg_encode(const struct pds_msg *m, uint8_t **out, size_t *len);
+/* Decode a message body; PDS_EPROTO with errmsg for anything malformed. */
+int pds_msg_decode(const uint8_t *buf,
+                   size_t len,
+                   struct pds_msg *m,
+                   char *errmsg);
+
+/* ---- Connections ---------------------------------------------------- */
+
+struct pds_net;
+struct pds_conn;
+
+struct pds_net_callbacks {
+    /* The handshake completed: the peer holds the private key of pk. */
+    void (*on_open)(void *arg, struct pds_conn *conn);
+    /* An encrypted message arrived on an open connection. */
+    void (*on_message)(void *arg,
+                       struct pds_conn *conn,
+                       const struct pds_msg *msg);
+    /* The connection ended (error NULL for a clean close by us). After
+     * this call conn is gone. */
+    void (*on_close)(void *arg, struct pds_conn *conn, const char *error);
+};
+
+struct pds_net_config {
+    const struct pds_identity *id;
+    uint32_t heartbeat_ms; /* PING interval (default 1000) */
+    uint32_t dead_ms;      /* silence that ends a connection (3000) */
+    uint32_t max_frame;    /* default PDS_NET_FRAME_MAX */
+    const char *version;   /* software version sent in JOIN */
+};
+
+int pds_net_new(uv_loop_t *loop,
+                const struct pds_net_config *config,
+                const struct pds_net_callbacks *cb,
+                void *arg,
+                struct pds_net **out);
+/* Close every connection and the listener; frees once the loop ran. */
+void pds_net_close(struct pds_net *net);
+
+/* The group id this node's hellos carry and expect (zero: any). */
+void pds_net_set_group(struct pds_net *net, const uint8_t *group);
+
+/*
+ * Listen on HOST:PORT (port 0 picks one). Writes the bound address as
+ * "HOST:PORT" into bound (at least 64 bytes). PDS_EBUSY when the port is
+ * in use, PDS_EINVAL for a bad address.
+ */
+int pds_net_listen(struct pds_net *net,
+                   const char *host_port,
+                   char *bound,
+                   char *errmsg);
+
+/* Connect to HOST:PORT; the result comes through the callbacks (on_close
+ * with the error when it fails). *conn_id names the connection. */
+int pds_net_connect(struct pds_net *net,
+                    const char *host_port,
+                    uint64_t *conn_id,
+                    char *errmsg);
+
+/* Close every connection (not the listener). */
+void pds_net_close_all(struct pds_net *net, const char *why);
+
+/* Split "HOST:PORT" or "[V6]:PORT"; 0 or PDS_EINVAL. */
+int pds_net_split(const char *host_port,
+                  char *host,
+                  size_t host_size,
+                  char *port,
+                  size_t port_size);
+
+/* Per-connection data. */
+const uint8_t *pds_conn_peer_pk(const struct pds_conn *conn);
+const uint8_t *pds_conn_hash(const struct pds_conn *conn);
+int pds_conn_is_initiator(const struct pds_conn *conn);
+const char *pds_conn_address(const struct pds_conn *conn);
+uint64_t pds_conn_id(const struct pds_conn *conn);
+void pds_conn_set_data(struct pds_conn *conn, void *data);
+void *pds_conn_data(const struct pds_conn *conn);
+/* Find an open connection by id (NULL when gone). */
+struct pds_conn *pds_net_find(struct pds_net *net, uint64_t id);
+
+/* Send an encrypted message on an open connection. */
+int pds_conn_send(struct pds_conn *conn, const struct pds_msg *msg);
+/* Send REFUSE (encrypted when open, plain before) then close. */
+void pds_conn_refuse(struct pds_conn *conn, int code, const char *err);
+/* Close now; on_close follows with error (may be NULL). */
+void pds_conn_close(struct pds_conn *conn, const char *error);
+
+#endif /* PDS_PEER_H */

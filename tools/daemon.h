@@ -1,0 +1,96 @@
+/*
+ * daemon.h - the state of pdsyncd shared by its files: pdsyncd.c (local
+ * API, group commit, start and stop) and group.c (roles, enrollment and
+ * the group's connections).
+ */
+#ifndef PDS_DAEMON_H
+#define PDS_DAEMON_H
+
+#include <limits.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "../core/pds.h"
+#include "../net/net.h"
+#include "../net/peer.h"
+#include "../net/secure.h"
+#include "../storage/store.h"
+#include "config.h"
+
+/* A request waiting for the core's reply. */
+struct waiter {
+    struct pds_local_conn *conn;
+    uint64_t id;
+    enum pds_req_op op;
+};
+
+struct daemon {
+    uv_loop_t loop;
+    uv_check_t commit_check;
+    uv_signal_t sigterm;
+    uv_signal_t sigint;
+    struct pds_local_server *local;
+    struct pds_store *store;
+    struct pds_core *core;
+    struct pds_config cfg;
+    char data_dir[PATH_MAX];
+    int lock_fd;
+    int is_stopping;
+
+    /* Entries stepped this turn and not yet committed. */
+    struct pds_entry *batch;
+    size_t n_batch;
+    size_t cap_batch;
+    uint64_t n_commits;
+    uint64_t n_committed;
+
+    /* The group (group.c). */
+    struct pds_identity id;
+    struct pds_net *net;
+    char listen_arg[128]; /* --listen, "" for none */
+    char listen[80];      /* the bound address */
+    int has_group;
+    uint8_t group[PDS_GROUP_ID_BYTES];
+    uint8_t secret[PDS_SECRET_MAX];
+    size_t secret_len;
+    /* Client role. */
+    char server[128];
+    char name[PDS_MEMBER_TEXT];
+    int has_server_pk;
+    uint8_t server_pk[PDS_KEY_BYTES];
+    uint64_t link_conn; /* connection to the server, 0 when none */
+    int is_linked;      /* welcome received */
+    uv_timer_t retry_timer;
+    uint32_t n_retries;
+    char link_error[PDS_MEMBER_ERROR];
+    /* Server: the last refusal logged, against log floods. */
+    char last_refusal[PDS_MEMBER_ERROR];
+    uint64_t last_refusal_ms;
+};
+
+
+pds_time pds__wall_ms(void);
+
+/* Step the core with one event and carry out its update. */
+int pds__daemon_step(struct daemon *d, const struct pds_event *ev);
+
+/* Send a reply frame built with pds_reply_* (takes rb). */
+void pds__daemon_send(struct pds_local_conn *conn, struct pds_reply_buf *rb);
+
+/*
+ * group.c: load the role configuration and members, listen when --listen
+ * was given, and reconnect a client to its server. 0 or -1 with errmsg.
+ */
+int pds__group_open(struct daemon *d, char *errmsg);
+void pds__group_close(struct daemon *d);
+/* The group parts of a core update: members, joins, disconnects. */
+void pds__group_update(struct daemon *d, const struct pds_update *u);
+/* server/client start/stop, clients (stop|start). */
+void pds__group_request(struct daemon *d,
+                        struct pds_local_conn *conn,
+                        const struct pds_request *req);
+/* Fill the group fields of a status reply (strings owned by d). */
+void pds__group_status(struct daemon *d, struct pds_status *st);
+
+#endif /* PDS_DAEMON_H */

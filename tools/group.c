@@ -1,0 +1,757 @@
+/*
+ * group.c - pdsyncd's part in a group: the node's role (server, client or
+ * none), enrollment with the join secret, the server's client accounting
+ * (decided by the core, stored here), and a client's link to its server
+ * with capped exponential back-off and jitter.
+ *
+ * Role configuration is stored in the meta table ("role", "group",
+ * "secret", "server", "server_pk", "name") so that role changes take
+ * effect at once and survive restarts.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "commlog.h"
+#include "daemon.h"
+
+#define RETRY_MIN_MS 100
+
+static const char *hex(const uint8_t *b, size_t n, char *out)
+{
+    sodium_bin2hex(out, 2 * n + 1, b, n);
+    return out;
+}
+
+static void save_blob(struct daemon *d, const char *name, const void *v,
+                      size_t len)
+{
+    if (pds_store_blob_put(d->store, name, v, len) != 0)
+        pds_commlog(PDS_LOG_ERROR, "%s", pds_store_errmsg(d->store));
+}
+
+static void save_role(struct daemon *d, enum pds_role role)
+{
+    uint8_t r = (uint8_t)role;
+
+    save_blob(d, "role", &r, 1);
+    pds_core_set_role(d->core, role);
+}
+
+/* ---- Client link ------------------------------------------------------ */
+
+static void link_connect(struct daemon *d);
+
+static void on_retry(uv_timer_t *t)
+{
+    link_connect(t->data);
+}
+
+/* Capped exponential back-off with +-25% jitter. */
+static void link_schedule(struct daemon *d)
+{
+    uint64_t delay = RETRY_MIN_MS;
+    uint32_t jitter;
+    uint32_t i;
+
+    if (d->is_stopping || pds_core_role(d->core) != PDS_ROLE_CLIENT)
+        return;
+    for (i = 0; i < d->n_retries && delay < d->cfg.retry_max_ms; i++)
+        delay *= 2;
+    if (delay > d->cfg.retry_max_ms)
+        delay = d->cfg.retry_max_ms;
+    jitter = (uint32_t)(delay / 2);
+    if (jitter > 0)
+        delay = delay - jitter / 2 + randombytes_uniform(jitter + 1);
+    d->n_retries++;
+    uv_timer_start(&d->retry_timer, on_retry, delay, 0);
+}
+
+static void link_connect(struct daemon *d)
+{
+    char errmsg[PDS_ERRMSG_SIZE];
+
+    if (d->is_stopping || pds_core_role(d->core) != PDS_ROLE_CLIENT ||
+        d->link_conn != 0)
+        return;
+    if (pds_net_connect(d->net, d->server, &d->link_conn, errmsg) != 0) {
+        snprintf(d->link_error, sizeof(d->link_error), "%s", errmsg);
+        link_schedule(d);
+    }
+}
+
+static void link_drop(struct daemon *d, const char *why)
+{
+    struct pds_conn *c;
+
+    uv_timer_stop(&d->retry_timer);
+    if (d->link_conn != 0) {
+        c = pds_net_find(d->net, d->link_conn);
+        d->link_conn = 0;
+        if (c != NULL)
+            pds_conn_close(c, why);
+    }
+    d->is_linked = 0;
+}
+
+/* ---- Net callbacks ---------------------------------------------------- */
+
+static void send_join(struct daemon *d, struct pds_conn *c)
+{
+    struct pds_msg m;
+    char host[64] = "";
+
+    memset(&m, 0, sizeof(m));
+    m.type = PDS_MSG_JOIN;
+    if (d->name[0] != '\0')
+        snprintf(m.name, sizeof(m.name), "%s", d->name);
+    else if (gethostname(host, sizeof(host) - 1) == 0)
+        snprintf(m.name, sizeof(m.name), "%s", host);
+    snprintf(m.product, sizeof(m.product), "%s", d->cfg.product);
+    snprintf(m.location, sizeof(m.location), "%s", d->cfg.location);
+    snprintf(m.version_text, sizeof(m.version_text), "pdsync %s/p%d",
+             PDS_VERSION, PDS_PROTOCOL_VERSION);
+    if (d->secret_len > 0) {
+        pds_join_proof(d->secret, d->secret_len, pds_conn_hash(c), 'c',
+                       m.proof);
+        m.has_proof = 1;
+    }
+    if (pds_conn_send(c, &m) != 0)
+        pds_conn_close(c, "cannot send join");
+}
+
+static void on_open(void *arg, struct pds_conn *c)
+{
+    struct daemon *d = arg;
+
+    if (!pds_conn_is_initiator(c))
+        return; /* a client will say who it is with JOIN */
+    if (pds_conn_id(c) != d->link_conn) {
+        pds_conn_close(c, "stale connection");
+        return;
+    }
+    if (d->has_server_pk &&
+        sodium_memcmp(d->server_pk, pds_conn_peer_pk(c), PDS_KEY_BYTES) !=
+            0) {
+        pds_conn_close(c,
+                       "the server's key is not the one this client "
+                       "enrolled with: refusing to talk to it (re-enroll "
+                       "with 'pdsync client start' if the server was "
+                       "replaced)");
+        return;
+    }
+    send_join(d, c);
+}
+
+/* Server side: a connected node introduced itself. */
+static void on_join(struct daemon *d, struct pds_conn *c,
+                    const struct pds_msg *m)
+{
+    struct pds_event ev;
+    uint8_t expect[PDS_PROOF_BYTES];
+
+    memset(&ev, 0, sizeof(ev));
+    ev.type = PDS_EVENT_PEER_JOIN;
+    ev.now = pds__wall_ms();
+    ev.u.join.conn = pds_conn_id(c);
+    memcpy(ev.u.join.pk, pds_conn_peer_pk(c), PDS_KEY_BYTES);
+    if (m->has_proof) {
+        if (d->secret_len == 0) {
+            ev.u.join.proof = -1;
+        } else {
+            pds_join_proof(d->secret, d->secret_len, pds_conn_hash(c), 'c',
+                           expect);
+            ev.u.join.proof =
+                sodium_memcmp(expect, m->proof, PDS_PROOF_BYTES) == 0 ? 1
+                                                                       : -1;
+        }
+    }
+    ev.u.join.name = m->name;
+    ev.u.join.product = m->product;
+    ev.u.join.location = m->location;
+    ev.u.join.address = pds_conn_address(c);
+    ev.u.join.version = m->version_text;
+    /* Remember who is on this connection, for on_close. */
+    {
+        uint8_t *pk = malloc(PDS_KEY_BYTES);
+        if (pk != NULL) {
+            memcpy(pk, pds_conn_peer_pk(c), PDS_KEY_BYTES);
+            free(pds_conn_data(c));
+            pds_conn_set_data(c, pk);
+        }
+    }
+    pds__daemon_step(d, &ev);
+}
+
+/* Client side: the server accepted us. */
+static void on_welcome(struct daemon *d, struct pds_conn *c,
+                       const struct pds_msg *m)
+{
+    char gid[2 * PDS_GROUP_ID_BYTES + 1];
+    uint8_t expect[PDS_PROOF_BYTES];
+
+    if (!d->has_server_pk) {
+        /* First contact: the server must prove the join secret too. */
+        if (!m->has_proof || d->secret_len == 0) {
+            pds_conn_close(c, "the server did not prove the join secret");
+            return;
+        }
+        pds_join_proof(d->secret, d->secret_len, pds_conn_hash(c), 's',
+                       expect);
+        if (sodium_memcmp(expect, m->proof, PDS_PROOF_BYTES) != 0) {
+            pds_conn_close(c,
+                           "the server's join-secret proof is wrong: not "
+                           "the group's server");
+            return;
+        }
+        memcpy(d->server_pk, pds_conn_peer_pk(c), PDS_KEY_BYTES);
+        d->has_server_pk = 1;
+        save_blob(d, "server_pk", d->server_pk, PDS_KEY_BYTES);
+        /* The secret was proven once; the key pair is enough now. */
+        sodium_memzero(d->secret, sizeof(d->secret));
+        d->secret_len = 0;
+        save_blob(d, "secret", NULL, 0);
+        pds_commlog(PDS_LOG_INFO,
+                    "enrolled in group %s as client %016llx of server %s",
+                    hex(m->group, PDS_GROUP_ID_BYTES, gid),
+                    (unsigned long long)m->member_id, d->server);
+    } else {
+        pds_commlog(PDS_LOG_INFO, "connected to server %s", d->server);
+    }
+    if (!d->has_group ||
+        memcmp(d->group, m->group, PDS_GROUP_ID_BYTES) != 0) {
+        memcpy(d->group, m->group, PDS_GROUP_ID_BYTES);
+        d->has_group = 1;
+        save_blob(d, "group", d->group, PDS_GROUP_ID_BYTES);
+        pds_net_set_group(d->net, d->group);
+    }
+    d->is_linked = 1;
+    d->n_retries = 0;
+    d->link_error[0] = '\0';
+}
+
+static void on_message(void *arg, struct pds_conn *c, const struct pds_msg *m)
+{
+    struct daemon *d = arg;
+
+    switch (m->type) {
+    case PDS_MSG_JOIN:
+        if (pds_conn_is_initiator(c)) {
+            pds_conn_close(c, "protocol error: join sent to a client");
+            return;
+        }
+        on_join(d, c, m);
+        return;
+    case PDS_MSG_WELCOME:
+        if (!pds_conn_is_initiator(c) || pds_conn_id(c) != d->link_conn) {
+            pds_conn_close(c, "protocol error: unexpected welcome");
+            return;
+        }
+        on_welcome(d, c, m);
+        return;
+    default:
+        pds_conn_close(c, "protocol error: unexpected message");
+    }
+}
+
+static void on_close(void *arg, struct pds_conn *c, const char *error)
+{
+    struct daemon *d = arg;
+    uint8_t *pk = pds_conn_data(c);
+
+    if (pk != NULL) {
+        struct pds_event ev;
+        memset(&ev, 0, sizeof(ev));
+        ev.type = PDS_EVENT_PEER_LEFT;
+        ev.now = pds__wall_ms();
+        ev.u.left.conn = pds_conn_id(c);
+        memcpy(ev.u.left.pk, pk, PDS_KEY_BYTES);
+        ev.u.left.error = error != NULL ? error : "disconnected";
+        free(pk);
+        pds_conn_set_data(c, NULL);
+        if (!d->is_stopping)
+            pds__daemon_step(d, &ev);
+    } else if (error != NULL && !pds_conn_is_initiator(c) &&
+               strncmp(error, "refused: ", 9) != 0) {
+        /* Our own refusals were logged when they were decided. */
+        pds_commlog(PDS_LOG_WARNING, "connection from %s: %s",
+                    pds_conn_address(c), error);
+    }
+    if (pds_conn_id(c) == d->link_conn) {
+        d->link_conn = 0;
+        d->is_linked = 0;
+        if (error != NULL &&
+            strncmp(d->link_error, error, sizeof(d->link_error) - 1) != 0) {
+            pds_commlog(PDS_LOG_WARNING, "server %s: %s", d->server, error);
+        }
+        if (error != NULL)
+            snprintf(d->link_error, sizeof(d->link_error), "%s", error);
+        link_schedule(d);
+    }
+}
+
+/* ---- Core updates ----------------------------------------------------- */
+
+void pds__group_update(struct daemon *d, const struct pds_update *u)
+{
+    char gid[2 * PDS_GROUP_ID_BYTES + 1];
+    size_t i;
+
+    if (u->n_members > 0 &&
+        pds_store_members_put(d->store, u->members, u->n_members) != 0)
+        pds_commlog(PDS_LOG_ERROR, "%s", pds_store_errmsg(d->store));
+    for (i = 0; i < u->n_joins; i++) {
+        const struct pds_join_reply *r = &u->joins[i];
+        struct pds_conn *c = pds_net_find(d->net, r->conn);
+        struct pds_msg m;
+        if (c == NULL)
+            continue;
+        if (r->status != 0) {
+            /* A refused node retries: log a refusal once a minute. */
+            uint64_t now = pds__wall_ms();
+            if (strcmp(d->last_refusal, r->errmsg) != 0 ||
+                now - d->last_refusal_ms > 60000) {
+                pds_commlog(PDS_LOG_WARNING, "refused node at %s: %s",
+                            pds_conn_address(c), r->errmsg);
+                snprintf(d->last_refusal, sizeof(d->last_refusal), "%s",
+                         r->errmsg);
+                d->last_refusal_ms = now;
+            }
+            free(pds_conn_data(c));
+            pds_conn_set_data(c, NULL);
+            pds_conn_refuse(c, r->status, r->errmsg);
+            continue;
+        }
+        memset(&m, 0, sizeof(m));
+        m.type = PDS_MSG_WELCOME;
+        memcpy(m.group, d->group, PDS_GROUP_ID_BYTES);
+        m.member_id = r->member_id;
+        if (d->secret_len > 0) {
+            pds_join_proof(d->secret, d->secret_len, pds_conn_hash(c), 's',
+                           m.proof);
+            m.has_proof = 1;
+        }
+        if (r->is_new)
+            pds_commlog(PDS_LOG_INFO,
+                        "enrolled client %016llx from %s in group %s",
+                        (unsigned long long)r->member_id,
+                        pds_conn_address(c),
+                        hex(d->group, PDS_GROUP_ID_BYTES, gid));
+        pds_conn_send(c, &m);
+    }
+    for (i = 0; i < u->n_disconnect; i++) {
+        struct pds_conn *c = pds_net_find(d->net, u->disconnect[i]);
+        if (c != NULL) {
+            free(pds_conn_data(c));
+            pds_conn_set_data(c, NULL);
+            pds_conn_refuse(c, PDS_EPERM,
+                            "synchronization of this client was stopped by "
+                            "the administrator");
+        }
+    }
+}
+
+/* ---- Administration --------------------------------------------------- */
+
+static void reply_ok(struct pds_local_conn *conn, uint64_t id)
+{
+    pds__daemon_send(conn, pds_reply_new(id, 0, NULL));
+}
+
+static void reply_err(struct pds_local_conn *conn, uint64_t id, int rv,
+                      const char *msg)
+{
+    pds__daemon_send(conn, pds_reply_new(id, rv, msg));
+}
+
+static int check_secret(const struct pds_request *req, char *errmsg)
+{
+    if (req->secret_len < PDS_SECRET_MIN ||
+        req->secret_len > PDS_SECRET_MAX) {
+        snprintf(errmsg, PDS_ERRMSG_SIZE,
+                 "the join secret is %zu bytes; it must be %d to %d bytes",
+                 req->secret_len, PDS_SECRET_MIN, PDS_SECRET_MAX);
+        return PDS_EINVAL;
+    }
+    return 0;
+}
+
+static void server_start(struct daemon *d, struct pds_local_conn *conn,
+                         const struct pds_request *req)
+{
+    struct pds_server_started st;
+    struct pds_reply_buf *rb;
+    char errmsg[PDS_ERRMSG_SIZE];
+    char gid[2 * PDS_GROUP_ID_BYTES + 1];
+    char generated[2 * 32 + 1] = "";
+
+    if (pds_core_role(d->core) == PDS_ROLE_CLIENT) {
+        snprintf(errmsg, sizeof(errmsg),
+                 "this node is a client of %s: run 'pdsync client stop' "
+                 "first (nothing was changed)",
+                 d->server);
+        reply_err(conn, req->id, PDS_EBUSY, errmsg);
+        return;
+    }
+    if (req->secret != NULL && check_secret(req, errmsg) != 0) {
+        reply_err(conn, req->id, PDS_EINVAL, errmsg);
+        return;
+    }
+    if (!d->has_group) {
+        randombytes_buf(d->group, PDS_GROUP_ID_BYTES);
+        d->has_group = 1;
+        save_blob(d, "group", d->group, PDS_GROUP_ID_BYTES);
+    }
+    if (req->secret != NULL) {
+        memcpy(d->secret, req->secret, req->secret_len);
+        d->secret_len = req->secret_len;
+        save_blob(d, "secret", d->secret, d->secret_len);
+    } else if (d->secret_len == 0) {
+        uint8_t raw[32];
+        randombytes_buf(raw, sizeof(raw));
+        sodium_bin2hex(generated, sizeof(generated), raw, sizeof(raw));
+        sodium_memzero(raw, sizeof(raw));
+        memcpy(d->secret, generated, 64);
+        d->secret_len = 64;
+        save_blob(d, "secret", d->secret, d->secret_len);
+    }
+    pds_net_set_group(d->net, d->group);
+    if (pds_core_role(d->core) != PDS_ROLE_SERVER) {
+        save_role(d, PDS_ROLE_SERVER);
+        pds_commlog(PDS_LOG_INFO, "server started for group %s",
+                    hex(d->group, PDS_GROUP_ID_BYTES, gid));
+    }
+    st.group = hex(d->group, PDS_GROUP_ID_BYTES, gid);
+    st.secret = generated[0] != '\0' ? generated : NULL;
+    st.listen = d->listen;
+    rb = pds_reply_new(req->id, 0, NULL);
+    if (rb != NULL)
+        pds_reply_server_started(rb, &st);
+    pds__daemon_send(conn, rb);
+    sodium_memzero(generated, sizeof(generated));
+}
+
+static void server_stop(struct daemon *d, struct pds_local_conn *conn,
+                        const struct pds_request *req)
+{
+    if (pds_core_role(d->core) != PDS_ROLE_SERVER) {
+        reply_err(conn, req->id, PDS_EINVAL,
+                  "this node is not a server (nothing was changed)");
+        return;
+    }
+    save_role(d, PDS_ROLE_STANDALONE);
+    pds_net_close_all(d->net, NULL);
+    pds_commlog(PDS_LOG_INFO, "server stopped; the group's clients were "
+                              "disconnected");
+    reply_ok(conn, req->id);
+}
+
+static void client_start(struct daemon *d, struct pds_local_conn *conn,
+                         const struct pds_request *req)
+{
+    char errmsg[PDS_ERRMSG_SIZE];
+    char host[256];
+    char port[8];
+    char server[128];
+
+    if (pds_core_role(d->core) == PDS_ROLE_SERVER) {
+        reply_err(conn, req->id, PDS_EBUSY,
+                  "this node is the server of its group: run 'pdsync "
+                  "server stop' first (nothing was changed)");
+        return;
+    }
+    if (req->target_len >= sizeof(server)) {
+        reply_err(conn, req->id, PDS_EINVAL, "server address too long");
+        return;
+    }
+    memcpy(server, req->target, req->target_len);
+    server[req->target_len] = '\0';
+    if (pds_net_split(server, host, sizeof(host), port, sizeof(port)) != 0 ||
+        host[0] == '\0' || strcmp(port, "0") == 0) {
+        snprintf(errmsg, sizeof(errmsg),
+                 "'%s' is not HOST:PORT (use [ADDRESS]:PORT for IPv6)",
+                 server);
+        reply_err(conn, req->id, PDS_EINVAL, errmsg);
+        return;
+    }
+    if (check_secret(req, errmsg) != 0) {
+        reply_err(conn, req->id, PDS_EINVAL, errmsg);
+        return;
+    }
+    if (req->name_len >= sizeof(d->name)) {
+        reply_err(conn, req->id, PDS_EINVAL, "name longer than 63 bytes");
+        return;
+    }
+    link_drop(d, NULL);
+    /* A (re)start with a secret enrolls anew: forget the pinned server. */
+    snprintf(d->server, sizeof(d->server), "%s", server);
+    memcpy(d->secret, req->secret, req->secret_len);
+    d->secret_len = req->secret_len;
+    d->has_server_pk = 0;
+    d->has_group = 0;
+    pds_net_set_group(d->net, NULL);
+    memset(d->name, 0, sizeof(d->name));
+    if (req->name != NULL)
+        memcpy(d->name, req->name, req->name_len);
+    save_blob(d, "server", d->server, strlen(d->server));
+    save_blob(d, "secret", d->secret, d->secret_len);
+    save_blob(d, "server_pk", NULL, 0);
+    save_blob(d, "group", NULL, 0);
+    save_blob(d, "name", d->name, strlen(d->name));
+    save_role(d, PDS_ROLE_CLIENT);
+    d->n_retries = 0;
+    d->link_error[0] = '\0';
+    pds_commlog(PDS_LOG_INFO, "client started: server %s", d->server);
+    link_connect(d);
+    reply_ok(conn, req->id);
+}
+
+static void client_stop(struct daemon *d, struct pds_local_conn *conn,
+                        const struct pds_request *req)
+{
+    struct pds_conn *c;
+    struct pds_msg m;
+
+    if (pds_core_role(d->core) != PDS_ROLE_CLIENT) {
+        reply_err(conn, req->id, PDS_EINVAL,
+                  "this node is not a client (nothing was changed)");
+        return;
+    }
+    /* Tell the server, so that it stops counting this machine. */
+    c = d->link_conn != 0 ? pds_net_find(d->net, d->link_conn) : NULL;
+    if (c != NULL && d->is_linked) {
+        memset(&m, 0, sizeof(m));
+        m.type = PDS_MSG_REFUSE;
+        m.code = PDS_ECANCELED;
+        snprintf(m.err, sizeof(m.err), "client stopped by its administrator");
+        pds_conn_send(c, &m);
+    }
+    save_role(d, PDS_ROLE_STANDALONE);
+    link_drop(d, NULL);
+    pds_commlog(PDS_LOG_INFO, "client stopped (server %s)", d->server);
+    reply_ok(conn, req->id);
+}
+
+static void clients_list(struct daemon *d, struct pds_local_conn *conn,
+                         const struct pds_request *req)
+{
+    const struct pds_member *members;
+    struct pds_reply_buf *rb;
+    size_t n;
+
+    members = pds_core_members(d->core, &n);
+    rb = pds_reply_new(req->id, 0, NULL);
+    if (rb != NULL)
+        pds_reply_members(rb, members, n, pds__wall_ms());
+    pds__daemon_send(conn, rb);
+}
+
+static void clients_admin(struct daemon *d, struct pds_local_conn *conn,
+                          const struct pds_request *req)
+{
+    struct pds_event ev;
+    struct waiter *w;
+    char target[PDS_MEMBER_TEXT];
+
+    if (req->target_len >= sizeof(target)) {
+        reply_err(conn, req->id, PDS_ENOTFOUND, "no such client");
+        return;
+    }
+    memcpy(target, req->target, req->target_len);
+    target[req->target_len] = '\0';
+    w = malloc(sizeof(*w));
+    if (w == NULL) {
+        reply_err(conn, req->id, PDS_ENOMEM, "out of memory");
+        return;
+    }
+    w->conn = conn;
+    w->id = req->id;
+    w->op = req->op;
+    pds_local_conn_ref(conn);
+    memset(&ev, 0, sizeof(ev));
+    ev.type = PDS_EVENT_MEMBER_ADMIN;
+    ev.now = pds__wall_ms();
+    ev.u.member_admin.req = (uint64_t)(uintptr_t)w;
+    ev.u.member_admin.op = req->op == PDS_REQ_CLIENTS_STOP
+                               ? PDS_MEMBER_OP_STOP
+                               : PDS_MEMBER_OP_START;
+    ev.u.member_admin.target = target;
+    if (pds__daemon_step(d, &ev) != 0) {
+        reply_err(conn, req->id, PDS_ENOMEM, "out of memory");
+        pds_local_conn_unref(conn);
+        free(w);
+        return;
+    }
+    if (req->op == PDS_REQ_CLIENTS_STOP)
+        pds_commlog(PDS_LOG_INFO, "client %s stopped by the administrator",
+                    target);
+}
+
+void pds__group_request(struct daemon *d, struct pds_local_conn *conn,
+                        const struct pds_request *req)
+{
+    switch (req->op) {
+    case PDS_REQ_SERVER_START:
+        server_start(d, conn, req);
+        break;
+    case PDS_REQ_SERVER_STOP:
+        server_stop(d, conn, req);
+        break;
+    case PDS_REQ_CLIENT_START:
+        client_start(d, conn, req);
+        break;
+    case PDS_REQ_CLIENT_STOP:
+        client_stop(d, conn, req);
+        break;
+    case PDS_REQ_CLIENTS:
+        clients_list(d, conn, req);
+        break;
+    case PDS_REQ_CLIENTS_STOP:
+    case PDS_REQ_CLIENTS_START:
+        clients_admin(d, conn, req);
+        break;
+    default:
+        reply_err(conn, req->id, PDS_EINVAL, "not a group request");
+    }
+}
+
+void pds__group_status(struct daemon *d, struct pds_status *st)
+{
+    static char gid[2 * PDS_GROUP_ID_BYTES + 1];
+
+    st->group = d->has_group ? hex(d->group, PDS_GROUP_ID_BYTES, gid) : "";
+    st->listen = d->listen;
+    st->max_machines = d->cfg.max_machines;
+    st->n_machines = pds_core_role(d->core) == PDS_ROLE_SERVER
+                         ? pds_core_n_machines(d->core)
+                         : 0;
+    if (pds_core_role(d->core) == PDS_ROLE_CLIENT) {
+        st->server = d->server;
+        st->link = d->is_linked        ? "connected"
+                   : d->n_retries == 0 ? "connecting"
+                                       : "unreachable, retrying";
+        st->last_error = d->link_error;
+    } else {
+        st->server = "";
+        st->link = "";
+        st->last_error = "";
+    }
+}
+
+/* ---- Start and stop --------------------------------------------------- */
+
+static void load_blob(struct daemon *d, const char *name, void *buf,
+                      size_t cap, size_t *len)
+{
+    *len = 0;
+    if (pds_store_blob_get(d->store, name, buf, cap, len) != 0)
+        *len = 0;
+}
+
+static int load_member(void *arg, const struct pds_member *m)
+{
+    return pds_core_load_member(arg, m);
+}
+
+/* Write DIR/listen.addr atomically once the port is bound. */
+static int write_listen_addr(struct daemon *d, char *errmsg)
+{
+    char path[PATH_MAX];
+    char tmp[PATH_MAX];
+    int fd;
+    int n;
+
+    snprintf(path, sizeof(path), "%s/listen.addr", d->data_dir);
+    snprintf(tmp, sizeof(tmp), "%s/listen.addr.tmp", d->data_dir);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    n = (int)strlen(d->listen);
+    if (fd < 0 || write(fd, d->listen, (size_t)n) != n ||
+        write(fd, "\n", 1) != 1 || close(fd) != 0 || rename(tmp, path) != 0) {
+        snprintf(errmsg, PDS_ERRMSG_SIZE, "write %s: %s", path,
+                 strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+int pds__group_open(struct daemon *d, char *errmsg)
+{
+    struct pds_net_config ncfg;
+    struct pds_net_callbacks cb = {on_open, on_message, on_close};
+    char path[PATH_MAX];
+    uint8_t role = PDS_ROLE_STANDALONE;
+    size_t len;
+    int rv;
+
+    snprintf(path, sizeof(path), "%s/listen.addr", d->data_dir);
+    unlink(path);
+    rv = pds_identity_load(d->data_dir, &d->id, errmsg);
+    if (rv != 0)
+        return -1;
+    load_blob(d, "role", &role, 1, &len);
+    if (len != 1 || role > PDS_ROLE_CLIENT)
+        role = PDS_ROLE_STANDALONE;
+    load_blob(d, "group", d->group, PDS_GROUP_ID_BYTES, &len);
+    d->has_group = len == PDS_GROUP_ID_BYTES;
+    load_blob(d, "secret", d->secret, sizeof(d->secret), &d->secret_len);
+    load_blob(d, "server", d->server, sizeof(d->server) - 1, &len);
+    d->server[len] = '\0';
+    load_blob(d, "name", d->name, sizeof(d->name) - 1, &len);
+    d->name[len] = '\0';
+    load_blob(d, "server_pk", d->server_pk, PDS_KEY_BYTES, &len);
+    d->has_server_pk = len == PDS_KEY_BYTES;
+    rv = pds_store_members(d->store, load_member, d->core);
+    if (rv != 0) {
+        snprintf(errmsg, PDS_ERRMSG_SIZE, "%s", pds_store_errmsg(d->store));
+        return -1;
+    }
+    pds_core_set_role(d->core, (enum pds_role)role);
+
+    memset(&ncfg, 0, sizeof(ncfg));
+    ncfg.id = &d->id;
+    ncfg.heartbeat_ms = d->cfg.heartbeat_ms;
+    ncfg.dead_ms = d->cfg.dead_ms;
+    rv = pds_net_new(&d->loop, &ncfg, &cb, d, &d->net);
+    if (rv != 0) {
+        snprintf(errmsg, PDS_ERRMSG_SIZE, "out of memory");
+        return -1;
+    }
+    if (d->has_group)
+        pds_net_set_group(d->net, d->group);
+    uv_timer_init(&d->loop, &d->retry_timer);
+    d->retry_timer.data = d;
+    if (d->listen_arg[0] != '\0') {
+        rv = pds_net_listen(d->net, d->listen_arg, d->listen, errmsg);
+        if (rv == 0)
+            rv = write_listen_addr(d, errmsg);
+        if (rv != 0)
+            return -1;
+        pds_log(PDS_LOG_INFO, "group port %s", d->listen);
+    }
+    if (role == PDS_ROLE_CLIENT)
+        link_connect(d);
+    return 0;
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    (void)h;
+}
+
+void pds__group_close(struct daemon *d)
+{
+    if (d->net == NULL)
+        return;
+    uv_timer_stop(&d->retry_timer);
+    uv_close((uv_handle_t *)&d->retry_timer, on_timer_closed);
+    d->link_conn = 0;
+    pds_net_close(d->net);
+    d->net = NULL;
+    sodium_memzero(d->secret, sizeof(d->secret));
+    sodium_memzero(&d->id, sizeof(d->id));
+}
