@@ -20,8 +20,8 @@ static uint8_t *put_str(uint8_t *p, const char *s, size_t max)
     return p + n;
 }
 
-static const uint8_t *get_str(const uint8_t *p, const uint8_t *end, char *s,
-                              size_t max)
+static const uint8_t *
+get_str(const uint8_t *p, const uint8_t *end, char *s, size_t max)
 {
     size_t n;
 
@@ -70,7 +70,7 @@ int pds_member_decode(const uint8_t *buf, size_t len, struct pds_member *m)
     p += PDS_KEY_BYTES;
     if (*p != PDS_MEMBER_ENROLLED && *p != PDS_MEMBER_STOPPED)
         return PDS_ECORRUPT;
-    out.state = (enum pds_member_state)*p++;
+    out.state = (enum pds_member_state) * p++;
     out.first_enrolled = pds_get_u64be(p);
     out.last_seen = pds_get_u64be(p + 8);
     p += 16;

@@ -27,9 +27,9 @@ struct pds_member {
     uint8_t pk[PDS_KEY_BYTES]; /* the node's long-term public key */
     uint64_t id;               /* its first 8 bytes, big-endian */
     enum pds_member_state state;
-    int is_connected;          /* runtime only, never stored */
-    uint64_t first_enrolled;   /* ms */
-    uint64_t last_seen;        /* ms */
+    int is_connected;        /* runtime only, never stored */
+    uint64_t first_enrolled; /* ms */
+    uint64_t last_seen;      /* ms */
     char name[PDS_MEMBER_TEXT];
     char product[PDS_MEMBER_TEXT];
     char location[PDS_MEMBER_TEXT];
@@ -42,7 +42,7 @@ struct pds_member {
 struct pds_join {
     uint64_t conn; /* the host's connection handle, echoed back */
     uint8_t pk[PDS_KEY_BYTES];
-    int proof;     /* 0 none, 1 valid join-secret proof, -1 wrong secret */
+    int proof; /* 0 none, 1 valid join-secret proof, -1 wrong secret */
     const char *name;
     const char *product;
     const char *location;
@@ -60,7 +60,7 @@ struct pds_join_reply {
 };
 
 /* Fixed-layout encoding of a member for the clients table. */
-#define PDS_MEMBER_ENCODED_MAX                                               \
+#define PDS_MEMBER_ENCODED_MAX                                                 \
     (PDS_KEY_BYTES + 1 + 16 + 5 * (1 + PDS_MEMBER_TEXT) + 1 + PDS_MEMBER_ERROR)
 size_t pds_member_encode(const struct pds_member *m, uint8_t *buf);
 /* PDS_ECORRUPT on a bad layout; is_connected is 0 after decoding. */

@@ -26,26 +26,27 @@ enum pds_msg_type {
     PDS_MSG_JOIN,      /* client -> server */
     PDS_MSG_WELCOME,   /* server -> client */
     PDS_MSG_PING,
-    PDS_MSG_PONG
+    PDS_MSG_PONG,
+    PDS_MSG_LEAVE /* client -> server: synchronization stopped */
 };
 
 /* A decoded message; strings are NUL-terminated copies. */
 struct pds_msg {
     enum pds_msg_type type;
-    uint32_t version;                    /* HELLO */
-    uint8_t group[PDS_GROUP_ID_BYTES];   /* HELLO, WELCOME */
+    uint32_t version;                  /* HELLO */
+    uint8_t group[PDS_GROUP_ID_BYTES]; /* HELLO, WELCOME */
     int has_group;
-    uint8_t pk[PDS_KEY_BYTES];           /* HELLO */
-    uint8_t epk[PDS_KEY_BYTES];          /* HELLO */
-    uint8_t proof[PDS_PROOF_BYTES];      /* JOIN, WELCOME */
+    uint8_t pk[PDS_KEY_BYTES];      /* HELLO */
+    uint8_t epk[PDS_KEY_BYTES];     /* HELLO */
+    uint8_t proof[PDS_PROOF_BYTES]; /* JOIN, WELCOME */
     int has_proof;
-    int32_t code;                        /* REFUSE: PDS_E* */
-    uint64_t member_id;                  /* WELCOME */
-    char name[PDS_MEMBER_TEXT];          /* JOIN */
+    int32_t code;               /* REFUSE: PDS_E* */
+    uint64_t member_id;         /* WELCOME */
+    char name[PDS_MEMBER_TEXT]; /* JOIN */
     char product[PDS_MEMBER_TEXT];
     char location[PDS_MEMBER_TEXT];
     char version_text[PDS_MEMBER_TEXT];
-    char err[PDS_MEMBER_ERROR];          /* REFUSE */
+    char err[PDS_MEMBER_ERROR]; /* REFUSE */
 };
 
 /* Encode a message body (no length prefix); *out is malloc'ed. */
@@ -134,6 +135,8 @@ struct pds_conn *pds_net_find(struct pds_net *net, uint64_t id);
 int pds_conn_send(struct pds_conn *conn, const struct pds_msg *msg);
 /* Send REFUSE (encrypted when open, plain before) then close. */
 void pds_conn_refuse(struct pds_conn *conn, int code, const char *err);
+/* Close once what was sent is flushed (uv_shutdown), cleanly. */
+void pds_conn_finish(struct pds_conn *conn);
 /* Close now; on_close follows with error (may be NULL). */
 void pds_conn_close(struct pds_conn *conn, const char *error);
 

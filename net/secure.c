@@ -45,8 +45,7 @@ int pds_identity_load(const char *dir, struct pds_identity *id, char *errmsg)
         return 0;
     }
     if (fd < 0) {
-        snprintf(errmsg, PDS_ERRMSG_SIZE, "open %s: %s", path,
-                 strerror(errno));
+        snprintf(errmsg, PDS_ERRMSG_SIZE, "open %s: %s", path, strerror(errno));
         return PDS_EIO;
     }
     if (fstat(fd, &st) != 0 || (st.st_mode & 077) != 0) {

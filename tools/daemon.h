@@ -69,7 +69,6 @@ struct daemon {
     uint64_t last_refusal_ms;
 };
 
-
 pds_time pds__wall_ms(void);
 
 /* Step the core with one event and carry out its update. */

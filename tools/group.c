@@ -28,8 +28,8 @@ static const char *hex(const uint8_t *b, size_t n, char *out)
     return out;
 }
 
-static void save_blob(struct daemon *d, const char *name, const void *v,
-                      size_t len)
+static void
+save_blob(struct daemon *d, const char *name, const void *v, size_t len)
 {
     if (pds_store_blob_put(d->store, name, v, len) != 0)
         pds_commlog(PDS_LOG_ERROR, "%s", pds_store_errmsg(d->store));
@@ -136,21 +136,19 @@ static void on_open(void *arg, struct pds_conn *c)
         return;
     }
     if (d->has_server_pk &&
-        sodium_memcmp(d->server_pk, pds_conn_peer_pk(c), PDS_KEY_BYTES) !=
-            0) {
-        pds_conn_close(c,
-                       "the server's key is not the one this client "
-                       "enrolled with: refusing to talk to it (re-enroll "
-                       "with 'pdsync client start' if the server was "
-                       "replaced)");
+        sodium_memcmp(d->server_pk, pds_conn_peer_pk(c), PDS_KEY_BYTES) != 0) {
+        pds_conn_close(c, "the server's key is not the one this client "
+                          "enrolled with: refusing to talk to it (re-enroll "
+                          "with 'pdsync client start' if the server was "
+                          "replaced)");
         return;
     }
     send_join(d, c);
 }
 
 /* Server side: a connected node introduced itself. */
-static void on_join(struct daemon *d, struct pds_conn *c,
-                    const struct pds_msg *m)
+static void
+on_join(struct daemon *d, struct pds_conn *c, const struct pds_msg *m)
 {
     struct pds_event ev;
     uint8_t expect[PDS_PROOF_BYTES];
@@ -167,8 +165,7 @@ static void on_join(struct daemon *d, struct pds_conn *c,
             pds_join_proof(d->secret, d->secret_len, pds_conn_hash(c), 'c',
                            expect);
             ev.u.join.proof =
-                sodium_memcmp(expect, m->proof, PDS_PROOF_BYTES) == 0 ? 1
-                                                                       : -1;
+                sodium_memcmp(expect, m->proof, PDS_PROOF_BYTES) == 0 ? 1 : -1;
         }
     }
     ev.u.join.name = m->name;
@@ -189,8 +186,8 @@ static void on_join(struct daemon *d, struct pds_conn *c,
 }
 
 /* Client side: the server accepted us. */
-static void on_welcome(struct daemon *d, struct pds_conn *c,
-                       const struct pds_msg *m)
+static void
+on_welcome(struct daemon *d, struct pds_conn *c, const struct pds_msg *m)
 {
     char gid[2 * PDS_GROUP_ID_BYTES + 1];
     uint8_t expect[PDS_PROOF_BYTES];
@@ -201,12 +198,10 @@ static void on_welcome(struct daemon *d, struct pds_conn *c,
             pds_conn_close(c, "the server did not prove the join secret");
             return;
         }
-        pds_join_proof(d->secret, d->secret_len, pds_conn_hash(c), 's',
-                       expect);
+        pds_join_proof(d->secret, d->secret_len, pds_conn_hash(c), 's', expect);
         if (sodium_memcmp(expect, m->proof, PDS_PROOF_BYTES) != 0) {
-            pds_conn_close(c,
-                           "the server's join-secret proof is wrong: not "
-                           "the group's server");
+            pds_conn_close(c, "the server's join-secret proof is wrong: not "
+                              "the group's server");
             return;
         }
         memcpy(d->server_pk, pds_conn_peer_pk(c), PDS_KEY_BYTES);
@@ -223,8 +218,7 @@ static void on_welcome(struct daemon *d, struct pds_conn *c,
     } else {
         pds_commlog(PDS_LOG_INFO, "connected to server %s", d->server);
     }
-    if (!d->has_group ||
-        memcmp(d->group, m->group, PDS_GROUP_ID_BYTES) != 0) {
+    if (!d->has_group || memcmp(d->group, m->group, PDS_GROUP_ID_BYTES) != 0) {
         memcpy(d->group, m->group, PDS_GROUP_ID_BYTES);
         d->has_group = 1;
         save_blob(d, "group", d->group, PDS_GROUP_ID_BYTES);
@@ -233,6 +227,25 @@ static void on_welcome(struct daemon *d, struct pds_conn *c,
     d->is_linked = 1;
     d->n_retries = 0;
     d->link_error[0] = '\0';
+}
+
+/* Server side: a client stopped its own synchronization. */
+static void on_leave(struct daemon *d, struct pds_conn *c)
+{
+    struct pds_event ev;
+    char target[17];
+
+    snprintf(target, sizeof(target), "%016llx",
+             (unsigned long long)pds_member_id(pds_conn_peer_pk(c)));
+    memset(&ev, 0, sizeof(ev));
+    ev.type = PDS_EVENT_MEMBER_ADMIN;
+    ev.now = pds__wall_ms();
+    ev.u.member_admin.req = 0; /* nobody waits for the answer */
+    ev.u.member_admin.op = PDS_MEMBER_OP_STOP;
+    ev.u.member_admin.target = target;
+    pds_commlog(PDS_LOG_INFO, "client %s (%s) stopped its synchronization",
+                target, pds_conn_address(c));
+    pds__daemon_step(d, &ev);
 }
 
 static void on_message(void *arg, struct pds_conn *c, const struct pds_msg *m)
@@ -246,6 +259,13 @@ static void on_message(void *arg, struct pds_conn *c, const struct pds_msg *m)
             return;
         }
         on_join(d, c, m);
+        return;
+    case PDS_MSG_LEAVE:
+        if (pds_conn_is_initiator(c) || pds_conn_data(c) == NULL) {
+            pds_conn_close(c, "protocol error: unexpected leave");
+            return;
+        }
+        on_leave(d, c);
         return;
     case PDS_MSG_WELCOME:
         if (!pds_conn_is_initiator(c) || pds_conn_id(c) != d->link_conn) {
@@ -339,8 +359,7 @@ void pds__group_update(struct daemon *d, const struct pds_update *u)
         if (r->is_new)
             pds_commlog(PDS_LOG_INFO,
                         "enrolled client %016llx from %s in group %s",
-                        (unsigned long long)r->member_id,
-                        pds_conn_address(c),
+                        (unsigned long long)r->member_id, pds_conn_address(c),
                         hex(d->group, PDS_GROUP_ID_BYTES, gid));
         pds_conn_send(c, &m);
     }
@@ -363,16 +382,15 @@ static void reply_ok(struct pds_local_conn *conn, uint64_t id)
     pds__daemon_send(conn, pds_reply_new(id, 0, NULL));
 }
 
-static void reply_err(struct pds_local_conn *conn, uint64_t id, int rv,
-                      const char *msg)
+static void
+reply_err(struct pds_local_conn *conn, uint64_t id, int rv, const char *msg)
 {
     pds__daemon_send(conn, pds_reply_new(id, rv, msg));
 }
 
 static int check_secret(const struct pds_request *req, char *errmsg)
 {
-    if (req->secret_len < PDS_SECRET_MIN ||
-        req->secret_len > PDS_SECRET_MAX) {
+    if (req->secret_len < PDS_SECRET_MIN || req->secret_len > PDS_SECRET_MAX) {
         snprintf(errmsg, PDS_ERRMSG_SIZE,
                  "the join secret is %zu bytes; it must be %d to %d bytes",
                  req->secret_len, PDS_SECRET_MIN, PDS_SECRET_MAX);
@@ -381,7 +399,8 @@ static int check_secret(const struct pds_request *req, char *errmsg)
     return 0;
 }
 
-static void server_start(struct daemon *d, struct pds_local_conn *conn,
+static void server_start(struct daemon *d,
+                         struct pds_local_conn *conn,
                          const struct pds_request *req)
 {
     struct pds_server_started st;
@@ -436,7 +455,8 @@ static void server_start(struct daemon *d, struct pds_local_conn *conn,
     sodium_memzero(generated, sizeof(generated));
 }
 
-static void server_stop(struct daemon *d, struct pds_local_conn *conn,
+static void server_stop(struct daemon *d,
+                        struct pds_local_conn *conn,
                         const struct pds_request *req)
 {
     if (pds_core_role(d->core) != PDS_ROLE_SERVER) {
@@ -451,7 +471,8 @@ static void server_stop(struct daemon *d, struct pds_local_conn *conn,
     reply_ok(conn, req->id);
 }
 
-static void client_start(struct daemon *d, struct pds_local_conn *conn,
+static void client_start(struct daemon *d,
+                         struct pds_local_conn *conn,
                          const struct pds_request *req)
 {
     char errmsg[PDS_ERRMSG_SIZE];
@@ -474,8 +495,7 @@ static void client_start(struct daemon *d, struct pds_local_conn *conn,
     if (pds_net_split(server, host, sizeof(host), port, sizeof(port)) != 0 ||
         host[0] == '\0' || strcmp(port, "0") == 0) {
         snprintf(errmsg, sizeof(errmsg),
-                 "'%s' is not HOST:PORT (use [ADDRESS]:PORT for IPv6)",
-                 server);
+                 "'%s' is not HOST:PORT (use [ADDRESS]:PORT for IPv6)", server);
         reply_err(conn, req->id, PDS_EINVAL, errmsg);
         return;
     }
@@ -511,7 +531,8 @@ static void client_start(struct daemon *d, struct pds_local_conn *conn,
     reply_ok(conn, req->id);
 }
 
-static void client_stop(struct daemon *d, struct pds_local_conn *conn,
+static void client_stop(struct daemon *d,
+                        struct pds_local_conn *conn,
                         const struct pds_request *req)
 {
     struct pds_conn *c;
@@ -524,20 +545,30 @@ static void client_stop(struct daemon *d, struct pds_local_conn *conn,
     }
     /* Tell the server, so that it stops counting this machine. */
     c = d->link_conn != 0 ? pds_net_find(d->net, d->link_conn) : NULL;
+    save_role(d, PDS_ROLE_STANDALONE);
     if (c != NULL && d->is_linked) {
         memset(&m, 0, sizeof(m));
-        m.type = PDS_MSG_REFUSE;
-        m.code = PDS_ECANCELED;
-        snprintf(m.err, sizeof(m.err), "client stopped by its administrator");
-        pds_conn_send(c, &m);
+        m.type = PDS_MSG_LEAVE;
+        d->link_conn = 0;
+        d->is_linked = 0;
+        if (pds_conn_send(c, &m) == 0)
+            pds_conn_finish(c);
+        else
+            pds_conn_close(c, NULL);
+    } else {
+        pds_commlog(PDS_LOG_WARNING,
+                    "client stopped while the server %s was unreachable: "
+                    "it still counts this machine until its administrator "
+                    "runs 'pdsync clients stop'",
+                    d->server);
     }
-    save_role(d, PDS_ROLE_STANDALONE);
     link_drop(d, NULL);
     pds_commlog(PDS_LOG_INFO, "client stopped (server %s)", d->server);
     reply_ok(conn, req->id);
 }
 
-static void clients_list(struct daemon *d, struct pds_local_conn *conn,
+static void clients_list(struct daemon *d,
+                         struct pds_local_conn *conn,
                          const struct pds_request *req)
 {
     const struct pds_member *members;
@@ -551,7 +582,8 @@ static void clients_list(struct daemon *d, struct pds_local_conn *conn,
     pds__daemon_send(conn, rb);
 }
 
-static void clients_admin(struct daemon *d, struct pds_local_conn *conn,
+static void clients_admin(struct daemon *d,
+                          struct pds_local_conn *conn,
                           const struct pds_request *req)
 {
     struct pds_event ev;
@@ -592,7 +624,8 @@ static void clients_admin(struct daemon *d, struct pds_local_conn *conn,
                     target);
 }
 
-void pds__group_request(struct daemon *d, struct pds_local_conn *conn,
+void pds__group_request(struct daemon *d,
+                        struct pds_local_conn *conn,
                         const struct pds_request *req)
 {
     switch (req->op) {
@@ -645,8 +678,8 @@ void pds__group_status(struct daemon *d, struct pds_status *st)
 
 /* ---- Start and stop --------------------------------------------------- */
 
-static void load_blob(struct daemon *d, const char *name, void *buf,
-                      size_t cap, size_t *len)
+static void load_blob(
+    struct daemon *d, const char *name, void *buf, size_t cap, size_t *len)
 {
     *len = 0;
     if (pds_store_blob_get(d->store, name, buf, cap, len) != 0)
