@@ -82,10 +82,11 @@ expect 0 pds "$s" clients stop printer-2
 expect_out 'client printer-2 stopped'
 wait_for "$s" clients 'stopped +printer-2'
 wait_for "$c2" status 'stopped by the administrator'
-expect 0 pds "$s" status
-expect_out '^machines: +2 of 3'
-# The freed slot goes to printer-3, which keeps retrying.
+# The freed slot goes to printer-3, which keeps retrying: the stopped
+# printer-2 no longer counts (server + printer-1 + printer-3).
 wait_for "$s" clients 'connected +printer-3'
+expect 0 pds "$s" status
+expect_out '^machines: +3 of 3'
 expect 1 pds "$s" clients start printer-2
 expect_err 'group limit reached'
 expect 1 pds "$s" clients stop nosuchclient

@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# What crosses the wire: nothing in clear, and every tampered, replayed,
+# garbage, oversized or truncated frame ends only its own connection.
+source "${PDS_TEST_LIB:-$(dirname "$0")/lib.sh}"
+: "${PDS_TESTTOOL:?}"
+
+conf() {
+    printf '[group]\nheartbeat_ms = 100\ndead_ms = 600\nretry_max_ms = 300\n[node]\nproduct = MFP-9000-Secret-Model\nlocation = Building-7-Floor-3\n' >"$1/pdsyncd.conf"
+}
+wait_for() {
+    local dir=$1 pattern=$3 deadline=$((SECONDS + 15))
+    local -a cmd
+    read -r -a cmd <<<"$2"
+    while [ $SECONDS -lt $deadline ]; do
+        run pds "$dir" "${cmd[@]}"
+        grep -qE -- "$pattern" <<<"$OUT" && return 0
+        sleep 0.05
+    done
+    fail "'pdsync ${cmd[*]}' on $dir never matched /$pattern/"
+}
+proxy_pid=""
+start_proxy() {  # TARGET CAPDIR [FLIP_AFTER]
+    mkdir -p "$2"
+    rm -f "$T_ROOT/proxy.addr"
+    "$PDS_TESTTOOL" proxy "$T_ROOT/proxy.addr" "$1" "$2" 60 ${3:+"$3"} &
+    proxy_pid=$!
+    T_PIDS[proxy$proxy_pid]=$proxy_pid
+    for _ in $(seq 1 100); do
+        [ -s "$T_ROOT/proxy.addr" ] && break
+        sleep 0.02
+    done
+    [ -s "$T_ROOT/proxy.addr" ] || fail "proxy did not start"
+}
+stop_proxy() {
+    kill "$proxy_pid" 2>/dev/null
+    wait "$proxy_pid" 2>/dev/null
+    unset "T_PIDS[proxy$proxy_pid]"
+}
+
+printf 'correct-horse-battery-staple\n' >"$T_ROOT/secret"
+s=$(node_dir server); conf "$s"
+c=$(node_dir client); conf "$c"
+start_node "$s" --listen 127.0.0.1:0
+addr=$(cat "$s/listen.addr")
+pds "$s" server start --join-secret-file "$T_ROOT/secret" >/dev/null || fail "server start"
+
+# 1. Capture a whole enrollment through a proxy: nothing readable.
+start_proxy "$addr" "$T_ROOT/cap"
+start_node "$c"
+expect 0 pds "$c" client start "$(cat "$T_ROOT/proxy.addr")" --join-secret-file "$T_ROOT/secret" --name Secret-Printer-Name
+wait_for "$s" clients 'connected +Secret-Printer-Name'
+sleep 0.5   # a few heartbeats
+stop_proxy
+cat "$T_ROOT"/cap/*.c2s "$T_ROOT"/cap/*.s2c >"$T_ROOT/wire.bin"
+[ "$(wc -c <"$T_ROOT/wire.bin")" -gt 300 ] || fail "capture is too small"
+for secret in Secret-Printer-Name correct-horse-battery-staple \
+        MFP-9000-Secret-Model Building-7-Floor-3 "pdsync $(${PDSYNCD} --version | cut -d' ' -f2)"; do
+    if grep -qaF -- "$secret" "$T_ROOT/wire.bin"; then
+        fail "'$secret' appears in clear on the wire"
+    fi
+done
+pass "captured enrollment: no name, product, location, version or secret in clear"
+
+# 2. Replay the client's recorded bytes on a new connection: refused.
+expect 0 "$PDS_TESTTOOL" tcp "$addr" "@$T_ROOT/cap/1.c2s"
+[ "$OUT" = closed ] || fail "replayed handshake: the server did not close ($OUT)"
+expect 0 pds "$s" log
+expect_out 'WARNING connection from .*failed authentication'
+pass "replayed handshake and frames fail authentication and are dropped"
+
+# 3. Garbage, oversized, truncated frames: connection closed, logged,
+#    the enrolled client stays connected.
+expect 0 "$PDS_TESTTOOL" tcp "$addr" 00000004deadbeef
+[ "$OUT" = closed ] || fail "garbage frame: $OUT"
+expect 0 "$PDS_TESTTOOL" tcp "$addr" 7fffffff00
+[ "$OUT" = closed ] || fail "oversized frame: $OUT"
+expect 0 "$PDS_TESTTOOL" tcp "$addr" 00000000
+[ "$OUT" = closed ] || fail "empty frame: $OUT"
+head -c 120 "$T_ROOT/cap/1.c2s" >"$T_ROOT/trunc"
+expect 0 "$PDS_TESTTOOL" tcp "$addr" "@$T_ROOT/trunc"
+expect 0 pds "$s" log
+expect_out 'WARNING connection from .*message is not a msgpack map'
+expect_out 'WARNING connection from .*frame of 2147483647 bytes is over the limit'
+expect 0 pds "$s" clients
+expect_out 'connected +Secret-Printer-Name'
+pass "garbage, oversized, empty and truncated frames end only their connection"
+
+# 4. A modified frame: one bit flipped in the server's encrypted stream.
+stop_node "$c"
+t=$(node_dir tamper); conf "$t"
+start_proxy "$addr" "$T_ROOT/cap2" 150
+start_node "$t"
+expect 0 pds "$t" client start "$(cat "$T_ROOT/proxy.addr")" --join-secret-file "$T_ROOT/secret" --name Tampered
+wait_for "$t" log 'failed authentication \(modified, replayed, reordered or encrypted with another key\)'
+stop_proxy
+pass "a modified frame ends the connection with a logged error"
+
+# 5. An unknown node key: a client whose key changed is refused.
+start_node "$c"
+expect 0 pds "$c" client start "$addr" --join-secret-file "$T_ROOT/secret" --name Secret-Printer-Name
+wait_for "$c" status "server: +$addr \(connected\)"
+stop_node "$c"
+rm -f "$c/node.key"
+start_node "$c"
+wait_for "$c" status 'last error: +refused by .*unknown node [0-9a-f]{16}'
+expect 0 pds "$s" log
+expect_out 'WARNING refused node .*unknown node'
+pass "an unknown node key is refused on both ends"
+
+# 6. The node key file: kept 0600, a damaged one refuses the start.
+[ "$(stat -c %a "$s/node.key")" = 600 ] || fail "node.key is not mode 0600"
+stop_node "$c"
+head -c 10 /dev/zero >"$c/node.key"
+chmod 600 "$c/node.key"
+expect 1 "$PDSYNCD" --data "$c"
+expect_err 'node.key is damaged'
+chmod 644 "$c/node.key"
+expect 1 "$PDSYNCD" --data "$c"
+expect_err 'must be mode 0600'
+pass "damaged or exposed node key refuses the start"
