@@ -485,7 +485,174 @@ TEST(core_loads_owners_and_hlc)
     CHECK_EQ(pds_core_new(&cfg, &core), PDS_EINVAL);
 }
 
-TEST_MAIN(T(hlc_monotonic_across_clock_steps),
+/* ---- Membership -------------------------------------------------------- */
+
+static struct pds_core *server_core(uint32_t max_machines)
+{
+    struct pds_core_config cfg;
+    struct pds_core *core = NULL;
+
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.node_id = 1;
+    cfg.epoch = 1;
+    cfg.role = PDS_ROLE_SERVER;
+    cfg.max_machines = max_machines;
+    pds_limits_default(&cfg.limits);
+    if (pds_core_new(&cfg, &core) != 0)
+        return NULL;
+    return core;
+}
+
+static int join(struct pds_core *core,
+                uint64_t conn,
+                uint8_t key,
+                int proof,
+                struct pds_update *u)
+{
+    struct pds_event ev;
+
+    memset(&ev, 0, sizeof(ev));
+    ev.type = PDS_EVENT_PEER_JOIN;
+    ev.now = 1000 + conn;
+    ev.u.join.conn = conn;
+    memset(ev.u.join.pk, key, PDS_KEY_BYTES);
+    ev.u.join.proof = proof;
+    ev.u.join.name = "printer";
+    ev.u.join.address = "127.0.0.1:1";
+    return pds_core_step(core, &ev, u);
+}
+
+static int admin(struct pds_core *core,
+                 enum pds_member_op op,
+                 const char *target,
+                 struct pds_update *u)
+{
+    struct pds_event ev;
+
+    memset(&ev, 0, sizeof(ev));
+    ev.type = PDS_EVENT_MEMBER_ADMIN;
+    ev.u.member_admin.req = 77;
+    ev.u.member_admin.op = op;
+    ev.u.member_admin.target = target;
+    return pds_core_step(core, &ev, u);
+}
+
+TEST(members_enroll_refuse_limit)
+{
+    struct pds_core *core = server_core(3);
+    struct pds_update u;
+
+    CHECK(core != NULL);
+    /* No proof, wrong proof: refused, nothing stored. */
+    CHECK_EQ(join(core, 1, 0xa1, 0, &u), 0);
+    CHECK_EQ(u.n_joins, 1);
+    CHECK_EQ(u.joins[0].status, PDS_EPERM);
+    CHECK(strstr(u.joins[0].errmsg, "unknown node") != NULL);
+    CHECK_EQ(u.n_members, 0);
+    CHECK_EQ(join(core, 2, 0xa1, -1, &u), 0);
+    CHECK_EQ(u.joins[0].status, PDS_EAUTH);
+    CHECK(strstr(u.joins[0].errmsg, "wrong join secret") != NULL);
+    /* Proof: enrolled and stored. */
+    CHECK_EQ(join(core, 3, 0xa1, 1, &u), 0);
+    CHECK_EQ(u.joins[0].status, 0);
+    CHECK_EQ(u.joins[0].is_new, 1);
+    CHECK_EQ(u.n_members, 1);
+    CHECK_EQ(u.members[0].state, PDS_MEMBER_ENROLLED);
+    CHECK_EQ(pds_core_n_machines(core), 2);
+    CHECK_EQ(join(core, 4, 0xa2, 1, &u), 0);
+    CHECK_EQ(u.joins[0].status, 0);
+    /* The 4th machine: refused by the limit. */
+    CHECK_EQ(join(core, 5, 0xa3, 1, &u), 0);
+    CHECK_EQ(u.joins[0].status, PDS_ELIMIT);
+    CHECK(strstr(u.joins[0].errmsg, "max_machines = 3") != NULL);
+    CHECK_EQ(pds_core_n_machines(core), 3);
+    /* An enrolled node comes back without a proof: welcome. */
+    CHECK_EQ(join(core, 6, 0xa1, 0, &u), 0);
+    CHECK_EQ(u.joins[0].status, 0);
+    CHECK_EQ(u.joins[0].is_new, 0);
+    /* Its old connection 3 is closed: never counted twice. */
+    CHECK_EQ(u.n_disconnect, 1);
+    CHECK_EQ(u.disconnect[0], 3);
+    CHECK_EQ(pds_core_n_machines(core), 3);
+    pds_core_free(core);
+}
+
+TEST(members_stop_and_start)
+{
+    struct pds_core *core = server_core(3);
+    struct pds_update u;
+    struct pds_event ev;
+    char id[17];
+
+    CHECK(core != NULL);
+    CHECK_EQ(join(core, 1, 0xb1, 1, &u), 0);
+    snprintf(id, sizeof(id), "%016llx",
+             (unsigned long long)u.joins[0].member_id);
+    CHECK_EQ(admin(core, PDS_MEMBER_OP_STOP, id, &u), 0);
+    CHECK_EQ(u.n_replies, 1);
+    CHECK_EQ(u.replies[0].status, 0);
+    CHECK_EQ(u.n_disconnect, 1);
+    CHECK_EQ(u.disconnect[0], 1);
+    CHECK_EQ(u.members[0].state, PDS_MEMBER_STOPPED);
+    CHECK_EQ(pds_core_n_machines(core), 1);
+    /* Stopped stays refused, even with the secret. */
+    CHECK_EQ(join(core, 2, 0xb1, 1, &u), 0);
+    CHECK_EQ(u.joins[0].status, PDS_EPERM);
+    CHECK(strstr(u.joins[0].errmsg, "stopped by the administrator") != NULL);
+    /* The old connection's close does not change anything. */
+    memset(&ev, 0, sizeof(ev));
+    ev.type = PDS_EVENT_PEER_LEFT;
+    ev.u.left.conn = 1;
+    memset(ev.u.left.pk, 0xb1, PDS_KEY_BYTES);
+    CHECK_EQ(pds_core_step(core, &ev, &u), 0);
+    CHECK_EQ(u.n_members, 0);
+    CHECK_EQ(admin(core, PDS_MEMBER_OP_START, "printer", &u), 0);
+    CHECK_EQ(u.replies[0].status, 0);
+    CHECK_EQ(join(core, 3, 0xb1, 0, &u), 0);
+    CHECK_EQ(u.joins[0].status, 0);
+    CHECK_EQ(admin(core, PDS_MEMBER_OP_STOP, "nobody", &u), 0);
+    CHECK_EQ(u.replies[0].status, PDS_ENOTFOUND);
+    pds_core_free(core);
+}
+
+TEST(members_survive_reload_and_roles)
+{
+    struct pds_core *core = server_core(10);
+    struct pds_core *again;
+    struct pds_member saved;
+    struct pds_member decoded;
+    struct pds_update u;
+    uint8_t buf[PDS_MEMBER_ENCODED_MAX];
+    size_t n;
+
+    CHECK(core != NULL);
+    CHECK_EQ(join(core, 1, 0xc1, 1, &u), 0);
+    saved = u.members[0];
+    n = pds_member_encode(&saved, buf);
+    CHECK_EQ(pds_member_decode(buf, n, &decoded), 0);
+    CHECK_EQ(decoded.id, saved.id);
+    CHECK_STR(decoded.name, "printer");
+    CHECK_EQ(decoded.is_connected, 0);
+    CHECK_EQ(pds_member_decode(buf, n - 1, &decoded), PDS_ECORRUPT);
+    buf[PDS_KEY_BYTES] = 9;
+    CHECK_EQ(pds_member_decode(buf, n, &decoded), PDS_ECORRUPT);
+    again = server_core(10);
+    CHECK(again != NULL);
+    CHECK_EQ(pds_core_load_member(again, &saved), 0);
+    CHECK_EQ(pds_core_n_machines(again), 2);
+    /* A client node refuses joins. */
+    pds_core_set_role(again, PDS_ROLE_CLIENT);
+    CHECK_EQ(join(again, 1, 0xc1, 1, &u), 0);
+    CHECK_EQ(u.joins[0].status, PDS_EPERM);
+    CHECK(strstr(u.joins[0].errmsg, "not a server") != NULL);
+    pds_core_free(core);
+    pds_core_free(again);
+}
+
+TEST_MAIN(T(members_enroll_refuse_limit),
+          T(members_stop_and_start),
+          T(members_survive_reload_and_roles),
+          T(hlc_monotonic_across_clock_steps),
           T(hlc_logical_overflow_carries),
           T(hlc_observe_remote),
           T(lww_order),

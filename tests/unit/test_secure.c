@@ -1,0 +1,239 @@
+/*
+ * test_secure.c - unit tests of the handshake key schedule, the encrypted
+ * streams, join proofs, the node identity file, and the group messages.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "peer.h"
+#include "secure.h"
+#include "test.h"
+
+struct side {
+    struct pds_identity id;
+    struct pds_handshake hs;
+    struct pds_session s;
+    uint8_t *hello;
+    size_t hello_len;
+};
+
+static void make_side(struct side *x, int is_initiator)
+{
+    struct pds_msg m;
+
+    if (sodium_init() < 0)
+        abort();
+    crypto_kx_keypair(x->id.pk, x->id.sk);
+    pds_handshake_init(&x->hs, is_initiator);
+    memset(&m, 0, sizeof(m));
+    m.type = PDS_MSG_HELLO;
+    m.version = PDS_PROTOCOL_VERSION;
+    memcpy(m.pk, x->id.pk, PDS_KEY_BYTES);
+    memcpy(m.epk, x->hs.e_pk, PDS_KEY_BYTES);
+    if (pds_msg_encode(&m, &x->hello, &x->hello_len) != 0)
+        abort();
+}
+
+/* Run a full handshake between i (initiator) and r; 0 on success. */
+static int handshake(struct side *i, struct side *r)
+{
+    if (pds_handshake_finish(&i->hs, &i->id, i->hello, i->hello_len,
+                             r->hello, r->hello_len, r->id.pk, r->hs.e_pk,
+                             &i->s) != 0 ||
+        pds_handshake_finish(&r->hs, &r->id, r->hello, r->hello_len,
+                             i->hello, i->hello_len, i->id.pk, i->hs.e_pk,
+                             &r->s) != 0)
+        return -1;
+    if (pds_session_rx_start(&i->s, r->s.tx_header) != 0 ||
+        pds_session_rx_start(&r->s, i->s.tx_header) != 0)
+        return -1;
+    return 0;
+}
+
+static void free_side(struct side *x)
+{
+    free(x->hello);
+}
+
+TEST(handshake_both_directions)
+{
+    struct side a, b;
+    uint8_t ct[64 + PDS_STREAM_ABYTES];
+    uint8_t pt[64];
+    size_t n;
+
+    make_side(&a, 1);
+    make_side(&b, 0);
+    CHECK_EQ(handshake(&a, &b), 0);
+    CHECK(memcmp(a.hs.hash, b.hs.hash, PDS_HASH_BYTES) == 0);
+    pds_session_seal(&a.s, (const uint8_t *)"hello server", 12, ct);
+    CHECK_EQ(pds_session_open(&b.s, ct, 12 + PDS_STREAM_ABYTES, pt, &n), 0);
+    CHECK_EQ(n, 12);
+    CHECK(memcmp(pt, "hello server", 12) == 0);
+    pds_session_seal(&b.s, (const uint8_t *)"hi client", 9, ct);
+    CHECK_EQ(pds_session_open(&a.s, ct, 9 + PDS_STREAM_ABYTES, pt, &n), 0);
+    CHECK(memcmp(pt, "hi client", 9) == 0);
+    free_side(&a);
+    free_side(&b);
+}
+
+TEST(modified_replayed_reordered_frames_fail)
+{
+    struct side a, b;
+    uint8_t c1[16 + PDS_STREAM_ABYTES];
+    uint8_t c2[16 + PDS_STREAM_ABYTES];
+    uint8_t pt[16];
+    size_t n;
+    size_t len = 16 + PDS_STREAM_ABYTES;
+
+    make_side(&a, 1);
+    make_side(&b, 0);
+    CHECK_EQ(handshake(&a, &b), 0);
+    pds_session_seal(&a.s, (const uint8_t *)"message number 1", 16, c1);
+    pds_session_seal(&a.s, (const uint8_t *)"message number 2", 16, c2);
+    /* Reordered: the second frame first. */
+    CHECK_EQ(pds_session_open(&b.s, c2, len, pt, &n), PDS_EAUTH);
+    free_side(&a);
+    free_side(&b);
+
+    make_side(&a, 1);
+    make_side(&b, 0);
+    CHECK_EQ(handshake(&a, &b), 0);
+    pds_session_seal(&a.s, (const uint8_t *)"message number 1", 16, c1);
+    c1[5] ^= 1; /* modified */
+    CHECK_EQ(pds_session_open(&b.s, c1, len, pt, &n), PDS_EAUTH);
+    free_side(&a);
+    free_side(&b);
+
+    make_side(&a, 1);
+    make_side(&b, 0);
+    CHECK_EQ(handshake(&a, &b), 0);
+    pds_session_seal(&a.s, (const uint8_t *)"message number 1", 16, c1);
+    CHECK_EQ(pds_session_open(&b.s, c1, len, pt, &n), 0);
+    CHECK_EQ(pds_session_open(&b.s, c1, len, pt, &n), PDS_EAUTH); /* replay */
+    CHECK_EQ(pds_session_open(&b.s, c1, 3, pt, &n), PDS_EAUTH);   /* short */
+    free_side(&a);
+    free_side(&b);
+}
+
+TEST(impostor_cannot_derive_keys)
+{
+    struct side a, b, eve;
+    uint8_t ct[16 + PDS_STREAM_ABYTES];
+    uint8_t pt[16];
+    size_t n;
+
+    make_side(&a, 1);
+    make_side(&b, 0);
+    make_side(&eve, 0);
+    /* Eve answers with b's long-term public key but her own private key:
+     * the keys differ, so a's first frame does not open. */
+    memcpy(eve.id.pk, b.id.pk, PDS_KEY_BYTES);
+    free(eve.hello);
+    {
+        struct pds_msg m;
+        memset(&m, 0, sizeof(m));
+        m.type = PDS_MSG_HELLO;
+        m.version = PDS_PROTOCOL_VERSION;
+        memcpy(m.pk, b.id.pk, PDS_KEY_BYTES);
+        memcpy(m.epk, eve.hs.e_pk, PDS_KEY_BYTES);
+        CHECK_EQ(pds_msg_encode(&m, &eve.hello, &eve.hello_len), 0);
+    }
+    CHECK_EQ(pds_handshake_finish(&a.hs, &a.id, a.hello, a.hello_len,
+                                  eve.hello, eve.hello_len, b.id.pk,
+                                  eve.hs.e_pk, &a.s),
+             0);
+    CHECK_EQ(pds_handshake_finish(&eve.hs, &eve.id, eve.hello, eve.hello_len,
+                                  a.hello, a.hello_len, a.id.pk, a.hs.e_pk,
+                                  &eve.s),
+             0);
+    CHECK_EQ(pds_session_rx_start(&eve.s, a.s.tx_header), 0);
+    pds_session_seal(&a.s, (const uint8_t *)"for the server!!", 16, ct);
+    CHECK_EQ(pds_session_open(&eve.s, ct, sizeof(ct), pt, &n), PDS_EAUTH);
+    free_side(&a);
+    free_side(&b);
+    free_side(&eve);
+}
+
+TEST(join_proofs)
+{
+    uint8_t h[PDS_HASH_BYTES] = {1, 2, 3};
+    uint8_t p1[PDS_PROOF_BYTES], p2[PDS_PROOF_BYTES], p3[PDS_PROOF_BYTES];
+
+    pds_join_proof((const uint8_t *)"secret-secret-16", 16, h, 'c', p1);
+    pds_join_proof((const uint8_t *)"secret-secret-16", 16, h, 'c', p2);
+    CHECK(memcmp(p1, p2, sizeof(p1)) == 0);
+    pds_join_proof((const uint8_t *)"secret-secret-17", 16, h, 'c', p3);
+    CHECK(memcmp(p1, p3, sizeof(p1)) != 0);
+    pds_join_proof((const uint8_t *)"secret-secret-16", 16, h, 's', p3);
+    CHECK(memcmp(p1, p3, sizeof(p1)) != 0); /* sides differ */
+    h[0] = 9;
+    pds_join_proof((const uint8_t *)"secret-secret-16", 16, h, 'c', p3);
+    CHECK(memcmp(p1, p3, sizeof(p1)) != 0); /* bound to the session */
+}
+
+TEST(identity_file)
+{
+    char dir[] = "/tmp/pds-id-XXXXXX";
+    char path[64];
+    char errmsg[PDS_ERRMSG_SIZE];
+    struct pds_identity a, b;
+    struct stat st;
+    FILE *f;
+
+    CHECK(mkdtemp(dir) != NULL);
+    CHECK_EQ(pds_identity_load(dir, &a, errmsg), 0);
+    snprintf(path, sizeof(path), "%s/node.key", dir);
+    CHECK_EQ(stat(path, &st), 0);
+    CHECK_EQ(st.st_mode & 0777, 0600);
+    CHECK_EQ(pds_identity_load(dir, &b, errmsg), 0);
+    CHECK(memcmp(a.pk, b.pk, PDS_KEY_BYTES) == 0);
+    f = fopen(path, "w");
+    CHECK(f != NULL);
+    fputs("short", f);
+    fclose(f);
+    CHECK_EQ(pds_identity_load(dir, &b, errmsg), PDS_ECORRUPT);
+    CHECK(strstr(errmsg, "damaged") != NULL);
+    unlink(path);
+    rmdir(dir);
+}
+
+TEST(messages_round_trip_and_refuse_garbage)
+{
+    struct pds_msg m, out;
+    char errmsg[PDS_ERRMSG_SIZE];
+    uint8_t *buf;
+    size_t len;
+    size_t cut;
+
+    memset(&m, 0, sizeof(m));
+    m.type = PDS_MSG_JOIN;
+    strcpy(m.name, "printer-1");
+    strcpy(m.product, "MFP");
+    strcpy(m.version_text, "pdsync 0.1.0/p1");
+    m.has_proof = 1;
+    memset(m.proof, 7, sizeof(m.proof));
+    CHECK_EQ(pds_msg_encode(&m, &buf, &len), 0);
+    CHECK_EQ(pds_msg_decode(buf, len, &out, errmsg), 0);
+    CHECK_EQ(out.type, PDS_MSG_JOIN);
+    CHECK_STR(out.name, "printer-1");
+    CHECK_STR(out.product, "MFP");
+    CHECK_EQ(out.has_proof, 1);
+    CHECK_EQ(out.proof[31], 7);
+    for (cut = 0; cut < len; cut++)
+        CHECK_EQ(pds_msg_decode(buf, cut, &out, errmsg), PDS_EPROTO);
+    free(buf);
+    CHECK_EQ(pds_msg_decode((const uint8_t *)"\x81\xa1t\xa3zzz", 7, &out,
+                            errmsg),
+             PDS_EPROTO);
+    CHECK(strstr(errmsg, "no known type") != NULL);
+}
+
+TEST_MAIN(T(handshake_both_directions),
+          T(modified_replayed_reordered_frames_fail),
+          T(impostor_cannot_derive_keys), T(join_proofs), T(identity_file),
+          T(messages_round_trip_and_refuse_garbage))
