@@ -43,13 +43,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     data += 1 + hello_len;
     size -= 1 + hello_len;
-    if (size < PDS_STREAM_HEADER ||
-        pds_session_rx_start(&s, data) != 0)
+    if (size < PDS_STREAM_HEADER || pds_session_rx_start(&s, data) != 0)
         return 0;
     data += PDS_STREAM_HEADER;
     size -= PDS_STREAM_HEADER;
-    if (size <= sizeof(out) &&
-        pds_session_open(&s, data, size, out, &n) == 0)
+    if (size <= sizeof(out) && pds_session_open(&s, data, size, out, &n) == 0)
         abort(); /* a forged frame must never authenticate */
     return 0;
 }

@@ -41,12 +41,10 @@ static void make_side(struct side *x, int is_initiator)
 /* Run a full handshake between i (initiator) and r; 0 on success. */
 static int handshake(struct side *i, struct side *r)
 {
-    if (pds_handshake_finish(&i->hs, &i->id, i->hello, i->hello_len,
-                             r->hello, r->hello_len, r->id.pk, r->hs.e_pk,
-                             &i->s) != 0 ||
-        pds_handshake_finish(&r->hs, &r->id, r->hello, r->hello_len,
-                             i->hello, i->hello_len, i->id.pk, i->hs.e_pk,
-                             &r->s) != 0)
+    if (pds_handshake_finish(&i->hs, &i->id, i->hello, i->hello_len, r->hello,
+                             r->hello_len, r->id.pk, r->hs.e_pk, &i->s) != 0 ||
+        pds_handshake_finish(&r->hs, &r->id, r->hello, r->hello_len, i->hello,
+                             i->hello_len, i->id.pk, i->hs.e_pk, &r->s) != 0)
         return -1;
     if (pds_session_rx_start(&i->s, r->s.tx_header) != 0 ||
         pds_session_rx_start(&r->s, i->s.tx_header) != 0)
@@ -143,9 +141,8 @@ TEST(impostor_cannot_derive_keys)
         memcpy(m.epk, eve.hs.e_pk, PDS_KEY_BYTES);
         CHECK_EQ(pds_msg_encode(&m, &eve.hello, &eve.hello_len), 0);
     }
-    CHECK_EQ(pds_handshake_finish(&a.hs, &a.id, a.hello, a.hello_len,
-                                  eve.hello, eve.hello_len, b.id.pk,
-                                  eve.hs.e_pk, &a.s),
+    CHECK_EQ(pds_handshake_finish(&a.hs, &a.id, a.hello, a.hello_len, eve.hello,
+                                  eve.hello_len, b.id.pk, eve.hs.e_pk, &a.s),
              0);
     CHECK_EQ(pds_handshake_finish(&eve.hs, &eve.id, eve.hello, eve.hello_len,
                                   a.hello, a.hello_len, a.id.pk, a.hs.e_pk,
@@ -227,13 +224,15 @@ TEST(messages_round_trip_and_refuse_garbage)
     for (cut = 0; cut < len; cut++)
         CHECK_EQ(pds_msg_decode(buf, cut, &out, errmsg), PDS_EPROTO);
     free(buf);
-    CHECK_EQ(pds_msg_decode((const uint8_t *)"\x81\xa1t\xa3zzz", 7, &out,
-                            errmsg),
-             PDS_EPROTO);
+    CHECK_EQ(
+        pds_msg_decode((const uint8_t *)"\x81\xa1t\xa3zzz", 7, &out, errmsg),
+        PDS_EPROTO);
     CHECK(strstr(errmsg, "no known type") != NULL);
 }
 
 TEST_MAIN(T(handshake_both_directions),
           T(modified_replayed_reordered_frames_fail),
-          T(impostor_cannot_derive_keys), T(join_proofs), T(identity_file),
+          T(impostor_cannot_derive_keys),
+          T(join_proofs),
+          T(identity_file),
           T(messages_round_trip_and_refuse_garbage))
