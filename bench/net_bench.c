@@ -114,7 +114,9 @@ static int recv_frame(int fd, uint8_t *body, size_t cap, size_t *len)
 }
 
 /* One side of a handshake on a connected socket, like peer.c does it. */
-static int handshake(int fd, const struct pds_identity *id, int initiator,
+static int handshake(int fd,
+                     const struct pds_identity *id,
+                     int initiator,
                      struct pds_session *s)
 {
     struct pds_handshake hs;
