@@ -6,6 +6,7 @@
  * owns until its next call.
  */
 #include <errno.h>
+#include <netdb.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,7 +19,9 @@
 #include <msgpack.h>
 
 #include "net.h"
+#include "peer.h"
 #include "proto.h"
+#include "secure.h"
 
 /* How long a client waits for a reply before giving up. */
 #define CLIENT_TIMEOUT_S 60
@@ -35,6 +38,11 @@ struct pds_client {
     struct pds_item *items;
     struct pds_user *users;
     struct pds_member *members;
+    /* Remote administration: an encrypted link and the password. */
+    int is_remote;
+    struct pds_session session;
+    uint8_t password[PDS_SECRET_MAX];
+    size_t password_len;
     char **strs;
     size_t n_strs;
 };
@@ -141,6 +149,8 @@ void pds_client_close(struct pds_client *c)
         return;
     reset_results(c);
     close(c->fd);
+    pds_session_wipe(&c->session);
+    sodium_memzero(c->password, sizeof(c->password));
     free(c);
 }
 
@@ -168,6 +178,9 @@ static int write_all(struct pds_client *c, const uint8_t *buf, size_t len)
     return 0;
 }
 
+static int
+unpack_reply(struct pds_client *c, size_t len, const msgpack_object **out);
+
 static int read_all(struct pds_client *c, uint8_t *buf, size_t len)
 {
     while (len > 0) {
@@ -191,27 +204,154 @@ static int read_all(struct pds_client *c, uint8_t *buf, size_t len)
     return 0;
 }
 
-/* Read one reply frame into c->body and unpack it into c->up. */
-static int read_reply(struct pds_client *c, const msgpack_object **out)
+/* Read one length-prefixed frame into a malloc'ed buffer. */
+static int
+read_frame(struct pds_client *c, size_t max, uint8_t **body, size_t *len)
 {
     uint8_t hdr[4];
-    size_t len;
-    size_t off = 0;
     int rv;
 
     rv = read_all(c, hdr, 4);
     if (rv != 0)
         return rv;
-    len = ((size_t)hdr[0] << 24) | ((size_t)hdr[1] << 16) |
-          ((size_t)hdr[2] << 8) | (size_t)hdr[3];
-    if (len == 0 || len > PDS_LOCAL_FRAME_MAX)
-        return set_err(c, PDS_EPROTO, "reply frame of %zu bytes", len);
-    c->body = malloc(len);
-    if (c->body == NULL)
+    *len = ((size_t)hdr[0] << 24) | ((size_t)hdr[1] << 16) |
+           ((size_t)hdr[2] << 8) | (size_t)hdr[3];
+    if (*len == 0 || *len > max)
+        return set_err(c, PDS_EPROTO, "frame of %zu bytes", *len);
+    *body = malloc(*len);
+    if (*body == NULL)
         return set_err(c, PDS_ENOMEM, "out of memory");
-    rv = read_all(c, c->body, len);
+    rv = read_all(c, *body, *len);
+    if (rv != 0) {
+        free(*body);
+        *body = NULL;
+    }
+    return rv;
+}
+
+static int write_frame(struct pds_client *c, const uint8_t *body, size_t len)
+{
+    uint8_t hdr[4] = {(uint8_t)(len >> 24), (uint8_t)(len >> 16),
+                      (uint8_t)(len >> 8), (uint8_t)len};
+    int rv = write_all(c, hdr, 4);
+
+    return rv != 0 ? rv : write_all(c, body, len);
+}
+
+/*
+ * Remote: send the request (a local-API frame) inside an encrypted ADMIN
+ * message with the password, and wait for the ADMIN_REPLY, skipping the
+ * node's heartbeats. The reply body lands in c->body.
+ */
+static int remote_roundtrip(struct pds_client *c,
+                            const uint8_t *frame,
+                            size_t len,
+                            size_t *body_len)
+{
+    struct pds_msg m;
+    char errmsg[PDS_ERRMSG_SIZE];
+    uint8_t *enc;
+    uint8_t *inner;
+    uint8_t *sealed;
+    size_t enc_len;
+    int rv;
+
+    memset(&m, 0, sizeof(m));
+    m.type = PDS_MSG_ADMIN;
+    memcpy(m.pw, c->password, c->password_len);
+    m.pw_len = c->password_len;
+    m.blob = (uint8_t *)frame + 4;
+    m.blob_len = len - 4;
+    rv = pds_msg_encode(&m, &enc, &enc_len);
+    sodium_memzero(m.pw, sizeof(m.pw));
+    if (rv != 0)
+        return set_err(c, rv, "encode: %s", pds_strerror(rv));
+    inner = malloc(enc_len + 4);
+    sealed = malloc(enc_len + 4 + PDS_STREAM_ABYTES);
+    if (inner == NULL || sealed == NULL) {
+        free(inner);
+        free(sealed);
+        free(enc);
+        return set_err(c, PDS_ENOMEM, "out of memory");
+    }
+    inner[0] = (uint8_t)(enc_len >> 24);
+    inner[1] = (uint8_t)(enc_len >> 16);
+    inner[2] = (uint8_t)(enc_len >> 8);
+    inner[3] = (uint8_t)enc_len;
+    memcpy(inner + 4, enc, enc_len);
+    pds_session_seal(&c->session, inner, enc_len + 4, sealed);
+    rv = write_frame(c, sealed, enc_len + 4 + PDS_STREAM_ABYTES);
+    sodium_memzero(inner, enc_len + 4);
+    sodium_memzero(enc, enc_len);
+    free(inner);
+    free(sealed);
+    free(enc);
     if (rv != 0)
         return rv;
+    for (;;) {
+        uint8_t *ct;
+        uint8_t *pt;
+        size_t ct_len, pt_len, off = 0;
+        rv = read_frame(c, PDS_NET_FRAME_MAX, &ct, &ct_len);
+        if (rv != 0)
+            return rv;
+        pt = malloc(ct_len);
+        if (pt == NULL) {
+            free(ct);
+            return set_err(c, PDS_ENOMEM, "out of memory");
+        }
+        if (pds_session_open(&c->session, ct, ct_len, pt, &pt_len) != 0) {
+            free(ct);
+            free(pt);
+            return set_err(c, PDS_EAUTH,
+                           "a frame from the node failed authentication");
+        }
+        free(ct);
+        while (off + 4 <= pt_len) {
+            size_t mlen = ((size_t)pt[off] << 24) |
+                          ((size_t)pt[off + 1] << 16) |
+                          ((size_t)pt[off + 2] << 8) | pt[off + 3];
+            off += 4;
+            if (mlen > pt_len - off ||
+                pds_msg_decode(pt + off, mlen, &m, errmsg) != 0) {
+                free(pt);
+                return set_err(c, PDS_EPROTO, "malformed message: %s", errmsg);
+            }
+            off += mlen;
+            if (m.type == PDS_MSG_REFUSE) {
+                free(pt);
+                return set_err(c, m.code < 0 ? m.code : PDS_EPROTO, "%s",
+                               m.err);
+            }
+            if (m.type == PDS_MSG_ADMIN_REPLY) {
+                free(pt);
+                c->body = m.blob;
+                *body_len = m.blob_len;
+                return 0;
+            }
+            pds_msg_free(&m); /* heartbeats */
+        }
+        free(pt);
+    }
+}
+
+/* Read one reply frame into c->body and unpack it into c->up. */
+static int read_reply(struct pds_client *c, const msgpack_object **out)
+{
+    size_t len;
+    int rv;
+
+    rv = read_frame(c, PDS_LOCAL_FRAME_MAX, &c->body, &len);
+    if (rv != 0)
+        return rv;
+    return unpack_reply(c, len, out);
+}
+
+static int
+unpack_reply(struct pds_client *c, size_t len, const msgpack_object **out)
+{
+    size_t off = 0;
+
     msgpack_unpacked_init(&c->up);
     c->has_up = 1;
     if (pds__mp_check(c->body, len) != 0 ||
@@ -245,11 +385,18 @@ call(struct pds_client *c, struct pds_request *req, const msgpack_object **data)
     rv = pds_request_encode(req, &frame, &len);
     if (rv != 0)
         return set_err(c, rv, "encode request: %s", pds_strerror(rv));
-    rv = write_all(c, frame, len);
-    free(frame);
-    if (rv != 0)
-        return rv;
-    rv = read_reply(c, &m);
+    if (c->is_remote) {
+        size_t body_len;
+        rv = remote_roundtrip(c, frame, len, &body_len);
+        free(frame);
+        if (rv == 0)
+            rv = unpack_reply(c, body_len, &m);
+    } else {
+        rv = write_all(c, frame, len);
+        free(frame);
+        if (rv == 0)
+            rv = read_reply(c, &m);
+    }
     if (rv != 0)
         return rv;
     if (pds__mp_uint(m, "id", &id) != 0 || id != req->id ||
@@ -704,6 +851,159 @@ int pds_client_clients_admin(struct pds_client *c,
     req.target = target;
     req.target_len = strlen(target);
     return simple_call(c, &req);
+}
+
+int pds_client_admin_password(struct pds_client *c,
+                              const uint8_t *password,
+                              size_t len)
+{
+    struct pds_request req;
+
+    memset(&req, 0, sizeof(req));
+    req.op = PDS_REQ_ADMIN_PASSWORD;
+    req.secret = password;
+    req.secret_len = len;
+    return simple_call(c, &req);
+}
+
+int pds_client_handshake(int fd,
+                         const struct pds_identity *id,
+                         int is_initiator,
+                         struct pds_session *s,
+                         char *errmsg)
+{
+    struct pds_client tmp;
+    struct pds_handshake hs;
+    struct pds_msg m, peer;
+    uint8_t *hello = NULL;
+    uint8_t *buf = NULL;
+    size_t hello_len, len;
+    int rv;
+
+    memset(&tmp, 0, sizeof(tmp));
+    tmp.fd = fd;
+    snprintf(tmp.path, sizeof(tmp.path), "the node");
+    pds_handshake_init(&hs, is_initiator);
+    memset(&m, 0, sizeof(m));
+    m.type = PDS_MSG_HELLO;
+    m.version = PDS_PROTOCOL_VERSION;
+    memcpy(m.pk, id->pk, PDS_KEY_BYTES);
+    memcpy(m.epk, hs.e_pk, PDS_KEY_BYTES);
+    rv = pds_msg_encode(&m, &hello, &hello_len);
+    if (rv == 0 && is_initiator)
+        rv = write_frame(&tmp, hello, hello_len);
+    if (rv == 0)
+        rv = read_frame(&tmp, 4096, &buf, &len);
+    if (rv == 0 && pds_msg_decode(buf, len, &peer, errmsg) != 0)
+        rv = PDS_EPROTO;
+    if (rv == 0 && peer.type == PDS_MSG_REFUSE) {
+        snprintf(errmsg, PDS_ERRMSG_SIZE, "refused: %s", peer.err);
+        rv = peer.code < 0 ? peer.code : PDS_EPROTO;
+    } else if (rv == 0 && peer.type != PDS_MSG_HELLO) {
+        pds_msg_free(&peer);
+        snprintf(errmsg, PDS_ERRMSG_SIZE, "the node did not say hello");
+        rv = PDS_EPROTO;
+    }
+    if (rv == 0 && !is_initiator)
+        rv = write_frame(&tmp, hello, hello_len);
+    if (rv == 0 && pds_handshake_finish(&hs, id, hello, hello_len, buf, len,
+                                        peer.pk, peer.epk, s) != 0) {
+        snprintf(errmsg, PDS_ERRMSG_SIZE, "handshake: bad key");
+        rv = PDS_EAUTH;
+    }
+    free(buf);
+    buf = NULL;
+    if (rv == 0)
+        rv = write_frame(&tmp, s->tx_header, PDS_STREAM_HEADER);
+    if (rv == 0)
+        rv = read_frame(&tmp, 4096, &buf, &len);
+    if (rv == 0 &&
+        (len != PDS_STREAM_HEADER || pds_session_rx_start(s, buf) != 0)) {
+        snprintf(errmsg, PDS_ERRMSG_SIZE, "handshake: bad stream header");
+        rv = PDS_EAUTH;
+    }
+    if (rv != 0 && errmsg[0] == '\0')
+        snprintf(errmsg, PDS_ERRMSG_SIZE, "%s", tmp.errmsg);
+    free(buf);
+    free(hello);
+    return rv;
+}
+
+int pds_client_open_remote(const char *host_port,
+                           const uint8_t *password,
+                           size_t password_len,
+                           struct pds_client **out,
+                           char *errmsg)
+{
+    struct addrinfo hints, *res = NULL, *ai;
+    struct pds_identity id;
+    struct pds_client *c;
+    struct timeval tv = {CLIENT_TIMEOUT_S, 0};
+    char host[256];
+    char port[8];
+    int fd = -1;
+    int rv;
+
+    errmsg[0] = '\0';
+    if (pds_net_split(host_port, host, sizeof(host), port, sizeof(port)) != 0 ||
+        host[0] == '\0') {
+        snprintf(errmsg, PDS_ERRMSG_SIZE,
+                 "--node '%s' is not HOST:PORT (use [ADDRESS]:PORT for IPv6)",
+                 host_port);
+        return PDS_EINVAL;
+    }
+    if (password_len == 0 || password_len > PDS_SECRET_MAX) {
+        snprintf(errmsg, PDS_ERRMSG_SIZE, "the password must be 1 to %d bytes",
+                 PDS_SECRET_MAX);
+        return PDS_EINVAL;
+    }
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    rv = getaddrinfo(host, port, &hints, &res);
+    if (rv != 0) {
+        snprintf(errmsg, PDS_ERRMSG_SIZE, "resolve %s: %s", host,
+                 gai_strerror(rv));
+        return PDS_ECONN;
+    }
+    for (ai = res; ai != NULL; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd >= 0 && connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
+            break;
+        if (fd >= 0)
+            close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    if (fd < 0) {
+        snprintf(errmsg, PDS_ERRMSG_SIZE, "no node answers at %s: %s",
+                 host_port, strerror(errno));
+        return PDS_ECONN;
+    }
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        close(fd);
+        snprintf(errmsg, PDS_ERRMSG_SIZE, "out of memory");
+        return PDS_ENOMEM;
+    }
+    c->fd = fd;
+    c->next_id = 1;
+    c->is_remote = 1;
+    snprintf(c->path, sizeof(c->path), "%s", host_port);
+    /* The administrator's tool has no node key: a fresh one per link. */
+    crypto_kx_keypair(id.pk, id.sk);
+    rv = pds_client_handshake(fd, &id, 1, &c->session, errmsg);
+    sodium_memzero(&id, sizeof(id));
+    if (rv != 0) {
+        pds_client_close(c);
+        return rv;
+    }
+    memcpy(c->password, password, password_len);
+    c->password_len = password_len;
+    *out = c;
+    return 0;
 }
 
 int pds_client_raw(struct pds_client *c, const uint8_t *buf, size_t len)

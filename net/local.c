@@ -28,6 +28,10 @@ struct pds_local_conn {
     uint8_t *buf;
     size_t len;
     size_t cap;
+    /* A virtual connection (a request that came another way) hands its
+     * replies to this callback instead of a socket. */
+    pds_local_send_cb send_cb;
+    void *send_arg;
 };
 
 struct pds_local_server {
@@ -296,11 +300,27 @@ static void on_written(uv_write_t *req, int status)
     free(w);
 }
 
+struct pds_local_conn *pds_local_conn_virtual(pds_local_send_cb cb, void *arg)
+{
+    struct pds_local_conn *conn = calloc(1, sizeof(*conn));
+
+    if (conn == NULL)
+        return NULL;
+    conn->refs = 1;
+    conn->send_cb = cb;
+    conn->send_arg = arg;
+    return conn;
+}
+
 void pds_local_send(struct pds_local_conn *conn, uint8_t *frame, size_t len)
 {
     struct write_req *w;
     uv_buf_t buf;
 
+    if (conn->send_cb != NULL) {
+        conn->send_cb(conn->send_arg, frame, len);
+        return;
+    }
     if (conn->is_closing)
         goto drop;
     w = malloc(sizeof(*w));

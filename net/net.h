@@ -37,10 +37,11 @@ enum pds_req_op {
     PDS_REQ_CLIENT_START, /* target HOST:PORT, secret, name (optional) */
     PDS_REQ_CLIENT_STOP,
     PDS_REQ_CLIENTS,
-    PDS_REQ_CLIENTS_STOP, /* target ID or name */
-    PDS_REQ_CLIENTS_START /* target ID or name */
+    PDS_REQ_CLIENTS_STOP,  /* target ID or name */
+    PDS_REQ_CLIENTS_START, /* target ID or name */
+    PDS_REQ_ADMIN_PASSWORD /* secret: the new password */
 };
-#define PDS_REQ_LAST PDS_REQ_CLIENTS_START
+#define PDS_REQ_LAST PDS_REQ_ADMIN_PASSWORD
 
 /* The op's wire name ("put", "delete-user"...). */
 const char *pds_req_op_name(enum pds_req_op op);
@@ -206,6 +207,14 @@ int pds_local_listen(uv_loop_t *loop,
 /* Stop listening, close every connection; handles are freed by the loop. */
 void pds_local_close(struct pds_local_server *server);
 
+/*
+ * A connection object for a request that arrived another way (a remote
+ * administrator): pds_local_send() hands each reply frame to cb, which
+ * takes ownership of it. Release with pds_local_conn_unref().
+ */
+typedef void (*pds_local_send_cb)(void *arg, uint8_t *frame, size_t len);
+struct pds_local_conn *pds_local_conn_virtual(pds_local_send_cb cb, void *arg);
+
 void pds_local_conn_ref(struct pds_local_conn *conn);
 void pds_local_conn_unref(struct pds_local_conn *conn);
 /*
@@ -223,6 +232,26 @@ struct pds_client; /* private */
  * ("no pdsyncd is running at ...") / PDS_EPERM / PDS_EINVAL with errmsg.
  */
 int pds_client_open(const char *path, struct pds_client **out, char *errmsg);
+
+/*
+ * Connect to a node's group port for remote administration: an encrypted
+ * link (secure.h) on which every request carries the administrator
+ * password. Returns 0, or PDS_ECONN / PDS_EAUTH / PDS_EPROTO with errmsg.
+ */
+struct pds_identity;
+struct pds_session;
+/* The handshake of secure.h on a blocking socket (fd), either side. */
+int pds_client_handshake(int fd,
+                         const struct pds_identity *id,
+                         int is_initiator,
+                         struct pds_session *s,
+                         char *errmsg);
+
+int pds_client_open_remote(const char *host_port,
+                           const uint8_t *password,
+                           size_t password_len,
+                           struct pds_client **out,
+                           char *errmsg);
 void pds_client_close(struct pds_client *c);
 /* Text of the last error (the server's message for a refused request). */
 const char *pds_client_errmsg(const struct pds_client *c);
@@ -285,6 +314,10 @@ int pds_client_clients(struct pds_client *c,
 int pds_client_clients_admin(struct pds_client *c,
                              int start,
                              const char *target);
+/* Set the administrator password for remote use (local socket only). */
+int pds_client_admin_password(struct pds_client *c,
+                              const uint8_t *password,
+                              size_t len);
 
 /*
  * Send raw bytes on the connection and read one reply frame; for tests of

@@ -78,8 +78,16 @@ struct pds_net {
 
 /* ---- Messages --------------------------------------------------------- */
 
-static const char *const type_names[] = {NULL,      "hello", "refuse", "join",
-                                         "welcome", "ping",  "pong",   "leave"};
+static const char *const type_names[] = {
+    NULL,   "hello", "refuse", "join",  "welcome",
+    "ping", "pong",  "leave",  "admin", "admin-reply"};
+
+void pds_msg_free(struct pds_msg *m)
+{
+    free(m->blob);
+    m->blob = NULL;
+    sodium_memzero(m->pw, sizeof(m->pw));
+}
 
 static void
 pack_bin(msgpack_packer *pk, const char *key, const uint8_t *b, size_t n)
@@ -101,7 +109,7 @@ int pds_msg_encode(const struct pds_msg *m, uint8_t **out, size_t *len)
     msgpack_packer pk;
     size_t n = 1;
 
-    if ((int)m->type < PDS_MSG_HELLO || (int)m->type > PDS_MSG_LEAVE)
+    if ((int)m->type < PDS_MSG_HELLO || (int)m->type > PDS_MSG_ADMIN_REPLY)
         return PDS_EINVAL;
     msgpack_sbuffer_init(&sb);
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
@@ -117,6 +125,12 @@ int pds_msg_encode(const struct pds_msg *m, uint8_t **out, size_t *len)
         break;
     case PDS_MSG_WELCOME:
         n += 2 + (m->has_proof ? 1 : 0);
+        break;
+    case PDS_MSG_ADMIN:
+        n += 2;
+        break;
+    case PDS_MSG_ADMIN_REPLY:
+        n += 1;
         break;
     default:
         break;
@@ -151,6 +165,13 @@ int pds_msg_encode(const struct pds_msg *m, uint8_t **out, size_t *len)
         msgpack_pack_uint64(&pk, m->member_id);
         if (m->has_proof)
             pack_bin(&pk, "proof", m->proof, PDS_PROOF_BYTES);
+        break;
+    case PDS_MSG_ADMIN:
+        pack_bin(&pk, "pw", m->pw, m->pw_len);
+        pack_bin(&pk, "req", m->blob, m->blob_len);
+        break;
+    case PDS_MSG_ADMIN_REPLY:
+        pack_bin(&pk, "rep", m->blob, m->blob_len);
         break;
     default:
         break;
@@ -224,7 +245,7 @@ int pds_msg_decode(const uint8_t *buf,
     }
     o = &up.data;
     if (pds__mp_str(o, "t", &t, &tn) == 0) {
-        for (k = PDS_MSG_HELLO; k <= PDS_MSG_LEAVE; k++) {
+        for (k = PDS_MSG_HELLO; k <= PDS_MSG_ADMIN_REPLY; k++) {
             if (strlen(type_names[k]) == tn &&
                 memcmp(type_names[k], t, tn) == 0)
                 type = k;
@@ -277,6 +298,26 @@ int pds_msg_decode(const uint8_t *buf,
             m->has_proof = 1;
         }
         break;
+    case PDS_MSG_ADMIN:
+    case PDS_MSG_ADMIN_REPLY: {
+        const uint8_t *b;
+        size_t bn;
+        if (m->type == PDS_MSG_ADMIN) {
+            if (pds__mp_bin(o, "pw", &b, &bn) != 0 || bn > PDS_SECRET_MAX)
+                goto bad;
+            memcpy(m->pw, b, bn);
+            m->pw_len = bn;
+        }
+        if (pds__mp_bin(o, m->type == PDS_MSG_ADMIN ? "req" : "rep", &b, &bn) !=
+            0)
+            goto bad;
+        m->blob = malloc(bn + 1);
+        if (m->blob == NULL)
+            goto bad;
+        memcpy(m->blob, b, bn);
+        m->blob_len = bn;
+        break;
+    }
     default:
         break;
     }
@@ -599,6 +640,7 @@ static void on_hello(struct pds_conn *c, const uint8_t *body, size_t len)
         return;
     }
     if (m.type != PDS_MSG_HELLO) {
+        pds_msg_free(&m);
         conn_fail(c, "handshake: expected hello, got %s", type_names[m.type]);
         return;
     }
@@ -728,6 +770,7 @@ static void on_frame(struct pds_conn *c, const uint8_t *body, size_t len)
         }
         off += mlen;
         on_message(c, &m);
+        pds_msg_free(&m);
     }
     free(plain);
 }

@@ -27,7 +27,9 @@ enum pds_msg_type {
     PDS_MSG_WELCOME,   /* server -> client */
     PDS_MSG_PING,
     PDS_MSG_PONG,
-    PDS_MSG_LEAVE /* client -> server: synchronization stopped */
+    PDS_MSG_LEAVE,      /* client -> server: synchronization stopped */
+    PDS_MSG_ADMIN,      /* remote administrator -> node: password, request */
+    PDS_MSG_ADMIN_REPLY /* node -> remote administrator: reply */
 };
 
 /* A decoded message; strings are NUL-terminated copies. */
@@ -47,7 +49,14 @@ struct pds_msg {
     char location[PDS_MEMBER_TEXT];
     char version_text[PDS_MEMBER_TEXT];
     char err[PDS_MEMBER_ERROR]; /* REFUSE */
+    uint8_t pw[PDS_SECRET_MAX]; /* ADMIN */
+    size_t pw_len;
+    uint8_t *blob; /* ADMIN request / ADMIN_REPLY reply body (owned) */
+    size_t blob_len;
 };
+
+/* Release what pds_msg_decode() allocated (blob); wipes the password. */
+void pds_msg_free(struct pds_msg *m);
 
 /* Encode a message body (no length prefix); *out is malloc'ed. */
 int pds_msg_encode(const struct pds_msg *m, uint8_t **out, size_t *len);

@@ -15,10 +15,23 @@
 #include "proto.h"
 
 static const char *const op_names[] = {
-    NULL,          "put",          "get",          "del",
-    "list",        "users",        "delete-user",  "status",
-    "log",         "server-start", "server-stop",  "client-start",
-    "client-stop", "clients",      "clients-stop", "clients-start",
+    NULL,
+    "put",
+    "get",
+    "del",
+    "list",
+    "users",
+    "delete-user",
+    "status",
+    "log",
+    "server-start",
+    "server-stop",
+    "client-start",
+    "client-stop",
+    "clients",
+    "clients-stop",
+    "clients-start",
+    "admin-password",
 };
 
 const char *pds_req_op_name(enum pds_req_op op)
@@ -445,9 +458,10 @@ int pds_request_decode(const uint8_t *buf,
                  pds_req_op_name(r.op));
         goto err_after_unpacked;
     }
-    if (r.op == PDS_REQ_CLIENT_START && r.secret == NULL) {
-        snprintf(errmsg, PDS_ERRMSG_SIZE,
-                 "client-start request needs \"secret\"");
+    if ((r.op == PDS_REQ_CLIENT_START || r.op == PDS_REQ_ADMIN_PASSWORD) &&
+        r.secret == NULL) {
+        snprintf(errmsg, PDS_ERRMSG_SIZE, "%s request needs \"secret\"",
+                 pds_req_op_name(r.op));
         goto err_after_unpacked;
     }
     if (pds__mp_get(m, "limit") != NULL) {

@@ -67,12 +67,19 @@ struct daemon {
     /* Server: the last refusal logged, against log floods. */
     char last_refusal[PDS_MEMBER_ERROR];
     uint64_t last_refusal_ms;
+    /* Remote administration: crypto_pwhash_str of the password. */
+    char admin_pw[crypto_pwhash_STRBYTES];
 };
 
 pds_time pds__wall_ms(void);
 
 /* Step the core with one event and carry out its update. */
 int pds__daemon_step(struct daemon *d, const struct pds_event *ev);
+
+/* Serve one local-API request (from the socket or a remote admin). */
+void pds__daemon_request(struct daemon *d,
+                         struct pds_local_conn *conn,
+                         const struct pds_request *req);
 
 /* Send a reply frame built with pds_reply_* (takes rb). */
 void pds__daemon_send(struct pds_local_conn *conn, struct pds_reply_buf *rb);

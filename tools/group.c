@@ -229,6 +229,110 @@ on_welcome(struct daemon *d, struct pds_conn *c, const struct pds_msg *m)
     d->link_error[0] = '\0';
 }
 
+static void
+reply_err(struct pds_local_conn *conn, uint64_t id, int rv, const char *msg);
+
+/* The daemon, for the replies of remote requests (one per process). */
+static struct daemon *the_daemon;
+
+/* A reply to a remote request: wrap it and send it on its connection. */
+static void remote_send(void *arg, uint8_t *frame, size_t len)
+{
+    uint64_t conn_id = (uint64_t)(uintptr_t)arg;
+    struct pds_conn *c = the_daemon != NULL && the_daemon->net != NULL
+                             ? pds_net_find(the_daemon->net, conn_id)
+                             : NULL;
+    struct pds_msg m;
+
+    if (c != NULL && len >= 4) {
+        memset(&m, 0, sizeof(m));
+        m.type = PDS_MSG_ADMIN_REPLY;
+        m.blob = frame + 4;
+        m.blob_len = len - 4;
+        pds_conn_send(c, &m);
+    }
+    free(frame);
+}
+
+struct denial {
+    uv_timer_t timer;
+    uint64_t conn;
+    uint64_t req_id;
+};
+
+static void on_denial_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+/* After the delay against guessing: answer and end the connection. */
+static void on_denial(uv_timer_t *t)
+{
+    struct denial *dn = t->data;
+    struct pds_conn *c = the_daemon->net != NULL
+                             ? pds_net_find(the_daemon->net, dn->conn)
+                             : NULL;
+
+    if (c != NULL) {
+        struct pds_local_conn *v =
+            pds_local_conn_virtual(remote_send, (void *)(uintptr_t)dn->conn);
+        if (v != NULL) {
+            reply_err(v, dn->req_id, PDS_EAUTH,
+                      "wrong administrator password (the attempt was "
+                      "logged)");
+            pds_local_conn_unref(v);
+        }
+        pds_conn_finish(c);
+    }
+    uv_close((uv_handle_t *)t, on_denial_closed);
+}
+
+/* A remote administrator's request, with the password. */
+static void
+on_admin(struct daemon *d, struct pds_conn *c, const struct pds_msg *m)
+{
+    struct pds_local_conn *v;
+    struct pds_request req;
+    char errmsg[PDS_ERRMSG_SIZE];
+
+    if (pds_request_decode(m->blob, m->blob_len, &req, errmsg) != 0) {
+        pds_conn_close(c, "malformed administration request");
+        return;
+    }
+    v = pds_local_conn_virtual(remote_send, (void *)(uintptr_t)pds_conn_id(c));
+    if (v == NULL) {
+        pds_request_free(&req);
+        pds_conn_close(c, "out of memory");
+        return;
+    }
+    if (d->admin_pw[0] == '\0') {
+        reply_err(v, req.id, PDS_EPERM,
+                  "remote administration is disabled on this node: set a "
+                  "password there with 'pdsync admin-password set'");
+    } else if (crypto_pwhash_str_verify(d->admin_pw, (const char *)m->pw,
+                                        m->pw_len) != 0) {
+        struct denial *dn = calloc(1, sizeof(*dn));
+        pds_commlog(PDS_LOG_WARNING,
+                    "wrong administrator password from %s (%s refused)",
+                    pds_conn_address(c), pds_req_op_name(req.op));
+        if (dn != NULL) {
+            dn->conn = pds_conn_id(c);
+            dn->req_id = req.id;
+            uv_timer_init(&d->loop, &dn->timer);
+            dn->timer.data = dn;
+            uv_timer_start(&dn->timer, on_denial, 1000, 0);
+        } else {
+            pds_conn_close(c, "out of memory");
+        }
+    } else {
+        pds_log(PDS_LOG_INFO, "remote administration from %s: %s",
+                pds_conn_address(c), pds_req_op_name(req.op));
+        pds__daemon_request(d, v, &req);
+    }
+    pds_request_free(&req);
+    pds_local_conn_unref(v);
+}
+
 /* Server side: a client stopped its own synchronization. */
 static void on_leave(struct daemon *d, struct pds_conn *c)
 {
@@ -259,6 +363,13 @@ static void on_message(void *arg, struct pds_conn *c, const struct pds_msg *m)
             return;
         }
         on_join(d, c, m);
+        return;
+    case PDS_MSG_ADMIN:
+        if (pds_conn_is_initiator(c) || pds_conn_data(c) != NULL) {
+            pds_conn_close(c, "protocol error: unexpected admin request");
+            return;
+        }
+        on_admin(d, c, m);
         return;
     case PDS_MSG_LEAVE:
         if (pds_conn_is_initiator(c) || pds_conn_data(c) == NULL) {
@@ -624,11 +735,44 @@ static void clients_admin(struct daemon *d,
                     target);
 }
 
+static void admin_password(struct daemon *d,
+                           struct pds_local_conn *conn,
+                           const struct pds_request *req)
+{
+    char hash[crypto_pwhash_STRBYTES];
+
+    if (req->secret_len < 8 || req->secret_len > PDS_SECRET_MAX) {
+        reply_err(conn, req->id, PDS_EINVAL,
+                  "the administrator password must be 8 to 128 bytes "
+                  "(nothing was changed)");
+        return;
+    }
+    /* A memory-hard hash: only the hash is stored. */
+    if (crypto_pwhash_str(hash, (const char *)req->secret, req->secret_len,
+                          crypto_pwhash_OPSLIMIT_INTERACTIVE,
+                          crypto_pwhash_MEMLIMIT_INTERACTIVE) != 0) {
+        reply_err(conn, req->id, PDS_ENOMEM,
+                  "not enough memory to hash the password");
+        return;
+    }
+    if (pds_store_blob_put(d->store, "admin_pw", (const uint8_t *)hash,
+                           strlen(hash)) != 0) {
+        reply_err(conn, req->id, PDS_EIO, pds_store_errmsg(d->store));
+        return;
+    }
+    snprintf(d->admin_pw, sizeof(d->admin_pw), "%s", hash);
+    pds_commlog(PDS_LOG_INFO, "administrator password set");
+    reply_ok(conn, req->id);
+}
+
 void pds__group_request(struct daemon *d,
                         struct pds_local_conn *conn,
                         const struct pds_request *req)
 {
     switch (req->op) {
+    case PDS_REQ_ADMIN_PASSWORD:
+        admin_password(d, conn, req);
+        break;
     case PDS_REQ_SERVER_START:
         server_start(d, conn, req);
         break;
@@ -738,6 +882,9 @@ int pds__group_open(struct daemon *d, char *errmsg)
     d->name[len] = '\0';
     load_blob(d, "server_pk", d->server_pk, PDS_KEY_BYTES, &len);
     d->has_server_pk = len == PDS_KEY_BYTES;
+    load_blob(d, "admin_pw", d->admin_pw, sizeof(d->admin_pw) - 1, &len);
+    d->admin_pw[len] = '\0';
+    the_daemon = d;
     rv = pds_store_members(d->store, load_member, d->core);
     if (rv != 0) {
         snprintf(errmsg, PDS_ERRMSG_SIZE, "%s", pds_store_errmsg(d->store));

@@ -26,6 +26,8 @@
 struct cli {
     const char *data;
     const char *socket;
+    const char *node;          /* remote administration: HOST:PORT */
+    const char *password_file; /* its password */
     int json;
     struct pds_client *client;
     char sock_path[PATH_MAX];
@@ -43,8 +45,9 @@ static const struct command *find_command(const char *name);
 static void print_usage(FILE *out)
 {
     fprintf(out,
-            "usage: pdsync [--data DIR | --socket PATH] [--json] COMMAND "
-            "[ARGS]\n"
+            "usage: pdsync [--data DIR | --socket PATH | --node HOST:PORT "
+            "--password-file F]\n"
+            "              [--json] COMMAND [ARGS]\n"
             "\n"
             "Commands:\n"
             "  put [--group] OWNER ITEM VALUE   write an item (or --file F "
@@ -62,6 +65,8 @@ static void print_usage(FILE *out)
             "  client start HOST:PORT --join-secret-file F [--name N] | stop\n"
             "                                   be a client of a server\n"
             "  clients [stop|start ID|NAME]     the server's clients\n"
+            "  admin-password set --password-file F\n"
+            "                                   allow remote administration\n"
             "  help [COMMAND]                   show help\n"
             "\n"
             "Options:\n"
@@ -69,6 +74,10 @@ static void print_usage(FILE *out)
             "$PDSYNC_DATA)\n"
             "  -s, --socket PATH  the node's socket (default "
             "DIR/" PDS_SOCKET_NAME ")\n"
+            "  -n, --node HOST:PORT  administer a node remotely over its "
+            "group port\n"
+            "  -p, --password-file F  the administrator password, for "
+            "--node\n"
             "  -j, --json         machine-readable output\n"
             "  -h, --help         show this help\n"
             "\n"
@@ -119,11 +128,32 @@ static int fail(struct cli *cli, int rv)
     return EXIT_FAIL;
 }
 
+static int
+read_file(const char *path, uint8_t **out, size_t *len, char *errmsg);
+static int read_secret(const char *path, uint8_t **out, size_t *len);
+
 static int connect_node(struct cli *cli)
 {
     char errmsg[PDS_ERRMSG_SIZE];
     int rv;
 
+    if (cli->node != NULL) {
+        uint8_t *pw = NULL;
+        size_t pw_len = 0;
+        if (read_secret(cli->password_file, &pw, &pw_len) != 0)
+            return EXIT_FAIL;
+        rv =
+            pds_client_open_remote(cli->node, pw, pw_len, &cli->client, errmsg);
+        sodium_memzero(pw, pw_len);
+        free(pw);
+        if (rv != 0) {
+            if (cli->json)
+                printf("{\"ok\":false,\"error\":\"%s\"}\n", pds_errname(rv));
+            fprintf(stderr, "pdsync: %s\n", errmsg);
+            return EXIT_FAIL;
+        }
+        return 0;
+    }
     if (cli->socket != NULL) {
         snprintf(cli->sock_path, sizeof(cli->sock_path), "%s", cli->socket);
     } else {
@@ -294,6 +324,7 @@ static int parse_cmd(const char *name,
         {"output", required_argument, NULL, 'o'},
         {"lines", required_argument, NULL, 'n'},
         {"join-secret-file", required_argument, NULL, 's'},
+        {"password-file", required_argument, NULL, 's'},
         {"name", required_argument, NULL, 'N'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -303,7 +334,8 @@ static int parse_cmd(const char *name,
      * permutation); data commands stop at the first operand, so that a
      * value may start with '-'. */
     int permute = strcmp(name, "server") == 0 || strcmp(name, "client") == 0 ||
-                  strcmp(name, "clients") == 0;
+                  strcmp(name, "clients") == 0 ||
+                  strcmp(name, "admin-password") == 0;
     char *end;
     int opt;
 
@@ -1026,6 +1058,47 @@ static int cmd_clients(struct cli *cli, int argc, char **argv)
     return 0;
 }
 
+static int cmd_admin_password(struct cli *cli, int argc, char **argv)
+{
+    struct cmd_opts o;
+    uint8_t *pw = NULL;
+    size_t pw_len = 0;
+    int first;
+    int rv;
+
+    rv = parse_cmd("admin-password", argc, argv, "s", &o, &first);
+    if (rv != 0)
+        return rv < 0 ? 0 : rv;
+    argc -= first;
+    argv += first;
+    rv = check_operands("admin-password", argc, 1, 1);
+    if (rv != 0)
+        return rv;
+    if (strcmp(argv[0], "set") != 0)
+        return usage_error("admin-password",
+                           "admin-password: unknown action '%s'", argv[0]);
+    if (o.secret_file == NULL)
+        return usage_error("admin-password",
+                           "admin-password set: --password-file F is "
+                           "required");
+    if (read_secret(o.secret_file, &pw, &pw_len) != 0)
+        return EXIT_FAIL;
+    rv = connect_node(cli);
+    if (rv == 0) {
+        rv = pds_client_admin_password(cli->client, pw, pw_len);
+        if (rv != 0)
+            rv = fail(cli, rv);
+        else if (cli->json)
+            printf("{\"ok\":true}\n");
+        else
+            printf("administrator password set: remote administration with "
+                   "'pdsync --node HOST:PORT --password-file F' is on\n");
+    }
+    sodium_memzero(pw, pw_len);
+    free(pw);
+    return rv;
+}
+
 static int cmd_help(struct cli *cli, int argc, char **argv)
 {
     const struct command *c;
@@ -1088,6 +1161,11 @@ static const struct command commands[] = {
      "location, address, first enrolled, last seen, version, last error),\n"
      "or stop / start one client's synchronization.",
      cmd_clients},
+    {"admin-password", "set --password-file F",
+     "Set the administrator password that remote administration\n"
+     "('pdsync --node HOST:PORT --password-file F COMMAND') requires. Only\n"
+     "a memory-hard hash of it is stored.",
+     cmd_admin_password},
     {"help", "[COMMAND]", "Show the commands, or one command's help.",
      cmd_help},
 };
@@ -1108,6 +1186,8 @@ int main(int argc, char **argv)
     static const struct option options[] = {
         {"data", required_argument, NULL, 'd'},
         {"socket", required_argument, NULL, 's'},
+        {"node", required_argument, NULL, 'n'},
+        {"password-file", required_argument, NULL, 'p'},
         {"json", no_argument, NULL, 'j'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
@@ -1123,13 +1203,20 @@ int main(int argc, char **argv)
     if (cli.data == NULL || cli.data[0] == '\0')
         cli.data = PDS_DEFAULT_DATA_DIR;
     opterr = 0;
-    while ((opt = getopt_long(argc, argv, "+d:s:jhV", options, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "+d:s:n:p:jhV", options, NULL)) !=
+           -1) {
         switch (opt) {
         case 'd':
             cli.data = optarg;
             break;
         case 's':
             cli.socket = optarg;
+            break;
+        case 'n':
+            cli.node = optarg;
+            break;
+        case 'p':
+            cli.password_file = optarg;
             break;
         case 'j':
             cli.json = 1;
@@ -1141,7 +1228,7 @@ int main(int argc, char **argv)
             printf("pdsync %s\n", PDS_VERSION);
             return 0;
         default:
-            if (optopt != 0 && strchr("ds", optopt) != NULL)
+            if (optopt != 0 && strchr("dsnp", optopt) != NULL)
                 return usage_error(NULL, "option '%s' needs a value",
                                    argv[optind - 1]);
             return usage_error(NULL, "unknown option '%s'", argv[optind - 1]);
@@ -1149,6 +1236,11 @@ int main(int argc, char **argv)
     }
     if (optind >= argc)
         return usage_error(NULL, "missing command");
+    if (cli.node != NULL && cli.password_file == NULL)
+        return usage_error(NULL, "--node needs --password-file F (the "
+                                 "administrator password)");
+    if (cli.node != NULL && (cli.socket != NULL))
+        return usage_error(NULL, "--node and --socket exclude each other");
     c = find_command(argv[optind]);
     if (c == NULL)
         return usage_error(NULL, "unknown command '%s'", argv[optind]);

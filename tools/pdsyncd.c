@@ -507,11 +507,10 @@ static void handle_log(struct pds_local_conn *conn,
     pds_commlog_tail_free(lines, n);
 }
 
-static void on_request(void *arg,
-                       struct pds_local_conn *conn,
-                       const struct pds_request *req)
+void pds__daemon_request(struct daemon *d,
+                         struct pds_local_conn *conn,
+                         const struct pds_request *req)
 {
-    struct daemon *d = arg;
 
     if (d->is_stopping) {
         reply_error(conn, req->id, PDS_ECANCELED,
@@ -546,9 +545,17 @@ static void on_request(void *arg,
     case PDS_REQ_CLIENTS:
     case PDS_REQ_CLIENTS_STOP:
     case PDS_REQ_CLIENTS_START:
+    case PDS_REQ_ADMIN_PASSWORD:
         pds__group_request(d, conn, req);
         break;
     }
+}
+
+static void on_request(void *arg,
+                       struct pds_local_conn *conn,
+                       const struct pds_request *req)
+{
+    pds__daemon_request(arg, conn, req);
 }
 
 static void on_protocol_error(void *arg, const char *what)

@@ -34,9 +34,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 1)
         return 0;
     hello_len = data[0] < size - 1 ? data[0] : size - 1;
-    if (pds_msg_decode(data + 1, hello_len, &m, errmsg) != 0 ||
-        m.type != PDS_MSG_HELLO)
+    if (pds_msg_decode(data + 1, hello_len, &m, errmsg) != 0)
         return 0;
+    if (m.type != PDS_MSG_HELLO) {
+        pds_msg_free(&m);
+        return 0;
+    }
     pds_handshake_init(&hs, 0);
     if (pds_handshake_finish(&hs, &id, (const uint8_t *)"mine", 4, data + 1,
                              hello_len, m.pk, m.epk, &s) != 0)

@@ -292,8 +292,7 @@ static int run(uint64_t seed, int steps)
         s.nodes[i].knows_secret = i < N_NODES - 3; /* 3 outsiders */
     }
     if (new_core(&s) != 0) {
-        fprintf(stderr, "seed %llu: out of memory\n",
-                (unsigned long long)seed);
+        fprintf(stderr, "seed %llu: out of memory\n", (unsigned long long)seed);
         return -1;
     }
     for (s.step = 0; s.step < steps; s.step++) {
