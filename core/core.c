@@ -711,16 +711,22 @@ static int on_join(struct pds_core *core, const struct pds_event *ev)
         return 0;
     }
     if (m != NULL && m->state == PDS_MEMBER_STOPPED) {
+        int is_reclaimed = strncmp(m->last_error, "slot reclaimed", 14) == 0;
         r = join_reply(core, j->conn, PDS_EPERM);
         if (r == NULL)
             return PDS_ENOMEM;
         snprintf(r->errmsg, sizeof(r->errmsg),
-                 "synchronization of client %016llx (%s) was stopped by the "
-                 "administrator: run 'pdsync clients start %016llx' on the "
-                 "server to allow it again",
-                 (unsigned long long)id, m->name, (unsigned long long)id);
+                 "synchronization of client %016llx (%s) was stopped %s: "
+                 "run 'pdsync clients start %016llx' on the server to allow "
+                 "it again",
+                 (unsigned long long)id, m->name,
+                 is_reclaimed ? "(its slot was reclaimed after a time "
+                                "without contact)"
+                              : "by the administrator",
+                 (unsigned long long)id);
         m->last_seen = ev->now;
-        copy_text(m->last_error, sizeof(m->last_error), "refused: stopped");
+        if (!is_reclaimed)
+            copy_text(m->last_error, sizeof(m->last_error), "refused: stopped");
         return member_persist(core, m);
     }
     if (m == NULL) {
@@ -876,6 +882,31 @@ static int on_member_admin(struct pds_core *core, const struct pds_event *ev)
     return 0;
 }
 
+/* Reclaim the slots of clients silent for longer than reclaim_after_ms. */
+static int on_tick(struct pds_core *core, const struct pds_event *ev)
+{
+    uint64_t after = core->config.reclaim_after_ms;
+    size_t i;
+    int rv;
+
+    if (after == 0 || core->config.role != PDS_ROLE_SERVER)
+        return 0;
+    for (i = 0; i < core->n_members; i++) {
+        struct pds_member *m = &core->members[i];
+        if (m->state != PDS_MEMBER_ENROLLED || m->is_connected ||
+            ev->now < m->last_seen || ev->now - m->last_seen <= after)
+            continue;
+        m->state = PDS_MEMBER_STOPPED;
+        snprintf(m->last_error, sizeof(m->last_error),
+                 "slot reclaimed after %llu s without contact",
+                 (unsigned long long)(after / 1000));
+        rv = member_persist(core, m);
+        if (rv != 0)
+            return rv;
+    }
+    return 0;
+}
+
 int pds_core_step(struct pds_core *core,
                   const struct pds_event *event,
                   struct pds_update *update)
@@ -901,7 +932,7 @@ int pds_core_step(struct pds_core *core,
         rv = on_persist_failed(core, event);
         break;
     case PDS_EVENT_TICK:
-        rv = 0;
+        rv = on_tick(core, event);
         break;
     case PDS_EVENT_PEER_JOIN:
         rv = on_join(core, event);

@@ -333,6 +333,9 @@ struct pds_core_config {
     struct pds_limits limits;
     enum pds_role role;
     uint32_t max_machines; /* group limit, server included (default 10) */
+    /* Reclaim the slot of a client not seen for this long (ms); 0: never
+     * (the default). Checked on PDS_EVENT_TICK. */
+    uint64_t reclaim_after_ms;
 };
 
 struct pds_core; /* private */

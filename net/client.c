@@ -669,6 +669,7 @@ int pds_client_status(struct pds_client *c, struct pds_status *out)
         pds__mp_uint(d, "n_committed", &st.n_committed) != 0 ||
         pds__mp_uint(d, "n_machines", &st.n_machines) != 0 ||
         pds__mp_uint(d, "max_machines", &st.max_machines) != 0 ||
+        pds__mp_uint(d, "reclaim_after_s", &st.reclaim_after_s) != 0 ||
         st.group == NULL || st.listen == NULL || st.server == NULL ||
         st.link == NULL || st.last_error == NULL)
         return set_err(c, PDS_EPROTO, "malformed status reply");

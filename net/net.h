@@ -108,11 +108,12 @@ struct pds_status {
     uint64_t n_committed; /* entries they carried */
     uint64_t n_machines;  /* server: machines of the group */
     uint64_t max_machines;
-    const char *group;      /* group id in hex, "" when none */
-    const char *listen;     /* group port, "" when not listening */
-    const char *server;     /* client: the server's address */
-    const char *link;       /* client: connected, connecting, ... */
-    const char *last_error; /* client: last error of the link */
+    uint64_t reclaim_after_s; /* server: 0 when slots are never reclaimed */
+    const char *group;        /* group id in hex, "" when none */
+    const char *listen;       /* group port, "" when not listening */
+    const char *server;       /* client: the server's address */
+    const char *link;         /* client: connected, connecting, ... */
+    const char *last_error;   /* client: last error of the link */
     const char *data_dir;
     const char *version;
 };

@@ -614,7 +614,7 @@ int pds_reply_status(struct pds_reply_buf *rb, const struct pds_status *st)
     msgpack_packer *pk = &rb->pk;
 
     rb->has_fields = 1;
-    msgpack_pack_map(pk, 24);
+    msgpack_pack_map(pk, 25);
     pds__mp_pack_cstr(pk, "role");
     pds__mp_pack_cstr(pk, st->role != NULL ? st->role : "");
     PACK_U64(pk, st, node_id);
@@ -633,6 +633,7 @@ int pds_reply_status(struct pds_reply_buf *rb, const struct pds_status *st)
     PACK_U64(pk, st, n_committed);
     PACK_U64(pk, st, n_machines);
     PACK_U64(pk, st, max_machines);
+    PACK_U64(pk, st, reclaim_after_s);
     pds__mp_pack_cstr(pk, "group");
     pds__mp_pack_cstr(pk, st->group != NULL ? st->group : "");
     pds__mp_pack_cstr(pk, "listen");

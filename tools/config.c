@@ -154,6 +154,10 @@ on_setting(void *user, const char *section, const char *name, const char *value)
         if (parse_size(value, 30, 3600000, &v) != 0)
             return fail(ctx, section, name, "not a number in 30..3600000");
         cfg->dead_ms = (uint32_t)v;
+    } else if (MATCH("group", "reclaim_after_s")) {
+        if (parse_size(value, 0, 100u * 365 * 86400, &v) != 0)
+            return fail(ctx, section, name, "not a number of seconds");
+        cfg->reclaim_after_s = (uint32_t)v;
     } else if (MATCH("group", "retry_max_ms")) {
         if (parse_size(value, 10, 3600000, &v) != 0)
             return fail(ctx, section, name, "not a number in 10..3600000");

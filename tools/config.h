@@ -5,7 +5,8 @@
  *             max_value_size, max_owner_len, max_item_len, owner_chars
  *   [storage] map_initial, storage_budget, log_retain_entries
  *   [log]     level (error|warning|info|debug), commlog_max_bytes
- *   [group]   max_machines, heartbeat_ms, dead_ms, retry_max_ms
+ *   [group]   max_machines, heartbeat_ms, dead_ms, retry_max_ms,
+ *             reclaim_after_s
  *   [node]    product, location (shown in the server's client list)
  *
  * Sizes accept a K, M or G suffix (powers of 1024).
@@ -29,6 +30,7 @@ struct pds_config {
     uint32_t heartbeat_ms;
     uint32_t dead_ms;
     uint32_t retry_max_ms;
+    uint32_t reclaim_after_s; /* 0: never reclaim a silent client's slot */
     char product[PDS_MEMBER_TEXT];
     char location[PDS_MEMBER_TEXT];
 };

@@ -62,6 +62,7 @@ struct daemon {
     uint64_t link_conn; /* connection to the server, 0 when none */
     int is_linked;      /* welcome received */
     uv_timer_t retry_timer;
+    uv_timer_t tick_timer; /* the core's clock, for slot reclaim */
     uint32_t n_retries;
     char link_error[PDS_MEMBER_ERROR];
     /* Server: the last refusal logged, against log floods. */

@@ -804,6 +804,7 @@ void pds__group_status(struct daemon *d, struct pds_status *st)
     st->group = d->has_group ? hex(d->group, PDS_GROUP_ID_BYTES, gid) : "";
     st->listen = d->listen;
     st->max_machines = d->cfg.max_machines;
+    st->reclaim_after_s = d->cfg.reclaim_after_s;
     st->n_machines = pds_core_role(d->core) == PDS_ROLE_SERVER
                          ? pds_core_n_machines(d->core)
                          : 0;
@@ -833,6 +834,18 @@ static void load_blob(
 static int load_member(void *arg, const struct pds_member *m)
 {
     return pds_core_load_member(arg, m);
+}
+
+/* The core's clock: slots of silent clients are reclaimed on ticks. */
+static void on_tick(uv_timer_t *t)
+{
+    struct daemon *d = t->data;
+    struct pds_event ev;
+
+    memset(&ev, 0, sizeof(ev));
+    ev.type = PDS_EVENT_TICK;
+    ev.now = pds__wall_ms();
+    pds__daemon_step(d, &ev);
 }
 
 /* Write DIR/listen.addr atomically once the port is bound. */
@@ -905,6 +918,8 @@ int pds__group_open(struct daemon *d, char *errmsg)
         pds_net_set_group(d->net, d->group);
     uv_timer_init(&d->loop, &d->retry_timer);
     d->retry_timer.data = d;
+    uv_timer_init(&d->loop, &d->tick_timer);
+    d->tick_timer.data = d;
     if (d->listen_arg[0] != '\0') {
         rv = pds_net_listen(d->net, d->listen_arg, d->listen, errmsg);
         if (rv == 0)
@@ -913,6 +928,8 @@ int pds__group_open(struct daemon *d, char *errmsg)
             return -1;
         pds_log(PDS_LOG_INFO, "group port %s", d->listen);
     }
+    if (d->cfg.reclaim_after_s > 0)
+        uv_timer_start(&d->tick_timer, on_tick, 1000, 1000);
     if (role == PDS_ROLE_CLIENT)
         link_connect(d);
     return 0;
@@ -929,6 +946,7 @@ void pds__group_close(struct daemon *d)
         return;
     uv_timer_stop(&d->retry_timer);
     uv_close((uv_handle_t *)&d->retry_timer, on_timer_closed);
+    uv_close((uv_handle_t *)&d->tick_timer, on_timer_closed);
     d->link_conn = 0;
     pds_net_close(d->net);
     d->net = NULL;

@@ -721,23 +721,25 @@ static int cmd_status(struct cli *cli, int argc, char **argv)
     if (rv != 0)
         return fail(cli, rv);
     if (cli->json) {
-        printf("{\"role\":\"%s\",\"node_id\":\"%016llx\",\"epoch\":%llu,"
-               "\"last_epoch\":%llu,\"last_index\":%llu,\"records\":%llu,"
-               "\"users\":%llu,\"max_users\":%llu,\"groups\":%llu,"
-               "\"log_entries\":%llu,\"bytes_used\":%llu,\"budget\":%llu,"
-               "\"commits\":%llu,\"committed_entries\":%llu,"
-               "\"machines\":%llu,\"max_machines\":%llu,\"pid\":%llu,",
-               st.role, (unsigned long long)st.node_id,
-               (unsigned long long)st.epoch, (unsigned long long)st.last_epoch,
-               (unsigned long long)st.last_index,
-               (unsigned long long)st.n_records, (unsigned long long)st.n_users,
-               (unsigned long long)st.max_users,
-               (unsigned long long)st.n_groups, (unsigned long long)st.n_log,
-               (unsigned long long)st.bytes_used, (unsigned long long)st.budget,
-               (unsigned long long)st.n_commits,
-               (unsigned long long)st.n_committed,
-               (unsigned long long)st.n_machines,
-               (unsigned long long)st.max_machines, (unsigned long long)st.pid);
+        printf(
+            "{\"role\":\"%s\",\"node_id\":\"%016llx\",\"epoch\":%llu,"
+            "\"last_epoch\":%llu,\"last_index\":%llu,\"records\":%llu,"
+            "\"users\":%llu,\"max_users\":%llu,\"groups\":%llu,"
+            "\"log_entries\":%llu,\"bytes_used\":%llu,\"budget\":%llu,"
+            "\"commits\":%llu,\"committed_entries\":%llu,"
+            "\"machines\":%llu,\"max_machines\":%llu,"
+            "\"reclaim_after_s\":%llu,\"pid\":%llu,",
+            st.role, (unsigned long long)st.node_id,
+            (unsigned long long)st.epoch, (unsigned long long)st.last_epoch,
+            (unsigned long long)st.last_index, (unsigned long long)st.n_records,
+            (unsigned long long)st.n_users, (unsigned long long)st.max_users,
+            (unsigned long long)st.n_groups, (unsigned long long)st.n_log,
+            (unsigned long long)st.bytes_used, (unsigned long long)st.budget,
+            (unsigned long long)st.n_commits,
+            (unsigned long long)st.n_committed,
+            (unsigned long long)st.n_machines,
+            (unsigned long long)st.max_machines,
+            (unsigned long long)st.reclaim_after_s, (unsigned long long)st.pid);
         printf("\"group\":\"%s\",\"listen\":", st.group);
         json_str(st.listen, strlen(st.listen));
         printf(",\"server\":");
@@ -760,9 +762,13 @@ static int cmd_status(struct cli *cli, int argc, char **argv)
         printf("group:       %s\n", st.group);
     if (st.listen[0] != '\0')
         printf("group port:  %s\n", st.listen);
-    if (strcmp(st.role, "server") == 0)
+    if (strcmp(st.role, "server") == 0) {
         printf("machines:    %llu of %llu\n", (unsigned long long)st.n_machines,
                (unsigned long long)st.max_machines);
+        if (st.reclaim_after_s > 0)
+            printf("reclaim:     slots of clients silent for %llu s\n",
+                   (unsigned long long)st.reclaim_after_s);
+    }
     if (strcmp(st.role, "client") == 0) {
         printf("server:      %s (%s)\n", st.server, st.link);
         if (st.last_error[0] != '\0')
@@ -1051,10 +1057,23 @@ static int cmd_clients(struct cli *cli, int argc, char **argv)
                    m[i].last_error[0] ? m[i].last_error : "-");
         }
     }
-    if (cli->json)
+    if (cli->json) {
         printf("]\n");
-    else if (n == 0)
-        printf("no clients\n");
+    } else {
+        struct pds_status st;
+        if (n == 0)
+            printf("no clients\n");
+        if (pds_client_status(cli->client, &st) == 0) {
+            printf("%llu of %llu machines (the server included)",
+                   (unsigned long long)st.n_machines,
+                   (unsigned long long)st.max_machines);
+            if (st.reclaim_after_s > 0)
+                printf("; the slot of a client silent for more than %llu s "
+                       "is reclaimed",
+                       (unsigned long long)st.reclaim_after_s);
+            printf("\n");
+        }
+    }
     return 0;
 }
 

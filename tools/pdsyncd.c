@@ -681,6 +681,7 @@ static int open_node(struct daemon *d, char *errmsg)
     ccfg.last_hlc = meta.last_hlc;
     ccfg.limits = d->cfg.limits;
     ccfg.max_machines = d->cfg.max_machines;
+    ccfg.reclaim_after_ms = (uint64_t)d->cfg.reclaim_after_s * 1000u;
     rv = pds_core_new(&ccfg, &d->core);
     if (rv == 0)
         rv = pds_store_owners(d->store, load_owner, d->core);

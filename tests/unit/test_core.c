@@ -649,7 +649,49 @@ TEST(members_survive_reload_and_roles)
     pds_core_free(again);
 }
 
+TEST(members_reclaim_after_silence)
+{
+    struct pds_core_config cfg;
+    struct pds_core *core = NULL;
+    struct pds_update u;
+    struct pds_event ev;
+
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.node_id = 1;
+    cfg.epoch = 1;
+    cfg.role = PDS_ROLE_SERVER;
+    cfg.max_machines = 5;
+    cfg.reclaim_after_ms = 10000;
+    pds_limits_default(&cfg.limits);
+    CHECK_EQ(pds_core_new(&cfg, &core), 0);
+    CHECK_EQ(join(core, 1, 0xd1, 1, &u), 0); /* now = 1001 */
+    CHECK_EQ(join(core, 2, 0xd2, 1, &u), 0); /* stays connected */
+    memset(&ev, 0, sizeof(ev));
+    ev.type = PDS_EVENT_PEER_LEFT;
+    ev.now = 2000;
+    ev.u.left.conn = 1;
+    memset(ev.u.left.pk, 0xd1, PDS_KEY_BYTES);
+    CHECK_EQ(pds_core_step(core, &ev, &u), 0);
+    memset(&ev, 0, sizeof(ev));
+    ev.type = PDS_EVENT_TICK;
+    ev.now = 11000; /* 9 s of silence: kept */
+    CHECK_EQ(pds_core_step(core, &ev, &u), 0);
+    CHECK_EQ(u.n_members, 0);
+    CHECK_EQ(pds_core_n_machines(core), 3);
+    ev.now = 12001; /* over 10 s: reclaimed */
+    CHECK_EQ(pds_core_step(core, &ev, &u), 0);
+    CHECK_EQ(u.n_members, 1);
+    CHECK_EQ(u.members[0].state, PDS_MEMBER_STOPPED);
+    CHECK(strstr(u.members[0].last_error, "reclaimed") != NULL);
+    CHECK_EQ(pds_core_n_machines(core), 2);
+    ev.now = 99999999; /* the connected one is never reclaimed */
+    CHECK_EQ(pds_core_step(core, &ev, &u), 0);
+    CHECK_EQ(u.n_members, 0);
+    pds_core_free(core);
+}
+
 TEST_MAIN(T(members_enroll_refuse_limit),
+          T(members_reclaim_after_silence),
           T(members_stop_and_start),
           T(members_survive_reload_and_roles),
           T(hlc_monotonic_across_clock_steps),
