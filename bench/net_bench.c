@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../net/net.h"
 #include "../net/peer.h"
 #include "../net/secure.h"
 
@@ -113,43 +114,15 @@ static int recv_frame(int fd, uint8_t *body, size_t cap, size_t *len)
     return read_all(fd, body, *len);
 }
 
-/* One side of a handshake on a connected socket, like peer.c does it. */
+/* One side of the handshake on a blocking socket: the library's. */
 static int handshake(int fd,
                      const struct pds_identity *id,
                      int initiator,
                      struct pds_session *s)
 {
-    struct pds_handshake hs;
-    struct pds_msg m, peer;
-    uint8_t *hello;
-    size_t hello_len;
-    uint8_t buf[1024];
-    size_t len;
-    char errmsg[PDS_ERRMSG_SIZE];
+    char errmsg[PDS_ERRMSG_SIZE] = "";
 
-    pds_handshake_init(&hs, initiator);
-    memset(&m, 0, sizeof(m));
-    m.type = PDS_MSG_HELLO;
-    m.version = PDS_PROTOCOL_VERSION;
-    memcpy(m.pk, id->pk, PDS_KEY_BYTES);
-    memcpy(m.epk, hs.e_pk, PDS_KEY_BYTES);
-    if (pds_msg_encode(&m, &hello, &hello_len) != 0)
-        return -1;
-    if (initiator && send_frame(fd, hello, hello_len) != 0)
-        return -1;
-    if (recv_frame(fd, buf, sizeof(buf), &len) != 0 ||
-        pds_msg_decode(buf, len, &peer, errmsg) != 0)
-        return -1;
-    if (!initiator && send_frame(fd, hello, hello_len) != 0)
-        return -1;
-    if (pds_handshake_finish(&hs, id, hello, hello_len, buf, len, peer.pk,
-                             peer.epk, s) != 0 ||
-        send_frame(fd, s->tx_header, PDS_STREAM_HEADER) != 0 ||
-        recv_frame(fd, buf, sizeof(buf), &len) != 0 ||
-        len != PDS_STREAM_HEADER || pds_session_rx_start(s, buf) != 0)
-        return -1;
-    free(hello);
-    return 0;
+    return pds_client_handshake(fd, id, initiator, s, errmsg);
 }
 
 struct server_arg {

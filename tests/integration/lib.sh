@@ -136,3 +136,17 @@ pds() {
     shift
     "$PDSYNC" --data "$dir" "$@"
 }
+
+# wait_for DIR "CMD ARGS" PATTERN: poll a pdsync command on a node until its
+# output matches (15 s deadline).
+wait_for() {
+    local dir=$1 pattern=$3 deadline=$((SECONDS + 15))
+    local -a cmd
+    read -r -a cmd <<<"$2"
+    while [ $SECONDS -lt $deadline ]; do
+        run pds "$dir" "${cmd[@]}"
+        grep -qE -- "$pattern" <<<"$OUT" && return 0
+        sleep 0.05
+    done
+    fail "'pdsync ${cmd[*]}' on $dir never matched /$pattern/"
+}

@@ -8,18 +8,6 @@ conf() {  # DIR [extra lines]: fast heartbeats and retries for the tests
     printf '[group]\nheartbeat_ms = 100\ndead_ms = 600\nretry_max_ms = 300\nmax_machines = %s\n' \
         "${MAX_MACHINES:-3}" >"$1/pdsyncd.conf"
 }
-# wait_for DIR CMD PATTERN: poll a pdsync command until its output matches.
-wait_for() {
-    local dir=$1 pattern=$3 deadline=$((SECONDS + 15))
-    local -a cmd
-    read -r -a cmd <<<"$2"
-    while [ $SECONDS -lt $deadline ]; do
-        run pds "$dir" "${cmd[@]}"
-        grep -qE -- "$pattern" <<<"$OUT" && return 0
-        sleep 0.05
-    done
-    fail "'pdsync ${cmd[*]}' on $dir never matched /$pattern/"
-}
 
 printf 'correct-horse-battery-staple\n' >"$T_ROOT/secret"
 printf 'wrong-horse-battery-staple\n' >"$T_ROOT/wrong"

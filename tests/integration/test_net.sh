@@ -6,17 +6,6 @@ source "${PDS_TEST_LIB:-$(dirname "$0")/lib.sh}"
 conf() {
     printf '[group]\nheartbeat_ms = 100\ndead_ms = 600\nretry_max_ms = 300\n' >"$1/pdsyncd.conf"
 }
-wait_for() {
-    local dir=$1 pattern=$3 deadline=$((SECONDS + 15))
-    local -a cmd
-    read -r -a cmd <<<"$2"
-    while [ $SECONDS -lt $deadline ]; do
-        run pds "$dir" "${cmd[@]}"
-        grep -qE -- "$pattern" <<<"$OUT" && return 0
-        sleep 0.05
-    done
-    fail "'pdsync ${cmd[*]}' on $dir never matched /$pattern/"
-}
 printf 'correct-horse-battery-staple\n' >"$T_ROOT/secret"
 
 # IPv6 loopback, when the machine has it.
