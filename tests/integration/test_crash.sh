@@ -11,7 +11,7 @@ for round in $(seq 1 "$rounds"); do
     acked="$T_ROOT/acked.$round"
     : >"$acked"
     "$PDS_LOAD" --socket "$n/pdsyncd.sock" --writers 16 --seconds 30 \
-        --value-size 64 --prefix "r$round" --acked "$acked" \
+        --value-size 64 --users 20 --prefix "r$round" --acked "$acked" \
         >"$T_ROOT/load.$round" 2>&1 &
     load=$!
     # Let writes flow, then kill the node in the middle of them.
