@@ -36,6 +36,7 @@ typedef uint64_t pds_time;
     X(EBADNAME, "invalid name")                                                \
     X(ELIMIT, "limit reached")                                                 \
     X(ENOSPC, "storage budget exhausted")                                      \
+    X(EFULL, "disk full")                                                      \
     X(EIO, "I/O error")                                                        \
     X(ECORRUPT, "data corrupt")                                                \
     X(EVERSION, "unsupported format version")                                  \

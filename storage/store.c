@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <lmdb.h>
@@ -109,7 +110,8 @@ static int translate(int mdb_rv)
     case EPERM:
         return PDS_EPERM;
     case ENOSPC:
-        return PDS_ENOSPC;
+    case EDQUOT:
+        return PDS_EFULL;
     default:
         return PDS_EIO;
     }
@@ -597,6 +599,16 @@ trim_log(struct pds_store *s, MDB_txn *txn, pds_index last, pds_index *first)
     return rv == MDB_NOTFOUND ? 0 : rv;
 }
 
+/* Is the file system of the store (nearly) out of space? */
+static int is_disk_full(struct pds_store *s)
+{
+    struct statvfs vfs;
+
+    if (statvfs(s->path, &vfs) != 0)
+        return 0;
+    return (uint64_t)vfs.f_bavail * vfs.f_frsize < ((uint64_t)1 << 20);
+}
+
 /* One attempt at the whole transaction; MDB_MAP_FULL is returned as is. */
 static int commit_once(struct pds_store *s,
                        const struct pds_entry *entries,
@@ -713,6 +725,14 @@ int pds_store_commit(struct pds_store *store,
         store->map_size = grown;
         preallocate(store);
     }
+    if (rv == EIO && is_disk_full(store))
+        rv = ENOSPC; /* LMDB reports a short write as EIO */
+    if (rv == ENOSPC || rv == EDQUOT)
+        return set_commit_err(store, PDS_EFULL,
+                              "the file system of the data directory is "
+                              "full (%s): nothing was written; free space "
+                              "there",
+                              mdb_strerror(rv));
     if (rv != 0)
         return set_commit_err(store, translate(rv),
                               "commit: %s (nothing was written)",

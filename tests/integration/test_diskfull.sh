@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# A full disk: writes fail with a clear "disk full" error, nothing is lost,
+# reads keep working, and the node restarts with its data. The data
+# directory is a 4 MiB tmpfs mounted in a mount namespace of this test's
+# own (unshare -m); where that is not allowed the test says so and skips.
+if [ -z "${PDS_IN_MOUNT_NS:-}" ]; then
+    if unshare -m true 2>/dev/null; then
+        PDS_IN_MOUNT_NS=1 exec unshare -m bash "$0" "$@"
+    fi
+    echo "skip: cannot make a mount namespace here (unshare -m)"
+    exit 0
+fi
+source "${PDS_TEST_LIB:-$(dirname "$0")/lib.sh}"
+
+n="$T_ROOT/small"
+mkdir -p "$n"
+mount -t tmpfs -o size=4m tmpfs "$n" || fail "mount tmpfs"
+trap 'umount "$n" 2>/dev/null; t_cleanup' EXIT
+printf '[storage]\nmap_initial = 256K\nstorage_budget = 64M\n' >"$n/pdsyncd.conf"
+start_node "$n"
+head -c 60000 /dev/urandom | base64 -w0 >"$T_ROOT/v"
+full=0
+for i in $(seq 1 200); do
+    run pds "$n" put --file "$T_ROOT/v" "user$i" blob
+    if [ "$RC" -ne 0 ]; then full=$i; break; fi
+done
+[ "$full" -gt 1 ] || fail "the disk never filled, or the first write failed: $ERR"
+expect_err 'disk full: the file system of the data directory is full'
+expect 0 pds "$n" get --output "$T_ROOT/v1" user1 blob
+cmp -s "$T_ROOT/v" "$T_ROOT/v1" || fail "data written before the disk filled changed"
+expect 1 pds "$n" get "user$full" blob
+expect 0 pds "$n" log
+expect_out 'ERROR .*disk full|ERROR .*file system of the data directory is full'
+pass "disk full after $((full - 1)) writes: clear error, reads keep working"
+stop_node "$n"
+start_node "$n"
+expect 0 pds "$n" get --output "$T_ROOT/v1" "user$((full - 1))" blob
+cmp -s "$T_ROOT/v" "$T_ROOT/v1" || fail "the last acknowledged write changed across restart"
+expect 0 pds "$n" delete-user user1
+pass "restart on a full disk keeps every acknowledged write"
+stop_node "$n"
