@@ -882,6 +882,39 @@ static int on_member_admin(struct pds_core *core, const struct pds_event *ev)
     return 0;
 }
 
+/*
+ * A follower stored entries of the server's log (the host committed them in
+ * one transaction): take the position, the clock and the owners from them.
+ */
+static int on_applied(struct pds_core *core, const struct pds_event *ev)
+{
+    size_t i;
+    int rv;
+
+    if (core->n_pending > 0)
+        return PDS_EINVAL; /* a follower makes no entries of its own */
+    for (i = 0; i < ev->u.applied.n_entries; i++) {
+        const struct pds_entry *e = &ev->u.applied.entries[i];
+        if (e->index != core->durable + 1)
+            return PDS_EINVAL;
+        core->durable = e->index;
+        core->next_index = e->index + 1;
+        if (e->epoch > core->config.epoch)
+            core->config.epoch = e->epoch;
+        pds_hlc_observe(&core->hlc, e->version.hlc);
+        if (e->op == PDS_OP_DEL_OWNER) {
+            owner_remove(core, e->key.scope, e->key.owner, e->key.owner_len);
+        } else if (owner_find(core, e->key.scope, e->key.owner,
+                              e->key.owner_len) == NULL) {
+            rv = owner_insert(core, e->key.scope, e->key.owner,
+                              e->key.owner_len, ev->now);
+            if (rv != 0)
+                return rv;
+        }
+    }
+    return 0;
+}
+
 /* Reclaim the slots of clients silent for longer than reclaim_after_ms. */
 static int on_tick(struct pds_core *core, const struct pds_event *ev)
 {
@@ -942,6 +975,9 @@ int pds_core_step(struct pds_core *core,
         break;
     case PDS_EVENT_MEMBER_ADMIN:
         rv = on_member_admin(core, event);
+        break;
+    case PDS_EVENT_APPLIED:
+        rv = on_applied(core, event);
         break;
     default:
         rv = PDS_EINVAL;

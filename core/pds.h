@@ -238,7 +238,8 @@ enum pds_event_type {
     PDS_EVENT_TICK,           /* timer */
     PDS_EVENT_PEER_JOIN,      /* an authenticated node asks to join */
     PDS_EVENT_PEER_LEFT,      /* a member's connection ended */
-    PDS_EVENT_MEMBER_ADMIN    /* clients stop/start ID|NAME */
+    PDS_EVENT_MEMBER_ADMIN,   /* clients stop/start ID|NAME */
+    PDS_EVENT_APPLIED         /* a follower stored the server's entries */
 };
 
 enum pds_member_op { PDS_MEMBER_OP_STOP = 1, PDS_MEMBER_OP_START = 2 };
@@ -282,6 +283,10 @@ struct pds_event {
             enum pds_member_op op;
             const char *target; /* id in hex, or name */
         } member_admin;
+        struct {
+            const struct pds_entry *entries; /* durable, in log order */
+            size_t n_entries;
+        } applied;
     } u;
 };
 

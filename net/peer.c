@@ -79,8 +79,9 @@ struct pds_net {
 /* ---- Messages --------------------------------------------------------- */
 
 static const char *const type_names[] = {
-    NULL,   "hello", "refuse", "join",  "welcome",
-    "ping", "pong",  "leave",  "admin", "admin-reply"};
+    NULL,   "hello", "refuse",    "join",        "welcome", "ping",
+    "pong", "leave", "admin",     "admin-reply", "sync",    "entries",
+    "ack",  "write", "write-ack", "notice"};
 
 void pds_msg_free(struct pds_msg *m)
 {
@@ -97,6 +98,12 @@ pack_bin(msgpack_packer *pk, const char *key, const uint8_t *b, size_t n)
     msgpack_pack_bin_body(pk, b, n);
 }
 
+static void pack_u64(msgpack_packer *pk, const char *key, uint64_t v)
+{
+    pds__mp_pack_cstr(pk, key);
+    msgpack_pack_uint64(pk, v);
+}
+
 static void pack_text(msgpack_packer *pk, const char *key, const char *s)
 {
     pds__mp_pack_cstr(pk, key);
@@ -109,7 +116,7 @@ int pds_msg_encode(const struct pds_msg *m, uint8_t **out, size_t *len)
     msgpack_packer pk;
     size_t n = 1;
 
-    if ((int)m->type < PDS_MSG_HELLO || (int)m->type > PDS_MSG_ADMIN_REPLY)
+    if ((int)m->type < PDS_MSG_HELLO || (int)m->type > PDS_MSG_NOTICE)
         return PDS_EINVAL;
     msgpack_sbuffer_init(&sb);
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
@@ -131,6 +138,24 @@ int pds_msg_encode(const struct pds_msg *m, uint8_t **out, size_t *len)
         break;
     case PDS_MSG_ADMIN_REPLY:
         n += 1;
+        break;
+    case PDS_MSG_SYNC:
+        n += 3;
+        break;
+    case PDS_MSG_ENTRIES:
+        n += 2;
+        break;
+    case PDS_MSG_ACK:
+        n += 1;
+        break;
+    case PDS_MSG_WRITE:
+        n += 6;
+        break;
+    case PDS_MSG_WRITE_ACK:
+        n += 5;
+        break;
+    case PDS_MSG_NOTICE:
+        n += 2;
         break;
     default:
         break;
@@ -172,6 +197,39 @@ int pds_msg_encode(const struct pds_msg *m, uint8_t **out, size_t *len)
         break;
     case PDS_MSG_ADMIN_REPLY:
         pack_bin(&pk, "rep", m->blob, m->blob_len);
+        break;
+    case PDS_MSG_SYNC:
+        pack_u64(&pk, "i", m->index);
+        pack_u64(&pk, "e", m->epoch);
+        pack_u64(&pk, "h", (uint64_t)m->is_fresh);
+        break;
+    case PDS_MSG_ENTRIES:
+        pack_u64(&pk, "i", m->index);
+        pack_bin(&pk, "b", m->blob, m->blob_len);
+        break;
+    case PDS_MSG_ACK:
+        pack_u64(&pk, "i", m->index);
+        break;
+    case PDS_MSG_WRITE:
+        pack_u64(&pk, "r", m->rid);
+        pack_u64(&pk, "o", (uint64_t)m->op);
+        pack_u64(&pk, "s", (uint64_t)m->scope);
+        pack_text(&pk, "ow", m->owner);
+        pack_text(&pk, "it", m->item);
+        pack_bin(&pk, "b", m->blob, m->blob_len);
+        break;
+    case PDS_MSG_WRITE_ACK:
+        pack_u64(&pk, "r", m->rid);
+        pds__mp_pack_cstr(&pk, "code");
+        msgpack_pack_int32(&pk, m->code);
+        pack_text(&pk, "err", m->err);
+        pack_u64(&pk, "e", m->epoch);
+        pack_u64(&pk, "i", m->index);
+        break;
+    case PDS_MSG_NOTICE:
+        pds__mp_pack_cstr(&pk, "code");
+        msgpack_pack_int32(&pk, m->code);
+        pack_text(&pk, "err", m->err);
         break;
     default:
         break;
@@ -245,7 +303,7 @@ int pds_msg_decode(const uint8_t *buf,
     }
     o = &up.data;
     if (pds__mp_str(o, "t", &t, &tn) == 0) {
-        for (k = PDS_MSG_HELLO; k <= PDS_MSG_ADMIN_REPLY; k++) {
+        for (k = PDS_MSG_HELLO; k <= PDS_MSG_NOTICE; k++) {
             if (strlen(type_names[k]) == tn &&
                 memcmp(type_names[k], t, tn) == 0)
                 type = k;
@@ -310,6 +368,58 @@ int pds_msg_decode(const uint8_t *buf,
         }
         if (pds__mp_bin(o, m->type == PDS_MSG_ADMIN ? "req" : "rep", &b, &bn) !=
             0)
+            goto bad;
+        m->blob = malloc(bn + 1);
+        if (m->blob == NULL)
+            goto bad;
+        memcpy(m->blob, b, bn);
+        m->blob_len = bn;
+        break;
+    }
+    case PDS_MSG_SYNC:
+        if (pds__mp_uint(o, "i", &m->index) != 0 ||
+            pds__mp_uint(o, "e", &m->epoch) != 0 ||
+            pds__mp_uint(o, "h", &u) != 0 || u > 1)
+            goto bad;
+        m->is_fresh = (int)u;
+        break;
+    case PDS_MSG_ACK:
+        if (pds__mp_uint(o, "i", &m->index) != 0)
+            goto bad;
+        break;
+    case PDS_MSG_NOTICE:
+    case PDS_MSG_WRITE_ACK:
+        if (pds__mp_int(o, "code", &i64) != 0 || i64 > 0 || i64 < PDS_EFIRST ||
+            get_text(o, "err", m->err, sizeof(m->err), 1) != 0)
+            goto bad;
+        m->code = (int32_t)i64;
+        if (m->type == PDS_MSG_WRITE_ACK &&
+            (pds__mp_uint(o, "r", &m->rid) != 0 ||
+             pds__mp_uint(o, "e", &m->epoch) != 0 ||
+             pds__mp_uint(o, "i", &m->index) != 0))
+            goto bad;
+        break;
+    case PDS_MSG_ENTRIES:
+    case PDS_MSG_WRITE: {
+        const uint8_t *b;
+        size_t bn;
+        if (m->type == PDS_MSG_ENTRIES) {
+            if (pds__mp_uint(o, "i", &m->index) != 0)
+                goto bad;
+        } else {
+            if (pds__mp_uint(o, "r", &m->rid) != 0 ||
+                pds__mp_uint(o, "o", &u) != 0 || u < PDS_OP_PUT ||
+                u > PDS_OP_DEL_OWNER)
+                goto bad;
+            m->op = (int)u;
+            if (pds__mp_uint(o, "s", &u) != 0 || u > PDS_SCOPE_GROUP)
+                goto bad;
+            m->scope = (int)u;
+            if (get_text(o, "ow", m->owner, sizeof(m->owner), 1) != 0 ||
+                get_text(o, "it", m->item, sizeof(m->item), 1) != 0)
+                goto bad;
+        }
+        if (pds__mp_bin(o, "b", &b, &bn) != 0)
             goto bad;
         m->blob = malloc(bn + 1);
         if (m->blob == NULL)

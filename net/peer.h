@@ -27,9 +27,15 @@ enum pds_msg_type {
     PDS_MSG_WELCOME,   /* server -> client */
     PDS_MSG_PING,
     PDS_MSG_PONG,
-    PDS_MSG_LEAVE,      /* client -> server: synchronization stopped */
-    PDS_MSG_ADMIN,      /* remote administrator -> node: password, request */
-    PDS_MSG_ADMIN_REPLY /* node -> remote administrator: reply */
+    PDS_MSG_LEAVE,       /* client -> server: synchronization stopped */
+    PDS_MSG_ADMIN,       /* remote administrator -> node: password, request */
+    PDS_MSG_ADMIN_REPLY, /* node -> remote administrator: reply */
+    PDS_MSG_SYNC,        /* follower -> server: my position */
+    PDS_MSG_ENTRIES,     /* server -> follower: log entries as stored */
+    PDS_MSG_ACK,         /* follower -> server: durable up to index */
+    PDS_MSG_WRITE,       /* client -> server: a write made on the client */
+    PDS_MSG_WRITE_ACK,   /* server -> client: its outcome */
+    PDS_MSG_NOTICE       /* server -> follower: why it is not followed */
 };
 
 /* A decoded message; strings are NUL-terminated copies. */
@@ -51,8 +57,17 @@ struct pds_msg {
     char err[PDS_MEMBER_ERROR]; /* REFUSE */
     uint8_t pw[PDS_SECRET_MAX]; /* ADMIN */
     size_t pw_len;
-    uint8_t *blob; /* ADMIN request / ADMIN_REPLY reply body (owned) */
+    uint8_t *blob; /* ADMIN request, ADMIN_REPLY reply, ENTRIES entries,
+                    * WRITE value (owned) */
     size_t blob_len;
+    uint64_t index; /* SYNC, ENTRIES (first), ACK, WRITE_ACK */
+    uint64_t epoch; /* SYNC, WRITE_ACK */
+    uint64_t rid;   /* WRITE, WRITE_ACK: the client's request */
+    int is_fresh;   /* SYNC: the follower's data came from this group */
+    int op;         /* WRITE: enum pds_op */
+    int scope;      /* WRITE: enum pds_scope */
+    char owner[PDS_OWNER_MAX + 1]; /* WRITE */
+    char item[PDS_ITEM_MAX + 1];   /* WRITE */
 };
 
 /* Release what pds_msg_decode() allocated (blob); wipes the password. */

@@ -1095,3 +1095,90 @@ int pds_store_members(struct pds_store *store,
         return set_err(store, translate(rv), "clients: %s", mdb_strerror(rv));
     return cb_rv;
 }
+
+int pds_store_log_range(struct pds_store *store,
+                        pds_index from,
+                        size_t max_bytes,
+                        uint8_t **buf,
+                        size_t *len,
+                        size_t *n_entries)
+{
+    uint8_t kbuf[8];
+    MDB_val k = {8, kbuf};
+    MDB_val v;
+    MDB_cursor *cur;
+    MDB_txn *txn;
+    uint8_t *out = NULL;
+    size_t used = 0;
+    size_t cap = 0;
+    size_t n = 0;
+    pds_index expect = from;
+    int rv;
+
+    *buf = NULL;
+    *len = 0;
+    *n_entries = 0;
+    pds_put_u64be(kbuf, from);
+    rv = read_begin(store, &txn);
+    if (rv != 0)
+        return set_err(store, translate(rv), "log: %s", mdb_strerror(rv));
+    rv = mdb_cursor_open(txn, store->log, &cur);
+    if (rv == 0)
+        rv = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    while (rv == 0) {
+        pds_index idx = pds_get_u64be(k.mv_data);
+        if (idx != expect) {
+            /* The first wanted entry was trimmed away. */
+            rv = n == 0 ? MDB_NOTFOUND : 0;
+            if (n == 0)
+                expect = 0;
+            break;
+        }
+        if (used + 4 + v.mv_size > cap) {
+            size_t ncap = cap == 0 ? 65536 : cap * 2;
+            uint8_t *p;
+            while (ncap < used + 4 + v.mv_size)
+                ncap *= 2;
+            p = realloc(out, ncap);
+            if (p == NULL) {
+                rv = ENOMEM;
+                break;
+            }
+            out = p;
+            cap = ncap;
+        }
+        out[used] = (uint8_t)(v.mv_size >> 24);
+        out[used + 1] = (uint8_t)(v.mv_size >> 16);
+        out[used + 2] = (uint8_t)(v.mv_size >> 8);
+        out[used + 3] = (uint8_t)v.mv_size;
+        memcpy(out + used + 4, v.mv_data, v.mv_size);
+        used += 4 + v.mv_size;
+        n++;
+        expect++;
+        if (used >= max_bytes)
+            break;
+        rv = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    if (rv == 0 || (rv == MDB_NOTFOUND && expect != 0))
+        rv = 0;
+    mdb_cursor_close(cur);
+    read_end(store, txn);
+    if (rv == MDB_NOTFOUND && n == 0 && expect == 0) {
+        free(out);
+        return set_err(store, PDS_ENOTFOUND,
+                       "log entry %llu is no longer retained",
+                       (unsigned long long)from);
+    }
+    if (rv != 0) {
+        free(out);
+        return set_err(store, translate(rv), "log: %s", mdb_strerror(rv));
+    }
+    if (n == 0) {
+        free(out);
+        return 0;
+    }
+    *buf = out;
+    *len = used;
+    *n_entries = n;
+    return 0;
+}

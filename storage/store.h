@@ -152,6 +152,20 @@ int pds_store_members(struct pds_store *store,
                       void *arg);
 
 /*
+ * Read retained log entries from index `from` on, as stored, into one
+ * malloc'ed buffer of [u32 big-endian length][entry bytes] items, up to
+ * about max_bytes (at least one entry). *n_entries is 0 (and *buf NULL)
+ * when from is past the last entry; PDS_ENOTFOUND when from is no longer
+ * retained.
+ */
+int pds_store_log_range(struct pds_store *store,
+                        pds_index from,
+                        size_t max_bytes,
+                        uint8_t **buf,
+                        size_t *len,
+                        size_t *n_entries);
+
+/*
  * Read one log entry by index into a malloc'ed copy (*buf, *len), for
  * tests and followers. PDS_ENOTFOUND when not retained.
  */

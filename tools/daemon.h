@@ -20,9 +20,10 @@
 
 /* A request waiting for the core's reply. */
 struct waiter {
-    struct pds_local_conn *conn;
+    struct pds_local_conn *conn; /* NULL for a client's forwarded write */
     uint64_t id;
     enum pds_req_op op;
+    uint64_t remote_conn; /* the client's connection, for WRITE_ACK */
 };
 
 struct daemon {
@@ -97,6 +98,35 @@ void pds__group_update(struct daemon *d, const struct pds_update *u);
 void pds__group_request(struct daemon *d,
                         struct pds_local_conn *conn,
                         const struct pds_request *req);
+/* Server: ship new log entries to the followers after a commit. */
+void pds__group_after_commit(struct daemon *d);
+/* Client: send a local write to the server (replies when applied). */
+void pds__group_forward(struct daemon *d,
+                        struct pds_local_conn *conn,
+                        const struct pds_request *req);
+/* Server: answer a client's forwarded write. */
+void pds__group_write_ack(struct daemon *d,
+                          const struct waiter *w,
+                          const struct pds_reply *r);
+/* replicate.c: the log shipping and forwarded writes of group.c. */
+void pds__repl_conn_closed(struct daemon *d, uint64_t conn);
+void pds__repl_on_sync(struct daemon *d,
+                       struct pds_conn *c,
+                       const struct pds_msg *m);
+void pds__repl_on_ack(struct daemon *d,
+                      struct pds_conn *c,
+                      const struct pds_msg *m);
+void pds__repl_on_write(struct daemon *d,
+                        struct pds_conn *c,
+                        const struct pds_msg *m);
+void pds__repl_start(struct daemon *d, struct pds_conn *c);
+void pds__repl_on_entries(struct daemon *d,
+                          struct pds_conn *c,
+                          const struct pds_msg *m);
+void pds__repl_on_write_ack(struct daemon *d, const struct pds_msg *m);
+void pds__repl_on_notice(struct daemon *d, const struct pds_msg *m);
+void pds__repl_link_lost(struct daemon *d);
+
 /* Fill the group fields of a status reply (strings owned by d). */
 void pds__group_status(struct daemon *d, struct pds_status *st);
 

@@ -97,6 +97,7 @@ static void link_drop(struct daemon *d, const char *why)
             pds_conn_close(c, why);
     }
     d->is_linked = 0;
+    pds__repl_link_lost(d);
 }
 
 /* ---- Net callbacks ---------------------------------------------------- */
@@ -227,6 +228,7 @@ on_welcome(struct daemon *d, struct pds_conn *c, const struct pds_msg *m)
     d->is_linked = 1;
     d->n_retries = 0;
     d->link_error[0] = '\0';
+    pds__repl_start(d, c);
 }
 
 static void
@@ -364,6 +366,38 @@ static void on_message(void *arg, struct pds_conn *c, const struct pds_msg *m)
         }
         on_join(d, c, m);
         return;
+    case PDS_MSG_SYNC:
+    case PDS_MSG_ACK:
+    case PDS_MSG_WRITE:
+        /* From a member of this server's group only. */
+        if (pds_conn_is_initiator(c) || pds_conn_data(c) == NULL ||
+            pds_core_role(d->core) != PDS_ROLE_SERVER) {
+            pds_conn_close(c, "protocol error: not a member");
+            return;
+        }
+        if (m->type == PDS_MSG_SYNC)
+            pds__repl_on_sync(d, c, m);
+        else if (m->type == PDS_MSG_ACK)
+            pds__repl_on_ack(d, c, m);
+        else
+            pds__repl_on_write(d, c, m);
+        return;
+    case PDS_MSG_ENTRIES:
+    case PDS_MSG_WRITE_ACK:
+    case PDS_MSG_NOTICE:
+        /* From our server, once it welcomed us. */
+        if (!pds_conn_is_initiator(c) || pds_conn_id(c) != d->link_conn ||
+            !d->is_linked) {
+            pds_conn_close(c, "protocol error: unexpected message");
+            return;
+        }
+        if (m->type == PDS_MSG_ENTRIES)
+            pds__repl_on_entries(d, c, m);
+        else if (m->type == PDS_MSG_WRITE_ACK)
+            pds__repl_on_write_ack(d, m);
+        else
+            pds__repl_on_notice(d, m);
+        return;
     case PDS_MSG_ADMIN:
         if (pds_conn_is_initiator(c) || pds_conn_data(c) != NULL) {
             pds_conn_close(c, "protocol error: unexpected admin request");
@@ -413,9 +447,11 @@ static void on_close(void *arg, struct pds_conn *c, const char *error)
         pds_commlog(PDS_LOG_WARNING, "connection from %s: %s",
                     pds_conn_address(c), error);
     }
+    pds__repl_conn_closed(d, pds_conn_id(c));
     if (pds_conn_id(c) == d->link_conn) {
         d->link_conn = 0;
         d->is_linked = 0;
+        pds__repl_link_lost(d);
         if (error != NULL &&
             strncmp(d->link_error, error, sizeof(d->link_error) - 1) != 0) {
             pds_commlog(PDS_LOG_WARNING, "server %s: %s", d->server, error);
@@ -715,6 +751,7 @@ static void clients_admin(struct daemon *d,
     w->conn = conn;
     w->id = req->id;
     w->op = req->op;
+    w->remote_conn = 0;
     pds_local_conn_ref(conn);
     memset(&ev, 0, sizeof(ev));
     ev.type = PDS_EVENT_MEMBER_ADMIN;

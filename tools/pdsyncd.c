@@ -62,7 +62,7 @@ reply_error(struct pds_local_conn *conn, uint64_t id, int rc, const char *msg)
 }
 
 /* Answer every writer the core has replies for. */
-static void deliver_replies(const struct pds_update *u)
+static void deliver_replies(struct daemon *d, const struct pds_update *u)
 {
     size_t i;
 
@@ -73,6 +73,11 @@ static void deliver_replies(const struct pds_update *u)
 
         if (w == NULL)
             continue; /* the daemon's own request, nobody to answer */
+        if (w->conn == NULL) {
+            pds__group_write_ack(d, w, r);
+            free(w);
+            continue;
+        }
         if (r->status == 0 &&
             (w->op == PDS_REQ_CLIENTS_STOP || w->op == PDS_REQ_CLIENTS_START)) {
             pds__daemon_send(w->conn, pds_reply_new(w->id, 0, NULL));
@@ -137,7 +142,7 @@ int pds__daemon_step(struct daemon *d, const struct pds_event *ev)
         abort(); /* The core believes they are pending; we can't drop. */
     }
     pds__group_update(d, &u);
-    deliver_replies(&u);
+    deliver_replies(d, &u);
     return rv;
 }
 
@@ -174,6 +179,8 @@ static void commit_batch(uv_check_t *handle)
     if (rv != 0)
         pds_log(PDS_LOG_ERROR, "core refused storage result: %s",
                 pds_strerror(rv));
+    if (ev.type == PDS_EVENT_PERSISTED)
+        pds__group_after_commit(d);
 }
 
 /* ---- Request handlers ------------------------------------------------- */
@@ -186,6 +193,11 @@ static void handle_write(struct daemon *d,
     struct waiter *w;
     int rv;
 
+    if (pds_core_role(d->core) == PDS_ROLE_CLIENT) {
+        /* A client writes through its server. */
+        pds__group_forward(d, conn, req);
+        return;
+    }
     w = malloc(sizeof(*w));
     if (w == NULL) {
         reply_error(conn, req->id, PDS_ENOMEM, "out of memory");
@@ -194,6 +206,7 @@ static void handle_write(struct daemon *d,
     w->conn = conn;
     w->id = req->id;
     w->op = req->op;
+    w->remote_conn = 0;
     pds_local_conn_ref(conn);
 
     memset(&ev, 0, sizeof(ev));

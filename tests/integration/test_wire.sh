@@ -38,17 +38,25 @@ start_proxy "$addr" "$T_ROOT/cap"
 start_node "$c"
 expect 0 pds "$c" client start "$(cat "$T_ROOT/proxy.addr")" --join-secret-file "$T_ROOT/secret" --name Secret-Printer-Name
 wait_for "$s" clients 'connected +Secret-Printer-Name'
+# Data both ways through the link: a value written on the server reaches
+# the client, a value written on the client goes through the server.
+pds "$s" put Secret-User-Name addressbook.personal Secret-Value-From-Server >/dev/null || fail "put"
+wait_for "$c" "get Secret-User-Name addressbook.personal" '^Secret-Value-From-Server$'
+expect 0 pds "$c" put Other-Secret-User ui.language Secret-Value-From-Client
+wait_for "$s" "get Other-Secret-User ui.language" '^Secret-Value-From-Client$'
 sleep 0.5   # a few heartbeats
 stop_proxy
 cat "$T_ROOT"/cap/*.c2s "$T_ROOT"/cap/*.s2c >"$T_ROOT/wire.bin"
 [ "$(wc -c <"$T_ROOT/wire.bin")" -gt 300 ] || fail "capture is too small"
 for secret in Secret-Printer-Name correct-horse-battery-staple \
+        Secret-User-Name Secret-Value-From-Server Other-Secret-User \
+        Secret-Value-From-Client addressbook.personal \
         MFP-9000-Secret-Model Building-7-Floor-3 "pdsync $(${PDSYNCD} --version | cut -d' ' -f2)"; do
     if grep -qaF -- "$secret" "$T_ROOT/wire.bin"; then
         fail "'$secret' appears in clear on the wire"
     fi
 done
-pass "captured enrollment: no name, product, location, version or secret in clear"
+pass "captured enrollment and data: no user, item, value, name, product, location, version or secret in clear"
 
 # 2. Replay the client's recorded bytes on a new connection: refused.
 expect 0 "$PDS_TESTTOOL" tcp "$addr" "@$T_ROOT/cap/1.c2s"
