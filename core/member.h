@@ -28,6 +28,8 @@ struct pds_member {
     uint64_t id;               /* its first 8 bytes, big-endian */
     enum pds_member_state state;
     int is_connected;        /* runtime only, never stored */
+    int is_following;        /* runtime: receives the server's log */
+    uint64_t position;       /* runtime: durable on it (ACKed index) */
     uint64_t first_enrolled; /* ms */
     uint64_t last_seen;      /* ms */
     char name[PDS_MEMBER_TEXT];

@@ -832,6 +832,7 @@ int pds_client_clients(struct pds_client *c,
             pds__mp_bin(o, "pk", &pk, &pk_len) != 0 || pk_len != PDS_KEY_BYTES)
             return set_err(c, PDS_EPROTO, "malformed client in reply");
         memcpy(m->pk, pk, PDS_KEY_BYTES);
+        m->is_following = pds__mp_uint(o, "position", &m->position) == 0;
         m->state = strcmp(state, "stopped") == 0 ? PDS_MEMBER_STOPPED
                                                  : PDS_MEMBER_ENROLLED;
         m->is_connected = strcmp(state, "connected") == 0;

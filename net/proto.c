@@ -672,12 +672,22 @@ int pds_reply_members(struct pds_reply_buf *rb,
     msgpack_packer *pk = &rb->pk;
     size_t i;
 
-    (void)now;
     rb->has_fields = 1;
     msgpack_pack_array(pk, n_members);
     for (i = 0; i < n_members; i++) {
         const struct pds_member *m = &members[i];
-        msgpack_pack_map(pk, 12);
+        msgpack_pack_map(pk, 14);
+        pds__mp_pack_cstr(pk, "position");
+        if (m->is_following)
+            msgpack_pack_uint64(pk, m->position);
+        else
+            msgpack_pack_nil(pk);
+        pds__mp_pack_cstr(pk, "lag");
+        if (m->is_following)
+            msgpack_pack_uint64(pk, now > m->position ? now - m->position
+                                                      : 0);
+        else
+            msgpack_pack_nil(pk);
         pds__mp_pack_cstr(pk, "id");
         msgpack_pack_uint64(pk, m->id);
         pds__mp_pack_cstr(pk, "state");

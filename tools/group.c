@@ -719,14 +719,27 @@ static void clients_list(struct daemon *d,
                          const struct pds_request *req)
 {
     const struct pds_member *members;
+    struct pds_member *copy;
     struct pds_reply_buf *rb;
     size_t n;
+    size_t i;
 
     members = pds_core_members(d->core, &n);
+    copy = calloc(n + 1, sizeof(*copy));
+    if (copy == NULL) {
+        reply_err(conn, req->id, PDS_ENOMEM, "out of memory");
+        return;
+    }
+    for (i = 0; i < n; i++) {
+        copy[i] = members[i];
+        copy[i].is_following =
+            pds__repl_follower(copy[i].pk, &copy[i].position);
+    }
     rb = pds_reply_new(req->id, 0, NULL);
     if (rb != NULL)
-        pds_reply_members(rb, members, n, pds__wall_ms());
+        pds_reply_members(rb, copy, n, pds_core_last_index(d->core));
     pds__daemon_send(conn, rb);
+    free(copy);
 }
 
 static void clients_admin(struct daemon *d,

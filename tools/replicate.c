@@ -27,12 +27,13 @@
 #include "daemon.h"
 
 #define MAX_FOLLOWERS 256
-#define MAX_INFLIGHT 20000    /* entries shipped and not yet ACKed */
+#define MAX_INFLIGHT 20000      /* entries shipped and not yet ACKed */
 #define SHIP_BYTES (256 * 1024) /* per ENTRIES message */
 #define MAX_FORWARDED 4096
 
 struct follower {
     uint64_t conn;
+    uint8_t pk[PDS_KEY_BYTES];
     pds_index next;  /* next index to send */
     pds_index acked; /* durable on the follower */
 };
@@ -109,8 +110,8 @@ static int ship(struct daemon *d, struct follower *f, pds_index last)
         struct pds_msg m;
         uint8_t *buf;
         size_t len, n;
-        int rv = pds_store_log_range(d->store, f->next, SHIP_BYTES, &buf,
-                                     &len, &n);
+        int rv =
+            pds_store_log_range(d->store, f->next, SHIP_BYTES, &buf, &len, &n);
         if (rv == PDS_ENOTFOUND) {
             notice(c, PDS_ENOTFOUND,
                    "it fell behind the server's log retention (it needs "
@@ -145,7 +146,8 @@ void pds__group_after_commit(struct daemon *d)
 }
 
 /* Server: a member gives its position. */
-void pds__repl_on_sync(struct daemon *d, struct pds_conn *c,
+void pds__repl_on_sync(struct daemon *d,
+                       struct pds_conn *c,
                        const struct pds_msg *m)
 {
     struct pds_store_meta meta;
@@ -175,8 +177,8 @@ void pds__repl_on_sync(struct daemon *d, struct pds_conn *c,
     if (m->index > 0) {
         struct pds_entry e;
         int rv = pds_store_log_get(d->store, m->index, &buf, &len);
-        if (rv == 0 && (pds_entry_decode(buf, len, &e) != 0 ||
-                        e.epoch != m->epoch))
+        if (rv == 0 &&
+            (pds_entry_decode(buf, len, &e) != 0 || e.epoch != m->epoch))
             rv = PDS_EINVAL; /* another history at that index */
         free(buf);
         if (rv == PDS_ENOTFOUND && m->index + 1 >= meta.first_index)
@@ -204,12 +206,14 @@ void pds__repl_on_sync(struct daemon *d, struct pds_conn *c,
         f = &followers[n_followers++];
     }
     f->conn = pds_conn_id(c);
+    memcpy(f->pk, pds_conn_peer_pk(c), PDS_KEY_BYTES);
     f->next = m->index + 1;
     f->acked = m->index;
     ship(d, f, pds_core_last_index(d->core));
 }
 
-void pds__repl_on_ack(struct daemon *d, struct pds_conn *c,
+void pds__repl_on_ack(struct daemon *d,
+                      struct pds_conn *c,
                       const struct pds_msg *m)
 {
     struct follower *f = follower_find(pds_conn_id(c));
@@ -225,7 +229,8 @@ void pds__repl_on_ack(struct daemon *d, struct pds_conn *c,
 }
 
 /* Server: a client's write, stepped like a local one. */
-void pds__repl_on_write(struct daemon *d, struct pds_conn *c,
+void pds__repl_on_write(struct daemon *d,
+                        struct pds_conn *c,
                         const struct pds_msg *m)
 {
     struct pds_event ev;
@@ -267,7 +272,8 @@ void pds__repl_on_write(struct daemon *d, struct pds_conn *c,
     }
 }
 
-void pds__group_write_ack(struct daemon *d, const struct waiter *w,
+void pds__group_write_ack(struct daemon *d,
+                          const struct waiter *w,
                           const struct pds_reply *r)
 {
     struct pds_conn *c = pds_net_find(d->net, w->remote_conn);
@@ -342,7 +348,8 @@ static void settle_forwarded(struct daemon *d)
     }
 }
 
-void pds__repl_on_entries(struct daemon *d, struct pds_conn *c,
+void pds__repl_on_entries(struct daemon *d,
+                          struct pds_conn *c,
                           const struct pds_msg *m)
 {
     struct pds_entry *entries = NULL;
@@ -443,8 +450,8 @@ void pds__repl_on_notice(struct daemon *d, const struct pds_msg *m)
 {
     snprintf(d->link_error, sizeof(d->link_error), "not synchronized: %s",
              m->err);
-    pds_commlog(PDS_LOG_WARNING, "server %s: not synchronized: %s",
-                d->server, m->err);
+    pds_commlog(PDS_LOG_WARNING, "server %s: not synchronized: %s", d->server,
+                m->err);
 }
 
 /* The link to the server is gone: writes in flight have no answer. */
@@ -464,7 +471,8 @@ void pds__repl_link_lost(struct daemon *d)
     n_forwarded = 0;
 }
 
-void pds__group_forward(struct daemon *d, struct pds_local_conn *conn,
+void pds__group_forward(struct daemon *d,
+                        struct pds_local_conn *conn,
                         const struct pds_request *req)
 {
     struct pds_conn *c =
@@ -501,8 +509,8 @@ void pds__group_forward(struct daemon *d, struct pds_local_conn *conn,
                                                        : (const uint8_t *)"");
     m.blob_len = req->value != NULL ? req->value_len : 0;
     if (pds_conn_send(c, &m) != 0) {
-        pds__daemon_send(conn, pds_reply_new(req->id, PDS_ECONN,
-                                             "cannot reach the server"));
+        pds__daemon_send(
+            conn, pds_reply_new(req->id, PDS_ECONN, "cannot reach the server"));
         return;
     }
     f = &forwarded[n_forwarded++];
@@ -512,4 +520,17 @@ void pds__group_forward(struct daemon *d, struct pds_local_conn *conn,
     f->id = req->id;
     f->op = req->op;
     pds_local_conn_ref(conn);
+}
+
+int pds__repl_follower(const uint8_t *pk, uint64_t *position)
+{
+    size_t i;
+
+    for (i = 0; i < n_followers; i++) {
+        if (memcmp(followers[i].pk, pk, PDS_KEY_BYTES) == 0) {
+            *position = followers[i].acked;
+            return 1;
+        }
+    }
+    return 0;
 }

@@ -61,6 +61,8 @@ pos_b=$(sed -E 's/.*"last_index":([0-9]+).*/\1/' <<<"$OUT")
 expect 0 pds "$s" --json status
 pos_s=$(sed -E 's/.*"last_index":([0-9]+).*/\1/' <<<"$OUT")
 [ "$pos_b" = "$pos_s" ] || fail "client B at $pos_b, server at $pos_s"
+wait_for "$s" "--json clients" "\"name\":\"b\".*\"position\":$pos_s"
+wait_for "$s" clients "connected +b .* $pos_s +-"
 pass "a client away for 1,000 changes catches up from the log (position $pos_b)"
 
 # Killed in the middle of a catch-up: after restart its position never ran
