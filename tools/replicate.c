@@ -399,6 +399,8 @@ void pds__repl_on_entries(struct daemon *d,
         pds_conn_close(c, why); /* reconnects and resumes from here */
         return;
     }
+    d->n_commits++;
+    d->n_committed += n;
     memset(&ev, 0, sizeof(ev));
     ev.type = PDS_EVENT_APPLIED;
     ev.now = pds__wall_ms();
