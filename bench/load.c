@@ -11,6 +11,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -125,8 +126,13 @@ static void *writer_main(void *arg)
                 break;
             continue;
         }
-        record_latency(w, now_s() - t0);
         w->ops++;
+        if (record_latency(w, now_s() - t0) != 0) {
+            /* A put whose latency is not counted would skew the figures. */
+            w->errors++;
+            snprintf(w->errmsg, sizeof(w->errmsg), "out of memory");
+            break;
+        }
         if (l->acked != NULL) {
             pthread_mutex_lock(&l->lock);
             fprintf(l->acked, "%s %s %.*s\n", owner, item,
@@ -147,6 +153,33 @@ static int cmp_u32(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* Parse a whole decimal number in [min, max]; 0 or -1. */
+static int parse_long(const char *s, long min, long max, long *out)
+{
+    char *end;
+    long v;
+
+    errno = 0;
+    v = strtol(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_seconds(const char *s, double *out)
+{
+    char *end;
+    double v;
+
+    errno = 0;
+    v = strtod(s, &end);
+    if (errno != 0 || end == s || *end != '\0' || !(v > 0 && v <= 86400))
+        return -1;
+    *out = v;
+    return 0;
+}
+
 static void usage(FILE *out)
 {
     fprintf(out, "usage: pds_load --socket PATH [--writers N] [--seconds S | "
@@ -161,7 +194,7 @@ static void usage(FILE *out)
                  "  --count N        stop after N puts in all instead\n"
                  "  --value-size B   bytes per value (256)\n"
                  "  --users U        spread puts over U owners (100)\n"
-                 "  --prefix P       owner name prefix (bench)\n"
+                 "  --prefix P       owner name prefix, <= 32 bytes (bench)\n"
                  "  --acked FILE     append each acknowledged put to FILE\n");
 }
 
@@ -188,6 +221,11 @@ int main(int argc, char **argv)
     double t0, elapsed;
     const char *acked = NULL;
     const char *first_error = NULL;
+    long v = 0;
+    int is_bad = 0;
+    int is_failed = 0;
+    int n_started;
+    int rv;
     int opt;
     int i;
 
@@ -203,21 +241,26 @@ int main(int argc, char **argv)
             l.socket = optarg;
             break;
         case 'w':
-            l.writers = atoi(optarg);
+            is_bad |= parse_long(optarg, 1, 4096, &v) != 0;
+            l.writers = (int)v;
             break;
         case 't':
-            l.seconds = atof(optarg);
+            is_bad |= parse_seconds(optarg, &l.seconds) != 0;
             break;
         case 'c':
-            l.count = atol(optarg);
+            is_bad |= parse_long(optarg, 1, LONG_MAX, &l.count) != 0;
             break;
         case 'b':
-            l.value_size = (size_t)atol(optarg);
+            is_bad |= parse_long(optarg, 1, PDS_VALUE_MAX, &v) != 0;
+            l.value_size = (size_t)v;
             break;
         case 'u':
-            l.users = atoi(optarg);
+            is_bad |= parse_long(optarg, 1, 1000000, &v) != 0;
+            l.users = (int)v;
             break;
         case 'p':
+            /* Owner names are the prefix, "u" and the user number. */
+            is_bad |= strlen(optarg) > 32;
             l.prefix = optarg;
             break;
         case 'a':
@@ -231,10 +274,7 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (l.socket == NULL || l.writers < 1 || l.writers > 4096 ||
-        l.seconds <= 0 || l.seconds > 86400 || l.count < 0 ||
-        l.value_size < 1 || l.value_size > PDS_VALUE_MAX || l.users < 1 ||
-        optind != argc) {
+    if (is_bad || l.socket == NULL || optind != argc) {
         fprintf(stderr, "pds_load: bad or missing arguments\n");
         usage(stderr);
         return 2;
@@ -250,12 +290,25 @@ int main(int argc, char **argv)
     t0 = now_s();
     /* --count runs are bounded by the count, and by an hour. */
     l.t_end = t0 + (l.count > 0 ? 3600 : l.seconds);
-    for (i = 0; i < l.writers; i++) {
-        ws[i].load = &l;
-        ws[i].id = i;
-        pthread_create(&ws[i].thread, NULL, writer_main, &ws[i]);
+    for (n_started = 0; n_started < l.writers; n_started++) {
+        ws[n_started].load = &l;
+        ws[n_started].id = n_started;
+        rv = pthread_create(&ws[n_started].thread, NULL, writer_main,
+                            &ws[n_started]);
+        if (rv != 0) {
+            /* End the run: the writers started so far stop at their next
+             * put, and the run counts as failed. */
+            fprintf(stderr, "pds_load: writer %d: %s\n", n_started,
+                    strerror(rv));
+            pthread_mutex_lock(&l.lock);
+            l.count = l.issued > 0 ? l.issued : 1;
+            l.issued = l.count;
+            pthread_mutex_unlock(&l.lock);
+            is_failed = 1;
+            break;
+        }
     }
-    for (i = 0; i < l.writers; i++) {
+    for (i = 0; i < n_started; i++) {
         pthread_join(ws[i].thread, NULL);
         ops += ws[i].ops;
         errors += ws[i].errors;
@@ -268,7 +321,7 @@ int main(int argc, char **argv)
     if (all == NULL)
         return 1;
     n_all = 0;
-    for (i = 0; i < l.writers; i++) {
+    for (i = 0; i < n_started; i++) {
         if (ws[i].n_lat > 0)
             memcpy(all + n_all, ws[i].lat_us, ws[i].n_lat * sizeof(*all));
         n_all += ws[i].n_lat;
@@ -290,5 +343,5 @@ int main(int argc, char **argv)
         free(ws[i].lat_us);
     free(ws);
     free(all);
-    return ops > 0 && (l.acked != NULL || errors == 0) ? 0 : 1;
+    return !is_failed && ops > 0 && (l.acked != NULL || errors == 0) ? 0 : 1;
 }

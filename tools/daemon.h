@@ -126,6 +126,8 @@ void pds__repl_on_entries(struct daemon *d,
 void pds__repl_on_write_ack(struct daemon *d, const struct pds_msg *m);
 void pds__repl_on_notice(struct daemon *d, const struct pds_msg *m);
 void pds__repl_link_lost(struct daemon *d);
+/* A local write outside the client role: the data leaves the group's. */
+void pds__repl_local_write(struct daemon *d);
 /* Is the member with this key following the log? Its durable position. */
 int pds__repl_follower(const uint8_t *pk, uint64_t *position);
 

@@ -198,6 +198,8 @@ static void handle_write(struct daemon *d,
         pds__group_forward(d, conn, req);
         return;
     }
+    if (pds_core_role(d->core) == PDS_ROLE_STANDALONE)
+        pds__repl_local_write(d);
     w = malloc(sizeof(*w));
     if (w == NULL) {
         reply_error(conn, req->id, PDS_ENOMEM, "out of memory");

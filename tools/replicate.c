@@ -55,6 +55,22 @@ static size_t n_followers;
 static struct forwarded forwarded[MAX_FORWARDED];
 static size_t n_forwarded;
 static uint64_t next_rid = 1;
+/* The store's data came from this group's log only (the "history" blob):
+ * -1 unknown, 0 no, 1 yes. */
+static int follows_group = -1;
+
+/*
+ * A write made on this node outside the client role (standalone, server):
+ * its data is no longer the group's log alone, so a later SYNC must not
+ * claim it is. Called before every such write; costs a transaction once.
+ */
+void pds__repl_local_write(struct daemon *d)
+{
+    if (follows_group == 0)
+        return;
+    pds_store_blob_put(d->store, "history", NULL, 0);
+    follows_group = 0;
+}
 
 static struct follower *follower_find(uint64_t conn)
 {
@@ -309,9 +325,9 @@ void pds__repl_start(struct daemon *d, struct pds_conn *c)
     m.type = PDS_MSG_SYNC;
     m.index = meta.last_index;
     m.epoch = meta.last_epoch;
-    m.is_fresh = meta.last_index == 0 ||
-                 (len == PDS_GROUP_ID_BYTES &&
-                  memcmp(history, d->group, PDS_GROUP_ID_BYTES) == 0);
+    follows_group = len == PDS_GROUP_ID_BYTES &&
+                    memcmp(history, d->group, PDS_GROUP_ID_BYTES) == 0;
+    m.is_fresh = meta.last_index == 0 || follows_group;
     pds_conn_send(c, &m);
 }
 
@@ -414,7 +430,9 @@ void pds__repl_on_entries(struct daemon *d,
         pds_conn_close(c, "internal error applying entries");
         return;
     }
-    pds_store_blob_put(d->store, "history", d->group, PDS_GROUP_ID_BYTES);
+    if (follows_group != 1 && pds_store_blob_put(d->store, "history", d->group,
+                                                 PDS_GROUP_ID_BYTES) == 0)
+        follows_group = 1;
     memset(&ack, 0, sizeof(ack));
     ack.type = PDS_MSG_ACK;
     ack.index = pds_core_last_index(d->core);

@@ -97,3 +97,14 @@ expect 0 pds "$s" log
 expect_out 'WARNING client at .* not synchronized: it holds data of its own'
 expect 1 pds "$s" get dave ui.language
 pass "a client with data of its own is refused synchronization, clearly"
+
+# A client that leaves, writes on its own, and comes back is not mixed in
+# either: its data is no longer the group's log alone.
+expect 0 pds "$b" client stop
+expect 0 pds "$b" put erin ui.language sv
+wait_for "$s" clients 'stopped +b '
+expect 0 pds "$s" clients start b
+expect 0 pds "$b" client start "$addr" --join-secret-file "$T_ROOT/secret" --name b
+wait_for "$b" status 'last error: +not synchronized: it holds data of its own'
+expect 1 pds "$s" get erin ui.language
+pass "a client that wrote on its own after leaving is refused synchronization"
