@@ -28,7 +28,7 @@
 
 #define MAX_FOLLOWERS 256
 #define MAX_INFLIGHT 20000      /* entries shipped and not yet ACKed */
-#define SHIP_BYTES (256 * 1024) /* per ENTRIES message */
+#define SHIP_BYTES (1024 * 1024) /* per ENTRIES message */
 #define MAX_FORWARDED 4096
 
 struct follower {
