@@ -27,7 +27,7 @@
 #include "daemon.h"
 
 #define MAX_FOLLOWERS 256
-#define MAX_INFLIGHT 20000      /* entries shipped and not yet ACKed */
+#define MAX_INFLIGHT 20000       /* entries shipped and not yet ACKed */
 #define SHIP_BYTES (1024 * 1024) /* per ENTRIES message */
 #define MAX_FORWARDED 4096
 
