@@ -536,9 +536,14 @@ static void pending_pop(struct pds_core *core, size_t n)
     core->n_pending -= n;
 }
 
-static int on_persisted(struct pds_core *core, const struct pds_event *ev)
+/*
+ * Entries up to index are durable: answer their writers, with success or,
+ * when the standby did not confirm them in time, with a timeout error (the
+ * entries stay: they are durable here).
+ */
+static int
+settle(struct pds_core *core, pds_index index, int status, const char *errmsg)
 {
-    pds_index index = ev->u.persisted.index;
     size_t n = 0;
 
     if (index < core->durable || index >= core->next_index)
@@ -549,6 +554,9 @@ static int on_persisted(struct pds_core *core, const struct pds_event *ev)
             struct pds_reply *r = reply_add(core, p->req);
             if (r == NULL)
                 return PDS_ENOMEM;
+            r->status = status;
+            if (status != 0)
+                snprintf(r->errmsg, sizeof(r->errmsg), "%s", errmsg);
             r->epoch = p->entry.epoch;
             r->index = p->entry.index;
             r->version = p->entry.version;
@@ -558,6 +566,19 @@ static int on_persisted(struct pds_core *core, const struct pds_event *ev)
     pending_pop(core, n);
     core->durable = index;
     return 0;
+}
+
+static int on_persisted(struct pds_core *core, const struct pds_event *ev)
+{
+    return settle(core, ev->u.persisted.index, 0, NULL);
+}
+
+static int on_ack_timeout(struct pds_core *core, const struct pds_event *ev)
+{
+    return settle(core, ev->u.ack_timeout.index, PDS_ETIMEDOUT,
+                  ev->u.ack_timeout.errmsg != NULL
+                      ? ev->u.ack_timeout.errmsg
+                      : "the replication destination did not confirm");
 }
 
 static int on_persist_failed(struct pds_core *core, const struct pds_event *ev)
@@ -978,6 +999,9 @@ int pds_core_step(struct pds_core *core,
         break;
     case PDS_EVENT_APPLIED:
         rv = on_applied(core, event);
+        break;
+    case PDS_EVENT_ACK_TIMEOUT:
+        rv = on_ack_timeout(core, event);
         break;
     default:
         rv = PDS_EINVAL;

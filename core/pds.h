@@ -239,7 +239,8 @@ enum pds_event_type {
     PDS_EVENT_PEER_JOIN,      /* an authenticated node asks to join */
     PDS_EVENT_PEER_LEFT,      /* a member's connection ended */
     PDS_EVENT_MEMBER_ADMIN,   /* clients stop/start ID|NAME */
-    PDS_EVENT_APPLIED         /* a follower stored the server's entries */
+    PDS_EVENT_APPLIED,        /* a follower stored the server's entries */
+    PDS_EVENT_ACK_TIMEOUT     /* durable here, not confirmed by the standby */
 };
 
 enum pds_member_op { PDS_MEMBER_OP_STOP = 1, PDS_MEMBER_OP_START = 2 };
@@ -287,6 +288,10 @@ struct pds_event {
             const struct pds_entry *entries; /* durable, in log order */
             size_t n_entries;
         } applied;
+        struct {
+            pds_index index; /* entries up to here are durable locally */
+            const char *errmsg;
+        } ack_timeout;
     } u;
 };
 

@@ -652,6 +652,8 @@ int pds_client_status(struct pds_client *c, struct pds_status *out)
     st.server = status_str(c, d, "server");
     st.link = status_str(c, d, "link");
     st.last_error = status_str(c, d, "last_error");
+    st.standby = status_str(c, d, "standby");
+    st.ack_mode = status_str(c, d, "ack_mode");
     if (st.role == NULL || st.data_dir == NULL || st.version == NULL ||
         pds__mp_uint(d, "node_id", &st.node_id) != 0 ||
         pds__mp_uint(d, "epoch", &st.epoch) != 0 ||
@@ -671,7 +673,8 @@ int pds_client_status(struct pds_client *c, struct pds_status *out)
         pds__mp_uint(d, "max_machines", &st.max_machines) != 0 ||
         pds__mp_uint(d, "reclaim_after_s", &st.reclaim_after_s) != 0 ||
         st.group == NULL || st.listen == NULL || st.server == NULL ||
-        st.link == NULL || st.last_error == NULL)
+        st.link == NULL || st.last_error == NULL || st.standby == NULL ||
+        st.ack_mode == NULL)
         return set_err(c, PDS_EPROTO, "malformed status reply");
     *out = st;
     return 0;
@@ -852,6 +855,18 @@ int pds_client_clients_admin(struct pds_client *c,
     req.op = start ? PDS_REQ_CLIENTS_START : PDS_REQ_CLIENTS_STOP;
     req.target = target;
     req.target_len = strlen(target);
+    return simple_call(c, &req);
+}
+
+int pds_client_replication(struct pds_client *c, const char *target)
+{
+    struct pds_request req;
+
+    memset(&req, 0, sizeof(req));
+    req.op =
+        target != NULL ? PDS_REQ_REPLICATION_START : PDS_REQ_REPLICATION_STOP;
+    req.target = target;
+    req.target_len = target != NULL ? strlen(target) : 0;
     return simple_call(c, &req);
 }
 

@@ -37,11 +37,13 @@ enum pds_req_op {
     PDS_REQ_CLIENT_START, /* target HOST:PORT, secret, name (optional) */
     PDS_REQ_CLIENT_STOP,
     PDS_REQ_CLIENTS,
-    PDS_REQ_CLIENTS_STOP,  /* target ID or name */
-    PDS_REQ_CLIENTS_START, /* target ID or name */
-    PDS_REQ_ADMIN_PASSWORD /* secret: the new password */
+    PDS_REQ_CLIENTS_STOP,      /* target ID or name */
+    PDS_REQ_CLIENTS_START,     /* target ID or name */
+    PDS_REQ_ADMIN_PASSWORD,    /* secret: the new password */
+    PDS_REQ_REPLICATION_START, /* target: the standby, ID or name */
+    PDS_REQ_REPLICATION_STOP
 };
-#define PDS_REQ_LAST PDS_REQ_ADMIN_PASSWORD
+#define PDS_REQ_LAST PDS_REQ_REPLICATION_STOP
 
 /* The op's wire name ("put", "delete-user"...). */
 const char *pds_req_op_name(enum pds_req_op op);
@@ -114,6 +116,8 @@ struct pds_status {
     const char *server;       /* client: the server's address */
     const char *link;         /* client: connected, connecting, ... */
     const char *last_error;   /* client: last error of the link */
+    const char *standby;      /* server: the replication destination */
+    const char *ack_mode;     /* server: when writes are acknowledged */
     const char *data_dir;
     const char *version;
 };
@@ -315,6 +319,8 @@ int pds_client_clients(struct pds_client *c,
 int pds_client_clients_admin(struct pds_client *c,
                              int start,
                              const char *target);
+/* Designate the replication destination (NULL target: stop). */
+int pds_client_replication(struct pds_client *c, const char *target);
 /* Set the administrator password for remote use (local socket only). */
 int pds_client_admin_password(struct pds_client *c,
                               const uint8_t *password,

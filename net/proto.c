@@ -32,6 +32,8 @@ static const char *const op_names[] = {
     "clients-stop",
     "clients-start",
     "admin-password",
+    "replication-start",
+    "replication-stop",
 };
 
 const char *pds_req_op_name(enum pds_req_op op)
@@ -452,7 +454,8 @@ int pds_request_decode(const uint8_t *buf,
         goto err_after_unpacked;
     }
     if ((r.op == PDS_REQ_CLIENT_START || r.op == PDS_REQ_CLIENTS_STOP ||
-         r.op == PDS_REQ_CLIENTS_START) &&
+         r.op == PDS_REQ_CLIENTS_START ||
+         r.op == PDS_REQ_REPLICATION_START) &&
         r.target == NULL) {
         snprintf(errmsg, PDS_ERRMSG_SIZE, "%s request needs \"target\"",
                  pds_req_op_name(r.op));
@@ -614,7 +617,7 @@ int pds_reply_status(struct pds_reply_buf *rb, const struct pds_status *st)
     msgpack_packer *pk = &rb->pk;
 
     rb->has_fields = 1;
-    msgpack_pack_map(pk, 25);
+    msgpack_pack_map(pk, 27);
     pds__mp_pack_cstr(pk, "role");
     pds__mp_pack_cstr(pk, st->role != NULL ? st->role : "");
     PACK_U64(pk, st, node_id);
@@ -644,6 +647,10 @@ int pds_reply_status(struct pds_reply_buf *rb, const struct pds_status *st)
     pds__mp_pack_cstr(pk, st->link != NULL ? st->link : "");
     pds__mp_pack_cstr(pk, "last_error");
     pds__mp_pack_cstr(pk, st->last_error != NULL ? st->last_error : "");
+    pds__mp_pack_cstr(pk, "standby");
+    pds__mp_pack_cstr(pk, st->standby != NULL ? st->standby : "");
+    pds__mp_pack_cstr(pk, "ack_mode");
+    pds__mp_pack_cstr(pk, st->ack_mode != NULL ? st->ack_mode : "");
     pds__mp_pack_cstr(pk, "data_dir");
     pds__mp_pack_cstr(pk, st->data_dir != NULL ? st->data_dir : "");
     pds__mp_pack_cstr(pk, "version");

@@ -31,6 +31,8 @@ void pds_config_default(struct pds_config *cfg)
     cfg->heartbeat_ms = 1000;
     cfg->dead_ms = 3000;
     cfg->retry_max_ms = 10000;
+    cfg->ack_mode = PDS_ACK_AUTO;
+    cfg->standby_timeout_ms = 2000;
 }
 
 /* Parse an unsigned number with an optional K/M/G suffix. */
@@ -154,6 +156,22 @@ on_setting(void *user, const char *section, const char *name, const char *value)
         if (parse_size(value, 30, 3600000, &v) != 0)
             return fail(ctx, section, name, "not a number in 30..3600000");
         cfg->dead_ms = (uint32_t)v;
+    } else if (MATCH("replication", "ack_mode")) {
+        if (strcmp(value, "auto") == 0)
+            cfg->ack_mode = PDS_ACK_AUTO;
+        else if (strcmp(value, "local") == 0)
+            cfg->ack_mode = PDS_ACK_LOCAL;
+        else if (strcmp(value, "standby") == 0)
+            cfg->ack_mode = PDS_ACK_STANDBY;
+        else if (strcmp(value, "standby-optional") == 0)
+            cfg->ack_mode = PDS_ACK_STANDBY_OPTIONAL;
+        else
+            return fail(ctx, section, name,
+                        "must be auto, local, standby or standby-optional");
+    } else if (MATCH("replication", "standby_timeout_ms")) {
+        if (parse_size(value, 10, 3600000, &v) != 0)
+            return fail(ctx, section, name, "not a number in 10..3600000");
+        cfg->standby_timeout_ms = (uint32_t)v;
     } else if (MATCH("group", "reclaim_after_s")) {
         if (parse_size(value, 0, 100u * 365 * 86400, &v) != 0)
             return fail(ctx, section, name, "not a number of seconds");

@@ -8,6 +8,8 @@
  *   [group]   max_machines, heartbeat_ms, dead_ms, retry_max_ms,
  *             reclaim_after_s
  *   [node]    product, location (shown in the server's client list)
+ *   [replication] ack_mode (auto | local | standby | standby-optional),
+ *             standby_timeout_ms
  *
  * Sizes accept a K, M or G suffix (powers of 1024).
  */
@@ -18,6 +20,14 @@
 #include <stdint.h>
 
 #include "../core/pds.h"
+
+/* When a write is acknowledged. auto: standby when one is set. */
+enum pds_ack_mode {
+    PDS_ACK_AUTO = 0,
+    PDS_ACK_LOCAL,           /* after the server's fsync */
+    PDS_ACK_STANDBY,         /* after the standby's fsync too, or timeout */
+    PDS_ACK_STANDBY_OPTIONAL /* standby, degrading to local when it is gone */
+};
 
 struct pds_config {
     struct pds_limits limits;
@@ -31,6 +41,8 @@ struct pds_config {
     uint32_t dead_ms;
     uint32_t retry_max_ms;
     uint32_t reclaim_after_s; /* 0: never reclaim a silent client's slot */
+    int ack_mode;             /* enum pds_ack_mode */
+    uint32_t standby_timeout_ms;
     char product[PDS_MEMBER_TEXT];
     char location[PDS_MEMBER_TEXT];
 };

@@ -69,6 +69,13 @@ struct daemon {
     /* Server: the last refusal logged, against log floods. */
     char last_refusal[PDS_MEMBER_ERROR];
     uint64_t last_refusal_ms;
+    /* Replication destination (standby) and acknowledgements. */
+    pds_index committed; /* durable here (the core may wait for more) */
+    int has_standby;
+    uint8_t standby_pk[PDS_KEY_BYTES];
+    uint64_t standby_wait_since; /* ms; 0 when nothing waits */
+    int is_degraded;             /* standby-optional running as local */
+    uv_timer_t ack_timer;
     /* Remote administration: crypto_pwhash_str of the password. */
     char admin_pw[crypto_pwhash_STRBYTES];
 };
@@ -98,6 +105,11 @@ void pds__group_update(struct daemon *d, const struct pds_update *u);
 void pds__group_request(struct daemon *d,
                         struct pds_local_conn *conn,
                         const struct pds_request *req);
+/* Server: the standby made entries up to index durable. */
+void pds__daemon_standby_ack(struct daemon *d, pds_index index);
+/* The acknowledgement mode in force ("local", "standby", ...). */
+const char *pds__daemon_ack_mode(const struct daemon *d);
+
 /* Server: ship new log entries to the followers after a commit. */
 void pds__group_after_commit(struct daemon *d);
 /* Client: send a local write to the server (replies when applied). */

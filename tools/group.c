@@ -785,6 +785,73 @@ static void clients_admin(struct daemon *d,
                     target);
 }
 
+/* replication start NAME|ID, replication stop. */
+static void replication(struct daemon *d,
+                        struct pds_local_conn *conn,
+                        const struct pds_request *req)
+{
+    const struct pds_member *members;
+    const struct pds_member *found = NULL;
+    char target[PDS_MEMBER_TEXT];
+    size_t n;
+    size_t i;
+
+    if (pds_core_role(d->core) != PDS_ROLE_SERVER) {
+        reply_err(conn, req->id, PDS_EPERM,
+                  "this node is not a server: run the command on the "
+                  "group's server (nothing was changed)");
+        return;
+    }
+    if (req->op == PDS_REQ_REPLICATION_STOP) {
+        if (!d->has_standby) {
+            reply_err(conn, req->id, PDS_EINVAL,
+                      "no replication destination is set");
+            return;
+        }
+        d->has_standby = 0;
+        save_blob(d, "standby", NULL, 0);
+        /* Writes waiting for the standby are durable here: answer them. */
+        pds__daemon_standby_ack(d, d->committed);
+        pds_commlog(PDS_LOG_INFO, "replication stopped");
+        reply_ok(conn, req->id);
+        return;
+    }
+    if (req->target_len >= sizeof(target)) {
+        reply_err(conn, req->id, PDS_ENOTFOUND, "no such client");
+        return;
+    }
+    memcpy(target, req->target, req->target_len);
+    target[req->target_len] = '\0';
+    members = pds_core_members(d->core, &n);
+    for (i = 0; i < n; i++) {
+        char hex_id[17];
+        snprintf(hex_id, sizeof(hex_id), "%016llx",
+                 (unsigned long long)members[i].id);
+        if (strcmp(hex_id, target) == 0 ||
+            strcmp(members[i].name, target) == 0) {
+            found = &members[i];
+            break;
+        }
+    }
+    if (found == NULL || found->state != PDS_MEMBER_ENROLLED) {
+        char msg[PDS_ERRMSG_SIZE];
+        snprintf(msg, sizeof(msg),
+                 "no enrolled client \"%s\" in this group ('pdsync "
+                 "clients' lists them; nothing was changed)",
+                 target);
+        reply_err(conn, req->id, PDS_ENOTFOUND, msg);
+        return;
+    }
+    memcpy(d->standby_pk, found->pk, PDS_KEY_BYTES);
+    d->has_standby = 1;
+    save_blob(d, "standby", d->standby_pk, PDS_KEY_BYTES);
+    pds_commlog(PDS_LOG_INFO,
+                "replication destination: %s (%016llx); acknowledgements: %s",
+                found->name, (unsigned long long)found->id,
+                pds__daemon_ack_mode(d));
+    reply_ok(conn, req->id);
+}
+
 static void admin_password(struct daemon *d,
                            struct pds_local_conn *conn,
                            const struct pds_request *req)
@@ -823,6 +890,10 @@ void pds__group_request(struct daemon *d,
     case PDS_REQ_ADMIN_PASSWORD:
         admin_password(d, conn, req);
         break;
+    case PDS_REQ_REPLICATION_START:
+    case PDS_REQ_REPLICATION_STOP:
+        replication(d, conn, req);
+        break;
     case PDS_REQ_SERVER_START:
         server_start(d, conn, req);
         break;
@@ -855,6 +926,24 @@ void pds__group_status(struct daemon *d, struct pds_status *st)
     st->listen = d->listen;
     st->max_machines = d->cfg.max_machines;
     st->reclaim_after_s = d->cfg.reclaim_after_s;
+    st->standby = "";
+    st->ack_mode = "";
+    if (pds_core_role(d->core) == PDS_ROLE_SERVER) {
+        static char standby[160];
+        st->ack_mode = pds__daemon_ack_mode(d);
+        if (d->has_standby) {
+            uint64_t pos = 0;
+            int on = pds__repl_follower(d->standby_pk, &pos);
+            snprintf(standby, sizeof(standby), "%016llx, %s",
+                     (unsigned long long)pds_member_id(d->standby_pk),
+                     on ? "following" : "not connected");
+            if (on)
+                snprintf(standby + strlen(standby),
+                         sizeof(standby) - strlen(standby), ", durable at %llu",
+                         (unsigned long long)pos);
+            st->standby = standby;
+        }
+    }
     st->n_machines = pds_core_role(d->core) == PDS_ROLE_SERVER
                          ? pds_core_n_machines(d->core)
                          : 0;
@@ -945,6 +1034,8 @@ int pds__group_open(struct daemon *d, char *errmsg)
     d->name[len] = '\0';
     load_blob(d, "server_pk", d->server_pk, PDS_KEY_BYTES, &len);
     d->has_server_pk = len == PDS_KEY_BYTES;
+    load_blob(d, "standby", d->standby_pk, PDS_KEY_BYTES, &len);
+    d->has_standby = len == PDS_KEY_BYTES;
     load_blob(d, "admin_pw", d->admin_pw, sizeof(d->admin_pw) - 1, &len);
     d->admin_pw[len] = '\0';
     the_daemon = d;

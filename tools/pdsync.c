@@ -65,6 +65,7 @@ static void print_usage(FILE *out)
             "  client start HOST:PORT --join-secret-file F [--name N] | stop\n"
             "                                   be a client of a server\n"
             "  clients [stop|start ID|NAME]     the server's clients\n"
+            "  replication start ID|NAME | stop  the replication destination\n"
             "  admin-password set --password-file F\n"
             "                                   allow remote administration\n"
             "  help [COMMAND]                   show help\n"
@@ -335,7 +336,8 @@ static int parse_cmd(const char *name,
      * value may start with '-'. */
     int permute = strcmp(name, "server") == 0 || strcmp(name, "client") == 0 ||
                   strcmp(name, "clients") == 0 ||
-                  strcmp(name, "admin-password") == 0;
+                  strcmp(name, "admin-password") == 0 ||
+                  strcmp(name, "replication") == 0;
     char *end;
     int opt;
 
@@ -744,6 +746,10 @@ static int cmd_status(struct cli *cli, int argc, char **argv)
         json_str(st.listen, strlen(st.listen));
         printf(",\"server\":");
         json_str(st.server, strlen(st.server));
+        printf(",\"standby\":");
+        json_str(st.standby, strlen(st.standby));
+        printf(",\"ack_mode\":");
+        json_str(st.ack_mode, strlen(st.ack_mode));
         printf(",\"link\":\"%s\",\"last_error\":", st.link);
         json_str(st.last_error, strlen(st.last_error));
         printf(",\"data_dir\":");
@@ -763,6 +769,9 @@ static int cmd_status(struct cli *cli, int argc, char **argv)
     if (st.listen[0] != '\0')
         printf("group port:  %s\n", st.listen);
     if (strcmp(st.role, "server") == 0) {
+        printf("standby:     %s\n"
+               "acks:        %s\n",
+               st.standby[0] != '\0' ? st.standby : "none", st.ack_mode);
         printf("machines:    %llu of %llu\n", (unsigned long long)st.n_machines,
                (unsigned long long)st.max_machines);
         if (st.reclaim_after_s > 0)
@@ -1084,6 +1093,42 @@ static int cmd_clients(struct cli *cli, int argc, char **argv)
     return 0;
 }
 
+static int cmd_replication(struct cli *cli, int argc, char **argv)
+{
+    struct cmd_opts o;
+    int first;
+    int rv;
+
+    rv = parse_cmd("replication", argc, argv, "", &o, &first);
+    if (rv != 0)
+        return rv < 0 ? 0 : rv;
+    argc -= first;
+    argv += first;
+    if (argc >= 1 && strcmp(argv[0], "stop") == 0)
+        rv = check_operands("replication", argc, 1, 1);
+    else if (argc >= 1 && strcmp(argv[0], "start") == 0)
+        rv = check_operands("replication", argc, 2, 2);
+    else
+        return usage_error("replication",
+                           "replication: unknown or missing action");
+    if (rv != 0)
+        return rv;
+    rv = connect_node(cli);
+    if (rv != 0)
+        return rv;
+    rv = pds_client_replication(cli->client, argc == 2 ? argv[1] : NULL);
+    if (rv != 0)
+        return fail(cli, rv);
+    if (cli->json)
+        printf("{\"ok\":true}\n");
+    else if (argc == 2)
+        printf("replication destination: %s ('pdsync status' shows it)\n",
+               argv[1]);
+    else
+        printf("replication stopped\n");
+    return 0;
+}
+
 static int cmd_admin_password(struct cli *cli, int argc, char **argv)
 {
     struct cmd_opts o;
@@ -1187,6 +1232,14 @@ static const struct command commands[] = {
      "location, address, first enrolled, last seen, version, last error),\n"
      "or stop / start one client's synchronization.",
      cmd_clients},
+    {"replication", "start ID|NAME | stop",
+     "On the server: make an enrolled client the replication destination\n"
+     "(standby), or stop replicating to it. With a standby, a write is\n"
+     "acknowledged only once the standby has it durably too ([replication]\n"
+     "ack_mode; a standby that does not confirm within standby_timeout_ms\n"
+     "gives the writer a timeout error, or with standby-optional degrades\n"
+     "to local acknowledgement with a Warning).",
+     cmd_replication},
     {"admin-password", "set --password-file F",
      "Set the administrator password that remote administration\n"
      "('pdsync --node HOST:PORT --password-file F COMMAND') requires. Only\n"

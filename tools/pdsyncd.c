@@ -146,6 +146,17 @@ int pds__daemon_step(struct daemon *d, const struct pds_event *ev)
     return rv;
 }
 
+static int waits_for_standby(const struct daemon *d)
+{
+    if (pds_core_role(d->core) != PDS_ROLE_SERVER || !d->has_standby)
+        return 0;
+    if (d->cfg.ack_mode == PDS_ACK_LOCAL)
+        return 0;
+    if (d->cfg.ack_mode == PDS_ACK_STANDBY_OPTIONAL && d->is_degraded)
+        return 0;
+    return 1;
+}
+
 /* The check phase: one transaction, one fsync for the whole turn. */
 static void commit_batch(uv_check_t *handle)
 {
@@ -164,6 +175,15 @@ static void commit_batch(uv_check_t *handle)
     if (rv == 0) {
         d->n_commits++;
         d->n_committed += d->n_batch;
+        d->committed = last;
+        if (waits_for_standby(d)) {
+            /* Answered when the standby confirms, or at the timeout. */
+            d->n_batch = 0;
+            if (d->standby_wait_since == 0)
+                d->standby_wait_since = pds__wall_ms();
+            pds__group_after_commit(d);
+            return;
+        }
         ev.type = PDS_EVENT_PERSISTED;
         ev.u.persisted.index = last;
     } else {
@@ -181,6 +201,94 @@ static void commit_batch(uv_check_t *handle)
                 pds_strerror(rv));
     if (ev.type == PDS_EVENT_PERSISTED)
         pds__group_after_commit(d);
+}
+
+static void on_ack_timer(uv_timer_t *t);
+
+const char *pds__daemon_ack_mode(const struct daemon *d)
+{
+    switch (d->cfg.ack_mode) {
+    case PDS_ACK_LOCAL:
+        return "local";
+    case PDS_ACK_STANDBY:
+        return "standby";
+    case PDS_ACK_STANDBY_OPTIONAL:
+        return d->is_degraded ? "standby-optional (degraded to local: the "
+                                "standby is unreachable)"
+                              : "standby-optional";
+    default:
+        return d->has_standby ? "standby" : "local";
+    }
+}
+
+static void settle_committed(struct daemon *d, pds_index index, int timeout)
+{
+    struct pds_event ev;
+    char msg[PDS_ERRMSG_SIZE];
+
+    if (index <= pds_core_last_index(d->core))
+        return;
+    memset(&ev, 0, sizeof(ev));
+    ev.now = pds__wall_ms();
+    if (timeout) {
+        snprintf(msg, sizeof(msg),
+                 "the write is durable on the server, but the replication "
+                 "destination did not confirm it within %u ms (it is "
+                 "unreachable or behind): not acknowledged",
+                 (unsigned)d->cfg.standby_timeout_ms);
+        ev.type = PDS_EVENT_ACK_TIMEOUT;
+        ev.u.ack_timeout.index = index;
+        ev.u.ack_timeout.errmsg = msg;
+    } else {
+        ev.type = PDS_EVENT_PERSISTED;
+        ev.u.persisted.index = index;
+    }
+    if (pds__daemon_step(d, &ev) != 0)
+        pds_log(PDS_LOG_ERROR, "core refused an acknowledgement");
+}
+
+void pds__daemon_standby_ack(struct daemon *d, pds_index index)
+{
+    if (index > d->committed)
+        index = d->committed;
+    if (d->is_degraded) {
+        d->is_degraded = 0;
+        pds_commlog(PDS_LOG_INFO,
+                    "the replication destination is back: writes are "
+                    "acknowledged after its fsync again");
+    }
+    settle_committed(d, index, 0);
+    d->standby_wait_since =
+        pds_core_last_index(d->core) < d->committed ? pds__wall_ms() : 0;
+}
+
+/* Writes waiting too long for the standby: time out, or degrade. */
+static void on_ack_timer(uv_timer_t *t)
+{
+    struct daemon *d = t->data;
+    uint64_t now = pds__wall_ms();
+
+    if (d->standby_wait_since == 0 ||
+        now - d->standby_wait_since < d->cfg.standby_timeout_ms)
+        return;
+    if (d->cfg.ack_mode == PDS_ACK_STANDBY_OPTIONAL) {
+        d->is_degraded = 1;
+        pds_commlog(PDS_LOG_WARNING,
+                    "the replication destination did not confirm within "
+                    "%u ms: acknowledging after the server's fsync alone "
+                    "until it is back",
+                    (unsigned)d->cfg.standby_timeout_ms);
+        settle_committed(d, d->committed, 0);
+    } else {
+        pds_commlog(PDS_LOG_ERROR,
+                    "the replication destination did not confirm writes "
+                    "up to %llu within %u ms: their writers got a timeout "
+                    "error",
+                    (unsigned long long)d->committed,
+                    (unsigned)d->cfg.standby_timeout_ms);
+        settle_committed(d, d->committed, 1);
+    }
+    d->standby_wait_since = 0;
 }
 
 /* ---- Request handlers ------------------------------------------------- */
@@ -561,6 +669,8 @@ void pds__daemon_request(struct daemon *d,
     case PDS_REQ_CLIENTS_STOP:
     case PDS_REQ_CLIENTS_START:
     case PDS_REQ_ADMIN_PASSWORD:
+    case PDS_REQ_REPLICATION_START:
+    case PDS_REQ_REPLICATION_STOP:
         pds__group_request(d, conn, req);
         break;
     }
@@ -597,6 +707,7 @@ static void stop(struct daemon *d, const char *why)
     pds_local_close(d->local);
     pds__group_close(d);
     uv_close((uv_handle_t *)&d->commit_check, on_handle_closed);
+    uv_close((uv_handle_t *)&d->ack_timer, on_handle_closed);
     uv_close((uv_handle_t *)&d->sigterm, on_handle_closed);
     uv_close((uv_handle_t *)&d->sigint, on_handle_closed);
 }
@@ -694,6 +805,7 @@ static int open_node(struct daemon *d, char *errmsg)
     ccfg.epoch = meta.epoch;
     ccfg.last_index = meta.last_index;
     ccfg.last_hlc = meta.last_hlc;
+    d->committed = meta.last_index;
     ccfg.limits = d->cfg.limits;
     ccfg.max_machines = d->cfg.max_machines;
     ccfg.reclaim_after_ms = (uint64_t)d->cfg.reclaim_after_s * 1000u;
@@ -831,6 +943,9 @@ int main(int argc, char **argv)
 
     signal(SIGPIPE, SIG_IGN);
     uv_loop_init(&d.loop);
+    uv_timer_init(&d.loop, &d.ack_timer);
+    d.ack_timer.data = &d;
+    uv_timer_start(&d.ack_timer, on_ack_timer, 100, 100);
     uv_check_init(&d.loop, &d.commit_check);
     d.commit_check.data = &d;
     uv_check_start(&d.commit_check, commit_batch);
@@ -845,6 +960,7 @@ int main(int argc, char **argv)
                          &d.local, errmsg) != 0) {
         pds_commlog(PDS_LOG_ERROR, "start refused: %s", errmsg);
         uv_close((uv_handle_t *)&d.commit_check, on_handle_closed);
+        uv_close((uv_handle_t *)&d.ack_timer, on_handle_closed);
         uv_close((uv_handle_t *)&d.sigterm, on_handle_closed);
         uv_close((uv_handle_t *)&d.sigint, on_handle_closed);
         uv_run(&d.loop, UV_RUN_DEFAULT);
@@ -855,6 +971,7 @@ int main(int argc, char **argv)
         pds_commlog(PDS_LOG_ERROR, "start refused: %s", errmsg);
         pds_local_close(d.local);
         uv_close((uv_handle_t *)&d.commit_check, on_handle_closed);
+        uv_close((uv_handle_t *)&d.ack_timer, on_handle_closed);
         uv_close((uv_handle_t *)&d.sigterm, on_handle_closed);
         uv_close((uv_handle_t *)&d.sigint, on_handle_closed);
         pds__group_close(&d);

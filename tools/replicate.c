@@ -154,7 +154,7 @@ static int ship(struct daemon *d, struct follower *f, pds_index last)
 
 void pds__group_after_commit(struct daemon *d)
 {
-    pds_index last = pds_core_last_index(d->core);
+    pds_index last = d->committed;
     size_t i;
 
     for (i = 0; i < n_followers; i++)
@@ -225,7 +225,9 @@ void pds__repl_on_sync(struct daemon *d,
     memcpy(f->pk, pds_conn_peer_pk(c), PDS_KEY_BYTES);
     f->next = m->index + 1;
     f->acked = m->index;
-    ship(d, f, pds_core_last_index(d->core));
+    if (d->has_standby && memcmp(f->pk, d->standby_pk, PDS_KEY_BYTES) == 0)
+        pds__daemon_standby_ack(d, m->index);
+    ship(d, f, d->committed);
 }
 
 void pds__repl_on_ack(struct daemon *d,
@@ -241,7 +243,9 @@ void pds__repl_on_ack(struct daemon *d,
         return;
     }
     f->acked = m->index;
-    ship(d, f, pds_core_last_index(d->core));
+    if (d->has_standby && memcmp(f->pk, d->standby_pk, PDS_KEY_BYTES) == 0)
+        pds__daemon_standby_ack(d, m->index);
+    ship(d, f, d->committed);
 }
 
 /* Server: a client's write, stepped like a local one. */

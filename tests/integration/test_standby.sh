@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# The replication destination: with a standby, a write is acknowledged only
+# once the standby has it durably; kill -9 of the server loses no
+# acknowledged write on the standby; a standby that is gone gives a timeout
+# error (or, with standby-optional, a logged degradation to local acks).
+source "${PDS_TEST_LIB:-$(dirname "$0")/lib.sh}"
+: "${PDS_LOAD:?}"
+
+conf() {  # DIR [ack_mode]
+    printf '[group]\nheartbeat_ms = 100\ndead_ms = 600\nretry_max_ms = 200\n[replication]\nstandby_timeout_ms = 500\nack_mode = %s\n' \
+        "${2:-auto}" >"$1/pdsyncd.conf"
+}
+printf 'correct-horse-battery-staple\n' >"$T_ROOT/secret"
+s=$(node_dir server); conf "$s"
+start_node "$s" --listen 127.0.0.1:0
+addr=$(cat "$s/listen.addr")
+pds "$s" server start --join-secret-file "$T_ROOT/secret" >/dev/null || fail "server start"
+sb=$(node_dir standby); conf "$sb"
+start_node "$sb"
+expect 0 pds "$sb" client start "$addr" --join-secret-file "$T_ROOT/secret" --name standby
+wait_for "$s" clients 'connected +standby'
+
+expect 1 pds "$s" replication start nosuchnode
+expect_err 'no enrolled client "nosuchnode"'
+expect 1 pds "$sb" replication start standby
+expect_err 'not a server'
+expect 0 pds "$s" status
+expect_out '^acks: +local'
+expect 0 pds "$s" replication start standby
+wait_for "$s" status '^standby: +[0-9a-f]{16}, following'
+expect_out '^acks: +standby$'
+pass "replication start: the standby is named in status, acks wait for it"
+
+# Every acknowledged write is on the standby the moment it is answered.
+for i in $(seq 1 20); do
+    pds "$s" put "user$i" ui.language "lang-$i" >/dev/null || fail "put $i"
+    got=$(pds "$sb" get "user$i" ui.language) || fail "write $i acknowledged but not on the standby"
+    [ "$got" = "lang-$i" ] || fail "standby has '$got' for write $i"
+done
+pass "an acknowledged write is already durable and applied on the standby"
+
+# kill -9 of the server during a stream of writes: every acknowledged
+# write is on the standby.
+: >"$T_ROOT/acked"
+"$PDS_LOAD" --socket "$s/pdsyncd.sock" --writers 16 --seconds 20 --value-size 64 \
+    --users 20 --prefix crash --acked "$T_ROOT/acked" >"$T_ROOT/load.out" 2>&1 &
+load=$!
+deadline=$((SECONDS + 15))
+while [ "$(wc -l <"$T_ROOT/acked")" -lt 300 ] && [ $SECONDS -lt $deadline ]; do
+    sleep 0.05
+done
+crash_node "$s"
+wait "$load"
+n=$(wc -l <"$T_ROOT/acked")
+[ "$n" -ge 300 ] || fail "only $n writes acknowledged before the crash"
+missing=0
+while read -r owner item value; do
+    got=$(pds "$sb" get "$owner" "$item" 2>/dev/null) && [ "${got:0:${#value}}" = "$value" ] ||
+        missing=$((missing + 1))
+done <"$T_ROOT/acked"
+[ "$missing" -eq 0 ] || fail "$missing of $n acknowledged writes are missing on the standby"
+pass "kill -9 of the server under 16 writers: all $n acknowledged writes are on the standby"
+
+# The standby is gone: a write is durable on the server but its writer
+# gets a timeout error, never a silent success.
+start_node "$s" --listen "$addr"
+wait_for "$s" status '^standby: +[0-9a-f]{16}, following'
+stop_node "$sb"
+wait_for "$s" status '^standby: +[0-9a-f]{16}, not connected'
+expect 1 pds "$s" put frank ui.language nl
+expect_err 'timed out: the write is durable on the server, but the replication destination did not confirm it within 500 ms'
+expect 0 pds "$s" get frank ui.language
+expect 0 pds "$s" log
+expect_out 'ERROR the replication destination did not confirm'
+pass "standby gone: the writer gets a timeout error"
+
+# standby-optional: the server degrades to local acks, says so, and
+# returns to standby acks when the standby is back.
+stop_node "$s"
+conf "$s" standby-optional
+start_node "$s" --listen "$addr"
+expect 0 pds "$s" put grace ui.language it
+expect 0 pds "$s" log
+expect_out 'WARNING the replication destination did not confirm within 500 ms: acknowledging after the server.s fsync alone'
+expect 0 pds "$s" status
+expect_out '^acks: +standby-optional \(degraded to local'
+start_node "$sb"
+wait_for "$s" status '^standby: +[0-9a-f]{16}, following'
+expect 0 pds "$s" put heidi ui.language fi
+expect 0 pds "$sb" get heidi ui.language
+wait_for "$s" status '^acks: +standby-optional$'
+pass "standby-optional: degrades to local with a Warning, back to standby acks when it returns"
+
+expect 0 pds "$s" replication stop
+expect 0 pds "$s" status
+expect_out '^standby: +none'
+expect 1 pds "$s" replication stop
+expect_err 'no replication destination is set'
+pass "replication stop"
