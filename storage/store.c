@@ -186,12 +186,64 @@ static void preallocate(struct pds_store *s)
 }
 
 /*
+ * The message for a failed mdb_env_open() or a damaged file found while
+ * opening, with LMDB's text; returns the PDS_E* code. EINVAL from
+ * mdb_env_open() means a header LMDB cannot use, so it counts as damage.
+ */
+static int open_error(const char *path, int rv, const char *what, char *errmsg)
+{
+    int code = rv == EINVAL ? PDS_ECORRUPT : translate(rv);
+
+    if (code == PDS_EPERM)
+        snprintf(errmsg, PDS_ERRMSG_SIZE,
+                 "data directory %s is not writable (%s): fix its "
+                 "permissions or choose another --data",
+                 path, what);
+    else if (code == PDS_ECORRUPT)
+        snprintf(errmsg, PDS_ERRMSG_SIZE,
+                 "data directory %s: database file is damaged (%s): "
+                 "restore it from a backup or move it away (nothing was "
+                 "changed)",
+                 path, what);
+    else
+        snprintf(errmsg, PDS_ERRMSG_SIZE, "data directory %s: %s", path, what);
+    return code;
+}
+
+/*
+ * Is the file shorter than the pages its newest meta page says are in use?
+ * LMDB maps the file and would die of SIGBUS on the first page past its
+ * end, so a truncated file is refused before any page is read.
+ */
+static int is_truncated(MDB_env *env, char *what, size_t what_size)
+{
+    MDB_envinfo info;
+    MDB_stat st;
+    struct stat fst;
+    uint64_t need;
+    int fd;
+
+    if (mdb_env_get_fd(env, &fd) != 0 || fstat(fd, &fst) != 0 ||
+        mdb_env_info(env, &info) != 0 || mdb_env_stat(env, &st) != 0)
+        return 0;
+    need = ((uint64_t)info.me_last_pgno + 1) * st.ms_psize;
+    if ((uint64_t)fst.st_size >= need)
+        return 0;
+    snprintf(what, what_size, "file is truncated: %llu bytes of %llu",
+             (unsigned long long)fst.st_size, (unsigned long long)need);
+    return 1;
+}
+
+/*
  * Before opening for writing, read the format of an existing environment
- * read-only, so that a newer one is refused without a single write.
+ * read-only, so that a newer one is refused without a single write. An
+ * empty data file (a crash before the first commit) is a new store.
  */
 static int check_format(struct pds_store *s, char *errmsg)
 {
     char file[600];
+    char what[128];
+    struct stat fst;
     MDB_env *env;
     MDB_txn *txn;
     MDB_dbi dbi;
@@ -199,15 +251,21 @@ static int check_format(struct pds_store *s, char *errmsg)
     int rv;
 
     snprintf(file, sizeof(file), "%s/data.mdb", s->path);
-    if (access(file, F_OK) != 0)
+    if (stat(file, &fst) != 0 || fst.st_size == 0)
         return 0;
     rv = mdb_env_create(&env);
     if (rv != 0)
         goto err;
-    mdb_env_set_maxdbs(env, 8);
+    rv = mdb_env_set_maxdbs(env, 8);
+    if (rv != 0)
+        goto err_after_env;
     rv = mdb_env_open(env, s->path, MDB_RDONLY, 0600);
     if (rv != 0)
         goto err_after_env;
+    if (is_truncated(env, what, sizeof(what))) {
+        mdb_env_close(env);
+        return open_error(s->path, MDB_CORRUPTED, what, errmsg);
+    }
     rv = mdb_txn_begin(env, NULL, MDB_RDONLY, &txn);
     if (rv != 0)
         goto err_after_env;
@@ -233,15 +291,7 @@ static int check_format(struct pds_store *s, char *errmsg)
 err_after_env:
     mdb_env_close(env);
 err:
-    if (translate(rv) == PDS_ECORRUPT || rv == EINVAL)
-        snprintf(errmsg, PDS_ERRMSG_SIZE,
-                 "data directory %s: database file is damaged (%s): restore "
-                 "it from a backup or move it away (nothing was changed)",
-                 s->path, mdb_strerror(rv));
-    else
-        snprintf(errmsg, PDS_ERRMSG_SIZE, "data directory %s: %s", s->path,
-                 mdb_strerror(rv));
-    return rv == EINVAL ? PDS_ECORRUPT : translate(rv);
+    return open_error(s->path, rv, mdb_strerror(rv), errmsg);
 }
 
 static int open_tables(struct pds_store *s)
@@ -273,12 +323,52 @@ err_after_txn:
     return rv;
 }
 
+/*
+ * An existing file larger than the first map (it grew, or was preallocated,
+ * in an earlier run) is mapped whole at once rather than regrown step by
+ * step, up to the budget; LMDB itself never maps less than the pages in
+ * use. Returns an LMDB or errno code.
+ */
+static int use_file_size(struct pds_store *s)
+{
+    MDB_envinfo info;
+    struct stat fst;
+    long psize = sysconf(_SC_PAGESIZE);
+    size_t size = s->map_size;
+    int fd;
+    int rv;
+
+    if (psize <= 0)
+        psize = 4096;
+    rv = mdb_env_get_fd(s->env, &fd);
+    if (rv != 0)
+        return rv;
+    if (fstat(fd, &fst) != 0)
+        return errno;
+    if ((uint64_t)fst.st_size > size) {
+        size = (size_t)fst.st_size / (size_t)psize * (size_t)psize;
+        if (size > s->budget)
+            size = s->budget;
+    }
+    rv = mdb_env_info(s->env, &info);
+    if (rv != 0)
+        return rv;
+    if (info.me_mapsize > size)
+        size = info.me_mapsize;
+    if (size != info.me_mapsize) {
+        rv = mdb_env_set_mapsize(s->env, size);
+        if (rv != 0)
+            return rv;
+    }
+    s->map_size = size;
+    return 0;
+}
+
 int pds_store_open(const struct pds_store_config *config,
                    struct pds_store **out,
                    char *errmsg)
 {
     struct pds_store *s;
-    MDB_envinfo info;
     long psize = sysconf(_SC_PAGESIZE);
     int rv;
 
@@ -316,31 +406,17 @@ int pds_store_open(const struct pds_store_config *config,
     if (rv == 0)
         rv = mdb_env_open(s->env, s->path, MDB_NOTLS, 0600);
     if (rv != 0) {
-        int code = rv == EINVAL ? PDS_ECORRUPT : translate(rv);
-        if (code == PDS_EPERM)
-            snprintf(errmsg, PDS_ERRMSG_SIZE,
-                     "data directory %s is not writable (%s): fix its "
-                     "permissions or choose another --data",
-                     s->path, mdb_strerror(rv));
-        else if (code == PDS_ECORRUPT)
-            snprintf(errmsg, PDS_ERRMSG_SIZE,
-                     "data directory %s: database file is damaged (%s): "
-                     "restore it from a backup or move it away",
-                     s->path, mdb_strerror(rv));
-        else
-            snprintf(errmsg, PDS_ERRMSG_SIZE, "data directory %s: %s", s->path,
-                     mdb_strerror(rv));
-        rv = code;
+        rv = open_error(s->path, rv, mdb_strerror(rv), errmsg);
         goto err_after_env;
     }
-    /* An existing file larger than the first map keeps its size. */
-    if (mdb_env_info(s->env, &info) == 0 && info.me_mapsize > s->map_size)
-        s->map_size = info.me_mapsize;
+    rv = use_file_size(s);
+    if (rv != 0) {
+        rv = open_error(s->path, rv, mdb_strerror(rv), errmsg);
+        goto err_after_env;
+    }
     rv = open_tables(s);
     if (rv != 0) {
-        snprintf(errmsg, PDS_ERRMSG_SIZE, "data directory %s: %s", s->path,
-                 mdb_strerror(rv));
-        rv = translate(rv);
+        rv = open_error(s->path, rv, mdb_strerror(rv), errmsg);
         goto err_after_env;
     }
     preallocate(s);
@@ -609,6 +685,51 @@ static int is_disk_full(struct pds_store *s)
     return (uint64_t)vfs.f_bavail * vfs.f_frsize < ((uint64_t)1 << 20);
 }
 
+/*
+ * Double the map, up to the budget, after MDB_MAP_FULL. No transaction of
+ * this process may be active: the caller has ended its write transaction
+ * and the growth lock waits for the readers. Returns MDB_MAP_FULL when the
+ * map already is the budget, else an LMDB code.
+ */
+static int grow_map(struct pds_store *s)
+{
+    size_t grown;
+    int rv;
+
+    if (s->map_size >= s->budget)
+        return MDB_MAP_FULL;
+    grown = s->map_size * 2;
+    if (grown > s->budget || grown < s->map_size)
+        grown = s->budget;
+    pthread_rwlock_wrlock(&s->growth_lock);
+    rv = mdb_env_set_mapsize(s->env, grown);
+    pthread_rwlock_unlock(&s->growth_lock);
+    if (rv != 0)
+        return rv;
+    s->map_size = grown;
+    preallocate(s);
+    return 0;
+}
+
+/*
+ * Entries come from the core, or from the network through
+ * pds_entry_decode(); the lengths are checked again here because they size
+ * the key buffers below.
+ */
+static int entry_is_valid(const struct pds_entry *e)
+{
+    if (e->op != PDS_OP_PUT && e->op != PDS_OP_DEL && e->op != PDS_OP_DEL_OWNER)
+        return 0;
+    if (e->key.scope != PDS_SCOPE_USER && e->key.scope != PDS_SCOPE_GROUP)
+        return 0;
+    if (e->key.owner_len == 0 || e->key.owner_len > PDS_OWNER_MAX ||
+        e->key.item_len > PDS_ITEM_MAX || e->value_len > PDS_VALUE_MAX)
+        return 0;
+    if (e->op != PDS_OP_DEL_OWNER && e->key.item_len == 0)
+        return 0;
+    return 1;
+}
+
 /* One attempt at the whole transaction; MDB_MAP_FULL is returned as is. */
 static int commit_once(struct pds_store *s,
                        const struct pds_entry *entries,
@@ -646,6 +767,13 @@ static int commit_once(struct pds_store *s,
         uint8_t kbuf[8];
         MDB_val k = {8, kbuf};
         MDB_val v;
+        if (!entry_is_valid(e)) {
+            mdb_txn_abort(txn);
+            return set_commit_err(s, PDS_EINVAL,
+                                  "commit: entry %llu is malformed (nothing "
+                                  "was written)",
+                                  (unsigned long long)e->index);
+        }
         if (i > 0 && e->index != entries[i - 1].index + 1) {
             mdb_txn_abort(txn);
             return set_commit_err(s, PDS_EINVAL,
@@ -701,29 +829,21 @@ int pds_store_commit(struct pds_store *store,
     if (n_entries == 0)
         return 0;
     for (;;) {
-        size_t grown;
         rv = commit_once(store, entries, n_entries, now);
         if (rv > PDS_EFIRST && rv < PDS_ELAST)
             return rv; /* already a PDS_E code with its message */
         if (rv != MDB_MAP_FULL)
             break;
-        if (store->map_size >= store->budget)
+        rv = grow_map(store);
+        if (rv == MDB_MAP_FULL)
             return set_commit_err(
                 store, PDS_ENOSPC,
                 "storage budget exhausted: the data needs more "
                 "than storage_budget = %zu bytes; delete users "
                 "or raise storage_budget (nothing was written)",
                 store->budget);
-        grown = store->map_size * 2;
-        if (grown > store->budget || grown < store->map_size)
-            grown = store->budget;
-        pthread_rwlock_wrlock(&store->growth_lock);
-        rv = mdb_env_set_mapsize(store->env, grown);
-        pthread_rwlock_unlock(&store->growth_lock);
         if (rv != 0)
             break;
-        store->map_size = grown;
-        preallocate(store);
     }
     if (rv == EIO && is_disk_full(store))
         rv = ENOSPC; /* LMDB reports a short write as EIO */
@@ -970,17 +1090,9 @@ static int small_write(struct pds_store *store,
             rv = mdb_txn_commit(txn);
         else
             mdb_txn_abort(txn);
-        if (rv != MDB_MAP_FULL || store->map_size >= store->budget)
+        if (rv != MDB_MAP_FULL)
             break;
-        pthread_rwlock_wrlock(&store->growth_lock);
-        rv = mdb_env_set_mapsize(store->env, store->map_size * 2 > store->budget
-                                                 ? store->budget
-                                                 : store->map_size * 2);
-        if (rv == 0)
-            store->map_size = store->map_size * 2 > store->budget
-                                  ? store->budget
-                                  : store->map_size * 2;
-        pthread_rwlock_unlock(&store->growth_lock);
+        rv = grow_map(store);
         if (rv != 0)
             break;
     }

@@ -8,8 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -229,12 +229,182 @@ TEST(list_by_owner)
     pds_store_close(s);
 }
 
+TEST(versions_and_tombstones)
+{
+    struct pds_store *s;
+    struct pds_store_stats st;
+    struct pds_entry es[2];
+    struct pds_key k = {PDS_SCOPE_USER, "alice", 5, "ui.theme", 8};
+    struct pds_record rec;
+    uint8_t *value;
+
+    fresh_dir();
+    s = open_store(0, 0, 0);
+    CHECK(s != NULL);
+    es[0] = entry(1, PDS_OP_PUT, "alice", "ui.theme", "dark");
+    es[1] = entry(2, PDS_OP_PUT, "alice", "ui.theme", "light");
+    es[1].version.node = 9;
+    CHECK_EQ(pds_store_commit(s, es, 2, 1), 0);
+    value = NULL;
+    CHECK_EQ(pds_store_get(s, &k, &rec, &value), 0);
+    CHECK(!rec.is_tombstone);
+    CHECK_EQ(rec.version.hlc, PDS_HLC_MAKE(1002, 0));
+    CHECK_EQ(rec.version.node, 9);
+    CHECK_EQ(rec.index, 2);
+    CHECK_EQ(rec.value_len, 5);
+    CHECK(rec.value == value && memcmp(value, "light", 5) == 0);
+    free(value);
+
+    /* A delete leaves a tombstone with its own version and index. */
+    es[0] = entry(3, PDS_OP_DEL, "alice", "ui.theme", NULL);
+    CHECK_EQ(pds_store_commit(s, es, 1, 2), 0);
+    value = NULL;
+    CHECK_EQ(pds_store_get(s, &k, &rec, &value), 0);
+    free(value);
+    CHECK(rec.is_tombstone);
+    CHECK_EQ(rec.version.hlc, PDS_HLC_MAKE(1003, 0));
+    CHECK_EQ(rec.index, 3);
+    CHECK_EQ(rec.value_len, 0);
+    CHECK_EQ(pds_store_stats(s, &st), 0);
+    CHECK_EQ(st.n_records, 0);
+
+    /* Deleting a tombstone or a key never written counts nothing. */
+    es[0] = entry(4, PDS_OP_DEL, "alice", "ui.theme", NULL);
+    es[1] = entry(5, PDS_OP_DEL, "alice", "never", NULL);
+    CHECK_EQ(pds_store_commit(s, es, 2, 3), 0);
+    CHECK_EQ(pds_store_stats(s, &st), 0);
+    CHECK_EQ(st.n_records, 0);
+
+    /* A put over a tombstone makes the record live again. */
+    es[0] = entry(6, PDS_OP_PUT, "alice", "ui.theme", "blue");
+    CHECK_EQ(pds_store_commit(s, es, 1, 4), 0);
+    CHECK_EQ(pds_store_stats(s, &st), 0);
+    CHECK_EQ(st.n_records, 1);
+    value = NULL;
+    CHECK_EQ(pds_store_get(s, &k, &rec, &value), 0);
+    CHECK(!rec.is_tombstone && rec.index == 6);
+    free(value);
+    pds_store_close(s);
+}
+
+struct owner_seen {
+    int n;
+    char names[8][16];
+    enum pds_scope scopes[8];
+    pds_time used[8];
+};
+
+static int owner_cb(void *arg, const struct pds_owner_info *o)
+{
+    struct owner_seen *seen = arg;
+
+    if (seen->n == 8)
+        return 1;
+    snprintf(seen->names[seen->n], sizeof(seen->names[0]), "%.*s",
+             (int)o->owner_len, o->owner);
+    seen->scopes[seen->n] = o->scope;
+    seen->used[seen->n] = o->last_used;
+    seen->n++;
+    return 0;
+}
+
+TEST(owners_table_and_counts)
+{
+    struct pds_store *s;
+    struct pds_store_stats st;
+    struct owner_seen seen;
+    struct pds_entry es[4];
+
+    fresh_dir();
+    s = open_store(0, 0, 0);
+    CHECK(s != NULL);
+    es[0] = entry(1, PDS_OP_PUT, "alice", "a", "1");
+    es[1] = entry(2, PDS_OP_PUT, "bob", "a", "1");
+    es[2] = entry(3, PDS_OP_PUT, "sales", "a", "1");
+    es[2].key.scope = PDS_SCOPE_GROUP;
+    es[3] = entry(4, PDS_OP_DEL, "carol", "a", NULL);
+    CHECK_EQ(pds_store_commit(s, es, 4, 1000), 0);
+    es[0] = entry(5, PDS_OP_PUT, "bob", "b", "2");
+    CHECK_EQ(pds_store_commit(s, es, 1, 2000), 0);
+    CHECK_EQ(pds_store_stats(s, &st), 0);
+    CHECK_EQ(st.n_users, 3); /* a delete makes its owner known too */
+    CHECK_EQ(st.n_groups, 1);
+    CHECK_EQ(st.n_records, 4);
+
+    memset(&seen, 0, sizeof(seen));
+    CHECK_EQ(pds_store_owners(s, owner_cb, &seen), 0);
+    CHECK_EQ(seen.n, 4);
+    CHECK_STR(seen.names[0], "alice");
+    CHECK_EQ(seen.used[0], 1000);
+    CHECK_STR(seen.names[1], "bob");
+    CHECK_EQ(seen.used[1], 2000);
+    CHECK_STR(seen.names[2], "carol");
+    CHECK_STR(seen.names[3], "sales");
+    CHECK_EQ(seen.scopes[3], PDS_SCOPE_GROUP);
+
+    /* Removing an owner removes its row; a callback's stop is returned. */
+    es[0] = entry(6, PDS_OP_DEL_OWNER, "bob", NULL, NULL);
+    CHECK_EQ(pds_store_commit(s, es, 1, 3000), 0);
+    memset(&seen, 0, sizeof(seen));
+    CHECK_EQ(pds_store_owners(s, owner_cb, &seen), 0);
+    CHECK_EQ(seen.n, 3);
+    CHECK_STR(seen.names[1], "carol");
+    CHECK_EQ(pds_store_stats(s, &st), 0);
+    CHECK_EQ(st.n_users, 2);
+    CHECK_EQ(st.n_records, 2);
+    seen.n = 8;
+    CHECK_EQ(pds_store_owners(s, owner_cb, &seen), 1);
+    pds_store_close(s);
+}
+
+TEST(log_range_reads_retained_entries)
+{
+    struct pds_store *s;
+    struct pds_entry e, out;
+    uint8_t *buf;
+    size_t len, n, off, i;
+
+    fresh_dir();
+    s = open_store(0, 0, 5);
+    CHECK(s != NULL);
+    for (i = 1; i <= 8; i++) {
+        e = entry(i, PDS_OP_PUT, "alice", "a", "v");
+        CHECK_EQ(pds_store_commit(s, &e, 1, 1), 0);
+    }
+    /* Entries 4..8 are retained. */
+    CHECK_EQ(pds_store_log_range(s, 3, 1 << 20, &buf, &len, &n), PDS_ENOTFOUND);
+    CHECK_EQ(pds_store_log_range(s, 4, 1 << 20, &buf, &len, &n), 0);
+    CHECK_EQ(n, 5);
+    for (i = 0, off = 0; i < n; i++) {
+        size_t elen = (size_t)buf[off] << 24 | (size_t)buf[off + 1] << 16 |
+                      (size_t)buf[off + 2] << 8 | buf[off + 3];
+        CHECK(off + 4 + elen <= len);
+        CHECK_EQ(pds_entry_decode(buf + off + 4, elen, &out), 0);
+        CHECK_EQ(out.index, 4 + i);
+        off += 4 + elen;
+    }
+    CHECK_EQ(off, len);
+    free(buf);
+    /* max_bytes bounds the batch, but at least one entry comes. */
+    CHECK_EQ(pds_store_log_range(s, 6, 1, &buf, &len, &n), 0);
+    CHECK_EQ(n, 1);
+    free(buf);
+    /* Past the end: nothing, and no buffer. */
+    CHECK_EQ(pds_store_log_range(s, 9, 1 << 20, &buf, &len, &n), 0);
+    CHECK_EQ(n, 0);
+    CHECK(buf == NULL);
+    pds_store_close(s);
+}
+
 TEST(gap_writes_nothing)
 {
     struct pds_store *s;
     struct pds_store_meta m;
     struct pds_store_stats st;
     struct pds_entry es[2];
+    char long_owner[PDS_OWNER_MAX + 1];
+    uint8_t *buf;
+    size_t len;
     char v[64];
 
     fresh_dir();
@@ -256,56 +426,152 @@ TEST(gap_writes_nothing)
     CHECK_EQ(st.n_records, 1);
     es[0] = entry(5, PDS_OP_PUT, "alice", "b", "2");
     CHECK_EQ(pds_store_commit(s, es, 1, 2), PDS_EINVAL);
+    es[0] = entry(1, PDS_OP_PUT, "alice", "b", "2"); /* already there */
+    CHECK_EQ(pds_store_commit(s, es, 1, 2), PDS_EINVAL);
+    /* A new owner in a refused batch is not created either. */
+    es[0] = entry(2, PDS_OP_PUT, "carol", "b", "2");
+    es[1] = entry(4, PDS_OP_PUT, "carol", "c", "3");
+    CHECK_EQ(pds_store_commit(s, es, 2, 2), PDS_EINVAL);
+    CHECK_EQ(pds_store_stats(s, &st), 0);
+    CHECK_EQ(st.n_users, 1);
+    CHECK_EQ(pds_store_log_get(s, 2, &buf, &len), PDS_ENOTFOUND);
+    /* So is a malformed entry (an owner longer than any key allows). */
+    memset(long_owner, 'o', sizeof(long_owner));
+    es[0] = entry(2, PDS_OP_PUT, "dave", "b", "2");
+    es[1] = entry(3, PDS_OP_PUT, "dave", "c", "3");
+    es[1].key.owner = long_owner;
+    es[1].key.owner_len = sizeof(long_owner);
+    CHECK_EQ(pds_store_commit(s, es, 2, 2), PDS_EINVAL);
+    CHECK(strstr(pds_store_commit_errmsg(s), "malformed") != NULL);
+    CHECK_EQ(pds_store_meta(s, &m), 0);
+    CHECK_EQ(m.last_index, 1);
+    CHECK_EQ(m.last_hlc, PDS_HLC_MAKE(1001, 0));
+    CHECK_EQ(pds_store_stats(s, &st), 0);
+    CHECK_EQ(st.n_log, 1);
+    CHECK_EQ(st.n_records, 1);
+    CHECK_EQ(st.n_users, 1);
+    /* The next index still goes in. */
+    es[0] = entry(2, PDS_OP_PUT, "alice", "b", "2");
+    CHECK_EQ(pds_store_commit(s, es, 1, 2), 0);
     pds_store_close(s);
 }
 
-TEST(map_grows_then_budget_is_enforced)
+TEST(map_grows_from_a_tiny_start)
 {
     struct pds_store *s;
     struct pds_store_stats st;
-    struct pds_store_meta m;
-    static char big[16 * 1024];
+    static char value[1024];
     char item[32];
-    char v[64];
+    char v[2048];
     pds_index i;
-    pds_index last_ok = 0;
+
+    fresh_dir();
+    memset(value, 'v', sizeof(value) - 1);
+    s = open_store(64 * 1024, 0, 0);
+    CHECK(s != NULL);
+    CHECK_EQ(pds_store_stats(s, &st), 0);
+    CHECK_EQ(st.map_size, 64 * 1024);
+    CHECK_EQ(st.budget, 512 * 1024 * 1024);
+    for (i = 1; i <= 2000; i++) {
+        struct pds_entry e;
+        snprintf(item, sizeof(item), "item%llu", (unsigned long long)i);
+        e = entry(i, PDS_OP_PUT, "alice", item, value);
+        CHECK_EQ(pds_store_commit(s, &e, 1, 1), 0);
+    }
+    CHECK_EQ(pds_store_stats(s, &st), 0);
+    CHECK(st.map_size > 2 * 1024 * 1024);
+    CHECK(st.bytes_used > 2000 * 1024);
+    CHECK(st.bytes_used <= st.map_size);
+    CHECK_EQ(st.n_records, 2000);
+    CHECK_EQ(get_value(s, "alice", "item1", v, sizeof(v)), 0);
+    CHECK_STR(v, value);
+    CHECK_EQ(get_value(s, "alice", "item2000", v, sizeof(v)), 0);
+    pds_store_close(s);
+
+    /* Reopened with the same tiny start, the map is the file's size. */
+    s = open_store(64 * 1024, 0, 0);
+    CHECK(s != NULL);
+    CHECK_EQ(pds_store_stats(s, &st), 0);
+    CHECK(st.map_size > 2 * 1024 * 1024);
+    CHECK_EQ(get_value(s, "alice", "item1999", v, sizeof(v)), 0);
+    pds_store_close(s);
+}
+
+TEST(budget_exhausted_writes_nothing_and_reads_go_on)
+{
+    struct pds_store *s;
+    struct pds_store_stats st, st2;
+    struct pds_store_meta m, m2;
+    struct pds_entry es[3];
+    static char big[16 * 1024];
+    char items[3][32];
+    char v[64];
+    pds_index i = 1;
     int rv = 0;
+    int j;
 
     fresh_dir();
     memset(big, 'x', sizeof(big) - 1);
-    s = open_store(64 * 1024, 2 * 1024 * 1024, 0);
+    s = open_store(64 * 1024, 1024 * 1024, 0);
     CHECK(s != NULL);
-    for (i = 1; i <= 1000; i++) {
-        struct pds_entry e;
-        snprintf(item, sizeof(item), "item%llu", (unsigned long long)i);
-        e = entry(i, PDS_OP_PUT, "alice", item, big);
-        rv = pds_store_commit(s, &e, 1, 1);
+    /* Batches of three until the budget is reached. */
+    for (;;) {
+        for (j = 0; j < 3; j++) {
+            snprintf(items[j], sizeof(items[j]), "item%llu",
+                     (unsigned long long)(i + (pds_index)j));
+            es[j] = entry(i + (pds_index)j, PDS_OP_PUT, "alice", items[j], big);
+        }
+        CHECK_EQ(pds_store_stats(s, &st), 0);
+        CHECK_EQ(pds_store_meta(s, &m), 0);
+        rv = pds_store_commit(s, es, 3, 1);
         if (rv != 0)
             break;
-        last_ok = i;
+        i += 3;
+        CHECK(i < 1000);
     }
     CHECK_EQ(rv, PDS_ENOSPC);
+    CHECK(i > 10); /* the map grew from 64 KiB before the budget */
     CHECK(strstr(pds_store_commit_errmsg(s), "storage budget exhausted") !=
           NULL);
-    CHECK(strstr(pds_store_commit_errmsg(s), "storage_budget") != NULL);
-    CHECK(last_ok > 10); /* the map grew from 64 KiB before the budget */
-    CHECK_EQ(pds_store_stats(s, &st), 0);
-    CHECK_EQ(st.map_size, 2 * 1024 * 1024);
-    CHECK_EQ(st.n_records, last_ok);
-    /* Reads keep working and nothing of the failed write is there. */
+    CHECK(strstr(pds_store_commit_errmsg(s), "storage_budget = 1048576") !=
+          NULL);
+    CHECK(strstr(pds_store_commit_errmsg(s), "nothing was written") != NULL);
+
+    /* Nothing of the failed batch: position, counters, log, records. */
+    CHECK_EQ(pds_store_meta(s, &m2), 0);
+    CHECK(memcmp(&m, &m2, sizeof(m)) == 0);
+    CHECK_EQ(m2.last_index, i - 1);
+    CHECK_EQ(pds_store_stats(s, &st2), 0);
+    CHECK_EQ(st2.map_size, 1024 * 1024);
+    CHECK_EQ(st2.n_records, st.n_records);
+    CHECK_EQ(st2.n_records, i - 1);
+    CHECK_EQ(st2.n_log, st.n_log);
+    CHECK_EQ(get_value(s, "alice", items[0], v, sizeof(v)), PDS_ENOTFOUND);
+    {
+        uint8_t *buf;
+        size_t len;
+        CHECK_EQ(pds_store_log_get(s, i, &buf, &len), PDS_ENOTFOUND);
+    }
+    /* Reads keep working, again and again. */
     CHECK_EQ(get_value(s, "alice", "item1", v, sizeof(v)), 0);
-    snprintf(item, sizeof(item), "item%llu", (unsigned long long)(last_ok + 1));
-    CHECK_EQ(get_value(s, "alice", item, v, sizeof(v)), PDS_ENOTFOUND);
-    CHECK_EQ(pds_store_meta(s, &m), 0);
-    CHECK_EQ(m.last_index, last_ok);
+    CHECK_EQ(get_value(s, "alice", "item1", v, sizeof(v)), 0);
+    CHECK_EQ(pds_store_commit(s, es, 3, 1), PDS_ENOSPC);
     pds_store_close(s);
 
     /* Reopened with the same budget: data intact, still full. */
-    s = open_store(64 * 1024, 2 * 1024 * 1024, 0);
+    s = open_store(64 * 1024, 1024 * 1024, 0);
     CHECK(s != NULL);
     CHECK_EQ(get_value(s, "alice", "item1", v, sizeof(v)), 0);
-    CHECK_EQ(pds_store_meta(s, &m), 0);
-    CHECK_EQ(m.last_index, last_ok);
+    CHECK_EQ(pds_store_meta(s, &m2), 0);
+    CHECK_EQ(m2.last_index, i - 1);
+    CHECK_EQ(pds_store_commit(s, es, 3, 1), PDS_ENOSPC);
+    pds_store_close(s);
+
+    /* A raised budget takes the same batch. */
+    s = open_store(64 * 1024, 4 * 1024 * 1024, 0);
+    CHECK(s != NULL);
+    CHECK_EQ(pds_store_commit(s, es, 3, 1), 0);
+    CHECK_EQ(get_value(s, "alice", items[2], v, sizeof(v)), 0);
     pds_store_close(s);
 }
 
@@ -359,6 +625,31 @@ TEST(retention_trims_log)
     CHECK_EQ(pds_store_log_get(s, 16, &buf, &len), 0);
     free(buf);
     pds_store_close(s);
+
+    /* One batch longer than the retention, and the count across reopen. */
+    fresh_dir();
+    s = open_store(0, 0, 10);
+    CHECK(s != NULL);
+    {
+        struct pds_entry es[25];
+        for (i = 1; i <= 25; i++)
+            es[i - 1] = entry(i, PDS_OP_PUT, "alice", "a", "v");
+        CHECK_EQ(pds_store_commit(s, es, 25, 1), 0);
+    }
+    CHECK_EQ(pds_store_meta(s, &m), 0);
+    CHECK_EQ(m.first_index, 16);
+    pds_store_close(s);
+    s = open_store(0, 0, 20);
+    CHECK(s != NULL);
+    {
+        struct pds_entry e = entry(26, PDS_OP_PUT, "alice", "a", "v");
+        CHECK_EQ(pds_store_commit(s, &e, 1, 1), 0);
+    }
+    CHECK_EQ(pds_store_meta(s, &m), 0);
+    CHECK_EQ(m.first_index, 16); /* a larger retention keeps what is left */
+    CHECK_EQ(pds_store_stats(s, &st), 0);
+    CHECK_EQ(st.n_log, 11);
+    pds_store_close(s);
 }
 
 static int read_file(const char *path, uint8_t **buf, size_t *len)
@@ -386,6 +677,7 @@ TEST(newer_format_refused_untouched)
     struct pds_entry e = entry(1, PDS_OP_PUT, "alice", "a", "1");
     char errmsg[PDS_ERRMSG_SIZE];
     char path[128];
+    struct stat st_before, st_after;
     uint8_t *before, *after;
     size_t n_before, n_after;
     MDB_env *env;
@@ -413,11 +705,17 @@ TEST(newer_format_refused_untouched)
 
     snprintf(path, sizeof(path), "%s/data.mdb", dir);
     CHECK_EQ(read_file(path, &before, &n_before), 0);
+    CHECK_EQ(stat(path, &st_before), 0);
+    usleep(20000); /* a write now would show in the mtime */
     s = NULL;
     CHECK_EQ(pds_store_open(&cfg, &s, errmsg), PDS_EVERSION);
     CHECK(s == NULL);
     CHECK(strstr(errmsg, "format 99") != NULL);
     CHECK(strstr(errmsg, "upgrade") != NULL);
+    CHECK(strstr(errmsg, "nothing was changed") != NULL);
+    CHECK_EQ(stat(path, &st_after), 0);
+    CHECK_EQ(st_before.st_mtim.tv_sec, st_after.st_mtim.tv_sec);
+    CHECK_EQ(st_before.st_mtim.tv_nsec, st_after.st_mtim.tv_nsec);
     CHECK_EQ(read_file(path, &after, &n_after), 0);
     CHECK_EQ(n_before, n_after);
     CHECK(memcmp(before, after, n_before) == 0);
@@ -425,31 +723,123 @@ TEST(newer_format_refused_untouched)
     free(after);
 }
 
+/* A store with one record, closed; returns its data file's path. */
+static int make_store(char *path, size_t n)
+{
+    struct pds_store *s = open_store(0, 0, 0);
+    struct pds_entry e = entry(1, PDS_OP_PUT, "alice", "a", "1");
+    int rv;
+
+    if (s == NULL)
+        return -1;
+    rv = pds_store_commit(s, &e, 1, 1);
+    pds_store_close(s);
+    snprintf(path, n, "%s/data.mdb", dir);
+    return rv;
+}
+
+/*
+ * Open the store in a child, so that a crash (SIGBUS on a mapped page past
+ * the end of the file) fails the test instead of ending the run. Returns
+ * the open's code, or 1 when the child died.
+ */
+static int open_in_child(char *errmsg)
+{
+    struct pds_store_config cfg = {dir, 0, 0, 0};
+    int fds[2];
+    int status;
+    int rv = 1;
+    pid_t pid;
+
+    if (pipe(fds) != 0)
+        return 1;
+    pid = fork();
+    if (pid == 0) {
+        struct pds_store *s = NULL;
+        char msg[PDS_ERRMSG_SIZE] = "";
+        int crv = pds_store_open(&cfg, &s, msg);
+        pds_store_close(s);
+        if (write(fds[1], &crv, sizeof(crv)) != sizeof(crv) ||
+            write(fds[1], msg, sizeof(msg)) != sizeof(msg))
+            _exit(2);
+        _exit(0);
+    }
+    close(fds[1]);
+    if (pid > 0 && read(fds[0], &rv, sizeof(rv)) == sizeof(rv) &&
+        read(fds[0], errmsg, PDS_ERRMSG_SIZE) != PDS_ERRMSG_SIZE)
+        rv = 1;
+    close(fds[0]);
+    if (pid > 0 && (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
+                    WEXITSTATUS(status) != 0)) {
+        fprintf(stderr, "open in a child: the child died\n");
+        rv = 1;
+    }
+    return rv;
+}
+
 TEST(damaged_file_refused)
 {
-    struct pds_store *s;
-    struct pds_store_config cfg = {dir, 0, 0, 0};
-    struct pds_entry e = entry(1, PDS_OP_PUT, "alice", "a", "1");
     char errmsg[PDS_ERRMSG_SIZE];
     char path[128];
-    char junk[8192];
+    char junk[4096];
     int fd;
 
+    /* The first page (a meta page) overwritten with garbage. */
     fresh_dir();
-    s = open_store(0, 0, 0);
-    CHECK(s != NULL);
-    CHECK_EQ(pds_store_commit(s, &e, 1, 1), 0);
-    pds_store_close(s);
-    snprintf(path, sizeof(path), "%s/data.mdb", dir);
+    CHECK_EQ(make_store(path, sizeof(path)), 0);
     memset(junk, 0x5a, sizeof(junk));
     fd = open(path, O_WRONLY);
     CHECK(fd >= 0);
     CHECK_EQ(pwrite(fd, junk, sizeof(junk), 0), (long long)sizeof(junk));
     close(fd);
-    s = NULL;
-    CHECK_EQ(pds_store_open(&cfg, &s, errmsg), PDS_ECORRUPT);
-    CHECK(s == NULL);
+    CHECK_EQ(open_in_child(errmsg), PDS_ECORRUPT);
     CHECK(strstr(errmsg, "damaged") != NULL);
+    CHECK(strstr(errmsg, "MDB_INVALID") != NULL);
+    CHECK(strstr(errmsg, "move it away") != NULL);
+
+    /* The second meta page. */
+    fresh_dir();
+    CHECK_EQ(make_store(path, sizeof(path)), 0);
+    fd = open(path, O_WRONLY);
+    CHECK(fd >= 0);
+    CHECK_EQ(pwrite(fd, junk, sizeof(junk), 4096), (long long)sizeof(junk));
+    close(fd);
+    CHECK_EQ(open_in_child(errmsg), PDS_ECORRUPT);
+
+    /* Cut short after the meta pages: refused, not a crash. */
+    fresh_dir();
+    CHECK_EQ(make_store(path, sizeof(path)), 0);
+    CHECK_EQ(truncate(path, 8192), 0);
+    CHECK_EQ(open_in_child(errmsg), PDS_ECORRUPT);
+    CHECK(strstr(errmsg, "truncated") != NULL);
+
+    /* Cut inside the meta pages. */
+    fresh_dir();
+    CHECK_EQ(make_store(path, sizeof(path)), 0);
+    CHECK_EQ(truncate(path, 100), 0);
+    CHECK_EQ(open_in_child(errmsg), PDS_ECORRUPT);
+}
+
+/* An empty data file (a crash before the first commit) is a new store. */
+TEST(empty_data_file_is_a_new_store)
+{
+    struct pds_store *s;
+    struct pds_store_meta m;
+    char path[128];
+    char v[64];
+
+    fresh_dir();
+    snprintf(path, sizeof(path), "%s/data.mdb", dir);
+    CHECK_EQ(make_store(path, sizeof(path)), 0);
+    CHECK_EQ(truncate(path, 0), 0);
+    s = open_store(0, 0, 0);
+    CHECK(s != NULL);
+    CHECK_EQ(pds_store_meta(s, &m), 0);
+    CHECK_EQ(m.format, PDS_STORE_FORMAT);
+    CHECK_EQ(m.epoch, 1);
+    CHECK_EQ(m.last_index, 0);
+    CHECK_EQ(get_value(s, "alice", "a", v, sizeof(v)), PDS_ENOTFOUND);
+    pds_store_close(s);
 }
 
 TEST(unwritable_directory_refused)
@@ -463,6 +853,67 @@ TEST(unwritable_directory_refused)
     CHECK(rv == PDS_EPERM || rv == PDS_EIO);
     CHECK(s == NULL);
     CHECK(strstr(errmsg, "/proc/self") != NULL);
+}
+
+/*
+ * A directory without write permission. Root is not stopped by modes, so
+ * as root the open runs in a child that has become nobody; where that is
+ * not possible the case is skipped.
+ */
+TEST(read_only_directory_refused)
+{
+    char errmsg[PDS_ERRMSG_SIZE] = "";
+    char path[128];
+    int rv;
+
+    fresh_dir();
+    CHECK_EQ(make_store(path, sizeof(path)), 0);
+    /* Existing files readable, the directory not writable. */
+    CHECK_EQ(chmod(path, 0644), 0);
+    snprintf(path, sizeof(path), "%s/lock.mdb", dir);
+    CHECK_EQ(chmod(path, 0644), 0);
+    CHECK_EQ(chmod(dir, 0555), 0);
+    if (geteuid() == 0) {
+        int fds[2];
+        int status;
+        pid_t pid;
+        CHECK_EQ(pipe(fds), 0);
+        pid = fork();
+        CHECK(pid >= 0);
+        if (pid == 0) {
+            struct pds_store_config cfg = {dir, 0, 0, 0};
+            struct pds_store *s = NULL;
+            int crv = 1;
+            if (setgid(65534) == 0 && setuid(65534) == 0)
+                crv = pds_store_open(&cfg, &s, errmsg);
+            pds_store_close(s);
+            if (write(fds[1], &crv, sizeof(crv)) != sizeof(crv) ||
+                write(fds[1], errmsg, sizeof(errmsg)) != sizeof(errmsg))
+                _exit(2);
+            _exit(0);
+        }
+        close(fds[1]);
+        if (read(fds[0], &rv, sizeof(rv)) != sizeof(rv) ||
+            read(fds[0], errmsg, sizeof(errmsg)) != sizeof(errmsg))
+            rv = 2;
+        close(fds[0]);
+        waitpid(pid, &status, 0);
+        if (rv == 1) {
+            printf("skip read_only_directory_refused: running as root and "
+                   "cannot become nobody, and modes do not stop root\n");
+            CHECK_EQ(chmod(dir, 0700), 0);
+            return;
+        }
+    } else {
+        struct pds_store_config cfg = {dir, 0, 0, 0};
+        struct pds_store *s = NULL;
+        rv = pds_store_open(&cfg, &s, errmsg);
+        pds_store_close(s);
+    }
+    CHECK_EQ(chmod(dir, 0700), 0);
+    CHECK_EQ(rv, PDS_EPERM);
+    CHECK(strstr(errmsg, "is not writable") != NULL);
+    CHECK(strstr(errmsg, dir) != NULL);
 }
 
 /*
@@ -530,15 +981,21 @@ TEST(cleanup)
 }
 
 TEST_MAIN(T(put_get_delete),
+          T(versions_and_tombstones),
           T(log_entries_are_stored_as_encoded),
           T(delete_owner_removes_only_that_owner),
+          T(owners_table_and_counts),
           T(list_by_owner),
+          T(log_range_reads_retained_entries),
           T(gap_writes_nothing),
-          T(map_grows_then_budget_is_enforced),
+          T(map_grows_from_a_tiny_start),
+          T(budget_exhausted_writes_nothing_and_reads_go_on),
           T(reopen_keeps_everything),
           T(retention_trims_log),
           T(newer_format_refused_untouched),
           T(damaged_file_refused),
+          T(empty_data_file_is_a_new_store),
           T(kill_during_commits_keeps_position_and_data_together),
           T(unwritable_directory_refused),
+          T(read_only_directory_refused),
           T(cleanup))
