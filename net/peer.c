@@ -67,6 +67,10 @@ struct pds_net {
     void *arg;
     uv_tcp_t listener;
     uv_check_t flush_check;
+    /* Started when a message is queued outside the I/O phase (timers,
+     * commits in the check phase): an active idle handle makes the loop
+     * come round at once and flush it, instead of after the next poll. */
+    uv_idle_t flush_idle;
     int n_closing;
     int is_listening;
     int is_closing;
@@ -617,9 +621,8 @@ static int conn_flush(struct pds_conn *c)
     return rv;
 }
 
-static void on_flush_check(uv_check_t *h)
+static void flush_all(struct pds_net *net)
 {
-    struct pds_net *net = h->data;
     struct pds_conn *c;
     struct pds_conn *next;
 
@@ -628,6 +631,17 @@ static void on_flush_check(uv_check_t *h)
         if (c->out_len > 0 && conn_flush(c) != 0)
             pds_conn_close(c, "cannot send");
     }
+}
+
+static void on_flush_check(uv_check_t *h)
+{
+    flush_all(h->data);
+}
+
+static void on_flush_idle(uv_idle_t *h)
+{
+    uv_idle_stop(h);
+    flush_all(h->data);
 }
 
 int pds_conn_send(struct pds_conn *c, const struct pds_msg *m)
@@ -671,6 +685,8 @@ int pds_conn_send(struct pds_conn *c, const struct pds_msg *m)
     free(body);
     if (c->out_len >= FLUSH_AT)
         return conn_flush(c);
+    if (!uv_is_active((uv_handle_t *)&c->net->flush_idle))
+        uv_idle_start(&c->net->flush_idle, on_flush_idle);
     return 0;
 }
 
@@ -1187,6 +1203,8 @@ int pds_net_new(uv_loop_t *loop,
     uv_check_init(loop, &net->flush_check);
     net->flush_check.data = net;
     uv_check_start(&net->flush_check, on_flush_check);
+    uv_idle_init(loop, &net->flush_idle);
+    net->flush_idle.data = net;
     *out = net;
     return 0;
 }
@@ -1210,7 +1228,8 @@ void pds_net_close(struct pds_net *net)
 {
     net->is_closing = 1;
     pds_net_close_all(net, NULL);
-    net->n_closing = 2;
+    net->n_closing = 3;
+    uv_close((uv_handle_t *)&net->flush_idle, on_net_handle_closed);
     uv_close((uv_handle_t *)&net->flush_check, on_net_handle_closed);
     uv_close((uv_handle_t *)&net->listener, on_net_handle_closed);
 }
