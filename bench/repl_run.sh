@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# repl_run.sh - replication benchmark, pdsync against Redis in the same run:
+#   1. Redis 7 primary + replica, both appendfsync always: N clients doing
+#      SET + WAIT 1 (the replica acknowledges each write), then 1 client;
+#   2. pdsync server + standby in standby ack mode: N writers, then 1;
+#   3. catch-up: a fresh client joins a server holding --catchup entries.
+# Everything on loopback, data under the build directory, every process
+# stopped by its PID.
+#
+#   bench/repl_run.sh [--seconds S=5] [--writers N=64] [--catchup E=100000]
+#                     [--build DIR]
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+seconds=5
+writers=64
+catchup=100000
+build=""
+while [ $# -gt 0 ]; do
+    case $1 in
+    --seconds) seconds=${2:?}; shift 2 ;;
+    --writers) writers=${2:?}; shift 2 ;;
+    --catchup) catchup=${2:?}; shift 2 ;;
+    --build) build=${2:?}; shift 2 ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    *) echo "repl_run.sh: unknown argument $1" >&2; exit 2 ;;
+    esac
+done
+"$root/tools/deps.sh" redis-server
+if [ -z "$build" ]; then
+    (cd "$root" && cmake --preset release >/dev/null &&
+        cmake --build --preset release -j"$(nproc)" >/dev/null)
+    build="$root/build/release"
+fi
+pdsyncd="$build/pdsyncd"
+pdsync="$build/pdsync"
+load="$build/bench/pds_load"
+rwait="$build/bench/pds_redis_wait"
+for b in "$pdsyncd" "$pdsync" "$load" "$rwait"; do
+    [ -x "$b" ] || { echo "repl_run.sh: $b is not built" >&2; exit 1; }
+done
+
+work=$(mktemp -d "$build/repl-run.XXXXXX")
+pids=()
+cleanup() {
+    local p
+    for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+poll() {  # SECONDS CMD...: until CMD succeeds
+    local deadline=$((SECONDS + $1))
+    shift
+    until "$@" >/dev/null 2>&1; do
+        [ $SECONDS -lt $deadline ] || { echo "repl_run.sh: timed out: $*" >&2; exit 1; }
+        sleep 0.05
+    done
+}
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null ||
+        echo $((20000 + RANDOM % 20000))
+}
+
+# 1. Redis primary + replica, appendfsync always on both.
+p1=$(free_port); p2=$(free_port)
+mkdir -p "$work/r1" "$work/r2"
+redis-server --port "$p1" --bind 127.0.0.1 --dir "$work/r1" --appendonly yes \
+    --appendfsync always --save '' --daemonize no >"$work/r1.log" 2>&1 &
+pids+=($!)
+redis-server --port "$p2" --bind 127.0.0.1 --dir "$work/r2" --appendonly yes \
+    --appendfsync always --save '' --replicaof 127.0.0.1 "$p1" \
+    --daemonize no >"$work/r2.log" 2>&1 &
+pids+=($!)
+link_up() { redis-cli -p "$p2" info replication | grep -q 'master_link_status:up'; }
+poll 20 link_up
+"$rwait" -p "$p1" -c "$writers" -s "$seconds" | tee "$work/redis_n.json"
+"$rwait" -p "$p1" -c 1 -s "$seconds" | tee "$work/redis_1.json"
+
+# 2. pdsync server + standby.
+conf='[group]\nheartbeat_ms = 500\nretry_max_ms = 300\n[storage]\nlog_retain_entries = 1000000\n'
+mkdir -p "$work/s" "$work/b" "$work/c"
+printf "$conf" | tee "$work/s/pdsyncd.conf" "$work/b/pdsyncd.conf" "$work/c/pdsyncd.conf" >/dev/null
+"$pdsyncd" --data "$work/s" --listen 127.0.0.1:0 2>"$work/s.log" &
+pids+=($!)
+"$pdsyncd" --data "$work/b" 2>"$work/b.log" &
+pids+=($!)
+poll 10 "$pdsync" --data "$work/s" status
+poll 10 "$pdsync" --data "$work/b" status
+head -c 32 /dev/urandom | base64 >"$work/secret"
+"$pdsync" --data "$work/s" server start --join-secret-file "$work/secret" >/dev/null
+"$pdsync" --data "$work/b" client start "$(cat "$work/s/listen.addr")" \
+    --join-secret-file "$work/secret" --name standby >/dev/null
+following() { "$pdsync" --data "$work/s" status | grep -q 'standby: .*following'; }
+"$pdsync" --data "$work/s" replication start standby >/dev/null
+poll 20 following
+"$load" --socket "$work/s/pdsyncd.sock" --writers "$writers" --seconds "$seconds" \
+    --value-size 256 | tee "$work/pds_n.json"
+"$load" --socket "$work/s/pdsyncd.sock" --writers 1 --seconds "$seconds" \
+    --value-size 256 --prefix one | tee "$work/pds_1.json"
+
+# 3. Catch-up: the server holds at least --catchup entries; a fresh client
+#    joins and is timed until its position equals the server's.
+have=$("$pdsync" --data "$work/s" --json status | sed -E 's/.*"last_index":([0-9]+).*/\1/')
+if [ "$have" -lt "$catchup" ]; then
+    "$load" --socket "$work/s/pdsyncd.sock" --writers 64 --count $((catchup - have)) \
+        --value-size 256 --prefix fill >/dev/null
+fi
+last=$("$pdsync" --data "$work/s" --json status | sed -E 's/.*"last_index":([0-9]+).*/\1/')
+"$pdsyncd" --data "$work/c" 2>"$work/c.log" &
+pids+=($!)
+poll 10 "$pdsync" --data "$work/c" status
+t0=$(date +%s%N)
+"$pdsync" --data "$work/c" client start "$(cat "$work/s/listen.addr")" \
+    --join-secret-file "$work/secret" --name fresh >/dev/null
+caught_up() {
+    [ "$("$pdsync" --data "$work/c" --json status | sed -E 's/.*"last_index":([0-9]+).*/\1/')" -ge "$last" ]
+}
+poll 120 caught_up
+t1=$(date +%s%N)
+catch_ms=$(( (t1 - t0) / 1000000 ))
+echo "{\"bench\":\"catchup\",\"entries\":$last,\"ms\":$catch_ms}"
+
+field() { sed -E "s/.*\"$2\":([0-9.]+).*/\1/" "$1"; }
+rn=$(field "$work/redis_n.json" ops_per_s)
+pn=$(field "$work/pds_n.json" ops_per_s)
+ratio=$(awk -v a="$pn" -v b="$rn" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
+echo "{\"bench\":\"repl_summary\",\"writers\":$writers,\"pdsync_standby_ops_per_s\":$pn,\"redis_set_wait_ops_per_s\":$rn,\"ratio\":$ratio,\"target_ratio\":3,\"pdsync_single_p50_us\":$(field "$work/pds_1.json" p50_us),\"redis_single_p50_us\":$(field "$work/redis_1.json" p50_us),\"target_single_p50_us\":1000,\"catchup_entries\":$last,\"catchup_ms\":$catch_ms,\"target_catchup_ms_per_100k\":500}"
+[ "$(field "$work/pds_n.json" errors)" = 0 ] || { echo "repl_run.sh: pdsync writes failed" >&2; exit 1; }
