@@ -855,6 +855,12 @@ member_lookup(struct pds_core *core, const char *target, char *errmsg)
     return found;
 }
 
+const struct pds_member *
+pds_core_member_find(struct pds_core *core, const char *target, char *errmsg)
+{
+    return member_lookup(core, target, errmsg);
+}
+
 static int on_member_admin(struct pds_core *core, const struct pds_event *ev)
 {
     uint64_t req = ev->u.member_admin.req;

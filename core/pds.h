@@ -384,6 +384,14 @@ void pds_core_set_role(struct pds_core *core, enum pds_role role);
 /* The member table (valid until the next step). */
 const struct pds_member *pds_core_members(const struct pds_core *core,
                                           size_t *n_members);
+/*
+ * The member named by target: its id in hex or its name (which must be
+ * unique). NULL, with the reason in errmsg (PDS_ERRMSG_SIZE), when there is
+ * none. Valid until the next step.
+ */
+const struct pds_member *
+pds_core_member_find(struct pds_core *core, const char *target, char *errmsg);
+
 /* Machines counted against max_machines: the server and every enrolled
  * (not stopped) client. */
 size_t pds_core_n_machines(const struct pds_core *core);

@@ -790,11 +790,9 @@ static void replication(struct daemon *d,
                         struct pds_local_conn *conn,
                         const struct pds_request *req)
 {
-    const struct pds_member *members;
-    const struct pds_member *found = NULL;
+    const struct pds_member *found;
     char target[PDS_MEMBER_TEXT];
-    size_t n;
-    size_t i;
+    char msg[PDS_ERRMSG_SIZE];
 
     if (pds_core_role(d->core) != PDS_ROLE_SERVER) {
         reply_err(conn, req->id, PDS_EPERM,
@@ -822,23 +820,15 @@ static void replication(struct daemon *d,
     }
     memcpy(target, req->target, req->target_len);
     target[req->target_len] = '\0';
-    members = pds_core_members(d->core, &n);
-    for (i = 0; i < n; i++) {
-        char hex_id[17];
-        snprintf(hex_id, sizeof(hex_id), "%016llx",
-                 (unsigned long long)members[i].id);
-        if (strcmp(hex_id, target) == 0 ||
-            strcmp(members[i].name, target) == 0) {
-            found = &members[i];
-            break;
-        }
-    }
-    if (found == NULL || found->state != PDS_MEMBER_ENROLLED) {
-        char msg[PDS_ERRMSG_SIZE];
+    found = pds_core_member_find(d->core, target, msg);
+    if (found != NULL && found->state != PDS_MEMBER_ENROLLED) {
         snprintf(msg, sizeof(msg),
-                 "no enrolled client \"%s\" in this group ('pdsync "
-                 "clients' lists them; nothing was changed)",
+                 "client \"%s\" is stopped: start it with 'pdsync clients "
+                 "start' first (nothing was changed)",
                  target);
+        found = NULL;
+    }
+    if (found == NULL) {
         reply_err(conn, req->id, PDS_ENOTFOUND, msg);
         return;
     }

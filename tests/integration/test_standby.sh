@@ -21,7 +21,7 @@ expect 0 pds "$sb" client start "$addr" --join-secret-file "$T_ROOT/secret" --na
 wait_for "$s" clients 'connected +standby'
 
 expect 1 pds "$s" replication start nosuchnode
-expect_err 'no enrolled client "nosuchnode"'
+expect_err 'no client "nosuchnode" in this group'
 expect 1 pds "$sb" replication start standby
 expect_err 'not a server'
 expect 0 pds "$s" status
