@@ -672,6 +672,7 @@ int pds_client_status(struct pds_client *c, struct pds_status *out)
         pds__mp_uint(d, "n_machines", &st.n_machines) != 0 ||
         pds__mp_uint(d, "max_machines", &st.max_machines) != 0 ||
         pds__mp_uint(d, "reclaim_after_s", &st.reclaim_after_s) != 0 ||
+        pds__mp_uint(d, "server_last", &st.server_last) != 0 ||
         st.group == NULL || st.listen == NULL || st.server == NULL ||
         st.link == NULL || st.last_error == NULL || st.standby == NULL ||
         st.ack_mode == NULL)

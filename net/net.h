@@ -117,6 +117,7 @@ struct pds_status {
     const char *link;         /* client: connected, connecting, ... */
     const char *last_error;   /* client: last error of the link */
     const char *standby;      /* server: the replication destination */
+    uint64_t server_last;     /* client: the server's last index heard */
     const char *ack_mode;     /* server: when writes are acknowledged */
     const char *data_dir;
     const char *version;

@@ -147,7 +147,7 @@ int pds_msg_encode(const struct pds_msg *m, uint8_t **out, size_t *len)
         n += 3;
         break;
     case PDS_MSG_ENTRIES:
-        n += 2;
+        n += 3;
         break;
     case PDS_MSG_ACK:
         n += 1;
@@ -209,6 +209,7 @@ int pds_msg_encode(const struct pds_msg *m, uint8_t **out, size_t *len)
         break;
     case PDS_MSG_ENTRIES:
         pack_u64(&pk, "i", m->index);
+        pack_u64(&pk, "e", m->epoch); /* the sender's last index */
         pack_bin(&pk, "b", m->blob, m->blob_len);
         break;
     case PDS_MSG_ACK:
@@ -408,7 +409,8 @@ int pds_msg_decode(const uint8_t *buf,
         const uint8_t *b;
         size_t bn;
         if (m->type == PDS_MSG_ENTRIES) {
-            if (pds__mp_uint(o, "i", &m->index) != 0)
+            if (pds__mp_uint(o, "i", &m->index) != 0 ||
+                pds__mp_uint(o, "e", &m->epoch) != 0)
                 goto bad;
         } else {
             if (pds__mp_uint(o, "r", &m->rid) != 0 ||

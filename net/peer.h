@@ -61,7 +61,7 @@ struct pds_msg {
                     * WRITE value (owned) */
     size_t blob_len;
     uint64_t index; /* SYNC, ENTRIES (first), ACK, WRITE_ACK */
-    uint64_t epoch; /* SYNC, WRITE_ACK */
+    uint64_t epoch; /* SYNC, WRITE_ACK; ENTRIES: the server's last index */
     uint64_t rid;   /* WRITE, WRITE_ACK: the client's request */
     int is_fresh;   /* SYNC: the follower's data came from this group */
     int op;         /* WRITE: enum pds_op */

@@ -617,7 +617,7 @@ int pds_reply_status(struct pds_reply_buf *rb, const struct pds_status *st)
     msgpack_packer *pk = &rb->pk;
 
     rb->has_fields = 1;
-    msgpack_pack_map(pk, 27);
+    msgpack_pack_map(pk, 28);
     pds__mp_pack_cstr(pk, "role");
     pds__mp_pack_cstr(pk, st->role != NULL ? st->role : "");
     PACK_U64(pk, st, node_id);
@@ -637,6 +637,7 @@ int pds_reply_status(struct pds_reply_buf *rb, const struct pds_status *st)
     PACK_U64(pk, st, n_machines);
     PACK_U64(pk, st, max_machines);
     PACK_U64(pk, st, reclaim_after_s);
+    PACK_U64(pk, st, server_last);
     pds__mp_pack_cstr(pk, "group");
     pds__mp_pack_cstr(pk, st->group != NULL ? st->group : "");
     pds__mp_pack_cstr(pk, "listen");

@@ -943,6 +943,7 @@ void pds__group_status(struct daemon *d, struct pds_status *st)
                    : d->n_retries == 0 ? "connecting"
                                        : "unreachable, retrying";
         st->last_error = d->link_error;
+        st->server_last = d->server_last;
     } else {
         st->server = "";
         st->link = "";

@@ -746,6 +746,7 @@ static int cmd_status(struct cli *cli, int argc, char **argv)
         json_str(st.listen, strlen(st.listen));
         printf(",\"server\":");
         json_str(st.server, strlen(st.server));
+        printf(",\"server_last\":%llu", (unsigned long long)st.server_last);
         printf(",\"standby\":");
         json_str(st.standby, strlen(st.standby));
         printf(",\"ack_mode\":");
@@ -780,6 +781,13 @@ static int cmd_status(struct cli *cli, int argc, char **argv)
     }
     if (strcmp(st.role, "client") == 0) {
         printf("server:      %s (%s)\n", st.server, st.link);
+        if (st.server_last > 0)
+            printf("lag:         %llu entries (the server was at %llu when "
+                   "it last sent)\n",
+                   (unsigned long long)(st.server_last > st.last_index
+                                            ? st.server_last - st.last_index
+                                            : 0),
+                   (unsigned long long)st.server_last);
         if (st.last_error[0] != '\0')
             printf("last error:  %s\n", st.last_error);
     }

@@ -141,6 +141,7 @@ static int ship(struct daemon *d, struct follower *f, pds_index last)
         memset(&m, 0, sizeof(m));
         m.type = PDS_MSG_ENTRIES;
         m.index = f->next;
+        m.epoch = last;
         m.blob = buf;
         m.blob_len = len;
         rv = pds_conn_send(c, &m);
@@ -383,6 +384,7 @@ void pds__repl_on_entries(struct daemon *d,
         pds_conn_close(c, "entries out of order from the server");
         return;
     }
+    d->server_last = m->epoch;
     while (off < m->blob_len) {
         size_t len;
         if (m->blob_len - off < 4)

@@ -63,6 +63,7 @@ pos_s=$(sed -E 's/.*"last_index":([0-9]+).*/\1/' <<<"$OUT")
 [ "$pos_b" = "$pos_s" ] || fail "client B at $pos_b, server at $pos_s"
 wait_for "$s" "--json clients" "\"name\":\"b\".*\"position\":$pos_s"
 wait_for "$s" clients "connected +b .* $pos_s +-"
+wait_for "$b" status "^lag: +0 entries \\(the server was at $pos_s"
 pass "a client away for 1,000 changes catches up from the log (position $pos_b)"
 
 # Killed in the middle of a catch-up: after restart its position never ran
