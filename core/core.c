@@ -358,7 +358,8 @@ static int accept_change(struct pds_core *core,
 {
     size_t owner_len = w->key.owner_len;
     size_t item_len = w->op == PDS_OP_DEL_OWNER ? 0 : w->key.item_len;
-    uint32_t value_len = w->op == PDS_OP_PUT ? w->value_len : 0;
+    uint32_t value_len =
+        w->op == PDS_OP_PUT || w->op == PDS_OP_SCOPE ? w->value_len : 0;
     struct pending *p;
     uint8_t *buf;
     int rv;
@@ -442,6 +443,13 @@ static int on_write(struct pds_core *core, const struct pds_event *ev)
         rv = pds_key_validate(lim, &w->key, errmsg);
     if (rv != 0)
         return reply_error(core, w->req, rv, errmsg);
+    if (w->op == PDS_OP_SCOPE) {
+        /* Configuration, replicated like data; touches no owner. */
+        if (w->value_len != 1 || w->value[0] > 1)
+            return reply_error(core, w->req, PDS_EINVAL,
+                               "a scope is shared or device");
+        return accept_change(core, w, 1, ev->now, &p);
+    }
 
     o = owner_find(core, w->key.scope, w->key.owner, w->key.owner_len);
     switch (w->op) {
@@ -929,7 +937,9 @@ static int on_applied(struct pds_core *core, const struct pds_event *ev)
         if (e->epoch > core->config.epoch)
             core->config.epoch = e->epoch;
         pds_hlc_observe(&core->hlc, e->version.hlc);
-        if (e->op == PDS_OP_DEL_OWNER) {
+        if (e->op == PDS_OP_SCOPE) {
+            continue; /* configuration: no owner */
+        } else if (e->op == PDS_OP_DEL_OWNER) {
             owner_remove(core, e->key.scope, e->key.owner, e->key.owner_len);
         } else if (owner_find(core, e->key.scope, e->key.owner,
                               e->key.owner_len) == NULL) {

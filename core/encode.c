@@ -157,7 +157,7 @@ int pds_entry_decode(const uint8_t *buf, size_t len, struct pds_entry *entry)
 
     if (len < PDS_ENTRY_HDR || buf[0] != PDS_ENTRY_FORMAT || buf[3] != 0)
         return PDS_ECORRUPT;
-    if (buf[1] < PDS_OP_PUT || buf[1] > PDS_OP_DEL_OWNER ||
+    if (buf[1] < PDS_OP_PUT || buf[1] > PDS_OP_SCOPE ||
         buf[2] > PDS_SCOPE_GROUP)
         return PDS_ECORRUPT;
     owner_len = get_le(buf + 36, 2);
@@ -168,7 +168,9 @@ int pds_entry_decode(const uint8_t *buf, size_t len, struct pds_entry *entry)
         return PDS_ECORRUPT;
     if (len != PDS_ENTRY_HDR + owner_len + item_len + value_len)
         return PDS_ECORRUPT;
-    if (buf[1] != PDS_OP_PUT && value_len != 0)
+    if (buf[1] == PDS_OP_SCOPE && (value_len != 1 || buf[len - 1] > 1))
+        return PDS_ECORRUPT;
+    if (buf[1] != PDS_OP_PUT && buf[1] != PDS_OP_SCOPE && value_len != 0)
         return PDS_ECORRUPT;
     if (buf[1] != PDS_OP_DEL_OWNER && item_len == 0)
         return PDS_ECORRUPT;

@@ -185,9 +185,10 @@ int pds_record_decode(const uint8_t *buf, size_t len, struct pds_record *rec);
 
 /* Log entry operations. */
 enum pds_op {
-    PDS_OP_PUT = 1,      /* set item of owner to value */
-    PDS_OP_DEL = 2,      /* tombstone item of owner */
-    PDS_OP_DEL_OWNER = 3 /* remove every record of owner */
+    PDS_OP_PUT = 1,       /* set item of owner to value */
+    PDS_OP_DEL = 2,       /* tombstone item of owner */
+    PDS_OP_DEL_OWNER = 3, /* remove every record of owner */
+    PDS_OP_SCOPE = 4      /* item becomes shared (value 0) or device (1) */
 };
 
 /*
@@ -210,6 +211,9 @@ struct pds_entry {
 #define PDS_ENTRY_HDR 44
 size_t pds_entry_size(const struct pds_entry *entry);
 size_t pds_entry_encode(const struct pds_entry *entry, uint8_t *buf);
+/* The owner name every PDS_OP_SCOPE entry carries. */
+#define PDS_SCOPE_OWNER "scope"
+
 /* Decode; strings and value point into buf. PDS_ECORRUPT on a bad layout. */
 int pds_entry_decode(const uint8_t *buf, size_t len, struct pds_entry *entry);
 

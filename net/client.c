@@ -681,10 +681,11 @@ int pds_client_status(struct pds_client *c, struct pds_status *out)
     return 0;
 }
 
-int pds_client_log(struct pds_client *c,
-                   uint32_t max_lines,
-                   const char *const **lines,
-                   size_t *n_lines)
+static int string_list(struct pds_client *c,
+                       enum pds_req_op op,
+                       uint32_t max_lines,
+                       const char *const **lines,
+                       size_t *n_lines)
 {
     struct pds_request req;
     const msgpack_object *d;
@@ -692,7 +693,7 @@ int pds_client_log(struct pds_client *c,
     int rv;
 
     memset(&req, 0, sizeof(req));
-    req.op = PDS_REQ_LOG;
+    req.op = op;
     req.limit = max_lines;
     rv = call(c, &req, &d);
     if (rv != 0)
@@ -708,6 +709,37 @@ int pds_client_log(struct pds_client *c,
     *lines = (const char *const *)c->strs;
     *n_lines = c->n_strs;
     return 0;
+}
+
+int pds_client_log(struct pds_client *c,
+                   uint32_t max_lines,
+                   const char *const **lines,
+                   size_t *n_lines)
+{
+    return string_list(c, PDS_REQ_LOG, max_lines, lines, n_lines);
+}
+
+int pds_client_scopes(struct pds_client *c,
+                      const char *const **items,
+                      size_t *n_items)
+{
+    return string_list(c, PDS_REQ_SCOPES, 0, items, n_items);
+}
+
+int pds_client_scope_set(struct pds_client *c,
+                         const char *item,
+                         const char *scope)
+{
+    struct pds_request req;
+    const msgpack_object *d;
+
+    memset(&req, 0, sizeof(req));
+    req.op = PDS_REQ_SCOPE_SET;
+    req.item = item;
+    req.item_len = strlen(item);
+    req.target = scope;
+    req.target_len = strlen(scope);
+    return call(c, &req, &d);
 }
 
 static int simple_call(struct pds_client *c, struct pds_request *req)

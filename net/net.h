@@ -41,9 +41,11 @@ enum pds_req_op {
     PDS_REQ_CLIENTS_START,     /* target ID or name */
     PDS_REQ_ADMIN_PASSWORD,    /* secret: the new password */
     PDS_REQ_REPLICATION_START, /* target: the standby, ID or name */
-    PDS_REQ_REPLICATION_STOP
+    PDS_REQ_REPLICATION_STOP,
+    PDS_REQ_SCOPE_SET, /* item, target "shared" or "device" */
+    PDS_REQ_SCOPES     /* the device-specific items */
 };
-#define PDS_REQ_LAST PDS_REQ_REPLICATION_STOP
+#define PDS_REQ_LAST PDS_REQ_SCOPES
 
 /* The op's wire name ("put", "delete-user"...). */
 const char *pds_req_op_name(enum pds_req_op op);
@@ -320,6 +322,13 @@ int pds_client_clients(struct pds_client *c,
 int pds_client_clients_admin(struct pds_client *c,
                              int start,
                              const char *target);
+/* Sharing scope of an item ("shared" or "device"), and the device items. */
+int pds_client_scope_set(struct pds_client *c,
+                         const char *item,
+                         const char *scope);
+int pds_client_scopes(struct pds_client *c,
+                      const char *const **items,
+                      size_t *n_items);
 /* Designate the replication destination (NULL target: stop). */
 int pds_client_replication(struct pds_client *c, const char *target);
 /* Set the administrator password for remote use (local socket only). */

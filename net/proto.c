@@ -34,6 +34,8 @@ static const char *const op_names[] = {
     "admin-password",
     "replication-start",
     "replication-stop",
+    "scope-set",
+    "scopes",
 };
 
 const char *pds_req_op_name(enum pds_req_op op)
@@ -416,8 +418,8 @@ int pds_request_decode(const uint8_t *buf,
     }
     need_owner = r.op == PDS_REQ_PUT || r.op == PDS_REQ_GET ||
                  r.op == PDS_REQ_DEL || r.op == PDS_REQ_DELETE_USER;
-    need_item =
-        r.op == PDS_REQ_PUT || r.op == PDS_REQ_GET || r.op == PDS_REQ_DEL;
+    need_item = r.op == PDS_REQ_PUT || r.op == PDS_REQ_GET ||
+                r.op == PDS_REQ_DEL || r.op == PDS_REQ_SCOPE_SET;
     need_value = r.op == PDS_REQ_PUT;
     if (pds__mp_get(m, "owner") != NULL || need_owner) {
         if (pds__mp_str(m, "owner", &r.owner, &r.owner_len) != 0 ||
@@ -455,7 +457,7 @@ int pds_request_decode(const uint8_t *buf,
     }
     if ((r.op == PDS_REQ_CLIENT_START || r.op == PDS_REQ_CLIENTS_STOP ||
          r.op == PDS_REQ_CLIENTS_START ||
-         r.op == PDS_REQ_REPLICATION_START) &&
+         r.op == PDS_REQ_REPLICATION_START || r.op == PDS_REQ_SCOPE_SET) &&
         r.target == NULL) {
         snprintf(errmsg, PDS_ERRMSG_SIZE, "%s request needs \"target\"",
                  pds_req_op_name(r.op));

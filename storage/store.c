@@ -32,6 +32,8 @@ struct pds_store {
     MDB_dbi meta;
     MDB_dbi owners;
     MDB_dbi clients;
+    MDB_dbi scopes; /* item -> 1 byte: 1 device-specific */
+    MDB_dbi local;  /* record key -> record: device-specific values */
     size_t map_size;
     size_t budget;
     uint64_t retain;
@@ -308,6 +310,8 @@ static int open_tables(struct pds_store *s)
         (rv = mdb_dbi_open(txn, "meta", MDB_CREATE, &s->meta)) != 0 ||
         (rv = mdb_dbi_open(txn, "owners", MDB_CREATE, &s->owners)) != 0 ||
         (rv = mdb_dbi_open(txn, "clients", MDB_CREATE, &s->clients)) != 0 ||
+        (rv = mdb_dbi_open(txn, "scopes", MDB_CREATE, &s->scopes)) != 0 ||
+        (rv = mdb_dbi_open(txn, "local", MDB_CREATE, &s->local)) != 0 ||
         (rv = read_meta(txn, s->meta, &m)) != 0)
         goto err_after_txn;
     if (m.format == 0) {
@@ -570,6 +574,97 @@ static int is_live(MDB_txn *txn, MDB_dbi dbi, MDB_val *key, int *live)
     return 0;
 }
 
+/* Delete every key of dbi that starts with prefix. */
+static int
+del_range(MDB_txn *txn, MDB_dbi dbi, const uint8_t *prefix, size_t plen)
+{
+    MDB_cursor *cur;
+    MDB_val k, v;
+    int rv = mdb_cursor_open(txn, dbi, &cur);
+
+    if (rv != 0)
+        return rv;
+    k.mv_data = (void *)prefix;
+    k.mv_size = plen;
+    rv = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    while (rv == 0 && k.mv_size >= plen &&
+           memcmp(k.mv_data, prefix, plen) == 0) {
+        rv = mdb_cursor_del(cur, 0);
+        if (rv != 0)
+            break;
+        k.mv_data = (void *)prefix;
+        k.mv_size = plen;
+        rv = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    }
+    mdb_cursor_close(cur);
+    return rv == MDB_NOTFOUND ? 0 : rv;
+}
+
+/*
+ * An item's sharing scope changes. To device-specific: every device keeps
+ * the group's current value of that item for each owner as its own (the
+ * local table), and from then on reads and writes of it stay there. Back
+ * to shared: the local values are dropped and the group's values rule.
+ */
+static int
+apply_scope(struct pds_store *s, MDB_txn *txn, const struct pds_entry *e)
+{
+    MDB_val k = {e->key.item_len, (void *)e->key.item};
+    MDB_val v = {1, (void *)e->value};
+    MDB_cursor *cur;
+    MDB_val rk, rv_;
+    int rv;
+
+    rv = mdb_cursor_open(txn, s->records, &cur);
+    if (rv != 0)
+        return rv;
+    while ((rv = mdb_cursor_get(cur, &rk, &rv_, MDB_NEXT)) == 0) {
+        struct pds_key key;
+        if (pds_reckey_decode(rk.mv_data, rk.mv_size, &key) != 0) {
+            rv = MDB_CORRUPTED;
+            break;
+        }
+        if (key.item_len != e->key.item_len ||
+            memcmp(key.item, e->key.item, key.item_len) != 0)
+            continue;
+        if (e->value[0] == 1)
+            rv = mdb_put(txn, s->local, &rk, &rv_, 0);
+        else {
+            rv = mdb_del(txn, s->local, &rk, NULL);
+            if (rv == MDB_NOTFOUND)
+                rv = 0;
+        }
+        if (rv != 0)
+            break;
+    }
+    mdb_cursor_close(cur);
+    if (rv != 0 && rv != MDB_NOTFOUND)
+        return rv;
+    if (e->value[0] == 0) {
+        /* Device values of owners the group never had go too. */
+        MDB_cursor *lc;
+        rv = mdb_cursor_open(txn, s->local, &lc);
+        if (rv != 0)
+            return rv;
+        while ((rv = mdb_cursor_get(lc, &rk, &rv_, MDB_NEXT)) == 0) {
+            struct pds_key key;
+            if (pds_reckey_decode(rk.mv_data, rk.mv_size, &key) == 0 &&
+                key.item_len == e->key.item_len &&
+                memcmp(key.item, e->key.item, key.item_len) == 0) {
+                rv = mdb_cursor_del(lc, 0);
+                if (rv != 0)
+                    break;
+            }
+        }
+        mdb_cursor_close(lc);
+        if (rv != 0 && rv != MDB_NOTFOUND)
+            return rv;
+        rv = mdb_del(txn, s->scopes, &k, NULL);
+        return rv == MDB_NOTFOUND ? 0 : rv;
+    }
+    return mdb_put(txn, s->scopes, &k, &v, 0);
+}
+
 /* Apply one entry to the records and owners tables. */
 static int apply(struct pds_store *s,
                  MDB_txn *txn,
@@ -584,10 +679,17 @@ static int apply(struct pds_store *s,
     int live;
     int rv;
 
+    if (e->op == PDS_OP_SCOPE)
+        return apply_scope(s, txn, e);
     ok.mv_data = obuf;
     ok.mv_size =
         (size_t)owner_key(e->key.scope, e->key.owner, e->key.owner_len, obuf);
     if (e->op == PDS_OP_DEL_OWNER) {
+        rv = del_range(txn, s->local, kbuf,
+                       pds_reckey_prefix(e->key.scope, e->key.owner,
+                                         e->key.owner_len, kbuf));
+        if (rv != 0)
+            return rv;
         MDB_cursor *cur;
         size_t plen = pds_reckey_prefix(e->key.scope, e->key.owner,
                                         e->key.owner_len, kbuf);
@@ -718,7 +820,10 @@ static int grow_map(struct pds_store *s)
  */
 static int entry_is_valid(const struct pds_entry *e)
 {
-    if (e->op != PDS_OP_PUT && e->op != PDS_OP_DEL && e->op != PDS_OP_DEL_OWNER)
+    if (e->op != PDS_OP_PUT && e->op != PDS_OP_DEL &&
+        e->op != PDS_OP_DEL_OWNER && e->op != PDS_OP_SCOPE)
+        return 0;
+    if (e->op == PDS_OP_SCOPE && (e->value_len != 1 || e->value[0] > 1))
         return 0;
     if (e->key.scope != PDS_SCOPE_USER && e->key.scope != PDS_SCOPE_GROUP)
         return 0;
@@ -910,12 +1015,13 @@ int pds_store_get(struct pds_store *store,
     return 0;
 }
 
-int pds_store_list(struct pds_store *store,
-                   enum pds_scope scope,
-                   const char *owner,
-                   size_t owner_len,
-                   pds_store_record_cb cb,
-                   void *arg)
+static int list_dbi(struct pds_store *store,
+                    MDB_dbi dbi,
+                    enum pds_scope scope,
+                    const char *owner,
+                    size_t owner_len,
+                    pds_store_record_cb cb,
+                    void *arg)
 {
     uint8_t prefix[PDS_RECKEY_MAX];
     size_t plen = 0;
@@ -933,7 +1039,7 @@ int pds_store_list(struct pds_store *store,
     rv = read_begin(store, &txn);
     if (rv != 0)
         return set_err(store, translate(rv), "list: %s", mdb_strerror(rv));
-    rv = mdb_cursor_open(txn, store->records, &cur);
+    rv = mdb_cursor_open(txn, dbi, &cur);
     if (rv != 0) {
         read_end(store, txn);
         return set_err(store, translate(rv), "list: %s", mdb_strerror(rv));
@@ -965,6 +1071,26 @@ int pds_store_list(struct pds_store *store,
     if (rv != 0 && rv != MDB_NOTFOUND)
         return set_err(store, translate(rv), "list: %s", mdb_strerror(rv));
     return cb_rv;
+}
+
+int pds_store_list(struct pds_store *store,
+                   enum pds_scope scope,
+                   const char *owner,
+                   size_t owner_len,
+                   pds_store_record_cb cb,
+                   void *arg)
+{
+    return list_dbi(store, store->records, scope, owner, owner_len, cb, arg);
+}
+
+int pds_store_local_list(struct pds_store *store,
+                         enum pds_scope scope,
+                         const char *owner,
+                         size_t owner_len,
+                         pds_store_record_cb cb,
+                         void *arg)
+{
+    return list_dbi(store, store->local, scope, owner, owner_len, cb, arg);
 }
 
 int pds_store_owners(struct pds_store *store, pds_store_owner_cb cb, void *arg)
@@ -1292,5 +1418,122 @@ int pds_store_log_range(struct pds_store *store,
     *buf = out;
     *len = used;
     *n_entries = n;
+    return 0;
+}
+
+/* ---- Sharing scopes and device-specific values ----------------------------
+ */
+
+int pds_store_scopes(struct pds_store *store, pds_store_scope_cb cb, void *arg)
+{
+    MDB_cursor *cur;
+    MDB_txn *txn;
+    MDB_val k, v;
+    int cb_rv = 0;
+    int rv;
+
+    rv = read_begin(store, &txn);
+    if (rv != 0)
+        return set_err(store, translate(rv), "scopes: %s", mdb_strerror(rv));
+    rv = mdb_cursor_open(txn, store->scopes, &cur);
+    while (rv == 0 && (rv = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
+        if (k.mv_size == 0 || k.mv_size > PDS_ITEM_MAX)
+            continue;
+        cb_rv = cb(arg, k.mv_data, k.mv_size);
+        if (cb_rv != 0)
+            break;
+    }
+    if (rv == 0 || rv == MDB_NOTFOUND)
+        mdb_cursor_close(cur);
+    read_end(store, txn);
+    if (rv != 0 && rv != MDB_NOTFOUND)
+        return set_err(store, translate(rv), "scopes: %s", mdb_strerror(rv));
+    return cb_rv;
+}
+
+struct local_arg {
+    const struct pds_key *key;
+    const struct pds_record *rec;
+};
+
+static int local_write(struct pds_store *s, MDB_txn *txn, void *arg)
+{
+    struct local_arg *a = arg;
+    uint8_t kbuf[PDS_RECKEY_MAX];
+    MDB_val k, v;
+    int rv;
+
+    k.mv_data = kbuf;
+    k.mv_size = pds_reckey_encode(a->key, kbuf);
+    if (a->rec == NULL) {
+        rv = mdb_del(txn, s->local, &k, NULL);
+        return rv;
+    }
+    v.mv_size = pds_record_size(a->rec);
+    rv = mdb_put(txn, s->local, &k, &v, MDB_RESERVE);
+    if (rv == 0)
+        pds_record_encode(a->rec, v.mv_data);
+    return rv;
+}
+
+int pds_store_local_put(struct pds_store *store,
+                        const struct pds_key *key,
+                        const struct pds_record *rec)
+{
+    struct local_arg a = {key, rec};
+    int rv;
+
+    if (key->owner_len > PDS_OWNER_MAX || key->item_len > PDS_ITEM_MAX)
+        return set_err(store, PDS_EINVAL, "local: key too long");
+    rv = small_write(store, local_write, &a);
+    if (rv == MDB_NOTFOUND)
+        return set_err(store, PDS_ENOTFOUND, "local: not found");
+    if (rv != 0)
+        return set_err(store, translate(rv), "local: %s", mdb_strerror(rv));
+    return 0;
+}
+
+int pds_store_local_get(struct pds_store *store,
+                        const struct pds_key *key,
+                        struct pds_record *rec,
+                        uint8_t **value)
+{
+    uint8_t kbuf[PDS_RECKEY_MAX];
+    struct pds_record r;
+    MDB_txn *txn;
+    MDB_val k, v;
+    uint8_t *copy;
+    int rv;
+
+    if (key->owner_len > PDS_OWNER_MAX || key->item_len > PDS_ITEM_MAX)
+        return set_err(store, PDS_EINVAL, "local: key too long");
+    k.mv_data = kbuf;
+    k.mv_size = pds_reckey_encode(key, kbuf);
+    rv = read_begin(store, &txn);
+    if (rv != 0)
+        return set_err(store, translate(rv), "local: %s", mdb_strerror(rv));
+    rv = mdb_get(txn, store->local, &k, &v);
+    if (rv != 0) {
+        read_end(store, txn);
+        return rv == MDB_NOTFOUND
+                   ? set_err(store, PDS_ENOTFOUND, "local: not found")
+                   : set_err(store, translate(rv), "local: %s",
+                             mdb_strerror(rv));
+    }
+    if (pds_record_decode(v.mv_data, v.mv_size, &r) != 0) {
+        read_end(store, txn);
+        return set_err(store, PDS_ECORRUPT, "local: a value is damaged");
+    }
+    copy = malloc(r.value_len + 1);
+    if (copy == NULL) {
+        read_end(store, txn);
+        return set_err(store, PDS_ENOMEM, "local: out of memory");
+    }
+    if (r.value_len > 0)
+        memcpy(copy, r.value, r.value_len);
+    read_end(store, txn);
+    r.value = copy;
+    *rec = r;
+    *value = copy;
     return 0;
 }

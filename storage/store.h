@@ -141,6 +141,28 @@ int pds_store_blob_put(struct pds_store *store,
                        const uint8_t *value,
                        size_t len);
 
+/*
+ * Sharing scopes: the items that are device-specific (PDS_OP_SCOPE entries
+ * set them). Their values live in a local table of each node, never in the
+ * log: pds_store_local_put() (rec NULL deletes; PDS_ENOTFOUND when there
+ * was nothing) and pds_store_local_get() (like pds_store_get()).
+ */
+typedef int (*pds_store_scope_cb)(void *arg, const char *item, size_t len);
+int pds_store_scopes(struct pds_store *store, pds_store_scope_cb cb, void *arg);
+int pds_store_local_put(struct pds_store *store,
+                        const struct pds_key *key,
+                        const struct pds_record *rec);
+int pds_store_local_list(struct pds_store *store,
+                         enum pds_scope scope,
+                         const char *owner,
+                         size_t owner_len,
+                         pds_store_record_cb cb,
+                         void *arg);
+int pds_store_local_get(struct pds_store *store,
+                        const struct pds_key *key,
+                        struct pds_record *rec,
+                        uint8_t **value);
+
 /* Write member rows (clients table, keyed by public key) durably. */
 int pds_store_members_put(struct pds_store *store,
                           const struct pds_member *members,

@@ -77,6 +77,9 @@ struct daemon {
     uint64_t standby_wait_since; /* ms; 0 when nothing waits */
     int is_degraded;             /* standby-optional running as local */
     uv_timer_t ack_timer;
+    /* Items whose values are device-specific (sharing scope). */
+    char **device_items;
+    size_t n_device_items;
     /* Remote administration: crypto_pwhash_str of the password. */
     char admin_pw[crypto_pwhash_STRBYTES];
 };
@@ -106,6 +109,10 @@ void pds__group_update(struct daemon *d, const struct pds_update *u);
 void pds__group_request(struct daemon *d,
                         struct pds_local_conn *conn,
                         const struct pds_request *req);
+/* Sharing scopes: reload after an entry changed one; ask about an item. */
+void pds__scope_reload(struct daemon *d);
+int pds__scope_is_device(const struct daemon *d, const char *item, size_t len);
+
 /* Server: the standby made entries up to index durable. */
 void pds__daemon_standby_ack(struct daemon *d, pds_index index);
 /* The acknowledgement mode in force ("local", "standby", ...). */

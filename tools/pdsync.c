@@ -66,6 +66,7 @@ static void print_usage(FILE *out)
             "                                   be a client of a server\n"
             "  clients [stop|start ID|NAME]     the server's clients\n"
             "  replication start ID|NAME | stop  the replication destination\n"
+            "  scope set ITEM shared|device | list  sharing scope of items\n"
             "  admin-password set --password-file F\n"
             "                                   allow remote administration\n"
             "  help [COMMAND]                   show help\n"
@@ -334,10 +335,10 @@ static int parse_cmd(const char *name,
     /* The group commands take options after their action word (GNU
      * permutation); data commands stop at the first operand, so that a
      * value may start with '-'. */
-    int permute = strcmp(name, "server") == 0 || strcmp(name, "client") == 0 ||
-                  strcmp(name, "clients") == 0 ||
-                  strcmp(name, "admin-password") == 0 ||
-                  strcmp(name, "replication") == 0;
+    int permute =
+        strcmp(name, "server") == 0 || strcmp(name, "client") == 0 ||
+        strcmp(name, "clients") == 0 || strcmp(name, "admin-password") == 0 ||
+        strcmp(name, "replication") == 0 || strcmp(name, "scope") == 0;
     char *end;
     int opt;
 
@@ -500,9 +501,14 @@ static int cmd_put(struct cli *cli, int argc, char **argv)
         } else if (cli->json) {
             json_write(&res);
         } else {
-            printf("committed %s/%s at %llu/%llu\n", argv[0], argv[1],
-                   (unsigned long long)res.epoch,
-                   (unsigned long long)res.index);
+            if (res.index == 0)
+                printf("stored %s/%s on this device only (a "
+                       "device-specific item)\n",
+                       argv[0], argv[1]);
+            else
+                printf("committed %s/%s at %llu/%llu\n", argv[0], argv[1],
+                       (unsigned long long)res.epoch,
+                       (unsigned long long)res.index);
         }
     }
     free(file_value);
@@ -1101,6 +1107,70 @@ static int cmd_clients(struct cli *cli, int argc, char **argv)
     return 0;
 }
 
+static int cmd_scope(struct cli *cli, int argc, char **argv)
+{
+    const char *const *items;
+    struct cmd_opts o;
+    size_t n;
+    size_t i;
+    int first;
+    int rv;
+
+    rv = parse_cmd("scope", argc, argv, "", &o, &first);
+    if (rv != 0)
+        return rv < 0 ? 0 : rv;
+    argc -= first;
+    argv += first;
+    if (argc >= 1 && strcmp(argv[0], "list") == 0) {
+        rv = check_operands("scope", argc, 1, 1);
+        if (rv != 0)
+            return rv;
+        rv = connect_node(cli);
+        if (rv != 0)
+            return rv;
+        rv = pds_client_scopes(cli->client, &items, &n);
+        if (rv != 0)
+            return fail(cli, rv);
+        if (cli->json)
+            printf("[");
+        for (i = 0; i < n; i++) {
+            if (cli->json) {
+                printf("%s", i > 0 ? "," : "");
+                json_str(items[i], strlen(items[i]));
+            } else {
+                printf("%s\tdevice\n", items[i]);
+            }
+        }
+        if (cli->json)
+            printf("]\n");
+        else if (n == 0)
+            printf("every item is shared\n");
+        return 0;
+    }
+    if (argc < 1 || strcmp(argv[0], "set") != 0)
+        return usage_error("scope", "scope: unknown or missing action");
+    rv = check_operands("scope", argc, 3, 3);
+    if (rv != 0)
+        return rv;
+    if (strcmp(argv[2], "shared") != 0 && strcmp(argv[2], "device") != 0)
+        return usage_error("scope", "scope set: the scope is shared or device");
+    rv = connect_node(cli);
+    if (rv != 0)
+        return rv;
+    rv = pds_client_scope_set(cli->client, argv[1], argv[2]);
+    if (rv != 0)
+        return fail(cli, rv);
+    if (cli->json)
+        printf("{\"ok\":true}\n");
+    else
+        printf("%s is %s%s\n", argv[1],
+               strcmp(argv[2], "device") == 0 ? "device-specific" : "shared",
+               strcmp(argv[2], "device") == 0
+                   ? ": each printer keeps its own value from now on"
+                   : ": the group's value applies everywhere again");
+    return 0;
+}
+
 static int cmd_replication(struct cli *cli, int argc, char **argv)
 {
     struct cmd_opts o;
@@ -1240,6 +1310,11 @@ static const struct command commands[] = {
      "location, address, first enrolled, last seen, version, last error),\n"
      "or stop / start one client's synchronization.",
      cmd_clients},
+    {"scope", "set ITEM shared|device | list",
+     "On the server: make ITEM shared by the group (the default) or\n"
+     "device-specific: its values are then kept on each printer, never\n"
+     "synchronized; each printer starts from the group's current value.",
+     cmd_scope},
     {"replication", "start ID|NAME | stop",
      "On the server: make an enrolled client the replication destination\n"
      "(standby), or stop replicating to it. With a standby, a write is\n"

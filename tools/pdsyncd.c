@@ -170,6 +170,15 @@ static void commit_batch(uv_check_t *handle)
     first = d->batch[0].index;
     last = d->batch[d->n_batch - 1].index;
     rv = pds_store_commit(d->store, d->batch, d->n_batch, pds__wall_ms());
+    if (rv == 0) {
+        size_t i;
+        for (i = 0; i < d->n_batch; i++) {
+            if (d->batch[i].op == PDS_OP_SCOPE) {
+                pds__scope_reload(d);
+                break;
+            }
+        }
+    }
     memset(&ev, 0, sizeof(ev));
     ev.now = pds__wall_ms();
     if (rv == 0) {
@@ -293,6 +302,163 @@ static void on_ack_timer(uv_timer_t *t)
 
 /* ---- Request handlers ------------------------------------------------- */
 
+/* ---- Sharing scopes ---------------------------------------------------- */
+
+static int add_device_item(void *arg, const char *item, size_t len)
+{
+    struct daemon *d = arg;
+    char **p;
+
+    p = realloc(d->device_items, (d->n_device_items + 1) * sizeof(*p));
+    if (p == NULL)
+        return PDS_ENOMEM;
+    d->device_items = p;
+    p[d->n_device_items] = strndup(item, len);
+    if (p[d->n_device_items] == NULL)
+        return PDS_ENOMEM;
+    d->n_device_items++;
+    return 0;
+}
+
+void pds__scope_reload(struct daemon *d)
+{
+    size_t i;
+
+    for (i = 0; i < d->n_device_items; i++)
+        free(d->device_items[i]);
+    free(d->device_items);
+    d->device_items = NULL;
+    d->n_device_items = 0;
+    if (pds_store_scopes(d->store, add_device_item, d) != 0)
+        pds_log(PDS_LOG_ERROR, "sharing scopes: %s",
+                pds_store_errmsg(d->store));
+}
+
+int pds__scope_is_device(const struct daemon *d, const char *item, size_t len)
+{
+    size_t i;
+
+    for (i = 0; i < d->n_device_items; i++) {
+        if (strlen(d->device_items[i]) == len &&
+            memcmp(d->device_items[i], item, len) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* A device-specific item: kept on this node only, never in the log. */
+static void local_write(struct daemon *d,
+                        struct pds_local_conn *conn,
+                        const struct pds_request *req)
+{
+    struct pds_key key = {req->scope, req->owner, req->owner_len, req->item,
+                          req->item_len};
+    struct pds_record rec;
+    struct pds_reply_buf *rb;
+    char errmsg[PDS_ERRMSG_SIZE];
+    int rv;
+
+    rv = pds_key_validate(&d->cfg.limits, &key, errmsg);
+    if (rv == 0 && req->value_len > d->cfg.limits.max_value) {
+        snprintf(errmsg, sizeof(errmsg),
+                 "value is %zu bytes; the limit is %u bytes (setting "
+                 "max_value_size); nothing was written",
+                 req->value_len, (unsigned)d->cfg.limits.max_value);
+        rv = PDS_ETOOBIG;
+    }
+    if (rv != 0) {
+        reply_error(conn, req->id, rv, errmsg);
+        return;
+    }
+    memset(&rec, 0, sizeof(rec));
+    rec.version.hlc = PDS_HLC_MAKE(pds__wall_ms(), 0);
+    rec.value = req->value;
+    rec.value_len = (uint32_t)req->value_len;
+    rv = pds_store_local_put(d->store, &key,
+                             req->op == PDS_REQ_PUT ? &rec : NULL);
+    if (rv == PDS_ENOTFOUND) {
+        snprintf(errmsg, sizeof(errmsg), "%s \"%.*s\" has no item \"%.*s\"",
+                 req->scope == PDS_SCOPE_USER ? "user" : "group",
+                 (int)req->owner_len, req->owner, (int)req->item_len,
+                 req->item);
+        reply_error(conn, req->id, rv, errmsg);
+        return;
+    }
+    if (rv != 0) {
+        reply_error(conn, req->id, rv, pds_store_errmsg(d->store));
+        return;
+    }
+    /* Position 0/0: stored on this device only. */
+    rb = pds_reply_new(req->id, 0, NULL);
+    if (rb != NULL)
+        pds_reply_write(rb, 0, 0, &rec.version);
+    pds__daemon_send(conn, rb);
+}
+
+/* scope set ITEM shared|device: a log entry, so every node applies it. */
+static void handle_scope_set(struct daemon *d,
+                             struct pds_local_conn *conn,
+                             const struct pds_request *req)
+{
+    struct pds_event ev;
+    struct waiter *w;
+    uint8_t flag;
+
+    if (req->target_len == 6 && memcmp(req->target, "shared", 6) == 0)
+        flag = 0;
+    else if (req->target_len == 6 && memcmp(req->target, "device", 6) == 0)
+        flag = 1;
+    else {
+        reply_error(conn, req->id, PDS_EINVAL, "a scope is shared or device");
+        return;
+    }
+    if (pds_core_role(d->core) == PDS_ROLE_CLIENT) {
+        reply_error(conn, req->id, PDS_EPERM,
+                    "sharing scopes are set on the group's server (nothing "
+                    "was changed)");
+        return;
+    }
+    w = malloc(sizeof(*w));
+    if (w == NULL) {
+        reply_error(conn, req->id, PDS_ENOMEM, "out of memory");
+        return;
+    }
+    w->conn = conn;
+    w->id = req->id;
+    w->op = req->op;
+    w->remote_conn = 0;
+    pds_local_conn_ref(conn);
+    memset(&ev, 0, sizeof(ev));
+    ev.type = PDS_EVENT_WRITE;
+    ev.now = pds__wall_ms();
+    ev.u.write.req = (uint64_t)(uintptr_t)w;
+    ev.u.write.op = PDS_OP_SCOPE;
+    ev.u.write.key.scope = PDS_SCOPE_GROUP;
+    ev.u.write.key.owner = PDS_SCOPE_OWNER;
+    ev.u.write.key.owner_len = strlen(PDS_SCOPE_OWNER);
+    ev.u.write.key.item = req->item;
+    ev.u.write.key.item_len = req->item_len;
+    ev.u.write.value = &flag;
+    ev.u.write.value_len = 1;
+    if (pds__daemon_step(d, &ev) != 0) {
+        reply_error(conn, req->id, PDS_ENOMEM, "out of memory");
+        pds_local_conn_unref(conn);
+        free(w);
+    }
+}
+
+static void handle_scopes(struct daemon *d,
+                          struct pds_local_conn *conn,
+                          const struct pds_request *req)
+{
+    struct pds_reply_buf *rb = pds_reply_new(req->id, 0, NULL);
+
+    if (rb != NULL)
+        pds_reply_log(rb, (const char *const *)d->device_items,
+                      d->n_device_items);
+    pds__daemon_send(conn, rb);
+}
+
 static void handle_write(struct daemon *d,
                          struct pds_local_conn *conn,
                          const struct pds_request *req)
@@ -301,6 +467,11 @@ static void handle_write(struct daemon *d,
     struct waiter *w;
     int rv;
 
+    if ((req->op == PDS_REQ_PUT || req->op == PDS_REQ_DEL) &&
+        pds__scope_is_device(d, req->item, req->item_len)) {
+        local_write(d, conn, req);
+        return;
+    }
     if (pds_core_role(d->core) == PDS_ROLE_CLIENT) {
         /* A client writes through its server. */
         pds__group_forward(d, conn, req);
@@ -393,7 +564,10 @@ static void handle_get(struct daemon *d,
         reply_error(conn, req->id, rv, errmsg);
         return;
     }
-    rv = pds_store_get(d->store, &key, &rec, &value);
+    if (pds__scope_is_device(d, key.item, key.item_len))
+        rv = pds_store_local_get(d->store, &key, &rec, &value);
+    else
+        rv = pds_store_get(d->store, &key, &rec, &value);
     if (rv == PDS_ENOTFOUND || (rv == 0 && rec.is_tombstone)) {
         snprintf(errmsg, sizeof(errmsg), "%s \"%.*s\" has no item \"%.*s\"",
                  scope_word(req->scope), (int)req->owner_len, req->owner,
@@ -425,6 +599,8 @@ static void handle_get(struct daemon *d,
 
 /* Records copied out of a read transaction for a list reply. */
 struct list_ctx {
+    struct daemon *d;
+    int skip_device; /* records: device items are read from the local table */
     struct pds_item *items;
     size_t n;
     size_t cap;
@@ -440,6 +616,9 @@ static int collect_record(void *arg,
     struct pds_item *it;
     char *mem;
 
+    if (ctx->skip_device &&
+        pds__scope_is_device(ctx->d, key->item, key->item_len))
+        return 0;
     ctx->bytes += key->owner_len + key->item_len + rec->value_len + 64;
     if (ctx->bytes > PDS_LOCAL_FRAME_MAX - 4096) {
         ctx->too_big = 1;
@@ -492,8 +671,15 @@ static void handle_list(struct daemon *d,
         }
     }
     memset(&ctx, 0, sizeof(ctx));
+    ctx.d = d;
+    ctx.skip_device = 1;
     rv = pds_store_list(d->store, req->scope, req->owner, req->owner_len,
                         collect_record, &ctx);
+    if (rv == 0 && !ctx.too_big) {
+        ctx.skip_device = 0;
+        rv = pds_store_local_list(d->store, req->scope, req->owner,
+                                  req->owner_len, collect_record, &ctx);
+    }
     if (ctx.too_big) {
         reply_error(conn, req->id, PDS_ETOOBIG,
                     "the list is larger than one reply can carry: list one "
@@ -661,6 +847,12 @@ void pds__daemon_request(struct daemon *d,
     case PDS_REQ_LOG:
         handle_log(conn, req);
         break;
+    case PDS_REQ_SCOPE_SET:
+        handle_scope_set(d, conn, req);
+        break;
+    case PDS_REQ_SCOPES:
+        handle_scopes(d, conn, req);
+        break;
     case PDS_REQ_SERVER_START:
     case PDS_REQ_SERVER_STOP:
     case PDS_REQ_CLIENT_START:
@@ -816,6 +1008,7 @@ static int open_node(struct daemon *d, char *errmsg)
         snprintf(errmsg, PDS_ERRMSG_SIZE, "start core: %s", pds_strerror(rv));
         return -1;
     }
+    pds__scope_reload(d);
     pds_log(PDS_LOG_INFO,
             "node %016llx, epoch %llu, position %llu/%llu, %zu users",
             (unsigned long long)meta.node_id, (unsigned long long)meta.epoch,
@@ -993,6 +1186,12 @@ err_after_node:
     if (d.store != NULL)
         pds_store_close(d.store);
     free(d.batch);
+    {
+        size_t i;
+        for (i = 0; i < d.n_device_items; i++)
+            free(d.device_items[i]);
+        free(d.device_items);
+    }
     pds_log_close();
 err_after_lock:
     close(d.lock_fd);

@@ -169,6 +169,17 @@ TEST(entry_round_trip)
     buf[1] = PDS_OP_DEL; /* a delete may not carry a value */
     CHECK_EQ(pds_entry_decode(buf, n, &out), PDS_ECORRUPT);
 
+    /* SCOPE carries one byte: 0 shared, 1 device; anything else is bad. */
+    e.op = PDS_OP_SCOPE;
+    e.value = (const uint8_t *)"\001";
+    e.value_len = 1;
+    n = pds_entry_encode(&e, buf);
+    CHECK_EQ(pds_entry_decode(buf, n, &out), 0);
+    CHECK_EQ(out.op, PDS_OP_SCOPE);
+    CHECK_EQ(out.value[0], 1);
+    buf[n - 1] = 2;
+    CHECK_EQ(pds_entry_decode(buf, n, &out), PDS_ECORRUPT);
+
     /* DEL_OWNER has no item. */
     e.op = PDS_OP_DEL_OWNER;
     e.key.item_len = 0;
