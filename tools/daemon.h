@@ -86,6 +86,11 @@ struct daemon {
 
 pds_time pds__wall_ms(void);
 
+/* A waiter for a request the core will answer (holds a conn reference);
+ * NULL, with the requester answered, when memory runs out. */
+struct waiter *pds__daemon_waiter(struct pds_local_conn *conn,
+                                  const struct pds_request *req);
+
 /* Step the core with one event and carry out its update. */
 int pds__daemon_step(struct daemon *d, const struct pds_event *ev);
 

@@ -756,16 +756,9 @@ static void clients_admin(struct daemon *d,
     }
     memcpy(target, req->target, req->target_len);
     target[req->target_len] = '\0';
-    w = malloc(sizeof(*w));
-    if (w == NULL) {
-        reply_err(conn, req->id, PDS_ENOMEM, "out of memory");
+    w = pds__daemon_waiter(conn, req);
+    if (w == NULL)
         return;
-    }
-    w->conn = conn;
-    w->id = req->id;
-    w->op = req->op;
-    w->remote_conn = 0;
-    pds_local_conn_ref(conn);
     memset(&ev, 0, sizeof(ev));
     ev.type = PDS_EVENT_MEMBER_ADMIN;
     ev.now = pds__wall_ms();

@@ -302,6 +302,27 @@ static void on_ack_timer(uv_timer_t *t)
 
 /* ---- Request handlers ------------------------------------------------- */
 
+/*
+ * A waiter for a request the core answers later: holds a reference on
+ * conn. NULL (the requester already answered) when memory runs out.
+ */
+struct waiter *pds__daemon_waiter(struct pds_local_conn *conn,
+                                  const struct pds_request *req)
+{
+    struct waiter *w = malloc(sizeof(*w));
+
+    if (w == NULL) {
+        reply_error(conn, req->id, PDS_ENOMEM, "out of memory");
+        return NULL;
+    }
+    w->conn = conn;
+    w->id = req->id;
+    w->op = req->op;
+    w->remote_conn = 0;
+    pds_local_conn_ref(conn);
+    return w;
+}
+
 /* ---- Sharing scopes ---------------------------------------------------- */
 
 static int add_device_item(void *arg, const char *item, size_t len)
@@ -418,16 +439,9 @@ static void handle_scope_set(struct daemon *d,
                     "was changed)");
         return;
     }
-    w = malloc(sizeof(*w));
-    if (w == NULL) {
-        reply_error(conn, req->id, PDS_ENOMEM, "out of memory");
+    w = pds__daemon_waiter(conn, req);
+    if (w == NULL)
         return;
-    }
-    w->conn = conn;
-    w->id = req->id;
-    w->op = req->op;
-    w->remote_conn = 0;
-    pds_local_conn_ref(conn);
     memset(&ev, 0, sizeof(ev));
     ev.type = PDS_EVENT_WRITE;
     ev.now = pds__wall_ms();
@@ -479,16 +493,9 @@ static void handle_write(struct daemon *d,
     }
     if (pds_core_role(d->core) == PDS_ROLE_STANDALONE)
         pds__repl_local_write(d);
-    w = malloc(sizeof(*w));
-    if (w == NULL) {
-        reply_error(conn, req->id, PDS_ENOMEM, "out of memory");
+    w = pds__daemon_waiter(conn, req);
+    if (w == NULL)
         return;
-    }
-    w->conn = conn;
-    w->id = req->id;
-    w->op = req->op;
-    w->remote_conn = 0;
-    pds_local_conn_ref(conn);
 
     memset(&ev, 0, sizeof(ev));
     ev.type = PDS_EVENT_WRITE;
