@@ -1093,42 +1093,78 @@ int pds_store_local_list(struct pds_store *store,
     return list_dbi(store, store->local, scope, owner, owner_len, cb, arg);
 }
 
-int pds_store_owners(struct pds_store *store, pds_store_owner_cb cb, void *arg)
+/*
+ * Walk every row of a table in one read transaction. `each` gets the raw
+ * key and value (valid during the call) and returns 0 to go on, or a
+ * non-zero result that stops the walk and is returned; PDS_ECORRUPT from it
+ * means a damaged row and is reported with `what` as context.
+ */
+static int scan(struct pds_store *store,
+                MDB_dbi dbi,
+                const char *what,
+                int (*each)(void *ctx, const MDB_val *k, const MDB_val *v),
+                void *ctx)
 {
     MDB_cursor *cur;
     MDB_txn *txn;
     MDB_val k, v;
-    int cb_rv = 0;
+    int each_rv = 0;
     int rv;
 
     rv = read_begin(store, &txn);
     if (rv != 0)
-        return set_err(store, translate(rv), "owners: %s", mdb_strerror(rv));
-    rv = mdb_cursor_open(txn, store->owners, &cur);
+        return set_err(store, translate(rv), "%s: %s", what, mdb_strerror(rv));
+    rv = mdb_cursor_open(txn, dbi, &cur);
     if (rv != 0) {
         read_end(store, txn);
-        return set_err(store, translate(rv), "owners: %s", mdb_strerror(rv));
+        return set_err(store, translate(rv), "%s: %s", what, mdb_strerror(rv));
     }
     while ((rv = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
-        struct pds_owner_info o;
-        const uint8_t *p = k.mv_data;
-        if (k.mv_size < 2 || p[0] > PDS_SCOPE_GROUP || v.mv_size != 8) {
-            rv = MDB_CORRUPTED;
-            break;
-        }
-        o.scope = (enum pds_scope)p[0];
-        o.owner = (const char *)p + 1;
-        o.owner_len = k.mv_size - 1;
-        o.last_used = pds_get_u64be(v.mv_data);
-        cb_rv = cb(arg, &o);
-        if (cb_rv != 0)
+        each_rv = each(ctx, &k, &v);
+        if (each_rv != 0)
             break;
     }
     mdb_cursor_close(cur);
     read_end(store, txn);
+    if (each_rv == PDS_ECORRUPT)
+        rv = MDB_CORRUPTED;
     if (rv != 0 && rv != MDB_NOTFOUND)
-        return set_err(store, translate(rv), "owners: %s", mdb_strerror(rv));
-    return cb_rv;
+        return set_err(store, translate(rv), "%s: %s", what, mdb_strerror(rv));
+    return each_rv;
+}
+
+/* The public callback behind a scan, and its argument. */
+struct scan_cb {
+    union {
+        pds_store_owner_cb owner;
+        pds_store_member_cb member;
+        pds_store_scope_cb scope;
+    } cb;
+    void *arg;
+};
+
+static int each_owner(void *ctx, const MDB_val *k, const MDB_val *v)
+{
+    struct scan_cb *sc = ctx;
+    const uint8_t *p = k->mv_data;
+    struct pds_owner_info o;
+
+    if (k->mv_size < 2 || p[0] > PDS_SCOPE_GROUP || v->mv_size != 8)
+        return PDS_ECORRUPT;
+    o.scope = (enum pds_scope)p[0];
+    o.owner = (const char *)p + 1;
+    o.owner_len = k->mv_size - 1;
+    o.last_used = pds_get_u64be(v->mv_data);
+    return sc->cb.owner(sc->arg, &o);
+}
+
+int pds_store_owners(struct pds_store *store, pds_store_owner_cb cb, void *arg)
+{
+    struct scan_cb sc;
+
+    sc.cb.owner = cb;
+    sc.arg = arg;
+    return scan(store, store->owners, "owners", each_owner, &sc);
 }
 
 int pds_store_log_get(struct pds_store *store,
@@ -1299,39 +1335,26 @@ int pds_store_members_put(struct pds_store *store,
     return 0;
 }
 
+static int each_member(void *ctx, const MDB_val *k, const MDB_val *v)
+{
+    struct scan_cb *sc = ctx;
+    struct pds_member m;
+
+    (void)k;
+    if (pds_member_decode(v->mv_data, v->mv_size, &m) != 0)
+        return PDS_ECORRUPT;
+    return sc->cb.member(sc->arg, &m);
+}
+
 int pds_store_members(struct pds_store *store,
                       pds_store_member_cb cb,
                       void *arg)
 {
-    MDB_cursor *cur;
-    MDB_txn *txn;
-    MDB_val k, v;
-    int cb_rv = 0;
-    int rv;
+    struct scan_cb sc;
 
-    rv = read_begin(store, &txn);
-    if (rv != 0)
-        return set_err(store, translate(rv), "clients: %s", mdb_strerror(rv));
-    rv = mdb_cursor_open(txn, store->clients, &cur);
-    if (rv != 0) {
-        read_end(store, txn);
-        return set_err(store, translate(rv), "clients: %s", mdb_strerror(rv));
-    }
-    while ((rv = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
-        struct pds_member m;
-        if (pds_member_decode(v.mv_data, v.mv_size, &m) != 0) {
-            rv = MDB_CORRUPTED;
-            break;
-        }
-        cb_rv = cb(arg, &m);
-        if (cb_rv != 0)
-            break;
-    }
-    mdb_cursor_close(cur);
-    read_end(store, txn);
-    if (rv != 0 && rv != MDB_NOTFOUND)
-        return set_err(store, translate(rv), "clients: %s", mdb_strerror(rv));
-    return cb_rv;
+    sc.cb.member = cb;
+    sc.arg = arg;
+    return scan(store, store->clients, "clients", each_member, &sc);
 }
 
 int pds_store_log_range(struct pds_store *store,
@@ -1424,31 +1447,23 @@ int pds_store_log_range(struct pds_store *store,
 /* ---- Sharing scopes and device-specific values ----------------------------
  */
 
+static int each_scope(void *ctx, const MDB_val *k, const MDB_val *v)
+{
+    struct scan_cb *sc = ctx;
+
+    (void)v;
+    if (k->mv_size == 0 || k->mv_size > PDS_ITEM_MAX)
+        return 0;
+    return sc->cb.scope(sc->arg, k->mv_data, k->mv_size);
+}
+
 int pds_store_scopes(struct pds_store *store, pds_store_scope_cb cb, void *arg)
 {
-    MDB_cursor *cur;
-    MDB_txn *txn;
-    MDB_val k, v;
-    int cb_rv = 0;
-    int rv;
+    struct scan_cb sc;
 
-    rv = read_begin(store, &txn);
-    if (rv != 0)
-        return set_err(store, translate(rv), "scopes: %s", mdb_strerror(rv));
-    rv = mdb_cursor_open(txn, store->scopes, &cur);
-    while (rv == 0 && (rv = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
-        if (k.mv_size == 0 || k.mv_size > PDS_ITEM_MAX)
-            continue;
-        cb_rv = cb(arg, k.mv_data, k.mv_size);
-        if (cb_rv != 0)
-            break;
-    }
-    if (rv == 0 || rv == MDB_NOTFOUND)
-        mdb_cursor_close(cur);
-    read_end(store, txn);
-    if (rv != 0 && rv != MDB_NOTFOUND)
-        return set_err(store, translate(rv), "scopes: %s", mdb_strerror(rv));
-    return cb_rv;
+    sc.cb.scope = cb;
+    sc.arg = arg;
+    return scan(store, store->scopes, "scopes", each_scope, &sc);
 }
 
 struct local_arg {

@@ -116,6 +116,10 @@ void pds__group_request(struct daemon *d,
                         const struct pds_request *req);
 /* Sharing scopes: reload after an entry changed one; ask about an item. */
 void pds__scope_reload(struct daemon *d);
+/* Reload the scopes when committed entries changed one. */
+void pds__scope_after_commit(struct daemon *d,
+                             const struct pds_entry *entries,
+                             size_t n);
 int pds__scope_is_device(const struct daemon *d, const char *item, size_t len);
 
 /* Server: the standby made entries up to index durable. */

@@ -170,15 +170,8 @@ static void commit_batch(uv_check_t *handle)
     first = d->batch[0].index;
     last = d->batch[d->n_batch - 1].index;
     rv = pds_store_commit(d->store, d->batch, d->n_batch, pds__wall_ms());
-    if (rv == 0) {
-        size_t i;
-        for (i = 0; i < d->n_batch; i++) {
-            if (d->batch[i].op == PDS_OP_SCOPE) {
-                pds__scope_reload(d);
-                break;
-            }
-        }
-    }
+    if (rv == 0)
+        pds__scope_after_commit(d, d->batch, d->n_batch);
     memset(&ev, 0, sizeof(ev));
     ev.now = pds__wall_ms();
     if (rv == 0) {
@@ -353,6 +346,20 @@ void pds__scope_reload(struct daemon *d)
     if (pds_store_scopes(d->store, add_device_item, d) != 0)
         pds_log(PDS_LOG_ERROR, "sharing scopes: %s",
                 pds_store_errmsg(d->store));
+}
+
+void pds__scope_after_commit(struct daemon *d,
+                             const struct pds_entry *entries,
+                             size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        if (entries[i].op == PDS_OP_SCOPE) {
+            pds__scope_reload(d);
+            return;
+        }
+    }
 }
 
 int pds__scope_is_device(const struct daemon *d, const char *item, size_t len)

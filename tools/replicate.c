@@ -423,15 +423,7 @@ void pds__repl_on_entries(struct daemon *d,
     }
     d->n_commits++;
     d->n_committed += n;
-    {
-        size_t i;
-        for (i = 0; i < n; i++) {
-            if (entries[i].op == PDS_OP_SCOPE) {
-                pds__scope_reload(d);
-                break;
-            }
-        }
-    }
+    pds__scope_after_commit(d, entries, n);
     memset(&ev, 0, sizeof(ev));
     ev.type = PDS_EVENT_APPLIED;
     ev.now = pds__wall_ms();
