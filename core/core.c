@@ -30,6 +30,7 @@ struct pending {
     uint8_t *buf;
     uint64_t req;
     int has_req;       /* 0 for an eviction made on the writer's behalf */
+    int outcome;       /* enum pds_outcome, for the reply */
     int created_owner; /* undo: remove the owner */
     int removed_owner; /* undo: re-insert the owner with last_used */
     pds_time removed_last_used;
@@ -40,6 +41,8 @@ struct pds_core {
     pds_hlc hlc;
     pds_index durable;    /* last index reported durable */
     pds_index next_index; /* index of the next accepted change */
+    uint64_t n_superseded;
+    uint64_t n_clamped;
 
     struct owner **buckets;
     size_t n_buckets; /* a power of two */
@@ -354,6 +357,7 @@ static int accept_change(struct pds_core *core,
                          const struct pds_write *w,
                          int has_req,
                          pds_time now,
+                         const struct pds_version *version,
                          struct pending **out)
 {
     size_t owner_len = w->key.owner_len;
@@ -396,8 +400,12 @@ static int accept_change(struct pds_core *core,
     p->entry.key.item_len = item_len;
     p->entry.value = buf + owner_len + item_len;
     p->entry.value_len = value_len;
-    p->entry.version.hlc = pds_hlc_next(&core->hlc, now);
-    p->entry.version.node = core->config.node_id;
+    if (version != NULL) {
+        p->entry.version = *version;
+    } else {
+        p->entry.version.hlc = pds_hlc_next(&core->hlc, now);
+        p->entry.version.node = core->config.node_id;
+    }
     core->out_entries[core->n_out_entries++] = p->entry;
     *out = p;
     return 0;
@@ -419,7 +427,7 @@ evict_lru(struct pds_core *core, const struct pds_write *w, pds_time now)
     del.key.scope = PDS_SCOPE_USER;
     del.key.owner = victim->name;
     del.key.owner_len = victim->len;
-    rv = accept_change(core, &del, 0, now, &p);
+    rv = accept_change(core, &del, 0, now, NULL, &p);
     if (rv != 0)
         return rv;
     p->removed_owner = 1;
@@ -428,11 +436,56 @@ evict_lru(struct pds_core *core, const struct pds_write *w, pds_time now)
     return 0;
 }
 
+/*
+ * Last writer wins for a client's write: an older or equal version than
+ * the one held is answered at once (superseded, or a duplicate of a replayed
+ * write), a newer one is applied with its own version, a clock too far
+ * ahead is replaced by this node's.
+ */
+static int decide_origin(struct pds_core *core,
+                         const struct pds_write *w,
+                         pds_time now,
+                         struct pds_version *version,
+                         int *outcome)
+{
+    uint64_t skew =
+        core->config.max_skew_ms != 0 ? core->config.max_skew_ms : 60000;
+    struct pds_reply *r;
+    int cmp;
+
+    *outcome = PDS_OUTCOME_APPLIED;
+    *version = w->origin;
+    if (PDS_HLC_MS(w->origin.hlc) > now + skew) {
+        *outcome = PDS_OUTCOME_CLAMPED;
+        version->hlc = pds_hlc_next(&core->hlc, now);
+        return 0;
+    }
+    if (!w->has_current)
+        return 0;
+    cmp = pds_version_cmp(&w->origin, &w->current);
+    if (cmp > 0)
+        return 0;
+    *outcome = cmp == 0 ? PDS_OUTCOME_DUPLICATE : PDS_OUTCOME_SUPERSEDED;
+    if (cmp < 0)
+        core->n_superseded++;
+    r = reply_add(core, w->req);
+    if (r == NULL)
+        return PDS_ENOMEM;
+    r->outcome = *outcome;
+    r->version = w->current;
+    snprintf(r->errmsg, sizeof(r->errmsg), "%s",
+             cmp == 0 ? "already applied"
+                      : "a newer version of the item was already there");
+    return 0;
+}
+
 static int on_write(struct pds_core *core, const struct pds_event *ev)
 {
     const struct pds_write *w = &ev->u.write;
     const struct pds_limits *lim = &core->config.limits;
     char errmsg[PDS_ERRMSG_SIZE];
+    struct pds_version version;
+    int has_version = 0, outcome = PDS_OUTCOME_APPLIED;
     struct owner *o;
     struct pending *p;
     int rv;
@@ -448,7 +501,14 @@ static int on_write(struct pds_core *core, const struct pds_event *ev)
         if (w->value_len != 1 || w->value[0] > 1)
             return reply_error(core, w->req, PDS_EINVAL,
                                "a scope is shared or device");
-        return accept_change(core, w, 1, ev->now, &p);
+        return accept_change(core, w, 1, ev->now, NULL, &p);
+    }
+    if (w->has_origin && w->op != PDS_OP_DEL_OWNER) {
+        rv = decide_origin(core, w, ev->now, &version, &outcome);
+        if (rv != 0 || outcome == PDS_OUTCOME_SUPERSEDED ||
+            outcome == PDS_OUTCOME_DUPLICATE)
+            return rv;
+        has_version = 1;
     }
 
     o = owner_find(core, w->key.scope, w->key.owner, w->key.owner_len);
@@ -503,9 +563,15 @@ static int on_write(struct pds_core *core, const struct pds_event *ev)
         return reply_error(core, w->req, PDS_EINVAL, errmsg);
     }
 
-    rv = accept_change(core, w, 1, ev->now, &p);
+    rv = accept_change(core, w, 1, ev->now, has_version ? &version : NULL, &p);
     if (rv != 0)
         return rv;
+    if (has_version) {
+        pds_hlc_observe(&core->hlc, version.hlc);
+        if (outcome == PDS_OUTCOME_CLAMPED)
+            core->n_clamped++;
+        p->outcome = outcome;
+    }
     if (w->op == PDS_OP_DEL_OWNER) {
         p->removed_owner = 1;
         p->removed_last_used = o->last_used;
@@ -568,6 +634,7 @@ settle(struct pds_core *core, pds_index index, int status, const char *errmsg)
             r->epoch = p->entry.epoch;
             r->index = p->entry.index;
             r->version = p->entry.version;
+            r->outcome = p->outcome;
         }
         n++;
     }
@@ -1088,6 +1155,25 @@ size_t pds_core_n_users(const struct pds_core *core)
 size_t pds_core_n_groups(const struct pds_core *core)
 {
     return core->n_groups;
+}
+
+struct pds_version pds_core_stamp(struct pds_core *core, pds_time now)
+{
+    struct pds_version v;
+
+    v.hlc = pds_hlc_next(&core->hlc, now);
+    v.node = core->config.node_id;
+    return v;
+}
+
+uint64_t pds_core_n_superseded(const struct pds_core *core)
+{
+    return core->n_superseded;
+}
+
+uint64_t pds_core_n_clamped(const struct pds_core *core)
+{
+    return core->n_clamped;
 }
 
 size_t pds_core_n_pending(const struct pds_core *core)

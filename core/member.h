@@ -27,11 +27,15 @@ struct pds_member {
     uint8_t pk[PDS_KEY_BYTES]; /* the node's long-term public key */
     uint64_t id;               /* its first 8 bytes, big-endian */
     enum pds_member_state state;
-    int is_connected;        /* runtime only, never stored */
-    int is_following;        /* runtime: receives the server's log */
-    uint64_t position;       /* runtime: durable on it (ACKed index) */
-    uint64_t first_enrolled; /* ms */
-    uint64_t last_seen;      /* ms */
+    int is_connected;           /* runtime only, never stored */
+    int is_following;           /* runtime: receives the server's log */
+    uint64_t position;          /* runtime: durable on it (ACKed index) */
+    uint64_t sent;              /* runtime: last index sent to it */
+    uint64_t lag_bytes;         /* runtime: log bytes it has not confirmed */
+    uint64_t lag_ms;            /* runtime: age of its oldest unconfirmed */
+    char sync[PDS_MEMBER_TEXT]; /* runtime: following, refreshing... */
+    uint64_t first_enrolled;    /* ms */
+    uint64_t last_seen;         /* ms */
     char name[PDS_MEMBER_TEXT];
     char product[PDS_MEMBER_TEXT];
     char location[PDS_MEMBER_TEXT];

@@ -257,6 +257,25 @@ struct pds_write {
     const uint8_t *value;
     uint32_t value_len;
     int exists; /* DEL: the host saw a live record for the key */
+    /*
+     * A client's write on the server: the version the client gave it (its
+     * clock, its node id), decided by last-writer-wins against the version
+     * the host holds for the key (has_current). A clock further ahead of
+     * this node's than max_skew_ms is not believed: the write is stamped
+     * with this node's clock instead (outcome PDS_OUTCOME_CLAMPED).
+     */
+    int has_origin;
+    struct pds_version origin;
+    int has_current;
+    struct pds_version current;
+};
+
+/* How a write with an origin version was decided (pds_reply.outcome). */
+enum pds_outcome {
+    PDS_OUTCOME_APPLIED = 0,
+    PDS_OUTCOME_SUPERSEDED = 1, /* a newer version is there: not applied */
+    PDS_OUTCOME_DUPLICATE = 2,  /* this version is already there */
+    PDS_OUTCOME_CLAMPED = 3     /* applied with this node's clock */
 };
 
 struct pds_event {
@@ -306,6 +325,7 @@ struct pds_reply {
     pds_epoch epoch; /* position of the write when status == 0 */
     pds_index index;
     struct pds_version version;
+    int outcome; /* enum pds_outcome */
     char errmsg[PDS_ERRMSG_SIZE];
 };
 
@@ -351,6 +371,9 @@ struct pds_core_config {
     /* Reclaim the slot of a client not seen for this long (ms); 0: never
      * (the default). Checked on PDS_EVENT_TICK. */
     uint64_t reclaim_after_ms;
+    /* The most a client's clock may be ahead of this node's (ms); 0: the
+     * default, 60 s. */
+    uint64_t max_skew_ms;
 };
 
 struct pds_core; /* private */
@@ -406,6 +429,13 @@ pds_epoch pds_core_epoch(const struct pds_core *core);
 pds_index pds_core_last_index(const struct pds_core *core); /* durable */
 size_t pds_core_n_users(const struct pds_core *core);
 size_t pds_core_n_groups(const struct pds_core *core);
+/* A new version stamped by this node's clock (a client's own write, sent to
+ * its server with the time the user made it). */
+struct pds_version pds_core_stamp(struct pds_core *core, pds_time now);
+/* Clients' writes that lost to a newer version, and clocks not believed,
+ * since the core started. */
+uint64_t pds_core_n_superseded(const struct pds_core *core);
+uint64_t pds_core_n_clamped(const struct pds_core *core);
 /* Writes waiting to become durable. */
 size_t pds_core_n_pending(const struct pds_core *core);
 

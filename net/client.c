@@ -442,12 +442,17 @@ static int decode_write(struct pds_client *c,
                         struct pds_write_result *res)
 {
     struct pds_write_result r;
+    uint64_t outcome;
 
+    memset(&r, 0, sizeof(r));
     if (pds__mp_uint(d, "epoch", &r.epoch) != 0 ||
         pds__mp_uint(d, "index", &r.index) != 0 ||
         pds__mp_uint(d, "hlc", &r.version.hlc) != 0 ||
-        pds__mp_uint(d, "node", &r.version.node) != 0)
+        pds__mp_uint(d, "node", &r.version.node) != 0 ||
+        pds__mp_uint(d, "queued", &r.queued) != 0 ||
+        pds__mp_uint(d, "outcome", &outcome) != 0 || outcome > 3)
         return set_err(c, PDS_EPROTO, "malformed write reply");
+    r.outcome = (int)outcome;
     if (res != NULL)
         *res = r;
     return 0;
@@ -654,6 +659,7 @@ int pds_client_status(struct pds_client *c, struct pds_status *out)
     st.last_error = status_str(c, d, "last_error");
     st.standby = status_str(c, d, "standby");
     st.ack_mode = status_str(c, d, "ack_mode");
+    st.outbox_error = status_str(c, d, "outbox_error");
     if (st.role == NULL || st.data_dir == NULL || st.version == NULL ||
         pds__mp_uint(d, "node_id", &st.node_id) != 0 ||
         pds__mp_uint(d, "epoch", &st.epoch) != 0 ||
@@ -673,9 +679,14 @@ int pds_client_status(struct pds_client *c, struct pds_status *out)
         pds__mp_uint(d, "max_machines", &st.max_machines) != 0 ||
         pds__mp_uint(d, "reclaim_after_s", &st.reclaim_after_s) != 0 ||
         pds__mp_uint(d, "server_last", &st.server_last) != 0 ||
-        st.group == NULL || st.listen == NULL || st.server == NULL ||
-        st.link == NULL || st.last_error == NULL || st.standby == NULL ||
-        st.ack_mode == NULL)
+        pds__mp_uint(d, "n_outbox", &st.n_outbox) != 0 ||
+        pds__mp_uint(d, "n_rejected", &st.n_rejected) != 0 ||
+        pds__mp_uint(d, "n_lost", &st.n_lost) != 0 ||
+        pds__mp_uint(d, "n_superseded", &st.n_superseded) != 0 ||
+        pds__mp_uint(d, "n_clamped", &st.n_clamped) != 0 ||
+        st.outbox_error == NULL || st.group == NULL || st.listen == NULL ||
+        st.server == NULL || st.link == NULL || st.last_error == NULL ||
+        st.standby == NULL || st.ack_mode == NULL)
         return set_err(c, PDS_EPROTO, "malformed status reply");
     *out = st;
     return 0;
@@ -790,12 +801,14 @@ int pds_client_client_start(struct pds_client *c,
                             const char *server,
                             const uint8_t *secret,
                             size_t secret_len,
-                            const char *name)
+                            const char *name,
+                            int merge)
 {
     struct pds_request req;
 
     memset(&req, 0, sizeof(req));
     req.op = PDS_REQ_CLIENT_START;
+    req.limit = merge ? 1 : 0;
     req.target = server;
     req.target_len = strlen(server);
     req.secret = secret;
@@ -869,6 +882,11 @@ int pds_client_clients(struct pds_client *c,
             return set_err(c, PDS_EPROTO, "malformed client in reply");
         memcpy(m->pk, pk, PDS_KEY_BYTES);
         m->is_following = pds__mp_uint(o, "position", &m->position) == 0;
+        if (pds__mp_uint(o, "sent", &m->sent) != 0 ||
+            pds__mp_uint(o, "lag_bytes", &m->lag_bytes) != 0 ||
+            pds__mp_uint(o, "lag_ms", &m->lag_ms) != 0 ||
+            copy_field(o, "sync", m->sync, sizeof(m->sync)) != 0)
+            return set_err(c, PDS_EPROTO, "malformed client in reply");
         m->state = strcmp(state, "stopped") == 0 ? PDS_MEMBER_STOPPED
                                                  : PDS_MEMBER_ENROLLED;
         m->is_connected = strcmp(state, "connected") == 0;

@@ -61,7 +61,8 @@ struct pds_request {
     size_t item_len;
     const uint8_t *value;
     size_t value_len;
-    uint32_t limit;     /* LOG: number of lines, 0 = default */
+    uint32_t limit;     /* LOG: number of lines, 0 = default; CLIENT_START: 1
+                         * to merge this node's data (--merge) */
     const char *target; /* NULL when absent */
     size_t target_len;
     const char *name;
@@ -121,6 +122,12 @@ struct pds_status {
     const char *standby;      /* server: the replication destination */
     uint64_t server_last;     /* client: the server's last index heard */
     const char *ack_mode;     /* server: when writes are acknowledged */
+    uint64_t n_outbox;        /* client: writes queued for the server */
+    uint64_t n_rejected;      /* client: queued writes the server refused */
+    uint64_t n_lost;          /* client: queued writes a newer one beat */
+    const char *outbox_error; /* client: the last refusal */
+    uint64_t n_superseded;    /* server: clients' writes that lost (LWW) */
+    uint64_t n_clamped;       /* server: clients' clocks not believed */
     const char *data_dir;
     const char *version;
 };
@@ -157,13 +164,12 @@ struct pds_server_started {
  * hands it over as a complete frame (length prefix included).
  */
 struct pds_reply_buf; /* private */
+struct pds_write_result;
 struct pds_reply_buf *pds_reply_new(uint64_t id, int rc, const char *err);
 /* Add fields; each returns 0 or PDS_ENOMEM (the buffer is then poisoned and
  * pds_reply_take returns PDS_ENOMEM). Call at most one of these. */
 int pds_reply_write(struct pds_reply_buf *rb,
-                    pds_epoch epoch,
-                    pds_index index,
-                    const struct pds_version *version);
+                    const struct pds_write_result *res);
 int pds_reply_get(struct pds_reply_buf *rb, const struct pds_item *item);
 int pds_reply_list(struct pds_reply_buf *rb,
                    const struct pds_item *items,
@@ -268,6 +274,10 @@ struct pds_write_result {
     pds_epoch epoch;
     pds_index index;
     struct pds_version version;
+    /* A client node: the write waits in its outbox (number > 0) for the
+     * server, which is unreachable. */
+    uint64_t queued;
+    int outcome; /* enum pds_outcome: superseded by a newer version... */
 };
 
 int pds_client_put(struct pds_client *c,
@@ -314,7 +324,8 @@ int pds_client_client_start(struct pds_client *c,
                             const char *server,
                             const uint8_t *secret,
                             size_t secret_len,
-                            const char *name);
+                            const char *name,
+                            int merge); /* keep the newer of each record */
 int pds_client_client_stop(struct pds_client *c);
 int pds_client_clients(struct pds_client *c,
                        const struct pds_member **members,

@@ -83,9 +83,9 @@ struct pds_net {
 /* ---- Messages --------------------------------------------------------- */
 
 static const char *const type_names[] = {
-    NULL,   "hello", "refuse",    "join",        "welcome", "ping",
-    "pong", "leave", "admin",     "admin-reply", "sync",    "entries",
-    "ack",  "write", "write-ack", "notice"};
+    NULL,   "hello", "refuse",    "join",        "welcome",  "ping",
+    "pong", "leave", "admin",     "admin-reply", "sync",     "entries",
+    "ack",  "write", "write-ack", "notice",      "snapshot", "snapshot-ack"};
 
 void pds_msg_free(struct pds_msg *m)
 {
@@ -120,7 +120,7 @@ int pds_msg_encode(const struct pds_msg *m, uint8_t **out, size_t *len)
     msgpack_packer pk;
     size_t n = 1;
 
-    if ((int)m->type < PDS_MSG_HELLO || (int)m->type > PDS_MSG_NOTICE)
+    if ((int)m->type < PDS_MSG_HELLO || (int)m->type > PDS_MSG_LAST)
         return PDS_EINVAL;
     msgpack_sbuffer_init(&sb);
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
@@ -153,10 +153,16 @@ int pds_msg_encode(const struct pds_msg *m, uint8_t **out, size_t *len)
         n += 1;
         break;
     case PDS_MSG_WRITE:
-        n += 6;
+        n += 8;
         break;
     case PDS_MSG_WRITE_ACK:
+        n += 6;
+        break;
+    case PDS_MSG_SNAPSHOT:
         n += 5;
+        break;
+    case PDS_MSG_SNAP_ACK:
+        n += 1;
         break;
     case PDS_MSG_NOTICE:
         n += 2;
@@ -222,8 +228,21 @@ int pds_msg_encode(const struct pds_msg *m, uint8_t **out, size_t *len)
         pack_text(&pk, "ow", m->owner);
         pack_text(&pk, "it", m->item);
         pack_bin(&pk, "b", m->blob, m->blob_len);
+        pack_u64(&pk, "vh", m->hlc);
+        pack_u64(&pk, "vn", m->node);
+        break;
+    case PDS_MSG_SNAP_ACK:
+        pack_u64(&pk, "r", m->rid);
+        break;
+    case PDS_MSG_SNAPSHOT:
+        pack_u64(&pk, "i", m->index);
+        pack_u64(&pk, "e", m->epoch);
+        pack_u64(&pk, "r", m->rid);
+        pack_u64(&pk, "z", (uint64_t)m->is_last);
+        pack_bin(&pk, "b", m->blob, m->blob_len);
         break;
     case PDS_MSG_WRITE_ACK:
+        pack_u64(&pk, "x", (uint64_t)m->outcome);
         pack_u64(&pk, "r", m->rid);
         pds__mp_pack_cstr(&pk, "code");
         msgpack_pack_int32(&pk, m->code);
@@ -308,7 +327,7 @@ int pds_msg_decode(const uint8_t *buf,
     }
     o = &up.data;
     if (pds__mp_str(o, "t", &t, &tn) == 0) {
-        for (k = PDS_MSG_HELLO; k <= PDS_MSG_NOTICE; k++) {
+        for (k = PDS_MSG_HELLO; k <= PDS_MSG_LAST; k++) {
             if (strlen(type_names[k]) == tn &&
                 memcmp(type_names[k], t, tn) == 0)
                 type = k;
@@ -392,6 +411,10 @@ int pds_msg_decode(const uint8_t *buf,
         if (pds__mp_uint(o, "i", &m->index) != 0)
             goto bad;
         break;
+    case PDS_MSG_SNAP_ACK:
+        if (pds__mp_uint(o, "r", &m->rid) != 0)
+            goto bad;
+        break;
     case PDS_MSG_NOTICE:
     case PDS_MSG_WRITE_ACK:
         if (pds__mp_int(o, "code", &i64) != 0 || i64 > 0 || i64 < PDS_EFIRST ||
@@ -401,14 +424,24 @@ int pds_msg_decode(const uint8_t *buf,
         if (m->type == PDS_MSG_WRITE_ACK &&
             (pds__mp_uint(o, "r", &m->rid) != 0 ||
              pds__mp_uint(o, "e", &m->epoch) != 0 ||
-             pds__mp_uint(o, "i", &m->index) != 0))
+             pds__mp_uint(o, "i", &m->index) != 0 ||
+             pds__mp_uint(o, "x", &u) != 0 || u > PDS_WRITE_CLAMPED))
             goto bad;
+        m->outcome = (int)u;
         break;
     case PDS_MSG_ENTRIES:
+    case PDS_MSG_SNAPSHOT:
     case PDS_MSG_WRITE: {
         const uint8_t *b;
         size_t bn;
-        if (m->type == PDS_MSG_ENTRIES) {
+        if (m->type == PDS_MSG_SNAPSHOT) {
+            if (pds__mp_uint(o, "i", &m->index) != 0 ||
+                pds__mp_uint(o, "e", &m->epoch) != 0 ||
+                pds__mp_uint(o, "r", &m->rid) != 0 ||
+                pds__mp_uint(o, "z", &u) != 0 || u > 1)
+                goto bad;
+            m->is_last = (int)u;
+        } else if (m->type == PDS_MSG_ENTRIES) {
             if (pds__mp_uint(o, "i", &m->index) != 0 ||
                 pds__mp_uint(o, "e", &m->epoch) != 0)
                 goto bad;
@@ -422,7 +455,9 @@ int pds_msg_decode(const uint8_t *buf,
                 goto bad;
             m->scope = (int)u;
             if (get_text(o, "ow", m->owner, sizeof(m->owner), 1) != 0 ||
-                get_text(o, "it", m->item, sizeof(m->item), 1) != 0)
+                get_text(o, "it", m->item, sizeof(m->item), 1) != 0 ||
+                pds__mp_uint(o, "vh", &m->hlc) != 0 ||
+                pds__mp_uint(o, "vn", &m->node) != 0)
                 goto bad;
         }
         if (pds__mp_bin(o, "b", &b, &bn) != 0)

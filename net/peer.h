@@ -35,7 +35,18 @@ enum pds_msg_type {
     PDS_MSG_ACK,         /* follower -> server: durable up to index */
     PDS_MSG_WRITE,       /* client -> server: a write made on the client */
     PDS_MSG_WRITE_ACK,   /* server -> client: its outcome */
-    PDS_MSG_NOTICE       /* server -> follower: why it is not followed */
+    PDS_MSG_NOTICE,      /* server -> follower: why it is not followed */
+    PDS_MSG_SNAPSHOT,    /* server -> follower: a chunk of a refresh */
+    PDS_MSG_SNAP_ACK     /* follower -> server: chunk rid is stored */
+};
+#define PDS_MSG_LAST PDS_MSG_SNAP_ACK
+
+/* How the server decided a client's write (WRITE_ACK, code 0). */
+enum pds_write_outcome {
+    PDS_WRITE_APPLIED = 0,    /* it is the newest version: in the log */
+    PDS_WRITE_SUPERSEDED = 1, /* a newer version was already there */
+    PDS_WRITE_DUPLICATE = 2,  /* this very version is already there */
+    PDS_WRITE_CLAMPED = 3     /* applied, its clock too far ahead: restamped */
 };
 
 /* A decoded message; strings are NUL-terminated copies. */
@@ -62,12 +73,17 @@ struct pds_msg {
     size_t blob_len;
     uint64_t index; /* SYNC, ENTRIES (first), ACK, WRITE_ACK */
     uint64_t epoch; /* SYNC, WRITE_ACK; ENTRIES: the server's last index */
-    uint64_t rid;   /* WRITE, WRITE_ACK: the client's request */
+    uint64_t rid;   /* WRITE, WRITE_ACK: the client's request; SNAPSHOT:
+                     * the chunk's number from 0 */
     int is_fresh;   /* SYNC: the follower's data came from this group */
     int op;         /* WRITE: enum pds_op */
     int scope;      /* WRITE: enum pds_scope */
     char owner[PDS_OWNER_MAX + 1]; /* WRITE */
     char item[PDS_ITEM_MAX + 1];   /* WRITE */
+    uint64_t hlc;  /* WRITE: the client's version (0: the server stamps) */
+    uint64_t node; /* WRITE: the node that made the version */
+    int outcome;   /* WRITE_ACK: enum pds_write_outcome */
+    int is_last;   /* SNAPSHOT: the last chunk (index/epoch: its position) */
 };
 
 /* Release what pds_msg_decode() allocated (blob); wipes the password. */

@@ -536,19 +536,21 @@ static void pack_version(msgpack_packer *pk, const struct pds_version *v)
 }
 
 int pds_reply_write(struct pds_reply_buf *rb,
-                    pds_epoch epoch,
-                    pds_index index,
-                    const struct pds_version *version)
+                    const struct pds_write_result *res)
 {
     msgpack_packer *pk = &rb->pk;
 
     rb->has_fields = 1;
-    msgpack_pack_map(pk, 4);
+    msgpack_pack_map(pk, 6);
     pds__mp_pack_cstr(pk, "epoch");
-    msgpack_pack_uint64(pk, epoch);
+    msgpack_pack_uint64(pk, res->epoch);
     pds__mp_pack_cstr(pk, "index");
-    msgpack_pack_uint64(pk, index);
-    pack_version(pk, version);
+    msgpack_pack_uint64(pk, res->index);
+    pack_version(pk, &res->version);
+    pds__mp_pack_cstr(pk, "queued");
+    msgpack_pack_uint64(pk, res->queued);
+    pds__mp_pack_cstr(pk, "outcome");
+    msgpack_pack_uint64(pk, (uint64_t)res->outcome);
     return 0;
 }
 
@@ -619,7 +621,7 @@ int pds_reply_status(struct pds_reply_buf *rb, const struct pds_status *st)
     msgpack_packer *pk = &rb->pk;
 
     rb->has_fields = 1;
-    msgpack_pack_map(pk, 28);
+    msgpack_pack_map(pk, 34);
     pds__mp_pack_cstr(pk, "role");
     pds__mp_pack_cstr(pk, st->role != NULL ? st->role : "");
     PACK_U64(pk, st, node_id);
@@ -640,6 +642,13 @@ int pds_reply_status(struct pds_reply_buf *rb, const struct pds_status *st)
     PACK_U64(pk, st, max_machines);
     PACK_U64(pk, st, reclaim_after_s);
     PACK_U64(pk, st, server_last);
+    PACK_U64(pk, st, n_outbox);
+    PACK_U64(pk, st, n_rejected);
+    PACK_U64(pk, st, n_lost);
+    PACK_U64(pk, st, n_superseded);
+    PACK_U64(pk, st, n_clamped);
+    pds__mp_pack_cstr(pk, "outbox_error");
+    pds__mp_pack_cstr(pk, st->outbox_error != NULL ? st->outbox_error : "");
     pds__mp_pack_cstr(pk, "group");
     pds__mp_pack_cstr(pk, st->group != NULL ? st->group : "");
     pds__mp_pack_cstr(pk, "listen");
@@ -686,7 +695,15 @@ int pds_reply_members(struct pds_reply_buf *rb,
     msgpack_pack_array(pk, n_members);
     for (i = 0; i < n_members; i++) {
         const struct pds_member *m = &members[i];
-        msgpack_pack_map(pk, 14);
+        msgpack_pack_map(pk, 18);
+        pds__mp_pack_cstr(pk, "sent");
+        msgpack_pack_uint64(pk, m->sent);
+        pds__mp_pack_cstr(pk, "lag_bytes");
+        msgpack_pack_uint64(pk, m->lag_bytes);
+        pds__mp_pack_cstr(pk, "lag_ms");
+        msgpack_pack_uint64(pk, m->lag_ms);
+        pds__mp_pack_cstr(pk, "sync");
+        pds__mp_pack_cstr(pk, m->sync);
         pds__mp_pack_cstr(pk, "position");
         if (m->is_following)
             msgpack_pack_uint64(pk, m->position);

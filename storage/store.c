@@ -32,8 +32,11 @@ struct pds_store {
     MDB_dbi meta;
     MDB_dbi owners;
     MDB_dbi clients;
-    MDB_dbi scopes; /* item -> 1 byte: 1 device-specific */
-    MDB_dbi local;  /* record key -> record: device-specific values */
+    MDB_dbi scopes;       /* item -> 1 byte: 1 device-specific */
+    MDB_dbi local;        /* record key -> record: device-specific values */
+    MDB_dbi outbox;       /* u64 seq -> entry: a client's writes not yet sent */
+    MDB_dbi snap_records; /* a snapshot being received (staging) */
+    MDB_dbi snap_scopes;
     size_t map_size;
     size_t budget;
     uint64_t retain;
@@ -258,7 +261,7 @@ static int check_format(struct pds_store *s, char *errmsg)
     rv = mdb_env_create(&env);
     if (rv != 0)
         goto err;
-    rv = mdb_env_set_maxdbs(env, 8);
+    rv = mdb_env_set_maxdbs(env, 16);
     if (rv != 0)
         goto err_after_env;
     rv = mdb_env_open(env, s->path, MDB_RDONLY, 0600);
@@ -312,6 +315,11 @@ static int open_tables(struct pds_store *s)
         (rv = mdb_dbi_open(txn, "clients", MDB_CREATE, &s->clients)) != 0 ||
         (rv = mdb_dbi_open(txn, "scopes", MDB_CREATE, &s->scopes)) != 0 ||
         (rv = mdb_dbi_open(txn, "local", MDB_CREATE, &s->local)) != 0 ||
+        (rv = mdb_dbi_open(txn, "outbox", MDB_CREATE, &s->outbox)) != 0 ||
+        (rv = mdb_dbi_open(txn, "snap_records", MDB_CREATE,
+                           &s->snap_records)) != 0 ||
+        (rv = mdb_dbi_open(txn, "snap_scopes", MDB_CREATE, &s->snap_scopes)) !=
+            0 ||
         (rv = read_meta(txn, s->meta, &m)) != 0)
         goto err_after_txn;
     if (m.format == 0) {
@@ -404,7 +412,7 @@ int pds_store_open(const struct pds_store_config *config,
     }
     rv = mdb_env_create(&s->env);
     if (rv == 0)
-        rv = mdb_env_set_maxdbs(s->env, 8);
+        rv = mdb_env_set_maxdbs(s->env, 16);
     if (rv == 0)
         rv = mdb_env_set_mapsize(s->env, s->map_size);
     if (rv == 0)
@@ -1550,5 +1558,613 @@ int pds_store_local_get(struct pds_store *store,
     r.value = copy;
     *rec = r;
     *value = copy;
+    return 0;
+}
+
+/* ---- Outbox --------------------------------------------------------------
+ */
+
+struct outbox_add_arg {
+    const struct pds_entry *e;
+    uint64_t seq;
+};
+
+static int outbox_next_seq(struct pds_store *s, MDB_txn *txn, uint64_t *seq)
+{
+    MDB_cursor *cur;
+    MDB_val k, v;
+    uint64_t last = 0;
+    int rv = mdb_cursor_open(txn, s->outbox, &cur);
+
+    if (rv != 0)
+        return rv;
+    rv = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+    if (rv == 0 && k.mv_size == 8)
+        last = pds_get_u64be(k.mv_data);
+    mdb_cursor_close(cur);
+    if (rv != 0 && rv != MDB_NOTFOUND)
+        return rv;
+    /* Sequence numbers never repeat, even after the outbox emptied. */
+    if ((rv = meta_get(txn, s->meta, "outbox_seq", seq)) != 0)
+        return rv;
+    if (last > *seq)
+        *seq = last;
+    (*seq)++;
+    return meta_put(txn, s->meta, "outbox_seq", *seq);
+}
+
+static int outbox_put(struct pds_store *s,
+                      MDB_txn *txn,
+                      const struct pds_entry *e,
+                      uint64_t *seq_out)
+{
+    struct pds_entry copy = *e;
+    uint8_t kbuf[8];
+    MDB_val k = {8, kbuf}, v;
+    uint64_t seq;
+    int rv = outbox_next_seq(s, txn, &seq);
+
+    if (rv != 0)
+        return rv;
+    copy.epoch = 0;
+    copy.index = seq;
+    pds_put_u64be(kbuf, seq);
+    v.mv_size = pds_entry_size(&copy);
+    rv = mdb_put(txn, s->outbox, &k, &v, MDB_APPEND | MDB_RESERVE);
+    if (rv != 0)
+        return rv;
+    pds_entry_encode(&copy, v.mv_data);
+    if (seq_out != NULL)
+        *seq_out = seq;
+    return 0;
+}
+
+static int outbox_add(struct pds_store *s, MDB_txn *txn, void *arg)
+{
+    struct outbox_add_arg *a = arg;
+
+    return outbox_put(s, txn, a->e, &a->seq);
+}
+
+int pds_store_outbox_add(struct pds_store *store,
+                         const struct pds_entry *entry,
+                         uint64_t *seq)
+{
+    struct outbox_add_arg a = {entry, 0};
+    int rv;
+
+    if (!entry_is_valid(entry))
+        return set_err(store, PDS_EINVAL, "outbox: malformed entry");
+    rv = small_write(store, outbox_add, &a);
+    if (rv == EIO && is_disk_full(store))
+        rv = ENOSPC;
+    if (rv == ENOSPC || rv == EDQUOT)
+        return set_err(store, PDS_EFULL,
+                       "the file system of the data directory is full: the "
+                       "write was not queued; free space there");
+    if (rv == MDB_MAP_FULL)
+        return set_err(store, PDS_ENOSPC,
+                       "storage budget exhausted: the write was not queued");
+    if (rv != 0)
+        return set_err(store, translate(rv), "outbox: %s", mdb_strerror(rv));
+    *seq = a.seq;
+    return 0;
+}
+
+int pds_store_outbox_list(struct pds_store *store,
+                          pds_store_outbox_cb cb,
+                          void *arg)
+{
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    MDB_val k, v;
+    int rv = read_begin(store, &txn);
+
+    if (rv != 0)
+        return set_err(store, translate(rv), "outbox: %s", mdb_strerror(rv));
+    rv = mdb_cursor_open(txn, store->outbox, &cur);
+    while (rv == 0 && (rv = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
+        struct pds_entry e;
+        if (k.mv_size != 8 || pds_entry_decode(v.mv_data, v.mv_size, &e) != 0) {
+            rv = PDS_ECORRUPT;
+            break;
+        }
+        rv = cb(arg, pds_get_u64be(k.mv_data), &e);
+    }
+    if (rv != PDS_ECORRUPT && rv != MDB_NOTFOUND && rv > 0)
+        rv = translate(rv);
+    if (rv == MDB_NOTFOUND)
+        rv = 0;
+    mdb_cursor_close(cur);
+    read_end(store, txn);
+    if (rv == PDS_ECORRUPT)
+        return set_err(store, rv, "outbox: an entry is damaged");
+    return rv;
+}
+
+struct outbox_rm_arg {
+    const uint64_t *seqs;
+    size_t n;
+};
+
+static int outbox_rm(struct pds_store *s, MDB_txn *txn, void *arg)
+{
+    struct outbox_rm_arg *a = arg;
+    size_t i;
+
+    for (i = 0; i < a->n; i++) {
+        uint8_t kbuf[8];
+        MDB_val k = {8, kbuf};
+        int rv;
+        pds_put_u64be(kbuf, a->seqs[i]);
+        rv = mdb_del(txn, s->outbox, &k, NULL);
+        if (rv != 0 && rv != MDB_NOTFOUND)
+            return rv;
+    }
+    return 0;
+}
+
+int pds_store_outbox_remove(struct pds_store *store,
+                            const uint64_t *seqs,
+                            size_t n)
+{
+    struct outbox_rm_arg a = {seqs, n};
+    int rv;
+
+    if (n == 0)
+        return 0;
+    rv = small_write(store, outbox_rm, &a);
+    if (rv != 0)
+        return set_err(store, translate(rv), "outbox: %s", mdb_strerror(rv));
+    return 0;
+}
+
+/* ---- Snapshots -----------------------------------------------------------
+ *
+ * A chunk is a sequence of items: u8 kind (1 record, 2 scope), u16 key
+ * length, key, u32 value length, value (big-endian lengths). Records carry
+ * their record key and stored record; scopes the item name and its byte.
+ */
+
+#define SNAP_RECORD 1
+#define SNAP_SCOPE 2
+
+static int snap_item(uint8_t **buf,
+                     size_t *len,
+                     size_t *cap,
+                     int kind,
+                     const MDB_val *k,
+                     const MDB_val *v)
+{
+    size_t need = *len + 7 + k->mv_size + v->mv_size;
+    uint8_t *p;
+
+    if (need > *cap) {
+        size_t ncap = *cap == 0 ? 65536 : *cap;
+        while (ncap < need)
+            ncap *= 2;
+        p = realloc(*buf, ncap);
+        if (p == NULL)
+            return PDS_ENOMEM;
+        *buf = p;
+        *cap = ncap;
+    }
+    p = *buf + *len;
+    p[0] = (uint8_t)kind;
+    p[1] = (uint8_t)(k->mv_size >> 8);
+    p[2] = (uint8_t)k->mv_size;
+    memcpy(p + 3, k->mv_data, k->mv_size);
+    p += 3 + k->mv_size;
+    p[0] = (uint8_t)(v->mv_size >> 24);
+    p[1] = (uint8_t)(v->mv_size >> 16);
+    p[2] = (uint8_t)(v->mv_size >> 8);
+    p[3] = (uint8_t)v->mv_size;
+    memcpy(p + 4, v->mv_data, v->mv_size);
+    *len = need;
+    return 0;
+}
+
+int pds_store_snap_chunk(struct pds_store *store,
+                         struct pds_snap_cursor *sc,
+                         size_t max_bytes,
+                         uint8_t **out,
+                         size_t *out_len)
+{
+    uint8_t *buf = NULL;
+    size_t len = 0, cap = 0;
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    MDB_val k, v;
+    int rv = read_begin(store, &txn);
+
+    *out = NULL;
+    *out_len = 0;
+    if (rv != 0)
+        return set_err(store, translate(rv), "snapshot: %s", mdb_strerror(rv));
+    if (!sc->is_started) {
+        struct pds_store_meta m;
+        rv = read_meta(txn, store->meta, &m);
+        if (rv != 0)
+            goto done;
+        sc->epoch = m.last_epoch;
+        sc->index = m.last_index;
+        sc->is_started = 1;
+        /* The scopes, all in the first chunk (a handful of items). */
+        rv = mdb_cursor_open(txn, store->scopes, &cur);
+        while (rv == 0 && (rv = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
+            rv = snap_item(&buf, &len, &cap, SNAP_SCOPE, &k, &v);
+        }
+        mdb_cursor_close(cur);
+        if (rv != MDB_NOTFOUND)
+            goto done;
+    }
+    rv = mdb_cursor_open(txn, store->records, &cur);
+    if (rv != 0)
+        goto done;
+    if (sc->key_len == 0) {
+        rv = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    } else {
+        k.mv_data = sc->key;
+        k.mv_size = sc->key_len;
+        rv = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+        if (rv == 0 && k.mv_size == sc->key_len &&
+            memcmp(k.mv_data, sc->key, sc->key_len) == 0)
+            rv = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    while (rv == 0 && len < max_bytes) {
+        if (k.mv_size > sizeof(sc->key)) {
+            rv = MDB_CORRUPTED;
+            break;
+        }
+        rv = snap_item(&buf, &len, &cap, SNAP_RECORD, &k, &v);
+        if (rv != 0)
+            break;
+        memcpy(sc->key, k.mv_data, k.mv_size);
+        sc->key_len = k.mv_size;
+        rv = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    if (rv == MDB_NOTFOUND) {
+        sc->is_done = 1;
+        rv = 0;
+    }
+done:
+    read_end(store, txn);
+    if (rv == PDS_ENOMEM) {
+        free(buf);
+        return set_err(store, rv, "snapshot: out of memory");
+    }
+    if (rv != 0) {
+        free(buf);
+        return set_err(store, translate(rv), "snapshot: %s", mdb_strerror(rv));
+    }
+    *out = buf;
+    *out_len = len;
+    return 0;
+}
+
+static int snap_clear(struct pds_store *s, MDB_txn *txn, void *arg)
+{
+    int rv;
+
+    (void)arg;
+    rv = mdb_drop(txn, s->snap_records, 0);
+    if (rv == 0)
+        rv = mdb_drop(txn, s->snap_scopes, 0);
+    return rv;
+}
+
+int pds_store_snap_begin(struct pds_store *store)
+{
+    int rv = small_write(store, snap_clear, NULL);
+
+    if (rv != 0)
+        return set_err(store, translate(rv), "snapshot: %s", mdb_strerror(rv));
+    return 0;
+}
+
+struct snap_put_arg {
+    const uint8_t *chunk;
+    size_t len;
+};
+
+static int snap_put(struct pds_store *s, MDB_txn *txn, void *arg)
+{
+    struct snap_put_arg *a = arg;
+    size_t off = 0;
+
+    while (off < a->len) {
+        MDB_val k, v;
+        struct pds_record rec;
+        struct pds_key key;
+        int kind, rv;
+        if (a->len - off < 3)
+            return PDS_ECORRUPT;
+        kind = a->chunk[off];
+        k.mv_size = ((size_t)a->chunk[off + 1] << 8) | a->chunk[off + 2];
+        off += 3;
+        if (k.mv_size == 0 || k.mv_size > PDS_RECKEY_MAX ||
+            a->len - off < k.mv_size + 4)
+            return PDS_ECORRUPT;
+        k.mv_data = (void *)(a->chunk + off);
+        off += k.mv_size;
+        v.mv_size = ((size_t)a->chunk[off] << 24) |
+                    ((size_t)a->chunk[off + 1] << 16) |
+                    ((size_t)a->chunk[off + 2] << 8) | a->chunk[off + 3];
+        off += 4;
+        if (v.mv_size > a->len - off)
+            return PDS_ECORRUPT;
+        v.mv_data = (void *)(a->chunk + off);
+        off += v.mv_size;
+        if (kind == SNAP_RECORD) {
+            if (pds_reckey_decode(k.mv_data, k.mv_size, &key) != 0 ||
+                pds_record_decode(v.mv_data, v.mv_size, &rec) != 0)
+                return PDS_ECORRUPT;
+            rv = mdb_put(txn, s->snap_records, &k, &v, 0);
+        } else if (kind == SNAP_SCOPE) {
+            if (v.mv_size != 1 || k.mv_size > PDS_ITEM_MAX)
+                return PDS_ECORRUPT;
+            rv = mdb_put(txn, s->snap_scopes, &k, &v, 0);
+        } else {
+            return PDS_ECORRUPT;
+        }
+        if (rv != 0)
+            return rv;
+    }
+    return 0;
+}
+
+int pds_store_snap_put(struct pds_store *store,
+                       const uint8_t *chunk,
+                       size_t len)
+{
+    struct snap_put_arg a = {chunk, len};
+    int rv = small_write(store, snap_put, &a);
+
+    if (rv == PDS_ECORRUPT)
+        return set_err(store, rv,
+                       "snapshot: a chunk does not decode (nothing of it was "
+                       "kept)");
+    if (rv == EIO && is_disk_full(store))
+        rv = ENOSPC;
+    if (rv == ENOSPC || rv == EDQUOT)
+        return set_err(store, PDS_EFULL,
+                       "the file system of the data directory is full: the "
+                       "snapshot cannot be stored; free space there");
+    if (rv == MDB_MAP_FULL)
+        return set_err(store, PDS_ENOSPC,
+                       "storage budget exhausted: the snapshot does not fit");
+    if (rv != 0)
+        return set_err(store, translate(rv), "snapshot: %s", mdb_strerror(rv));
+    return 0;
+}
+
+struct snap_finish_arg {
+    pds_epoch epoch;
+    pds_index index;
+    const uint8_t *group;
+    size_t group_len;
+    enum pds_snap_keep keep;
+    pds_time now;
+    uint64_t n_uploaded;
+};
+
+/* Does the staged snapshot hold any record of the owner of key k? */
+static int snap_has_owner(struct pds_store *s,
+                          MDB_txn *txn,
+                          const struct pds_key *key,
+                          int *has)
+{
+    uint8_t pbuf[PDS_RECKEY_MAX];
+    size_t plen =
+        pds_reckey_prefix(key->scope, key->owner, key->owner_len, pbuf);
+    MDB_cursor *cur;
+    MDB_val k = {plen, pbuf}, v;
+    int rv = mdb_cursor_open(txn, s->snap_records, &cur);
+
+    if (rv != 0)
+        return rv;
+    rv = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    *has = rv == 0 && k.mv_size >= plen && memcmp(k.mv_data, pbuf, plen) == 0;
+    mdb_cursor_close(cur);
+    return rv == MDB_NOTFOUND ? 0 : rv;
+}
+
+/* Queue this node's own records that the group's copy does not have. */
+static int
+snap_upload(struct pds_store *s, MDB_txn *txn, struct snap_finish_arg *a)
+{
+    MDB_cursor *cur;
+    MDB_val k, v;
+    int rv = mdb_cursor_open(txn, s->records, &cur);
+
+    if (rv != 0)
+        return rv;
+    while ((rv = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
+        struct pds_key key;
+        struct pds_record rec, theirs;
+        struct pds_entry e;
+        MDB_val tv;
+        int upload = 0, has;
+        if (pds_reckey_decode(k.mv_data, k.mv_size, &key) != 0 ||
+            pds_record_decode(v.mv_data, v.mv_size, &rec) != 0) {
+            rv = MDB_CORRUPTED;
+            break;
+        }
+        if (a->keep == PDS_SNAP_KEEP_NEWER) {
+            rv = mdb_get(txn, s->snap_records, &k, &tv);
+            if (rv == MDB_NOTFOUND)
+                upload = !rec.is_tombstone;
+            else if (rv == 0) {
+                if (pds_record_decode(tv.mv_data, tv.mv_size, &theirs) != 0) {
+                    rv = MDB_CORRUPTED;
+                    break;
+                }
+                upload = pds_version_cmp(&rec.version, &theirs.version) > 0;
+            } else {
+                break;
+            }
+        } else {
+            rv = snap_has_owner(s, txn, &key, &has);
+            if (rv != 0)
+                break;
+            upload = !has && !rec.is_tombstone;
+        }
+        if (!upload)
+            continue;
+        memset(&e, 0, sizeof(e));
+        e.op = rec.is_tombstone ? PDS_OP_DEL : PDS_OP_PUT;
+        e.key = key;
+        e.version = rec.version;
+        e.value = rec.value;
+        e.value_len = rec.is_tombstone ? 0 : rec.value_len;
+        /* The outbox is another table: the cursor stays valid. */
+        rv = outbox_put(s, txn, &e, NULL);
+        if (rv != 0)
+            break;
+        a->n_uploaded++;
+    }
+    mdb_cursor_close(cur);
+    return rv == MDB_NOTFOUND ? 0 : rv;
+}
+
+/* Copy every key of one table into another (which is empty). */
+static int copy_table(MDB_txn *txn, MDB_dbi from, MDB_dbi to, uint64_t *n_live)
+{
+    MDB_cursor *cur;
+    MDB_val k, v;
+    int rv = mdb_cursor_open(txn, from, &cur);
+
+    if (rv != 0)
+        return rv;
+    while ((rv = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
+        rv = mdb_put(txn, to, &k, &v, MDB_APPEND);
+        if (rv != 0)
+            break;
+        if (n_live != NULL) {
+            struct pds_record rec;
+            if (pds_record_decode(v.mv_data, v.mv_size, &rec) != 0) {
+                rv = MDB_CORRUPTED;
+                break;
+            }
+            *n_live += !rec.is_tombstone;
+        }
+    }
+    mdb_cursor_close(cur);
+    return rv == MDB_NOTFOUND ? 0 : rv;
+}
+
+/* Rebuild the owners table from the records. */
+static int rebuild_owners(struct pds_store *s, MDB_txn *txn, pds_time now)
+{
+    MDB_cursor *cur;
+    MDB_val k, v;
+    uint8_t tbuf[8];
+    int rv = mdb_cursor_open(txn, s->records, &cur);
+
+    if (rv != 0)
+        return rv;
+    pds_put_u64be(tbuf, now);
+    while ((rv = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
+        struct pds_key key;
+        uint8_t obuf[1 + PDS_OWNER_MAX];
+        MDB_val ok, ov = {8, tbuf};
+        if (pds_reckey_decode(k.mv_data, k.mv_size, &key) != 0) {
+            rv = MDB_CORRUPTED;
+            break;
+        }
+        ok.mv_data = obuf;
+        ok.mv_size =
+            (size_t)owner_key(key.scope, key.owner, key.owner_len, obuf);
+        rv = mdb_put(txn, s->owners, &ok, &ov, 0);
+        if (rv != 0)
+            break;
+    }
+    mdb_cursor_close(cur);
+    return rv == MDB_NOTFOUND ? 0 : rv;
+}
+
+static int snap_finish(struct pds_store *s, MDB_txn *txn, void *arg)
+{
+    struct snap_finish_arg *a = arg;
+    struct pds_store_meta m;
+    uint64_t n_live = 0;
+    MDB_val hk = {7, (void *)"history"};
+    MDB_val hv = {a->group_len, (void *)a->group};
+    MDB_cursor *cur;
+    MDB_val k, v;
+    pds_hlc hlc;
+    int rv;
+
+    a->n_uploaded = 0;
+    if ((rv = read_meta(txn, s->meta, &m)) != 0)
+        return rv;
+    hlc = m.last_hlc;
+    if (a->keep != PDS_SNAP_KEEP_NONE && (rv = snap_upload(s, txn, a)) != 0)
+        return rv;
+    if ((rv = mdb_drop(txn, s->records, 0)) != 0 ||
+        (rv = mdb_drop(txn, s->owners, 0)) != 0 ||
+        (rv = mdb_drop(txn, s->scopes, 0)) != 0 ||
+        (rv = mdb_drop(txn, s->log, 0)) != 0 ||
+        (rv = copy_table(txn, s->snap_records, s->records, &n_live)) != 0 ||
+        (rv = copy_table(txn, s->snap_scopes, s->scopes, NULL)) != 0 ||
+        (rv = rebuild_owners(s, txn, a->now)) != 0)
+        return rv;
+    /* The clock never goes back below a version this node now holds. */
+    rv = mdb_cursor_open(txn, s->records, &cur);
+    if (rv != 0)
+        return rv;
+    while ((rv = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
+        struct pds_record rec;
+        if (pds_record_decode(v.mv_data, v.mv_size, &rec) == 0 &&
+            rec.version.hlc > hlc)
+            hlc = rec.version.hlc;
+    }
+    mdb_cursor_close(cur);
+    if (rv != MDB_NOTFOUND)
+        return rv;
+    if ((rv = meta_put(txn, s->meta, "last_index", a->index)) != 0 ||
+        (rv = meta_put(txn, s->meta, "last_epoch", a->epoch)) != 0 ||
+        (rv = meta_put(txn, s->meta, "first_index", 0)) != 0 ||
+        (rv = meta_put(txn, s->meta, "last_hlc", hlc)) != 0 ||
+        (rv = meta_put(txn, s->meta, "n_records", n_live)) != 0 ||
+        (rv = mdb_put(txn, s->meta, &hk, &hv, 0)) != 0)
+        return rv;
+    return snap_clear(s, txn, NULL);
+}
+
+int pds_store_snap_finish(struct pds_store *store,
+                          pds_epoch epoch,
+                          pds_index index,
+                          const uint8_t *group,
+                          size_t group_len,
+                          enum pds_snap_keep keep,
+                          pds_time now,
+                          uint64_t *n_uploaded)
+{
+    struct snap_finish_arg a;
+    int rv;
+
+    memset(&a, 0, sizeof(a));
+    a.epoch = epoch;
+    a.index = index;
+    a.group = group;
+    a.group_len = group_len;
+    a.keep = keep;
+    a.now = now;
+    rv = small_write(store, snap_finish, &a);
+    if (rv == EIO && is_disk_full(store))
+        rv = ENOSPC;
+    if (rv == ENOSPC || rv == EDQUOT)
+        return set_err(store, PDS_EFULL,
+                       "the file system of the data directory is full: the "
+                       "snapshot was not applied; free space there");
+    if (rv == MDB_MAP_FULL)
+        return set_err(store, PDS_ENOSPC,
+                       "storage budget exhausted: the snapshot does not fit");
+    if (rv != 0)
+        return set_err(store, translate(rv), "snapshot: %s", mdb_strerror(rv));
+    if (n_uploaded != NULL)
+        *n_uploaded = a.n_uploaded;
     return 0;
 }

@@ -196,4 +196,72 @@ int pds_store_log_get(struct pds_store *store,
                       uint8_t **buf,
                       size_t *len);
 
+/* ---- Outbox (client) -----------------------------------------------------
+ * Writes made while the server is unreachable, kept durably in order until
+ * the server answers them. An entry's index is its sequence number.
+ */
+int pds_store_outbox_add(struct pds_store *store,
+                         const struct pds_entry *entry,
+                         uint64_t *seq);
+typedef int (*pds_store_outbox_cb)(void *arg,
+                                   uint64_t seq,
+                                   const struct pds_entry *e);
+/* Iterate in order; strings point into the read transaction (copy them). */
+int pds_store_outbox_list(struct pds_store *store,
+                          pds_store_outbox_cb cb,
+                          void *arg);
+int pds_store_outbox_remove(struct pds_store *store,
+                            const uint64_t *seqs,
+                            size_t n);
+
+/* ---- Snapshots -------------------------------------------------------------
+ * Server: the records and scopes in chunks of about max_bytes, each chunk
+ * read in its own short read transaction, resuming after the last key sent.
+ * The snapshot is stamped with the position of the first chunk's read; the
+ * records changed while it streams are the ones the log from that position
+ * on changes again, so snapshot + log replay is the state at the end.
+ */
+struct pds_snap_cursor {
+    int is_started;
+    int is_done;
+    pds_epoch epoch; /* position stamped on the snapshot */
+    pds_index index;
+    uint8_t key[PDS_RECKEY_MAX]; /* last record key sent */
+    size_t key_len;
+};
+int pds_store_snap_chunk(struct pds_store *store,
+                         struct pds_snap_cursor *cursor,
+                         size_t max_bytes,
+                         uint8_t **chunk,
+                         size_t *len);
+
+/*
+ * Follower: stage a snapshot in tables of its own (begin clears them, put
+ * adds a chunk, PDS_ECORRUPT for one that does not decode), then swap it in
+ * with finish, in one transaction: the records, owners and scopes become
+ * the snapshot's, the log empties, the position becomes (epoch, index) and
+ * the data is marked as the group's. Until finish, readers see the old
+ * copy; a snapshot cut off midway leaves only the staging tables.
+ * keep says which of this node's own records to queue in the outbox for the
+ * server first (a first join): none; the owners the snapshot lacks (the
+ * server's copy wins); or every record newer than the snapshot's (merge).
+ */
+enum pds_snap_keep {
+    PDS_SNAP_KEEP_NONE = 0,
+    PDS_SNAP_KEEP_NEW_OWNERS = 1,
+    PDS_SNAP_KEEP_NEWER = 2
+};
+int pds_store_snap_begin(struct pds_store *store);
+int pds_store_snap_put(struct pds_store *store,
+                       const uint8_t *chunk,
+                       size_t len);
+int pds_store_snap_finish(struct pds_store *store,
+                          pds_epoch epoch,
+                          pds_index index,
+                          const uint8_t *group,
+                          size_t group_len,
+                          enum pds_snap_keep keep,
+                          pds_time now,
+                          uint64_t *n_uploaded);
+
 #endif /* PDS_STORE_H */

@@ -33,6 +33,9 @@ void pds_config_default(struct pds_config *cfg)
     cfg->retry_max_ms = 10000;
     cfg->ack_mode = PDS_ACK_AUTO;
     cfg->standby_timeout_ms = 2000;
+    cfg->max_skew_s = 60;
+    cfg->outbox_max = 10000;
+    cfg->outbox_max_bytes = (size_t)64 << 20;
 }
 
 /* Parse an unsigned number with an optional K/M/G suffix. */
@@ -172,6 +175,18 @@ on_setting(void *user, const char *section, const char *name, const char *value)
         if (parse_size(value, 10, 3600000, &v) != 0)
             return fail(ctx, section, name, "not a number in 10..3600000");
         cfg->standby_timeout_ms = (uint32_t)v;
+    } else if (MATCH("replication", "max_clock_skew_s")) {
+        if (parse_size(value, 1, 86400, &v) != 0)
+            return fail(ctx, section, name, "not a number in 1..86400");
+        cfg->max_skew_s = (uint32_t)v;
+    } else if (MATCH("replication", "outbox_max")) {
+        if (parse_size(value, 1, 10000000, &v) != 0)
+            return fail(ctx, section, name, "not a number in 1..10000000");
+        cfg->outbox_max = (uint32_t)v;
+    } else if (MATCH("replication", "outbox_max_bytes")) {
+        if (parse_size(value, 4096, SIZE_MAX, &v) != 0)
+            return fail(ctx, section, name, "not a size of at least 4K");
+        cfg->outbox_max_bytes = (size_t)v;
     } else if (MATCH("group", "reclaim_after_s")) {
         if (parse_size(value, 0, 100u * 365 * 86400, &v) != 0)
             return fail(ctx, section, name, "not a number of seconds");

@@ -9,7 +9,8 @@
  *             reclaim_after_s
  *   [node]    product, location (shown in the server's client list)
  *   [replication] ack_mode (auto | local | standby | standby-optional),
- *             standby_timeout_ms
+ *             standby_timeout_ms, max_clock_skew_s, outbox_max,
+ *             outbox_max_bytes
  *
  * Sizes accept a K, M or G suffix (powers of 1024).
  */
@@ -43,6 +44,9 @@ struct pds_config {
     uint32_t reclaim_after_s; /* 0: never reclaim a silent client's slot */
     int ack_mode;             /* enum pds_ack_mode */
     uint32_t standby_timeout_ms;
+    uint32_t max_skew_s;     /* a client's clock ahead of the server's */
+    uint32_t outbox_max;     /* writes a client queues while offline */
+    size_t outbox_max_bytes; /* and their bytes */
     char product[PDS_MEMBER_TEXT];
     char location[PDS_MEMBER_TEXT];
 };

@@ -34,6 +34,7 @@ struct daemon {
     struct pds_local_server *local;
     struct pds_store *store;
     struct pds_core *core;
+    struct pds_core_config core_cfg; /* as the core was made at start */
     struct pds_config cfg;
     char data_dir[PATH_MAX];
     int lock_fd;
@@ -157,8 +158,26 @@ void pds__repl_on_notice(struct daemon *d, const struct pds_msg *m);
 void pds__repl_link_lost(struct daemon *d);
 /* A local write outside the client role: the data leaves the group's. */
 void pds__repl_local_write(struct daemon *d);
-/* Is the member with this key following the log? Its durable position. */
-int pds__repl_follower(const uint8_t *pk, uint64_t *position);
+/* Is the member with this key following the log? Fills its runtime
+ * replication fields (position, sent, lag, sync). */
+int pds__repl_follower(const uint8_t *pk, struct pds_member *out);
+/* Server: a commit of these entries happened (lag figures). */
+void pds__repl_note_commit(struct daemon *d,
+                           const struct pds_entry *entries,
+                           size_t n);
+/* Client: remove the answered outbox writes (once per loop turn). */
+void pds__repl_flush(struct daemon *d);
+/* Client: the queued writes (returns their number; *e = entry i). */
+size_t pds__repl_outbox(struct daemon *d, const struct pds_entry **e, size_t i);
+void pds__repl_client_status(struct daemon *d, struct pds_status *st);
+void pds__repl_on_snapshot(struct daemon *d,
+                           struct pds_conn *c,
+                           const struct pds_msg *m);
+void pds__repl_on_snap_ack(struct daemon *d,
+                           struct pds_conn *c,
+                           const struct pds_msg *m);
+/* Rebuild the core from the store (after a snapshot replaced the data). */
+int pds__daemon_core_reload(struct daemon *d);
 
 /* Fill the group fields of a status reply (strings owned by d). */
 void pds__group_status(struct daemon *d, struct pds_status *st);

@@ -368,6 +368,7 @@ static void on_message(void *arg, struct pds_conn *c, const struct pds_msg *m)
         return;
     case PDS_MSG_SYNC:
     case PDS_MSG_ACK:
+    case PDS_MSG_SNAP_ACK:
     case PDS_MSG_WRITE:
         /* From a member of this server's group only. */
         if (pds_conn_is_initiator(c) || pds_conn_data(c) == NULL ||
@@ -379,10 +380,13 @@ static void on_message(void *arg, struct pds_conn *c, const struct pds_msg *m)
             pds__repl_on_sync(d, c, m);
         else if (m->type == PDS_MSG_ACK)
             pds__repl_on_ack(d, c, m);
+        else if (m->type == PDS_MSG_SNAP_ACK)
+            pds__repl_on_snap_ack(d, c, m);
         else
             pds__repl_on_write(d, c, m);
         return;
     case PDS_MSG_ENTRIES:
+    case PDS_MSG_SNAPSHOT:
     case PDS_MSG_WRITE_ACK:
     case PDS_MSG_NOTICE:
         /* From our server, once it welcomed us. */
@@ -393,6 +397,8 @@ static void on_message(void *arg, struct pds_conn *c, const struct pds_msg *m)
         }
         if (m->type == PDS_MSG_ENTRIES)
             pds__repl_on_entries(d, c, m);
+        else if (m->type == PDS_MSG_SNAPSHOT)
+            pds__repl_on_snapshot(d, c, m);
         else if (m->type == PDS_MSG_WRITE_ACK)
             pds__repl_on_write_ack(d, m);
         else
@@ -670,6 +676,10 @@ static void client_start(struct daemon *d,
     save_blob(d, "server_pk", NULL, 0);
     save_blob(d, "group", NULL, 0);
     save_blob(d, "name", d->name, strlen(d->name));
+    /* At the first snapshot: keep the newer of each record (--merge), or
+     * the server's copy of every owner it holds. */
+    save_blob(d, "join_mode", req->limit == 1 ? "merge" : NULL,
+              req->limit == 1 ? 5 : 0);
     save_role(d, PDS_ROLE_CLIENT);
     d->n_retries = 0;
     d->link_error[0] = '\0';
@@ -732,8 +742,7 @@ static void clients_list(struct daemon *d,
     }
     for (i = 0; i < n; i++) {
         copy[i] = members[i];
-        copy[i].is_following =
-            pds__repl_follower(copy[i].pk, &copy[i].position);
+        copy[i].is_following = pds__repl_follower(copy[i].pk, &copy[i]);
     }
     rb = pds_reply_new(req->id, 0, NULL);
     if (rb != NULL)
@@ -915,18 +924,22 @@ void pds__group_status(struct daemon *d, struct pds_status *st)
         static char standby[160];
         st->ack_mode = pds__daemon_ack_mode(d);
         if (d->has_standby) {
-            uint64_t pos = 0;
-            int on = pds__repl_follower(d->standby_pk, &pos);
+            struct pds_member fm;
+            int on;
+            memset(&fm, 0, sizeof(fm));
+            on = pds__repl_follower(d->standby_pk, &fm);
             snprintf(standby, sizeof(standby), "%016llx, %s",
                      (unsigned long long)pds_member_id(d->standby_pk),
                      on ? "following" : "not connected");
             if (on)
                 snprintf(standby + strlen(standby),
                          sizeof(standby) - strlen(standby), ", durable at %llu",
-                         (unsigned long long)pos);
+                         (unsigned long long)fm.position);
             st->standby = standby;
         }
     }
+    st->n_superseded = pds_core_n_superseded(d->core);
+    st->n_clamped = pds_core_n_clamped(d->core);
     st->n_machines = pds_core_role(d->core) == PDS_ROLE_SERVER
                          ? pds_core_n_machines(d->core)
                          : 0;
@@ -937,6 +950,7 @@ void pds__group_status(struct daemon *d, struct pds_status *st)
                                        : "unreachable, retrying";
         st->last_error = d->link_error;
         st->server_last = d->server_last;
+        pds__repl_client_status(d, st);
     } else {
         st->server = "";
         st->link = "";

@@ -267,13 +267,48 @@ static void json_item(const struct pds_item *it)
            (unsigned long long)it->version.node);
 }
 
+static const char *write_status(const struct pds_write_result *r)
+{
+    if (r->queued > 0)
+        return "queued";
+    if (r->outcome == PDS_OUTCOME_SUPERSEDED)
+        return "superseded";
+    if (r->index == 0 && r->outcome == PDS_OUTCOME_APPLIED)
+        return "device";
+    return "committed";
+}
+
 static void json_write(const struct pds_write_result *r)
 {
-    printf("{\"ok\":true,\"status\":\"committed\",\"epoch\":%llu,"
-           "\"index\":%llu,\"hlc\":%llu,\"node\":\"%016llx\"}\n",
-           (unsigned long long)r->epoch, (unsigned long long)r->index,
+    printf("{\"ok\":true,\"status\":\"%s\",\"epoch\":%llu,"
+           "\"index\":%llu,\"queued\":%llu,\"hlc\":%llu,"
+           "\"node\":\"%016llx\"}\n",
+           write_status(r), (unsigned long long)r->epoch,
+           (unsigned long long)r->index, (unsigned long long)r->queued,
            (unsigned long long)r->version.hlc,
            (unsigned long long)r->version.node);
+}
+
+/* The outcome of a write for people; what is "deleted", "committed"... */
+static void print_write(const char *what,
+                        const char *done,
+                        const struct pds_write_result *r)
+{
+    if (r->queued > 0)
+        printf("queued %s: the server is unreachable; it is shown here and "
+               "goes to the server when the link is back (outbox entry "
+               "%llu)\n",
+               what, (unsigned long long)r->queued);
+    else if (r->outcome == PDS_OUTCOME_SUPERSEDED)
+        printf("not applied: a newer version of %s is already on the server "
+               "(last writer wins)\n",
+               what);
+    else if (r->index == 0)
+        printf("stored %s on this device only (a device-specific item)\n",
+               what);
+    else
+        printf("%s %s at %llu/%llu\n", done, what, (unsigned long long)r->epoch,
+               (unsigned long long)r->index);
 }
 
 static void format_time(pds_time ms, char *buf, size_t n)
@@ -311,6 +346,7 @@ struct cmd_opts {
     const char *secret_file;
     const char *name;
     long lines;
+    int merge;
 };
 
 static int parse_cmd(const char *name,
@@ -328,6 +364,7 @@ static int parse_cmd(const char *name,
         {"join-secret-file", required_argument, NULL, 's'},
         {"password-file", required_argument, NULL, 's'},
         {"name", required_argument, NULL, 'N'},
+        {"merge", no_argument, NULL, 'M'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -346,7 +383,7 @@ static int parse_cmd(const char *name,
     optind = 0; /* glibc: start over, the option string changed */
     opterr = 0;
     while ((opt = getopt_long(argc, argv,
-                              permute ? "gf:o:n:s:N:h" : "+gf:o:n:s:N:h",
+                              permute ? "gf:o:n:s:N:Mh" : "+gf:o:n:s:N:Mh",
                               options, NULL)) != -1) {
         if (opt == 'h') {
             printf("usage: pdsync %s %s\n\n%s\n", c->name, c->args, c->help);
@@ -377,6 +414,9 @@ static int parse_cmd(const char *name,
             break;
         case 'N':
             o->name = optarg;
+            break;
+        case 'M':
+            o->merge = 1;
             break;
         case 'n':
             errno = 0;
@@ -501,14 +541,9 @@ static int cmd_put(struct cli *cli, int argc, char **argv)
         } else if (cli->json) {
             json_write(&res);
         } else {
-            if (res.index == 0)
-                printf("stored %s/%s on this device only (a "
-                       "device-specific item)\n",
-                       argv[0], argv[1]);
-            else
-                printf("committed %s/%s at %llu/%llu\n", argv[0], argv[1],
-                       (unsigned long long)res.epoch,
-                       (unsigned long long)res.index);
+            char what[600];
+            snprintf(what, sizeof(what), "%s/%s", argv[0], argv[1]);
+            print_write(what, "committed", &res);
         }
     }
     free(file_value);
@@ -581,9 +616,11 @@ static int cmd_del(struct cli *cli, int argc, char **argv)
         return fail(cli, rv);
     if (cli->json)
         json_write(&res);
-    else
-        printf("deleted %s/%s at %llu/%llu\n", argv[0], argv[1],
-               (unsigned long long)res.epoch, (unsigned long long)res.index);
+    else {
+        char what[600];
+        snprintf(what, sizeof(what), "%s/%s", argv[0], argv[1]);
+        print_write(what, "deleted", &res);
+    }
     return 0;
 }
 
@@ -700,11 +737,72 @@ static int cmd_delete_user(struct cli *cli, int argc, char **argv)
         return fail(cli, rv);
     if (cli->json)
         json_write(&res);
-    else
-        printf("deleted %s %s at %llu/%llu\n", o.group ? "group" : "user",
-               argv[0], (unsigned long long)res.epoch,
-               (unsigned long long)res.index);
+    else {
+        char what[600];
+        snprintf(what, sizeof(what), "%s %s", o.group ? "group" : "user",
+                 argv[0]);
+        print_write(what, "deleted", &res);
+    }
     return 0;
+}
+
+/*
+ * The server's followers: positions sent and durable (a follower applies
+ * in the transaction that makes entries durable, so applied = durable),
+ * lag in entries, bytes and time, and whether it is being refreshed.
+ */
+static void print_followers(struct cli *cli, int json)
+{
+    const struct pds_member *m;
+    struct pds_status st;
+    size_t n, i, k = 0;
+
+    if (pds_client_status(cli->client, &st) != 0 ||
+        pds_client_clients(cli->client, &m, &n) != 0)
+        return;
+    if (json)
+        printf(",\"followers\":[");
+    for (i = 0; i < n; i++) {
+        uint64_t lag;
+        if (!m[i].is_following)
+            continue;
+        lag = st.last_index > m[i].position ? st.last_index - m[i].position : 0;
+        if (json) {
+            printf("%s{\"id\":\"%016llx\",\"name\":", k > 0 ? "," : "",
+                   (unsigned long long)m[i].id);
+            json_str(m[i].name, strlen(m[i].name));
+            printf(",\"sent\":%llu,\"durable\":%llu,\"applied\":%llu,"
+                   "\"lag_entries\":%llu,\"lag_bytes\":%llu,"
+                   "\"lag_ms\":%llu,\"state\":",
+                   (unsigned long long)m[i].sent,
+                   (unsigned long long)m[i].position,
+                   (unsigned long long)m[i].position, (unsigned long long)lag,
+                   (unsigned long long)m[i].lag_bytes,
+                   (unsigned long long)m[i].lag_ms);
+            json_str(m[i].sync, strlen(m[i].sync));
+            printf("}");
+        } else {
+            if (k == 0)
+                printf("followers:   %-16s  %-12s  %10s  %10s  %10s  %8s  "
+                       "%10s  %8s  %s\n",
+                       "ID", "NAME", "SENT", "DURABLE", "APPLIED", "LAG",
+                       "LAG BYTES", "LAG MS", "STATE");
+            printf("             %016llx  %-12s  %10llu  %10llu  %10llu  "
+                   "%8llu  %10llu  %8llu  %s\n",
+                   (unsigned long long)m[i].id,
+                   m[i].name[0] != '\0' ? m[i].name : "-",
+                   (unsigned long long)m[i].sent,
+                   (unsigned long long)m[i].position,
+                   (unsigned long long)m[i].position, (unsigned long long)lag,
+                   (unsigned long long)m[i].lag_bytes,
+                   (unsigned long long)m[i].lag_ms, m[i].sync);
+        }
+        k++;
+    }
+    if (json)
+        printf("]");
+    else if (k == 0)
+        printf("followers:   none connected\n");
 }
 
 static int cmd_status(struct cli *cli, int argc, char **argv)
@@ -757,12 +855,24 @@ static int cmd_status(struct cli *cli, int argc, char **argv)
         json_str(st.standby, strlen(st.standby));
         printf(",\"ack_mode\":");
         json_str(st.ack_mode, strlen(st.ack_mode));
+        printf(",\"outbox\":%llu,\"outbox_rejected\":%llu,"
+               "\"outbox_lost\":%llu,\"outbox_error\":",
+               (unsigned long long)st.n_outbox,
+               (unsigned long long)st.n_rejected,
+               (unsigned long long)st.n_lost);
+        json_str(st.outbox_error, strlen(st.outbox_error));
+        printf(",\"conflicts_lost\":%llu,\"clocks_restamped\":%llu",
+               (unsigned long long)st.n_superseded,
+               (unsigned long long)st.n_clamped);
         printf(",\"link\":\"%s\",\"last_error\":", st.link);
         json_str(st.last_error, strlen(st.last_error));
         printf(",\"data_dir\":");
         json_str(st.data_dir, strlen(st.data_dir));
         printf(",\"version\":");
         json_str(st.version, strlen(st.version));
+        /* Last: another request ends the life of st's strings. */
+        if (strcmp(st.role, "server") == 0)
+            print_followers(cli, 1);
         printf("}\n");
         return 0;
     }
@@ -784,6 +894,10 @@ static int cmd_status(struct cli *cli, int argc, char **argv)
         if (st.reclaim_after_s > 0)
             printf("reclaim:     slots of clients silent for %llu s\n",
                    (unsigned long long)st.reclaim_after_s);
+        printf("conflicts:   %llu client writes lost to newer versions, "
+               "%llu clocks restamped (too far ahead)\n",
+               (unsigned long long)st.n_superseded,
+               (unsigned long long)st.n_clamped);
     }
     if (strcmp(st.role, "client") == 0) {
         printf("server:      %s (%s)\n", st.server, st.link);
@@ -796,6 +910,15 @@ static int cmd_status(struct cli *cli, int argc, char **argv)
                    (unsigned long long)st.server_last);
         if (st.last_error[0] != '\0')
             printf("last error:  %s\n", st.last_error);
+        printf("outbox:      %llu writes queued for the server",
+               (unsigned long long)st.n_outbox);
+        if (st.n_rejected > 0 || st.n_lost > 0)
+            printf(" (%llu refused by it, %llu lost to newer versions)",
+                   (unsigned long long)st.n_rejected,
+                   (unsigned long long)st.n_lost);
+        printf("\n");
+        if (st.outbox_error[0] != '\0')
+            printf("last refusal: %s\n", st.outbox_error);
     }
     printf("epoch:       %llu\n"
            "position:    %llu/%llu\n"
@@ -815,6 +938,9 @@ static int cmd_status(struct cli *cli, int argc, char **argv)
            budget, (unsigned long long)st.n_commits,
            (unsigned long long)st.n_committed, st.data_dir,
            (unsigned long long)st.pid, st.version);
+    /* Last: another request ends the life of st's strings. */
+    if (strcmp(st.role, "server") == 0)
+        print_followers(cli, 0);
     return 0;
 }
 
@@ -948,7 +1074,7 @@ static int cmd_client(struct cli *cli, int argc, char **argv)
     int first;
     int rv;
 
-    rv = parse_cmd("client", argc, argv, "sN", &o, &first);
+    rv = parse_cmd("client", argc, argv, "sNM", &o, &first);
     if (rv != 0)
         return rv < 0 ? 0 : rv;
     argc -= first;
@@ -982,7 +1108,7 @@ static int cmd_client(struct cli *cli, int argc, char **argv)
     rv = connect_node(cli);
     if (rv == 0) {
         rv = pds_client_client_start(cli->client, argv[1], secret, secret_len,
-                                     o.name);
+                                     o.name, o.merge);
         if (rv != 0)
             rv = fail(cli, rv);
         else if (cli->json)
@@ -1301,7 +1427,8 @@ static const struct command commands[] = {
      "(stop). Without --join-secret-file a secret is generated and printed\n"
      "once. Takes effect at once and survives restarts.",
      cmd_server},
-    {"client", "start HOST:PORT --join-secret-file F [--name NAME] | stop",
+    {"client",
+     "start HOST:PORT --join-secret-file F [--name NAME] [--merge] | stop",
      "Enroll this node as a client of the server at HOST:PORT, proving the\n"
      "group's join secret once (start), or end synchronization (stop).",
      cmd_client},

@@ -32,10 +32,19 @@
 
 pds_time pds__wall_ms(void)
 {
+    /* Tests: a node whose clock is off by this many ms (may be negative). */
+    static long long skew = -1;
     struct timespec ts;
 
+    if (skew == -1) {
+        const char *s = getenv("PDSYNC_DEBUG_CLOCK_SKEW_MS");
+        skew = s != NULL ? atoll(s) : 0;
+        if (skew == -1)
+            skew = 0;
+    }
     clock_gettime(CLOCK_REALTIME, &ts);
-    return (pds_time)ts.tv_sec * 1000u + (pds_time)(ts.tv_nsec / 1000000);
+    return (pds_time)((long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 +
+                      skew);
 }
 
 /* ---- Replies ---------------------------------------------------------- */
@@ -93,9 +102,15 @@ static void deliver_replies(struct daemon *d, const struct pds_update *u)
                 pds_commlog(PDS_LOG_WARNING, "write refused: %s", r->errmsg);
             rb = pds_reply_new(w->id, r->status, r->errmsg);
         } else {
+            struct pds_write_result res;
+            memset(&res, 0, sizeof(res));
+            res.epoch = r->epoch;
+            res.index = r->index;
+            res.version = r->version;
+            res.outcome = r->outcome;
             rb = pds_reply_new(w->id, 0, NULL);
             if (rb != NULL)
-                pds_reply_write(rb, r->epoch, r->index, &r->version);
+                pds_reply_write(rb, &res);
         }
         pds__daemon_send(w->conn, rb);
         pds_local_conn_unref(w->conn);
@@ -165,6 +180,7 @@ static void commit_batch(uv_check_t *handle)
     pds_index first, last;
     int rv;
 
+    pds__repl_flush(d);
     if (d->n_batch == 0)
         return;
     first = d->batch[0].index;
@@ -178,6 +194,7 @@ static void commit_batch(uv_check_t *handle)
         d->n_commits++;
         d->n_committed += d->n_batch;
         d->committed = last;
+        pds__repl_note_commit(d, d->batch, d->n_batch);
         if (waits_for_standby(d)) {
             /* Answered when the standby confirms, or at the timeout. */
             d->n_batch = 0;
@@ -418,8 +435,12 @@ static void local_write(struct daemon *d,
     }
     /* Position 0/0: stored on this device only. */
     rb = pds_reply_new(req->id, 0, NULL);
-    if (rb != NULL)
-        pds_reply_write(rb, 0, 0, &rec.version);
+    if (rb != NULL) {
+        struct pds_write_result res;
+        memset(&res, 0, sizeof(res));
+        res.version = rec.version;
+        pds_reply_write(rb, &res);
+    }
     pds__daemon_send(conn, rb);
 }
 
@@ -560,10 +581,41 @@ static const char *scope_word(enum pds_scope scope)
     return scope == PDS_SCOPE_USER ? "user" : "group";
 }
 
+static int same_owner(const struct pds_entry *e,
+                      enum pds_scope scope,
+                      const char *owner,
+                      size_t owner_len)
+{
+    return e->key.scope == scope && e->key.owner_len == owner_len &&
+           memcmp(e->key.owner, owner, owner_len) == 0;
+}
+
+/* On a client: the newest queued write that decides a read of key. */
+static const struct pds_entry *queued_for(struct daemon *d,
+                                          const struct pds_key *key)
+{
+    const struct pds_entry *e = NULL;
+    size_t i;
+
+    if (pds_core_role(d->core) != PDS_ROLE_CLIENT)
+        return NULL;
+    for (i = pds__repl_outbox(d, &e, SIZE_MAX); i-- > 0;) {
+        pds__repl_outbox(d, &e, i);
+        if (!same_owner(e, key->scope, key->owner, key->owner_len))
+            continue;
+        if (e->op == PDS_OP_DEL_OWNER ||
+            (e->key.item_len == key->item_len &&
+             memcmp(e->key.item, key->item, key->item_len) == 0))
+            return e;
+    }
+    return NULL;
+}
+
 static void handle_get(struct daemon *d,
                        struct pds_local_conn *conn,
                        const struct pds_request *req)
 {
+    const struct pds_entry *q;
     struct pds_key key = {req->scope, req->owner, req->owner_len, req->item,
                           req->item_len};
     char errmsg[PDS_ERRMSG_SIZE];
@@ -578,10 +630,19 @@ static void handle_get(struct daemon *d,
         reply_error(conn, req->id, rv, errmsg);
         return;
     }
-    if (pds__scope_is_device(d, key.item, key.item_len))
+    if (pds__scope_is_device(d, key.item, key.item_len)) {
         rv = pds_store_local_get(d->store, &key, &rec, &value);
-    else
+    } else if ((q = queued_for(d, &key)) != NULL) {
+        /* A write queued for the server rules what this node shows. */
+        memset(&rec, 0, sizeof(rec));
+        rec.version = q->version;
+        rec.is_tombstone = q->op != PDS_OP_PUT;
+        rec.value = q->value;
+        rec.value_len = q->value_len;
+        rv = 0;
+    } else {
         rv = pds_store_get(d->store, &key, &rec, &value);
+    }
     if (rv == PDS_ENOTFOUND || (rv == 0 && rec.is_tombstone)) {
         snprintf(errmsg, sizeof(errmsg), "%s \"%.*s\" has no item \"%.*s\"",
                  scope_word(req->scope), (int)req->owner_len, req->owner,
@@ -666,6 +727,56 @@ static int collect_record(void *arg,
     return 0;
 }
 
+static void list_drop(struct list_ctx *ctx, size_t i)
+{
+    free((void *)ctx->items[i].owner);
+    ctx->items[i] = ctx->items[--ctx->n];
+}
+
+/* On a client: the queued writes on top of the listed records. */
+static int list_queued(struct daemon *d,
+                       struct list_ctx *ctx,
+                       const struct pds_request *req)
+{
+    const struct pds_entry *e = NULL;
+    size_t n, i, j;
+    int rv;
+
+    if (pds_core_role(d->core) != PDS_ROLE_CLIENT)
+        return 0;
+    n = pds__repl_outbox(d, &e, SIZE_MAX);
+    for (i = 0; i < n; i++) {
+        pds__repl_outbox(d, &e, i);
+        if (e->key.scope != req->scope ||
+            (req->owner != NULL &&
+             !same_owner(e, req->scope, req->owner, req->owner_len)) ||
+            (e->op != PDS_OP_DEL_OWNER &&
+             pds__scope_is_device(d, e->key.item, e->key.item_len)))
+            continue;
+        for (j = ctx->n; j-- > 0;) {
+            const struct pds_item *it = &ctx->items[j];
+            if (it->owner_len != e->key.owner_len ||
+                memcmp(it->owner, e->key.owner, it->owner_len) != 0)
+                continue;
+            if (e->op == PDS_OP_DEL_OWNER ||
+                (it->item_len == e->key.item_len &&
+                 memcmp(it->item, e->key.item, it->item_len) == 0))
+                list_drop(ctx, j);
+        }
+        if (e->op == PDS_OP_PUT) {
+            struct pds_record rec;
+            memset(&rec, 0, sizeof(rec));
+            rec.version = e->version;
+            rec.value = e->value;
+            rec.value_len = e->value_len;
+            rv = collect_record(ctx, &e->key, &rec);
+            if (rv != 0)
+                return rv;
+        }
+    }
+    return 0;
+}
+
 static void handle_list(struct daemon *d,
                         struct pds_local_conn *conn,
                         const struct pds_request *req)
@@ -694,6 +805,8 @@ static void handle_list(struct daemon *d,
         rv = pds_store_local_list(d->store, req->scope, req->owner,
                                   req->owner_len, collect_record, &ctx);
     }
+    if (rv == 0 && !ctx.too_big)
+        rv = list_queued(d, &ctx, req);
     if (ctx.too_big) {
         reply_error(conn, req->id, PDS_ETOOBIG,
                     "the list is larger than one reply can carry: list one "
@@ -970,6 +1083,48 @@ static int load_owner(void *arg, const struct pds_owner_info *o)
     return pds_core_load_owner(arg, o);
 }
 
+static int load_member(void *arg, const struct pds_member *m)
+{
+    return pds_core_load_member(arg, m);
+}
+
+/*
+ * A snapshot replaced the data under the core: build a new core from the
+ * store (owners, members, role) and swap it in. A client's core holds no
+ * pending writes, so nothing waits on the old one.
+ */
+int pds__daemon_core_reload(struct daemon *d)
+{
+    struct pds_store_meta meta;
+    struct pds_core_config ccfg = d->core_cfg;
+    struct pds_core *core;
+    int rv;
+
+    if (pds_core_n_pending(d->core) > 0)
+        return PDS_EBUSY;
+    rv = pds_store_meta(d->store, &meta);
+    if (rv != 0)
+        return rv;
+    ccfg.epoch = meta.epoch;
+    ccfg.last_index = meta.last_index;
+    ccfg.last_hlc = meta.last_hlc;
+    ccfg.role = pds_core_role(d->core);
+    rv = pds_core_new(&ccfg, &core);
+    if (rv != 0)
+        return rv;
+    rv = pds_store_owners(d->store, load_owner, core);
+    if (rv == 0)
+        rv = pds_store_members(d->store, load_member, core);
+    if (rv != 0) {
+        pds_core_free(core);
+        return rv;
+    }
+    pds_core_free(d->core);
+    d->core = core;
+    d->committed = meta.last_index;
+    return 0;
+}
+
 static int open_node(struct daemon *d, char *errmsg)
 {
     struct pds_store_config scfg;
@@ -1015,6 +1170,7 @@ static int open_node(struct daemon *d, char *errmsg)
     ccfg.limits = d->cfg.limits;
     ccfg.max_machines = d->cfg.max_machines;
     ccfg.reclaim_after_ms = (uint64_t)d->cfg.reclaim_after_s * 1000u;
+    ccfg.max_skew_ms = (uint64_t)d->cfg.max_skew_s * 1000u;
     rv = pds_core_new(&ccfg, &d->core);
     if (rv == 0)
         rv = pds_store_owners(d->store, load_owner, d->core);
@@ -1022,6 +1178,7 @@ static int open_node(struct daemon *d, char *errmsg)
         snprintf(errmsg, PDS_ERRMSG_SIZE, "start core: %s", pds_strerror(rv));
         return -1;
     }
+    d->core_cfg = ccfg;
     pds__scope_reload(d);
     pds_log(PDS_LOG_INFO,
             "node %016llx, epoch %llu, position %llu/%llu, %zu users",

@@ -14,9 +14,13 @@
  * committed it and this client has applied it (so a read after the answer
  * sees it).
  *
- * Not yet here (next steps of the replication issue): snapshots for a
- * follower behind retention or with data of its own, the offline outbox,
- * the standby and its ack modes.
+ * A follower that cannot continue from the log (behind the retention, on
+ * a diverged branch, holding data of its own at a first join) gets a
+ * snapshot in chunks, then the log from the snapshot's position.
+ *
+ * While the server is unreachable, a client's writes wait in a durable
+ * outbox (served locally, replayed in order on reconnect); the server
+ * decides each by last-writer-wins on the version it was made with.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -27,15 +31,32 @@
 #include "daemon.h"
 
 #define MAX_FOLLOWERS 256
-#define MAX_INFLIGHT 20000       /* entries shipped and not yet ACKed */
-#define SHIP_BYTES (1024 * 1024) /* per ENTRIES message */
+#define MAX_INFLIGHT 20000           /* entries shipped and not yet ACKed */
+#define SHIP_BYTES (1024 * 1024)     /* per ENTRIES message */
+#define SNAP_BYTES (1024 * 1024)     /* per SNAPSHOT chunk */
+#define SNAP_QUEUE (4 * 1024 * 1024) /* chunks queued on one connection */
 #define MAX_FORWARDED 4096
+#define OUTBOX_RID ((uint64_t)1 << 63) /* rid of a replayed outbox write */
+#define OUTBOX_WINDOW 1024             /* outbox writes sent, unanswered */
+#define COMMIT_RING 4096               /* recent commits, for lag figures */
 
 struct follower {
     uint64_t conn;
     uint8_t pk[PDS_KEY_BYTES];
     pds_index next;  /* next index to send */
     pds_index acked; /* durable on the follower */
+    /* A refresh in progress: chunks from this cursor, then the log. */
+    int is_snapshot;
+    struct pds_snap_cursor snap;
+    uint64_t snap_chunk;
+    char why[PDS_MEMBER_TEXT]; /* why it was refreshed */
+};
+
+/* A commit on the server: its last index, when, the log bytes so far. */
+struct commit_mark {
+    pds_index last;
+    pds_time at;
+    uint64_t bytes;
 };
 
 /* A client's write waiting for the server's answer and for its entry. */
@@ -45,6 +66,8 @@ struct forwarded {
     uint64_t id;
     enum pds_req_op op;
     int is_acked;
+    int outcome;
+    struct pds_version version;
     pds_epoch epoch;
     pds_index index;
 };
@@ -58,6 +81,10 @@ static uint64_t next_rid = 1;
 /* The store's data came from this group's log only (the "history" blob):
  * -1 unknown, 0 no, 1 yes. */
 static int follows_group = -1;
+/* Server: the last commits, for the followers' lag in bytes and time. */
+static struct commit_mark commits[COMMIT_RING];
+static size_t n_commits_seen; /* commits recorded since start */
+static uint64_t log_bytes;    /* log bytes committed since start */
 
 /*
  * A write made on this node outside the client role (standalone, server):
@@ -115,12 +142,61 @@ static void notice(struct pds_conn *c, int code, const char *fmt, ...)
     pds_conn_send(c, &m);
 }
 
+/* Server: note a commit (its entries are in d->batch) for lag figures. */
+void pds__repl_note_commit(struct daemon *d,
+                           const struct pds_entry *entries,
+                           size_t n)
+{
+    struct commit_mark *mk;
+    size_t i;
+
+    (void)d;
+    if (n == 0)
+        return;
+    for (i = 0; i < n; i++)
+        log_bytes += pds_entry_size(&entries[i]);
+    mk = &commits[n_commits_seen % COMMIT_RING];
+    mk->last = entries[n - 1].index;
+    mk->at = pds__wall_ms();
+    mk->bytes = log_bytes;
+    n_commits_seen++;
+}
+
+/*
+ * The lag of a follower durable at acked: bytes and milliseconds of the
+ * commits it has not confirmed (at commit granularity, as far back as the
+ * ring reaches).
+ */
+static void lag_of(pds_index acked, uint64_t *bytes, uint64_t *ms)
+{
+    size_t n = n_commits_seen < COMMIT_RING ? n_commits_seen : COMMIT_RING;
+    size_t k;
+    const struct commit_mark *oldest = NULL, *before = NULL;
+
+    *bytes = 0;
+    *ms = 0;
+    /* Walk back from the newest commit to the first one past acked. */
+    for (k = 0; k < n; k++) {
+        const struct commit_mark *mk =
+            &commits[(n_commits_seen - 1 - k) % COMMIT_RING];
+        if (mk->last <= acked) {
+            before = mk;
+            break;
+        }
+        oldest = mk;
+    }
+    if (oldest == NULL)
+        return;
+    *bytes = log_bytes - (before != NULL ? before->bytes : 0);
+    *ms = pds__wall_ms() > oldest->at ? pds__wall_ms() - oldest->at : 0;
+}
+
 /* Send what the follower misses, within the in-flight window. */
 static int ship(struct daemon *d, struct follower *f, pds_index last)
 {
     struct pds_conn *c = pds_net_find(d->net, f->conn);
 
-    if (c == NULL)
+    if (c == NULL || f->is_snapshot)
         return 0;
     while (f->next <= last && f->next - f->acked <= MAX_INFLIGHT) {
         struct pds_msg m;
@@ -153,6 +229,55 @@ static int ship(struct daemon *d, struct follower *f, pds_index last)
     return 0;
 }
 
+/*
+ * A refresh: the records and scopes in chunks, a few in flight (the
+ * follower confirms each one it stored), then the log from the position
+ * the snapshot is stamped with.
+ */
+static void snap_pump(struct daemon *d, struct follower *f, uint64_t confirmed)
+{
+    struct pds_conn *c = pds_net_find(d->net, f->conn);
+
+    while (c != NULL && f->is_snapshot && !f->snap.is_done &&
+           f->snap_chunk < confirmed + 4) {
+        struct pds_msg m;
+        uint8_t *buf;
+        size_t len;
+        int rv =
+            pds_store_snap_chunk(d->store, &f->snap, SNAP_BYTES, &buf, &len);
+        if (rv != 0) {
+            pds_commlog(PDS_LOG_ERROR, "snapshot for %s: %s",
+                        pds_conn_address(c), pds_store_errmsg(d->store));
+            pds_conn_close(c, "the server cannot read its snapshot");
+            return;
+        }
+        memset(&m, 0, sizeof(m));
+        m.type = PDS_MSG_SNAPSHOT;
+        m.index = f->snap.index;
+        m.epoch = f->snap.epoch;
+        m.rid = f->snap_chunk++;
+        m.is_last = f->snap.is_done;
+        m.blob = buf != NULL ? buf : (uint8_t *)"";
+        m.blob_len = len;
+        rv = pds_conn_send(c, &m);
+        free(buf);
+        if (rv != 0)
+            return;
+        if (f->snap.is_done) {
+            /* The log from the stamped position follows at once. */
+            pds_log(PDS_LOG_INFO,
+                    "snapshot of %llu chunks sent to %s at %llu/%llu",
+                    (unsigned long long)f->snap_chunk, pds_conn_address(c),
+                    (unsigned long long)f->snap.epoch,
+                    (unsigned long long)f->snap.index);
+            f->is_snapshot = 0;
+            f->next = f->snap.index + 1;
+            f->acked = f->snap.index;
+            ship(d, f, d->committed);
+        }
+    }
+}
+
 void pds__group_after_commit(struct daemon *d)
 {
     pds_index last = d->committed;
@@ -160,6 +285,36 @@ void pds__group_after_commit(struct daemon *d)
 
     for (i = 0; i < n_followers; i++)
         ship(d, &followers[i], last);
+}
+
+static struct follower *follower_add(struct daemon *d, struct pds_conn *c)
+{
+    struct follower *f = follower_find(pds_conn_id(c));
+
+    (void)d;
+    if (f == NULL) {
+        if (n_followers == MAX_FOLLOWERS)
+            return NULL;
+        f = &followers[n_followers++];
+    }
+    memset(f, 0, sizeof(*f));
+    f->conn = pds_conn_id(c);
+    memcpy(f->pk, pds_conn_peer_pk(c), PDS_KEY_BYTES);
+    return f;
+}
+
+/* Start a refresh of the follower on c; why goes to the log. */
+static void refresh(struct daemon *d, struct pds_conn *c, const char *why)
+{
+    struct follower *f = follower_add(d, c);
+
+    if (f == NULL)
+        return;
+    pds_commlog(PDS_LOG_INFO, "client at %s gets a snapshot: %s",
+                pds_conn_address(c), why);
+    snprintf(f->why, sizeof(f->why), "%s", why);
+    f->is_snapshot = 1;
+    snap_pump(d, f, 0);
 }
 
 /* Server: a member gives its position. */
@@ -176,19 +331,19 @@ void pds__repl_on_sync(struct daemon *d,
         pds_store_meta(d->store, &meta) != 0)
         return;
     if (m->index > 0 && !m->is_fresh) {
-        notice(c, PDS_EINVAL,
-               "it holds data of its own (position %llu/%llu) that did not "
-               "come from this group: it needs a refresh",
-               (unsigned long long)m->epoch, (unsigned long long)m->index);
+        refresh(d, c, "data of its own (first join)");
         return;
     }
     if (m->index > meta.last_index) {
-        notice(c, PDS_EINVAL,
-               "its position %llu/%llu is one the server never had (the "
-               "server is at %llu/%llu): it needs a refresh",
-               (unsigned long long)m->epoch, (unsigned long long)m->index,
-               (unsigned long long)meta.last_epoch,
-               (unsigned long long)meta.last_index);
+        pds_commlog(PDS_LOG_WARNING,
+                    "client at %s presented position %llu/%llu, one this "
+                    "server never had (it is at %llu/%llu): it gets a "
+                    "snapshot",
+                    pds_conn_address(c), (unsigned long long)m->epoch,
+                    (unsigned long long)m->index,
+                    (unsigned long long)meta.last_epoch,
+                    (unsigned long long)meta.last_index);
+        refresh(d, c, "a position the server never had");
         return;
     }
     if (m->index > 0) {
@@ -198,37 +353,46 @@ void pds__repl_on_sync(struct daemon *d,
             (pds_entry_decode(buf, len, &e) != 0 || e.epoch != m->epoch))
             rv = PDS_EINVAL; /* another history at that index */
         free(buf);
-        if (rv == PDS_ENOTFOUND && m->index + 1 >= meta.first_index)
+        if (rv == PDS_ENOTFOUND && m->index + 1 >= meta.first_index &&
+            meta.first_index != 0)
             rv = 0; /* trimmed, but the next entry is still there */
+        if (rv == PDS_ENOTFOUND && m->index == meta.last_index &&
+            meta.first_index == 0)
+            rv = 0; /* this server itself started from a snapshot there */
         if (rv != 0) {
-            notice(c, rv == PDS_ENOTFOUND ? PDS_ENOTFOUND : PDS_EINVAL,
-                   "its position %llu/%llu is %s the server's log: it "
-                   "needs a refresh",
-                   (unsigned long long)m->epoch, (unsigned long long)m->index,
-                   rv == PDS_ENOTFOUND ? "behind the retention of"
-                                       : "on a branch that diverged from");
+            refresh(d, c,
+                    rv == PDS_ENOTFOUND ? "behind the log retention"
+                                        : "on a branch that diverged");
             return;
         }
-    } else if (meta.first_index > 1) {
-        notice(c, PDS_ENOTFOUND,
-               "it is empty and the server's log starts at %llu: it needs a "
-               "refresh",
-               (unsigned long long)meta.first_index);
+    } else if (meta.first_index > 1 ||
+               (meta.first_index == 0 && meta.last_index > 0)) {
+        refresh(d, c, "empty, and the log does not start at 1");
         return;
     }
-    f = follower_find(pds_conn_id(c));
-    if (f == NULL) {
-        if (n_followers == MAX_FOLLOWERS)
-            return;
-        f = &followers[n_followers++];
-    }
-    f->conn = pds_conn_id(c);
-    memcpy(f->pk, pds_conn_peer_pk(c), PDS_KEY_BYTES);
+    f = follower_add(d, c);
+    if (f == NULL)
+        return;
     f->next = m->index + 1;
     f->acked = m->index;
     if (d->has_standby && memcmp(f->pk, d->standby_pk, PDS_KEY_BYTES) == 0)
         pds__daemon_standby_ack(d, m->index);
     ship(d, f, d->committed);
+}
+
+void pds__repl_on_snap_ack(struct daemon *d,
+                           struct pds_conn *c,
+                           const struct pds_msg *m)
+{
+    struct follower *f = follower_find(pds_conn_id(c));
+
+    if (f == NULL || !f->is_snapshot)
+        return; /* the last chunk's confirmation, or a stale one */
+    if (m->rid >= f->snap_chunk) {
+        pds_conn_close(c, "protocol error: snapshot chunk out of range");
+        return;
+    }
+    snap_pump(d, f, m->rid + 1);
 }
 
 void pds__repl_on_ack(struct daemon *d,
@@ -237,7 +401,7 @@ void pds__repl_on_ack(struct daemon *d,
 {
     struct follower *f = follower_find(pds_conn_id(c));
 
-    if (f == NULL)
+    if (f == NULL || f->is_snapshot)
         return;
     if (m->index < f->acked || m->index >= f->next) {
         pds_conn_close(c, "protocol error: acknowledgement out of range");
@@ -279,9 +443,17 @@ void pds__repl_on_write(struct daemon *d,
     ev.u.write.value = m->blob;
     ev.u.write.value_len =
         m->blob_len > UINT32_MAX ? UINT32_MAX : (uint32_t)m->blob_len;
-    if (m->op == PDS_OP_DEL &&
-        pds_store_get(d->store, &ev.u.write.key, &rec, &value) == 0)
+    if (m->hlc != 0) {
+        ev.u.write.has_origin = 1;
+        ev.u.write.origin.hlc = m->hlc;
+        ev.u.write.origin.node = m->node;
+    }
+    if (m->op != PDS_OP_DEL_OWNER && m->item[0] != '\0' &&
+        pds_store_get(d->store, &ev.u.write.key, &rec, &value) == 0) {
         ev.u.write.exists = !rec.is_tombstone;
+        ev.u.write.has_current = 1;
+        ev.u.write.current = rec.version;
+    }
     free(value);
     rv = pds__daemon_step(d, &ev);
     if (rv != 0) {
@@ -300,12 +472,21 @@ void pds__group_write_ack(struct daemon *d,
     struct pds_conn *c = pds_net_find(d->net, w->remote_conn);
     struct pds_msg m;
 
+    if (r->status == 0 && r->outcome == PDS_OUTCOME_CLAMPED)
+        pds_commlog(PDS_LOG_WARNING,
+                    "a write from client %s carried a clock more than "
+                    "max_clock_skew_s = %u s ahead of the server's: it was "
+                    "stamped with the server's clock (check the client's "
+                    "time)",
+                    c != NULL ? pds_conn_address(c) : "(gone)",
+                    (unsigned)d->cfg.max_skew_s);
     if (c == NULL)
         return; /* the client will learn the outcome from the log */
     memset(&m, 0, sizeof(m));
     m.type = PDS_MSG_WRITE_ACK;
     m.rid = w->id;
     m.code = r->status;
+    m.outcome = r->outcome;
     snprintf(m.err, sizeof(m.err), "%s", r->status != 0 ? r->errmsg : "");
     m.epoch = r->epoch;
     m.index = r->index;
@@ -314,6 +495,331 @@ void pds__group_write_ack(struct daemon *d,
 
 /* ---- Client side -------------------------------------------------------- */
 
+/*
+ * The outbox: writes made while the server was unreachable, durable in the
+ * store and mirrored here in order. Reads on this node see them on top of
+ * the group's data. On reconnect they are sent in order with the version
+ * they were made with; each leaves when the server has answered it (and,
+ * when it was applied, once its entry reached this node).
+ */
+struct queued {
+    uint64_t seq;
+    struct pds_entry e; /* strings and value point into buf */
+    uint8_t *buf;
+    int is_sent;
+    int is_acked;
+    pds_index index; /* the server's index of it, once acked */
+    int is_done;     /* answered: leaves at the next flush */
+};
+
+static struct queued *outbox;
+static size_t n_outbox, cap_outbox;
+static uint64_t outbox_bytes;
+static size_t n_outbox_sent; /* sent and not answered */
+static int outbox_loaded;
+static uint64_t n_rejected, n_lost;
+static char outbox_error[PDS_MEMBER_ERROR];
+/* Snapshot being received. */
+static int snap_receiving;
+static uint64_t snap_next_chunk;
+
+static int queued_add(uint64_t seq, const struct pds_entry *e)
+{
+    struct queued *q;
+    size_t n = e->key.owner_len + e->key.item_len + e->value_len;
+
+    if (n_outbox == cap_outbox) {
+        size_t cap = cap_outbox == 0 ? 64 : cap_outbox * 2;
+        struct queued *p = realloc(outbox, cap * sizeof(*p));
+        if (p == NULL)
+            return PDS_ENOMEM;
+        outbox = p;
+        cap_outbox = cap;
+    }
+    q = &outbox[n_outbox];
+    memset(q, 0, sizeof(*q));
+    q->buf = malloc(n + 1);
+    if (q->buf == NULL)
+        return PDS_ENOMEM;
+    memcpy(q->buf, e->key.owner, e->key.owner_len);
+    if (e->key.item_len > 0)
+        memcpy(q->buf + e->key.owner_len, e->key.item, e->key.item_len);
+    if (e->value_len > 0)
+        memcpy(q->buf + e->key.owner_len + e->key.item_len, e->value,
+               e->value_len);
+    q->seq = seq;
+    q->e = *e;
+    q->e.key.owner = (const char *)q->buf;
+    q->e.key.item = (const char *)q->buf + e->key.owner_len;
+    q->e.value = q->buf + e->key.owner_len + e->key.item_len;
+    outbox_bytes += n;
+    n_outbox++;
+    return 0;
+}
+
+static int load_one(void *arg, uint64_t seq, const struct pds_entry *e)
+{
+    (void)arg;
+    return queued_add(seq, e);
+}
+
+static void outbox_clear(void)
+{
+    size_t i;
+
+    for (i = 0; i < n_outbox; i++)
+        free(outbox[i].buf);
+    n_outbox = 0;
+    outbox_bytes = 0;
+    n_outbox_sent = 0;
+}
+
+static void outbox_load(struct daemon *d)
+{
+    int rv;
+
+    outbox_clear();
+    rv = pds_store_outbox_list(d->store, load_one, NULL);
+    if (rv != 0)
+        pds_log(PDS_LOG_ERROR, "cannot read the outbox: %s",
+                pds_store_errmsg(d->store));
+    outbox_loaded = 1;
+}
+
+static void ensure_loaded(struct daemon *d)
+{
+    if (!outbox_loaded)
+        outbox_load(d);
+}
+
+/* Remove the answered writes from the store and from memory. */
+void pds__repl_flush(struct daemon *d)
+{
+    uint64_t *seqs;
+    size_t i, j, n = 0;
+
+    for (i = 0; i < n_outbox; i++)
+        n += outbox[i].is_done;
+    if (n == 0)
+        return;
+    seqs = malloc(n * sizeof(*seqs));
+    if (seqs == NULL)
+        return; /* next turn */
+    n = 0;
+    for (i = 0; i < n_outbox; i++) {
+        if (outbox[i].is_done)
+            seqs[n++] = outbox[i].seq;
+    }
+    if (pds_store_outbox_remove(d->store, seqs, n) != 0) {
+        /* Kept: replayed later, the server answers "duplicate". */
+        pds_log(PDS_LOG_ERROR, "outbox: %s", pds_store_errmsg(d->store));
+        free(seqs);
+        return;
+    }
+    free(seqs);
+    for (i = 0, j = 0; i < n_outbox; i++) {
+        if (outbox[i].is_done) {
+            outbox_bytes -= outbox[i].e.key.owner_len +
+                            outbox[i].e.key.item_len + outbox[i].e.value_len;
+            free(outbox[i].buf);
+            continue;
+        }
+        outbox[j++] = outbox[i];
+    }
+    n_outbox = j;
+}
+
+/* Send the queued writes not yet sent, in order, within the window. */
+static void outbox_pump(struct daemon *d)
+{
+    struct pds_conn *c =
+        d->is_linked ? pds_net_find(d->net, d->link_conn) : NULL;
+    size_t i;
+
+    if (c == NULL || snap_receiving)
+        return;
+    for (i = 0; i < n_outbox && n_outbox_sent < OUTBOX_WINDOW; i++) {
+        struct queued *q = &outbox[i];
+        struct pds_msg m;
+        if (q->is_sent || q->is_done)
+            continue;
+        memset(&m, 0, sizeof(m));
+        m.type = PDS_MSG_WRITE;
+        m.rid = OUTBOX_RID | q->seq;
+        m.op = (int)q->e.op;
+        m.scope = (int)q->e.key.scope;
+        memcpy(m.owner, q->e.key.owner, q->e.key.owner_len);
+        memcpy(m.item, q->e.key.item, q->e.key.item_len);
+        m.blob = (uint8_t *)(uintptr_t)q->e.value;
+        m.blob_len = q->e.value_len;
+        m.hlc = q->e.version.hlc;
+        m.node = q->e.version.node;
+        if (pds_conn_send(c, &m) != 0)
+            return;
+        q->is_sent = 1;
+        n_outbox_sent++;
+    }
+}
+
+static struct queued *queued_find(uint64_t seq)
+{
+    size_t lo = 0, hi = n_outbox;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (outbox[mid].seq == seq)
+            return &outbox[mid];
+        if (outbox[mid].seq < seq)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+static void outbox_answer(struct daemon *d, const struct pds_msg *m)
+{
+    struct queued *q = queued_find(m->rid & ~OUTBOX_RID);
+
+    if (q == NULL || q->is_done || !q->is_sent)
+        return;
+    if (!q->is_acked && n_outbox_sent > 0)
+        n_outbox_sent--;
+    if (m->code != 0) {
+        n_rejected++;
+        snprintf(outbox_error, sizeof(outbox_error),
+                 "%s %.*s/%.*s refused by the server: %s",
+                 q->e.op == PDS_OP_DEL_OWNER ? "delete-user"
+                 : q->e.op == PDS_OP_DEL     ? "del"
+                                             : "put",
+                 (int)q->e.key.owner_len, q->e.key.owner,
+                 (int)q->e.key.item_len, q->e.key.item, m->err);
+        pds_commlog(PDS_LOG_ERROR, "a write queued while offline was %s",
+                    outbox_error);
+        q->is_done = 1;
+    } else if (m->outcome == PDS_WRITE_SUPERSEDED) {
+        n_lost++;
+        pds_commlog(PDS_LOG_WARNING,
+                    "a write queued while offline (%.*s/%.*s) lost to a "
+                    "newer version on the server",
+                    (int)q->e.key.owner_len, q->e.key.owner,
+                    (int)q->e.key.item_len, q->e.key.item);
+        q->is_done = 1;
+    } else if (m->outcome == PDS_WRITE_DUPLICATE) {
+        q->is_done = 1;
+    } else {
+        q->is_acked = 1;
+        q->index = m->index;
+        if (q->index <= pds_core_last_index(d->core))
+            q->is_done = 1;
+    }
+    outbox_pump(d);
+}
+
+/* The entries up to the applied index are here: their writes can go. */
+static void outbox_settle(struct daemon *d)
+{
+    pds_index applied = pds_core_last_index(d->core);
+    size_t i;
+
+    for (i = 0; i < n_outbox; i++) {
+        if (outbox[i].is_acked && outbox[i].index <= applied)
+            outbox[i].is_done = 1;
+    }
+}
+
+/* Client: accept a write into the outbox while the server is away. */
+static void queue_write(struct daemon *d,
+                        struct pds_local_conn *conn,
+                        const struct pds_request *req)
+{
+    char errmsg[PDS_ERRMSG_SIZE];
+    struct pds_write_result res;
+    struct pds_reply_buf *rb;
+    struct pds_store_meta meta;
+    struct pds_entry e;
+    uint64_t seq;
+    int rv;
+
+    ensure_loaded(d);
+    memset(&e, 0, sizeof(e));
+    e.op = req->op == PDS_REQ_PUT   ? PDS_OP_PUT
+           : req->op == PDS_REQ_DEL ? PDS_OP_DEL
+                                    : PDS_OP_DEL_OWNER;
+    e.key.scope = req->scope;
+    e.key.owner = req->owner;
+    e.key.owner_len = req->owner_len;
+    e.key.item = e.op == PDS_OP_DEL_OWNER ? "" : req->item;
+    e.key.item_len = e.op == PDS_OP_DEL_OWNER ? 0 : req->item_len;
+    e.value = req->value != NULL ? req->value : (const uint8_t *)"";
+    e.value_len = e.op == PDS_OP_PUT ? (uint32_t)req->value_len : 0;
+    rv = e.op == PDS_OP_DEL_OWNER
+             ? pds_owner_validate(&d->cfg.limits, e.key.owner, e.key.owner_len,
+                                  errmsg)
+             : pds_key_validate(&d->cfg.limits, &e.key, errmsg);
+    if (rv != 0) {
+        pds__daemon_send(conn, pds_reply_new(req->id, rv, errmsg));
+        return;
+    }
+    if (e.op == PDS_OP_PUT && req->value_len > d->cfg.limits.max_value) {
+        snprintf(errmsg, sizeof(errmsg),
+                 "value is %zu bytes; the limit is %u bytes (setting "
+                 "max_value_size); nothing was written",
+                 req->value_len, (unsigned)d->cfg.limits.max_value);
+        pds__daemon_send(conn, pds_reply_new(req->id, PDS_ETOOBIG, errmsg));
+        return;
+    }
+    if (n_outbox >= d->cfg.outbox_max ||
+        outbox_bytes + e.value_len > (uint64_t)d->cfg.outbox_max_bytes) {
+        snprintf(errmsg, sizeof(errmsg),
+                 "the server is unreachable and the outbox is full (%zu "
+                 "writes, %llu bytes; settings outbox_max = %u, "
+                 "outbox_max_bytes = %llu): the write was not accepted",
+                 n_outbox, (unsigned long long)outbox_bytes,
+                 (unsigned)d->cfg.outbox_max,
+                 (unsigned long long)d->cfg.outbox_max_bytes);
+        pds__daemon_send(conn, pds_reply_new(req->id, PDS_ELIMIT, errmsg));
+        return;
+    }
+    e.version = pds_core_stamp(d->core, pds__wall_ms());
+    rv = pds_store_outbox_add(d->store, &e, &seq);
+    if (rv == 0)
+        rv = queued_add(seq, &e);
+    if (rv != 0) {
+        snprintf(errmsg, sizeof(errmsg), "%s",
+                 rv == PDS_ENOMEM ? "out of memory"
+                                  : pds_store_errmsg(d->store));
+        pds__daemon_send(conn, pds_reply_new(req->id, rv, errmsg));
+        return;
+    }
+    (void)meta;
+    memset(&res, 0, sizeof(res));
+    res.version = e.version;
+    res.queued = seq;
+    rb = pds_reply_new(req->id, 0, NULL);
+    if (rb != NULL)
+        pds_reply_write(rb, &res);
+    pds__daemon_send(conn, rb);
+}
+
+/* The outbox as reads see it: the queued entries, oldest first. */
+size_t pds__repl_outbox(struct daemon *d, const struct pds_entry **e, size_t i)
+{
+    ensure_loaded(d);
+    if (i < n_outbox)
+        *e = &outbox[i].e;
+    return n_outbox;
+}
+
+void pds__repl_client_status(struct daemon *d, struct pds_status *st)
+{
+    ensure_loaded(d);
+    st->n_outbox = n_outbox;
+    st->n_rejected = n_rejected;
+    st->n_lost = n_lost;
+    st->outbox_error = outbox_error;
+}
+
 void pds__repl_start(struct daemon *d, struct pds_conn *c)
 {
     struct pds_store_meta meta;
@@ -321,6 +827,8 @@ void pds__repl_start(struct daemon *d, struct pds_conn *c)
     uint8_t history[PDS_GROUP_ID_BYTES];
     size_t len = 0;
 
+    ensure_loaded(d);
+    snap_receiving = 0;
     if (pds_store_meta(d->store, &meta) != 0)
         return;
     if (pds_store_blob_get(d->store, "history", history, sizeof(history),
@@ -334,6 +842,92 @@ void pds__repl_start(struct daemon *d, struct pds_conn *c)
                     memcmp(history, d->group, PDS_GROUP_ID_BYTES) == 0;
     m.is_fresh = meta.last_index == 0 || follows_group;
     pds_conn_send(c, &m);
+    outbox_pump(d);
+}
+
+/* Client: a chunk of a refresh from the server. */
+void pds__repl_on_snapshot(struct daemon *d,
+                           struct pds_conn *c,
+                           const struct pds_msg *m)
+{
+    struct pds_msg ack;
+    uint64_t n_up = 0;
+    char why[PDS_ERRMSG_SIZE + 64];
+    uint8_t mode[8];
+    size_t mode_len = 0;
+    int rv;
+
+    if (m->rid == 0) {
+        rv = pds_store_snap_begin(d->store);
+        if (rv != 0)
+            goto failed;
+        snap_receiving = 1;
+        snap_next_chunk = 0;
+        pds_log(PDS_LOG_INFO, "receiving a snapshot at %llu/%llu",
+                (unsigned long long)m->epoch, (unsigned long long)m->index);
+    }
+    if (!snap_receiving || m->rid != snap_next_chunk) {
+        pds_conn_close(c, "snapshot chunk out of order from the server");
+        return;
+    }
+    rv = pds_store_snap_put(d->store, m->blob, m->blob_len);
+    if (rv != 0)
+        goto failed;
+    snap_next_chunk++;
+    if (!m->is_last) {
+        memset(&ack, 0, sizeof(ack));
+        ack.type = PDS_MSG_SNAP_ACK;
+        ack.rid = m->rid;
+        pds_conn_send(c, &ack);
+        return;
+    }
+    /* The last chunk: swap the copy in, keeping what a first join keeps. */
+    if (pds_store_blob_get(d->store, "join_mode", mode, sizeof(mode),
+                           &mode_len) != 0)
+        mode_len = 0;
+    rv = pds_store_snap_finish(d->store, m->epoch, m->index, d->group,
+                               PDS_GROUP_ID_BYTES,
+                               follows_group == 1 ? PDS_SNAP_KEEP_NONE
+                               : mode_len == 5 && memcmp(mode, "merge", 5) == 0
+                                   ? PDS_SNAP_KEEP_NEWER
+                                   : PDS_SNAP_KEEP_NEW_OWNERS,
+                               pds__wall_ms(), &n_up);
+    if (rv != 0)
+        goto failed;
+    snap_receiving = 0;
+    follows_group = 1;
+    pds_store_blob_put(d->store, "join_mode", NULL, 0);
+    rv = pds__daemon_core_reload(d);
+    if (rv != 0) {
+        pds_commlog(PDS_LOG_ERROR,
+                    "cannot restart the core after a "
+                    "snapshot: %s",
+                    pds_strerror(rv));
+        pds_conn_close(c, "internal error after a snapshot");
+        return;
+    }
+    pds__scope_reload(d);
+    d->link_error[0] = '\0';
+    pds_commlog(PDS_LOG_INFO,
+                "took the server's snapshot at %llu/%llu (%llu chunks)%s",
+                (unsigned long long)m->epoch, (unsigned long long)m->index,
+                (unsigned long long)snap_next_chunk,
+                n_up > 0 ? "; this node's own records go to the server" : "");
+    if (n_up > 0)
+        pds_commlog(PDS_LOG_INFO,
+                    "%llu records found only here are queued for the server",
+                    (unsigned long long)n_up);
+    outbox_load(d);
+    outbox_pump(d);
+    return;
+
+failed:
+    snprintf(why, sizeof(why), "cannot store the server's snapshot: %s",
+             pds_store_errmsg(d->store));
+    snprintf(d->link_error, sizeof(d->link_error), "%s", why);
+    pds_commlog(PDS_LOG_ERROR, "%s", why);
+    snap_receiving = 0;
+    pds_conn_close(c, why); /* reconnects and starts the snapshot again */
 }
 
 static void reply_forwarded(struct forwarded *f, int status, const char *err)
@@ -343,10 +937,15 @@ static void reply_forwarded(struct forwarded *f, int status, const char *err)
     if (status != 0) {
         rb = pds_reply_new(f->id, status, err);
     } else {
-        struct pds_version v = {0, 0};
+        struct pds_write_result res;
+        memset(&res, 0, sizeof(res));
+        res.epoch = f->epoch;
+        res.index = f->index;
+        res.version = f->version;
+        res.outcome = f->outcome;
         rb = pds_reply_new(f->id, 0, NULL);
         if (rb != NULL)
-            pds_reply_write(rb, f->epoch, f->index, &v);
+            pds_reply_write(rb, &res);
     }
     pds__daemon_send(f->conn, rb);
     pds_local_conn_unref(f->conn);
@@ -380,7 +979,7 @@ void pds__repl_on_entries(struct daemon *d,
     pds_index want = pds_core_last_index(d->core) + 1;
     int rv;
 
-    if (m->index != want) {
+    if (m->index != want || snap_receiving) {
         pds_conn_close(c, "entries out of order from the server");
         return;
     }
@@ -416,6 +1015,7 @@ void pds__repl_on_entries(struct daemon *d,
         char why[PDS_ERRMSG_SIZE + 32];
         snprintf(why, sizeof(why), "cannot apply the server's entries: %s",
                  pds_store_commit_errmsg(d->store));
+        snprintf(d->link_error, sizeof(d->link_error), "%s", why);
         pds_commlog(PDS_LOG_ERROR, "%s", why);
         free(entries);
         pds_conn_close(c, why); /* reconnects and resumes from here */
@@ -445,6 +1045,7 @@ void pds__repl_on_entries(struct daemon *d,
     ack.index = pds_core_last_index(d->core);
     pds_conn_send(c, &ack);
     settle_forwarded(d);
+    outbox_settle(d);
     return;
 
 bad:
@@ -456,12 +1057,24 @@ void pds__repl_on_write_ack(struct daemon *d, const struct pds_msg *m)
 {
     size_t i;
 
+    if (m->rid & OUTBOX_RID) {
+        outbox_answer(d, m);
+        return;
+    }
     for (i = 0; i < n_forwarded; i++) {
         struct forwarded *f = &forwarded[i];
         if (f->rid != m->rid || f->is_acked)
             continue;
         if (m->code != 0) {
             reply_forwarded(f, m->code, m->err);
+            forwarded[i] = forwarded[--n_forwarded];
+            return;
+        }
+        f->outcome = m->outcome;
+        if (m->outcome == PDS_WRITE_SUPERSEDED ||
+            m->outcome == PDS_WRITE_DUPLICATE) {
+            /* Nothing new to wait for in the log. */
+            reply_forwarded(f, 0, NULL);
             forwarded[i] = forwarded[--n_forwarded];
             return;
         }
@@ -496,6 +1109,13 @@ void pds__repl_link_lost(struct daemon *d)
                             : "the connection to the server was lost: the "
                               "write may or may not have been committed");
     n_forwarded = 0;
+    /* Unanswered queued writes go again; the server spots duplicates. */
+    for (i = 0; i < n_outbox; i++) {
+        if (!outbox[i].is_acked)
+            outbox[i].is_sent = 0;
+    }
+    n_outbox_sent = 0;
+    snap_receiving = 0;
 }
 
 void pds__group_forward(struct daemon *d,
@@ -504,15 +1124,12 @@ void pds__group_forward(struct daemon *d,
 {
     struct pds_conn *c =
         d->is_linked ? pds_net_find(d->net, d->link_conn) : NULL;
+    struct pds_version v;
     struct pds_msg m;
     struct forwarded *f;
 
     if (c == NULL) {
-        pds__daemon_send(
-            conn, pds_reply_new(req->id, PDS_ECONN,
-                                "the server is unreachable: the write was "
-                                "not accepted ('pdsync status' shows the "
-                                "link)"));
+        queue_write(d, conn, req);
         return;
     }
     if (n_forwarded == MAX_FORWARDED || req->owner_len > PDS_OWNER_MAX ||
@@ -522,6 +1139,7 @@ void pds__group_forward(struct daemon *d,
                                              "names too long"));
         return;
     }
+    v = pds_core_stamp(d->core, pds__wall_ms());
     memset(&m, 0, sizeof(m));
     m.type = PDS_MSG_WRITE;
     m.rid = next_rid++;
@@ -535,6 +1153,8 @@ void pds__group_forward(struct daemon *d,
     m.blob = (uint8_t *)(uintptr_t)(req->value != NULL ? req->value
                                                        : (const uint8_t *)"");
     m.blob_len = req->value != NULL ? req->value_len : 0;
+    m.hlc = v.hlc;
+    m.node = v.node;
     if (pds_conn_send(c, &m) != 0) {
         pds__daemon_send(
             conn, pds_reply_new(req->id, PDS_ECONN, "cannot reach the server"));
@@ -546,18 +1166,29 @@ void pds__group_forward(struct daemon *d,
     f->conn = conn;
     f->id = req->id;
     f->op = req->op;
+    f->version = v;
     pds_local_conn_ref(conn);
 }
 
-int pds__repl_follower(const uint8_t *pk, uint64_t *position)
+int pds__repl_follower(const uint8_t *pk, struct pds_member *out)
 {
     size_t i;
 
     for (i = 0; i < n_followers; i++) {
-        if (memcmp(followers[i].pk, pk, PDS_KEY_BYTES) == 0) {
-            *position = followers[i].acked;
-            return 1;
-        }
+        const struct follower *f = &followers[i];
+        if (memcmp(f->pk, pk, PDS_KEY_BYTES) != 0)
+            continue;
+        out->is_following = 1;
+        out->position = f->acked;
+        out->sent = f->next > 0 ? f->next - 1 : 0;
+        lag_of(f->acked, &out->lag_bytes, &out->lag_ms);
+        if (f->is_snapshot)
+            snprintf(out->sync, sizeof(out->sync),
+                     "refreshing: snapshot chunk %llu (%s)",
+                     (unsigned long long)f->snap_chunk, f->why);
+        else
+            snprintf(out->sync, sizeof(out->sync), "following");
+        return 1;
     }
     return 0;
 }

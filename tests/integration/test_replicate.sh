@@ -77,35 +77,159 @@ start_node "$b"
 same_data "$s" "$b"
 pass "kill -9 during a catch-up: the client resumes and converges"
 
-# Writes on a client while its server is down are refused clearly.
+# Writes on a client while its server is down wait in a durable outbox:
+# "queued", readable there at once, kept across a restart of the client,
+# replayed in order when the server is back; a refused one is reported and
+# does not block the ones after it.
 stop_node "$s"
 wait_for "$a" status 'unreachable, retrying|connecting'
-expect 1 pds "$a" put carol ui.language de
-expect_err 'the server is unreachable: the write was not accepted'
+expect 0 pds "$a" put carol ui.language de
+expect_out '^queued carol/ui.language: the server is unreachable'
+expect 0 pds "$a" --json put carol ui.theme dark
+expect_out '"status":"queued"'
+expect 0 pds "$a" get carol ui.language
+[ "$OUT" = de ] || fail "client A does not show its queued write: $OUT"
+expect 0 pds "$a" put carol ui.language fr
+expect 0 pds "$a" get carol ui.language
+[ "$OUT" = fr ] || fail "the newest queued write does not rule: $OUT"
+expect 0 pds "$a" list carol
+expect_out $'^user\tcarol\tui.language\tfr$'
+expect_out $'^user\tcarol\tui.theme\tdark$'
+expect 0 pds "$a" del alice ui.language
+expect_out '^queued alice/ui.language'
+expect 1 pds "$a" get alice ui.language
+# Over the server's value limit (the client's own limit is the default).
+head -c 2000 /dev/zero | tr '\0' x >"$T_ROOT/big"
+expect 0 pds "$a" put --file "$T_ROOT/big" carol ui.wallpaper
+expect 0 pds "$a" put carol ui.font big
+expect 0 pds "$a" status
+expect_out '^outbox: +6 writes queued for the server'
+stop_node "$a"
+start_node "$a"
+expect 0 pds "$a" get carol ui.language
+[ "$OUT" = fr ] || fail "the outbox did not survive a restart: $OUT"
+printf '[limits]\nmax_value_size = 1K\n[group]\nheartbeat_ms = 100\ndead_ms = 600\nretry_max_ms = 300\n' >"$s/pdsyncd.conf"
 start_node "$s" --listen "$addr"
 wait_for "$a" status 'connected\)'
-expect 0 pds "$a" put carol ui.language de
-wait_for "$b" "get carol ui.language" '^de$'
-pass "a client write while the server is down: refused, then works again"
+wait_for "$a" status '^outbox: +0 writes queued for the server \(1 refused'
+wait_for "$b" "get carol ui.language" '^fr$'
+wait_for "$b" "get carol ui.font" '^big$'
+expect 0 pds "$b" get carol ui.theme
+[ "$OUT" = dark ] || fail "queued write lost: $OUT"
+expect 1 pds "$s" get alice ui.language
+expect 1 pds "$s" get carol ui.wallpaper
+expect 0 pds "$a" status
+expect_out '^last refusal: put carol/ui.wallpaper refused by the server: value is 2000 bytes; the limit is 1024 bytes'
+expect 0 pds "$a" log
+expect_out 'ERROR a write queued while offline was put carol/ui.wallpaper refused'
+conf "$s"
+pass "offline writes on a client: queued, served, kept, replayed in order; a refused one reported and skipped"
 
-# A node with data of its own is not mixed into the group's data.
+# Last writer wins on the server, by the time each write was made: a write
+# queued earlier on one offline client loses to a later one from another.
+stop_node "$s"
+wait_for "$a" status 'unreachable, retrying|connecting'
+wait_for "$b" status 'unreachable, retrying|connecting'
+expect 0 pds "$a" put carol ui.language old
+sleep 0.01
+expect 0 pds "$b" put carol ui.language new
+stop_node "$a"
+start_node "$s" --listen "$addr"
+wait_for "$b" status '^outbox: +0 writes'
+wait_for "$s" "get carol ui.language" '^new$'
+start_node "$a"
+wait_for "$a" status '^outbox: +0 writes queued for the server \(0 refused by it, 1 lost to newer versions\)'
+wait_for "$a" "get carol ui.language" '^new$'
+expect 0 pds "$s" status
+expect_out '^conflicts: +1 client writes lost to newer versions'
+expect 0 pds "$a" log
+expect_out 'WARNING a write queued while offline \(carol/ui.language\) lost to a newer version'
+pass "last writer wins by the write's own time: an older queued write loses, counted on both sides"
+
+# A client whose clock is hours ahead does not win forever: its version is
+# restamped with the server's clock, and the server logs it.
+stop_node "$a"
+PDSYNC_DEBUG_CLOCK_SKEW_MS=$((3 * 3600 * 1000)) start_node "$a"
+wait_for "$a" status 'connected\)'
+expect 0 pds "$a" put carol ui.language future
+expect_out '^committed'
+expect 0 pds "$s" log
+expect_out 'WARNING a write from client .* carried a clock more than max_clock_skew_s = 60 s ahead'
+expect 0 pds "$s" status
+expect_out 'conflicts: .* 1 clocks restamped'
+expect 0 pds "$b" put carol ui.language present
+expect_out '^committed'
+wait_for "$a" "get carol ui.language" '^present$'
+stop_node "$a"
+start_node "$a"
+pass "a client clock 3 hours ahead: restamped and logged; a later write still wins"
+
+# First join of a printer with data of its own: the server's copy wins for
+# every owner the server holds; owners found only on the printer are
+# uploaded to the group.
 o=$(node_dir own); conf "$o"
 start_node "$o"
-pds "$o" put dave ui.language fr >/dev/null || fail "put"
+expect 0 pds "$o" put carol ui.language mine
+expect 0 pds "$o" put carol ui.extra x
+expect 0 pds "$o" put dave ui.language fr
 expect 0 pds "$o" client start "$addr" --join-secret-file "$T_ROOT/secret" --name own
-wait_for "$o" status 'last error: +not synchronized: it holds data of its own'
+wait_for "$o" "get carol ui.language" '^present$'
+wait_for "$s" "get dave ui.language" '^fr$'
+wait_for "$b" "get dave ui.language" '^fr$'
+wait_for "$o" status '^outbox: +0 writes'
+expect 1 pds "$o" get carol ui.extra
+expect 1 pds "$s" get carol ui.extra
+same_data "$s" "$o"
 expect 0 pds "$s" log
-expect_out 'WARNING client at .* not synchronized: it holds data of its own'
-expect 1 pds "$s" get dave ui.language
-pass "a client with data of its own is refused synchronization, clearly"
+expect_out 'client at .* gets a snapshot: data of its own \(first join\)'
+expect 0 pds "$o" log
+expect_out 'records found only here are queued for the server'
+pass "first join: the server's copy wins for its owners, the printer's own owners are uploaded"
 
-# A client that leaves, writes on its own, and comes back is not mixed in
-# either: its data is no longer the group's log alone.
+# --merge keeps the newer version of each record instead.
+mg=$(node_dir merge); conf "$mg"
+start_node "$mg"
+expect 0 pds "$mg" put carol ui.language merged
+expect 0 pds "$mg" put carol ui.extra2 y
+expect 0 pds "$mg" client start "$addr" --join-secret-file "$T_ROOT/secret" --name merge --merge
+wait_for "$s" "get carol ui.language" '^merged$'
+wait_for "$s" "get carol ui.extra2" '^y$'
+wait_for "$b" "get carol ui.extra2" '^y$'
+same_data "$s" "$mg"
+pass "first join with --merge: the newer version of each record wins"
+
+# Behind the server's log retention: a snapshot, then the log; a crash in
+# the middle of it leaves the old copy and converges after restart.
+stop_node "$b"
+stop_node "$s"
+printf '[storage]\nlog_retain_entries = 100\n[group]\nheartbeat_ms = 100\ndead_ms = 600\nretry_max_ms = 300\n' >"$s/pdsyncd.conf"
+start_node "$s" --listen "$addr"
+expect 0 "$PDS_LOAD" --socket "$s/pdsyncd.sock" --writers 8 --count 3000 --value-size 512 --users 50 --prefix snap
+start_node "$b"
+sleep 0.05
+crash_node "$b"
+start_node "$b"
+same_data "$s" "$b"
+expect 0 pds "$s" log
+expect_out 'client at .* gets a snapshot: behind the log retention'
+expect 0 pds "$b" log
+expect_out 'took the server.s snapshot at'
+expect 0 pds "$s" put snapcheck ui.language after
+wait_for "$b" "get snapcheck ui.language" '^after$'
+expect 0 pds "$s" status
+expect_out '^followers: '
+expect_out ' following$'
+expect 0 pds "$s" --json status
+expect_out '"followers":\[\{"id":"[0-9a-f]{16}","name":"[a-z]+","sent":[0-9]+,"durable":[0-9]+,"applied":[0-9]+,"lag_entries":[0-9]+,"lag_bytes":[0-9]+,"lag_ms":[0-9]+,"state":"following"'
+pass "behind the log retention: a snapshot (kill -9 midway is harmless), then the log"
+
+# A client that leaves, writes on its own, and comes back: its data is no
+# longer the group's log alone, so it is refreshed and its own owner goes up.
 expect 0 pds "$b" client stop
 expect 0 pds "$b" put erin ui.language sv
 wait_for "$s" clients 'stopped +b '
 expect 0 pds "$s" clients start b
 expect 0 pds "$b" client start "$addr" --join-secret-file "$T_ROOT/secret" --name b
-wait_for "$b" status 'last error: +not synchronized: it holds data of its own'
-expect 1 pds "$s" get erin ui.language
-pass "a client that wrote on its own after leaving is refused synchronization"
+wait_for "$s" "get erin ui.language" '^sv$'
+same_data "$s" "$b"
+pass "a client that wrote on its own after leaving is refreshed, its own owner uploaded"

@@ -217,7 +217,14 @@ TEST(reply_frames)
 
     rb = pds_reply_new(6, 0, NULL);
     CHECK(rb != NULL);
-    CHECK_EQ(pds_reply_write(rb, 1, 9, &v), 0);
+    {
+        struct pds_write_result wr;
+        memset(&wr, 0, sizeof(wr));
+        wr.epoch = 1;
+        wr.index = 9;
+        wr.version = v;
+        CHECK_EQ(pds_reply_write(rb, &wr), 0);
+    }
     CHECK_EQ(pds_reply_take(rb, &frame, &len), 0);
     CHECK(len > 4);
     free(frame);
