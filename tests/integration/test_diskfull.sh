@@ -39,3 +39,46 @@ cmp -s "$T_ROOT/v" "$T_ROOT/v1" || fail "the last acknowledged write changed acr
 expect 0 pds "$n" delete-user user1
 pass "restart on a full disk keeps every acknowledged write"
 stop_node "$n"
+
+# A follower whose disk fills stops applying the server's entries, says so
+# (status, comm log), keeps what it had, and resumes by itself once space
+# returns.
+f="$T_ROOT/follower"
+mkdir -p "$f"
+mount -t tmpfs -o size=4m tmpfs "$f" || fail "mount tmpfs"
+trap 'umount "$n" "$f" 2>/dev/null; t_cleanup' EXIT
+s=$(node_dir server)
+conf='[group]\nheartbeat_ms = 100\ndead_ms = 600\nretry_max_ms = 300\n'
+printf "$conf" >"$s/pdsyncd.conf"
+printf "[storage]\nmap_initial = 256K\nstorage_budget = 64M\n$conf" >"$f/pdsyncd.conf"
+start_node "$s" --listen 127.0.0.1:0
+start_node "$f"
+printf 'correct-horse-battery-staple\n' >"$T_ROOT/secret"
+expect 0 pds "$s" server start --join-secret-file "$T_ROOT/secret"
+expect 0 pds "$s" put alice ui.language en
+expect 0 pds "$f" client start "$(cat "$s/listen.addr")" --join-secret-file "$T_ROOT/secret" --name f
+wait_for "$f" "get alice ui.language" '^en$'
+for i in $(seq 1 120); do
+    pds "$s" put --file "$T_ROOT/v" "big$i" blob >/dev/null || fail "server put $i"
+done
+wait_for "$f" status 'last error: +cannot apply the server.s entries: .*full'
+expect 0 pds "$f" get alice ui.language
+expect 0 pds "$f" log
+expect_out 'ERROR cannot apply the server.s entries: .*full'
+pass "a follower's disk fills: it stops applying, says so, and keeps its data"
+mount -o remount,size=64m "$f" || fail "remount"
+deadline=$((SECONDS + 20))
+until pds "$f" get --output /dev/null big120 blob >/dev/null 2>&1; do
+    [ $SECONDS -lt $deadline ] || fail "the follower did not resume"
+    sleep 0.1
+done
+expect 0 pds "$f" get --output "$T_ROOT/v2" big120 blob
+cmp -s "$T_ROOT/v" "$T_ROOT/v2" || fail "the follower's copy differs"
+expect 0 pds "$f" --json status
+pf=$(sed -E 's/.*"last_index":([0-9]+).*/\1/' <<<"$OUT")
+expect 0 pds "$s" --json status
+ps=$(sed -E 's/.*"last_index":([0-9]+).*/\1/' <<<"$OUT")
+[ "$pf" = "$ps" ] || fail "follower at $pf, server at $ps"
+pass "space returns: the follower resumes by itself and converges"
+stop_node "$f"
+stop_node "$s"

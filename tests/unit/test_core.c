@@ -286,6 +286,115 @@ persisted(struct pds_core *core, pds_index index, struct pds_update *u)
     return pds_core_step(core, &ev, u);
 }
 
+/* A client's write with its own version, against the held one. */
+static int client_put(struct pds_core *core,
+                      uint64_t req,
+                      const char *value,
+                      pds_hlc hlc,
+                      pds_node_id node,
+                      const struct pds_version *current,
+                      pds_time now,
+                      struct pds_update *u)
+{
+    struct pds_event ev;
+
+    memset(&ev, 0, sizeof(ev));
+    ev.type = PDS_EVENT_WRITE;
+    ev.now = now;
+    ev.u.write.req = req;
+    ev.u.write.op = PDS_OP_PUT;
+    ev.u.write.key.scope = PDS_SCOPE_USER;
+    ev.u.write.key.owner = "alice";
+    ev.u.write.key.owner_len = 5;
+    ev.u.write.key.item = "ui.language";
+    ev.u.write.key.item_len = 11;
+    ev.u.write.value = (const uint8_t *)value;
+    ev.u.write.value_len = (uint32_t)strlen(value);
+    ev.u.write.has_origin = 1;
+    ev.u.write.origin.hlc = hlc;
+    ev.u.write.origin.node = node;
+    if (current != NULL) {
+        ev.u.write.has_current = 1;
+        ev.u.write.current = *current;
+        ev.u.write.exists = 1;
+    }
+    return pds_core_step(core, &ev, u);
+}
+
+TEST(core_client_writes_last_writer_wins_by_their_own_version)
+{
+    struct pds_core *core = new_core(10, PDS_USER_POLICY_REFUSE);
+    struct pds_version held = {PDS_HLC_MAKE(5000, 0), 7};
+    struct pds_update u;
+    pds_hlc next;
+
+    CHECK(core != NULL);
+    /* Newer than the held version: applied with the client's version. */
+    CHECK_EQ(
+        client_put(core, 1, "de", PDS_HLC_MAKE(6000, 0), 9, &held, 6500, &u),
+        0);
+    CHECK_EQ(u.n_entries, 1);
+    CHECK_EQ(u.entries[0].version.hlc, PDS_HLC_MAKE(6000, 0));
+    CHECK_EQ(u.entries[0].version.node, 9);
+    CHECK_EQ(persisted(core, 1, &u), 0);
+    CHECK_EQ(u.n_replies, 1);
+    CHECK_EQ(u.replies[0].outcome, PDS_OUTCOME_APPLIED);
+    /* The server's own next write is newer still. */
+    next = pds_core_stamp(core, 10).hlc;
+    CHECK(next > PDS_HLC_MAKE(6000, 0));
+    /* Older: answered at once, nothing logged, counted. */
+    held.hlc = PDS_HLC_MAKE(6000, 0);
+    held.node = 9;
+    CHECK_EQ(
+        client_put(core, 2, "fr", PDS_HLC_MAKE(5500, 0), 3, &held, 6600, &u),
+        0);
+    CHECK_EQ(u.n_entries, 0);
+    CHECK_EQ(u.n_replies, 1);
+    CHECK_EQ(u.replies[0].status, 0);
+    CHECK_EQ(u.replies[0].outcome, PDS_OUTCOME_SUPERSEDED);
+    CHECK_EQ(pds_core_n_superseded(core), 1);
+    /* Same clock, lower node id: loses too (node breaks the tie). */
+    CHECK_EQ(
+        client_put(core, 3, "fr", PDS_HLC_MAKE(6000, 0), 8, &held, 6600, &u),
+        0);
+    CHECK_EQ(u.replies[0].outcome, PDS_OUTCOME_SUPERSEDED);
+    /* The very same version (a replayed write): a duplicate, not a loss. */
+    CHECK_EQ(
+        client_put(core, 4, "de", PDS_HLC_MAKE(6000, 0), 9, &held, 6600, &u),
+        0);
+    CHECK_EQ(u.n_entries, 0);
+    CHECK_EQ(u.replies[0].outcome, PDS_OUTCOME_DUPLICATE);
+    CHECK_EQ(pds_core_n_superseded(core), 2);
+    pds_core_free(core);
+}
+
+TEST(core_client_clock_far_ahead_is_restamped)
+{
+    struct pds_core *core = new_core(10, PDS_USER_POLICY_REFUSE);
+    struct pds_version held = {PDS_HLC_MAKE(5000, 0), 7};
+    pds_time now = 1000000;
+    struct pds_update u;
+
+    CHECK(core != NULL);
+    /* Three hours ahead, beyond the default 60 s bound. */
+    CHECK_EQ(client_put(core, 1, "x", PDS_HLC_MAKE(now + 3 * 3600000, 0), 9,
+                        &held, now, &u),
+             0);
+    CHECK_EQ(u.n_entries, 1);
+    CHECK(PDS_HLC_MS(u.entries[0].version.hlc) <= now + 1);
+    CHECK_EQ(u.entries[0].version.node, 9);
+    CHECK_EQ(persisted(core, 1, &u), 0);
+    CHECK_EQ(u.replies[0].outcome, PDS_OUTCOME_CLAMPED);
+    CHECK_EQ(pds_core_n_clamped(core), 1);
+    /* Within the bound: believed. */
+    held = (struct pds_version){PDS_HLC_MAKE(now, 5), 9};
+    CHECK_EQ(client_put(core, 2, "y", PDS_HLC_MAKE(now + 30000, 0), 9, &held,
+                        now, &u),
+             0);
+    CHECK_EQ(u.entries[0].version.hlc, PDS_HLC_MAKE(now + 30000, 0));
+    pds_core_free(core);
+}
+
 TEST(core_write_is_answered_after_persist)
 {
     struct pds_core *core = new_core(10, PDS_USER_POLICY_REFUSE);
@@ -701,7 +810,9 @@ TEST(members_reclaim_after_silence)
     pds_core_free(core);
 }
 
-TEST_MAIN(T(members_enroll_refuse_limit),
+TEST_MAIN(T(core_client_writes_last_writer_wins_by_their_own_version),
+          T(core_client_clock_far_ahead_is_restamped),
+          T(members_enroll_refuse_limit),
           T(members_reclaim_after_silence),
           T(members_stop_and_start),
           T(members_survive_reload_and_roles),

@@ -971,6 +971,285 @@ TEST(kill_during_commits_keeps_position_and_data_together)
     }
 }
 
+/* ---- Outbox and snapshots --------------------------------------------- */
+
+struct seen {
+    uint64_t seqs[16];
+    char owners[16][16];
+    size_t n;
+};
+
+static int collect_outbox(void *arg, uint64_t seq, const struct pds_entry *e)
+{
+    struct seen *sn = arg;
+
+    if (sn->n < 16) {
+        sn->seqs[sn->n] = seq;
+        snprintf(sn->owners[sn->n], 16, "%.*s", (int)e->key.owner_len,
+                 e->key.owner);
+        sn->n++;
+    }
+    return 0;
+}
+
+TEST(outbox_keeps_order_across_reopen_and_never_reuses_numbers)
+{
+    struct pds_store *s;
+    struct pds_entry a = entry(0, PDS_OP_PUT, "alice", "ui.language", "en");
+    struct pds_entry b = entry(0, PDS_OP_PUT, "bob", "ui.language", "de");
+    struct pds_entry c = entry(0, PDS_OP_DEL, "carol", "ui.theme", NULL);
+    struct pds_entry bad = entry(0, 9, "dave", "ui.theme", NULL);
+    struct seen sn;
+    uint64_t seq, rm[2];
+
+    fresh_dir();
+    s = open_store(0, 0, 0);
+    CHECK(s != NULL);
+    CHECK_EQ(pds_store_outbox_add(s, &a, &seq), 0);
+    CHECK_EQ(seq, 1);
+    CHECK_EQ(pds_store_outbox_add(s, &b, &seq), 0);
+    CHECK_EQ(seq, 2);
+    CHECK_EQ(pds_store_outbox_add(s, &bad, &seq), PDS_EINVAL);
+    pds_store_close(s);
+    s = open_store(0, 0, 0);
+    CHECK(s != NULL);
+    CHECK_EQ(pds_store_outbox_add(s, &c, &seq), 0);
+    CHECK_EQ(seq, 3);
+    memset(&sn, 0, sizeof(sn));
+    CHECK_EQ(pds_store_outbox_list(s, collect_outbox, &sn), 0);
+    CHECK_EQ(sn.n, 3);
+    CHECK_STR(sn.owners[0], "alice");
+    CHECK_STR(sn.owners[1], "bob");
+    CHECK_STR(sn.owners[2], "carol");
+    rm[0] = 1;
+    rm[1] = 3;
+    CHECK_EQ(pds_store_outbox_remove(s, rm, 2), 0);
+    CHECK_EQ(pds_store_outbox_remove(s, rm, 2), 0); /* again: harmless */
+    memset(&sn, 0, sizeof(sn));
+    CHECK_EQ(pds_store_outbox_list(s, collect_outbox, &sn), 0);
+    CHECK_EQ(sn.n, 1);
+    CHECK_EQ(sn.seqs[0], 2);
+    rm[0] = 2;
+    CHECK_EQ(pds_store_outbox_remove(s, rm, 1), 0);
+    CHECK_EQ(pds_store_outbox_add(s, &a, &seq), 0);
+    CHECK_EQ(seq, 4); /* numbers never repeat, even after it emptied */
+    pds_store_close(s);
+}
+
+/* A second store directory beside dir (removed with rm_dir). */
+static void other_dir(char *out)
+{
+    strcpy(out, "/tmp/pds-store-XXXXXX");
+    if (mkdtemp(out) == NULL)
+        abort();
+}
+
+static void rm_dir(const char *d)
+{
+    char cmd[128];
+
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", d);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", d);
+}
+
+static struct pds_store *open_at(const char *d)
+{
+    struct pds_store_config cfg = {d, 0, 0, 0};
+    struct pds_store *s = NULL;
+    char errmsg[PDS_ERRMSG_SIZE];
+
+    if (pds_store_open(&cfg, &s, errmsg) != 0) {
+        fprintf(stderr, "open: %s\n", errmsg);
+        return NULL;
+    }
+    return s;
+}
+
+/* Copy every chunk of src's snapshot into dst's staging. */
+static int transfer(struct pds_store *src,
+                    struct pds_store *dst,
+                    struct pds_snap_cursor *sc,
+                    size_t chunk_bytes,
+                    int *n_chunks)
+{
+    memset(sc, 0, sizeof(*sc));
+    *n_chunks = 0;
+    if (pds_store_snap_begin(dst) != 0)
+        return -1;
+    while (!sc->is_done) {
+        uint8_t *buf;
+        size_t len;
+        int rv = pds_store_snap_chunk(src, sc, chunk_bytes, &buf, &len);
+        if (rv != 0)
+            return rv;
+        rv = pds_store_snap_put(dst, buf, len);
+        free(buf);
+        if (rv != 0)
+            return rv;
+        (*n_chunks)++;
+    }
+    return 0;
+}
+
+TEST(snapshot_swaps_in_atomically_with_its_position)
+{
+    char dir_b[64];
+    struct pds_store *a, *b;
+    struct pds_store_meta m;
+    struct pds_store_stats st;
+    struct pds_snap_cursor sc;
+    struct pds_entry es[40];
+    char items[40][16], v[64];
+    static const uint8_t group[16] = {1, 2, 3};
+    uint64_t n_up = 99;
+    int i, n_chunks;
+
+    fresh_dir();
+    a = open_store(0, 0, 0);
+    CHECK(a != NULL);
+    for (i = 0; i < 40; i++) {
+        snprintf(items[i], sizeof(items[i]), "item.k%d", i);
+        es[i] = entry((pds_index)i + 1, PDS_OP_PUT, i < 20 ? "alice" : "bob",
+                      items[i], "value-of-the-server");
+    }
+    CHECK_EQ(pds_store_commit(a, es, 40, 5000), 0);
+
+    other_dir(dir_b);
+    b = open_at(dir_b);
+    CHECK(b != NULL);
+    es[0] = entry(1, PDS_OP_PUT, "zed", "ui.language", "mine");
+    CHECK_EQ(pds_store_commit(b, es, 1, 5000), 0);
+    /* Small chunks: many of them. */
+    CHECK_EQ(transfer(a, b, &sc, 200, &n_chunks), 0);
+    CHECK(n_chunks > 5);
+    CHECK_EQ(sc.index, 40);
+    /* Staged, not swapped: readers still see the old copy. */
+    CHECK_EQ(get_value(b, "zed", "ui.language", v, sizeof(v)), 0);
+    CHECK_EQ(get_value(b, "alice", "item.k0", v, sizeof(v)), PDS_ENOTFOUND);
+    CHECK_EQ(pds_store_snap_finish(b, sc.epoch, sc.index, group, 16,
+                                   PDS_SNAP_KEEP_NONE, 6000, &n_up),
+             0);
+    CHECK_EQ(n_up, 0);
+    CHECK_EQ(get_value(b, "alice", "item.k0", v, sizeof(v)), 0);
+    CHECK_STR(v, "value-of-the-server");
+    CHECK_EQ(get_value(b, "bob", "item.k39", v, sizeof(v)), 0);
+    CHECK_EQ(get_value(b, "zed", "ui.language", v, sizeof(v)), PDS_ENOTFOUND);
+    CHECK_EQ(pds_store_meta(b, &m), 0);
+    CHECK_EQ(m.last_index, 40);
+    CHECK_EQ(m.first_index, 0);
+    CHECK_EQ(pds_store_stats(b, &st), 0);
+    CHECK_EQ(st.n_records, 40);
+    CHECK_EQ(st.n_users, 2);
+    /* The log continues right after the snapshot's position. */
+    es[0] = entry(41, PDS_OP_PUT, "alice", "ui.theme", "dark");
+    CHECK_EQ(pds_store_commit(b, es, 1, 7000), 0);
+    CHECK_EQ(pds_store_meta(b, &m), 0);
+    CHECK_EQ(m.first_index, 41);
+    pds_store_close(a);
+    pds_store_close(b);
+    rm_dir(dir_b);
+}
+
+TEST(snapshot_first_join_keeps_own_owners_or_newer_records)
+{
+    struct pds_store *a, *b;
+    struct pds_snap_cursor sc;
+    struct pds_entry es[3];
+    struct seen sn;
+    static const uint8_t group[16] = {9};
+    uint64_t n_up = 0;
+    char v[64], dir_b[64];
+    int n_chunks;
+
+    fresh_dir();
+    a = open_store(0, 0, 0);
+    CHECK(a != NULL);
+    es[0] = entry(1, PDS_OP_PUT, "alice", "ui.language", "server");
+    CHECK_EQ(pds_store_commit(a, es, 1, 5000), 0);
+    other_dir(dir_b);
+    b = open_at(dir_b);
+    CHECK(b != NULL);
+    /* Own data: alice (the server has her, with an older version) and
+     * dave (the server does not). */
+    es[0] = entry(1, PDS_OP_PUT, "alice", "ui.language", "mine");
+    es[1] = entry(2, PDS_OP_PUT, "alice", "ui.extra", "x");
+    es[2] = entry(3, PDS_OP_PUT, "dave", "ui.language", "fr");
+    CHECK_EQ(pds_store_commit(b, es, 3, 5000), 0);
+
+    /* Server wins for its owners: only dave goes to the outbox. */
+    CHECK_EQ(transfer(a, b, &sc, 1 << 20, &n_chunks), 0);
+    CHECK_EQ(pds_store_snap_finish(b, sc.epoch, sc.index, group, 16,
+                                   PDS_SNAP_KEEP_NEW_OWNERS, 6000, &n_up),
+             0);
+    CHECK_EQ(n_up, 1);
+    memset(&sn, 0, sizeof(sn));
+    CHECK_EQ(pds_store_outbox_list(b, collect_outbox, &sn), 0);
+    CHECK_EQ(sn.n, 1);
+    CHECK_STR(sn.owners[0], "dave");
+    CHECK_EQ(get_value(b, "alice", "ui.language", v, sizeof(v)), 0);
+    CHECK_STR(v, "server");
+    CHECK_EQ(get_value(b, "dave", "ui.language", v, sizeof(v)), PDS_ENOTFOUND);
+    pds_store_close(b);
+    rm_dir(dir_b);
+
+    /* Merge: every record newer than the server's goes: alice's language
+     * (stamped 1005, the server's 1001), her extra item and dave (the
+     * server has neither). */
+    other_dir(dir_b);
+    b = open_at(dir_b);
+    CHECK(b != NULL);
+    es[0] = entry(5, PDS_OP_PUT, "alice", "ui.language", "mine");
+    es[0].index = 1;
+    es[1] = entry(2, PDS_OP_PUT, "alice", "ui.extra", "x");
+    es[2] = entry(1, PDS_OP_PUT, "dave", "ui.language", "fr");
+    es[2].index = 3;
+    CHECK_EQ(pds_store_commit(b, es, 3, 5000), 0);
+    CHECK_EQ(transfer(a, b, &sc, 1 << 20, &n_chunks), 0);
+    CHECK_EQ(pds_store_snap_finish(b, sc.epoch, sc.index, group, 16,
+                                   PDS_SNAP_KEEP_NEWER, 6000, &n_up),
+             0);
+    CHECK_EQ(n_up, 3);
+    memset(&sn, 0, sizeof(sn));
+    CHECK_EQ(pds_store_outbox_list(b, collect_outbox, &sn), 0);
+    CHECK_EQ(sn.n, 3);
+    pds_store_close(a);
+    pds_store_close(b);
+    rm_dir(dir_b);
+}
+
+TEST(snapshot_bad_chunk_is_refused_and_keeps_nothing)
+{
+    struct pds_store *s;
+    struct pds_entry es[1];
+    static const uint8_t garbage[] = {1, 0, 5, 'a', 'b'};
+    static const uint8_t unknown_kind[] = {7, 0, 1, 'a', 0, 0, 0, 1, 1};
+    static const uint8_t bad_record[] = {1, 0, 3, 0, 'a', 0, 0, 0, 0, 2, 9, 9};
+    static const uint8_t group[16] = {1};
+    char v[64];
+
+    fresh_dir();
+    s = open_store(0, 0, 0);
+    CHECK(s != NULL);
+    es[0] = entry(1, PDS_OP_PUT, "alice", "ui.language", "kept");
+    CHECK_EQ(pds_store_commit(s, es, 1, 5000), 0);
+    CHECK_EQ(pds_store_snap_begin(s), 0);
+    CHECK_EQ(pds_store_snap_put(s, garbage, sizeof(garbage)), PDS_ECORRUPT);
+    CHECK(strstr(pds_store_errmsg(s), "does not decode") != NULL);
+    CHECK_EQ(pds_store_snap_put(s, unknown_kind, sizeof(unknown_kind)),
+             PDS_ECORRUPT);
+    CHECK_EQ(pds_store_snap_put(s, bad_record, sizeof(bad_record)),
+             PDS_ECORRUPT);
+    CHECK_EQ(get_value(s, "alice", "ui.language", v, sizeof(v)), 0);
+    CHECK_STR(v, "kept");
+    /* An empty snapshot swapped in empties the copy (nothing staged). */
+    CHECK_EQ(pds_store_snap_finish(s, 1, 0, group, 16, PDS_SNAP_KEEP_NONE, 6000,
+                                   NULL),
+             0);
+    CHECK_EQ(get_value(s, "alice", "ui.language", v, sizeof(v)), PDS_ENOTFOUND);
+    pds_store_close(s);
+}
+
 TEST(cleanup)
 {
     char cmd[128];
@@ -998,4 +1277,8 @@ TEST_MAIN(T(put_get_delete),
           T(kill_during_commits_keeps_position_and_data_together),
           T(unwritable_directory_refused),
           T(read_only_directory_refused),
+          T(outbox_keeps_order_across_reopen_and_never_reuses_numbers),
+          T(snapshot_swaps_in_atomically_with_its_position),
+          T(snapshot_first_join_keeps_own_owners_or_newer_records),
+          T(snapshot_bad_chunk_is_refused_and_keeps_nothing),
           T(cleanup))
