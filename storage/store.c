@@ -40,6 +40,8 @@ struct pds_store {
     size_t map_size;
     size_t budget;
     uint64_t retain;
+    uint64_t retain_bytes;
+    uint64_t retain_ms;
     /* Readers hold it shared for the life of their read transaction;
      * map growth holds it exclusive, as LMDB requires that no transaction
      * be active in the process while the map is resized. */
@@ -401,6 +403,8 @@ int pds_store_open(const struct pds_store_config *config,
         s->map_size = s->budget;
     s->retain =
         config->retain_entries != 0 ? config->retain_entries : DEFAULT_RETAIN;
+    s->retain_bytes = config->retain_bytes;
+    s->retain_ms = config->retain_ms;
 
     rv = check_format(s, errmsg);
     if (rv != 0)
@@ -759,23 +763,52 @@ static int apply(struct pds_store *s,
     return mdb_put(txn, s->owners, &ok, &ov, 0);
 }
 
-/* Delete the oldest log entries beyond the retention count. */
-static int
-trim_log(struct pds_store *s, MDB_txn *txn, pds_index last, pds_index *first)
+/*
+ * Delete the oldest log entries beyond the retention: the count, the bytes
+ * (as the log's pages measure them) and the age (the entry's clock). The
+ * newest entry always stays, so the log says where it ends.
+ */
+static int trim_log(struct pds_store *s,
+                    MDB_txn *txn,
+                    pds_index last,
+                    pds_index *first,
+                    pds_time now)
 {
     MDB_cursor *cur;
     MDB_val k, v;
+    int64_t over = 0;
     int rv;
 
-    if (*first == 0 || last - *first + 1 <= s->retain)
+    if (*first == 0)
+        return 0;
+    if (s->retain_bytes != 0) {
+        MDB_stat st;
+        rv = mdb_stat(txn, s->log, &st);
+        if (rv != 0)
+            return rv;
+        over = (int64_t)((uint64_t)st.ms_psize *
+                         (st.ms_branch_pages + st.ms_leaf_pages +
+                          st.ms_overflow_pages)) -
+               (int64_t)s->retain_bytes;
+    }
+    if (last - *first + 1 <= s->retain && over <= 0 && s->retain_ms == 0)
         return 0;
     rv = mdb_cursor_open(txn, s->log, &cur);
     if (rv != 0)
         return rv;
-    while (last - *first + 1 > s->retain) {
+    while (*first < last) {
+        int expired = 0;
         rv = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
         if (rv != 0)
             break;
+        if (s->retain_ms != 0) {
+            struct pds_entry e;
+            expired = pds_entry_decode(v.mv_data, v.mv_size, &e) == 0 &&
+                      PDS_HLC_MS(e.version.hlc) + s->retain_ms < now;
+        }
+        if (last - *first + 1 <= s->retain && over <= 0 && !expired)
+            break;
+        over -= (int64_t)(v.mv_size + k.mv_size + 16);
         rv = mdb_cursor_del(cur, 0);
         if (rv != 0)
             break;
@@ -911,7 +944,7 @@ static int commit_once(struct pds_store *s,
         m.first_index = entries[0].index;
     m.last_index = entries[n - 1].index;
     m.last_epoch = entries[n - 1].epoch;
-    rv = trim_log(s, txn, m.last_index, &m.first_index);
+    rv = trim_log(s, txn, m.last_index, &m.first_index, now);
     if (rv == 0)
         rv = meta_put(txn, s->meta, "last_index", m.last_index);
     if (rv == 0)

@@ -37,6 +37,10 @@ struct pds_store_config {
     size_t map_initial;      /* first map size, bytes (0: 8 MiB) */
     size_t budget;           /* largest map size, bytes (0: 512 MiB) */
     uint64_t retain_entries; /* log entries kept (0: 100000) */
+    /* Also at most this many bytes of log (0: no bound) and no entry older
+     * than this (ms; 0: no bound). The newest entry always stays. */
+    uint64_t retain_bytes;
+    uint64_t retain_ms;
 };
 
 struct pds_store_meta {

@@ -25,6 +25,8 @@ void pds_config_default(struct pds_config *cfg)
     cfg->map_initial = 8u << 20;
     cfg->budget = 512u << 20;
     cfg->retain_entries = 100000;
+    cfg->retain_bytes = (uint64_t)256 << 20;
+    cfg->retain_age_s = 30u * 86400;
     cfg->log_level = PDS_LOG_INFO;
     cfg->commlog_max = 1u << 20;
     cfg->max_machines = 10;
@@ -132,6 +134,14 @@ on_setting(void *user, const char *section, const char *name, const char *value)
         if (parse_size(value, 1, UINT64_MAX, &v) != 0)
             return fail(ctx, section, name, "not a number of at least 1");
         cfg->retain_entries = v;
+    } else if (MATCH("storage", "log_retain_bytes")) {
+        if (parse_size(value, 0, UINT64_MAX, &v) != 0)
+            return fail(ctx, section, name, "not a size (0: no bound)");
+        cfg->retain_bytes = v;
+    } else if (MATCH("storage", "log_retain_age_s")) {
+        if (parse_size(value, 0, 100u * 365 * 86400, &v) != 0)
+            return fail(ctx, section, name, "not a number of seconds");
+        cfg->retain_age_s = v;
     } else if (MATCH("log", "level")) {
         int level = pds_log_level_parse(value);
         if (level < 0)

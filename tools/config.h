@@ -3,7 +3,8 @@
  *
  *   [limits]  max_users, user_limit_policy (refuse-new | evict-lru),
  *             max_value_size, max_owner_len, max_item_len, owner_chars
- *   [storage] map_initial, storage_budget, log_retain_entries
+ *   [storage] map_initial, storage_budget, log_retain_entries,
+ *             log_retain_bytes, log_retain_age_s
  *   [log]     level (error|warning|info|debug), commlog_max_bytes
  *   [group]   max_machines, heartbeat_ms, dead_ms, retry_max_ms,
  *             reclaim_after_s
@@ -35,6 +36,8 @@ struct pds_config {
     size_t map_initial;
     size_t budget;
     uint64_t retain_entries;
+    uint64_t retain_bytes;
+    uint64_t retain_age_s;
     int log_level;
     size_t commlog_max;
     uint32_t max_machines;

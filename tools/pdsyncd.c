@@ -1145,6 +1145,8 @@ static int open_node(struct daemon *d, char *errmsg)
     scfg.map_initial = d->cfg.map_initial;
     scfg.budget = d->cfg.budget;
     scfg.retain_entries = d->cfg.retain_entries;
+    scfg.retain_bytes = d->cfg.retain_bytes;
+    scfg.retain_ms = d->cfg.retain_age_s * 1000u;
     rv = pds_store_open(&scfg, &d->store, errmsg);
     if (rv != 0)
         return -1;

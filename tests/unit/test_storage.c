@@ -37,7 +37,7 @@ static void fresh_dir(void)
 static struct pds_store *
 open_store(size_t map_initial, size_t budget, uint64_t retain)
 {
-    struct pds_store_config cfg = {dir, map_initial, budget, retain};
+    struct pds_store_config cfg = {dir, map_initial, budget, retain, 0, 0};
     struct pds_store *s = NULL;
     char errmsg[PDS_ERRMSG_SIZE];
 
@@ -673,7 +673,7 @@ static int read_file(const char *path, uint8_t **buf, size_t *len)
 TEST(newer_format_refused_untouched)
 {
     struct pds_store *s;
-    struct pds_store_config cfg = {dir, 0, 0, 0};
+    struct pds_store_config cfg = {dir, 0, 0, 0, 0, 0};
     struct pds_entry e = entry(1, PDS_OP_PUT, "alice", "a", "1");
     char errmsg[PDS_ERRMSG_SIZE];
     char path[128];
@@ -745,7 +745,7 @@ static int make_store(char *path, size_t n)
  */
 static int open_in_child(char *errmsg)
 {
-    struct pds_store_config cfg = {dir, 0, 0, 0};
+    struct pds_store_config cfg = {dir, 0, 0, 0, 0, 0};
     int fds[2];
     int status;
     int rv = 1;
@@ -845,7 +845,7 @@ TEST(empty_data_file_is_a_new_store)
 TEST(unwritable_directory_refused)
 {
     struct pds_store *s = NULL;
-    struct pds_store_config cfg = {"/proc/self", 0, 0, 0};
+    struct pds_store_config cfg = {"/proc/self", 0, 0, 0, 0, 0};
     char errmsg[PDS_ERRMSG_SIZE];
     int rv;
 
@@ -881,7 +881,7 @@ TEST(read_only_directory_refused)
         pid = fork();
         CHECK(pid >= 0);
         if (pid == 0) {
-            struct pds_store_config cfg = {dir, 0, 0, 0};
+            struct pds_store_config cfg = {dir, 0, 0, 0, 0, 0};
             struct pds_store *s = NULL;
             int crv = 1;
             if (setgid(65534) == 0 && setuid(65534) == 0)
@@ -905,7 +905,7 @@ TEST(read_only_directory_refused)
             return;
         }
     } else {
-        struct pds_store_config cfg = {dir, 0, 0, 0};
+        struct pds_store_config cfg = {dir, 0, 0, 0, 0, 0};
         struct pds_store *s = NULL;
         rv = pds_store_open(&cfg, &s, errmsg);
         pds_store_close(s);
@@ -1055,7 +1055,7 @@ static void rm_dir(const char *d)
 
 static struct pds_store *open_at(const char *d)
 {
-    struct pds_store_config cfg = {d, 0, 0, 0};
+    struct pds_store_config cfg = {d, 0, 0, 0, 0, 0};
     struct pds_store *s = NULL;
     char errmsg[PDS_ERRMSG_SIZE];
 
@@ -1250,6 +1250,52 @@ TEST(snapshot_bad_chunk_is_refused_and_keeps_nothing)
     pds_store_close(s);
 }
 
+TEST(retention_by_bytes_and_age)
+{
+    struct pds_store_config cfg = {NULL, 0, 0, 1000000, 64 * 1024, 0};
+    char errmsg[PDS_ERRMSG_SIZE];
+    struct pds_store *s = NULL;
+    struct pds_store_meta m;
+    static char big[2001];
+    struct pds_entry e;
+    char item[32];
+    pds_index i;
+
+    fresh_dir();
+    cfg.path = dir;
+    memset(big, 'v', 2000);
+    CHECK_EQ(pds_store_open(&cfg, &s, errmsg), 0);
+    for (i = 1; i <= 200; i++) {
+        snprintf(item, sizeof(item), "k%llu", (unsigned long long)i);
+        e = entry(i, PDS_OP_PUT, "alice", item, big);
+        CHECK_EQ(pds_store_commit(s, &e, 1, 5000), 0);
+    }
+    /* 200 entries of 2 KB: about 400 KB of log, bounded to 64 KB. */
+    CHECK_EQ(pds_store_meta(s, &m), 0);
+    CHECK(m.first_index > 150);
+    CHECK_EQ(m.last_index, 200);
+    pds_store_close(s);
+
+    /* Age: entries stamped 1001..1200 ms; kept 100 ms before "now". */
+    fresh_dir();
+    cfg.retain_bytes = 0;
+    cfg.retain_ms = 100;
+    CHECK_EQ(pds_store_open(&cfg, &s, errmsg), 0);
+    for (i = 1; i <= 200; i++) {
+        snprintf(item, sizeof(item), "k%llu", (unsigned long long)i);
+        e = entry(i, PDS_OP_PUT, "alice", item, "v");
+        CHECK_EQ(pds_store_commit(s, &e, 1, 1150), 0);
+    }
+    CHECK_EQ(pds_store_meta(s, &m), 0);
+    CHECK_EQ(m.first_index, 50); /* 1050 + 100 >= 1150 */
+    /* Much later: only the newest entry stays. */
+    e = entry(201, PDS_OP_PUT, "alice", "k201", "v");
+    CHECK_EQ(pds_store_commit(s, &e, 1, 1000000), 0);
+    CHECK_EQ(pds_store_meta(s, &m), 0);
+    CHECK_EQ(m.first_index, 201);
+    pds_store_close(s);
+}
+
 TEST(cleanup)
 {
     char cmd[128];
@@ -1271,6 +1317,7 @@ TEST_MAIN(T(put_get_delete),
           T(budget_exhausted_writes_nothing_and_reads_go_on),
           T(reopen_keeps_everything),
           T(retention_trims_log),
+          T(retention_by_bytes_and_age),
           T(newer_format_refused_untouched),
           T(damaged_file_refused),
           T(empty_data_file_is_a_new_store),
