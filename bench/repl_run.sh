@@ -3,26 +3,30 @@
 #   1. Redis 7 primary + replica, both appendfsync always: N clients doing
 #      SET + WAIT 1 (the replica acknowledges each write), then 1 client;
 #   2. pdsync server + standby in standby ack mode: N writers, then 1;
-#   3. catch-up: a fresh client joins a server holding --catchup entries.
+#   3. catch-up: a fresh client joins a server holding --catchup entries;
+#   4. cold client: a fresh client joins a server holding a group of 1,000
+#      users x 50 items x 1 KiB, from the log and from a snapshot.
 # Everything on loopback, data under the build directory, every process
 # stopped by its PID.
 #
 #   bench/repl_run.sh [--seconds S=5] [--writers N=64] [--catchup E=100000]
-#                     [--build DIR]
+#                     [--cold-users U=1000] [--build DIR]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 seconds=5
 writers=64
 catchup=100000
+cold_users=1000
 build=""
 while [ $# -gt 0 ]; do
     case $1 in
     --seconds) seconds=${2:?}; shift 2 ;;
     --writers) writers=${2:?}; shift 2 ;;
     --catchup) catchup=${2:?}; shift 2 ;;
+    --cold-users) cold_users=${2:?}; shift 2 ;;
     --build) build=${2:?}; shift 2 ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "repl_run.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -121,9 +125,46 @@ t1=$(date +%s%N)
 catch_ms=$(( (t1 - t0) / 1000000 ))
 echo "{\"bench\":\"catchup\",\"entries\":$last,\"ms\":$catch_ms}"
 
+# 4. Cold client: a group of 1,000 users x 50 items x 1 KiB on a server
+#    of its own; a fresh client joins and is timed until it has it all.
+#    Twice: once from the log, once from a snapshot (the server's log
+#    retention cut to 1,000 entries).
+cold() {  # NAME RETAIN: sets cold_ms
+    local sd="$work/$1-s" cd="$work/$1-c" last t0 t1
+    mkdir -p "$sd" "$cd"
+    printf "$conf" >"$cd/pdsyncd.conf"
+    printf '[group]\nheartbeat_ms = 500\n[storage]\nlog_retain_entries = %s\n' "$2" >"$sd/pdsyncd.conf"
+    "$pdsyncd" --data "$sd" --listen 127.0.0.1:0 2>"$sd.log" &
+    pids+=($!)
+    "$pdsyncd" --data "$cd" 2>"$cd.log" &
+    pids+=($!)
+    poll 10 "$pdsync" --data "$sd" status
+    poll 10 "$pdsync" --data "$cd" status
+    "$pdsync" --data "$sd" server start --join-secret-file "$work/secret" >/dev/null
+    "$load" --socket "$sd/pdsyncd.sock" --writers 64 --count $((cold_users * 50)) --users "$cold_users" \
+        --value-size 1024 --prefix cold >/dev/null
+    last=$("$pdsync" --data "$sd" --json status | sed -E 's/.*"last_index":([0-9]+).*/\1/')
+    t0=$(date +%s%N)
+    "$pdsync" --data "$cd" client start "$(cat "$sd/listen.addr")" \
+        --join-secret-file "$work/secret" --name cold >/dev/null
+    cold_done() {
+        [ "$("$pdsync" --data "$cd" --json status | sed -E 's/.*"last_index":([0-9]+).*/\1/')" -ge "$last" ]
+    }
+    poll 120 cold_done
+    t1=$(date +%s%N)
+    [ "$("$pdsync" --data "$cd" --json status | sed -E 's/.*"records":([0-9]+).*/\1/')" = $((cold_users * 50)) ] ||
+        { echo "repl_run.sh: the cold client does not hold every record" >&2; exit 1; }
+    cold_ms=$(( (t1 - t0) / 1000000 ))
+}
+cold cold-log 1000000
+cold_log_ms=$cold_ms
+cold cold-snap 1000
+cold_snap_ms=$cold_ms
+echo "{\"bench\":\"cold_client\",\"users\":$cold_users,\"items\":50,\"value_bytes\":1024,\"from_log_ms\":$cold_log_ms,\"from_snapshot_ms\":$cold_snap_ms,\"target_ms\":3000}"
+
 field() { sed -E "s/.*\"$2\":([0-9.]+).*/\1/" "$1"; }
 rn=$(field "$work/redis_n.json" ops_per_s)
 pn=$(field "$work/pds_n.json" ops_per_s)
 ratio=$(awk -v a="$pn" -v b="$rn" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
-echo "{\"bench\":\"repl_summary\",\"writers\":$writers,\"pdsync_standby_ops_per_s\":$pn,\"redis_set_wait_ops_per_s\":$rn,\"ratio\":$ratio,\"target_ratio\":3,\"pdsync_single_p50_us\":$(field "$work/pds_1.json" p50_us),\"redis_single_p50_us\":$(field "$work/redis_1.json" p50_us),\"target_single_p50_us\":1000,\"catchup_entries\":$last,\"catchup_ms\":$catch_ms,\"target_catchup_ms_per_100k\":500}"
+echo "{\"bench\":\"repl_summary\",\"writers\":$writers,\"pdsync_standby_ops_per_s\":$pn,\"redis_set_wait_ops_per_s\":$rn,\"ratio\":$ratio,\"target_ratio\":3,\"pdsync_single_p50_us\":$(field "$work/pds_1.json" p50_us),\"redis_single_p50_us\":$(field "$work/redis_1.json" p50_us),\"target_single_p50_us\":1000,\"catchup_entries\":$last,\"catchup_ms\":$catch_ms,\"target_catchup_ms_per_100k\":500,\"cold_client_log_ms\":$cold_log_ms,\"cold_client_snapshot_ms\":$cold_snap_ms,\"target_cold_client_ms\":3000}"
 [ "$(field "$work/pds_n.json" errors)" = 0 ] || { echo "repl_run.sh: pdsync writes failed" >&2; exit 1; }

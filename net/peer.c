@@ -144,7 +144,7 @@ int pds_msg_encode(const struct pds_msg *m, uint8_t **out, size_t *len)
         n += 1;
         break;
     case PDS_MSG_SYNC:
-        n += 3;
+        n += 5;
         break;
     case PDS_MSG_ENTRIES:
         n += 3;
@@ -212,6 +212,8 @@ int pds_msg_encode(const struct pds_msg *m, uint8_t **out, size_t *len)
         pack_u64(&pk, "i", m->index);
         pack_u64(&pk, "e", m->epoch);
         pack_u64(&pk, "h", (uint64_t)m->is_fresh);
+        pack_u64(&pk, "vh", m->hlc);
+        pack_u64(&pk, "vn", m->node);
         break;
     case PDS_MSG_ENTRIES:
         pack_u64(&pk, "i", m->index);
@@ -403,7 +405,9 @@ int pds_msg_decode(const uint8_t *buf,
     case PDS_MSG_SYNC:
         if (pds__mp_uint(o, "i", &m->index) != 0 ||
             pds__mp_uint(o, "e", &m->epoch) != 0 ||
-            pds__mp_uint(o, "h", &u) != 0 || u > 1)
+            pds__mp_uint(o, "h", &u) != 0 || u > 1 ||
+            pds__mp_uint(o, "vh", &m->hlc) != 0 ||
+            pds__mp_uint(o, "vn", &m->node) != 0)
             goto bad;
         m->is_fresh = (int)u;
         break;
@@ -679,6 +683,13 @@ static void on_flush_idle(uv_idle_t *h)
 {
     uv_idle_stop(h);
     flush_all(h->data);
+}
+
+int pds_conn_flush(struct pds_conn *c)
+{
+    if (c->state != ST_OPEN || c->out_len == 0)
+        return 0;
+    return conn_flush(c);
 }
 
 int pds_conn_send(struct pds_conn *c, const struct pds_msg *m)

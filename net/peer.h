@@ -80,8 +80,10 @@ struct pds_msg {
     int scope;      /* WRITE: enum pds_scope */
     char owner[PDS_OWNER_MAX + 1]; /* WRITE */
     char item[PDS_ITEM_MAX + 1];   /* WRITE */
-    uint64_t hlc;  /* WRITE: the client's version (0: the server stamps) */
-    uint64_t node; /* WRITE: the node that made the version */
+    uint64_t hlc;  /* WRITE: the client's version (0: the server stamps);
+                    * SYNC: the version of the follower's last entry (0:
+                    * unknown, after a snapshot) */
+    uint64_t node; /* WRITE, SYNC: the node that made that version */
     int outcome;   /* WRITE_ACK: enum pds_write_outcome */
     int is_last;   /* SNAPSHOT: the last chunk (index/epoch: its position) */
 };
@@ -173,6 +175,8 @@ struct pds_conn *pds_net_find(struct pds_net *net, uint64_t id);
 
 /* Send an encrypted message on an open connection. */
 int pds_conn_send(struct pds_conn *conn, const struct pds_msg *msg);
+/* Seal and write what was sent so far now (before blocking on a disk). */
+int pds_conn_flush(struct pds_conn *conn);
 /* Send REFUSE (encrypted when open, plain before) then close. */
 void pds_conn_refuse(struct pds_conn *conn, int code, const char *err);
 /* Close once what was sent is flushed (uv_shutdown), cleanly. */

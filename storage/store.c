@@ -880,7 +880,8 @@ static int entry_is_valid(const struct pds_entry *e)
 static int commit_once(struct pds_store *s,
                        const struct pds_entry *entries,
                        size_t n,
-                       pds_time now)
+                       pds_time now,
+                       unsigned int txn_flags)
 {
     struct pds_store_meta m;
     MDB_txn *txn;
@@ -890,7 +891,7 @@ static int commit_once(struct pds_store *s,
     size_t i;
     int rv;
 
-    rv = mdb_txn_begin(s->env, NULL, 0, &txn);
+    rv = mdb_txn_begin(s->env, NULL, txn_flags, &txn);
     if (rv != 0)
         return rv;
     rv = read_meta(txn, s->meta, &m);
@@ -965,17 +966,41 @@ err_after_txn:
     return rv;
 }
 
+static int commit_with(struct pds_store *store,
+                       const struct pds_entry *entries,
+                       size_t n_entries,
+                       pds_time now,
+                       unsigned int txn_flags);
+
 int pds_store_commit(struct pds_store *store,
                      const struct pds_entry *entries,
                      size_t n_entries,
                      pds_time now)
+{
+    return commit_with(store, entries, n_entries, now, 0);
+}
+
+int pds_store_commit_lazy(struct pds_store *store,
+                          const struct pds_entry *entries,
+                          size_t n_entries,
+                          pds_time now)
+{
+    /* LMDB takes the sync flags per write transaction as well. */
+    return commit_with(store, entries, n_entries, now, MDB_NOMETASYNC);
+}
+
+static int commit_with(struct pds_store *store,
+                       const struct pds_entry *entries,
+                       size_t n_entries,
+                       pds_time now,
+                       unsigned int txn_flags)
 {
     int rv;
 
     if (n_entries == 0)
         return 0;
     for (;;) {
-        rv = commit_once(store, entries, n_entries, now);
+        rv = commit_once(store, entries, n_entries, now, txn_flags);
         if (rv > PDS_EFIRST && rv < PDS_ELAST)
             return rv; /* already a PDS_E code with its message */
         if (rv != MDB_MAP_FULL)
@@ -1591,6 +1616,23 @@ int pds_store_local_get(struct pds_store *store,
     r.value = copy;
     *rec = r;
     *value = copy;
+    return 0;
+}
+
+int pds_store_sync(struct pds_store *store)
+{
+    int rv = mdb_env_sync(store->env, 1);
+
+    if (rv == EIO && is_disk_full(store))
+        rv = ENOSPC;
+    if (rv == ENOSPC || rv == EDQUOT)
+        return set_commit_err(store, PDS_EFULL,
+                              "the file system of the data directory is "
+                              "full (%s); free space there",
+                              mdb_strerror(rv));
+    if (rv != 0)
+        return set_commit_err(store, translate(rv), "sync: %s",
+                              mdb_strerror(rv));
     return 0;
 }
 

@@ -178,14 +178,19 @@ static void commit_batch(uv_check_t *handle)
     struct daemon *d = handle->data;
     struct pds_event ev;
     pds_index first, last;
-    int rv;
+    int shipped, rv;
 
     pds__repl_flush(d);
     if (d->n_batch == 0)
         return;
     first = d->batch[0].index;
     last = d->batch[d->n_batch - 1].index;
+    /* The standby's fsync runs while ours does. */
+    shipped =
+        waits_for_standby(d) && pds__repl_ship_early(d, d->batch, d->n_batch);
     rv = pds_store_commit(d->store, d->batch, d->n_batch, pds__wall_ms());
+    if (rv != 0 && shipped)
+        pds__repl_unship(d, first);
     if (rv == 0)
         pds__scope_after_commit(d, d->batch, d->n_batch);
     memset(&ev, 0, sizeof(ev));

@@ -31,8 +31,8 @@
 #include "daemon.h"
 
 #define MAX_FOLLOWERS 256
-#define MAX_INFLIGHT 20000           /* entries shipped and not yet ACKed */
-#define SHIP_BYTES (1024 * 1024)     /* per ENTRIES message */
+#define MAX_INFLIGHT 60000           /* entries shipped and not yet ACKed */
+#define SHIP_BYTES (3 * 1024 * 1024) /* per ENTRIES message */
 #define SNAP_BYTES (1024 * 1024)     /* per SNAPSHOT chunk */
 #define SNAP_QUEUE (4 * 1024 * 1024) /* chunks queued on one connection */
 #define MAX_FORWARDED 4096
@@ -278,6 +278,77 @@ static void snap_pump(struct daemon *d, struct follower *f, uint64_t confirmed)
     }
 }
 
+/*
+ * Server, before its own commit of these entries: send them to the standby
+ * now, so that its fsync and ours overlap. Returns whether they were sent.
+ */
+int pds__repl_ship_early(struct daemon *d,
+                         const struct pds_entry *entries,
+                         size_t n)
+{
+    struct follower *f = NULL;
+    struct pds_conn *c;
+    struct pds_msg m;
+    uint8_t *buf, *p;
+    size_t i, len = 0;
+    int rv;
+
+    if (!d->has_standby || n == 0)
+        return 0;
+    for (i = 0; i < n_followers; i++) {
+        if (memcmp(followers[i].pk, d->standby_pk, PDS_KEY_BYTES) == 0)
+            f = &followers[i];
+    }
+    if (f == NULL || f->is_snapshot || f->next != entries[0].index ||
+        f->next - f->acked + n > MAX_INFLIGHT ||
+        (c = pds_net_find(d->net, f->conn)) == NULL)
+        return 0;
+    for (i = 0; i < n; i++)
+        len += 4 + pds_entry_size(&entries[i]);
+    if (len > SHIP_BYTES || (buf = malloc(len)) == NULL)
+        return 0;
+    for (i = 0, p = buf; i < n; i++) {
+        size_t el = pds_entry_size(&entries[i]);
+        p[0] = (uint8_t)(el >> 24);
+        p[1] = (uint8_t)(el >> 16);
+        p[2] = (uint8_t)(el >> 8);
+        p[3] = (uint8_t)el;
+        pds_entry_encode(&entries[i], p + 4);
+        p += 4 + el;
+    }
+    memset(&m, 0, sizeof(m));
+    m.type = PDS_MSG_ENTRIES;
+    m.index = entries[0].index;
+    m.epoch = entries[n - 1].index;
+    m.blob = buf;
+    m.blob_len = len;
+    rv = pds_conn_send(c, &m);
+    free(buf);
+    if (rv != 0 || pds_conn_flush(c) != 0)
+        return 0;
+    f->next += n;
+    return 1;
+}
+
+/*
+ * The commit of entries from index first failed after they were sent to
+ * the standby: it now holds entries the server does not. Its connection
+ * ends; when it comes back, its position tells the server to refresh it.
+ */
+void pds__repl_unship(struct daemon *d, pds_index first)
+{
+    size_t i;
+
+    for (i = 0; i < n_followers; i++) {
+        struct follower *f = &followers[i];
+        struct pds_conn *c;
+        if (f->next <= first || (c = pds_net_find(d->net, f->conn)) == NULL)
+            continue;
+        pds_conn_close(c, "the server could not commit entries it had "
+                          "sent: resynchronizing");
+    }
+}
+
 void pds__group_after_commit(struct daemon *d)
 {
     pds_index last = d->committed;
@@ -350,7 +421,9 @@ void pds__repl_on_sync(struct daemon *d,
         struct pds_entry e;
         int rv = pds_store_log_get(d->store, m->index, &buf, &len);
         if (rv == 0 &&
-            (pds_entry_decode(buf, len, &e) != 0 || e.epoch != m->epoch))
+            (pds_entry_decode(buf, len, &e) != 0 || e.epoch != m->epoch ||
+             (m->hlc != 0 &&
+              (e.version.hlc != m->hlc || e.version.node != m->node))))
             rv = PDS_EINVAL; /* another history at that index */
         free(buf);
         if (rv == PDS_ENOTFOUND && m->index + 1 >= meta.first_index &&
@@ -519,6 +592,9 @@ static size_t n_outbox_sent; /* sent and not answered */
 static int outbox_loaded;
 static uint64_t n_rejected, n_lost;
 static char outbox_error[PDS_MEMBER_ERROR];
+/* A catch-up's commits not yet flushed (see pds__repl_on_entries). */
+#define LAZY_BYTES (16u * 1024u * 1024u)
+static uint64_t unsynced_bytes;
 /* Snapshot being received. */
 static int snap_receiving;
 static uint64_t snap_next_chunk;
@@ -838,6 +914,19 @@ void pds__repl_start(struct daemon *d, struct pds_conn *c)
     m.type = PDS_MSG_SYNC;
     m.index = meta.last_index;
     m.epoch = meta.last_epoch;
+    if (meta.last_index > 0) {
+        /* Which entry is at that position, to spot a diverged branch. */
+        uint8_t *buf;
+        size_t blen;
+        struct pds_entry e;
+        if (pds_store_log_get(d->store, meta.last_index, &buf, &blen) == 0) {
+            if (pds_entry_decode(buf, blen, &e) == 0) {
+                m.hlc = e.version.hlc;
+                m.node = e.version.node;
+            }
+            free(buf);
+        }
+    }
     follows_group = len == PDS_GROUP_ID_BYTES &&
                     memcmp(history, d->group, PDS_GROUP_ID_BYTES) == 0;
     m.is_fresh = meta.last_index == 0 || follows_group;
@@ -977,7 +1066,7 @@ void pds__repl_on_entries(struct daemon *d,
     struct pds_msg ack;
     size_t n = 0, cap = 0, off = 0;
     pds_index want = pds_core_last_index(d->core) + 1;
-    int rv;
+    int lazy, rv;
 
     if (m->index != want || snap_receiving) {
         pds_conn_close(c, "entries out of order from the server");
@@ -1009,8 +1098,18 @@ void pds__repl_on_entries(struct daemon *d,
     }
     if (n == 0)
         goto bad;
-    /* Append, apply and move the position in one transaction. */
-    rv = pds_store_commit(d->store, entries, n, pds__wall_ms());
+    /*
+     * Append, apply and move the position in one transaction. While the
+     * server has more to send (a catch-up), commits are not flushed one by
+     * one: every LAZY_BYTES or so, and at the end, one flush makes them all
+     * durable and only then are they acknowledged.
+     */
+    lazy = entries[n - 1].index < m->epoch &&
+           unsynced_bytes + m->blob_len < LAZY_BYTES;
+    rv = lazy ? pds_store_commit_lazy(d->store, entries, n, pds__wall_ms())
+              : pds_store_commit(d->store, entries, n, pds__wall_ms());
+    if (rv == 0)
+        unsynced_bytes = lazy ? unsynced_bytes + m->blob_len : 0;
     if (rv != 0) {
         char why[PDS_ERRMSG_SIZE + 32];
         snprintf(why, sizeof(why), "cannot apply the server's entries: %s",
@@ -1040,6 +1139,8 @@ void pds__repl_on_entries(struct daemon *d,
     if (follows_group != 1 && pds_store_blob_put(d->store, "history", d->group,
                                                  PDS_GROUP_ID_BYTES) == 0)
         follows_group = 1;
+    if (lazy)
+        return; /* acknowledged with the next flushed commit */
     memset(&ack, 0, sizeof(ack));
     ack.type = PDS_MSG_ACK;
     ack.index = pds_core_last_index(d->core);
