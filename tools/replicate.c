@@ -594,7 +594,9 @@ static uint64_t n_rejected, n_lost;
 static char outbox_error[PDS_MEMBER_ERROR];
 /* A catch-up's commits not yet flushed (see pds__repl_on_entries). */
 #define LAZY_BYTES (16u * 1024u * 1024u)
+#define LAZY_ENTRIES (MAX_INFLIGHT / 3) /* the server's window stays open */
 static uint64_t unsynced_bytes;
+static uint64_t unsynced_entries;
 /* Snapshot being received. */
 static int snap_receiving;
 static uint64_t snap_next_chunk;
@@ -1105,11 +1107,14 @@ void pds__repl_on_entries(struct daemon *d,
      * durable and only then are they acknowledged.
      */
     lazy = entries[n - 1].index < m->epoch &&
-           unsynced_bytes + m->blob_len < LAZY_BYTES;
+           unsynced_bytes + m->blob_len < LAZY_BYTES &&
+           unsynced_entries + n < LAZY_ENTRIES;
     rv = lazy ? pds_store_commit_lazy(d->store, entries, n, pds__wall_ms())
               : pds_store_commit(d->store, entries, n, pds__wall_ms());
-    if (rv == 0)
+    if (rv == 0) {
         unsynced_bytes = lazy ? unsynced_bytes + m->blob_len : 0;
+        unsynced_entries = lazy ? unsynced_entries + n : 0;
+    }
     if (rv != 0) {
         char why[PDS_ERRMSG_SIZE + 32];
         snprintf(why, sizeof(why), "cannot apply the server's entries: %s",
