@@ -224,6 +224,7 @@ uint64_t pds_get_u64be(const uint8_t *p);
 /* ---- The core state machine ------------------------------------------ */
 
 #include "member.h"
+#include "repl.h"
 
 enum pds_role {
     PDS_ROLE_STANDALONE = 0, /* no group */

@@ -43,8 +43,7 @@
 struct follower {
     uint64_t conn;
     uint8_t pk[PDS_KEY_BYTES];
-    pds_index next;  /* next index to send */
-    pds_index acked; /* durable on the follower */
+    struct pds_follower log; /* next to send, durable on it */
     /* A refresh in progress: chunks from this cursor, then the log. */
     int is_snapshot;
     struct pds_snap_cursor snap;
@@ -198,17 +197,17 @@ static int ship(struct daemon *d, struct follower *f, pds_index last)
 
     if (c == NULL || f->is_snapshot)
         return 0;
-    while (f->next <= last && f->next - f->acked <= MAX_INFLIGHT) {
+    while (pds_repl_window(&f->log, last, MAX_INFLIGHT) > 0) {
         struct pds_msg m;
         uint8_t *buf;
         size_t len, n;
-        int rv =
-            pds_store_log_range(d->store, f->next, SHIP_BYTES, &buf, &len, &n);
+        int rv = pds_store_log_range(d->store, f->log.next, SHIP_BYTES, &buf,
+                                     &len, &n);
         if (rv == PDS_ENOTFOUND) {
             notice(c, PDS_ENOTFOUND,
                    "it fell behind the server's log retention (it needs "
                    "entry %llu): it needs a refresh",
-                   (unsigned long long)f->next);
+                   (unsigned long long)f->log.next);
             pds__repl_conn_closed(d, f->conn);
             return 0;
         }
@@ -216,7 +215,7 @@ static int ship(struct daemon *d, struct follower *f, pds_index last)
             return rv;
         memset(&m, 0, sizeof(m));
         m.type = PDS_MSG_ENTRIES;
-        m.index = f->next;
+        m.index = f->log.next;
         m.epoch = last;
         m.blob = buf;
         m.blob_len = len;
@@ -224,7 +223,7 @@ static int ship(struct daemon *d, struct follower *f, pds_index last)
         free(buf);
         if (rv != 0)
             return rv;
-        f->next += n;
+        pds_repl_sent(&f->log, n);
     }
     return 0;
 }
@@ -271,8 +270,7 @@ static void snap_pump(struct daemon *d, struct follower *f, uint64_t confirmed)
                     (unsigned long long)f->snap.epoch,
                     (unsigned long long)f->snap.index);
             f->is_snapshot = 0;
-            f->next = f->snap.index + 1;
-            f->acked = f->snap.index;
+            pds_repl_follow(&f->log, f->snap.index);
             ship(d, f, d->committed);
         }
     }
@@ -299,8 +297,8 @@ int pds__repl_ship_early(struct daemon *d,
         if (memcmp(followers[i].pk, d->standby_pk, PDS_KEY_BYTES) == 0)
             f = &followers[i];
     }
-    if (f == NULL || f->is_snapshot || f->next != entries[0].index ||
-        f->next - f->acked + n > MAX_INFLIGHT ||
+    if (f == NULL || f->is_snapshot || f->log.next != entries[0].index ||
+        f->log.next - f->log.acked + n > MAX_INFLIGHT ||
         (c = pds_net_find(d->net, f->conn)) == NULL)
         return 0;
     for (i = 0; i < n; i++)
@@ -326,7 +324,7 @@ int pds__repl_ship_early(struct daemon *d,
     free(buf);
     if (rv != 0 || pds_conn_flush(c) != 0)
         return 0;
-    f->next += n;
+    pds_repl_sent(&f->log, n);
     return 1;
 }
 
@@ -342,7 +340,7 @@ void pds__repl_unship(struct daemon *d, pds_index first)
     for (i = 0; i < n_followers; i++) {
         struct follower *f = &followers[i];
         struct pds_conn *c;
-        if (f->next <= first || (c = pds_net_find(d->net, f->conn)) == NULL)
+        if (f->log.next <= first || (c = pds_net_find(d->net, f->conn)) == NULL)
             continue;
         pds_conn_close(c, "the server could not commit entries it had "
                           "sent: resynchronizing");
@@ -394,60 +392,55 @@ void pds__repl_on_sync(struct daemon *d,
                        const struct pds_msg *m)
 {
     struct pds_store_meta meta;
+    struct pds_log_view view;
+    struct pds_sync sync;
     struct follower *f;
+    const char *why;
     uint8_t *buf = NULL;
     size_t len;
 
     if (pds_core_role(d->core) != PDS_ROLE_SERVER ||
         pds_store_meta(d->store, &meta) != 0)
         return;
-    if (m->index > 0 && !m->is_fresh) {
-        refresh(d, c, "data of its own (first join)");
-        return;
-    }
-    if (m->index > meta.last_index) {
-        pds_commlog(PDS_LOG_WARNING,
-                    "client at %s presented position %llu/%llu, one this "
-                    "server never had (it is at %llu/%llu): it gets a "
-                    "snapshot",
-                    pds_conn_address(c), (unsigned long long)m->epoch,
-                    (unsigned long long)m->index,
-                    (unsigned long long)meta.last_epoch,
-                    (unsigned long long)meta.last_index);
-        refresh(d, c, "a position the server never had");
-        return;
-    }
-    if (m->index > 0) {
+    memset(&sync, 0, sizeof(sync));
+    sync.epoch = m->epoch;
+    sync.index = m->index;
+    sync.last.hlc = m->hlc;
+    sync.last.node = m->node;
+    sync.is_fresh = m->is_fresh;
+    memset(&view, 0, sizeof(view));
+    view.first_index = meta.first_index;
+    view.last_index = meta.last_index;
+    if (m->index > 0 && m->index <= meta.last_index &&
+        pds_store_log_get(d->store, m->index, &buf, &len) == 0) {
         struct pds_entry e;
-        int rv = pds_store_log_get(d->store, m->index, &buf, &len);
-        if (rv == 0 &&
-            (pds_entry_decode(buf, len, &e) != 0 || e.epoch != m->epoch ||
-             (m->hlc != 0 &&
-              (e.version.hlc != m->hlc || e.version.node != m->node))))
-            rv = PDS_EINVAL; /* another history at that index */
-        free(buf);
-        if (rv == PDS_ENOTFOUND && m->index + 1 >= meta.first_index &&
-            meta.first_index != 0)
-            rv = 0; /* trimmed, but the next entry is still there */
-        if (rv == PDS_ENOTFOUND && m->index == meta.last_index &&
-            meta.first_index == 0)
-            rv = 0; /* this server itself started from a snapshot there */
-        if (rv != 0) {
-            refresh(d, c,
-                    rv == PDS_ENOTFOUND ? "behind the log retention"
-                                        : "on a branch that diverged");
-            return;
+        if (pds_entry_decode(buf, len, &e) == 0) {
+            view.has_entry = 1;
+            view.entry_epoch = e.epoch;
+            view.entry_version = e.version;
+        } else {
+            /* Unreadable here: take it as another history. */
+            view.has_entry = 1;
+            view.entry_epoch = m->epoch + 1;
         }
-    } else if (meta.first_index > 1 ||
-               (meta.first_index == 0 && meta.last_index > 0)) {
-        refresh(d, c, "empty, and the log does not start at 1");
+        free(buf);
+    }
+    if (pds_repl_decide(&sync, &view, &why) == PDS_SYNC_REFRESH) {
+        if (m->index > meta.last_index)
+            pds_commlog(PDS_LOG_WARNING,
+                        "client at %s presented position %llu/%llu, one this "
+                        "server never had (it is at %llu/%llu)",
+                        pds_conn_address(c), (unsigned long long)m->epoch,
+                        (unsigned long long)m->index,
+                        (unsigned long long)meta.last_epoch,
+                        (unsigned long long)meta.last_index);
+        refresh(d, c, why);
         return;
     }
     f = follower_add(d, c);
     if (f == NULL)
         return;
-    f->next = m->index + 1;
-    f->acked = m->index;
+    pds_repl_follow(&f->log, m->index);
     if (d->has_standby && memcmp(f->pk, d->standby_pk, PDS_KEY_BYTES) == 0)
         pds__daemon_standby_ack(d, m->index);
     ship(d, f, d->committed);
@@ -476,11 +469,10 @@ void pds__repl_on_ack(struct daemon *d,
 
     if (f == NULL || f->is_snapshot)
         return;
-    if (m->index < f->acked || m->index >= f->next) {
+    if (pds_repl_ack(&f->log, m->index) != 0) {
         pds_conn_close(c, "protocol error: acknowledgement out of range");
         return;
     }
-    f->acked = m->index;
     if (d->has_standby && memcmp(f->pk, d->standby_pk, PDS_KEY_BYTES) == 0)
         pds__daemon_standby_ack(d, m->index);
     ship(d, f, d->committed);
@@ -1070,7 +1062,7 @@ void pds__repl_on_entries(struct daemon *d,
     pds_index want = pds_core_last_index(d->core) + 1;
     int lazy, rv;
 
-    if (m->index != want || snap_receiving) {
+    if (pds_repl_accept(want - 1, m->index) != 0 || snap_receiving) {
         pds_conn_close(c, "entries out of order from the server");
         return;
     }
@@ -1285,9 +1277,9 @@ int pds__repl_follower(const uint8_t *pk, struct pds_member *out)
         if (memcmp(f->pk, pk, PDS_KEY_BYTES) != 0)
             continue;
         out->is_following = 1;
-        out->position = f->acked;
-        out->sent = f->next > 0 ? f->next - 1 : 0;
-        lag_of(f->acked, &out->lag_bytes, &out->lag_ms);
+        out->position = f->log.acked;
+        out->sent = f->log.next > 0 ? f->log.next - 1 : 0;
+        lag_of(f->log.acked, &out->lag_bytes, &out->lag_ms);
         if (f->is_snapshot)
             snprintf(out->sync, sizeof(out->sync),
                      "refreshing: snapshot chunk %llu (%s)",

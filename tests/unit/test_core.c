@@ -395,6 +395,71 @@ TEST(core_client_clock_far_ahead_is_restamped)
     pds_core_free(core);
 }
 
+TEST(repl_decide_follow_or_refresh)
+{
+    struct pds_sync sy;
+    struct pds_log_view v;
+    struct pds_follower f;
+    const char *why;
+
+    memset(&sy, 0, sizeof(sy));
+    memset(&v, 0, sizeof(v));
+    /* Empty follower, whole log kept: follow from 1. */
+    v.first_index = 1;
+    v.last_index = 10;
+    sy.is_fresh = 1;
+    CHECK_EQ(pds_repl_decide(&sy, &v, &why), PDS_SYNC_FOLLOW);
+    /* Empty follower, log trimmed: refresh. */
+    v.first_index = 5;
+    CHECK_EQ(pds_repl_decide(&sy, &v, &why), PDS_SYNC_REFRESH);
+    CHECK_STR(why, "empty, and the log does not start at 1");
+    /* Data of its own. */
+    sy.index = 3;
+    sy.epoch = 1;
+    sy.is_fresh = 0;
+    CHECK_EQ(pds_repl_decide(&sy, &v, &why), PDS_SYNC_REFRESH);
+    CHECK_STR(why, "data of its own (first join)");
+    sy.is_fresh = 1;
+    /* Behind the retention (its entry and the next one are gone). */
+    CHECK_EQ(pds_repl_decide(&sy, &v, &why), PDS_SYNC_REFRESH);
+    CHECK_STR(why, "behind the log retention");
+    /* Its entry is gone but the next is kept: follow. */
+    sy.index = 4;
+    CHECK_EQ(pds_repl_decide(&sy, &v, &why), PDS_SYNC_FOLLOW);
+    /* A position the server never had. */
+    sy.index = 11;
+    CHECK_EQ(pds_repl_decide(&sy, &v, &why), PDS_SYNC_REFRESH);
+    CHECK_STR(why, "a position the server never had");
+    /* Same index, another entry there: diverged, by epoch or version. */
+    sy.index = 7;
+    sy.last.hlc = 100;
+    sy.last.node = 2;
+    v.has_entry = 1;
+    v.entry_epoch = 1;
+    v.entry_version.hlc = 100;
+    v.entry_version.node = 2;
+    CHECK_EQ(pds_repl_decide(&sy, &v, &why), PDS_SYNC_FOLLOW);
+    v.entry_version.node = 3;
+    CHECK_EQ(pds_repl_decide(&sy, &v, &why), PDS_SYNC_REFRESH);
+    CHECK_STR(why, "on a branch that diverged");
+    v.entry_version.node = 2;
+    v.entry_epoch = 2;
+    CHECK_EQ(pds_repl_decide(&sy, &v, &why), PDS_SYNC_REFRESH);
+    /* The window and acknowledgements. */
+    pds_repl_follow(&f, 7);
+    CHECK_EQ(pds_repl_window(&f, 10, 100), 3);
+    CHECK_EQ(pds_repl_window(&f, 1000, 100), 100);
+    pds_repl_sent(&f, 100);
+    CHECK_EQ(pds_repl_window(&f, 1000, 100), 0);
+    CHECK_EQ(pds_repl_ack(&f, 6), PDS_EPROTO);
+    CHECK_EQ(pds_repl_ack(&f, 108), PDS_EPROTO);
+    CHECK_EQ(pds_repl_ack(&f, 57), 0);
+    CHECK_EQ(pds_repl_window(&f, 1000, 100), 50);
+    CHECK_EQ(pds_repl_accept(5, 6), 0);
+    CHECK_EQ(pds_repl_accept(5, 7), PDS_EPROTO);
+    CHECK_EQ(pds_repl_accept(5, 5), PDS_EPROTO);
+}
+
 TEST(core_write_is_answered_after_persist)
 {
     struct pds_core *core = new_core(10, PDS_USER_POLICY_REFUSE);
@@ -810,7 +875,8 @@ TEST(members_reclaim_after_silence)
     pds_core_free(core);
 }
 
-TEST_MAIN(T(core_client_writes_last_writer_wins_by_their_own_version),
+TEST_MAIN(T(repl_decide_follow_or_refresh),
+          T(core_client_writes_last_writer_wins_by_their_own_version),
           T(core_client_clock_far_ahead_is_restamped),
           T(members_enroll_refuse_limit),
           T(members_reclaim_after_silence),

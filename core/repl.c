@@ -1,0 +1,80 @@
+/*
+ * repl.c - the decisions of log shipping (see repl.h).
+ */
+#include "pds.h"
+
+enum pds_sync_verdict pds_repl_decide(const struct pds_sync *sync,
+                                      const struct pds_log_view *view,
+                                      const char **why)
+{
+    *why = "";
+    if (sync->index > 0 && !sync->is_fresh) {
+        *why = "data of its own (first join)";
+        return PDS_SYNC_REFRESH;
+    }
+    if (sync->index > view->last_index) {
+        *why = "a position the server never had";
+        return PDS_SYNC_REFRESH;
+    }
+    if (sync->index == 0) {
+        /* Empty: the whole log must still be there. */
+        if (view->last_index > 0 && view->first_index != 1) {
+            *why = "empty, and the log does not start at 1";
+            return PDS_SYNC_REFRESH;
+        }
+        return PDS_SYNC_FOLLOW;
+    }
+    if (view->has_entry) {
+        if (view->entry_epoch != sync->epoch ||
+            (sync->last.hlc != 0 &&
+             pds_version_cmp(&view->entry_version, &sync->last) != 0)) {
+            *why = "on a branch that diverged";
+            return PDS_SYNC_REFRESH;
+        }
+        return PDS_SYNC_FOLLOW;
+    }
+    /* Its last entry is gone here: the next one must still be kept, or the
+     * server itself started from a snapshot at exactly that position. */
+    if ((view->first_index != 0 && sync->index + 1 >= view->first_index) ||
+        (view->first_index == 0 && sync->index == view->last_index))
+        return PDS_SYNC_FOLLOW;
+    *why = "behind the log retention";
+    return PDS_SYNC_REFRESH;
+}
+
+void pds_repl_follow(struct pds_follower *f, pds_index position)
+{
+    f->next = position + 1;
+    f->acked = position;
+}
+
+pds_index pds_repl_window(const struct pds_follower *f,
+                          pds_index last,
+                          pds_index max_inflight)
+{
+    pds_index room, ready;
+
+    if (f->next > last || f->next - f->acked > max_inflight)
+        return 0;
+    ready = last - f->next + 1;
+    room = max_inflight - (f->next - f->acked) + 1;
+    return ready < room ? ready : room;
+}
+
+void pds_repl_sent(struct pds_follower *f, pds_index n)
+{
+    f->next += n;
+}
+
+int pds_repl_ack(struct pds_follower *f, pds_index index)
+{
+    if (index < f->acked || index >= f->next)
+        return PDS_EPROTO;
+    f->acked = index;
+    return 0;
+}
+
+int pds_repl_accept(pds_index last, pds_index first)
+{
+    return first == last + 1 ? 0 : PDS_EPROTO;
+}

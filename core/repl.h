@@ -1,0 +1,70 @@
+/*
+ * repl.h - the decisions of log shipping, I/O-free (part of pds_core).
+ * Included by pds.h.
+ *
+ * The server keeps one struct pds_follower per member following its log.
+ * A member's SYNC names its position and the version of its last entry;
+ * pds_repl_decide() says whether the log can continue from there or the
+ * member needs a snapshot (a refresh). Entries are shipped within a window
+ * of unacknowledged ones; acknowledgements move forward only.
+ */
+#ifndef PDS_REPL_H
+#define PDS_REPL_H
+
+/* A follower's claim (SYNC). */
+struct pds_sync {
+    pds_epoch epoch; /* of its last entry */
+    pds_index index; /* its position, 0 when empty */
+    /* The version of its last entry; hlc 0 when unknown (it started from
+     * a snapshot and holds no entry at its position). */
+    struct pds_version last;
+    int is_fresh; /* its data came from this group's log alone */
+};
+
+/* What the server's log says about that position. */
+struct pds_log_view {
+    pds_index first_index; /* oldest retained entry, 0 when none */
+    pds_index last_index;  /* the server's position */
+    int has_entry;         /* the entry at the follower's index is kept */
+    pds_epoch entry_epoch; /* ... and its epoch and version */
+    struct pds_version entry_version;
+};
+
+enum pds_sync_verdict {
+    PDS_SYNC_FOLLOW = 0, /* ship the log from index + 1 */
+    PDS_SYNC_REFRESH = 1 /* send a snapshot first */
+};
+
+/*
+ * Decide how a follower continues. *why (static text) says why it needs a
+ * refresh: data of its own, a position the server never had, behind the
+ * retention, a diverged branch, empty while the log does not start at 1.
+ */
+enum pds_sync_verdict pds_repl_decide(const struct pds_sync *sync,
+                                      const struct pds_log_view *view,
+                                      const char **why);
+
+/* The server's bookkeeping of one follower. */
+struct pds_follower {
+    pds_index next;  /* the next index to send */
+    pds_index acked; /* durable on the follower */
+};
+
+/* Start following from position (after a FOLLOW verdict or a snapshot). */
+void pds_repl_follow(struct pds_follower *f, pds_index position);
+/* How many entries may go now: the log up to last, at most max_inflight
+ * unacknowledged. */
+pds_index pds_repl_window(const struct pds_follower *f,
+                          pds_index last,
+                          pds_index max_inflight);
+/* n entries were sent. */
+void pds_repl_sent(struct pds_follower *f, pds_index n);
+/* An acknowledgement: PDS_EPROTO (nothing changed) unless it lies between
+ * the last one and what was sent. */
+int pds_repl_ack(struct pds_follower *f, pds_index index);
+
+/* Follower: may entries starting at first be applied at position last?
+ * PDS_EPROTO when they do not follow it. */
+int pds_repl_accept(pds_index last, pds_index first);
+
+#endif /* PDS_REPL_H */
