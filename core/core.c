@@ -437,17 +437,44 @@ evict_lru(struct pds_core *core, const struct pds_write *w, pds_time now)
 }
 
 /*
- * Last writer wins for a client's write: an older or equal version than
- * the one held is answered at once (superseded, or a duplicate of a replayed
- * write), a newer one is applied with its own version, a clock too far
- * ahead is replaced by this node's.
+ * Last writer wins for a client's write: an older version than the one
+ * held is answered at once (superseded), a newer one is applied with its
+ * own version, a clock too far ahead is replaced by this node's. The same
+ * version again (a replayed write whose answer was lost) is written again
+ * as it is: harmless to every copy, and its answer then waits, like any
+ * other, until the write is durable where the acknowledgement mode says.
  */
+/*
+ * The newest change to key among the writes not yet durable (the host's
+ * store does not show them yet): its entry, or NULL.
+ */
+static const struct pds_entry *pending_latest(const struct pds_core *core,
+                                              const struct pds_key *key)
+{
+    size_t i;
+
+    for (i = core->n_pending; i-- > 0;) {
+        const struct pds_entry *e = &core->pending[i].entry;
+        if (e->key.scope != key->scope || e->key.owner_len != key->owner_len ||
+            memcmp(e->key.owner, key->owner, key->owner_len) != 0)
+            continue;
+        if (e->op == PDS_OP_DEL_OWNER ||
+            (e->key.item_len == key->item_len &&
+             memcmp(e->key.item, key->item, key->item_len) == 0))
+            return e;
+    }
+    return NULL;
+}
+
 static int decide_origin(struct pds_core *core,
                          const struct pds_write *w,
                          pds_time now,
                          struct pds_version *version,
                          int *outcome)
 {
+    const struct pds_entry *latest = pending_latest(core, &w->key);
+    struct pds_version current = w->current;
+    int has_current = w->has_current;
     uint64_t skew =
         core->config.max_skew_ms != 0 ? core->config.max_skew_ms : 60000;
     struct pds_reply *r;
@@ -460,22 +487,29 @@ static int decide_origin(struct pds_core *core,
         version->hlc = pds_hlc_next(&core->hlc, now);
         return 0;
     }
-    if (!w->has_current)
+    if (latest != NULL) {
+        /* Decided against the newest write, durable or not. */
+        current = latest->version;
+        has_current = 1;
+    }
+    if (!has_current)
         return 0;
-    cmp = pds_version_cmp(&w->origin, &w->current);
+    cmp = pds_version_cmp(&w->origin, &current);
     if (cmp > 0)
         return 0;
-    *outcome = cmp == 0 ? PDS_OUTCOME_DUPLICATE : PDS_OUTCOME_SUPERSEDED;
-    if (cmp < 0)
-        core->n_superseded++;
+    if (cmp == 0) {
+        *outcome = PDS_OUTCOME_DUPLICATE;
+        return 0;
+    }
+    *outcome = PDS_OUTCOME_SUPERSEDED;
+    core->n_superseded++;
     r = reply_add(core, w->req);
     if (r == NULL)
         return PDS_ENOMEM;
     r->outcome = *outcome;
-    r->version = w->current;
+    r->version = current;
     snprintf(r->errmsg, sizeof(r->errmsg), "%s",
-             cmp == 0 ? "already applied"
-                      : "a newer version of the item was already there");
+             "a newer version of the item was already there");
     return 0;
 }
 
@@ -505,8 +539,7 @@ static int on_write(struct pds_core *core, const struct pds_event *ev)
     }
     if (w->has_origin && w->op != PDS_OP_DEL_OWNER) {
         rv = decide_origin(core, w, ev->now, &version, &outcome);
-        if (rv != 0 || outcome == PDS_OUTCOME_SUPERSEDED ||
-            outcome == PDS_OUTCOME_DUPLICATE)
+        if (rv != 0 || outcome == PDS_OUTCOME_SUPERSEDED)
             return rv;
         has_version = 1;
     }
@@ -541,8 +574,11 @@ static int on_write(struct pds_core *core, const struct pds_event *ev)
                 return rv;
         }
         break;
-    case PDS_OP_DEL:
-        if (o == NULL || !w->exists) {
+    case PDS_OP_DEL: {
+        /* The host saw the durable record; a newer write may be pending. */
+        const struct pds_entry *latest = pending_latest(core, &w->key);
+        int exists = latest != NULL ? latest->op == PDS_OP_PUT : w->exists;
+        if (o == NULL || !exists) {
             snprintf(errmsg, sizeof(errmsg), "%s \"%.*s\" has no item \"%.*s\"",
                      w->key.scope == PDS_SCOPE_USER ? "user" : "group",
                      (int)w->key.owner_len, w->key.owner, (int)w->key.item_len,
@@ -550,6 +586,7 @@ static int on_write(struct pds_core *core, const struct pds_event *ev)
             return reply_error(core, w->req, PDS_ENOTFOUND, errmsg);
         }
         break;
+    }
     case PDS_OP_DEL_OWNER:
         if (o == NULL) {
             snprintf(errmsg, sizeof(errmsg), "no %s \"%.*s\"",

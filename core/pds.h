@@ -275,7 +275,7 @@ struct pds_write {
 enum pds_outcome {
     PDS_OUTCOME_APPLIED = 0,
     PDS_OUTCOME_SUPERSEDED = 1, /* a newer version is there: not applied */
-    PDS_OUTCOME_DUPLICATE = 2,  /* this version is already there */
+    PDS_OUTCOME_DUPLICATE = 2,  /* this version was there: written again */
     PDS_OUTCOME_CLAMPED = 3     /* applied with this node's clock */
 };
 

@@ -68,13 +68,22 @@ void pds_repl_sent(struct pds_follower *f, pds_index n)
 
 int pds_repl_ack(struct pds_follower *f, pds_index index)
 {
-    if (index < f->acked || index >= f->next)
+    if (index >= f->next)
         return PDS_EPROTO;
-    f->acked = index;
+    if (index > f->acked)
+        f->acked = index;
     return 0;
 }
 
 int pds_repl_accept(pds_index last, pds_index first)
 {
     return first == last + 1 ? 0 : PDS_EPROTO;
+}
+
+int pds_repl_defer_flush(pds_index applied,
+                         pds_index sender_last,
+                         pds_index n_unflushed,
+                         pds_index max_inflight)
+{
+    return applied < sender_last && n_unflushed < max_inflight / 3;
 }

@@ -59,12 +59,24 @@ pds_index pds_repl_window(const struct pds_follower *f,
                           pds_index max_inflight);
 /* n entries were sent. */
 void pds_repl_sent(struct pds_follower *f, pds_index n);
-/* An acknowledgement: PDS_EPROTO (nothing changed) unless it lies between
- * the last one and what was sent. */
+/* An acknowledgement: PDS_EPROTO (nothing changed) for one of what was
+ * never sent. One below the last is stale (sent before a refresh moved the
+ * follower on) and changes nothing. */
 int pds_repl_ack(struct pds_follower *f, pds_index index);
 
 /* Follower: may entries starting at first be applied at position last?
  * PDS_EPROTO when they do not follow it. */
 int pds_repl_accept(pds_index last, pds_index first);
+
+/*
+ * Follower: may the commit that brings it to position applied skip its
+ * flush (and its acknowledgement)? Only while the sender has more
+ * (sender_last) and fewer than a third of the sender's window are
+ * unflushed, so that the window never closes on unacknowledged entries.
+ */
+int pds_repl_defer_flush(pds_index applied,
+                         pds_index sender_last,
+                         pds_index n_unflushed,
+                         pds_index max_inflight);
 
 #endif /* PDS_REPL_H */

@@ -1619,6 +1619,22 @@ int pds_store_local_get(struct pds_store *store,
     return 0;
 }
 
+int pds_store_sync(struct pds_store *store)
+{
+    int rv = mdb_env_sync(store->env, 1);
+
+    if (rv == EIO && is_disk_full(store))
+        rv = ENOSPC;
+    if (rv == ENOSPC || rv == EDQUOT)
+        return set_err(store, PDS_EFULL,
+                       "the file system of the data directory is full (%s); "
+                       "free space there",
+                       mdb_strerror(rv));
+    if (rv != 0)
+        return set_err(store, translate(rv), "sync: %s", mdb_strerror(rv));
+    return 0;
+}
+
 /* ---- Outbox --------------------------------------------------------------
  */
 

@@ -188,6 +188,8 @@ int pds_store_commit_lazy(struct pds_store *store,
                           const struct pds_entry *entries,
                           size_t n_entries,
                           pds_time now);
+/* Make every commit so far durable (after lazy ones). */
+int pds_store_sync(struct pds_store *store);
 
 /*
  * Read retained log entries from index `from` on, as stored, into one

@@ -122,25 +122,6 @@ void pds__repl_conn_closed(struct daemon *d, uint64_t conn)
     }
 }
 
-static void notice(struct pds_conn *c, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void notice(struct pds_conn *c, int code, const char *fmt, ...)
-{
-    struct pds_msg m;
-    va_list ap;
-
-    memset(&m, 0, sizeof(m));
-    m.type = PDS_MSG_NOTICE;
-    m.code = code;
-    va_start(ap, fmt);
-    vsnprintf(m.err, sizeof(m.err), fmt, ap);
-    va_end(ap);
-    pds_commlog(PDS_LOG_WARNING, "client at %s not synchronized: %s",
-                pds_conn_address(c), m.err);
-    pds_conn_send(c, &m);
-}
-
 /* Server: note a commit (its entries are in d->batch) for lag figures. */
 void pds__repl_note_commit(struct daemon *d,
                            const struct pds_entry *entries,
@@ -190,6 +171,8 @@ static void lag_of(pds_index acked, uint64_t *bytes, uint64_t *ms)
     *ms = pds__wall_ms() > oldest->at ? pds__wall_ms() - oldest->at : 0;
 }
 
+static void refresh(struct daemon *d, struct pds_conn *c, const char *why);
+
 /* Send what the follower misses, within the in-flight window. */
 static int ship(struct daemon *d, struct follower *f, pds_index last)
 {
@@ -204,11 +187,8 @@ static int ship(struct daemon *d, struct follower *f, pds_index last)
         int rv = pds_store_log_range(d->store, f->log.next, SHIP_BYTES, &buf,
                                      &len, &n);
         if (rv == PDS_ENOTFOUND) {
-            notice(c, PDS_ENOTFOUND,
-                   "it fell behind the server's log retention (it needs "
-                   "entry %llu): it needs a refresh",
-                   (unsigned long long)f->log.next);
-            pds__repl_conn_closed(d, f->conn);
+            /* Trimmed before it was sent (a slow follower): a refresh. */
+            refresh(d, c, "fell behind the log retention");
             return 0;
         }
         if (rv != 0 || n == 0)
@@ -586,7 +566,6 @@ static uint64_t n_rejected, n_lost;
 static char outbox_error[PDS_MEMBER_ERROR];
 /* A catch-up's commits not yet flushed (see pds__repl_on_entries). */
 #define LAZY_BYTES (16u * 1024u * 1024u)
-#define LAZY_ENTRIES (MAX_INFLIGHT / 3) /* the server's window stays open */
 static uint64_t unsynced_bytes;
 static uint64_t unsynced_entries;
 /* Snapshot being received. */
@@ -755,6 +734,13 @@ static void outbox_answer(struct daemon *d, const struct pds_msg *m)
         return;
     if (!q->is_acked && n_outbox_sent > 0)
         n_outbox_sent--;
+    if (m->code == PDS_ETIMEDOUT) {
+        /* Committed on the server, not confirmed by its standby in time:
+         * sent again (the server sees the same version: a duplicate). */
+        q->is_sent = 0;
+        outbox_pump(d);
+        return;
+    }
     if (m->code != 0) {
         n_rejected++;
         snprintf(outbox_error, sizeof(outbox_error),
@@ -774,8 +760,6 @@ static void outbox_answer(struct daemon *d, const struct pds_msg *m)
                     "newer version on the server",
                     (int)q->e.key.owner_len, q->e.key.owner,
                     (int)q->e.key.item_len, q->e.key.item);
-        q->is_done = 1;
-    } else if (m->outcome == PDS_WRITE_DUPLICATE) {
         q->is_done = 1;
     } else {
         q->is_acked = 1;
@@ -899,6 +883,14 @@ void pds__repl_start(struct daemon *d, struct pds_conn *c)
 
     ensure_loaded(d);
     snap_receiving = 0;
+    /* The position a SYNC names must be durable: a catch-up cut off may
+     * have left commits unflushed. */
+    if (unsynced_entries > 0 && pds_store_sync(d->store) != 0) {
+        pds_conn_close(c, pds_store_errmsg(d->store));
+        return;
+    }
+    unsynced_entries = 0;
+    unsynced_bytes = 0;
     if (pds_store_meta(d->store, &meta) != 0)
         return;
     if (pds_store_blob_get(d->store, "history", history, sizeof(history),
@@ -991,6 +983,11 @@ void pds__repl_on_snapshot(struct daemon *d,
     }
     pds__scope_reload(d);
     d->link_error[0] = '\0';
+    /* Durable at the snapshot's position: say so (a standby's waiters). */
+    memset(&ack, 0, sizeof(ack));
+    ack.type = PDS_MSG_ACK;
+    ack.index = m->index;
+    pds_conn_send(c, &ack);
     pds_commlog(PDS_LOG_INFO,
                 "took the server's snapshot at %llu/%llu (%llu chunks)%s",
                 (unsigned long long)m->epoch, (unsigned long long)m->index,
@@ -1098,9 +1095,9 @@ void pds__repl_on_entries(struct daemon *d,
      * one: every LAZY_BYTES or so, and at the end, one flush makes them all
      * durable and only then are they acknowledged.
      */
-    lazy = entries[n - 1].index < m->epoch &&
-           unsynced_bytes + m->blob_len < LAZY_BYTES &&
-           unsynced_entries + n < LAZY_ENTRIES;
+    lazy = pds_repl_defer_flush(entries[n - 1].index, m->epoch,
+                                unsynced_entries + n, MAX_INFLIGHT) &&
+           unsynced_bytes + m->blob_len < LAZY_BYTES;
     rv = lazy ? pds_store_commit_lazy(d->store, entries, n, pds__wall_ms())
               : pds_store_commit(d->store, entries, n, pds__wall_ms());
     if (rv == 0) {

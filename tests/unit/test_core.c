@@ -358,11 +358,16 @@ TEST(core_client_writes_last_writer_wins_by_their_own_version)
         client_put(core, 3, "fr", PDS_HLC_MAKE(6000, 0), 8, &held, 6600, &u),
         0);
     CHECK_EQ(u.replies[0].outcome, PDS_OUTCOME_SUPERSEDED);
-    /* The very same version (a replayed write): a duplicate, not a loss. */
+    /* The very same version (a replayed write): a duplicate, not a loss;
+     * written again, answered once durable like any write. */
     CHECK_EQ(
         client_put(core, 4, "de", PDS_HLC_MAKE(6000, 0), 9, &held, 6600, &u),
         0);
-    CHECK_EQ(u.n_entries, 0);
+    CHECK_EQ(u.n_entries, 1);
+    CHECK_EQ(u.n_replies, 0);
+    CHECK_EQ(u.entries[0].version.hlc, PDS_HLC_MAKE(6000, 0));
+    CHECK_EQ(persisted(core, 2, &u), 0);
+    CHECK_EQ(u.n_replies, 1);
     CHECK_EQ(u.replies[0].outcome, PDS_OUTCOME_DUPLICATE);
     CHECK_EQ(pds_core_n_superseded(core), 2);
     pds_core_free(core);
@@ -451,7 +456,8 @@ TEST(repl_decide_follow_or_refresh)
     CHECK_EQ(pds_repl_window(&f, 1000, 100), 100);
     pds_repl_sent(&f, 100);
     CHECK_EQ(pds_repl_window(&f, 1000, 100), 0);
-    CHECK_EQ(pds_repl_ack(&f, 6), PDS_EPROTO);
+    CHECK_EQ(pds_repl_ack(&f, 6), 0); /* stale: no change */
+    CHECK_EQ(f.acked, 7);
     CHECK_EQ(pds_repl_ack(&f, 108), PDS_EPROTO);
     CHECK_EQ(pds_repl_ack(&f, 57), 0);
     CHECK_EQ(pds_repl_window(&f, 1000, 100), 50);

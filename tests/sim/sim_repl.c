@@ -1,0 +1,1214 @@
+/*
+ * sim_repl.c - log shipping, client writes and the standby under random
+ * faults.
+ *
+ * One server and N_FOLLOWERS followers in one process, over a seeded fake
+ * network and clock. The server is a real pds_core (its writes, the
+ * last-writer-wins decision on clients' versions, acknowledgements after
+ * persistence or the standby's confirmation, timeouts); the decisions of
+ * log shipping are the core's pds_repl_* functions, as in the daemon. The
+ * storage of every node is a model: records of a few keys, a position, and
+ * what an fsync made durable. Follower 0 is the standby (acknowledgement
+ * mode "standby": a write is answered once the standby made it durable,
+ * and the server sends each batch to it before its own fsync).
+ *
+ * Faults: connections lost (everything in flight with them), partitions,
+ * delays, server crashes (the unsynced batch is lost, even when it was
+ * already sent to the standby), follower crashes with and without the loss
+ * of their unflushed commits, clients writing while offline (a durable
+ * outbox replayed on reconnect, duplicates included), a client whose clock
+ * is hours ahead, a short log retention (refresh by chunked snapshot, read
+ * while writes go on). After every step:
+ *
+ *   1. every follower on the server's branch holds exactly the server's
+ *      records at its position (after a snapshot: from the position where
+ *      the snapshot's stream ended), and so does what it made durable;
+ *   2. no position is ahead of what the server sent;
+ *   3. no acknowledged write is missing on the server, nor, in standby
+ *      mode, in what the standby made durable;
+ *   4. once faults stop, everyone converges: same position and records as
+ *      the server, every outbox empty.
+ *
+ * A run is a pure function of the seed: PDS_TEST_SEED=S runs one seed,
+ * PDS_SIM_SEEDS=N runs N seeds (default 2000), PDS_SIM_STEPS the steps.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pds.h"
+
+#define N_FOLLOWERS 3
+#define N_KEYS 6
+#define MAX_HIST 8192
+#define RETAIN 10       /* log entries the server keeps */
+#define WINDOW 12       /* entries in flight per follower */
+#define MSG_ENTRIES 3   /* entries per ENTRIES message */
+#define SNAP_KEYS 2     /* keys per snapshot chunk */
+#define MAX_MSGS 4096   /* messages in flight */
+#define MAX_OUTBOX 64   /* a client's queued writes */
+#define MAX_ACKED 20000 /* acknowledged writes, for invariant 3 */
+#define MAX_REQS 4096   /* writes the server core has not answered */
+#define ACK_TIMEOUT 40  /* steps the server waits for the standby */
+
+struct rec {
+    int has;
+    int is_tomb;
+    struct pds_version v;
+    uint32_t value;
+};
+
+struct state {
+    struct rec r[N_KEYS];
+};
+
+struct hentry {
+    pds_index index;
+    int key;
+    int op; /* PDS_OP_PUT or PDS_OP_DEL */
+    struct pds_version v;
+    uint32_t value;
+};
+
+enum msg_type { M_SYNC = 1, M_ENTRIES, M_ACK, M_SNAP, M_SNAP_ACK, M_WRITE, M_WACK };
+
+struct msg {
+    int to_server; /* direction */
+    int f;         /* the follower at the other end */
+    uint64_t conn;
+    uint64_t at; /* delivery step */
+    enum msg_type type;
+    pds_index index;   /* SYNC position, ENTRIES first, ACK, SNAP p0 */
+    struct pds_version last; /* SYNC */
+    pds_index server_last;   /* ENTRIES: the sender's last; SNAP: end */
+    struct hentry e[MSG_ENTRIES];
+    int n;
+    uint64_t seq; /* SNAP chunk, WRITE rid */
+    int is_last;
+    struct rec chunk[SNAP_KEYS];
+    int chunk_first;
+    /* WRITE / WACK */
+    int key, op, status, outcome;
+    uint32_t value;
+    struct pds_version v;
+};
+
+struct queued {
+    uint64_t rid;
+    int key, op;
+    uint32_t value;
+    struct pds_version v;
+    int is_sent;
+    int is_done; /* answered; removal not flushed yet */
+};
+
+struct follower {
+    /* Storage model. */
+    struct state cur, dur;
+    pds_index pos, dur_pos;
+    pds_index unflushed; /* entries applied by deferred-flush commits */
+    struct pds_version last, dur_last; /* version at pos (hlc 0: unknown) */
+    pds_index consistent_from, dur_consistent_from;
+    struct state staged;
+    int staging;
+    uint64_t staged_next;
+    struct queued outbox[MAX_OUTBOX];
+    int n_outbox;
+    /* Runtime. */
+    uint64_t conn;  /* 0: disconnected */
+    int down_until; /* partition or crash */
+    int64_t clock_skew;
+    pds_hlc hlc;
+    uint64_t next_rid;
+};
+
+/* The server's view of a connected follower. */
+struct sfollow {
+    uint64_t conn; /* 0: none */
+    int following;
+    struct pds_follower log;
+    int snapshot; /* a refresh in progress */
+    uint64_t snap_seq, snap_confirmed;
+    pds_index snap_p0;
+};
+
+struct req {
+    int used;
+    int f;       /* -1: a local write on the server */
+    uint64_t rid;
+    uint64_t conn;
+    int key, op;
+};
+
+struct acked {
+    int key;
+    struct pds_version v;
+    int standby; /* acknowledged in standby mode */
+};
+
+struct sim {
+    uint64_t rng, seed;
+    int step, faults;
+    uint64_t now;
+    /* Server. */
+    struct pds_core *core;
+    struct hentry hist[MAX_HIST + 1]; /* durable log, index 1.. */
+    struct state at[MAX_HIST + 1];    /* records after each index */
+    pds_index durable, first;
+    pds_index max_sent; /* the highest index ever sent to a follower */
+    struct hentry batch[64];
+    int n_batch;
+    int shipped_early; /* the batch went to the standby already */
+    pds_index standby_acked;
+    int waiting_since; /* step; -1 when nothing waits */
+    int server_down_until;
+    struct sfollow sf[N_FOLLOWERS];
+    struct req reqs[MAX_REQS];
+    uint64_t next_conn;
+    /* Followers, network, records of acknowledged writes. */
+    struct follower fl[N_FOLLOWERS];
+    struct msg msgs[MAX_MSGS];
+    int n_msgs;
+    struct acked acked[MAX_ACKED];
+    int n_acked;
+    char why[256];
+};
+
+static uint64_t rnd(struct sim *s)
+{
+    s->rng ^= s->rng << 13;
+    s->rng ^= s->rng >> 7;
+    s->rng ^= s->rng << 17;
+    return s->rng;
+}
+
+static int chance(struct sim *s, int percent)
+{
+    return (int)(rnd(s) % 100) < percent;
+}
+
+static const char *key_name(int k)
+{
+    static const char *const names[N_KEYS] = {"k0", "k1", "k2",
+                                              "k3", "k4", "k5"};
+    return names[k];
+}
+
+static void apply(struct state *st, const struct hentry *e)
+{
+    struct rec *r = &st->r[e->key];
+
+    r->has = 1;
+    r->is_tomb = e->op == PDS_OP_DEL;
+    r->v = e->v;
+    r->value = e->op == PDS_OP_DEL ? 0 : e->value;
+}
+
+static int same_state(const struct state *a, const struct state *b)
+{
+    int k;
+
+    for (k = 0; k < N_KEYS; k++) {
+        const struct rec *x = &a->r[k], *y = &b->r[k];
+        if (x->has != y->has)
+            return 0;
+        if (x->has && (x->is_tomb != y->is_tomb || x->value != y->value ||
+                       pds_version_cmp(&x->v, &y->v) != 0))
+            return 0;
+    }
+    return 1;
+}
+
+/* ---- Network ------------------------------------------------------------ */
+
+static void send_msg(struct sim *s, const struct msg *m)
+{
+    struct msg *q;
+    uint64_t at = s->now + 1 + rnd(s) % 3;
+    int i;
+
+    if (s->n_msgs == MAX_MSGS)
+        return; /* a full pipe: as if the connection stalled */
+    /* In order per connection and direction, like TCP. */
+    for (i = 0; i < s->n_msgs; i++) {
+        if (s->msgs[i].conn == m->conn &&
+            s->msgs[i].to_server == m->to_server && s->msgs[i].at > at)
+            at = s->msgs[i].at;
+    }
+    q = &s->msgs[s->n_msgs++];
+    *q = *m;
+    q->at = at;
+}
+
+static void server_drop_follower(struct sim *s, int f);
+
+/* A connection ends: its messages are lost, both ends notice. */
+static void conn_lost(struct sim *s, int f)
+{
+    struct follower *fl = &s->fl[f];
+    int i, j;
+
+    if (fl->conn == 0)
+        return;
+    for (i = 0, j = 0; i < s->n_msgs; i++) {
+        if (s->msgs[i].conn != fl->conn)
+            s->msgs[j++] = s->msgs[i];
+    }
+    s->n_msgs = j;
+    fl->conn = 0;
+    fl->staging = 0;
+    for (i = 0; i < fl->n_outbox; i++)
+        fl->outbox[i].is_sent = 0;
+    server_drop_follower(s, f);
+}
+
+/* ---- Server --------------------------------------------------------------
+ */
+
+static pds_time server_now(struct sim *s)
+{
+    return 1000000 + s->now * 10;
+}
+
+static int core_make(struct sim *s)
+{
+    struct pds_core_config cfg;
+    pds_hlc hlc = 0;
+    pds_index i;
+
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.node_id = 1;
+    cfg.epoch = 1;
+    cfg.last_index = s->durable;
+    for (i = 1; i <= s->durable; i++) {
+        if (s->hist[i].v.hlc > hlc)
+            hlc = s->hist[i].v.hlc;
+    }
+    cfg.last_hlc = hlc;
+    pds_limits_default(&cfg.limits);
+    cfg.role = PDS_ROLE_SERVER;
+    cfg.max_skew_ms = 60000;
+    return pds_core_new(&cfg, &s->core);
+}
+
+static struct req *req_new(struct sim *s)
+{
+    int i;
+
+    for (i = 0; i < MAX_REQS; i++) {
+        if (!s->reqs[i].used) {
+            memset(&s->reqs[i], 0, sizeof(s->reqs[i]));
+            s->reqs[i].used = 1;
+            return &s->reqs[i];
+        }
+    }
+    return NULL;
+}
+
+static void note_acked(struct sim *s, int key, struct pds_version v)
+{
+    if (s->n_acked == MAX_ACKED)
+        return;
+    s->acked[s->n_acked].key = key;
+    s->acked[s->n_acked].v = v;
+    s->acked[s->n_acked].standby = 1;
+    s->n_acked++;
+}
+
+/* Carry out a core update: entries join the batch, replies go out. */
+static int carry_out(struct sim *s, const struct pds_update *u)
+{
+    size_t i;
+
+    for (i = 0; i < u->n_entries; i++) {
+        const struct pds_entry *e = &u->entries[i];
+        struct hentry *h = &s->batch[s->n_batch++];
+        if (s->n_batch > 64) {
+            snprintf(s->why, sizeof(s->why), "batch overflow");
+            return -1;
+        }
+        memset(h, 0, sizeof(*h));
+        h->index = e->index;
+        h->key = e->key.item[1] - '0';
+        h->op = e->op;
+        h->v = e->version;
+        if (e->op == PDS_OP_PUT && e->value_len == 4)
+            memcpy(&h->value, e->value, 4);
+    }
+    for (i = 0; i < u->n_replies; i++) {
+        const struct pds_reply *r = &u->replies[i];
+        struct req *q = &s->reqs[r->req];
+        struct msg m;
+        if (r->req >= MAX_REQS || !q->used) {
+            snprintf(s->why, sizeof(s->why), "reply to an unknown request");
+            return -1;
+        }
+        q->used = 0;
+        if (q->f < 0) {
+            if (r->status == 0)
+                note_acked(s, q->key, r->version);
+            continue;
+        }
+        if (s->fl[q->f].conn != q->conn)
+            continue; /* its connection is gone: no answer */
+        memset(&m, 0, sizeof(m));
+        m.type = M_WACK;
+        m.f = q->f;
+        m.conn = q->conn;
+        m.seq = q->rid;
+        m.status = r->status;
+        m.outcome = r->outcome;
+        m.v = r->version;
+        m.key = q->key;
+        send_msg(s, &m);
+    }
+    return 0;
+}
+
+static int server_write(struct sim *s,
+                        int f,
+                        uint64_t rid,
+                        int key,
+                        int op,
+                        uint32_t value,
+                        const struct pds_version *origin)
+{
+    const struct rec *cur = &s->at[s->durable].r[key];
+    struct pds_event ev;
+    struct pds_update u;
+    struct req *q = req_new(s);
+    int rv;
+
+    if (q == NULL || s->n_batch > 60)
+        return 0; /* overloaded: the write is not taken */
+    q->f = f;
+    q->rid = rid;
+    q->conn = f >= 0 ? s->fl[f].conn : 0;
+    q->key = key;
+    q->op = op;
+    memset(&ev, 0, sizeof(ev));
+    ev.type = PDS_EVENT_WRITE;
+    ev.now = server_now(s);
+    ev.u.write.req = (uint64_t)(q - s->reqs);
+    ev.u.write.op = (enum pds_op)op;
+    ev.u.write.key.scope = PDS_SCOPE_USER;
+    ev.u.write.key.owner = "user";
+    ev.u.write.key.owner_len = 4;
+    ev.u.write.key.item = key_name(key);
+    ev.u.write.key.item_len = 2;
+    ev.u.write.value = (const uint8_t *)&value;
+    ev.u.write.value_len = 4;
+    ev.u.write.exists = cur->has && !cur->is_tomb;
+    if (cur->has) {
+        ev.u.write.has_current = 1;
+        ev.u.write.current = cur->v;
+    }
+    if (origin != NULL) {
+        ev.u.write.has_origin = 1;
+        ev.u.write.origin = *origin;
+    }
+    rv = pds_core_step(s->core, &ev, &u);
+    if (rv != 0) {
+        snprintf(s->why, sizeof(s->why), "core write: %s", pds_strerror(rv));
+        return -1;
+    }
+    return carry_out(s, &u);
+}
+
+static void ship(struct sim *s, int f);
+
+static void start_snapshot(struct sim *s, int f)
+{
+    struct sfollow *sf = &s->sf[f];
+
+    sf->following = 0;
+    sf->snapshot = 1;
+    sf->snap_seq = 0;
+    sf->snap_confirmed = 0;
+    sf->snap_p0 = s->durable;
+    if (s->durable > s->max_sent)
+        s->max_sent = s->durable;
+}
+
+/* Send the next snapshot chunks: each read now, from the records as they
+ * are at this step (a snapshot read while writes go on). */
+static void snap_pump(struct sim *s, int f)
+{
+    struct sfollow *sf = &s->sf[f];
+
+    while (sf->snapshot && sf->snap_seq < sf->snap_confirmed + 2) {
+        struct msg m;
+        int first = (int)sf->snap_seq * SNAP_KEYS, k;
+        memset(&m, 0, sizeof(m));
+        m.type = M_SNAP;
+        m.f = f;
+        m.conn = sf->conn;
+        m.seq = sf->snap_seq++;
+        m.index = sf->snap_p0;
+        m.chunk_first = first;
+        for (k = 0; k < SNAP_KEYS && first + k < N_KEYS; k++)
+            m.chunk[k] = s->at[s->durable].r[first + k];
+        m.is_last = first + SNAP_KEYS >= N_KEYS;
+        m.server_last = s->durable;
+        send_msg(s, &m);
+        if (m.is_last) {
+            sf->snapshot = 0;
+            sf->following = 1;
+            pds_repl_follow(&sf->log, sf->snap_p0);
+            ship(s, f);
+        }
+    }
+}
+
+static void ship(struct sim *s, int f)
+{
+    struct sfollow *sf = &s->sf[f];
+
+    while (sf->conn != 0 && sf->following) {
+        pds_index n = pds_repl_window(&sf->log, s->durable, WINDOW);
+        struct msg m;
+        pds_index i;
+        if (n == 0)
+            return;
+        if (sf->log.next < s->first) {
+            start_snapshot(s, f); /* trimmed before it was sent */
+            snap_pump(s, f);
+            return;
+        }
+        if (n > MSG_ENTRIES)
+            n = MSG_ENTRIES;
+        memset(&m, 0, sizeof(m));
+        m.type = M_ENTRIES;
+        m.f = f;
+        m.conn = sf->conn;
+        m.index = sf->log.next;
+        m.server_last = s->durable;
+        for (i = 0; i < n; i++)
+            m.e[i] = s->hist[sf->log.next + i];
+        m.n = (int)n;
+        send_msg(s, &m);
+        pds_repl_sent(&sf->log, n);
+        if (sf->log.next - 1 > s->max_sent)
+            s->max_sent = sf->log.next - 1;
+    }
+}
+
+static void server_drop_follower(struct sim *s, int f)
+{
+    memset(&s->sf[f], 0, sizeof(s->sf[f]));
+}
+
+static int settle(struct sim *s, pds_index index, int timeout)
+{
+    struct pds_event ev;
+    struct pds_update u;
+    int rv;
+
+    if (index <= pds_core_last_index(s->core))
+        return 0;
+    memset(&ev, 0, sizeof(ev));
+    ev.now = server_now(s);
+    if (timeout) {
+        ev.type = PDS_EVENT_ACK_TIMEOUT;
+        ev.u.ack_timeout.index = index;
+        ev.u.ack_timeout.errmsg = "timeout";
+    } else {
+        ev.type = PDS_EVENT_PERSISTED;
+        ev.u.persisted.index = index;
+    }
+    rv = pds_core_step(s->core, &ev, &u);
+    if (rv != 0) {
+        snprintf(s->why, sizeof(s->why), "core settle: %s", pds_strerror(rv));
+        return -1;
+    }
+    return carry_out(s, &u);
+}
+
+/* Before the commit: the batch goes to the standby (the fsyncs overlap). */
+static void ship_early(struct sim *s)
+{
+    struct sfollow *sf = &s->sf[0];
+    struct msg m;
+    int i;
+
+    if (s->n_batch == 0 || s->n_batch > MSG_ENTRIES || sf->conn == 0 ||
+        !sf->following || sf->log.next != s->batch[0].index ||
+        sf->log.next - sf->log.acked + (pds_index)s->n_batch > WINDOW)
+        return;
+    memset(&m, 0, sizeof(m));
+    m.type = M_ENTRIES;
+    m.f = 0;
+    m.conn = sf->conn;
+    m.index = s->batch[0].index;
+    m.server_last = s->batch[s->n_batch - 1].index;
+    for (i = 0; i < s->n_batch; i++)
+        m.e[i] = s->batch[i];
+    m.n = s->n_batch;
+    send_msg(s, &m);
+    pds_repl_sent(&sf->log, (pds_index)s->n_batch);
+    if (sf->log.next - 1 > s->max_sent)
+        s->max_sent = sf->log.next - 1;
+    s->shipped_early = 1;
+}
+
+static int server_commit(struct sim *s)
+{
+    int i, f;
+
+    if (s->n_batch == 0)
+        return 0;
+    if (s->durable + (pds_index)s->n_batch > MAX_HIST) {
+        s->n_batch = 0; /* the run is long enough; drop (never acked) */
+        return 0;
+    }
+    for (i = 0; i < s->n_batch; i++) {
+        pds_index ix = s->batch[i].index;
+        if (ix != s->durable + 1) {
+            snprintf(s->why, sizeof(s->why), "batch index %llu after %llu",
+                     (unsigned long long)ix, (unsigned long long)s->durable);
+            return -1;
+        }
+        s->hist[ix] = s->batch[i];
+        s->at[ix] = s->at[ix - 1];
+        apply(&s->at[ix], &s->batch[i]);
+        s->durable = ix;
+    }
+    s->n_batch = 0;
+    s->shipped_early = 0;
+    if (s->durable >= RETAIN)
+        s->first = s->durable - RETAIN + 1;
+    else
+        s->first = 1;
+    for (f = 0; f < N_FOLLOWERS; f++)
+        ship(s, f);
+    if (settle(s, s->standby_acked < s->durable ? s->standby_acked
+                                                : s->durable,
+               0) != 0)
+        return -1;
+    if (pds_core_last_index(s->core) >= s->durable)
+        s->waiting_since = -1;
+    else if (s->waiting_since < 0)
+        s->waiting_since = s->step;
+    return 0;
+}
+
+static int server_crash(struct sim *s)
+{
+    int f;
+
+    s->faults++;
+    for (f = 0; f < N_FOLLOWERS; f++)
+        conn_lost(s, f);
+    pds_core_free(s->core);
+    s->core = NULL;
+    s->n_batch = 0; /* not durable: lost, even if the standby has it */
+    s->shipped_early = 0;
+    memset(s->reqs, 0, sizeof(s->reqs));
+    s->standby_acked = 0;
+    s->waiting_since = -1;
+    s->server_down_until = s->step + 1 + (int)(rnd(s) % 10);
+    if (core_make(s) != 0) {
+        snprintf(s->why, sizeof(s->why), "core_make");
+        return -1;
+    }
+    return 0;
+}
+
+static int server_on_msg(struct sim *s, const struct msg *m)
+{
+    struct sfollow *sf = &s->sf[m->f];
+
+    if (sf->conn != m->conn)
+        return 0;
+    switch (m->type) {
+    case M_SYNC: {
+        struct pds_sync sy;
+        struct pds_log_view v;
+        const char *why;
+        memset(&sy, 0, sizeof(sy));
+        sy.epoch = 1;
+        sy.index = m->index;
+        sy.last = m->last;
+        sy.is_fresh = 1;
+        memset(&v, 0, sizeof(v));
+        v.first_index = s->durable > 0 ? s->first : 0;
+        v.last_index = s->durable;
+        if (m->index > 0 && m->index <= s->durable && m->index >= s->first) {
+            v.has_entry = 1;
+            v.entry_epoch = 1;
+            v.entry_version = s->hist[m->index].v;
+        }
+        if (pds_repl_decide(&sy, &v, &why) == PDS_SYNC_REFRESH) {
+            start_snapshot(s, m->f);
+            snap_pump(s, m->f);
+            return 0;
+        }
+        sf->following = 1;
+        pds_repl_follow(&sf->log, m->index);
+        if (m->f == 0 && m->index > s->standby_acked) {
+            s->standby_acked = m->index;
+            if (settle(s, m->index < s->durable ? m->index : s->durable,
+                       0) != 0)
+                return -1;
+        }
+        ship(s, m->f);
+        return 0;
+    }
+    case M_ACK:
+        if (!sf->following)
+            return 0;
+        if (pds_repl_ack(&sf->log, m->index) != 0 &&
+            getenv("PDS_SIM_TRACE") != NULL)
+            fprintf(stderr, "ack %llu: acked %llu next %llu\n",
+                    (unsigned long long)m->index,
+                    (unsigned long long)sf->log.acked,
+                    (unsigned long long)sf->log.next);
+        if (pds_repl_ack(&sf->log, m->index) != 0) {
+            snprintf(s->why, sizeof(s->why),
+                     "follower %d acknowledged %llu out of range", m->f,
+                     (unsigned long long)m->index);
+            return -1;
+        }
+        if (m->f == 0) {
+            s->standby_acked = m->index;
+            if (settle(s, m->index < s->durable ? m->index : s->durable,
+                       0) != 0)
+                return -1;
+            if (pds_core_last_index(s->core) >= s->durable)
+                s->waiting_since = -1;
+        }
+        ship(s, m->f);
+        return 0;
+    case M_SNAP_ACK:
+        if (sf->snapshot && m->seq + 1 > sf->snap_confirmed)
+            sf->snap_confirmed = m->seq + 1;
+        snap_pump(s, m->f);
+        return 0;
+    case M_WRITE:
+        return server_write(s, m->f, m->seq, m->key, m->op, m->value, &m->v);
+    default:
+        snprintf(s->why, sizeof(s->why), "server got message %d", m->type);
+        return -1;
+    }
+}
+
+/* ---- Followers ------------------------------------------------------------
+ */
+
+static pds_time follower_now(struct sim *s, int f)
+{
+    return (pds_time)((int64_t)server_now(s) + s->fl[f].clock_skew);
+}
+
+static void follower_commit(struct follower *fl, int flushed);
+
+/* Send the queued writes not sent yet, in order (outbox_pump). */
+static void outbox_pump(struct sim *s, int f)
+{
+    struct follower *fl = &s->fl[f];
+    struct msg m;
+    int i;
+
+    for (i = 0; i < fl->n_outbox && fl->conn != 0; i++) {
+        struct queued *q = &fl->outbox[i];
+        if (q->is_sent || q->is_done)
+            continue;
+        memset(&m, 0, sizeof(m));
+        m.type = M_WRITE;
+        m.f = f;
+        m.conn = fl->conn;
+        m.to_server = 1;
+        m.seq = q->rid;
+        m.key = q->key;
+        m.op = q->op;
+        m.value = q->value;
+        m.v = q->v;
+        send_msg(s, &m);
+        q->is_sent = 1;
+    }
+}
+
+static void follower_connect(struct sim *s, int f)
+{
+    struct follower *fl = &s->fl[f];
+    struct msg m;
+
+    /* Whatever a catch-up left unflushed is flushed first: the position
+     * a SYNC names is durable. */
+    follower_commit(fl, 1);
+    fl->unflushed = 0;
+    fl->conn = ++s->next_conn;
+    memset(&s->sf[f], 0, sizeof(s->sf[f]));
+    s->sf[f].conn = fl->conn;
+    memset(&m, 0, sizeof(m));
+    m.type = M_SYNC;
+    m.f = f;
+    m.conn = fl->conn;
+    m.to_server = 1;
+    m.index = fl->pos;
+    m.last = fl->last;
+    send_msg(s, &m);
+    /* Replay the outbox in order, with the versions it was made with. */
+    outbox_pump(s, f);
+}
+
+/* A commit on the follower: flushed, or lazy (a catch-up). */
+static void follower_commit(struct follower *fl, int flushed)
+{
+    if (!flushed)
+        return;
+    fl->dur = fl->cur;
+    fl->dur_pos = fl->pos;
+    fl->dur_last = fl->last;
+    fl->dur_consistent_from = fl->consistent_from;
+}
+
+static void follower_crash(struct sim *s, int f, int lose_unflushed)
+{
+    struct follower *fl = &s->fl[f];
+    int i;
+
+    s->faults++;
+    conn_lost(s, f);
+    fl->unflushed = 0;
+    if (lose_unflushed) {
+        fl->cur = fl->dur;
+        fl->pos = fl->dur_pos;
+        fl->last = fl->dur_last;
+        fl->consistent_from = fl->dur_consistent_from;
+    }
+    /* Answered outbox writes whose removal was not flushed come back. */
+    for (i = 0; i < fl->n_outbox; i++) {
+        fl->outbox[i].is_sent = 0;
+        fl->outbox[i].is_done = 0;
+    }
+    fl->down_until = s->step + 1 + (int)(rnd(s) % 8);
+}
+
+static void outbox_flush(struct follower *fl)
+{
+    int i, j;
+
+    for (i = 0, j = 0; i < fl->n_outbox; i++) {
+        if (!fl->outbox[i].is_done)
+            fl->outbox[j++] = fl->outbox[i];
+    }
+    fl->n_outbox = j;
+}
+
+static int follower_on_msg(struct sim *s, const struct msg *m)
+{
+    struct follower *fl = &s->fl[m->f];
+    struct msg a;
+    int i;
+
+    if (fl->conn != m->conn)
+        return 0;
+    switch (m->type) {
+    case M_ENTRIES: {
+        int lazy;
+        if (fl->staging || pds_repl_accept(fl->pos, m->index) != 0) {
+            conn_lost(s, m->f); /* out of order: the daemon closes */
+            return 0;
+        }
+        for (i = 0; i < m->n; i++) {
+            apply(&fl->cur, &m->e[i]);
+            pds_hlc_observe(&fl->hlc, m->e[i].v.hlc);
+        }
+        fl->pos = m->e[m->n - 1].index;
+        fl->last = m->e[m->n - 1].v;
+        lazy = pds_repl_defer_flush(fl->pos, m->server_last,
+                                    fl->unflushed + (pds_index)m->n, WINDOW);
+        follower_commit(fl, !lazy);
+        fl->unflushed = lazy ? fl->unflushed + (pds_index)m->n : 0;
+        if (lazy)
+            return 0;
+        memset(&a, 0, sizeof(a));
+        a.type = M_ACK;
+        a.f = m->f;
+        a.conn = fl->conn;
+        a.to_server = 1;
+        a.index = fl->pos;
+        send_msg(s, &a);
+        return 0;
+    }
+    case M_SNAP:
+        if (m->seq == 0) {
+            fl->staging = 1;
+            fl->staged_next = 0;
+            memset(&fl->staged, 0, sizeof(fl->staged));
+        }
+        if (!fl->staging || m->seq != fl->staged_next) {
+            conn_lost(s, m->f);
+            return 0;
+        }
+        for (i = 0; i < SNAP_KEYS && m->chunk_first + i < N_KEYS; i++)
+            fl->staged.r[m->chunk_first + i] = m->chunk[i];
+        fl->staged_next++;
+        if (!m->is_last) {
+            memset(&a, 0, sizeof(a));
+            a.type = M_SNAP_ACK;
+            a.f = m->f;
+            a.conn = fl->conn;
+            a.to_server = 1;
+            a.seq = m->seq;
+            send_msg(s, &a);
+            return 0;
+        }
+        /* Swap in, flushed, at the position of the first chunk. */
+        fl->staging = 0;
+        fl->cur = fl->staged;
+        fl->pos = m->index;
+        fl->last.hlc = 0;
+        fl->last.node = 0;
+        fl->consistent_from = m->server_last;
+        for (i = 0; i < N_KEYS; i++) {
+            if (fl->cur.r[i].has)
+                pds_hlc_observe(&fl->hlc, fl->cur.r[i].v.hlc);
+        }
+        follower_commit(fl, 1);
+        fl->unflushed = 0;
+        memset(&a, 0, sizeof(a));
+        a.type = M_ACK;
+        a.f = m->f;
+        a.conn = fl->conn;
+        a.to_server = 1;
+        a.index = fl->pos;
+        send_msg(s, &a);
+        return 0;
+    case M_WACK:
+        for (i = 0; i < fl->n_outbox; i++) {
+            struct queued *q = &fl->outbox[i];
+            if (q->rid != m->seq || q->is_done)
+                continue;
+            if (m->status == PDS_ETIMEDOUT) {
+                /* Committed, not confirmed by the standby: again. */
+                q->is_sent = 0;
+                outbox_pump(s, m->f);
+                return 0;
+            }
+            q->is_done = 1;
+            if (m->status == 0 && (m->outcome == PDS_OUTCOME_APPLIED ||
+                                   m->outcome == PDS_OUTCOME_CLAMPED))
+                note_acked(s, q->key, m->v);
+            else if (m->status == 0 && m->outcome == PDS_OUTCOME_DUPLICATE)
+                note_acked(s, q->key, q->v);
+            return 0;
+        }
+        return 0;
+    default:
+        snprintf(s->why, sizeof(s->why), "follower got message %d", m->type);
+        return -1;
+    }
+}
+
+/* A write made on follower f: sent, or queued while offline. */
+static void follower_write(struct sim *s, int f)
+{
+    struct follower *fl = &s->fl[f];
+    struct queued *q;
+
+    if (fl->n_outbox == MAX_OUTBOX)
+        return; /* the outbox is full: refused */
+    q = &fl->outbox[fl->n_outbox++];
+    memset(q, 0, sizeof(*q));
+    q->rid = ++fl->next_rid;
+    q->key = (int)(rnd(s) % N_KEYS);
+    q->op = chance(s, 20) ? PDS_OP_DEL : PDS_OP_PUT;
+    q->value = (uint32_t)rnd(s);
+    q->v.hlc = pds_hlc_next(&fl->hlc, follower_now(s, f));
+    q->v.node = 100 + (pds_node_id)f;
+    if (q->op == PDS_OP_DEL && !(fl->cur.r[q->key].has &&
+                                 !fl->cur.r[q->key].is_tomb)) {
+        q->op = PDS_OP_PUT; /* nothing to delete here */
+    }
+    if (fl->conn != 0) {
+        struct msg m;
+        memset(&m, 0, sizeof(m));
+        m.type = M_WRITE;
+        m.f = f;
+        m.conn = fl->conn;
+        m.to_server = 1;
+        m.seq = q->rid;
+        m.key = q->key;
+        m.op = q->op;
+        m.value = q->value;
+        m.v = q->v;
+        send_msg(s, &m);
+        q->is_sent = 1;
+    }
+}
+
+/* ---- Invariants -------------------------------------------------------- */
+
+static int on_branch(struct sim *s, pds_index pos, struct pds_version last)
+{
+    if (pos > s->durable)
+        return 0;
+    return last.hlc == 0 || pos == 0 ||
+           pds_version_cmp(&s->hist[pos].v, &last) == 0;
+}
+
+static int check(struct sim *s)
+{
+    int f, i;
+
+    for (f = 0; f < N_FOLLOWERS; f++) {
+        struct follower *fl = &s->fl[f];
+        if (on_branch(s, fl->pos, fl->last) && fl->pos >= fl->consistent_from &&
+            !same_state(&fl->cur, &s->at[fl->pos])) {
+            snprintf(s->why, sizeof(s->why),
+                     "follower %d at %llu does not hold the server's records "
+                     "there",
+                     f, (unsigned long long)fl->pos);
+            return -1;
+        }
+        if (on_branch(s, fl->dur_pos, fl->dur_last) &&
+            fl->dur_pos >= fl->dur_consistent_from &&
+            !same_state(&fl->dur, &s->at[fl->dur_pos])) {
+            snprintf(s->why, sizeof(s->why),
+                     "follower %d made durable position %llu without its "
+                     "records",
+                     f, (unsigned long long)fl->dur_pos);
+            return -1;
+        }
+        if (fl->pos > s->max_sent) {
+            snprintf(s->why, sizeof(s->why),
+                     "follower %d at %llu, beyond anything sent", f,
+                     (unsigned long long)fl->pos);
+            return -1;
+        }
+    }
+    for (i = 0; i < s->n_acked; i++) {
+        const struct acked *a = &s->acked[i];
+        const struct rec *r = &s->at[s->durable].r[a->key];
+        const struct rec *sb = &s->fl[0].dur.r[a->key];
+        if (!r->has || pds_version_cmp(&r->v, &a->v) < 0) {
+            if (getenv("PDS_SIM_TRACE") != NULL) {
+                pds_index ix;
+                fprintf(stderr, "acked %d: key %d v %llu/%llu\n", i, a->key,
+                        (unsigned long long)a->v.hlc,
+                        (unsigned long long)a->v.node);
+                for (ix = 1; ix <= s->durable; ix++) {
+                    if (s->hist[ix].key == a->key)
+                        fprintf(stderr, "  %llu op %d v %llu/%llu\n",
+                                (unsigned long long)ix, s->hist[ix].op,
+                                (unsigned long long)s->hist[ix].v.hlc,
+                                (unsigned long long)s->hist[ix].v.node);
+                }
+            }
+            snprintf(s->why, sizeof(s->why),
+                     "acknowledged write of %s (hlc %llu) missing on the "
+                     "server",
+                     key_name(a->key), (unsigned long long)a->v.hlc);
+            return -1;
+        }
+        if (a->standby && (!sb->has || pds_version_cmp(&sb->v, &a->v) < 0)) {
+            snprintf(s->why, sizeof(s->why),
+                     "acknowledged write of %s (hlc %llu) not durable on the "
+                     "standby",
+                     key_name(a->key), (unsigned long long)a->v.hlc);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* ---- One step ----------------------------------------------------------- */
+
+static int deliver(struct sim *s)
+{
+    int i;
+
+    for (i = 0; i < s->n_msgs; i++) {
+        struct msg m;
+        if (s->msgs[i].at > s->now)
+            continue;
+        m = s->msgs[i];
+        memmove(&s->msgs[i], &s->msgs[i + 1],
+                (size_t)(s->n_msgs - i - 1) * sizeof(m));
+        s->n_msgs--;
+        i--;
+        if (m.to_server ? server_on_msg(s, &m) : follower_on_msg(s, &m))
+            return -1;
+    }
+    return 0;
+}
+
+static int step(struct sim *s, int faults)
+{
+    int f, r = (int)(rnd(s) % 100);
+
+    s->now++;
+    s->step++;
+    if (s->step < s->server_down_until)
+        goto net;
+    if (faults && r < 2) {
+        if (server_crash(s) != 0)
+            return -1;
+        goto net;
+    }
+    if (faults && r < 6) {
+        f = (int)(rnd(s) % N_FOLLOWERS);
+        follower_crash(s, f, chance(s, 50));
+    } else if (faults && r < 12) {
+        f = (int)(rnd(s) % N_FOLLOWERS);
+        s->faults++;
+        conn_lost(s, f);
+        s->fl[f].down_until = s->step + (int)(rnd(s) % (chance(s, 10) ? 200 : 6));
+    } else if (faults && r < 40) {
+        f = (int)(rnd(s) % N_FOLLOWERS);
+        if (s->step >= s->fl[f].down_until)
+            follower_write(s, f);
+    } else if (faults && r < 60) {
+        if (server_write(s, -1, 0, (int)(rnd(s) % N_KEYS), PDS_OP_PUT,
+                         (uint32_t)rnd(s), NULL) != 0)
+            return -1;
+    }
+    /* The check phase: the standby first, then our own fsync. */
+    if (chance(s, 70)) {
+        ship_early(s);
+        if (faults && chance(s, 3)) {
+            if (server_crash(s) != 0) /* after the standby got it */
+                return -1;
+            goto net;
+        }
+        if (server_commit(s) != 0)
+            return -1;
+    }
+    if (s->waiting_since >= 0 && s->step - s->waiting_since > ACK_TIMEOUT &&
+        pds_core_last_index(s->core) < s->durable) {
+        if (settle(s, s->durable, 1) != 0)
+            return -1;
+        s->waiting_since = -1;
+    }
+net:
+    for (f = 0; f < N_FOLLOWERS; f++) {
+        struct follower *fl = &s->fl[f];
+        if (fl->conn == 0 && s->step >= fl->down_until &&
+            s->step >= s->server_down_until)
+            follower_connect(s, f);
+        if (chance(s, 50))
+            outbox_flush(fl);
+    }
+    if (deliver(s) != 0)
+        return -1;
+    return check(s);
+}
+
+static int converged(struct sim *s)
+{
+    int f;
+
+    if (s->n_batch > 0 || s->n_msgs > 0)
+        return 0;
+    for (f = 0; f < N_FOLLOWERS; f++) {
+        struct follower *fl = &s->fl[f];
+        int i;
+        if (fl->conn == 0 || fl->pos != s->durable ||
+            !same_state(&fl->cur, &s->at[s->durable]))
+            return 0;
+        for (i = 0; i < fl->n_outbox; i++) {
+            if (!fl->outbox[i].is_done)
+                return 0;
+        }
+    }
+    return 1;
+}
+
+static int run(uint64_t seed, int steps, int *n_faults)
+{
+    struct sim *s = calloc(1, sizeof(*s));
+    int i, rv = 0;
+
+    if (s == NULL)
+        return -1;
+    s->seed = seed;
+    s->rng = seed * 2654435761u + 1;
+    s->waiting_since = -1;
+    s->first = 0;
+    for (i = 0; i < N_FOLLOWERS; i++) {
+        /* One clock is hours ahead now and then; the others are close. */
+        s->fl[i].clock_skew = chance(s, 15) ? 3 * 3600 * 1000
+                                            : (int64_t)(rnd(s) % 200) - 100;
+    }
+    if (core_make(s) != 0) {
+        free(s);
+        return -1;
+    }
+    for (i = 0; i < steps && rv == 0; i++)
+        rv = step(s, 1);
+    /* Faults stop: heal and let everyone converge. */
+    for (i = 0; i < N_FOLLOWERS && rv == 0; i++)
+        s->fl[i].down_until = 0;
+    s->server_down_until = 0;
+    for (i = 0; i < 5000 && rv == 0 && !converged(s); i++) {
+        rv = step(s, 0);
+        if (rv == 0 && s->waiting_since < 0 &&
+            pds_core_last_index(s->core) < s->durable)
+            rv = settle(s, s->standby_acked < s->durable ? s->standby_acked
+                                                         : s->durable,
+                        0);
+    }
+    if (rv == 0 && !converged(s) && getenv("PDS_SIM_TRACE") != NULL) {
+        int f, q;
+        fprintf(stderr, "batch %d msgs %d\n", s->n_batch, s->n_msgs);
+        for (f = 0; f < N_FOLLOWERS; f++) {
+            fprintf(stderr, "f%d conn %llu pos %llu same %d outbox %d:", f,
+                    (unsigned long long)s->fl[f].conn,
+                    (unsigned long long)s->fl[f].pos,
+                    same_state(&s->fl[f].cur, &s->at[s->durable]),
+                    s->fl[f].n_outbox);
+            for (q = 0; q < s->fl[f].n_outbox; q++)
+                fprintf(stderr, " [rid %llu op %d sent %d done %d]",
+                        (unsigned long long)s->fl[f].outbox[q].rid,
+                        s->fl[f].outbox[q].op, s->fl[f].outbox[q].is_sent,
+                        s->fl[f].outbox[q].is_done);
+            fprintf(stderr, "\n");
+        }
+    }
+    if (rv == 0 && !converged(s)) {
+        snprintf(s->why, sizeof(s->why),
+                 "no convergence once faults stopped (server at %llu; "
+                 "followers at %llu %llu %llu)",
+                 (unsigned long long)s->durable,
+                 (unsigned long long)s->fl[0].pos,
+                 (unsigned long long)s->fl[1].pos,
+                 (unsigned long long)s->fl[2].pos);
+        rv = -1;
+    }
+    if (rv != 0)
+        fprintf(stderr, "seed %llu step %d: %s\n", (unsigned long long)seed,
+                s->step, s->why);
+    *n_faults = s->faults;
+    pds_core_free(s->core);
+    free(s);
+    return rv;
+}
+
+int main(void)
+{
+    const char *one = getenv("PDS_TEST_SEED");
+    const char *n_env = getenv("PDS_SIM_SEEDS");
+    const char *steps_env = getenv("PDS_SIM_STEPS");
+    uint64_t n_seeds = n_env != NULL ? strtoull(n_env, NULL, 10) : 2000;
+    int steps = steps_env != NULL ? atoi(steps_env) : 1500;
+    uint64_t seed, first = 1, failed = 0, faults = 0;
+    int nf;
+
+    if (one != NULL) {
+        first = strtoull(one, NULL, 10);
+        n_seeds = 1;
+    }
+    for (seed = first; seed < first + n_seeds; seed++) {
+        if (run(seed, steps, &nf) != 0)
+            failed++;
+        faults += (uint64_t)nf;
+    }
+    printf("sim_repl: %llu seeds x %d steps, %llu faults injected, %llu "
+           "failed\n",
+           (unsigned long long)n_seeds, steps, (unsigned long long)faults,
+           (unsigned long long)failed);
+    return failed == 0 ? 0 : 1;
+}
