@@ -71,7 +71,15 @@ struct hentry {
     uint32_t value;
 };
 
-enum msg_type { M_SYNC = 1, M_ENTRIES, M_ACK, M_SNAP, M_SNAP_ACK, M_WRITE, M_WACK };
+enum msg_type {
+    M_SYNC = 1,
+    M_ENTRIES,
+    M_ACK,
+    M_SNAP,
+    M_SNAP_ACK,
+    M_WRITE,
+    M_WACK
+};
 
 struct msg {
     int to_server; /* direction */
@@ -79,7 +87,7 @@ struct msg {
     uint64_t conn;
     uint64_t at; /* delivery step */
     enum msg_type type;
-    pds_index index;   /* SYNC position, ENTRIES first, ACK, SNAP p0 */
+    pds_index index;         /* SYNC position, ENTRIES first, ACK, SNAP p0 */
     struct pds_version last; /* SYNC */
     pds_index server_last;   /* ENTRIES: the sender's last; SNAP: end */
     struct hentry e[MSG_ENTRIES];
@@ -135,7 +143,7 @@ struct sfollow {
 
 struct req {
     int used;
-    int f;       /* -1: a local write on the server */
+    int f; /* -1: a local write on the server */
     uint64_t rid;
     uint64_t conn;
     int key, op;
@@ -582,8 +590,7 @@ static int server_commit(struct sim *s)
         s->first = 1;
     for (f = 0; f < N_FOLLOWERS; f++)
         ship(s, f);
-    if (settle(s, s->standby_acked < s->durable ? s->standby_acked
-                                                : s->durable,
+    if (settle(s, s->standby_acked < s->durable ? s->standby_acked : s->durable,
                0) != 0)
         return -1;
     if (pds_core_last_index(s->core) >= s->durable)
@@ -648,8 +655,8 @@ static int server_on_msg(struct sim *s, const struct msg *m)
         pds_repl_follow(&sf->log, m->index);
         if (m->f == 0 && m->index > s->standby_acked) {
             s->standby_acked = m->index;
-            if (settle(s, m->index < s->durable ? m->index : s->durable,
-                       0) != 0)
+            if (settle(s, m->index < s->durable ? m->index : s->durable, 0) !=
+                0)
                 return -1;
         }
         ship(s, m->f);
@@ -672,8 +679,8 @@ static int server_on_msg(struct sim *s, const struct msg *m)
         }
         if (m->f == 0) {
             s->standby_acked = m->index;
-            if (settle(s, m->index < s->durable ? m->index : s->durable,
-                       0) != 0)
+            if (settle(s, m->index < s->durable ? m->index : s->durable, 0) !=
+                0)
                 return -1;
             if (pds_core_last_index(s->core) >= s->durable)
                 s->waiting_since = -1;
@@ -919,8 +926,8 @@ static void follower_write(struct sim *s, int f)
     q->value = (uint32_t)rnd(s);
     q->v.hlc = pds_hlc_next(&fl->hlc, follower_now(s, f));
     q->v.node = 100 + (pds_node_id)f;
-    if (q->op == PDS_OP_DEL && !(fl->cur.r[q->key].has &&
-                                 !fl->cur.r[q->key].is_tomb)) {
+    if (q->op == PDS_OP_DEL &&
+        !(fl->cur.r[q->key].has && !fl->cur.r[q->key].is_tomb)) {
         q->op = PDS_OP_PUT; /* nothing to delete here */
     }
     if (fl->conn != 0) {
@@ -1056,7 +1063,8 @@ static int step(struct sim *s, int faults)
         f = (int)(rnd(s) % N_FOLLOWERS);
         s->faults++;
         conn_lost(s, f);
-        s->fl[f].down_until = s->step + (int)(rnd(s) % (chance(s, 10) ? 200 : 6));
+        s->fl[f].down_until =
+            s->step + (int)(rnd(s) % (chance(s, 10) ? 200 : 6));
     } else if (faults && r < 40) {
         f = (int)(rnd(s) % N_FOLLOWERS);
         if (s->step >= s->fl[f].down_until)
@@ -1130,8 +1138,8 @@ static int run(uint64_t seed, int steps, int *n_faults)
     s->first = 0;
     for (i = 0; i < N_FOLLOWERS; i++) {
         /* One clock is hours ahead now and then; the others are close. */
-        s->fl[i].clock_skew = chance(s, 15) ? 3 * 3600 * 1000
-                                            : (int64_t)(rnd(s) % 200) - 100;
+        s->fl[i].clock_skew =
+            chance(s, 15) ? 3 * 3600 * 1000 : (int64_t)(rnd(s) % 200) - 100;
     }
     if (core_make(s) != 0) {
         free(s);
@@ -1147,8 +1155,9 @@ static int run(uint64_t seed, int steps, int *n_faults)
         rv = step(s, 0);
         if (rv == 0 && s->waiting_since < 0 &&
             pds_core_last_index(s->core) < s->durable)
-            rv = settle(s, s->standby_acked < s->durable ? s->standby_acked
-                                                         : s->durable,
+            rv = settle(s,
+                        s->standby_acked < s->durable ? s->standby_acked
+                                                      : s->durable,
                         0);
     }
     if (rv == 0 && !converged(s) && getenv("PDS_SIM_TRACE") != NULL) {
@@ -1169,13 +1178,12 @@ static int run(uint64_t seed, int steps, int *n_faults)
         }
     }
     if (rv == 0 && !converged(s)) {
-        snprintf(s->why, sizeof(s->why),
-                 "no convergence once faults stopped (server at %llu; "
-                 "followers at %llu %llu %llu)",
-                 (unsigned long long)s->durable,
-                 (unsigned long long)s->fl[0].pos,
-                 (unsigned long long)s->fl[1].pos,
-                 (unsigned long long)s->fl[2].pos);
+        snprintf(
+            s->why, sizeof(s->why),
+            "no convergence once faults stopped (server at %llu; "
+            "followers at %llu %llu %llu)",
+            (unsigned long long)s->durable, (unsigned long long)s->fl[0].pos,
+            (unsigned long long)s->fl[1].pos, (unsigned long long)s->fl[2].pos);
         rv = -1;
     }
     if (rv != 0)
