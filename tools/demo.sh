@@ -2,7 +2,8 @@
 # demo.sh - the main job: build pdsync, start a group of three printers on
 # loopback (printer-1 the server, printer-2 and printer-3 its clients) in
 # ./demo-data (or $PDSYNC_DEMO_DATA), write a user's personalized data on
-# one printer and read it on another, show the group, and stop the nodes.
+# one printer and read it on another, keep writing while the server is
+# away (the outbox), show the group, and stop the nodes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -73,7 +74,27 @@ on printer-3 get alice ui.language
 on printer-3 list alice
 on printer-3 get alice ui.theme || echo "(exit $?: as expected, alice has no ui.theme)"
 echo
+echo "# The server goes away; printer-2 keeps taking Alice's changes (queued)..."
+kill -TERM "${pids[0]}"
+wait "${pids[0]}" 2>/dev/null || true
+for _ in $(seq 1 100); do
+    "$bin/pdsync" --data "$root/printer-2" status | grep -q '(connected)' || break
+    sleep 0.05
+done
+on printer-2 put alice ui.language fr-FR
+on printer-2 get alice ui.language
+echo
+echo "# ...and when the server is back, the change reaches printer-3."
+start printer-1 --listen "$addr"
+for _ in $(seq 1 200); do
+    [ "$("$bin/pdsync" --data "$root/printer-3" get alice ui.language 2>/dev/null)" = fr-FR ] && break
+    sleep 0.05
+done
+on printer-3 get alice ui.language
+echo
 on printer-1 clients
+echo
+on printer-1 status
 echo
 on printer-3 status
 echo

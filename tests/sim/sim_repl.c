@@ -1203,7 +1203,7 @@ int main(void)
     uint64_t n_seeds = n_env != NULL ? strtoull(n_env, NULL, 10) : 2000;
     int steps = steps_env != NULL ? atoi(steps_env) : 1500;
     uint64_t seed, first = 1, failed = 0, faults = 0;
-    int nf;
+    int nf = 0;
 
     if (one != NULL) {
         first = strtoull(one, NULL, 10);
