@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test.sh - the whole test suite, as CI runs it: install what is missing,
-# check formatting, build the dev and asan presets, run ctest on both, and
-# a short benchmark smoke run. Ends with "N passed, N failed".
+# check formatting, build the dev and asan presets, run ctest on both, a
+# short benchmark smoke run, and the release build. Ends with "N passed, N
+# failed".
 #
 #   tools/test.sh            everything but the 'slow' label
 #   PDS_TEST_SLOW=1 tools/test.sh   also the long soak/fault runs
@@ -51,6 +52,16 @@ for preset in dev asan; do
 done
 # The benchmark's short smoke run (the figures themselves: bench/run.sh).
 run_ctest dev -L bench
+# The optimized build the demo and the benchmarks use: it must compile
+# warning-free too (the optimizer sees more).
+if cmake --preset release -DPDS_WERROR=ON >/dev/null &&
+    cmake --build --preset release -j"$jobs" >/dev/null; then
+    passed=$((passed + 1))
+    echo "release build: ok"
+else
+    failed=$((failed + 1))
+    echo "release build failed"
+fi
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
