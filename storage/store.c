@@ -2163,7 +2163,8 @@ static int snap_finish(struct pds_store *s, MDB_txn *txn, void *arg)
     struct snap_finish_arg *a = arg;
     struct pds_store_meta m;
     uint64_t n_live = 0;
-    MDB_val hk = {7, (void *)"history"};
+    /* The "history" blob (pds_store_blob_put's key): the group's data. */
+    MDB_val hk = {12, (void *)"blob.history"};
     MDB_val hv = {a->group_len, (void *)a->group};
     MDB_cursor *cur;
     MDB_val k, v;

@@ -1170,9 +1170,9 @@ static int cmd_clients(struct cli *cli, int argc, char **argv)
         printf("[");
     else if (n > 0)
         printf("%-16s  %-12s  %-16s  %-12s  %-12s  %-21s  %-20s  %-20s  "
-               "%-16s  %-14s  %s\n",
+               "%-16s  %-14s  %-10s  %s\n",
                "ID", "STATE", "NAME", "PRODUCT", "LOCATION", "ADDRESS",
-               "FIRST ENROLLED", "LAST SEEN", "VERSION", "POSITION",
+               "FIRST ENROLLED", "LAST SEEN", "VERSION", "POSITION", "SYNC",
                "LAST ERROR");
     for (i = 0; i < n; i++) {
         const char *state = m[i].state == PDS_MEMBER_STOPPED ? "stopped"
@@ -1196,20 +1196,29 @@ static int cmd_clients(struct cli *cli, int argc, char **argv)
             json_str(m[i].version, strlen(m[i].version));
             printf(",\"last_error\":");
             json_str(m[i].last_error, strlen(m[i].last_error));
-            if (m[i].is_following)
-                printf(",\"position\":%llu", (unsigned long long)m[i].position);
+            if (m[i].is_following) {
+                printf(",\"position\":%llu,\"sync\":",
+                       (unsigned long long)m[i].position);
+                json_str(m[i].sync, strlen(m[i].sync));
+            }
             printf("}");
         } else {
             char pos[32] = "-";
             if (m[i].is_following)
                 snprintf(pos, sizeof(pos), "%llu",
                          (unsigned long long)m[i].position);
+            /* "following", or "refreshing: ..." while it takes a snapshot. */
+            char sync[16];
+            snprintf(sync, sizeof(sync), "%s",
+                     !m[i].is_following                          ? "-"
+                     : strncmp(m[i].sync, "refreshing", 10) == 0 ? "refreshing"
+                                                                 : "following");
             printf("%016llx  %-12s  %-16s  %-12s  %-12s  %-21s  %-20s  "
-                   "%-20s  %-16s  %-14s  %s\n",
+                   "%-20s  %-16s  %-14s  %-10s  %s\n",
                    (unsigned long long)m[i].id, state, m[i].name,
                    m[i].product[0] ? m[i].product : "-",
                    m[i].location[0] ? m[i].location : "-", m[i].address,
-                   first_s, last_s, m[i].version, pos,
+                   first_s, last_s, m[i].version, pos, sync,
                    m[i].last_error[0] ? m[i].last_error : "-");
         }
     }

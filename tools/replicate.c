@@ -971,6 +971,7 @@ void pds__repl_on_snapshot(struct daemon *d,
         goto failed;
     snap_receiving = 0;
     follows_group = 1;
+    d->server_last = m->index; /* as far as this node knows now */
     pds_store_blob_put(d->store, "join_mode", NULL, 0);
     rv = pds__daemon_core_reload(d);
     if (rv != 0) {

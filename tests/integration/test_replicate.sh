@@ -62,7 +62,7 @@ expect 0 pds "$s" --json status
 pos_s=$(sed -E 's/.*"last_index":([0-9]+).*/\1/' <<<"$OUT")
 [ "$pos_b" = "$pos_s" ] || fail "client B at $pos_b, server at $pos_s"
 wait_for "$s" "--json clients" "\"name\":\"b\".*\"position\":$pos_s"
-wait_for "$s" clients "connected +b .* $pos_s +-"
+wait_for "$s" clients "connected +b .* $pos_s +following +-"
 wait_for "$b" status "^lag: +0 entries \\(the server was at $pos_s"
 pass "a client away for 1,000 changes catches up from the log (position $pos_b)"
 
@@ -233,3 +233,22 @@ expect 0 pds "$b" client start "$addr" --join-secret-file "$T_ROOT/secret" --nam
 wait_for "$s" "get erin ui.language" '^sv$'
 same_data "$s" "$b"
 pass "a client that wrote on its own after leaving is refreshed, its own owner uploaded"
+
+# The server restored from an older backup: its clients hold positions it
+# never had. They are refreshed to the restored data (nothing half-mixed),
+# and the server says so.
+stop_node "$s"
+cp -a "$s/db" "$T_ROOT/backup-db"
+start_node "$s" --listen "$addr"
+expect 0 pds "$s" put restore ui.language newer
+wait_for "$b" "get restore ui.language" '^newer$'
+stop_node "$s"
+rm -rf "$s/db"
+cp -a "$T_ROOT/backup-db" "$s/db"
+start_node "$s" --listen "$addr"
+expect 1 pds "$s" get restore ui.language
+wait_for "$s" log 'client at .* presented position .*, one this server never had'
+wait_for "$b" status '^lag: +0 entries'
+same_data "$s" "$b"
+expect 1 pds "$b" get restore ui.language
+pass "the server restored from a backup: clients ahead of it are refreshed to its data"

@@ -1138,6 +1138,14 @@ TEST(snapshot_swaps_in_atomically_with_its_position)
     CHECK_EQ(pds_store_meta(b, &m), 0);
     CHECK_EQ(m.last_index, 40);
     CHECK_EQ(m.first_index, 0);
+    {
+        /* The data is now the group's (the "history" blob). */
+        uint8_t h[16];
+        size_t hl = 0;
+        CHECK_EQ(pds_store_blob_get(b, "history", h, sizeof(h), &hl), 0);
+        CHECK_EQ(hl, 16);
+        CHECK_EQ(memcmp(h, group, 16), 0);
+    }
     CHECK_EQ(pds_store_stats(b, &st), 0);
     CHECK_EQ(st.n_records, 40);
     CHECK_EQ(st.n_users, 2);
