@@ -101,8 +101,11 @@ on_setting(void *user, const char *section, const char *name, const char *value)
         else
             return fail(ctx, section, name, "must be refuse-new or evict-lru");
     } else if (MATCH("limits", "max_value_size")) {
-        if (parse_size(value, 1, PDS_VALUE_MAX, &v) != 0)
-            return fail(ctx, section, name, "not a size in 1..64M");
+        /* A change travels to the group in one frame of at most 4 MiB. */
+        if (parse_size(value, 1, (uint64_t)3 << 20, &v) != 0)
+            return fail(ctx, section, name,
+                        "not a size in 1..3M (a change must fit one "
+                        "replication frame)");
         cfg->limits.max_value = (uint32_t)v;
     } else if (MATCH("limits", "max_owner_len")) {
         if (parse_size(value, 1, PDS_OWNER_MAX, &v) != 0)
