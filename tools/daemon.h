@@ -40,10 +40,19 @@ struct daemon {
     int lock_fd;
     int is_stopping;
 
-    /* Entries stepped this turn and not yet committed. */
+    /* Entries stepped and not yet handed to a commit. */
     struct pds_entry *batch;
     size_t n_batch;
     size_t cap_batch;
+    /* The commit running on a pool thread, if any (pdsyncd.c). */
+    uv_work_t commit_work;
+    int is_committing;
+    struct pds_entry *cbatch;
+    size_t n_cbatch;
+    size_t cap_cbatch;
+    pds_time commit_time;
+    int commit_rv;
+    int commit_shipped;
     uint64_t n_commits;
     uint64_t n_committed;
 
@@ -76,6 +85,7 @@ struct daemon {
     int has_standby;
     uint8_t standby_pk[PDS_KEY_BYTES];
     uint64_t standby_wait_since; /* ms; 0 when nothing waits */
+    pds_index standby_acked;     /* the standby's durable position */
     int is_degraded;             /* standby-optional running as local */
     uv_timer_t ack_timer;
     /* Items whose values are device-specific (sharing scope). */

@@ -836,6 +836,7 @@ static void replication(struct daemon *d,
     }
     memcpy(d->standby_pk, found->pk, PDS_KEY_BYTES);
     d->has_standby = 1;
+    d->standby_acked = 0; /* from its next confirmation */
     save_blob(d, "standby", d->standby_pk, PDS_KEY_BYTES);
     pds_commlog(PDS_LOG_INFO,
                 "replication destination: %s (%016llx); acknowledgements: %s",

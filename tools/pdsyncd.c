@@ -172,39 +172,48 @@ static int waits_for_standby(const struct daemon *d)
     return 1;
 }
 
-/* The check phase: one transaction, one fsync for the whole turn. */
-static void commit_batch(uv_check_t *handle)
-{
-    struct daemon *d = handle->data;
-    struct pds_event ev;
-    pds_index first, last;
-    int shipped, rv;
+/*
+ * Group commit. The writes stepped while no commit runs become one
+ * transaction with one fsync in the check phase. With a standby to wait
+ * for, the commit runs on a thread of libuv's pool: the loop goes on taking
+ * requests and the standby's confirmations meanwhile, and the writes that
+ * arrive during that commit form the next one, handed over as soon as it
+ * completes. One commit at a time; its entries move from
+ * d->batch to d->cbatch for as long as it runs. The rest of the daemon's
+ * storage calls stay on the loop thread (LMDB serializes write
+ * transactions between threads; a short one there waits for the commit).
+ */
+static void settle_committed(struct daemon *d, pds_index index, int timeout);
 
-    pds__repl_flush(d);
-    if (d->n_batch == 0)
-        return;
-    first = d->batch[0].index;
-    last = d->batch[d->n_batch - 1].index;
-    /* The standby's fsync runs while ours does. */
-    shipped =
-        waits_for_standby(d) && pds__repl_ship_early(d, d->batch, d->n_batch);
-    rv = pds_store_commit(d->store, d->batch, d->n_batch, pds__wall_ms());
+static void finish_commit(struct daemon *d, int rv, int shipped)
+{
+    struct pds_event ev;
+    pds_index first = d->cbatch[0].index;
+    pds_index last = d->cbatch[d->n_cbatch - 1].index;
+
     if (rv != 0 && shipped)
         pds__repl_unship(d, first);
     if (rv == 0)
-        pds__scope_after_commit(d, d->batch, d->n_batch);
+        pds__scope_after_commit(d, d->cbatch, d->n_cbatch);
     memset(&ev, 0, sizeof(ev));
     ev.now = pds__wall_ms();
     if (rv == 0) {
         d->n_commits++;
-        d->n_committed += d->n_batch;
+        d->n_committed += d->n_cbatch;
         d->committed = last;
-        pds__repl_note_commit(d, d->batch, d->n_batch);
+        pds__repl_note_commit(d, d->cbatch, d->n_cbatch);
+        d->n_cbatch = 0;
         if (waits_for_standby(d)) {
-            /* Answered when the standby confirms, or at the timeout. */
-            d->n_batch = 0;
-            if (d->standby_wait_since == 0)
-                d->standby_wait_since = pds__wall_ms();
+            /* Answered when the standby confirms, or at the timeout. The
+             * standby, sent the batch before our fsync, may have confirmed
+             * already. */
+            settle_committed(
+                d, d->standby_acked < last ? d->standby_acked : last, 0);
+            d->standby_wait_since =
+                pds_core_last_index(d->core) < d->committed
+                    ? (d->standby_wait_since != 0 ? d->standby_wait_since
+                                                  : pds__wall_ms())
+                    : 0;
             pds__group_after_commit(d);
             return;
         }
@@ -212,19 +221,94 @@ static void commit_batch(uv_check_t *handle)
         ev.u.persisted.index = last;
     } else {
         const char *msg = pds_store_commit_errmsg(d->store);
-        pds_commlog(PDS_LOG_ERROR, "%zu writes failed: %s", d->n_batch, msg);
+        pds_commlog(PDS_LOG_ERROR, "%zu writes failed: %s",
+                    d->n_cbatch + d->n_batch, msg);
         ev.type = PDS_EVENT_PERSIST_FAILED;
         ev.u.persist_failed.index = first;
         ev.u.persist_failed.status = rv;
         ev.u.persist_failed.errmsg = msg;
+        /* The core fails every write from first on, those that arrived
+         * during the commit too, and frees their bytes. */
+        d->n_cbatch = 0;
+        d->n_batch = 0;
     }
-    d->n_batch = 0;
     rv = pds__daemon_step(d, &ev);
     if (rv != 0)
         pds_log(PDS_LOG_ERROR, "core refused storage result: %s",
                 pds_strerror(rv));
     if (ev.type == PDS_EVENT_PERSISTED)
         pds__group_after_commit(d);
+}
+
+/* Move the turn's writes to the commit slot (swapping the arrays). */
+static void take_batch(struct daemon *d)
+{
+    struct pds_entry *p = d->cbatch;
+    size_t cap = d->cap_cbatch;
+
+    d->cbatch = d->batch;
+    d->cap_cbatch = d->cap_batch;
+    d->n_cbatch = d->n_batch;
+    d->batch = p;
+    d->cap_batch = cap;
+    d->n_batch = 0;
+}
+
+static void commit_work(uv_work_t *req)
+{
+    struct daemon *d = req->data;
+
+    d->commit_rv =
+        pds_store_commit(d->store, d->cbatch, d->n_cbatch, d->commit_time);
+}
+
+static void start_commit(struct daemon *d);
+
+static void commit_done(uv_work_t *req, int status)
+{
+    struct daemon *d = req->data;
+
+    d->is_committing = 0;
+    if (status != 0) /* canceled: never ran */
+        d->commit_rv =
+            pds_store_commit(d->store, d->cbatch, d->n_cbatch, d->commit_time);
+    finish_commit(d, d->commit_rv, d->commit_shipped);
+    if (d->n_batch > 0)
+        start_commit(d);
+}
+
+static void start_commit(struct daemon *d)
+{
+    take_batch(d);
+    /* The standby's fsync runs while ours does. */
+    d->commit_shipped =
+        waits_for_standby(d) && pds__repl_ship_early(d, d->cbatch, d->n_cbatch);
+    d->commit_time = pds__wall_ms();
+    d->commit_work.data = d;
+    /* On a pool thread when a standby is to confirm the batch: the loop
+     * takes its confirmations, and the next requests, meanwhile. Without
+     * one, here: handing over costs more than it gains (measured). */
+    if (!d->is_stopping && waits_for_standby(d) &&
+        uv_queue_work(&d->loop, &d->commit_work, commit_work, commit_done) ==
+            0) {
+        d->is_committing = 1;
+        return;
+    }
+    /* Here: no standby to wait for, stopping, or no thread to be had. */
+    finish_commit(
+        d, pds_store_commit(d->store, d->cbatch, d->n_cbatch, d->commit_time),
+        d->commit_shipped);
+}
+
+/* The check phase: hand the turn's writes to a commit. */
+static void commit_batch(uv_check_t *handle)
+{
+    struct daemon *d = handle->data;
+
+    pds__repl_flush(d);
+    if (d->n_batch == 0 || d->is_committing)
+        return;
+    start_commit(d);
 }
 
 static void on_ack_timer(uv_timer_t *t);
@@ -273,6 +357,9 @@ static void settle_committed(struct daemon *d, pds_index index, int timeout)
 
 void pds__daemon_standby_ack(struct daemon *d, pds_index index)
 {
+    /* It may confirm a batch before our own commit of it completes. */
+    if (index > d->standby_acked)
+        d->standby_acked = index;
     if (index > d->committed)
         index = d->committed;
     if (d->is_degraded) {
@@ -1364,6 +1451,7 @@ err_after_node:
     if (d.store != NULL)
         pds_store_close(d.store);
     free(d.batch);
+    free(d.cbatch);
     {
         size_t i;
         for (i = 0; i < d.n_device_items; i++)

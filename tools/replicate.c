@@ -113,9 +113,12 @@ void pds__repl_conn_closed(struct daemon *d, uint64_t conn)
 {
     size_t i;
 
-    (void)d;
     for (i = 0; i < n_followers; i++) {
         if (followers[i].conn == conn) {
+            /* Known again from its next SYNC. */
+            if (d->has_standby &&
+                memcmp(followers[i].pk, d->standby_pk, PDS_KEY_BYTES) == 0)
+                d->standby_acked = 0;
             followers[i] = followers[--n_followers];
             return;
         }
@@ -271,7 +274,7 @@ int pds__repl_ship_early(struct daemon *d,
     size_t i, len = 0;
     int rv;
 
-    if (!d->has_standby || n == 0)
+    if (!d->has_standby || n == 0 || d->net == NULL)
         return 0;
     for (i = 0; i < n_followers; i++) {
         if (memcmp(followers[i].pk, d->standby_pk, PDS_KEY_BYTES) == 0)
@@ -317,6 +320,8 @@ void pds__repl_unship(struct daemon *d, pds_index first)
 {
     size_t i;
 
+    if (d->net == NULL)
+        return;
     for (i = 0; i < n_followers; i++) {
         struct follower *f = &followers[i];
         struct pds_conn *c;
@@ -332,6 +337,8 @@ void pds__group_after_commit(struct daemon *d)
     pds_index last = d->committed;
     size_t i;
 
+    if (d->net == NULL)
+        return; /* stopping */
     for (i = 0; i < n_followers; i++)
         ship(d, &followers[i], last);
 }
