@@ -542,13 +542,13 @@ int pds_store_stats(struct pds_store *store, struct pds_store_stats *out)
         if (rv == MDB_NOTFOUND)
             rv = 0;
     }
+    st.map_size = store->map_size; /* under the growth lock */
     read_end(store, txn);
     if (rv != 0)
         goto err;
     if (mdb_env_info(store->env, &info) == 0 &&
         mdb_env_stat(store->env, &mst) == 0)
         st.bytes_used = (uint64_t)(info.me_last_pgno + 1) * mst.ms_psize;
-    st.map_size = store->map_size;
     st.budget = store->budget;
     *out = st;
     return 0;
@@ -837,21 +837,23 @@ static int is_disk_full(struct pds_store *s)
 static int grow_map(struct pds_store *s)
 {
     size_t grown;
-    int rv;
+    int rv = 0;
 
-    if (s->map_size >= s->budget)
+    pthread_rwlock_wrlock(&s->growth_lock);
+    if (s->map_size >= s->budget) {
+        pthread_rwlock_unlock(&s->growth_lock);
         return MDB_MAP_FULL;
+    }
     grown = s->map_size * 2;
     if (grown > s->budget || grown < s->map_size)
         grown = s->budget;
-    pthread_rwlock_wrlock(&s->growth_lock);
     rv = mdb_env_set_mapsize(s->env, grown);
+    if (rv == 0) {
+        s->map_size = grown;
+        preallocate(s);
+    }
     pthread_rwlock_unlock(&s->growth_lock);
-    if (rv != 0)
-        return rv;
-    s->map_size = grown;
-    preallocate(s);
-    return 0;
+    return rv;
 }
 
 /*
@@ -1000,7 +1002,11 @@ static int commit_with(struct pds_store *store,
     if (n_entries == 0)
         return 0;
     for (;;) {
+        /* Held for the transaction: map growth waits for it (the commit
+         * may run on another thread than the daemon's other writes). */
+        pthread_rwlock_rdlock(&store->growth_lock);
         rv = commit_once(store, entries, n_entries, now, txn_flags);
+        pthread_rwlock_unlock(&store->growth_lock);
         if (rv > PDS_EFIRST && rv < PDS_ELAST)
             return rv; /* already a PDS_E code with its message */
         if (rv != MDB_MAP_FULL)
@@ -1310,14 +1316,19 @@ static int small_write(struct pds_store *store,
     int rv;
 
     for (;;) {
+        /* Held for the transaction: map growth waits for it. */
+        pthread_rwlock_rdlock(&store->growth_lock);
         rv = mdb_txn_begin(store->env, NULL, 0, &txn);
-        if (rv != 0)
+        if (rv != 0) {
+            pthread_rwlock_unlock(&store->growth_lock);
             break;
+        }
         rv = fn(store, txn, arg);
         if (rv == 0)
             rv = mdb_txn_commit(txn);
         else
             mdb_txn_abort(txn);
+        pthread_rwlock_unlock(&store->growth_lock);
         if (rv != MDB_MAP_FULL)
             break;
         rv = grow_map(store);
