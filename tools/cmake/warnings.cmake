@@ -19,6 +19,11 @@ if(PDS_SANITIZE)
     add_link_options(-fsanitize=address,undefined)
 endif()
 
+if(PDS_TSAN)
+    add_compile_options(-fsanitize=thread -fno-omit-frame-pointer)
+    add_link_options(-fsanitize=thread)
+endif()
+
 if(PDS_HARDEN)
     add_compile_options(-D_FORTIFY_SOURCE=2 -fstack-protector-strong -fPIE
         -fstack-clash-protection)
