@@ -29,8 +29,12 @@ struct pending {
     struct pds_entry entry; /* strings and value point into buf */
     uint8_t *buf;
     uint64_t req;
-    int has_req;       /* 0 for an eviction made on the writer's behalf */
-    int outcome;       /* enum pds_outcome, for the reply */
+    int has_req; /* 0 for an eviction made on the writer's behalf */
+    int outcome; /* enum pds_outcome, for the reply */
+    /* Writes this one superseded before it was durable: answered with it,
+     * so that "a newer version won" is never said of one not yet kept. */
+    uint64_t *losers;
+    size_t n_losers;
     int created_owner; /* undo: remove the owner */
     int removed_owner; /* undo: re-insert the owner with last_used */
     pds_time removed_last_used;
@@ -267,6 +271,9 @@ static void pending_release(struct pending *p)
 {
     free(p->buf);
     p->buf = NULL;
+    free(p->losers);
+    p->losers = NULL;
+    p->n_losers = 0;
 }
 
 void pds_core_free(struct pds_core *core)
@@ -448,8 +455,8 @@ evict_lru(struct pds_core *core, const struct pds_write *w, pds_time now)
  * The newest change to key among the writes not yet durable (the host's
  * store does not show them yet): its entry, or NULL.
  */
-static const struct pds_entry *pending_latest(const struct pds_core *core,
-                                              const struct pds_key *key)
+static struct pending *pending_latest(const struct pds_core *core,
+                                      const struct pds_key *key)
 {
     size_t i;
 
@@ -461,7 +468,7 @@ static const struct pds_entry *pending_latest(const struct pds_core *core,
         if (e->op == PDS_OP_DEL_OWNER ||
             (e->key.item_len == key->item_len &&
              memcmp(e->key.item, key->item, key->item_len) == 0))
-            return e;
+            return &core->pending[i];
     }
     return NULL;
 }
@@ -472,7 +479,7 @@ static int decide_origin(struct pds_core *core,
                          struct pds_version *version,
                          int *outcome)
 {
-    const struct pds_entry *latest = pending_latest(core, &w->key);
+    struct pending *latest = pending_latest(core, &w->key);
     struct pds_version current = w->current;
     int has_current = w->has_current;
     uint64_t skew =
@@ -489,7 +496,7 @@ static int decide_origin(struct pds_core *core,
     }
     if (latest != NULL) {
         /* Decided against the newest write, durable or not. */
-        current = latest->version;
+        current = latest->entry.version;
         has_current = 1;
     }
     if (!has_current)
@@ -503,6 +510,16 @@ static int decide_origin(struct pds_core *core,
     }
     *outcome = PDS_OUTCOME_SUPERSEDED;
     core->n_superseded++;
+    if (latest != NULL) {
+        /* The winner is not durable yet: answer with it. */
+        uint64_t *p =
+            realloc(latest->losers, (latest->n_losers + 1) * sizeof(*p));
+        if (p == NULL)
+            return PDS_ENOMEM;
+        latest->losers = p;
+        latest->losers[latest->n_losers++] = w->req;
+        return 0;
+    }
     r = reply_add(core, w->req);
     if (r == NULL)
         return PDS_ENOMEM;
@@ -576,8 +593,9 @@ static int on_write(struct pds_core *core, const struct pds_event *ev)
         break;
     case PDS_OP_DEL: {
         /* The host saw the durable record; a newer write may be pending. */
-        const struct pds_entry *latest = pending_latest(core, &w->key);
-        int exists = latest != NULL ? latest->op == PDS_OP_PUT : w->exists;
+        const struct pending *latest = pending_latest(core, &w->key);
+        int exists =
+            latest != NULL ? latest->entry.op == PDS_OP_PUT : w->exists;
         if (o == NULL || !exists) {
             snprintf(errmsg, sizeof(errmsg), "%s \"%.*s\" has no item \"%.*s\"",
                      w->key.scope == PDS_SCOPE_USER ? "user" : "group",
@@ -635,6 +653,30 @@ static int on_touch(struct pds_core *core, const struct pds_event *ev)
     return 0;
 }
 
+/* Answer the writes p superseded: with its fate (durable, or not). */
+static int answer_losers(struct pds_core *core,
+                         const struct pending *p,
+                         int status,
+                         const char *errmsg)
+{
+    size_t i;
+
+    for (i = 0; i < p->n_losers; i++) {
+        struct pds_reply *r = reply_add(core, p->losers[i]);
+        if (r == NULL)
+            return PDS_ENOMEM;
+        r->status = status;
+        if (status != 0)
+            snprintf(r->errmsg, sizeof(r->errmsg), "%s", errmsg);
+        else
+            snprintf(r->errmsg, sizeof(r->errmsg), "%s",
+                     "a newer version of the item was already there");
+        r->outcome = PDS_OUTCOME_SUPERSEDED;
+        r->version = p->entry.version;
+    }
+    return 0;
+}
+
 /* Drop the first n pending changes. */
 static void pending_pop(struct pds_core *core, size_t n)
 {
@@ -673,6 +715,8 @@ settle(struct pds_core *core, pds_index index, int status, const char *errmsg)
             r->version = p->entry.version;
             r->outcome = p->outcome;
         }
+        if (answer_losers(core, p, status, errmsg) != 0)
+            return PDS_ENOMEM;
         n++;
     }
     pending_pop(core, n);
@@ -723,6 +767,11 @@ static int on_persist_failed(struct pds_core *core, const struct pds_event *ev)
                         msg != NULL
                             ? msg
                             : pds_strerror(ev->u.persist_failed.status)) != 0)
+            return PDS_ENOMEM;
+        if (answer_losers(core, p, ev->u.persist_failed.status,
+                          msg != NULL
+                              ? msg
+                              : pds_strerror(ev->u.persist_failed.status)) != 0)
             return PDS_ENOMEM;
         pending_release(p);
     }

@@ -25,7 +25,8 @@
  *      the snapshot's stream ended), and so does what it made durable;
  *   2. no position is ahead of what the server sent;
  *   3. no acknowledged write is missing on the server, nor, in standby
- *      mode, in what the standby made durable;
+ *      mode, in what the standby made durable; a write told it lost to a
+ *      newer version lost to one the server made durable;
  *   4. once faults stop, everyone converges: same position and records as
  *      the server, every outbox empty.
  *
@@ -896,6 +897,26 @@ static int follower_on_msg(struct sim *s, const struct msg *m)
                 return 0;
             }
             q->is_done = 1;
+            if (m->status == 0 && m->outcome == PDS_OUTCOME_SUPERSEDED) {
+                /* It lost to a version the server made durable (and,
+                 * when that one was acknowledged, the standby too: see
+                 * invariant 3), never to one a crash can still undo. */
+                const struct rec *sr = &s->at[s->durable].r[q->key];
+                const struct rec *sb = &s->fl[0].dur.r[q->key];
+                if (!sr->has || pds_version_cmp(&sr->v, &m->v) < 0) {
+                    snprintf(s->why, sizeof(s->why),
+                             "write of %s told it lost to hlc %llu/%llu, a "
+                             "version not kept (server %d %llu/%llu, "
+                             "standby %d %llu/%llu)",
+                             key_name(q->key), (unsigned long long)m->v.hlc,
+                             (unsigned long long)m->v.node, sr->has,
+                             (unsigned long long)sr->v.hlc,
+                             (unsigned long long)sr->v.node, sb->has,
+                             (unsigned long long)sb->v.hlc,
+                             (unsigned long long)sb->v.node);
+                    return -1;
+                }
+            }
             if (m->status == 0 && (m->outcome == PDS_OUTCOME_APPLIED ||
                                    m->outcome == PDS_OUTCOME_CLAMPED))
                 note_acked(s, q->key, m->v);

@@ -373,6 +373,33 @@ TEST(core_client_writes_last_writer_wins_by_their_own_version)
     pds_core_free(core);
 }
 
+TEST(core_superseded_is_answered_once_the_winner_is_durable)
+{
+    struct pds_core *core = new_core(10, PDS_USER_POLICY_REFUSE);
+    struct pds_update u;
+
+    CHECK(core != NULL);
+    /* A newer write, not yet durable... */
+    CHECK_EQ(
+        client_put(core, 1, "new", PDS_HLC_MAKE(7000, 0), 9, NULL, 7000, &u),
+        0);
+    CHECK_EQ(u.n_entries, 1);
+    /* ...beats an older one in the same turn, which waits for it. */
+    CHECK_EQ(
+        client_put(core, 2, "old", PDS_HLC_MAKE(6000, 0), 8, NULL, 7000, &u),
+        0);
+    CHECK_EQ(u.n_entries, 0);
+    CHECK_EQ(u.n_replies, 0);
+    CHECK_EQ(pds_core_n_superseded(core), 1);
+    CHECK_EQ(persisted(core, 1, &u), 0);
+    CHECK_EQ(u.n_replies, 2);
+    CHECK_EQ(u.replies[1].req, 2);
+    CHECK_EQ(u.replies[1].status, 0);
+    CHECK_EQ(u.replies[1].outcome, PDS_OUTCOME_SUPERSEDED);
+    CHECK_EQ(u.replies[1].version.hlc, PDS_HLC_MAKE(7000, 0));
+    pds_core_free(core);
+}
+
 TEST(core_client_clock_far_ahead_is_restamped)
 {
     struct pds_core *core = new_core(10, PDS_USER_POLICY_REFUSE);
@@ -883,6 +910,7 @@ TEST(members_reclaim_after_silence)
 
 TEST_MAIN(T(repl_decide_follow_or_refresh),
           T(core_client_writes_last_writer_wins_by_their_own_version),
+          T(core_superseded_is_answered_once_the_winner_is_durable),
           T(core_client_clock_far_ahead_is_restamped),
           T(members_enroll_refuse_limit),
           T(members_reclaim_after_silence),
