@@ -65,10 +65,7 @@ struct forwarded {
     uint64_t id;
     enum pds_req_op op;
     int is_acked;
-    int outcome;
-    struct pds_version version;
-    pds_epoch epoch;
-    pds_index index;
+    struct pds_write_result res; /* the answer once the server gave it */
 };
 
 /* pdsyncd is one process with one daemon: this state is the daemon's. */
@@ -797,7 +794,6 @@ static void queue_write(struct daemon *d,
     char errmsg[PDS_ERRMSG_SIZE];
     struct pds_write_result res;
     struct pds_reply_buf *rb;
-    struct pds_store_meta meta;
     struct pds_entry e;
     uint64_t seq;
     int rv;
@@ -853,7 +849,6 @@ static void queue_write(struct daemon *d,
         pds__daemon_send(conn, pds_reply_new(req->id, rv, errmsg));
         return;
     }
-    (void)meta;
     memset(&res, 0, sizeof(res));
     res.version = e.version;
     res.queued = seq;
@@ -1025,15 +1020,9 @@ static void reply_forwarded(struct forwarded *f, int status, const char *err)
     if (status != 0) {
         rb = pds_reply_new(f->id, status, err);
     } else {
-        struct pds_write_result res;
-        memset(&res, 0, sizeof(res));
-        res.epoch = f->epoch;
-        res.index = f->index;
-        res.version = f->version;
-        res.outcome = f->outcome;
         rb = pds_reply_new(f->id, 0, NULL);
         if (rb != NULL)
-            pds_reply_write(rb, &res);
+            pds_reply_write(rb, &f->res);
     }
     pds__daemon_send(f->conn, rb);
     pds_local_conn_unref(f->conn);
@@ -1047,7 +1036,7 @@ static void settle_forwarded(struct daemon *d)
 
     while (i < n_forwarded) {
         struct forwarded *f = &forwarded[i];
-        if (f->is_acked && f->index <= applied) {
+        if (f->is_acked && f->res.index <= applied) {
             reply_forwarded(f, 0, NULL);
             forwarded[i] = forwarded[--n_forwarded];
             continue;
@@ -1173,7 +1162,7 @@ void pds__repl_on_write_ack(struct daemon *d, const struct pds_msg *m)
             forwarded[i] = forwarded[--n_forwarded];
             return;
         }
-        f->outcome = m->outcome;
+        f->res.outcome = m->outcome;
         if (m->outcome == PDS_WRITE_SUPERSEDED ||
             m->outcome == PDS_WRITE_DUPLICATE) {
             /* Nothing new to wait for in the log. */
@@ -1182,8 +1171,8 @@ void pds__repl_on_write_ack(struct daemon *d, const struct pds_msg *m)
             return;
         }
         f->is_acked = 1;
-        f->epoch = m->epoch;
-        f->index = m->index;
+        f->res.epoch = m->epoch;
+        f->res.index = m->index;
         settle_forwarded(d);
         return;
     }
@@ -1269,7 +1258,7 @@ void pds__group_forward(struct daemon *d,
     f->conn = conn;
     f->id = req->id;
     f->op = req->op;
-    f->version = v;
+    f->res.version = v;
     pds_local_conn_ref(conn);
 }
 

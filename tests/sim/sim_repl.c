@@ -951,21 +951,7 @@ static void follower_write(struct sim *s, int f)
         !(fl->cur.r[q->key].has && !fl->cur.r[q->key].is_tomb)) {
         q->op = PDS_OP_PUT; /* nothing to delete here */
     }
-    if (fl->conn != 0) {
-        struct msg m;
-        memset(&m, 0, sizeof(m));
-        m.type = M_WRITE;
-        m.f = f;
-        m.conn = fl->conn;
-        m.to_server = 1;
-        m.seq = q->rid;
-        m.key = q->key;
-        m.op = q->op;
-        m.value = q->value;
-        m.v = q->v;
-        send_msg(s, &m);
-        q->is_sent = 1;
-    }
+    outbox_pump(s, f); /* sent now when connected */
 }
 
 /* ---- Invariants -------------------------------------------------------- */
