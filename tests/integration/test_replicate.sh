@@ -51,9 +51,9 @@ wait_for "$a" "list bob" '^$'
 expect 1 pds "$s" get bob ui.theme
 pass "write on client A, read on client B (and a delete back)"
 
-# A client that sleeps while 1,000 changes are made catches up from the log.
+# A client that sleeps while 10,000 changes are made catches up from the log.
 stop_node "$b"
-expect 0 "$PDS_LOAD" --socket "$s/pdsyncd.sock" --writers 8 --count 1000 --value-size 64 --users 50
+expect 0 "$PDS_LOAD" --socket "$s/pdsyncd.sock" --writers 8 --count 10000 --value-size 64 --users 50
 start_node "$b"
 same_data "$s" "$b"
 expect 0 pds "$b" --json status
@@ -64,7 +64,7 @@ pos_s=$(sed -E 's/.*"last_index":([0-9]+).*/\1/' <<<"$OUT")
 wait_for "$s" "--json clients" "\"name\":\"b\".*\"position\":$pos_s"
 wait_for "$s" clients "connected +b .* $pos_s +following +-"
 wait_for "$b" status "^lag: +0 entries \\(the server was at $pos_s"
-pass "a client away for 1,000 changes catches up from the log (position $pos_b)"
+pass "a client away for 10,000 changes catches up from the log (position $pos_b)"
 
 # Killed in the middle of a catch-up: after restart its position never ran
 # ahead of its data, and it converges.
