@@ -1407,7 +1407,9 @@ static const struct command commands[] = {
     {"put", "[--group] OWNER ITEM VALUE | [--group] --file F OWNER ITEM",
      "Write ITEM of user OWNER (or of group OWNER with --group). The value is\n"
      "VALUE, or the bytes of file F ('-' for standard input). Prints where\n"
-     "the write was committed once it is durable.",
+     "the write was committed once it is durable. On a client whose server\n"
+     "is unreachable the write is queued (a durable outbox, shown here at\n"
+     "once and sent when the link is back) and 'queued' is printed.",
      cmd_put},
     {"get", "[--group] [--output F] OWNER ITEM",
      "Print the value of ITEM of OWNER (to file F with --output). Exits 1\n"
@@ -1439,7 +1441,10 @@ static const struct command commands[] = {
     {"client",
      "start HOST:PORT --join-secret-file F [--name NAME] [--merge] | stop",
      "Enroll this node as a client of the server at HOST:PORT, proving the\n"
-     "group's join secret once (start), or end synchronization (stop).",
+     "group's join secret once (start), or end synchronization (stop). A node\n"
+     "that holds data of its own takes the group's copy at its first join;\n"
+     "owners only it has are uploaded. --merge keeps the newer version of\n"
+     "each record instead (its own or the group's).",
      cmd_client},
     {"clients", "[stop|start ID|NAME]",
      "On the server: list the group's clients (id, state, name, product,\n"
