@@ -1813,6 +1813,7 @@ int pds_store_outbox_remove(struct pds_store *store,
 
 #define SNAP_RECORD 1
 #define SNAP_SCOPE 2
+#define SNAP_FLUSH (1u << 20) /* bytes buffered before a write */
 
 static int snap_item(uint8_t **buf,
                      size_t *len,
@@ -1849,82 +1850,196 @@ static int snap_item(uint8_t **buf,
     return 0;
 }
 
-int pds_store_snap_chunk(struct pds_store *store,
-                         struct pds_snap_cursor *sc,
-                         size_t max_bytes,
-                         uint8_t **out,
-                         size_t *out_len)
+/* Write all of buf to fd. 0 or an errno value. */
+static int write_all(int fd, const uint8_t *buf, size_t len)
 {
-    uint8_t *buf = NULL;
-    size_t len = 0, cap = 0;
-    MDB_txn *txn;
+    while (len > 0) {
+        ssize_t n = write(fd, buf, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return errno;
+        buf += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* Append the items of one table to the buffer, flushing it to fd. */
+static int snap_table(MDB_txn *txn,
+                      MDB_dbi dbi,
+                      int kind,
+                      int fd,
+                      uint8_t **buf,
+                      size_t *len,
+                      size_t *cap,
+                      uint64_t *bytes)
+{
     MDB_cursor *cur;
     MDB_val k, v;
-    int rv = read_begin(store, &txn);
+    int rv = mdb_cursor_open(txn, dbi, &cur);
 
-    *out = NULL;
-    *out_len = 0;
     if (rv != 0)
-        return set_err(store, translate(rv), "snapshot: %s", mdb_strerror(rv));
-    if (!sc->is_started) {
-        struct pds_store_meta m;
-        rv = read_meta(txn, store->meta, &m);
-        if (rv != 0)
-            goto done;
-        sc->epoch = m.last_epoch;
-        sc->index = m.last_index;
-        sc->is_started = 1;
-        /* The scopes, all in the first chunk (a handful of items). */
-        rv = mdb_cursor_open(txn, store->scopes, &cur);
-        while (rv == 0 && (rv = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
-            rv = snap_item(&buf, &len, &cap, SNAP_SCOPE, &k, &v);
-        }
-        mdb_cursor_close(cur);
-        if (rv != MDB_NOTFOUND)
-            goto done;
-    }
-    rv = mdb_cursor_open(txn, store->records, &cur);
-    if (rv != 0)
-        goto done;
-    if (sc->key_len == 0) {
-        rv = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-    } else {
-        k.mv_data = sc->key;
-        k.mv_size = sc->key_len;
-        rv = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-        if (rv == 0 && k.mv_size == sc->key_len &&
-            memcmp(k.mv_data, sc->key, sc->key_len) == 0)
-            rv = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
-    }
-    while (rv == 0 && len < max_bytes) {
-        if (k.mv_size > sizeof(sc->key)) {
+        return rv;
+    while ((rv = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
+        if (k.mv_size > PDS_RECKEY_MAX) {
             rv = MDB_CORRUPTED;
             break;
         }
-        rv = snap_item(&buf, &len, &cap, SNAP_RECORD, &k, &v);
+        rv = snap_item(buf, len, cap, kind, &k, &v);
         if (rv != 0)
             break;
-        memcpy(sc->key, k.mv_data, k.mv_size);
-        sc->key_len = k.mv_size;
-        rv = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+        if (*len >= SNAP_FLUSH) {
+            rv = write_all(fd, *buf, *len);
+            if (rv != 0)
+                break;
+            *bytes += *len;
+            *len = 0;
+        }
     }
     mdb_cursor_close(cur);
-    if (rv == MDB_NOTFOUND) {
-        sc->is_done = 1;
-        rv = 0;
+    return rv == MDB_NOTFOUND ? 0 : rv;
+}
+
+int pds_store_snap_write(struct pds_store *store,
+                         int fd,
+                         pds_epoch *epoch,
+                         pds_index *index,
+                         uint64_t *bytes,
+                         char *errmsg)
+{
+    struct pds_store_meta m;
+    uint8_t *buf = NULL;
+    size_t len = 0, cap = 0;
+    uint64_t written = 0;
+    MDB_txn *txn;
+    int rv = read_begin(store, &txn);
+
+    if (rv != 0) {
+        snprintf(errmsg, PDS_ERRMSG_SIZE, "snapshot: %s", mdb_strerror(rv));
+        return translate(rv);
     }
-done:
+    /* One read transaction: the copy is the data at exactly m's position. */
+    rv = read_meta(txn, store->meta, &m);
+    if (rv == 0)
+        rv = snap_table(txn, store->scopes, SNAP_SCOPE, fd, &buf, &len, &cap,
+                        &written);
+    if (rv == 0)
+        rv = snap_table(txn, store->records, SNAP_RECORD, fd, &buf, &len, &cap,
+                        &written);
     read_end(store, txn);
+    if (rv == 0 && len > 0) {
+        rv = write_all(fd, buf, len);
+        written += len;
+    }
+    free(buf);
     if (rv == PDS_ENOMEM) {
-        free(buf);
-        return set_err(store, rv, "snapshot: out of memory");
+        snprintf(errmsg, PDS_ERRMSG_SIZE, "snapshot: out of memory");
+        return rv;
+    }
+    if (rv == ENOSPC || rv == EDQUOT) {
+        snprintf(errmsg, PDS_ERRMSG_SIZE,
+                 "the file system of the data directory is full: no room "
+                 "for a snapshot (%llu bytes written)",
+                 (unsigned long long)written);
+        return PDS_EFULL;
     }
     if (rv != 0) {
+        snprintf(errmsg, PDS_ERRMSG_SIZE, "snapshot: %s", mdb_strerror(rv));
+        return rv == MDB_CORRUPTED ? PDS_ECORRUPT : PDS_EIO;
+    }
+    *epoch = m.last_epoch;
+    *index = m.last_index;
+    *bytes = written;
+    return 0;
+}
+
+/* The size of the item at buf (n bytes there), or 0 when n does not hold
+ * its header. */
+static size_t snap_item_size(const uint8_t *buf, size_t n)
+{
+    size_t klen;
+
+    if (n < 3)
+        return 0;
+    klen = ((size_t)buf[1] << 8) | buf[2];
+    if (n < 7 + klen)
+        return 0;
+    return 7 + klen +
+           (((size_t)buf[3 + klen] << 24) | ((size_t)buf[4 + klen] << 16) |
+            ((size_t)buf[5 + klen] << 8) | buf[6 + klen]);
+}
+
+static int read_at(int fd, uint8_t *buf, size_t n, uint64_t offset)
+{
+    size_t got = 0;
+
+    while (got < n) {
+        ssize_t r = pread(fd, buf + got, n - got, (off_t)(offset + got));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return r < 0 ? errno : EIO;
+        got += (size_t)r;
+    }
+    return 0;
+}
+
+int pds_store_snap_read(int fd,
+                        uint64_t offset,
+                        uint64_t size,
+                        size_t max_bytes,
+                        uint8_t **out,
+                        size_t *out_len,
+                        char *errmsg)
+{
+    size_t want, off = 0, item;
+    uint8_t *buf;
+    int rv;
+
+    *out = NULL;
+    *out_len = 0;
+    if (offset >= size)
+        return 0;
+    want = size - offset < max_bytes ? (size_t)(size - offset) : max_bytes;
+    for (;;) {
+        buf = malloc(want);
+        if (buf == NULL) {
+            snprintf(errmsg, PDS_ERRMSG_SIZE, "snapshot: out of memory");
+            return PDS_ENOMEM;
+        }
+        rv = read_at(fd, buf, want, offset);
+        if (rv != 0) {
+            snprintf(errmsg, PDS_ERRMSG_SIZE, "snapshot: read: %s",
+                     strerror(rv));
+            free(buf);
+            return PDS_EIO;
+        }
+        /* Whole items only. */
+        while ((item = snap_item_size(buf + off, want - off)) != 0 &&
+               item <= want - off)
+            off += item;
+        if (off > 0)
+            break;
         free(buf);
-        return set_err(store, translate(rv), "snapshot: %s", mdb_strerror(rv));
+        if (item == 0 && want < size - offset) {
+            /* Not even its header fits: read more. */
+            want = size - offset < 7 + (size_t)PDS_RECKEY_MAX + want
+                       ? (size_t)(size - offset)
+                       : 7 + (size_t)PDS_RECKEY_MAX + want;
+            continue;
+        }
+        /* The first item is larger than a chunk: read it whole. */
+        if (item == 0 || item <= want || item > size - offset) {
+            snprintf(errmsg, PDS_ERRMSG_SIZE,
+                     "snapshot: the file holds a damaged item at %llu",
+                     (unsigned long long)offset);
+            return PDS_ECORRUPT;
+        }
+        want = item;
     }
     *out = buf;
-    *out_len = len;
+    *out_len = off;
     return 0;
 }
 

@@ -233,25 +233,31 @@ int pds_store_outbox_remove(struct pds_store *store,
                             size_t n);
 
 /* ---- Snapshots -------------------------------------------------------------
- * Server: the records and scopes in chunks of about max_bytes, each chunk
- * read in its own short read transaction, resuming after the last key sent.
- * The snapshot is stamped with the position of the first chunk's read; the
- * records changed while it streams are the ones the log from that position
- * on changes again, so snapshot + log replay is the state at the end.
+ * Server: pds_store_snap_write() copies the records and scopes, read in one
+ * transaction (so the copy is the data at exactly the position it reports),
+ * to the file fd as a sequence of items: u8 kind (1 record, 2 scope), u16
+ * key length, key, u32 value length, value (big-endian lengths). It may run
+ * on another thread than the other calls on the store: its errors go to
+ * errmsg (PDS_ERRMSG_SIZE), not to the store's. PDS_EFULL when the file
+ * system is full.
+ * pds_store_snap_read() reads whole items from offset on, about max_bytes
+ * (one larger item whole): a malloc'ed chunk for pds_store_snap_put() on
+ * the follower; *len 0 at the end of the file. PDS_ECORRUPT when the file
+ * does not hold whole items.
  */
-struct pds_snap_cursor {
-    int is_started;
-    int is_done;
-    pds_epoch epoch; /* position stamped on the snapshot */
-    pds_index index;
-    uint8_t key[PDS_RECKEY_MAX]; /* last record key sent */
-    size_t key_len;
-};
-int pds_store_snap_chunk(struct pds_store *store,
-                         struct pds_snap_cursor *cursor,
-                         size_t max_bytes,
-                         uint8_t **chunk,
-                         size_t *len);
+int pds_store_snap_write(struct pds_store *store,
+                         int fd,
+                         pds_epoch *epoch,
+                         pds_index *index,
+                         uint64_t *bytes,
+                         char *errmsg);
+int pds_store_snap_read(int fd,
+                        uint64_t offset,
+                        uint64_t size,
+                        size_t max_bytes,
+                        uint8_t **chunk,
+                        size_t *len,
+                        char *errmsg);
 
 /*
  * Follower: stage a snapshot in tables of its own (begin clears them, put

@@ -16,16 +16,20 @@
  *
  * A follower that cannot continue from the log (behind the retention, on
  * a diverged branch, holding data of its own at a first join) gets a
- * snapshot in chunks, then the log from the snapshot's position.
+ * snapshot: a copy read in one transaction by a pool thread into an
+ * unlinked file, sent in chunks, then the log from the copy's position.
  *
  * While the server is unreachable, a client's writes wait in a durable
  * outbox (served locally, replayed in order on reconnect); the server
  * decides each by last-writer-wins on the version it was made with.
  */
+#include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "commlog.h"
 #include "daemon.h"
@@ -34,7 +38,6 @@
 #define MAX_INFLIGHT 60000           /* entries shipped and not yet ACKed */
 #define SHIP_BYTES (3 * 1024 * 1024) /* per ENTRIES message */
 #define SNAP_BYTES (1024 * 1024)     /* per SNAPSHOT chunk */
-#define SNAP_QUEUE (4 * 1024 * 1024) /* chunks queued on one connection */
 #define MAX_FORWARDED 4096
 #define OUTBOX_RID ((uint64_t)1 << 63) /* rid of a replayed outbox write */
 #define OUTBOX_WINDOW 1024             /* outbox writes sent, unanswered */
@@ -44,10 +47,18 @@ struct follower {
     uint64_t conn;
     uint8_t pk[PDS_KEY_BYTES];
     struct pds_follower log; /* next to send, durable on it */
-    /* A refresh in progress: chunks from this cursor, then the log. */
+    /*
+     * A refresh in progress: the copy is written to an unlinked file by a
+     * pool thread (snap_fd is -1 until then), sent in chunks from it, then
+     * the log from the position it is stamped with.
+     */
     int is_snapshot;
-    struct pds_snap_cursor snap;
+    int snap_fd;
+    uint64_t snap_size, snap_off;
+    pds_epoch snap_epoch;
+    pds_index snap_index;
     uint64_t snap_chunk;
+    uint64_t snap_job;         /* which copy it waits for */
     char why[PDS_MEMBER_TEXT]; /* why it was refreshed */
 };
 
@@ -74,6 +85,7 @@ static size_t n_followers;
 static struct forwarded forwarded[MAX_FORWARDED];
 static size_t n_forwarded;
 static uint64_t next_rid = 1;
+static uint64_t snap_jobs; /* copies started, to tell them apart */
 /* The store's data came from this group's log only (the "history" blob):
  * -1 unknown, 0 no, 1 yes. */
 static int follows_group = -1;
@@ -106,6 +118,8 @@ static struct follower *follower_find(uint64_t conn)
     return NULL;
 }
 
+static void snap_end(struct follower *f);
+
 void pds__repl_conn_closed(struct daemon *d, uint64_t conn)
 {
     size_t i;
@@ -116,6 +130,7 @@ void pds__repl_conn_closed(struct daemon *d, uint64_t conn)
             if (d->has_standby &&
                 memcmp(followers[i].pk, d->standby_pk, PDS_KEY_BYTES) == 0)
                 d->standby_acked = 0;
+            snap_end(&followers[i]);
             followers[i] = followers[--n_followers];
             return;
         }
@@ -208,52 +223,120 @@ static int ship(struct daemon *d, struct follower *f, pds_index last)
     return 0;
 }
 
+/* The end of a refresh, sent or abandoned: its file goes. */
+static void snap_end(struct follower *f)
+{
+    if (f->snap_fd >= 0)
+        close(f->snap_fd);
+    f->snap_fd = -1;
+    f->is_snapshot = 0;
+}
+
 /*
- * A refresh: the records and scopes in chunks, a few in flight (the
- * follower confirms each one it stored), then the log from the position
- * the snapshot is stamped with.
+ * A refresh: the copy's chunks, a few in flight (the follower confirms
+ * each one it stored), then the log from the position the copy is stamped
+ * with.
  */
 static void snap_pump(struct daemon *d, struct follower *f, uint64_t confirmed)
 {
     struct pds_conn *c = pds_net_find(d->net, f->conn);
 
-    while (c != NULL && f->is_snapshot && !f->snap.is_done &&
+    while (c != NULL && f->is_snapshot && f->snap_fd >= 0 &&
            f->snap_chunk < confirmed + 4) {
         struct pds_msg m;
+        char errmsg[PDS_ERRMSG_SIZE];
         uint8_t *buf;
         size_t len;
-        int rv =
-            pds_store_snap_chunk(d->store, &f->snap, SNAP_BYTES, &buf, &len);
+        int rv = pds_store_snap_read(f->snap_fd, f->snap_off, f->snap_size,
+                                     SNAP_BYTES, &buf, &len, errmsg);
         if (rv != 0) {
             pds_commlog(PDS_LOG_ERROR, "snapshot for %s: %s",
-                        pds_conn_address(c), pds_store_errmsg(d->store));
+                        pds_conn_address(c), errmsg);
+            snap_end(f);
             pds_conn_close(c, "the server cannot read its snapshot");
             return;
         }
+        f->snap_off += len;
         memset(&m, 0, sizeof(m));
         m.type = PDS_MSG_SNAPSHOT;
-        m.index = f->snap.index;
-        m.epoch = f->snap.epoch;
+        m.index = f->snap_index;
+        m.epoch = f->snap_epoch;
         m.rid = f->snap_chunk++;
-        m.is_last = f->snap.is_done;
+        m.is_last = f->snap_off >= f->snap_size;
         m.blob = buf != NULL ? buf : (uint8_t *)"";
         m.blob_len = len;
         rv = pds_conn_send(c, &m);
         free(buf);
         if (rv != 0)
             return;
-        if (f->snap.is_done) {
+        if (m.is_last) {
             /* The log from the stamped position follows at once. */
             pds_log(PDS_LOG_INFO,
                     "snapshot of %llu chunks sent to %s at %llu/%llu",
                     (unsigned long long)f->snap_chunk, pds_conn_address(c),
-                    (unsigned long long)f->snap.epoch,
-                    (unsigned long long)f->snap.index);
-            f->is_snapshot = 0;
-            pds_repl_follow(&f->log, f->snap.index);
+                    (unsigned long long)f->snap_epoch,
+                    (unsigned long long)f->snap_index);
+            snap_end(f);
+            pds_repl_follow(&f->log, f->snap_index);
             ship(d, f, d->committed);
         }
     }
+}
+
+/* A copy being written by a pool thread for the follower on conn. */
+struct snap_job {
+    uv_work_t req;
+    struct daemon *d;
+    uint64_t conn;
+    uint64_t id;
+    int fd;
+    int rv;
+    pds_epoch epoch;
+    pds_index index;
+    uint64_t bytes;
+    char errmsg[PDS_ERRMSG_SIZE];
+};
+
+static void snap_work(uv_work_t *req)
+{
+    struct snap_job *j = req->data;
+
+    j->rv = pds_store_snap_write(j->d->store, j->fd, &j->epoch, &j->index,
+                                 &j->bytes, j->errmsg);
+}
+
+static void snap_done(uv_work_t *req, int status)
+{
+    struct snap_job *j = req->data;
+    struct daemon *d = j->d;
+    struct follower *f = follower_find(j->conn);
+    struct pds_conn *c = d->net != NULL ? pds_net_find(d->net, j->conn) : NULL;
+
+    if (status != 0 && j->rv == 0) {
+        j->rv = PDS_ECANCELED;
+        snprintf(j->errmsg, sizeof(j->errmsg), "snapshot: canceled");
+    }
+    if (f == NULL || c == NULL || !f->is_snapshot || f->snap_job != j->id) {
+        close(j->fd); /* the follower is gone or started over */
+        free(j);
+        return;
+    }
+    if (j->rv != 0) {
+        pds_commlog(PDS_LOG_ERROR, "snapshot for %s: %s", pds_conn_address(c),
+                    j->errmsg);
+        close(j->fd);
+        snap_end(f);
+        pds_conn_close(c, "the server could not make a snapshot: see its log");
+        free(j);
+        return;
+    }
+    f->snap_fd = j->fd;
+    f->snap_size = j->bytes;
+    f->snap_off = 0;
+    f->snap_epoch = j->epoch;
+    f->snap_index = j->index;
+    free(j);
+    snap_pump(d, f, 0);
 }
 
 /*
@@ -349,8 +432,10 @@ static struct follower *follower_add(struct daemon *d, struct pds_conn *c)
         if (n_followers == MAX_FOLLOWERS)
             return NULL;
         f = &followers[n_followers++];
-    }
+    } else
+        snap_end(f);
     memset(f, 0, sizeof(*f));
+    f->snap_fd = -1;
     f->conn = pds_conn_id(c);
     memcpy(f->pk, pds_conn_peer_pk(c), PDS_KEY_BYTES);
     return f;
@@ -360,6 +445,8 @@ static struct follower *follower_add(struct daemon *d, struct pds_conn *c)
 static void refresh(struct daemon *d, struct pds_conn *c, const char *why)
 {
     struct follower *f = follower_add(d, c);
+    struct snap_job *j;
+    char path[PATH_MAX];
 
     if (f == NULL)
         return;
@@ -367,7 +454,27 @@ static void refresh(struct daemon *d, struct pds_conn *c, const char *why)
                 pds_conn_address(c), why);
     snprintf(f->why, sizeof(f->why), "%s", why);
     f->is_snapshot = 1;
-    snap_pump(d, f, 0);
+    j = calloc(1, sizeof(*j));
+    snprintf(path, sizeof(path), "%s/snapshot.XXXXXX", d->data_dir);
+    if (j == NULL || (j->fd = mkstemp(path)) < 0) {
+        pds_commlog(PDS_LOG_ERROR, "snapshot for %s: cannot make %s: %s",
+                    pds_conn_address(c), path,
+                    j == NULL ? "out of memory" : strerror(errno));
+        free(j);
+        snap_end(f);
+        pds_conn_close(c, "the server could not make a snapshot: see its log");
+        return;
+    }
+    unlink(path); /* the file lives as long as the descriptor */
+    j->d = d;
+    j->conn = f->conn;
+    j->id = ++snap_jobs;
+    f->snap_job = j->id;
+    j->req.data = j;
+    if (uv_queue_work(&d->loop, &j->req, snap_work, snap_done) != 0) {
+        snap_work(&j->req); /* no thread to be had: here */
+        snap_done(&j->req, 0);
+    }
 }
 
 /* Server: a member gives its position. */

@@ -17,12 +17,12 @@
  * already sent to the standby), follower crashes with and without the loss
  * of their unflushed commits, clients writing while offline (a durable
  * outbox replayed on reconnect, duplicates included), a client whose clock
- * is hours ahead, a short log retention (refresh by chunked snapshot, read
- * while writes go on). After every step:
+ * is hours ahead, a short log retention (refresh by a chunked snapshot: a
+ * copy taken at one position, streamed while writes go on). After every
+ * step:
  *
  *   1. every follower on the server's branch holds exactly the server's
- *      records at its position (after a snapshot: from the position where
- *      the snapshot's stream ended), and so does what it made durable;
+ *      records at its position, and so does what it made durable;
  *   2. no position is ahead of what the server sent;
  *   3. no acknowledged write is missing on the server, nor, in standby
  *      mode, in what the standby made durable; a write told it lost to a
@@ -118,7 +118,6 @@ struct follower {
     pds_index pos, dur_pos;
     pds_index unflushed; /* entries applied by deferred-flush commits */
     struct pds_version last, dur_last; /* version at pos (hlc 0: unknown) */
-    pds_index consistent_from, dur_consistent_from;
     struct state staged;
     int staging;
     uint64_t staged_next;
@@ -440,8 +439,8 @@ static void start_snapshot(struct sim *s, int f)
         s->max_sent = s->durable;
 }
 
-/* Send the next snapshot chunks: each read now, from the records as they
- * are at this step (a snapshot read while writes go on). */
+/* Send the next snapshot chunks: of the copy taken at the snapshot's
+ * position (one read transaction), while writes go on. */
 static void snap_pump(struct sim *s, int f)
 {
     struct sfollow *sf = &s->sf[f];
@@ -457,7 +456,7 @@ static void snap_pump(struct sim *s, int f)
         m.index = sf->snap_p0;
         m.chunk_first = first;
         for (k = 0; k < SNAP_KEYS && first + k < N_KEYS; k++)
-            m.chunk[k] = s->at[s->durable].r[first + k];
+            m.chunk[k] = s->at[sf->snap_p0].r[first + k];
         m.is_last = first + SNAP_KEYS >= N_KEYS;
         m.server_last = s->durable;
         send_msg(s, &m);
@@ -769,7 +768,6 @@ static void follower_commit(struct follower *fl, int flushed)
     fl->dur = fl->cur;
     fl->dur_pos = fl->pos;
     fl->dur_last = fl->last;
-    fl->dur_consistent_from = fl->consistent_from;
 }
 
 static void follower_crash(struct sim *s, int f, int lose_unflushed)
@@ -784,7 +782,6 @@ static void follower_crash(struct sim *s, int f, int lose_unflushed)
         fl->cur = fl->dur;
         fl->pos = fl->dur_pos;
         fl->last = fl->dur_last;
-        fl->consistent_from = fl->dur_consistent_from;
     }
     /* Answered outbox writes whose removal was not flushed come back. */
     for (i = 0; i < fl->n_outbox; i++) {
@@ -870,7 +867,6 @@ static int follower_on_msg(struct sim *s, const struct msg *m)
         fl->pos = m->index;
         fl->last.hlc = 0;
         fl->last.node = 0;
-        fl->consistent_from = m->server_last;
         for (i = 0; i < N_KEYS; i++) {
             if (fl->cur.r[i].has)
                 pds_hlc_observe(&fl->hlc, fl->cur.r[i].v.hlc);
@@ -970,7 +966,7 @@ static int check(struct sim *s)
 
     for (f = 0; f < N_FOLLOWERS; f++) {
         struct follower *fl = &s->fl[f];
-        if (on_branch(s, fl->pos, fl->last) && fl->pos >= fl->consistent_from &&
+        if (on_branch(s, fl->pos, fl->last) &&
             !same_state(&fl->cur, &s->at[fl->pos])) {
             snprintf(s->why, sizeof(s->why),
                      "follower %d at %llu does not hold the server's records "
@@ -979,7 +975,6 @@ static int check(struct sim *s)
             return -1;
         }
         if (on_branch(s, fl->dur_pos, fl->dur_last) &&
-            fl->dur_pos >= fl->dur_consistent_from &&
             !same_state(&fl->dur, &s->at[fl->dur_pos])) {
             snprintf(s->why, sizeof(s->why),
                      "follower %d made durable position %llu without its "

@@ -1066,30 +1066,46 @@ static struct pds_store *open_at(const char *d)
     return s;
 }
 
-/* Copy every chunk of src's snapshot into dst's staging. */
+/* The position a snapshot is stamped with. */
+struct snap_pos {
+    pds_epoch epoch;
+    pds_index index;
+};
+
+/* Copy src's snapshot, through a file, chunk by chunk into dst's staging. */
 static int transfer(struct pds_store *src,
                     struct pds_store *dst,
-                    struct pds_snap_cursor *sc,
+                    struct snap_pos *sc,
                     size_t chunk_bytes,
                     int *n_chunks)
 {
-    memset(sc, 0, sizeof(*sc));
+    char path[] = "/tmp/pds-snap-XXXXXX";
+    char errmsg[PDS_ERRMSG_SIZE];
+    uint64_t size, off = 0;
+    int fd = mkstemp(path);
+    int rv;
+
     *n_chunks = 0;
-    if (pds_store_snap_begin(dst) != 0)
+    if (fd < 0)
         return -1;
-    while (!sc->is_done) {
+    unlink(path);
+    rv = pds_store_snap_write(src, fd, &sc->epoch, &sc->index, &size, errmsg);
+    if (rv == 0)
+        rv = pds_store_snap_begin(dst);
+    while (rv == 0 && off < size) {
         uint8_t *buf;
         size_t len;
-        int rv = pds_store_snap_chunk(src, sc, chunk_bytes, &buf, &len);
+        rv =
+            pds_store_snap_read(fd, off, size, chunk_bytes, &buf, &len, errmsg);
         if (rv != 0)
-            return rv;
+            break;
+        off += len;
         rv = pds_store_snap_put(dst, buf, len);
         free(buf);
-        if (rv != 0)
-            return rv;
         (*n_chunks)++;
     }
-    return 0;
+    close(fd);
+    return rv;
 }
 
 TEST(snapshot_swaps_in_atomically_with_its_position)
@@ -1098,7 +1114,7 @@ TEST(snapshot_swaps_in_atomically_with_its_position)
     struct pds_store *a, *b;
     struct pds_store_meta m;
     struct pds_store_stats st;
-    struct pds_snap_cursor sc;
+    struct snap_pos sc;
     struct pds_entry es[40];
     char items[40][16], v[64];
     static const uint8_t group[16] = {1, 2, 3};
@@ -1162,7 +1178,7 @@ TEST(snapshot_swaps_in_atomically_with_its_position)
 TEST(snapshot_first_join_keeps_own_owners_or_newer_records)
 {
     struct pds_store *a, *b;
-    struct pds_snap_cursor sc;
+    struct snap_pos sc;
     struct pds_entry es[3];
     struct seen sn;
     static const uint8_t group[16] = {9};
@@ -1304,6 +1320,56 @@ TEST(retention_by_bytes_and_age)
     pds_store_close(s);
 }
 
+TEST(snapshot_file_reads_whole_items)
+{
+    struct pds_store *s;
+    struct pds_entry es[3];
+    char path[] = "/tmp/pds-snap-XXXXXX";
+    char errmsg[PDS_ERRMSG_SIZE];
+    pds_epoch epoch;
+    pds_index index;
+    uint64_t size, off = 0;
+    uint8_t *buf;
+    size_t len;
+    int fd, n = 0;
+
+    fresh_dir();
+    s = open_store(0, 0, 0);
+    CHECK(s != NULL);
+    es[0] = entry(1, PDS_OP_PUT, "alice", "ui.language", "en");
+    es[1] = entry(2, PDS_OP_PUT, "bob", "ui.language", "de");
+    es[2] = entry(3, PDS_OP_PUT, "carol", "ui.language", "fr");
+    CHECK_EQ(pds_store_commit(s, es, 3, 5000), 0);
+    fd = mkstemp(path);
+    CHECK(fd >= 0);
+    unlink(path);
+    CHECK_EQ(pds_store_snap_write(s, fd, &epoch, &index, &size, errmsg), 0);
+    CHECK_EQ(index, 3);
+    /* Chunks smaller than an item: whole items all the same. */
+    while (off < size) {
+        CHECK_EQ(pds_store_snap_read(fd, off, size, 8, &buf, &len, errmsg), 0);
+        CHECK(len > 8);
+        off += len;
+        free(buf);
+        n++;
+    }
+    CHECK(n >= 1 && n <= 3);
+    CHECK_EQ(off, size);
+    CHECK_EQ(pds_store_snap_read(fd, size, size, 8, &buf, &len, errmsg), 0);
+    CHECK_EQ(len, 0);
+    /* A file cut in the middle of its last item. */
+    CHECK_EQ(pds_store_snap_read(fd, 0, size - 1, 1 << 20, &buf, &len, errmsg),
+             0);
+    CHECK(len < size - 1);
+    free(buf);
+    CHECK_EQ(
+        pds_store_snap_read(fd, len, size - 1, 1 << 20, &buf, &len, errmsg),
+        PDS_ECORRUPT);
+    CHECK(strstr(errmsg, "damaged item") != NULL);
+    close(fd);
+    pds_store_close(s);
+}
+
 TEST(cleanup)
 {
     char cmd[128];
@@ -1336,4 +1402,5 @@ TEST_MAIN(T(put_get_delete),
           T(snapshot_swaps_in_atomically_with_its_position),
           T(snapshot_first_join_keeps_own_owners_or_newer_records),
           T(snapshot_bad_chunk_is_refused_and_keeps_nothing),
+          T(snapshot_file_reads_whole_items),
           T(cleanup))
