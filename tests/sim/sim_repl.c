@@ -14,12 +14,12 @@
  *
  * Faults: connections lost (everything in flight with them), partitions,
  * delays, server crashes (the unsynced batch is lost, even when it was
- * already sent to the standby), follower crashes with and without the loss
- * of their unflushed commits, clients writing while offline (a durable
- * outbox replayed on reconnect, duplicates included), a client whose clock
- * is hours ahead, a short log retention (refresh by a chunked snapshot: a
- * copy taken at one position, streamed while writes go on). After every
- * step:
+ * already sent to the standby), server commits that fail (a full disk),
+ * follower crashes with and without the loss of their unflushed commits,
+ * clients writing while offline (a durable outbox replayed on reconnect,
+ * duplicates included), a client whose clock is hours ahead, a short log
+ * retention (refresh by a chunked snapshot: a copy taken at one position,
+ * streamed while writes go on). After every step:
  *
  *   1. every follower on the server's branch holds exactly the server's
  *      records at its position, and so does what it made durable;
@@ -560,6 +560,39 @@ static void ship_early(struct sim *s)
     s->shipped_early = 1;
 }
 
+/*
+ * The server's commit fails (a full disk): the core fails every write from
+ * the batch on; a standby that got the batch early holds entries the
+ * server does not, so its link ends (the daemon's pds__repl_unship).
+ */
+static int server_commit_fails(struct sim *s)
+{
+    struct pds_event ev;
+    struct pds_update u;
+    int rv;
+
+    if (s->n_batch == 0)
+        return 0;
+    s->faults++;
+    memset(&ev, 0, sizeof(ev));
+    ev.type = PDS_EVENT_PERSIST_FAILED;
+    ev.now = server_now(s);
+    ev.u.persist_failed.index = s->batch[0].index;
+    ev.u.persist_failed.status = PDS_EFULL;
+    ev.u.persist_failed.errmsg = "disk full";
+    s->n_batch = 0;
+    if (s->shipped_early)
+        conn_lost(s, 0);
+    s->shipped_early = 0;
+    rv = pds_core_step(s->core, &ev, &u);
+    if (rv != 0) {
+        snprintf(s->why, sizeof(s->why), "core persist failed: %s",
+                 pds_strerror(rv));
+        return -1;
+    }
+    return carry_out(s, &u);
+}
+
 static int server_commit(struct sim *s)
 {
     int i, f;
@@ -1084,8 +1117,12 @@ static int step(struct sim *s, int faults)
                 return -1;
             goto net;
         }
-        if (server_commit(s) != 0)
+        if (faults && chance(s, 2)) {
+            if (server_commit_fails(s) != 0)
+                return -1;
+        } else if (server_commit(s) != 0) {
             return -1;
+        }
     }
     if (s->waiting_since >= 0 && s->step - s->waiting_since > ACK_TIMEOUT &&
         pds_core_last_index(s->core) < s->durable) {
