@@ -1275,20 +1275,48 @@ int pds_store_log_get(struct pds_store *store,
 
 /* ---- Role configuration and members ------------------------------------- */
 
+/* Blobs are meta values under "blob." and their name. */
+#define BLOB_KEY_MAX 64
+static MDB_val blob_key(const char *name, char *buf)
+{
+    MDB_val k;
+
+    snprintf(buf, BLOB_KEY_MAX, "blob.%s", name);
+    k.mv_data = buf;
+    k.mv_size = strlen(buf);
+    return k;
+}
+
+/* Set (value NULL: remove) a blob inside a write transaction. */
+static int blob_set(struct pds_store *s,
+                    MDB_txn *txn,
+                    const char *name,
+                    const uint8_t *value,
+                    size_t len)
+{
+    char kname[BLOB_KEY_MAX];
+    MDB_val k = blob_key(name, kname);
+    MDB_val v = {len, (void *)value};
+    int rv;
+
+    if (value == NULL) {
+        rv = mdb_del(txn, s->meta, &k, NULL);
+        return rv == MDB_NOTFOUND ? 0 : rv;
+    }
+    return mdb_put(txn, s->meta, &k, &v, 0);
+}
+
 int pds_store_blob_get(struct pds_store *store,
                        const char *name,
                        uint8_t *buf,
                        size_t cap,
                        size_t *len)
 {
-    char kname[64];
-    MDB_val k, v;
+    char kname[BLOB_KEY_MAX];
+    MDB_val k = blob_key(name, kname), v;
     MDB_txn *txn;
     int rv;
 
-    snprintf(kname, sizeof(kname), "blob.%s", name);
-    k.mv_data = kname;
-    k.mv_size = strlen(kname);
     rv = read_begin(store, &txn);
     if (rv != 0)
         return set_err(store, translate(rv), "%s: %s", name, mdb_strerror(rv));
@@ -1339,7 +1367,7 @@ static int small_write(struct pds_store *store,
 }
 
 struct blob_arg {
-    const char *key;
+    const char *name;
     const uint8_t *value;
     size_t len;
 };
@@ -1347,16 +1375,8 @@ struct blob_arg {
 static int blob_write(struct pds_store *s, MDB_txn *txn, void *arg)
 {
     struct blob_arg *b = arg;
-    MDB_val k = {strlen(b->key), (void *)b->key};
-    MDB_val v = {b->len, (void *)b->value};
-    int rv;
 
-    (void)s;
-    if (b->value == NULL) {
-        rv = mdb_del(txn, s->meta, &k, NULL);
-        return rv == MDB_NOTFOUND ? 0 : rv;
-    }
-    return mdb_put(txn, s->meta, &k, &v, 0);
+    return blob_set(s, txn, b->name, b->value, b->len);
 }
 
 int pds_store_blob_put(struct pds_store *store,
@@ -1364,11 +1384,9 @@ int pds_store_blob_put(struct pds_store *store,
                        const uint8_t *value,
                        size_t len)
 {
-    char kname[64];
-    struct blob_arg b = {kname, value, len};
+    struct blob_arg b = {name, value, len};
     int rv;
 
-    snprintf(kname, sizeof(kname), "blob.%s", name);
     rv = small_write(store, blob_write, &b);
     if (rv != 0)
         return set_err(store, translate(rv), "save %s: %s", name,
@@ -1630,19 +1648,33 @@ int pds_store_local_get(struct pds_store *store,
     return 0;
 }
 
+/*
+ * The error of a failed write transaction outside pds_store_commit(): a full
+ * file system (LMDB reports a short write as EIO), the storage budget, or
+ * LMDB's own error; what says what was not done.
+ */
+static int
+write_error(struct pds_store *s, int rv, const char *context, const char *what)
+{
+    if (rv == EIO && is_disk_full(s))
+        rv = ENOSPC;
+    if (rv == ENOSPC || rv == EDQUOT)
+        return set_err(s, PDS_EFULL,
+                       "the file system of the data directory is full: %s; "
+                       "free space there",
+                       what);
+    if (rv == MDB_MAP_FULL)
+        return set_err(s, PDS_ENOSPC, "storage budget exhausted: %s", what);
+    return set_err(s, translate(rv), "%s: %s", context, mdb_strerror(rv));
+}
+
 int pds_store_sync(struct pds_store *store)
 {
     int rv = mdb_env_sync(store->env, 1);
 
-    if (rv == EIO && is_disk_full(store))
-        rv = ENOSPC;
-    if (rv == ENOSPC || rv == EDQUOT)
-        return set_err(store, PDS_EFULL,
-                       "the file system of the data directory is full (%s); "
-                       "free space there",
-                       mdb_strerror(rv));
     if (rv != 0)
-        return set_err(store, translate(rv), "sync: %s", mdb_strerror(rv));
+        return write_error(store, rv, "sync",
+                           "the last commits were not made durable");
     return 0;
 }
 
@@ -1721,17 +1753,8 @@ int pds_store_outbox_add(struct pds_store *store,
     if (!entry_is_valid(entry))
         return set_err(store, PDS_EINVAL, "outbox: malformed entry");
     rv = small_write(store, outbox_add, &a);
-    if (rv == EIO && is_disk_full(store))
-        rv = ENOSPC;
-    if (rv == ENOSPC || rv == EDQUOT)
-        return set_err(store, PDS_EFULL,
-                       "the file system of the data directory is full: the "
-                       "write was not queued; free space there");
-    if (rv == MDB_MAP_FULL)
-        return set_err(store, PDS_ENOSPC,
-                       "storage budget exhausted: the write was not queued");
     if (rv != 0)
-        return set_err(store, translate(rv), "outbox: %s", mdb_strerror(rv));
+        return write_error(store, rv, "outbox", "the write was not queued");
     *seq = a.seq;
     return 0;
 }
@@ -2125,17 +2148,9 @@ int pds_store_snap_put(struct pds_store *store,
         return set_err(store, rv,
                        "snapshot: a chunk does not decode (nothing of it was "
                        "kept)");
-    if (rv == EIO && is_disk_full(store))
-        rv = ENOSPC;
-    if (rv == ENOSPC || rv == EDQUOT)
-        return set_err(store, PDS_EFULL,
-                       "the file system of the data directory is full: the "
-                       "snapshot cannot be stored; free space there");
-    if (rv == MDB_MAP_FULL)
-        return set_err(store, PDS_ENOSPC,
-                       "storage budget exhausted: the snapshot does not fit");
     if (rv != 0)
-        return set_err(store, translate(rv), "snapshot: %s", mdb_strerror(rv));
+        return write_error(store, rv, "snapshot",
+                           "the snapshot cannot be stored");
     return 0;
 }
 
@@ -2289,9 +2304,6 @@ static int snap_finish(struct pds_store *s, MDB_txn *txn, void *arg)
     struct snap_finish_arg *a = arg;
     struct pds_store_meta m;
     uint64_t n_live = 0;
-    /* The "history" blob (pds_store_blob_put's key): the group's data. */
-    MDB_val hk = {12, (void *)"blob.history"};
-    MDB_val hv = {a->group_len, (void *)a->group};
     MDB_cursor *cur;
     MDB_val k, v;
     pds_hlc hlc;
@@ -2329,7 +2341,8 @@ static int snap_finish(struct pds_store *s, MDB_txn *txn, void *arg)
         (rv = meta_put(txn, s->meta, "first_index", 0)) != 0 ||
         (rv = meta_put(txn, s->meta, "last_hlc", hlc)) != 0 ||
         (rv = meta_put(txn, s->meta, "n_records", n_live)) != 0 ||
-        (rv = mdb_put(txn, s->meta, &hk, &hv, 0)) != 0)
+        /* The data is now the group's: the "history" blob. */
+        (rv = blob_set(s, txn, "history", a->group, a->group_len)) != 0)
         return rv;
     return snap_clear(s, txn, NULL);
 }
@@ -2354,17 +2367,9 @@ int pds_store_snap_finish(struct pds_store *store,
     a.keep = keep;
     a.now = now;
     rv = small_write(store, snap_finish, &a);
-    if (rv == EIO && is_disk_full(store))
-        rv = ENOSPC;
-    if (rv == ENOSPC || rv == EDQUOT)
-        return set_err(store, PDS_EFULL,
-                       "the file system of the data directory is full: the "
-                       "snapshot was not applied; free space there");
-    if (rv == MDB_MAP_FULL)
-        return set_err(store, PDS_ENOSPC,
-                       "storage budget exhausted: the snapshot does not fit");
     if (rv != 0)
-        return set_err(store, translate(rv), "snapshot: %s", mdb_strerror(rv));
+        return write_error(store, rv, "snapshot",
+                           "the snapshot was not applied");
     if (n_uploaded != NULL)
         *n_uploaded = a.n_uploaded;
     return 0;
