@@ -564,13 +564,9 @@ static int on_write(struct pds_core *core, const struct pds_event *ev)
     o = owner_find(core, w->key.scope, w->key.owner, w->key.owner_len);
     switch (w->op) {
     case PDS_OP_PUT:
-        if (w->value_len > lim->max_value) {
-            snprintf(errmsg, sizeof(errmsg),
-                     "value is %u bytes; the limit is %u bytes "
-                     "(setting max_value_size); nothing was written",
-                     (unsigned)w->value_len, (unsigned)lim->max_value);
-            return reply_error(core, w->req, PDS_ETOOBIG, errmsg);
-        }
+        rv = pds_value_validate(lim, w->value_len, errmsg);
+        if (rv != 0)
+            return reply_error(core, w->req, rv, errmsg);
         if (o == NULL && w->key.scope == PDS_SCOPE_USER &&
             core->n_users >= lim->max_users) {
             if (lim->user_policy == PDS_USER_POLICY_EVICT_LRU)

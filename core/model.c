@@ -32,6 +32,19 @@ static int is_alnum(char c)
            (c >= '0' && c <= '9');
 }
 
+int pds_value_validate(const struct pds_limits *limits,
+                       uint64_t value_len,
+                       char *errmsg)
+{
+    if (value_len <= limits->max_value)
+        return 0;
+    snprintf(errmsg, PDS_ERRMSG_SIZE,
+             "value is %llu bytes; the limit is %u bytes (setting "
+             "max_value_size); nothing was written",
+             (unsigned long long)value_len, (unsigned)limits->max_value);
+    return PDS_ETOOBIG;
+}
+
 int pds_owner_validate(const struct pds_limits *limits,
                        const char *owner,
                        size_t owner_len,

@@ -131,6 +131,12 @@ int pds_owner_validate(const struct pds_limits *limits,
                        size_t owner_len,
                        char *errmsg);
 
+/* Check a value's size against max_value: PDS_ETOOBIG with a message
+ * naming the limit and its setting in errmsg (PDS_ERRMSG_SIZE). */
+int pds_value_validate(const struct pds_limits *limits,
+                       uint64_t value_len,
+                       char *errmsg);
+
 /* ---- Hybrid logical clock -------------------------------------------- */
 
 #define PDS_HLC_LOGICAL_BITS 16

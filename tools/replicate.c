@@ -921,16 +921,10 @@ static void queue_write(struct daemon *d,
              ? pds_owner_validate(&d->cfg.limits, e.key.owner, e.key.owner_len,
                                   errmsg)
              : pds_key_validate(&d->cfg.limits, &e.key, errmsg);
+    if (rv == 0 && e.op == PDS_OP_PUT)
+        rv = pds_value_validate(&d->cfg.limits, req->value_len, errmsg);
     if (rv != 0) {
         pds__daemon_send(conn, pds_reply_new(req->id, rv, errmsg));
-        return;
-    }
-    if (e.op == PDS_OP_PUT && req->value_len > d->cfg.limits.max_value) {
-        snprintf(errmsg, sizeof(errmsg),
-                 "value is %zu bytes; the limit is %u bytes (setting "
-                 "max_value_size); nothing was written",
-                 req->value_len, (unsigned)d->cfg.limits.max_value);
-        pds__daemon_send(conn, pds_reply_new(req->id, PDS_ETOOBIG, errmsg));
         return;
     }
     if (n_outbox >= d->cfg.outbox_max ||
