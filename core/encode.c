@@ -29,6 +29,20 @@ uint64_t pds_get_u64be(const uint8_t *p)
     return v;
 }
 
+void pds_put_u32be(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+uint32_t pds_get_u32be(const uint8_t *p)
+{
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) |
+           ((uint32_t)p[2] << 8) | p[3];
+}
+
 static void put_le(uint8_t *p, uint64_t v, int n)
 {
     int i;

@@ -226,6 +226,10 @@ int pds_entry_decode(const uint8_t *buf, size_t len, struct pds_entry *entry);
 /* Little-endian and big-endian helpers shared by every encoder. */
 void pds_put_u64be(uint8_t *p, uint64_t v);
 uint64_t pds_get_u64be(const uint8_t *p);
+/* The 4-byte big-endian length before each entry of a batch of entries
+ * (pds_store_log_range(), the ENTRIES message) and in snapshot items. */
+void pds_put_u32be(uint8_t *p, uint32_t v);
+uint32_t pds_get_u32be(const uint8_t *p);
 
 /* ---- The core state machine ------------------------------------------ */
 

@@ -1503,10 +1503,7 @@ int pds_store_log_range(struct pds_store *store,
             out = p;
             cap = ncap;
         }
-        out[used] = (uint8_t)(v.mv_size >> 24);
-        out[used + 1] = (uint8_t)(v.mv_size >> 16);
-        out[used + 2] = (uint8_t)(v.mv_size >> 8);
-        out[used + 3] = (uint8_t)v.mv_size;
+        pds_put_u32be(out + used, (uint32_t)v.mv_size);
         memcpy(out + used + 4, v.mv_data, v.mv_size);
         used += 4 + v.mv_size;
         n++;
@@ -1864,10 +1861,7 @@ static int snap_item(uint8_t **buf,
     p[2] = (uint8_t)k->mv_size;
     memcpy(p + 3, k->mv_data, k->mv_size);
     p += 3 + k->mv_size;
-    p[0] = (uint8_t)(v->mv_size >> 24);
-    p[1] = (uint8_t)(v->mv_size >> 16);
-    p[2] = (uint8_t)(v->mv_size >> 8);
-    p[3] = (uint8_t)v->mv_size;
+    pds_put_u32be(p, (uint32_t)v->mv_size);
     memcpy(p + 4, v->mv_data, v->mv_size);
     *len = need;
     return 0;
@@ -1988,9 +1982,7 @@ static size_t snap_item_size(const uint8_t *buf, size_t n)
     klen = ((size_t)buf[1] << 8) | buf[2];
     if (n < 7 + klen)
         return 0;
-    return 7 + klen +
-           (((size_t)buf[3 + klen] << 24) | ((size_t)buf[4 + klen] << 16) |
-            ((size_t)buf[5 + klen] << 8) | buf[6 + klen]);
+    return 7 + klen + pds_get_u32be(buf + 3 + klen);
 }
 
 static int read_at(int fd, uint8_t *buf, size_t n, uint64_t offset)
@@ -2111,9 +2103,7 @@ static int snap_put(struct pds_store *s, MDB_txn *txn, void *arg)
             return PDS_ECORRUPT;
         k.mv_data = (void *)(a->chunk + off);
         off += k.mv_size;
-        v.mv_size = ((size_t)a->chunk[off] << 24) |
-                    ((size_t)a->chunk[off + 1] << 16) |
-                    ((size_t)a->chunk[off + 2] << 8) | a->chunk[off + 3];
+        v.mv_size = pds_get_u32be(a->chunk + off);
         off += 4;
         if (v.mv_size > a->len - off)
             return PDS_ECORRUPT;

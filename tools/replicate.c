@@ -370,10 +370,7 @@ int pds__repl_ship_early(struct daemon *d,
         return 0;
     for (i = 0, p = buf; i < n; i++) {
         size_t el = pds_entry_size(&entries[i]);
-        p[0] = (uint8_t)(el >> 24);
-        p[1] = (uint8_t)(el >> 16);
-        p[2] = (uint8_t)(el >> 8);
-        p[3] = (uint8_t)el;
+        pds_put_u32be(p, (uint32_t)el);
         pds_entry_encode(&entries[i], p + 4);
         p += 4 + el;
     }
@@ -1166,8 +1163,7 @@ void pds__repl_on_entries(struct daemon *d,
         size_t len;
         if (m->blob_len - off < 4)
             goto bad;
-        len = ((size_t)m->blob[off] << 24) | ((size_t)m->blob[off + 1] << 16) |
-              ((size_t)m->blob[off + 2] << 8) | m->blob[off + 3];
+        len = pds_get_u32be(m->blob + off);
         off += 4;
         if (len > m->blob_len - off)
             goto bad;
