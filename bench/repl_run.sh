@@ -53,21 +53,16 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
-poll() {  # SECONDS CMD...: until CMD succeeds
+poll() {  # SECONDS CMD...: until CMD succeeds, every $poll_every s
     local deadline=$((SECONDS + $1))
     shift
     until "$@" >/dev/null 2>&1; do
         [ $SECONDS -lt $deadline ] || { echo "repl_run.sh: timed out: $*" >&2; exit 1; }
-        sleep 0.05
+        sleep "${poll_every:-0.05}"
     done
 }
-poll_fine() {  # SECONDS CMD...: the same, every 10 ms (for timed phases)
-    local deadline=$((SECONDS + $1))
-    shift
-    until "$@" >/dev/null 2>&1; do
-        [ $SECONDS -lt $deadline ] || { echo "repl_run.sh: timed out: $*" >&2; exit 1; }
-        sleep 0.01
-    done
+poll_fine() {  # SECONDS CMD...: the same every 10 ms (for timed phases)
+    poll_every=0.01 poll "$@"
 }
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null ||

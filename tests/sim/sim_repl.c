@@ -835,10 +835,25 @@ static void outbox_flush(struct follower *fl)
     fl->n_outbox = j;
 }
 
+/* A follower's ACK (index) or SNAP_ACK (seq) on its connection. */
+static void follower_reply(
+    struct sim *s, int f, enum msg_type type, pds_index index, uint64_t seq)
+{
+    struct msg a;
+
+    memset(&a, 0, sizeof(a));
+    a.type = type;
+    a.f = f;
+    a.conn = s->fl[f].conn;
+    a.to_server = 1;
+    a.index = index;
+    a.seq = seq;
+    send_msg(s, &a);
+}
+
 static int follower_on_msg(struct sim *s, const struct msg *m)
 {
     struct follower *fl = &s->fl[m->f];
-    struct msg a;
     int i;
 
     if (fl->conn != m->conn)
@@ -862,13 +877,7 @@ static int follower_on_msg(struct sim *s, const struct msg *m)
         fl->unflushed = lazy ? fl->unflushed + (pds_index)m->n : 0;
         if (lazy)
             return 0;
-        memset(&a, 0, sizeof(a));
-        a.type = M_ACK;
-        a.f = m->f;
-        a.conn = fl->conn;
-        a.to_server = 1;
-        a.index = fl->pos;
-        send_msg(s, &a);
+        follower_reply(s, m->f, M_ACK, fl->pos, 0);
         return 0;
     }
     case M_SNAP:
@@ -885,13 +894,7 @@ static int follower_on_msg(struct sim *s, const struct msg *m)
             fl->staged.r[m->chunk_first + i] = m->chunk[i];
         fl->staged_next++;
         if (!m->is_last) {
-            memset(&a, 0, sizeof(a));
-            a.type = M_SNAP_ACK;
-            a.f = m->f;
-            a.conn = fl->conn;
-            a.to_server = 1;
-            a.seq = m->seq;
-            send_msg(s, &a);
+            follower_reply(s, m->f, M_SNAP_ACK, 0, m->seq);
             return 0;
         }
         /* Swap in, flushed, at the position of the first chunk. */
@@ -906,13 +909,7 @@ static int follower_on_msg(struct sim *s, const struct msg *m)
         }
         follower_commit(fl, 1);
         fl->unflushed = 0;
-        memset(&a, 0, sizeof(a));
-        a.type = M_ACK;
-        a.f = m->f;
-        a.conn = fl->conn;
-        a.to_server = 1;
-        a.index = fl->pos;
-        send_msg(s, &a);
+        follower_reply(s, m->f, M_ACK, fl->pos, 0);
         return 0;
     case M_WACK:
         for (i = 0; i < fl->n_outbox; i++) {
