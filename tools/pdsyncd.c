@@ -183,7 +183,7 @@ static int waits_for_standby(const struct daemon *d)
  * storage calls stay on the loop thread (LMDB serializes write
  * transactions between threads; a short one there waits for the commit).
  */
-static void settle_committed(struct daemon *d, pds_index index, int timeout);
+static void settle_standby(struct daemon *d, int restart);
 
 static void finish_commit(struct daemon *d, int rv, int shipped)
 {
@@ -207,13 +207,7 @@ static void finish_commit(struct daemon *d, int rv, int shipped)
             /* Answered when the standby confirms, or at the timeout. The
              * standby, sent the batch before our fsync, may have confirmed
              * already. */
-            settle_committed(
-                d, d->standby_acked < last ? d->standby_acked : last, 0);
-            d->standby_wait_since =
-                pds_core_last_index(d->core) < d->committed
-                    ? (d->standby_wait_since != 0 ? d->standby_wait_since
-                                                  : pds__wall_ms())
-                    : 0;
+            settle_standby(d, 0);
             pds__group_after_commit(d);
             return;
         }
@@ -355,22 +349,34 @@ static void settle_committed(struct daemon *d, pds_index index, int timeout)
         pds_log(PDS_LOG_ERROR, "core refused an acknowledgement");
 }
 
+/*
+ * Answer the writes the standby has confirmed, up to what is committed
+ * here (it may confirm a batch before our own commit of it completes), and
+ * time whatever still waits: from now when restart (the standby made
+ * progress), else from when the wait began.
+ */
+static void settle_standby(struct daemon *d, int restart)
+{
+    settle_committed(
+        d, d->standby_acked < d->committed ? d->standby_acked : d->committed,
+        0);
+    if (pds_core_last_index(d->core) >= d->committed)
+        d->standby_wait_since = 0;
+    else if (restart || d->standby_wait_since == 0)
+        d->standby_wait_since = pds__wall_ms();
+}
+
 void pds__daemon_standby_ack(struct daemon *d, pds_index index)
 {
-    /* It may confirm a batch before our own commit of it completes. */
     if (index > d->standby_acked)
         d->standby_acked = index;
-    if (index > d->committed)
-        index = d->committed;
     if (d->is_degraded) {
         d->is_degraded = 0;
         pds_commlog(PDS_LOG_INFO,
                     "the replication destination is back: writes are "
                     "acknowledged after its fsync again");
     }
-    settle_committed(d, index, 0);
-    d->standby_wait_since =
-        pds_core_last_index(d->core) < d->committed ? pds__wall_ms() : 0;
+    settle_standby(d, 1);
 }
 
 /* Writes waiting too long for the standby: time out, or degrade. */
