@@ -751,14 +751,12 @@ static int cmd_delete_user(struct cli *cli, int argc, char **argv)
  * in the transaction that makes entries durable, so applied = durable),
  * lag in entries, bytes and time, and whether it is being refreshed.
  */
-static void print_followers(struct cli *cli, int json)
+static void print_followers(struct cli *cli, int json, pds_index last_index)
 {
     const struct pds_member *m;
-    struct pds_status st;
     size_t n, i, k = 0;
 
-    if (pds_client_status(cli->client, &st) != 0 ||
-        pds_client_clients(cli->client, &m, &n) != 0)
+    if (pds_client_clients(cli->client, &m, &n) != 0)
         return;
     if (json)
         printf(",\"followers\":[");
@@ -766,7 +764,7 @@ static void print_followers(struct cli *cli, int json)
         uint64_t lag;
         if (!m[i].is_following)
             continue;
-        lag = st.last_index > m[i].position ? st.last_index - m[i].position : 0;
+        lag = last_index > m[i].position ? last_index - m[i].position : 0;
         if (json) {
             printf("%s{\"id\":\"%016llx\",\"name\":", k > 0 ? "," : "",
                    (unsigned long long)m[i].id);
@@ -872,7 +870,7 @@ static int cmd_status(struct cli *cli, int argc, char **argv)
         json_str(st.version, strlen(st.version));
         /* Last: another request ends the life of st's strings. */
         if (strcmp(st.role, "server") == 0)
-            print_followers(cli, 1);
+            print_followers(cli, 1, st.last_index);
         printf("}\n");
         return 0;
     }
@@ -940,7 +938,7 @@ static int cmd_status(struct cli *cli, int argc, char **argv)
            (unsigned long long)st.pid, st.version);
     /* Last: another request ends the life of st's strings. */
     if (strcmp(st.role, "server") == 0)
-        print_followers(cli, 0);
+        print_followers(cli, 0, st.last_index);
     return 0;
 }
 
