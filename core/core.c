@@ -461,13 +461,7 @@ static struct pending *pending_latest(const struct pds_core *core,
     size_t i;
 
     for (i = core->n_pending; i-- > 0;) {
-        const struct pds_entry *e = &core->pending[i].entry;
-        if (e->key.scope != key->scope || e->key.owner_len != key->owner_len ||
-            memcmp(e->key.owner, key->owner, key->owner_len) != 0)
-            continue;
-        if (e->op == PDS_OP_DEL_OWNER ||
-            (e->key.item_len == key->item_len &&
-             memcmp(e->key.item, key->item, key->item_len) == 0))
+        if (pds_entry_covers(&core->pending[i].entry, key))
             return &core->pending[i];
     }
     return NULL;

@@ -32,6 +32,16 @@ static int is_alnum(char c)
            (c >= '0' && c <= '9');
 }
 
+int pds_entry_covers(const struct pds_entry *e, const struct pds_key *key)
+{
+    if (e->key.scope != key->scope || e->key.owner_len != key->owner_len ||
+        memcmp(e->key.owner, key->owner, key->owner_len) != 0)
+        return 0;
+    return e->op == PDS_OP_DEL_OWNER ||
+           (e->key.item_len == key->item_len &&
+            memcmp(e->key.item, key->item, key->item_len) == 0);
+}
+
 int pds_value_validate(const struct pds_limits *limits,
                        uint64_t value_len,
                        char *errmsg)

@@ -223,6 +223,10 @@ size_t pds_entry_encode(const struct pds_entry *entry, uint8_t *buf);
 /* Decode; strings and value point into buf. PDS_ECORRUPT on a bad layout. */
 int pds_entry_decode(const uint8_t *buf, size_t len, struct pds_entry *entry);
 
+/* Does the entry decide key: the same scope and owner, and the same item
+ * or a delete of the whole owner? */
+int pds_entry_covers(const struct pds_entry *entry, const struct pds_key *key);
+
 /* Little-endian and big-endian helpers shared by every encoder. */
 void pds_put_u64be(uint8_t *p, uint64_t v);
 uint64_t pds_get_u64be(const uint8_t *p);

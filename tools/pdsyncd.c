@@ -699,11 +699,7 @@ static const struct pds_entry *queued_for(struct daemon *d,
         return NULL;
     for (i = pds__repl_outbox(d, &e, SIZE_MAX); i-- > 0;) {
         pds__repl_outbox(d, &e, i);
-        if (!same_owner(e, key->scope, key->owner, key->owner_len))
-            continue;
-        if (e->op == PDS_OP_DEL_OWNER ||
-            (e->key.item_len == key->item_len &&
-             memcmp(e->key.item, key->item, key->item_len) == 0))
+        if (pds_entry_covers(e, key))
             return e;
     }
     return NULL;
@@ -853,12 +849,9 @@ static int list_queued(struct daemon *d,
             continue;
         for (j = ctx->n; j-- > 0;) {
             const struct pds_item *it = &ctx->items[j];
-            if (it->owner_len != e->key.owner_len ||
-                memcmp(it->owner, e->key.owner, it->owner_len) != 0)
-                continue;
-            if (e->op == PDS_OP_DEL_OWNER ||
-                (it->item_len == e->key.item_len &&
-                 memcmp(it->item, e->key.item, it->item_len) == 0))
+            struct pds_key k = {it->scope, it->owner, it->owner_len, it->item,
+                                it->item_len};
+            if (pds_entry_covers(e, &k))
                 list_drop(ctx, j);
         }
         if (e->op == PDS_OP_PUT) {
