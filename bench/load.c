@@ -1,9 +1,13 @@
 /*
  * pds_load - a load generator for a pdsync node's local API.
  *
- * N writer threads, each with its own connection, put values of B bytes
- * as fast as the node acknowledges them, for S seconds or N puts in all.
- * Prints one JSON line: throughput and p50/p99/max latency.
+ * N writers, each with its own connection and one put outstanding, put
+ * values of B bytes as fast as the node acknowledges them, for S seconds or
+ * N puts in all. The writers are driven by T threads (1 by default), each
+ * waiting with epoll on its share of the connections, as redis-benchmark
+ * does: a thread per writer would spend the machine's cores on the load
+ * generator's own wake-ups. Prints one JSON line: throughput and
+ * p50/p99/max latency.
  *
  * With --acked FILE every acknowledged put is appended to FILE (flushed
  * before the next put), so a crash test can check that each one survived;
@@ -17,13 +21,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "../net/net.h"
 
 struct load {
     const char *socket;
     int writers;
+    int threads;
     double seconds;
     long count; /* total puts, 0 = until seconds */
     size_t value_size;
@@ -38,7 +45,14 @@ struct load {
 struct writer {
     struct load *load;
     int id;
-    pthread_t thread;
+    struct pds_client *c; /* NULL once done */
+    long seq;             /* the put outstanding */
+    double t0;            /* when it was sent */
+    char owner[64];
+    char item[64];
+    char prefix[48];
+    size_t prefix_len;
+    uint8_t *value;
     uint32_t *lat_us; /* latencies of this writer's puts */
     size_t n_lat;
     size_t cap_lat;
@@ -83,66 +97,140 @@ static int record_latency(struct writer *w, double seconds)
     return 0;
 }
 
-static void *writer_main(void *arg)
+/* End a writer: its connection is closed. */
+static void writer_end(struct writer *w)
 {
-    struct writer *w = arg;
+    pds_client_close(w->c);
+    w->c = NULL;
+}
+
+/* Send the writer's next put; 0, or -1 when it is done (run over, error). */
+static int writer_send(struct writer *w)
+{
     struct load *l = w->load;
-    struct pds_client *c = NULL;
-    char owner[64];
-    char item[64];
-    char prefix[48];
-    uint8_t *value;
-    long seq;
+    struct pds_key key;
 
-    value = malloc(l->value_size + 1);
-    if (value == NULL || pds_client_open(l->socket, &c, w->errmsg) != 0) {
+    w->seq = next_seq(l);
+    if (w->seq < 0)
+        return -1;
+    snprintf(w->owner, sizeof(w->owner), "%su%ld", l->prefix,
+             w->seq % l->users);
+    snprintf(w->item, sizeof(w->item), "item.w%d.n%ld", w->id, w->seq);
+    /* A value that names its put, padded to the size asked for. */
+    w->prefix_len =
+        (size_t)snprintf(w->prefix, sizeof(w->prefix), "v%ld-", w->seq);
+    if (w->prefix_len > l->value_size)
+        w->prefix_len = l->value_size;
+    memset(w->value, 'x', l->value_size);
+    memcpy(w->value, w->prefix, w->prefix_len);
+    key.scope = PDS_SCOPE_USER;
+    key.owner = w->owner;
+    key.owner_len = strlen(w->owner);
+    key.item = w->item;
+    key.item_len = strlen(w->item);
+    w->t0 = now_s();
+    if (pds_client_put_send(w->c, &key, w->value, l->value_size) != 0) {
         w->errors++;
-        free(value);
-        return NULL;
+        snprintf(w->errmsg, sizeof(w->errmsg), "%s", pds_client_errmsg(w->c));
+        return -1;
     }
-    while ((seq = next_seq(l)) >= 0) {
-        struct pds_key key;
-        double t0;
-        size_t n;
-        int rv;
+    return 0;
+}
 
-        snprintf(owner, sizeof(owner), "%su%ld", l->prefix, seq % l->users);
-        snprintf(item, sizeof(item), "item.w%d.n%ld", w->id, seq);
-        /* A value that names its put, padded to the size asked for. */
-        n = (size_t)snprintf(prefix, sizeof(prefix), "v%ld-", seq);
-        memset(value, 'x', l->value_size);
-        memcpy(value, prefix, n < l->value_size ? n : l->value_size);
-        key.scope = PDS_SCOPE_USER;
-        key.owner = owner;
-        key.owner_len = strlen(owner);
-        key.item = item;
-        key.item_len = strlen(item);
-        t0 = now_s();
-        rv = pds_client_put(c, &key, value, l->value_size, NULL);
-        if (rv != 0) {
+/* The writer's answer is there: count it; 0 to go on, -1 when done. */
+static int writer_answer(struct writer *w)
+{
+    struct load *l = w->load;
+    int rv = pds_client_put_recv(w->c, NULL);
+
+    if (rv != 0) {
+        w->errors++;
+        snprintf(w->errmsg, sizeof(w->errmsg), "%s", pds_client_errmsg(w->c));
+        return l->acked != NULL || rv == PDS_ECONN || rv == PDS_EPROTO ? -1 : 0;
+    }
+    w->ops++;
+    if (record_latency(w, now_s() - w->t0) != 0) {
+        /* A put whose latency is not counted would skew the figures. */
+        w->errors++;
+        snprintf(w->errmsg, sizeof(w->errmsg), "out of memory");
+        return -1;
+    }
+    if (l->acked != NULL) {
+        pthread_mutex_lock(&l->lock);
+        fprintf(l->acked, "%s %s %.*s\n", w->owner, w->item, (int)w->prefix_len,
+                w->prefix);
+        fflush(l->acked);
+        pthread_mutex_unlock(&l->lock);
+    }
+    return 0;
+}
+
+/* One thread's writers: ws[0..n), driven by epoll. */
+struct driver {
+    pthread_t thread;
+    struct writer *ws;
+    int n;
+};
+
+static void *driver_main(void *arg)
+{
+    struct driver *dr = arg;
+    struct epoll_event evs[64];
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    int active = 0;
+    int i;
+
+    for (i = 0; i < dr->n; i++) {
+        struct writer *w = &dr->ws[i];
+        struct epoll_event ev;
+        w->value = malloc(w->load->value_size + 1);
+        if (ep < 0 || w->value == NULL ||
+            pds_client_open(w->load->socket, &w->c, w->errmsg) != 0) {
             w->errors++;
-            snprintf(w->errmsg, sizeof(w->errmsg), "%s", pds_client_errmsg(c));
-            if (l->acked != NULL || rv == PDS_ECONN)
-                break;
+            w->c = NULL;
             continue;
         }
-        w->ops++;
-        if (record_latency(w, now_s() - t0) != 0) {
-            /* A put whose latency is not counted would skew the figures. */
-            w->errors++;
-            snprintf(w->errmsg, sizeof(w->errmsg), "out of memory");
-            break;
+        ev.events = EPOLLIN;
+        ev.data.ptr = w;
+        if (epoll_ctl(ep, EPOLL_CTL_ADD, pds_client_fd(w->c), &ev) != 0 ||
+            writer_send(w) != 0) {
+            writer_end(w);
+            continue;
         }
-        if (l->acked != NULL) {
-            pthread_mutex_lock(&l->lock);
-            fprintf(l->acked, "%s %s %.*s\n", owner, item,
-                    (int)(n < l->value_size ? n : l->value_size), prefix);
-            fflush(l->acked);
-            pthread_mutex_unlock(&l->lock);
+        active++;
+    }
+    while (active > 0) {
+        int n = epoll_wait(ep, evs, 64, 1000);
+        if (n < 0 && errno != EINTR)
+            break;
+        for (i = 0; i < n; i++) {
+            struct writer *w = evs[i].data.ptr;
+            if (writer_answer(w) != 0 || writer_send(w) != 0) {
+                writer_end(w);
+                active--;
+            }
+        }
+        /* The node answers every put or drops the connection; a node that
+         * does neither ends the run a minute after its time. */
+        if (n == 0 && now_s() > dr->ws[0].load->t_end + 60) {
+            for (i = 0; i < dr->n; i++) {
+                if (dr->ws[i].c == NULL)
+                    continue;
+                dr->ws[i].errors++;
+                snprintf(dr->ws[i].errmsg, sizeof(dr->ws[i].errmsg),
+                         "no answer from the node for a minute");
+                writer_end(&dr->ws[i]);
+            }
+            active = 0;
         }
     }
-    pds_client_close(c);
-    free(value);
+    for (i = 0; i < dr->n; i++) {
+        if (dr->ws[i].c != NULL)
+            writer_end(&dr->ws[i]);
+        free(dr->ws[i].value);
+    }
+    if (ep >= 0)
+        close(ep);
     return NULL;
 }
 
@@ -186,6 +274,7 @@ static void usage(FILE *out)
                  "--count N]\n"
                  "                [--value-size B] [--users U] [--prefix P] "
                  "[--acked FILE]\n"
+                 "                [--threads T]\n"
                  "\n"
                  "  --socket PATH    the node's socket (DIR/pdsyncd.sock)\n"
                  "  --writers N      concurrent writers, one connection each "
@@ -195,7 +284,8 @@ static void usage(FILE *out)
                  "  --value-size B   bytes per value (256)\n"
                  "  --users U        spread puts over U owners (100)\n"
                  "  --prefix P       owner name prefix, <= 32 bytes (bench)\n"
-                 "  --acked FILE     append each acknowledged put to FILE\n");
+                 "  --acked FILE     append each acknowledged put to FILE\n"
+                 "  --threads T      threads driving the writers (1)\n");
 }
 
 int main(int argc, char **argv)
@@ -209,11 +299,13 @@ int main(int argc, char **argv)
         {"users", required_argument, NULL, 'u'},
         {"prefix", required_argument, NULL, 'p'},
         {"acked", required_argument, NULL, 'a'},
+        {"threads", required_argument, NULL, 'T'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     struct load l;
     struct writer *ws;
+    struct driver *drs;
     uint32_t *all;
     size_t n_all = 0;
     long ops = 0;
@@ -231,6 +323,7 @@ int main(int argc, char **argv)
 
     memset(&l, 0, sizeof(l));
     l.writers = 64;
+    l.threads = 1;
     l.seconds = 5;
     l.value_size = 256;
     l.users = 100;
@@ -266,6 +359,10 @@ int main(int argc, char **argv)
         case 'a':
             acked = optarg;
             break;
+        case 'T':
+            is_bad |= parse_long(optarg, 1, 64, &v) != 0;
+            l.threads = (int)v;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -284,21 +381,31 @@ int main(int argc, char **argv)
         return 1;
     }
     pthread_mutex_init(&l.lock, NULL);
+    if (l.threads > l.writers)
+        l.threads = l.writers;
     ws = calloc((size_t)l.writers, sizeof(*ws));
-    if (ws == NULL)
+    drs = calloc((size_t)l.threads, sizeof(*drs));
+    if (ws == NULL || drs == NULL)
         return 1;
     t0 = now_s();
     /* --count runs are bounded by the count, and by an hour. */
     l.t_end = t0 + (l.count > 0 ? 3600 : l.seconds);
-    for (n_started = 0; n_started < l.writers; n_started++) {
-        ws[n_started].load = &l;
-        ws[n_started].id = n_started;
-        rv = pthread_create(&ws[n_started].thread, NULL, writer_main,
-                            &ws[n_started]);
+    for (i = 0; i < l.writers; i++) {
+        ws[i].load = &l;
+        ws[i].id = i;
+    }
+    for (n_started = 0; n_started < l.threads; n_started++) {
+        struct driver *dr = &drs[n_started];
+        /* Writers shared out as evenly as can be. */
+        int first = (int)((long)l.writers * n_started / l.threads);
+        int end = (int)((long)l.writers * (n_started + 1) / l.threads);
+        dr->ws = ws + first;
+        dr->n = end - first;
+        rv = pthread_create(&dr->thread, NULL, driver_main, dr);
         if (rv != 0) {
             /* End the run: the writers started so far stop at their next
              * put, and the run counts as failed. */
-            fprintf(stderr, "pds_load: writer %d: %s\n", n_started,
+            fprintf(stderr, "pds_load: thread %d: %s\n", n_started,
                     strerror(rv));
             pthread_mutex_lock(&l.lock);
             l.count = l.issued > 0 ? l.issued : 1;
@@ -308,8 +415,11 @@ int main(int argc, char **argv)
             break;
         }
     }
+    for (i = 0; i < n_started; i++)
+        pthread_join(drs[i].thread, NULL);
+    n_started =
+        n_started == l.threads ? l.writers : (int)(drs[n_started].ws - ws);
     for (i = 0; i < n_started; i++) {
-        pthread_join(ws[i].thread, NULL);
         ops += ws[i].ops;
         errors += ws[i].errors;
         n_all += ws[i].n_lat;
@@ -342,6 +452,7 @@ int main(int argc, char **argv)
     for (i = 0; i < l.writers; i++)
         free(ws[i].lat_us);
     free(ws);
+    free(drs);
     free(all);
     return !is_failed && ops > 0 && (l.acked != NULL || errors == 0) ? 0 : 1;
 }

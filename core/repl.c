@@ -61,6 +61,15 @@ pds_index pds_repl_window(const struct pds_follower *f,
     return ready < room ? ready : room;
 }
 
+pds_index pds_repl_window_end(const struct pds_follower *f,
+                              pds_index last,
+                              pds_index max_inflight)
+{
+    pds_index end = f->acked + max_inflight;
+
+    return end < last ? end : last;
+}
+
 void pds_repl_sent(struct pds_follower *f, pds_index n)
 {
     f->next += n;
@@ -81,9 +90,10 @@ int pds_repl_accept(pds_index last, pds_index first)
 }
 
 int pds_repl_defer_flush(pds_index applied,
-                         pds_index sender_last,
-                         pds_index n_unflushed,
-                         pds_index max_inflight)
+                         pds_index window_end,
+                         pds_index n_held,
+                         pds_index max_hold,
+                         int more_here)
 {
-    return applied < sender_last && n_unflushed < max_inflight / 3;
+    return more_here && applied < window_end && n_held < max_hold;
 }

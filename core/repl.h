@@ -57,6 +57,13 @@ void pds_repl_follow(struct pds_follower *f, pds_index position);
 pds_index pds_repl_window(const struct pds_follower *f,
                           pds_index last,
                           pds_index max_inflight);
+/* The last index sent before another acknowledgement is heard: the log up
+ * to last, within max_inflight of what the follower acknowledged. Every
+ * ENTRIES message carries it, so that a follower knows how long it may
+ * hold entries back. */
+pds_index pds_repl_window_end(const struct pds_follower *f,
+                              pds_index last,
+                              pds_index max_inflight);
 /* n entries were sent. */
 void pds_repl_sent(struct pds_follower *f, pds_index n);
 /* An acknowledgement: PDS_EPROTO (nothing changed) for one of what was
@@ -69,14 +76,19 @@ int pds_repl_ack(struct pds_follower *f, pds_index index);
 int pds_repl_accept(pds_index last, pds_index first);
 
 /*
- * Follower: may the commit that brings it to position applied skip its
- * flush (and its acknowledgement)? Only while the sender has more
- * (sender_last) and fewer than a third of the sender's window are
- * unflushed, so that the window never closes on unacknowledged entries.
+ * Follower holding n_held entries, up to applied: may they wait,
+ * unacknowledged, to be committed together with the next ones? Only while
+ * more from the sender is already here (more_here), the sender sends more
+ * before it needs an acknowledgement (up to window_end), and fewer than
+ * max_hold wait. So one commit takes what piled up during the last one,
+ * the sender's window never closes on entries held back, and with
+ * max_hold half the window, the sender's next messages arrive during the
+ * commit.
  */
 int pds_repl_defer_flush(pds_index applied,
-                         pds_index sender_last,
-                         pds_index n_unflushed,
-                         pds_index max_inflight);
+                         pds_index window_end,
+                         pds_index n_held,
+                         pds_index max_hold,
+                         int more_here);
 
 #endif /* PDS_REPL_H */

@@ -363,47 +363,22 @@ unpack_reply(struct pds_client *c, size_t len, const msgpack_object **out)
     return 0;
 }
 
-/*
- * Send a request and wait for its reply. On success *data is the reply's
- * "data" object; on a refused request the server's message is in errmsg
- * and its code is returned.
- */
-static int
-call(struct pds_client *c, struct pds_request *req, const msgpack_object **data)
+/* The reply's envelope: does it answer request id, and did that succeed? */
+static int check_reply(struct pds_client *c,
+                       const msgpack_object *m,
+                       uint64_t want,
+                       const msgpack_object **data)
 {
-    const msgpack_object *m;
     const char *err;
     size_t err_len;
-    uint8_t *frame;
-    size_t len;
     uint64_t id;
     int64_t rc;
-    int rv;
 
-    reset_results(c);
-    req->id = c->next_id++;
-    rv = pds_request_encode(req, &frame, &len);
-    if (rv != 0)
-        return set_err(c, rv, "encode request: %s", pds_strerror(rv));
-    if (c->is_remote) {
-        size_t body_len;
-        rv = remote_roundtrip(c, frame, len, &body_len);
-        free(frame);
-        if (rv == 0)
-            rv = unpack_reply(c, body_len, &m);
-    } else {
-        rv = write_all(c, frame, len);
-        free(frame);
-        if (rv == 0)
-            rv = read_reply(c, &m);
-    }
-    if (rv != 0)
-        return rv;
-    if (pds__mp_uint(m, "id", &id) != 0 || id != req->id ||
+    if (pds__mp_uint(m, "id", &id) != 0 || id != want ||
         pds__mp_int(m, "rc", &rc) != 0 ||
         pds__mp_str(m, "err", &err, &err_len) != 0)
         return set_err(c, PDS_EPROTO, "reply does not answer request %llu",
-                       (unsigned long long)req->id);
+                       (unsigned long long)want);
     if (rc != 0) {
         if (rc >= 0 || rc <= PDS_EFIRST)
             rc = PDS_EPROTO;
@@ -417,6 +392,68 @@ call(struct pds_client *c, struct pds_request *req, const msgpack_object **data)
     if (*data == NULL)
         return set_err(c, PDS_EPROTO, "reply has no data");
     return 0;
+}
+
+/* A new request's frame, with the next id; the last call's results go. */
+static int encode_request(struct pds_client *c,
+                          struct pds_request *req,
+                          uint8_t **frame,
+                          size_t *len)
+{
+    int rv;
+
+    reset_results(c);
+    req->id = c->next_id++;
+    rv = pds_request_encode(req, frame, len);
+    if (rv != 0)
+        return set_err(c, rv, "encode request: %s", pds_strerror(rv));
+    return 0;
+}
+
+/* Send a request over the local socket (the first half of call()). */
+static int send_request(struct pds_client *c, struct pds_request *req)
+{
+    uint8_t *frame;
+    size_t len;
+    int rv = encode_request(c, req, &frame, &len);
+
+    if (rv != 0)
+        return rv;
+    rv = write_all(c, frame, len);
+    free(frame);
+    return rv;
+}
+
+/*
+ * Send a request and wait for its reply. On success *data is the reply's
+ * "data" object; on a refused request the server's message is in errmsg
+ * and its code is returned.
+ */
+static int
+call(struct pds_client *c, struct pds_request *req, const msgpack_object **data)
+{
+    const msgpack_object *m;
+    uint8_t *frame;
+    size_t len;
+    int rv;
+
+    if (c->is_remote) {
+        size_t body_len;
+        rv = encode_request(c, req, &frame, &len);
+        if (rv != 0)
+            return rv;
+        rv = remote_roundtrip(c, frame, len, &body_len);
+        free(frame);
+        if (rv == 0)
+            rv = unpack_reply(c, body_len, &m);
+    } else {
+        rv = send_request(c, req);
+        if (rv == 0)
+            rv = read_reply(c, &m);
+    }
+    if (rv != 0)
+        return rv;
+    return check_reply(c, m, req->id, data);
 }
 
 /* A NUL-terminated copy kept until the next call. */
@@ -499,6 +536,39 @@ int pds_client_put(struct pds_client *c,
     req.value = value != NULL ? value : empty;
     req.value_len = value_len;
     rv = call(c, &req, &d);
+    if (rv != 0)
+        return rv;
+    return decode_write(c, d, res);
+}
+
+int pds_client_fd(const struct pds_client *c)
+{
+    return c->fd;
+}
+
+int pds_client_put_send(struct pds_client *c,
+                        const struct pds_key *key,
+                        const uint8_t *value,
+                        size_t value_len)
+{
+    struct pds_request req;
+    static const uint8_t empty[1];
+
+    if (c->is_remote)
+        return set_err(c, PDS_EINVAL, "put_send: local sockets only");
+    key_request(&req, PDS_REQ_PUT, key);
+    req.value = value != NULL ? value : empty;
+    req.value_len = value_len;
+    return send_request(c, &req);
+}
+
+int pds_client_put_recv(struct pds_client *c, struct pds_write_result *res)
+{
+    const msgpack_object *m, *d;
+    int rv = read_reply(c, &m);
+
+    if (rv == 0)
+        rv = check_reply(c, m, c->next_id - 1, &d);
     if (rv != 0)
         return rv;
     return decode_write(c, d, res);

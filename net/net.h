@@ -285,6 +285,17 @@ int pds_client_put(struct pds_client *c,
                    const uint8_t *value,
                    size_t value_len,
                    struct pds_write_result *res);
+/*
+ * pds_client_put in two halves, for one thread that keeps many local
+ * clients busy: send the request, then, once pds_client_fd() is readable,
+ * take its answer (one request outstanding per client).
+ */
+int pds_client_put_send(struct pds_client *c,
+                        const struct pds_key *key,
+                        const uint8_t *value,
+                        size_t value_len);
+int pds_client_put_recv(struct pds_client *c, struct pds_write_result *res);
+int pds_client_fd(const struct pds_client *c);
 int pds_client_del(struct pds_client *c,
                    const struct pds_key *key,
                    struct pds_write_result *res);

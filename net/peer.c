@@ -9,6 +9,7 @@
  */
 #include <stdarg.h>
 #include <stdio.h>
+#include <sys/ioctl.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -48,6 +49,7 @@ struct pds_conn {
     uint8_t *buf;
     size_t len;
     size_t cap;
+    size_t delivered; /* bytes of buf up to the frame being delivered */
     uint64_t last_rx;
     struct connect_req *resolving; /* name resolution in flight */
     /* Messages waiting to be sealed together as one frame: each is a
@@ -147,7 +149,7 @@ int pds_msg_encode(const struct pds_msg *m, uint8_t **out, size_t *len)
         n += 5;
         break;
     case PDS_MSG_ENTRIES:
-        n += 3;
+        n += 4;
         break;
     case PDS_MSG_ACK:
         n += 1;
@@ -218,6 +220,7 @@ int pds_msg_encode(const struct pds_msg *m, uint8_t **out, size_t *len)
     case PDS_MSG_ENTRIES:
         pack_u64(&pk, "i", m->index);
         pack_u64(&pk, "e", m->epoch); /* the sender's last index */
+        pack_u64(&pk, "w", m->window_end);
         pack_bin(&pk, "b", m->blob, m->blob_len);
         break;
     case PDS_MSG_ACK:
@@ -449,6 +452,9 @@ int pds_msg_decode(const uint8_t *buf,
             if (pds__mp_uint(o, "i", &m->index) != 0 ||
                 pds__mp_uint(o, "e", &m->epoch) != 0)
                 goto bad;
+            /* Optional: a sender without it waits for each ACK. */
+            if (pds__mp_uint(o, "w", &m->window_end) != 0)
+                m->window_end = 0;
         } else {
             if (pds__mp_uint(o, "r", &m->rid) != 0 ||
                 pds__mp_uint(o, "o", &u) != 0 || u < PDS_OP_PUT ||
@@ -685,6 +691,18 @@ static void on_flush_idle(uv_idle_t *h)
     flush_all(h->data);
 }
 
+size_t pds_conn_pending(struct pds_conn *c)
+{
+    uv_os_fd_t fd;
+    int n = 0;
+    size_t in_buf = c->len > c->delivered ? c->len - c->delivered : 0;
+
+    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0 ||
+        ioctl(fd, FIONREAD, &n) != 0 || n < 0)
+        n = 0;
+    return in_buf + (size_t)n;
+}
+
 int pds_conn_flush(struct pds_conn *c)
 {
     if (c->state != ST_OPEN || c->out_len == 0)
@@ -876,7 +894,7 @@ static void on_message(struct pds_conn *c, struct pds_msg *mp)
         conn_fail(c, "%s", "hello after the handshake");
         return;
     default:
-        net->cb.on_message(net->arg, c, &m);
+        net->cb.on_message(net->arg, c, mp); /* it may take mp->blob */
     }
 }
 
@@ -1001,8 +1019,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         if (c->len - off - 4 < flen)
             break;
         off += 4 + flen;
+        c->delivered = off;
         on_frame(c, p + 4, flen);
     }
+    c->delivered = 0;
     if (c->state != ST_CLOSED && off > 0) {
         memmove(c->buf, c->buf + off, c->len - off);
         c->len -= off;

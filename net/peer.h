@@ -71,13 +71,15 @@ struct pds_msg {
     uint8_t *blob; /* ADMIN request, ADMIN_REPLY reply, ENTRIES entries,
                     * WRITE value (owned) */
     size_t blob_len;
-    uint64_t index; /* SYNC, ENTRIES (first), ACK, WRITE_ACK */
-    uint64_t epoch; /* SYNC, WRITE_ACK; ENTRIES: the server's last index */
-    uint64_t rid;   /* WRITE, WRITE_ACK: the client's request; SNAPSHOT:
-                     * the chunk's number from 0 */
-    int is_fresh;   /* SYNC: the follower's data came from this group */
-    int op;         /* WRITE: enum pds_op */
-    int scope;      /* WRITE: enum pds_scope */
+    uint64_t index;      /* SYNC, ENTRIES (first), ACK, WRITE_ACK */
+    uint64_t epoch;      /* SYNC, WRITE_ACK; ENTRIES: the server's last index */
+    uint64_t window_end; /* ENTRIES: the last index sent before an ACK is
+                          * needed (absent: this message's last) */
+    uint64_t rid;        /* WRITE, WRITE_ACK: the client's request; SNAPSHOT:
+                          * the chunk's number from 0 */
+    int is_fresh;        /* SYNC: the follower's data came from this group */
+    int op;              /* WRITE: enum pds_op */
+    int scope;           /* WRITE: enum pds_scope */
     char owner[PDS_OWNER_MAX + 1]; /* WRITE */
     char item[PDS_ITEM_MAX + 1];   /* WRITE */
     uint64_t hlc;  /* WRITE: the client's version (0: the server stamps);
@@ -107,10 +109,9 @@ struct pds_conn;
 struct pds_net_callbacks {
     /* The handshake completed: the peer holds the private key of pk. */
     void (*on_open)(void *arg, struct pds_conn *conn);
-    /* An encrypted message arrived on an open connection. */
-    void (*on_message)(void *arg,
-                       struct pds_conn *conn,
-                       const struct pds_msg *msg);
+    /* An encrypted message arrived on an open connection. The callback
+     * may keep msg->blob (setting it to NULL); the rest is freed after. */
+    void (*on_message)(void *arg, struct pds_conn *conn, struct pds_msg *msg);
     /* The connection ended (error NULL for a clean close by us). After
      * this call conn is gone. */
     void (*on_close)(void *arg, struct pds_conn *conn, const char *error);
@@ -177,6 +178,12 @@ struct pds_conn *pds_net_find(struct pds_net *net, uint64_t id);
 int pds_conn_send(struct pds_conn *conn, const struct pds_msg *msg);
 /* Seal and write what was sent so far now (before blocking on a disk). */
 int pds_conn_flush(struct pds_conn *conn);
+/*
+ * Bytes from the peer already here and not yet delivered as messages: the
+ * rest of the frame being read and what waits in the socket. A receiver
+ * may wait for them before acting on what it has.
+ */
+size_t pds_conn_pending(struct pds_conn *conn);
 /* Send REFUSE (encrypted when open, plain before) then close. */
 void pds_conn_refuse(struct pds_conn *conn, int code, const char *err);
 /* Close once what was sent is flushed (uv_shutdown), cleanly. */

@@ -25,6 +25,9 @@
 #define DEFAULT_BUDGET ((size_t)512 << 20)
 #define DEFAULT_RETAIN 100000
 
+#define OWNER_SLOTS 1024 /* a power of two */
+#define SORT_MIN 8       /* batches from this size are applied in key order */
+
 struct pds_store {
     MDB_env *env;
     MDB_dbi records;
@@ -46,6 +49,20 @@ struct pds_store {
      * map growth holds it exclusive, as LMDB requires that no transaction
      * be active in the process while the map is resized. */
     pthread_rwlock_t growth_lock;
+    /*
+     * The owners a commit wrote to, each stamped once at its end rather
+     * than once per entry (a hash set over the entries' own strings;
+     * slots of an earlier commit carry an older generation).
+     */
+    struct touched {
+        uint32_t gen;
+        uint16_t len;
+        uint8_t scope;
+        const char *owner;
+    } touched[OWNER_SLOTS];
+    uint16_t touched_used[OWNER_SLOTS / 2];
+    size_t n_touched;
+    uint32_t touched_gen;
     char path[512];
     char errmsg[PDS_ERRMSG_SIZE];        /* reads and setup */
     char commit_errmsg[PDS_ERRMSG_SIZE]; /* pds_store_commit() */
@@ -568,21 +585,88 @@ owner_key(enum pds_scope scope, const char *owner, size_t len, uint8_t *buf)
     return (int)(len + 1);
 }
 
-/* Is there a live (non-tombstone) record at key? */
-static int is_live(MDB_txn *txn, MDB_dbi dbi, MDB_val *key, int *live)
+/*
+ * Is there a live (non-tombstone) record at key? The cursor is left at or
+ * after the key, so that the put that follows finds its page at once.
+ */
+static int is_live(MDB_cursor *cur, const MDB_val *key, int *live)
 {
     struct pds_record rec;
-    MDB_val v;
-    int rv = mdb_get(txn, dbi, key, &v);
+    MDB_val k = *key, v;
+    int rv = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
 
     *live = 0;
     if (rv == MDB_NOTFOUND)
         return 0;
     if (rv != 0)
         return rv;
+    if (k.mv_size != key->mv_size ||
+        memcmp(k.mv_data, key->mv_data, k.mv_size) != 0)
+        return 0;
     if (pds_record_decode(v.mv_data, v.mv_size, &rec) != 0)
         return MDB_CORRUPTED;
     *live = !rec.is_tombstone;
+    return 0;
+}
+
+/* Forget the owners noted so far: their slots become free. */
+static void touched_reset(struct pds_store *s)
+{
+    s->n_touched = 0;
+    if (++s->touched_gen == 0) { /* wrapped: no slot may look current */
+        memset(s->touched, 0, sizeof(s->touched));
+        s->touched_gen = 1;
+    }
+}
+
+/* Stamp every owner touched by this commit with its time (see touch()). */
+static int touched_flush(struct pds_store *s, MDB_txn *txn, pds_time now)
+{
+    uint8_t obuf[1 + PDS_OWNER_MAX];
+    uint8_t tbuf[8];
+    MDB_val ok, ov = {8, tbuf};
+    size_t i;
+    int rv = 0;
+
+    pds_put_u64be(tbuf, now);
+    for (i = 0; i < s->n_touched && rv == 0; i++) {
+        const struct touched *t = &s->touched[s->touched_used[i]];
+        ok.mv_data = obuf;
+        ok.mv_size = (size_t)owner_key(t->scope, t->owner, t->len, obuf);
+        rv = mdb_put(txn, s->owners, &ok, &ov, 0);
+    }
+    touched_reset(s);
+    return rv;
+}
+
+/* Note that this commit wrote to the entry's owner. */
+static int touch(struct pds_store *s,
+                 MDB_txn *txn,
+                 const struct pds_entry *e,
+                 pds_time now)
+{
+    uint32_t h = 2166136261u ^ (uint32_t)e->key.scope;
+    size_t i;
+
+    for (i = 0; i < e->key.owner_len; i++)
+        h = (h ^ (uint8_t)e->key.owner[i]) * 16777619u;
+    for (i = h & (OWNER_SLOTS - 1);; i = (i + 1) & (OWNER_SLOTS - 1)) {
+        struct touched *t = &s->touched[i];
+        if (t->gen != s->touched_gen) {
+            t->gen = s->touched_gen;
+            t->scope = (uint8_t)e->key.scope;
+            t->len = (uint16_t)e->key.owner_len;
+            t->owner = e->key.owner;
+            s->touched_used[s->n_touched++] = (uint16_t)i;
+            break;
+        }
+        if (t->scope == (uint8_t)e->key.scope && t->len == e->key.owner_len &&
+            memcmp(t->owner, e->key.owner, t->len) == 0)
+            return 0;
+    }
+    /* Half full: stamp these now and start again. */
+    if (s->n_touched == OWNER_SLOTS / 2)
+        return touched_flush(s, txn, now);
     return 0;
 }
 
@@ -677,26 +761,65 @@ apply_scope(struct pds_store *s, MDB_txn *txn, const struct pds_entry *e)
     return mdb_put(txn, s->scopes, &k, &v, 0);
 }
 
+/* A put or delete of one record, at its encoded key. */
+static int apply_record(struct pds_store *s,
+                        MDB_txn *txn,
+                        MDB_cursor *rcur,
+                        const struct pds_entry *e,
+                        const MDB_val *k,
+                        pds_time now,
+                        int64_t *d_records)
+{
+    MDB_val v;
+    int live;
+    int rv;
+
+    rv = is_live(rcur, k, &live);
+    if (rv != 0)
+        return rv;
+    {
+        struct pds_record rec;
+        rec.version = e->version;
+        rec.index = e->index;
+        rec.is_tombstone = e->op == PDS_OP_DEL;
+        rec.value = e->value;
+        rec.value_len = e->value_len;
+        v.mv_size = pds_record_size(&rec);
+        rv = mdb_cursor_put(rcur, (MDB_val *)k, &v, MDB_RESERVE);
+        if (rv != 0)
+            return rv;
+        pds_record_encode(&rec, v.mv_data);
+        if (live && rec.is_tombstone)
+            (*d_records)--;
+        else if (!live && !rec.is_tombstone)
+            (*d_records)++;
+    }
+    return touch(s, txn, e, now);
+}
+
 /* Apply one entry to the records and owners tables. */
 static int apply(struct pds_store *s,
                  MDB_txn *txn,
+                 MDB_cursor *rcur,
                  const struct pds_entry *e,
                  pds_time now,
                  int64_t *d_records)
 {
     uint8_t kbuf[PDS_RECKEY_MAX];
     uint8_t obuf[1 + PDS_OWNER_MAX];
-    uint8_t tbuf[8];
-    MDB_val k, v, ok, ov;
-    int live;
+    MDB_val k, v, ok;
     int rv;
 
     if (e->op == PDS_OP_SCOPE)
         return apply_scope(s, txn, e);
-    ok.mv_data = obuf;
-    ok.mv_size =
-        (size_t)owner_key(e->key.scope, e->key.owner, e->key.owner_len, obuf);
     if (e->op == PDS_OP_DEL_OWNER) {
+        /* Owners stamped earlier in this commit first, then the delete. */
+        rv = touched_flush(s, txn, now);
+        if (rv != 0)
+            return rv;
+        ok.mv_data = obuf;
+        ok.mv_size = (size_t)owner_key(e->key.scope, e->key.owner,
+                                       e->key.owner_len, obuf);
         rv = del_range(txn, s->local, kbuf,
                        pds_reckey_prefix(e->key.scope, e->key.owner,
                                          e->key.owner_len, kbuf));
@@ -737,30 +860,7 @@ static int apply(struct pds_store *s,
 
     k.mv_data = kbuf;
     k.mv_size = pds_reckey_encode(&e->key, kbuf);
-    rv = is_live(txn, s->records, &k, &live);
-    if (rv != 0)
-        return rv;
-    {
-        struct pds_record rec;
-        rec.version = e->version;
-        rec.index = e->index;
-        rec.is_tombstone = e->op == PDS_OP_DEL;
-        rec.value = e->value;
-        rec.value_len = e->value_len;
-        v.mv_size = pds_record_size(&rec);
-        rv = mdb_put(txn, s->records, &k, &v, MDB_RESERVE);
-        if (rv != 0)
-            return rv;
-        pds_record_encode(&rec, v.mv_data);
-        if (live && rec.is_tombstone)
-            (*d_records)--;
-        else if (!live && !rec.is_tombstone)
-            (*d_records)++;
-    }
-    pds_put_u64be(tbuf, now);
-    ov.mv_data = tbuf;
-    ov.mv_size = 8;
-    return mdb_put(txn, s->owners, &ok, &ov, 0);
+    return apply_record(s, txn, rcur, e, &k, now, d_records);
 }
 
 /*
@@ -878,6 +978,74 @@ static int entry_is_valid(const struct pds_entry *e)
     return 1;
 }
 
+/* A record key of a batch, for applying the batch in key order. */
+struct keyed {
+    const uint8_t *key;
+    uint32_t len;
+    uint32_t i; /* position in the batch: equal keys keep their order */
+};
+
+static int keyed_cmp(const void *a, const void *b)
+{
+    const struct keyed *x = a, *y = b;
+    int c = memcmp(x->key, y->key, x->len < y->len ? x->len : y->len);
+
+    if (c != 0)
+        return c;
+    if (x->len != y->len)
+        return x->len < y->len ? -1 : 1;
+    return x->i < y->i ? -1 : 1;
+}
+
+/*
+ * Apply a batch of puts and deletes in the order of their keys (a later
+ * entry of the same key still after an earlier one): each page of the
+ * records is then found once, and the cursor stays on it. Returns 1 when
+ * the batch holds other operations or no memory is at hand: the caller
+ * applies it in log order instead.
+ */
+static int apply_sorted(struct pds_store *s,
+                        MDB_txn *txn,
+                        MDB_cursor *rcur,
+                        const struct pds_entry *entries,
+                        size_t n,
+                        pds_time now,
+                        int64_t *d_records)
+{
+    struct keyed *order;
+    uint8_t *keys;
+    size_t i, off = 0, bytes = 0;
+    int rv = 0;
+
+    for (i = 0; i < n; i++) {
+        if (entries[i].op != PDS_OP_PUT && entries[i].op != PDS_OP_DEL)
+            return 1;
+        bytes += 2 + entries[i].key.owner_len + entries[i].key.item_len;
+    }
+    order = malloc(n * sizeof(*order));
+    keys = malloc(bytes);
+    if (order == NULL || keys == NULL) {
+        free(order);
+        free(keys);
+        return 1;
+    }
+    for (i = 0; i < n; i++) {
+        order[i].key = keys + off;
+        order[i].len = (uint32_t)pds_reckey_encode(&entries[i].key, keys + off);
+        order[i].i = (uint32_t)i;
+        off += order[i].len;
+    }
+    qsort(order, n, sizeof(*order), keyed_cmp);
+    for (i = 0; i < n && rv == 0; i++) {
+        MDB_val k = {order[i].len, (void *)order[i].key};
+        rv = apply_record(s, txn, rcur, &entries[order[i].i], &k, now,
+                          d_records);
+    }
+    free(order);
+    free(keys);
+    return rv;
+}
+
 /* One attempt at the whole transaction; MDB_MAP_FULL is returned as is. */
 static int commit_once(struct pds_store *s,
                        const struct pds_entry *entries,
@@ -887,6 +1055,7 @@ static int commit_once(struct pds_store *s,
 {
     struct pds_store_meta m;
     MDB_txn *txn;
+    MDB_cursor *rcur;
     uint64_t n_records;
     int64_t d_records = 0;
     pds_hlc hlc;
@@ -899,8 +1068,11 @@ static int commit_once(struct pds_store *s,
     rv = read_meta(txn, s->meta, &m);
     if (rv == 0)
         rv = meta_get(txn, s->meta, "n_records", &n_records);
+    if (rv == 0)
+        rv = mdb_cursor_open(txn, s->records, &rcur); /* freed with txn */
     if (rv != 0)
         goto err_after_txn;
+    touched_reset(s);
     if (entries[0].index != m.last_index + 1) {
         mdb_txn_abort(txn);
         return set_commit_err(
@@ -937,17 +1109,25 @@ static int commit_once(struct pds_store *s,
         if (rv != 0)
             goto err_after_txn;
         pds_entry_encode(e, v.mv_data);
-        rv = apply(s, txn, e, now, &d_records);
-        if (rv != 0)
-            goto err_after_txn;
         if (e->version.hlc > hlc)
             hlc = e->version.hlc;
     }
+    rv = n >= SORT_MIN ? apply_sorted(s, txn, rcur, entries, n, now, &d_records)
+                       : 1;
+    if (rv == 1) {
+        rv = 0;
+        for (i = 0; i < n && rv == 0; i++)
+            rv = apply(s, txn, rcur, &entries[i], now, &d_records);
+    }
+    if (rv != 0)
+        goto err_after_txn;
     if (m.first_index == 0)
         m.first_index = entries[0].index;
     m.last_index = entries[n - 1].index;
     m.last_epoch = entries[n - 1].epoch;
-    rv = trim_log(s, txn, m.last_index, &m.first_index, now);
+    rv = touched_flush(s, txn, now);
+    if (rv == 0)
+        rv = trim_log(s, txn, m.last_index, &m.first_index, now);
     if (rv == 0)
         rv = meta_put(txn, s->meta, "last_index", m.last_index);
     if (rv == 0)

@@ -166,9 +166,10 @@ void pds__repl_on_write(struct daemon *d,
                         struct pds_conn *c,
                         const struct pds_msg *m);
 void pds__repl_start(struct daemon *d, struct pds_conn *c);
+/* Takes m->blob. */
 void pds__repl_on_entries(struct daemon *d,
                           struct pds_conn *c,
-                          const struct pds_msg *m);
+                          struct pds_msg *m);
 void pds__repl_on_write_ack(struct daemon *d, const struct pds_msg *m);
 void pds__repl_on_notice(struct daemon *d, const struct pds_msg *m);
 void pds__repl_link_lost(struct daemon *d);

@@ -354,7 +354,7 @@ static void on_leave(struct daemon *d, struct pds_conn *c)
     pds__daemon_step(d, &ev);
 }
 
-static void on_message(void *arg, struct pds_conn *c, const struct pds_msg *m)
+static void on_message(void *arg, struct pds_conn *c, struct pds_msg *m)
 {
     struct daemon *d = arg;
 

@@ -35,7 +35,8 @@
 #include "daemon.h"
 
 #define MAX_FOLLOWERS 256
-#define MAX_INFLIGHT 60000           /* entries shipped and not yet ACKed */
+#define MAX_INFLIGHT 100000          /* entries shipped and not yet ACKed */
+#define INFLIGHT_BYTES (24u << 20)   /* ... and about this many bytes */
 #define SHIP_BYTES (3 * 1024 * 1024) /* per ENTRIES message */
 #define SNAP_BYTES (1024 * 1024)     /* per SNAPSHOT chunk */
 #define MAX_FORWARDED 4096
@@ -47,6 +48,7 @@ struct follower {
     uint64_t conn;
     uint8_t pk[PDS_KEY_BYTES];
     struct pds_follower log; /* next to send, durable on it */
+    uint64_t entry_bytes;    /* per entry in the last message (0: none yet) */
     /*
      * A refresh in progress: the copy is written to an unlinked file by a
      * pool thread (snap_fd is -1 until then), sent in chunks from it, then
@@ -188,6 +190,20 @@ static void lag_of(pds_index acked, uint64_t *bytes, uint64_t *ms)
 
 static void refresh(struct daemon *d, struct pds_conn *c, const char *why);
 
+/*
+ * The in-flight window in entries: MAX_INFLIGHT, fewer when the entries
+ * are big, so that about INFLIGHT_BYTES wait in memory for a slow one.
+ */
+static pds_index window_of(const struct follower *f)
+{
+    pds_index w;
+
+    if (f->entry_bytes == 0)
+        return MAX_INFLIGHT;
+    w = INFLIGHT_BYTES / f->entry_bytes;
+    return w < 1 ? 1 : w > MAX_INFLIGHT ? MAX_INFLIGHT : w;
+}
+
 /* Send what the follower misses, within the in-flight window. */
 static int ship(struct daemon *d, struct follower *f, pds_index last)
 {
@@ -195,7 +211,7 @@ static int ship(struct daemon *d, struct follower *f, pds_index last)
 
     if (c == NULL || f->is_snapshot)
         return 0;
-    while (pds_repl_window(&f->log, last, MAX_INFLIGHT) > 0) {
+    while (pds_repl_window(&f->log, last, window_of(f)) > 0) {
         struct pds_msg m;
         uint8_t *buf;
         size_t len, n;
@@ -208,10 +224,14 @@ static int ship(struct daemon *d, struct follower *f, pds_index last)
         }
         if (rv != 0 || n == 0)
             return rv;
+        f->entry_bytes = len / n;
         memset(&m, 0, sizeof(m));
         m.type = PDS_MSG_ENTRIES;
         m.index = f->log.next;
         m.epoch = last;
+        m.window_end = pds_repl_window_end(&f->log, last, window_of(f));
+        if (m.window_end < f->log.next + n - 1)
+            m.window_end = f->log.next + n - 1; /* the window shrank */
         m.blob = buf;
         m.blob_len = len;
         rv = pds_conn_send(c, &m);
@@ -361,7 +381,7 @@ int pds__repl_ship_early(struct daemon *d,
             f = &followers[i];
     }
     if (f == NULL || f->is_snapshot || f->log.next != entries[0].index ||
-        f->log.next - f->log.acked + n > MAX_INFLIGHT ||
+        f->log.next - f->log.acked + n > window_of(f) ||
         (c = pds_net_find(d->net, f->conn)) == NULL)
         return 0;
     for (i = 0; i < n; i++)
@@ -378,6 +398,7 @@ int pds__repl_ship_early(struct daemon *d,
     m.type = PDS_MSG_ENTRIES;
     m.index = entries[0].index;
     m.epoch = entries[n - 1].index;
+    m.window_end = entries[n - 1].index; /* committed at once */
     m.blob = buf;
     m.blob_len = len;
     rv = pds_conn_send(c, &m);
@@ -672,10 +693,20 @@ static size_t n_outbox_sent; /* sent and not answered */
 static int outbox_loaded;
 static uint64_t n_rejected, n_lost;
 static char outbox_error[PDS_MEMBER_ERROR];
-/* A catch-up's commits not yet flushed (see pds__repl_on_entries). */
-#define LAZY_BYTES (16u * 1024u * 1024u)
-static uint64_t unsynced_bytes;
-static uint64_t unsynced_entries;
+/*
+ * A catch-up's entries held in memory until they are committed together
+ * (see pds__repl_on_entries): the messages' entries, and the entries
+ * decoded from them.
+ */
+#define HOLD_BYTES (12u * 1024u * 1024u)
+static struct {
+    uint8_t **blobs;
+    size_t n_blobs, cap_blobs;
+    struct pds_entry *e;
+    size_t n, cap;
+    uint64_t bytes;
+} held;
+static void held_drop(void);
 /* Snapshot being received. */
 static int snap_receiving;
 static uint64_t snap_next_chunk;
@@ -983,14 +1014,7 @@ void pds__repl_start(struct daemon *d, struct pds_conn *c)
 
     ensure_loaded(d);
     snap_receiving = 0;
-    /* The position a SYNC names must be durable: a catch-up cut off may
-     * have left commits unflushed. */
-    if (unsynced_entries > 0 && pds_store_sync(d->store) != 0) {
-        pds_conn_close(c, pds_store_errmsg(d->store));
-        return;
-    }
-    unsynced_entries = 0;
-    unsynced_bytes = 0;
+    held_drop(); /* a catch-up cut off: the server sends them again */
     if (pds_store_meta(d->store, &meta) != 0)
         return;
     if (pds_store_blob_get(d->store, "history", history, sizeof(history),
@@ -1143,81 +1167,121 @@ static void settle_forwarded(struct daemon *d)
     }
 }
 
+/* Forget the entries held for a commit (never acknowledged). */
+static void held_drop(void)
+{
+    size_t i;
+
+    for (i = 0; i < held.n_blobs; i++)
+        free(held.blobs[i]);
+    held.n_blobs = 0;
+    held.n = 0;
+    held.bytes = 0;
+}
+
+/* Keep a message's entries (taking its blob); 0, or -1 when malformed or
+ * no memory. */
+static int held_add(struct pds_msg *m, pds_index want)
+{
+    uint8_t *copy;
+    size_t off = 0, first = held.n;
+
+    if (held.n_blobs == held.cap_blobs) {
+        size_t cap = held.cap_blobs == 0 ? 16 : held.cap_blobs * 2;
+        uint8_t **p = realloc(held.blobs, cap * sizeof(*p));
+        if (p == NULL)
+            return -1;
+        held.blobs = p;
+        held.cap_blobs = cap;
+    }
+    copy = m->blob;
+    m->blob = NULL;
+    held.blobs[held.n_blobs++] = copy; /* freed by held_drop() */
+    while (off < m->blob_len) {
+        size_t len;
+        if (m->blob_len - off < 4)
+            goto bad;
+        len = pds_get_u32be(copy + off);
+        off += 4;
+        if (len > m->blob_len - off)
+            goto bad;
+        if (held.n == held.cap) {
+            size_t cap = held.cap == 0 ? 1024 : held.cap * 2;
+            struct pds_entry *p = realloc(held.e, cap * sizeof(*p));
+            if (p == NULL)
+                goto bad;
+            held.e = p;
+            held.cap = cap;
+        }
+        if (pds_entry_decode(copy + off, len, &held.e[held.n]) != 0 ||
+            held.e[held.n].index != want + (held.n - first))
+            goto bad;
+        off += len;
+        held.n++;
+    }
+    if (held.n == first)
+        goto bad;
+    held.bytes += m->blob_len;
+    return 0;
+
+bad:
+    held.n = first;
+    return -1;
+}
+
 void pds__repl_on_entries(struct daemon *d,
                           struct pds_conn *c,
-                          const struct pds_msg *m)
+                          struct pds_msg *m)
 {
-    struct pds_entry *entries = NULL;
     struct pds_event ev;
     struct pds_msg ack;
-    size_t n = 0, cap = 0, off = 0;
-    pds_index want = pds_core_last_index(d->core) + 1;
-    int lazy, rv;
+    pds_index want = pds_core_last_index(d->core) + 1 + held.n;
+    int rv;
 
     if (pds_repl_accept(want - 1, m->index) != 0 || snap_receiving) {
         pds_conn_close(c, "entries out of order from the server");
         return;
     }
     d->server_last = m->epoch;
-    while (off < m->blob_len) {
-        size_t len;
-        if (m->blob_len - off < 4)
-            goto bad;
-        len = pds_get_u32be(m->blob + off);
-        off += 4;
-        if (len > m->blob_len - off)
-            goto bad;
-        if (n == cap) {
-            size_t ncap = cap == 0 ? 256 : cap * 2;
-            struct pds_entry *p = realloc(entries, ncap * sizeof(*p));
-            if (p == NULL)
-                goto bad;
-            entries = p;
-            cap = ncap;
-        }
-        if (pds_entry_decode(m->blob + off, len, &entries[n]) != 0 ||
-            entries[n].index != want + n)
-            goto bad;
-        off += len;
-        n++;
+    if (held_add(m, want) != 0) {
+        held_drop();
+        pds_conn_close(c, "malformed entries from the server");
+        return;
     }
-    if (n == 0)
-        goto bad;
     /*
-     * Append, apply and move the position in one transaction. While the
-     * server has more to send (a catch-up), commits are not flushed one by
-     * one: every LAZY_BYTES or so, and at the end, one flush makes them all
-     * durable and only then are they acknowledged.
+     * Append, apply and move the position in one transaction. In a
+     * catch-up, while more of the server's messages are already here, the
+     * entries of several are held and committed together: one transaction
+     * and one flush for what piled up during the last commit (at most half
+     * the window or HOLD_BYTES), acknowledged after it. Held entries were
+     * never acknowledged; a link lost drops them and the server sends them
+     * again.
      */
-    lazy = pds_repl_defer_flush(entries[n - 1].index, m->epoch,
-                                unsynced_entries + n, MAX_INFLIGHT) &&
-           unsynced_bytes + m->blob_len < LAZY_BYTES;
-    rv = lazy ? pds_store_commit_lazy(d->store, entries, n, pds__wall_ms())
-              : pds_store_commit(d->store, entries, n, pds__wall_ms());
-    if (rv == 0) {
-        unsynced_bytes = lazy ? unsynced_bytes + m->blob_len : 0;
-        unsynced_entries = lazy ? unsynced_entries + n : 0;
-    }
+    if (pds_repl_defer_flush(held.e[held.n - 1].index, m->window_end, held.n,
+                             MAX_INFLIGHT / 2, pds_conn_pending(c) > 0) &&
+        held.bytes < HOLD_BYTES)
+        return;
+    rv = pds_store_commit(d->store, held.e, held.n, pds__wall_ms());
     if (rv != 0) {
         char why[PDS_ERRMSG_SIZE + 32];
         snprintf(why, sizeof(why), "cannot apply the server's entries: %s",
                  pds_store_commit_errmsg(d->store));
         snprintf(d->link_error, sizeof(d->link_error), "%s", why);
         pds_commlog(PDS_LOG_ERROR, "%s", why);
-        free(entries);
+        held_drop();
         pds_conn_close(c, why); /* reconnects and resumes from here */
         return;
     }
     d->n_commits++;
-    d->n_committed += n;
-    pds__scope_after_commit(d, entries, n);
+    d->n_committed += held.n;
+    pds__scope_after_commit(d, held.e, held.n);
     memset(&ev, 0, sizeof(ev));
     ev.type = PDS_EVENT_APPLIED;
     ev.now = pds__wall_ms();
-    ev.u.applied.entries = entries;
-    ev.u.applied.n_entries = n;
+    ev.u.applied.entries = held.e;
+    ev.u.applied.n_entries = held.n;
     rv = pds__daemon_step(d, &ev);
-    free(entries);
+    held_drop();
     if (rv != 0) {
         pds_commlog(PDS_LOG_ERROR, "core refused applied entries: %s",
                     pds_strerror(rv));
@@ -1227,19 +1291,12 @@ void pds__repl_on_entries(struct daemon *d,
     if (follows_group != 1 && pds_store_blob_put(d->store, "history", d->group,
                                                  PDS_GROUP_ID_BYTES) == 0)
         follows_group = 1;
-    if (lazy)
-        return; /* acknowledged with the next flushed commit */
     memset(&ack, 0, sizeof(ack));
     ack.type = PDS_MSG_ACK;
     ack.index = pds_core_last_index(d->core);
     pds_conn_send(c, &ack);
     settle_forwarded(d);
     outbox_settle(d);
-    return;
-
-bad:
-    free(entries);
-    pds_conn_close(c, "malformed entries from the server");
 }
 
 void pds__repl_on_write_ack(struct daemon *d, const struct pds_msg *m)
@@ -1305,6 +1362,7 @@ void pds__repl_link_lost(struct daemon *d)
     }
     n_outbox_sent = 0;
     snap_receiving = 0;
+    held_drop();
 }
 
 void pds__group_forward(struct daemon *d,

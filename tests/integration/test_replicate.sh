@@ -66,6 +66,23 @@ wait_for "$s" clients "connected +b .* $pos_s +following +-"
 wait_for "$b" status "^lag: +0 entries \\(the server was at $pos_s"
 pass "a client away for 10,000 changes catches up from the log (position $pos_b)"
 
+# Big values: the server keeps about 24 MiB in flight to a follower (here
+# two dozen 1 MiB entries), the follower holds at most 12 MiB for one
+# commit; the catch-up goes through windows that close and open again.
+stop_node "$b"
+expect 0 "$PDS_LOAD" --socket "$s/pdsyncd.sock" --writers 4 --count 64 --value-size 1000000 --users 4 --prefix mega
+expect 0 pds "$s" --json status
+pos_s=$(sed -E 's/.*"last_index":([0-9]+).*/\1/' <<<"$OUT")
+start_node "$b"
+wait_for "$b" "--json status" "\"last_index\":$pos_s[,}]"
+for item in megau0/item.w0.n0 megau3/item.w3.n63; do
+    expect 0 pds "$b" get "${item%%/*}" "${item#*/}"
+    [ "${#OUT}" = 1000000 ] || fail "$item on client B has ${#OUT} bytes"
+done
+pass "a client away for 64 writes of 1 MB catches up (position $pos_s)"
+for u in megau0 megau1 megau2 megau3; do expect 0 pds "$s" delete-user "$u"; done
+same_data "$s" "$b"
+
 # Killed in the middle of a catch-up: after restart its position never ran
 # ahead of its data, and it converges.
 stop_node "$b"

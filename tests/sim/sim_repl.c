@@ -15,7 +15,8 @@
  * Faults: connections lost (everything in flight with them), partitions,
  * delays, server crashes (the unsynced batch is lost, even when it was
  * already sent to the standby), server commits that fail (a full disk),
- * follower crashes with and without the loss of their unflushed commits,
+ * follower crashes (losing the entries a catch-up held for one commit and
+ * outbox removals not yet flushed),
  * clients writing while offline (a durable outbox replayed on reconnect,
  * duplicates included), a client whose clock is hours ahead, a short log
  * retention (refresh by a chunked snapshot: a copy taken at one position,
@@ -91,6 +92,7 @@ struct msg {
     pds_index index;         /* SYNC position, ENTRIES first, ACK, SNAP p0 */
     struct pds_version last; /* SYNC */
     pds_index server_last;   /* ENTRIES: the sender's last; SNAP: end */
+    pds_index window_end;    /* ENTRIES: the last sent before an ACK */
     struct hentry e[MSG_ENTRIES];
     int n;
     uint64_t seq; /* SNAP chunk, WRITE rid */
@@ -116,7 +118,9 @@ struct follower {
     /* Storage model. */
     struct state cur, dur;
     pds_index pos, dur_pos;
-    pds_index unflushed; /* entries applied by deferred-flush commits */
+    /* A catch-up's entries held for one commit, not yet applied. */
+    struct hentry held[WINDOW + MSG_ENTRIES];
+    int n_held;
     struct pds_version last, dur_last; /* version at pos (hlc 0: unknown) */
     struct state staged;
     int staging;
@@ -266,6 +270,7 @@ static void conn_lost(struct sim *s, int f)
     s->n_msgs = j;
     fl->conn = 0;
     fl->staging = 0;
+    fl->n_held = 0;
     for (i = 0; i < fl->n_outbox; i++)
         fl->outbox[i].is_sent = 0;
     server_drop_follower(s, f);
@@ -492,6 +497,7 @@ static void ship(struct sim *s, int f)
         m.conn = sf->conn;
         m.index = sf->log.next;
         m.server_last = s->durable;
+        m.window_end = pds_repl_window_end(&sf->log, s->durable, WINDOW);
         for (i = 0; i < n; i++)
             m.e[i] = s->hist[sf->log.next + i];
         m.n = (int)n;
@@ -550,6 +556,7 @@ static void ship_early(struct sim *s)
     m.conn = sf->conn;
     m.index = s->batch[0].index;
     m.server_last = s->batch[s->n_batch - 1].index;
+    m.window_end = m.server_last; /* committed at once */
     for (i = 0; i < s->n_batch; i++)
         m.e[i] = s->batch[i];
     m.n = s->n_batch;
@@ -741,7 +748,7 @@ static pds_time follower_now(struct sim *s, int f)
     return (pds_time)((int64_t)server_now(s) + s->fl[f].clock_skew);
 }
 
-static void follower_commit(struct follower *fl, int flushed);
+static void follower_commit(struct follower *fl);
 
 /* Send the queued writes not sent yet, in order (outbox_pump). */
 static void outbox_pump(struct sim *s, int f)
@@ -774,10 +781,7 @@ static void follower_connect(struct sim *s, int f)
     struct follower *fl = &s->fl[f];
     struct msg m;
 
-    /* Whatever a catch-up left unflushed is flushed first: the position
-     * a SYNC names is durable. */
-    follower_commit(fl, 1);
-    fl->unflushed = 0;
+    fl->n_held = 0; /* the server sends them again */
     fl->conn = ++s->next_conn;
     memset(&s->sf[f], 0, sizeof(s->sf[f]));
     s->sf[f].conn = fl->conn;
@@ -793,29 +797,38 @@ static void follower_connect(struct sim *s, int f)
     outbox_pump(s, f);
 }
 
-/* A commit on the follower: flushed, or lazy (a catch-up). */
-static void follower_commit(struct follower *fl, int flushed)
+/* Has the server sent more entries on the connection, not yet delivered? */
+static int entries_coming(const struct sim *s, uint64_t conn)
 {
-    if (!flushed)
-        return;
+    int i;
+
+    for (i = 0; i < s->n_msgs; i++) {
+        if (s->msgs[i].conn == conn && !s->msgs[i].to_server &&
+            s->msgs[i].type == M_ENTRIES)
+            return 1;
+    }
+    return 0;
+}
+
+/* A commit on the follower, flushed: what it applied is durable. */
+static void follower_commit(struct follower *fl)
+{
     fl->dur = fl->cur;
     fl->dur_pos = fl->pos;
     fl->dur_last = fl->last;
 }
 
-static void follower_crash(struct sim *s, int f, int lose_unflushed)
+/* Every commit of a follower is flushed: a crash loses what it held. */
+static void follower_crash(struct sim *s, int f)
 {
     struct follower *fl = &s->fl[f];
     int i;
 
     s->faults++;
     conn_lost(s, f);
-    fl->unflushed = 0;
-    if (lose_unflushed) {
-        fl->cur = fl->dur;
-        fl->pos = fl->dur_pos;
-        fl->last = fl->dur_last;
-    }
+    fl->cur = fl->dur;
+    fl->pos = fl->dur_pos;
+    fl->last = fl->dur_last;
     /* Answered outbox writes whose removal was not flushed come back. */
     for (i = 0; i < fl->n_outbox; i++) {
         fl->outbox[i].is_sent = 0;
@@ -860,23 +873,28 @@ static int follower_on_msg(struct sim *s, const struct msg *m)
         return 0;
     switch (m->type) {
     case M_ENTRIES: {
-        int lazy;
-        if (fl->staging || pds_repl_accept(fl->pos, m->index) != 0) {
+        pds_index last;
+        if (fl->staging ||
+            pds_repl_accept(fl->pos + (pds_index)fl->n_held, m->index) != 0 ||
+            fl->n_held + m->n > WINDOW + MSG_ENTRIES) {
             conn_lost(s, m->f); /* out of order: the daemon closes */
             return 0;
         }
-        for (i = 0; i < m->n; i++) {
-            apply(&fl->cur, &m->e[i]);
-            pds_hlc_observe(&fl->hlc, m->e[i].v.hlc);
-        }
-        fl->pos = m->e[m->n - 1].index;
-        fl->last = m->e[m->n - 1].v;
-        lazy = pds_repl_defer_flush(fl->pos, m->server_last,
-                                    fl->unflushed + (pds_index)m->n, WINDOW);
-        follower_commit(fl, !lazy);
-        fl->unflushed = lazy ? fl->unflushed + (pds_index)m->n : 0;
-        if (lazy)
+        for (i = 0; i < m->n; i++)
+            fl->held[fl->n_held++] = m->e[i];
+        last = fl->held[fl->n_held - 1].index;
+        /* A catch-up holds entries for one commit, unacknowledged. */
+        if (pds_repl_defer_flush(last, m->window_end, (pds_index)fl->n_held,
+                                 WINDOW / 2, entries_coming(s, fl->conn)))
             return 0;
+        for (i = 0; i < fl->n_held; i++) {
+            apply(&fl->cur, &fl->held[i]);
+            pds_hlc_observe(&fl->hlc, fl->held[i].v.hlc);
+        }
+        fl->pos = last;
+        fl->last = fl->held[fl->n_held - 1].v;
+        fl->n_held = 0;
+        follower_commit(fl);
         follower_reply(s, m->f, M_ACK, fl->pos, 0);
         return 0;
     }
@@ -907,8 +925,7 @@ static int follower_on_msg(struct sim *s, const struct msg *m)
             if (fl->cur.r[i].has)
                 pds_hlc_observe(&fl->hlc, fl->cur.r[i].v.hlc);
         }
-        follower_commit(fl, 1);
-        fl->unflushed = 0;
+        follower_commit(fl);
         follower_reply(s, m->f, M_ACK, fl->pos, 0);
         return 0;
     case M_WACK:
@@ -1090,7 +1107,7 @@ static int step(struct sim *s, int faults)
     }
     if (faults && r < 6) {
         f = (int)(rnd(s) % N_FOLLOWERS);
-        follower_crash(s, f, chance(s, 50));
+        follower_crash(s, f);
     } else if (faults && r < 12) {
         f = (int)(rnd(s) % N_FOLLOWERS);
         s->faults++;

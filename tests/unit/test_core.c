@@ -491,6 +491,18 @@ TEST(repl_decide_follow_or_refresh)
     CHECK_EQ(pds_repl_accept(5, 6), 0);
     CHECK_EQ(pds_repl_accept(5, 7), PDS_EPROTO);
     CHECK_EQ(pds_repl_accept(5, 5), PDS_EPROTO);
+    /* The window's end goes with each message: the log up to the
+     * server's last, within the window of what was acknowledged. */
+    CHECK_EQ(pds_repl_window_end(&f, 1000, 100), 157);
+    CHECK_EQ(pds_repl_window_end(&f, 120, 100), 120);
+    /* A catch-up holds entries for one commit while more is already
+     * here and more comes before the window closes, up to max_hold; never
+     * the window's last. */
+    CHECK(pds_repl_defer_flush(149, 200, 49, 50, 1));
+    CHECK(!pds_repl_defer_flush(149, 200, 49, 50, 0));
+    CHECK(!pds_repl_defer_flush(150, 200, 50, 50, 1));
+    CHECK(!pds_repl_defer_flush(200, 200, 10, 50, 1));
+    CHECK(!pds_repl_defer_flush(201, 200, 10, 50, 1));
 }
 
 TEST(core_write_is_answered_after_persist)

@@ -357,6 +357,94 @@ TEST(owners_table_and_counts)
     pds_store_close(s);
 }
 
+/* Counts the owners and checks each one's time. */
+struct owner_count {
+    int n;
+    int wrong_time;
+    pds_time want;
+};
+
+static int owner_count_cb(void *arg, const struct pds_owner_info *o)
+{
+    struct owner_count *c = arg;
+
+    c->n++;
+    if (o->last_used != c->want)
+        c->wrong_time++;
+    return 0;
+}
+
+/*
+ * A big batch is applied in the order of its keys, and a batch with an
+ * owner's deletion in log order: either way a key ends with its last
+ * entry in the log, the counts agree, and every owner written gets the
+ * commit's time, also past half the owner slots (600 owners).
+ */
+TEST(big_batches_keep_log_order_per_key)
+{
+    enum { N_OWNERS = 600, N = N_OWNERS + 4 };
+    static char owners[N_OWNERS][8];
+    static struct pds_entry es[N];
+    struct pds_store *s;
+    struct pds_store_stats st;
+    struct pds_store_meta m;
+    struct owner_count oc;
+    char v[16];
+    int i;
+
+    fresh_dir();
+    s = open_store(0, 0, 0);
+    CHECK(s != NULL);
+    /* Owners in descending order, so key order is not log order. */
+    for (i = 0; i < N_OWNERS; i++) {
+        snprintf(owners[i], sizeof(owners[i]), "u%03d", N_OWNERS - 1 - i);
+        es[i] = entry((pds_index)i + 1, PDS_OP_PUT, owners[i], "a", "first");
+    }
+    es[N_OWNERS] = entry(N_OWNERS + 1, PDS_OP_PUT, owners[5], "a", "second");
+    es[N_OWNERS + 1] = entry(N_OWNERS + 2, PDS_OP_DEL, owners[7], "a", NULL);
+    es[N_OWNERS + 2] = entry(N_OWNERS + 3, PDS_OP_PUT, owners[7], "a", "again");
+    es[N_OWNERS + 3] = entry(N_OWNERS + 4, PDS_OP_DEL, owners[9], "a", NULL);
+    CHECK_EQ(pds_store_commit(s, es, N, 5000), 0);
+    CHECK_EQ(get_value(s, owners[5], "a", v, sizeof(v)), 0);
+    CHECK_STR(v, "second");
+    CHECK_EQ(get_value(s, owners[7], "a", v, sizeof(v)), 0);
+    CHECK_STR(v, "again");
+    CHECK_EQ(get_value(s, owners[9], "a", v, sizeof(v)), PDS_ENOTFOUND);
+    CHECK_EQ(get_value(s, owners[0], "a", v, sizeof(v)), 0);
+    CHECK_STR(v, "first");
+    CHECK_EQ(pds_store_stats(s, &st), 0);
+    CHECK_EQ(st.n_records, N_OWNERS - 1);
+    CHECK_EQ(st.n_users, N_OWNERS);
+    memset(&oc, 0, sizeof(oc));
+    oc.want = 5000;
+    CHECK_EQ(pds_store_owners(s, owner_count_cb, &oc), 0);
+    CHECK_EQ(oc.n, N_OWNERS);
+    CHECK_EQ(oc.wrong_time, 0);
+    CHECK_EQ(pds_store_meta(s, &m), 0);
+    CHECK_EQ(m.last_index, N);
+
+    /* With an owner's deletion in it, the batch goes in log order: what
+     * comes before the deletion is gone, what comes after stays. */
+    for (i = 0; i < 8; i++)
+        es[i] = entry(N + 1 + (pds_index)i, PDS_OP_PUT, owners[1], "b", "x");
+    es[2] = entry(N + 3, PDS_OP_DEL_OWNER, owners[1], NULL, NULL);
+    es[3] = entry(N + 4, PDS_OP_PUT, owners[2], "b", "y");
+    es[4] = entry(N + 5, PDS_OP_DEL_OWNER, owners[2], NULL, NULL);
+    es[7] = entry(N + 8, PDS_OP_PUT, owners[1], "c", "last");
+    CHECK_EQ(pds_store_commit(s, es, 8, 6000), 0);
+    CHECK_EQ(get_value(s, owners[1], "a", v, sizeof(v)), PDS_ENOTFOUND);
+    CHECK_EQ(get_value(s, owners[1], "b", v, sizeof(v)), 0);
+    CHECK_STR(v, "x");
+    CHECK_EQ(get_value(s, owners[1], "c", v, sizeof(v)), 0);
+    CHECK_STR(v, "last");
+    CHECK_EQ(get_value(s, owners[2], "a", v, sizeof(v)), PDS_ENOTFOUND);
+    CHECK_EQ(get_value(s, owners[2], "b", v, sizeof(v)), PDS_ENOTFOUND);
+    CHECK_EQ(pds_store_stats(s, &st), 0);
+    CHECK_EQ(st.n_users, N_OWNERS - 1); /* owners[2] is gone */
+    CHECK_EQ(st.n_records, N_OWNERS - 1 - 2 + 2);
+    pds_store_close(s);
+}
+
 TEST(log_range_reads_retained_entries)
 {
     struct pds_store *s;
@@ -1384,6 +1472,7 @@ TEST_MAIN(T(put_get_delete),
           T(log_entries_are_stored_as_encoded),
           T(delete_owner_removes_only_that_owner),
           T(owners_table_and_counts),
+          T(big_batches_keep_log_order_per_key),
           T(list_by_owner),
           T(log_range_reads_retained_entries),
           T(gap_writes_nothing),
