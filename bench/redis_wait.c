@@ -2,18 +2,21 @@
  * pds_redis_wait - the peer of the replication benchmark: N concurrent
  * clients doing SET key value + WAIT 1 0 against a Redis primary with one
  * replica (each SET acknowledged by the replica, as pdsync's standby mode
- * acknowledges each write). Speaks RESP over plain sockets. Prints one JSON
- * line like pds_load's.
+ * acknowledges each write). Speaks RESP over plain sockets; one thread
+ * drives every client with epoll, as pds_load drives its writers, so both
+ * load generators cost the machine the same. Prints one JSON line like
+ * pds_load's.
  */
 #include <arpa/inet.h>
 #include <getopt.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <pthread.h>
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -28,6 +31,14 @@ struct job {
     uint32_t *lat;
     size_t n_lat;
     size_t cap_lat;
+    /* The command outstanding and its replies so far. */
+    int fd;
+    long seq;
+    double t0;
+    char *cmd;
+    char *value;
+    char buf[256];
+    size_t have;
 };
 
 static double now_s(void)
@@ -38,78 +49,145 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* Read until two complete single-line replies (+OK and :N) are in. */
-static int read_replies(int fd, char *buf, size_t cap)
+/* Send the client's next SET + WAIT; 0, or -1 (the client is done). */
+static int job_send(struct job *j)
 {
-    size_t have = 0;
-    int lines = 0;
+    char key[64];
+    int klen = snprintf(key, sizeof(key), "u%d:item.n%ld", j->id, j->seq++);
+    int n = snprintf(j->cmd, j->value_size + 256,
+                     "*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%zu\r\n%s\r\n"
+                     "*3\r\n$4\r\nWAIT\r\n$1\r\n1\r\n$1\r\n0\r\n",
+                     klen, key, j->value_size, j->value);
 
-    while (lines < 2) {
-        ssize_t n = recv(fd, buf + have, cap - have - 1, 0);
-        size_t i;
-        if (n <= 0)
-            return -1;
-        for (i = have; i < have + (size_t)n; i++)
-            if (buf[i] == '\n')
-                lines++;
-        have += (size_t)n;
+    j->have = 0;
+    j->t0 = now_s();
+    if (send(j->fd, j->cmd, (size_t)n, MSG_NOSIGNAL) != n) {
+        j->errors++;
+        return -1;
     }
-    buf[have] = '\0';
-    return buf[0] == '+' && strchr(buf, ':') != NULL &&
-                   strstr(buf, ":0\r\n") == NULL
-               ? 0
-               : -1;
+    return 0;
 }
 
-static void *run(void *p)
+/*
+ * Read what is there of the two single-line replies (+OK and :N, N > 0).
+ * 1 when both are in (the write counted), 0 when more is to come, -1 on
+ * an error.
+ */
+static int job_read(struct job *j)
 {
-    struct job *j = p;
-    struct sockaddr_in sa;
-    char *cmd = malloc(j->value_size + 256);
-    char *value = malloc(j->value_size + 1);
-    char buf[256];
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    int one = 1;
-    long seq = 0;
+    ssize_t n = recv(j->fd, j->buf + j->have, sizeof(j->buf) - 1 - j->have,
+                     MSG_DONTWAIT);
+    size_t i;
+    int lines = 0;
 
+    if (n <= 0) {
+        j->errors++;
+        return -1;
+    }
+    j->have += (size_t)n;
+    for (i = 0; i < j->have; i++)
+        lines += j->buf[i] == '\n';
+    if (lines < 2)
+        return j->have < sizeof(j->buf) - 1 ? 0 : -1;
+    j->buf[j->have] = '\0';
+    if (j->buf[0] != '+' || strchr(j->buf, ':') == NULL ||
+        strstr(j->buf, ":0\r\n") != NULL) {
+        j->errors++;
+        return -1;
+    }
+    if (j->n_lat == j->cap_lat) {
+        uint32_t *p;
+        j->cap_lat = j->cap_lat ? j->cap_lat * 2 : 4096;
+        p = realloc(j->lat, j->cap_lat * sizeof(*j->lat));
+        if (p == NULL) {
+            j->errors++;
+            return -1;
+        }
+        j->lat = p;
+    }
+    j->lat[j->n_lat++] = (uint32_t)((now_s() - j->t0) * 1e6);
+    j->ops++;
+    return 1;
+}
+
+/* Connect a client and send its first command; 0 or -1. */
+static int job_start(struct job *j, int ep)
+{
+    struct sockaddr_in sa;
+    struct epoll_event ev;
+    int one = 1;
+
+    j->cmd = malloc(j->value_size + 256);
+    j->value = malloc(j->value_size + 1);
+    j->fd = socket(AF_INET, SOCK_STREAM, 0);
     memset(&sa, 0, sizeof(sa));
     sa.sin_family = AF_INET;
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     sa.sin_port = htons((unsigned short)j->port);
-    if (cmd == NULL || value == NULL || fd < 0 ||
-        connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+    if (j->cmd == NULL || j->value == NULL || j->fd < 0 ||
+        connect(j->fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
         j->errors++;
-        return NULL;
+        return -1;
     }
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    memset(value, 'x', j->value_size);
-    value[j->value_size] = '\0';
-    while (now_s() < j->t_end) {
-        char key[64];
-        int klen = snprintf(key, sizeof(key), "u%d:item.n%ld", j->id, seq++);
-        int n = snprintf(cmd, j->value_size + 256,
-                         "*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%zu\r\n%s\r\n"
-                         "*3\r\n$4\r\nWAIT\r\n$1\r\n1\r\n$1\r\n0\r\n",
-                         klen, key, j->value_size, value);
-        double t0 = now_s();
-        if (send(fd, cmd, (size_t)n, MSG_NOSIGNAL) != n ||
-            read_replies(fd, buf, sizeof(buf)) != 0) {
-            j->errors++;
+    setsockopt(j->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    memset(j->value, 'x', j->value_size);
+    j->value[j->value_size] = '\0';
+    ev.events = EPOLLIN;
+    ev.data.ptr = j;
+    if (epoll_ctl(ep, EPOLL_CTL_ADD, j->fd, &ev) != 0) {
+        j->errors++;
+        return -1;
+    }
+    return job_send(j);
+}
+
+static void job_end(struct job *j)
+{
+    if (j->fd >= 0)
+        close(j->fd);
+    j->fd = -1;
+    free(j->cmd);
+    free(j->value);
+    j->cmd = NULL;
+    j->value = NULL;
+}
+
+/* Drive every client until the time is up (and a minute for stragglers). */
+static void run(struct job *jobs, int n)
+{
+    struct epoll_event evs[64];
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    int active = 0;
+    int i;
+
+    for (i = 0; i < n; i++) {
+        jobs[i].fd = -1;
+        if (ep >= 0 && job_start(&jobs[i], ep) == 0)
+            active++;
+        else
+            job_end(&jobs[i]);
+    }
+    while (active > 0 && ep >= 0) {
+        int k = epoll_wait(ep, evs, 64, 1000);
+        if (k < 0 && errno != EINTR)
             break;
+        for (i = 0; i < k; i++) {
+            struct job *j = evs[i].data.ptr;
+            int rv = job_read(j);
+            if (rv == 0)
+                continue;
+            if (rv < 0 || now_s() >= j->t_end || job_send(j) != 0) {
+                job_end(j);
+                active--;
+            }
         }
-        if (j->n_lat == j->cap_lat) {
-            j->cap_lat = j->cap_lat ? j->cap_lat * 2 : 4096;
-            j->lat = realloc(j->lat, j->cap_lat * sizeof(*j->lat));
-            if (j->lat == NULL)
-                break;
-        }
-        j->lat[j->n_lat++] = (uint32_t)((now_s() - t0) * 1e6);
-        j->ops++;
+        if (k == 0 && now_s() > jobs[0].t_end + 60)
+            break;
     }
-    close(fd);
-    free(cmd);
-    free(value);
-    return NULL;
+    for (i = 0; i < n; i++)
+        job_end(&jobs[i]);
+    if (ep >= 0)
+        close(ep);
 }
 
 static int cmp(const void *a, const void *b)
@@ -125,7 +203,6 @@ int main(int argc, char **argv)
     double seconds = 5;
     size_t value_size = 256;
     struct job *jobs;
-    pthread_t *t;
     uint32_t *all;
     size_t n_all = 0, k = 0;
     long ops = 0, errors = 0;
@@ -151,8 +228,7 @@ int main(int argc, char **argv)
         value_size > (1u << 20))
         return 2;
     jobs = calloc((size_t)clients, sizeof(*jobs));
-    t = calloc((size_t)clients, sizeof(*t));
-    if (jobs == NULL || t == NULL)
+    if (jobs == NULL)
         return 1;
     t0 = now_s();
     for (i = 0; i < clients; i++) {
@@ -160,10 +236,9 @@ int main(int argc, char **argv)
         jobs[i].id = i;
         jobs[i].value_size = value_size;
         jobs[i].t_end = t0 + seconds;
-        pthread_create(&t[i], NULL, run, &jobs[i]);
     }
+    run(jobs, clients);
     for (i = 0; i < clients; i++) {
-        pthread_join(t[i], NULL);
         ops += jobs[i].ops;
         errors += jobs[i].errors;
         n_all += jobs[i].n_lat;
@@ -187,6 +262,5 @@ int main(int argc, char **argv)
            n_all ? all[(size_t)((double)n_all * 0.99)] : 0);
     free(all);
     free(jobs);
-    free(t);
     return ops > 0 && errors == 0 ? 0 : 1;
 }

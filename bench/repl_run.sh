@@ -99,6 +99,9 @@ head -c 32 /dev/urandom | base64 >"$work/secret"
 "$pdsync" --data "$work/b" client start "$(cat "$work/s/listen.addr")" \
     --join-secret-file "$work/secret" --name standby >/dev/null
 following() { "$pdsync" --data "$work/s" status | grep -q 'standby: .*following'; }
+# Enrollment completes in the background: wait until the server has it.
+enrolled() { "$pdsync" --data "$work/s" clients | grep -q ' standby '; }
+poll 20 enrolled
 "$pdsync" --data "$work/s" replication start standby >/dev/null
 poll 20 following
 "$load" --socket "$work/s/pdsyncd.sock" --writers "$writers" --seconds "$seconds" \
