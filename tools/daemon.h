@@ -29,6 +29,11 @@ struct waiter {
 struct daemon {
     uv_loop_t loop;
     uv_check_t commit_check;
+    /* Active while a small batch waits for the writers the last commit
+     * answered (the loop then polls without blocking). */
+    uv_idle_t commit_idle;
+    uint64_t answered_at; /* uv_hrtime() when the last commit was answered */
+    size_t last_commit_n; /* entries of the last commit on the loop */
     uv_signal_t sigterm;
     uv_signal_t sigint;
     struct pds_local_server *local;
