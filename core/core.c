@@ -503,6 +503,13 @@ static int decide_origin(struct pds_core *core,
         return 0;
     }
     *outcome = PDS_OUTCOME_SUPERSEDED;
+    if (latest == NULL && w->current_index > w->trusted)
+        /* The winner is durable here, but the standby has not confirmed
+         * it (it timed out): a failover could still undo it. */
+        return reply_error(core, w->req, PDS_ETIMEDOUT,
+                           "a newer version of the item is on the server, "
+                           "but the replication destination has not "
+                           "confirmed it: not decided, send it again");
     core->n_superseded++;
     if (latest != NULL) {
         /* The winner is not durable yet: answer with it. */

@@ -283,6 +283,15 @@ struct pds_write {
     struct pds_version origin;
     int has_current;
     struct pds_version current;
+    /*
+     * The log index of that current version, and the index up to which
+     * the host trusts a version to stay (in standby acknowledgement mode,
+     * what the standby confirmed; all of it otherwise). A write that loses
+     * to a version beyond it is not decided: PDS_ETIMEDOUT, and the
+     * client sends it again. Told it lost, it must have lost for good.
+     */
+    pds_index current_index;
+    pds_index trusted;
 };
 
 /* How a write with an origin version was decided (pds_reply.outcome). */

@@ -703,6 +703,11 @@ size_t pds_conn_pending(struct pds_conn *c)
     return in_buf + (size_t)n;
 }
 
+size_t pds_conn_queued(struct pds_conn *c)
+{
+    return uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) + c->out_len;
+}
+
 int pds_conn_flush(struct pds_conn *c)
 {
     if (c->state != ST_OPEN || c->out_len == 0)

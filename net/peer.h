@@ -184,6 +184,8 @@ int pds_conn_flush(struct pds_conn *conn);
  * may wait for them before acting on what it has.
  */
 size_t pds_conn_pending(struct pds_conn *conn);
+/* Bytes sent on conn and not yet taken by the socket. */
+size_t pds_conn_queued(struct pds_conn *conn);
 /* Send REFUSE (encrypted when open, plain before) then close. */
 void pds_conn_refuse(struct pds_conn *conn, int code, const char *err);
 /* Close once what was sent is flushed (uv_shutdown), cleanly. */

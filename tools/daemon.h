@@ -140,6 +140,8 @@ int pds__scope_is_device(const struct daemon *d, const char *item, size_t len);
 
 /* Server: the standby made entries up to index durable. */
 void pds__daemon_standby_ack(struct daemon *d, pds_index index);
+/* Is a write acknowledged only once the standby confirmed it (now)? */
+int pds__daemon_waits_for_standby(const struct daemon *d);
 /* The acknowledgement mode in force ("local", "standby", ...). */
 const char *pds__daemon_ack_mode(const struct daemon *d);
 
@@ -187,7 +189,8 @@ int pds__repl_follower(const uint8_t *pk, struct pds_member *out);
 void pds__repl_note_commit(struct daemon *d,
                            const struct pds_entry *entries,
                            size_t n);
-/* Client: remove the answered outbox writes (once per loop turn). */
+/* Once per loop turn: the server ships on to followers paused on a full
+ * link; a client removes the answered outbox writes. */
 void pds__repl_flush(struct daemon *d);
 /* Client: the queued writes (returns their number; *e = entry i). */
 size_t pds__repl_outbox(struct daemon *d, const struct pds_entry **e, size_t i);

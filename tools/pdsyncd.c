@@ -161,7 +161,7 @@ int pds__daemon_step(struct daemon *d, const struct pds_event *ev)
     return rv;
 }
 
-static int waits_for_standby(const struct daemon *d)
+int pds__daemon_waits_for_standby(const struct daemon *d)
 {
     if (pds_core_role(d->core) != PDS_ROLE_SERVER || !d->has_standby)
         return 0;
@@ -203,7 +203,7 @@ static void finish_commit(struct daemon *d, int rv, int shipped)
         d->committed = last;
         pds__repl_note_commit(d, d->cbatch, d->n_cbatch);
         d->n_cbatch = 0;
-        if (waits_for_standby(d)) {
+        if (pds__daemon_waits_for_standby(d)) {
             /* Answered when the standby confirms, or at the timeout. The
              * standby, sent the batch before our fsync, may have confirmed
              * already. */
@@ -275,14 +275,14 @@ static void start_commit(struct daemon *d)
 {
     take_batch(d);
     /* The standby's fsync runs while ours does. */
-    d->commit_shipped =
-        waits_for_standby(d) && pds__repl_ship_early(d, d->cbatch, d->n_cbatch);
+    d->commit_shipped = pds__daemon_waits_for_standby(d) &&
+                        pds__repl_ship_early(d, d->cbatch, d->n_cbatch);
     d->commit_time = pds__wall_ms();
     d->commit_work.data = d;
     /* On a pool thread when a standby is to confirm the batch: the loop
      * takes its confirmations, and the next requests, meanwhile. Without
      * one, here: handing over costs more than it gains (measured). */
-    if (!d->is_stopping && waits_for_standby(d) &&
+    if (!d->is_stopping && pds__daemon_waits_for_standby(d) &&
         uv_queue_work(&d->loop, &d->commit_work, commit_work, commit_done) ==
             0) {
         d->is_committing = 1;

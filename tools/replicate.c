@@ -35,8 +35,11 @@
 #include "daemon.h"
 
 #define MAX_FOLLOWERS 256
-#define MAX_INFLIGHT 100000          /* entries shipped and not yet ACKed */
-#define INFLIGHT_BYTES (24u << 20)   /* ... and about this many bytes */
+#define MAX_INFLIGHT 100000        /* entries shipped and not yet ACKed */
+#define INFLIGHT_BYTES (24u << 20) /* ... and about this many bytes */
+#define QUEUED_BYTES                                                           \
+    (2 * SHIP_BYTES)                 /* sealed, not yet taken by the socket    \
+                                      */
 #define SHIP_BYTES (3 * 1024 * 1024) /* per ENTRIES message */
 #define SNAP_BYTES (1024 * 1024)     /* per SNAPSHOT chunk */
 #define MAX_FORWARDED 4096
@@ -49,6 +52,7 @@ struct follower {
     uint8_t pk[PDS_KEY_BYTES];
     struct pds_follower log; /* next to send, durable on it */
     uint64_t entry_bytes;    /* per entry in the last message (0: none yet) */
+    int is_paused;           /* more to ship once the link drains */
     /*
      * A refresh in progress: the copy is written to an unlinked file by a
      * pool thread (snap_fd is -1 until then), sent in chunks from it, then
@@ -204,19 +208,30 @@ static pds_index window_of(const struct follower *f)
     return w < 1 ? 1 : w > MAX_INFLIGHT ? MAX_INFLIGHT : w;
 }
 
-/* Send what the follower misses, within the in-flight window. */
+/*
+ * Send what the follower misses, within the in-flight window. At most
+ * QUEUED_BYTES wait sealed for the socket: the rest goes as the link
+ * drains (pds__repl_flush, every loop turn), so that a big catch-up
+ * neither holds the loop nor fills the memory with sealed frames.
+ */
 static int ship(struct daemon *d, struct follower *f, pds_index last)
 {
     struct pds_conn *c = pds_net_find(d->net, f->conn);
 
+    f->is_paused = 0;
     if (c == NULL || f->is_snapshot)
         return 0;
     while (pds_repl_window(&f->log, last, window_of(f)) > 0) {
         struct pds_msg m;
         uint8_t *buf;
         size_t len, n;
-        int rv = pds_store_log_range(d->store, f->log.next, SHIP_BYTES, &buf,
-                                     &len, &n);
+        int rv;
+        if (pds_conn_queued(c) >= QUEUED_BYTES) {
+            f->is_paused = 1;
+            return 0;
+        }
+        rv = pds_store_log_range(d->store, f->log.next, SHIP_BYTES, &buf, &len,
+                                 &n);
         if (rv == PDS_ENOTFOUND) {
             /* Trimmed before it was sent (a slow follower): a refresh. */
             refresh(d, c, "fell behind the log retention");
@@ -627,7 +642,11 @@ void pds__repl_on_write(struct daemon *d,
         ev.u.write.exists = !rec.is_tombstone;
         ev.u.write.has_current = 1;
         ev.u.write.current = rec.version;
+        ev.u.write.current_index = rec.index;
     }
+    /* A version the standby has not confirmed does not decide a loser. */
+    ev.u.write.trusted =
+        pds__daemon_waits_for_standby(d) ? d->standby_acked : (pds_index)-1;
     free(value);
     rv = pds__daemon_step(d, &ev);
     if (rv != 0) {
@@ -780,11 +799,19 @@ static void ensure_loaded(struct daemon *d)
         outbox_load(d);
 }
 
-/* Remove the answered writes from the store and from memory. */
+/*
+ * Every loop turn: the server ships on to followers paused on a full link;
+ * a client removes the answered writes from the store and from memory.
+ */
 void pds__repl_flush(struct daemon *d)
 {
     uint64_t *seqs;
     size_t i, j, n = 0;
+
+    for (i = 0; i < n_followers; i++) {
+        if (followers[i].is_paused)
+            ship(d, &followers[i], d->committed);
+    }
 
     for (i = 0; i < n_outbox; i++)
         n += outbox[i].is_done;

@@ -27,7 +27,9 @@
  *   2. no position is ahead of what the server sent;
  *   3. no acknowledged write is missing on the server, nor, in standby
  *      mode, in what the standby made durable; a write told it lost to a
- *      newer version lost to one the server made durable;
+ *      newer version lost to one the server and the standby made durable
+ *      (one the standby did not confirm decides nothing: the loser times
+ *      out and comes again);
  *   4. once faults stop, everyone converges: same position and records as
  *      the server, every outbox empty.
  *
@@ -59,6 +61,7 @@ struct rec {
     int is_tomb;
     struct pds_version v;
     uint32_t value;
+    pds_index index; /* of the entry that wrote it */
 };
 
 struct state {
@@ -215,6 +218,7 @@ static void apply(struct state *st, const struct hentry *e)
     r->is_tomb = e->op == PDS_OP_DEL;
     r->v = e->v;
     r->value = e->op == PDS_OP_DEL ? 0 : e->value;
+    r->index = e->index;
 }
 
 static int same_state(const struct state *a, const struct state *b)
@@ -416,7 +420,9 @@ static int server_write(struct sim *s,
     if (cur->has) {
         ev.u.write.has_current = 1;
         ev.u.write.current = cur->v;
+        ev.u.write.current_index = cur->index;
     }
+    ev.u.write.trusted = s->standby_acked; /* standby acknowledgement mode */
     if (origin != NULL) {
         ev.u.write.has_origin = 1;
         ev.u.write.origin = *origin;
@@ -941,12 +947,13 @@ static int follower_on_msg(struct sim *s, const struct msg *m)
             }
             q->is_done = 1;
             if (m->status == 0 && m->outcome == PDS_OUTCOME_SUPERSEDED) {
-                /* It lost to a version the server made durable (and,
-                 * when that one was acknowledged, the standby too: see
-                 * invariant 3), never to one a crash can still undo. */
+                /* It lost to a version the server and the standby made
+                 * durable, never to one a crash or a failover can still
+                 * undo. */
                 const struct rec *sr = &s->at[s->durable].r[q->key];
                 const struct rec *sb = &s->fl[0].dur.r[q->key];
-                if (!sr->has || pds_version_cmp(&sr->v, &m->v) < 0) {
+                if (!sr->has || pds_version_cmp(&sr->v, &m->v) < 0 ||
+                    !sb->has || pds_version_cmp(&sb->v, &m->v) < 0) {
                     snprintf(s->why, sizeof(s->why),
                              "write of %s told it lost to hlc %llu/%llu, a "
                              "version not kept (server %d %llu/%llu, "

@@ -286,15 +286,15 @@ persisted(struct pds_core *core, pds_index index, struct pds_update *u)
     return pds_core_step(core, &ev, u);
 }
 
-/* A client's write with its own version, against the held one. */
-static int client_put(struct pds_core *core,
-                      uint64_t req,
-                      const char *value,
-                      pds_hlc hlc,
-                      pds_node_id node,
-                      const struct pds_version *current,
-                      pds_time now,
-                      struct pds_update *u)
+/* The event of a client's write of alice/ui.language with its own
+ * version, against the held one (current may be NULL). */
+static void client_put_event(struct pds_event *ev_out,
+                             uint64_t req,
+                             const char *value,
+                             pds_hlc hlc,
+                             pds_node_id node,
+                             const struct pds_version *current,
+                             pds_time now)
 {
     struct pds_event ev;
 
@@ -318,6 +318,22 @@ static int client_put(struct pds_core *core,
         ev.u.write.current = *current;
         ev.u.write.exists = 1;
     }
+    *ev_out = ev;
+}
+
+/* A client's write with its own version, against the held one. */
+static int client_put(struct pds_core *core,
+                      uint64_t req,
+                      const char *value,
+                      pds_hlc hlc,
+                      pds_node_id node,
+                      const struct pds_version *current,
+                      pds_time now,
+                      struct pds_update *u)
+{
+    struct pds_event ev;
+
+    client_put_event(&ev, req, value, hlc, node, current, now);
     return pds_core_step(core, &ev, u);
 }
 
@@ -370,6 +386,42 @@ TEST(core_client_writes_last_writer_wins_by_their_own_version)
     CHECK_EQ(u.n_replies, 1);
     CHECK_EQ(u.replies[0].outcome, PDS_OUTCOME_DUPLICATE);
     CHECK_EQ(pds_core_n_superseded(core), 2);
+    pds_core_free(core);
+}
+
+/*
+ * In standby acknowledgement mode a write that loses to a version the
+ * standby has not confirmed (its own writer got a timeout) is not told it
+ * lost: a failover could still undo the winner. It times out and comes
+ * again; once the standby confirmed the winner, it is told it lost.
+ */
+TEST(core_loser_to_an_unconfirmed_version_is_not_decided)
+{
+    struct pds_core *core = new_core(10, PDS_USER_POLICY_REFUSE);
+    struct pds_version held = {PDS_HLC_MAKE(6000, 0), 9};
+    struct pds_event ev;
+    struct pds_update u;
+
+    CHECK(core != NULL);
+    client_put_event(&ev, 1, "fr", PDS_HLC_MAKE(5500, 0), 3, &held, 7000);
+    ev.u.write.current_index = 5;
+    ev.u.write.trusted = 4;
+    CHECK_EQ(pds_core_step(core, &ev, &u), 0);
+    CHECK_EQ(u.n_entries, 0);
+    CHECK_EQ(u.n_replies, 1);
+    CHECK_EQ(u.replies[0].req, 1);
+    CHECK_EQ(u.replies[0].status, PDS_ETIMEDOUT);
+    CHECK(strstr(u.replies[0].errmsg, "not confirmed") != NULL ||
+          strstr(u.replies[0].errmsg, "has not") != NULL);
+    CHECK_EQ(pds_core_n_superseded(core), 0);
+    /* The standby confirmed it: now the write is told it lost. */
+    ev.u.write.req = 2;
+    ev.u.write.trusted = 5;
+    CHECK_EQ(pds_core_step(core, &ev, &u), 0);
+    CHECK_EQ(u.n_replies, 1);
+    CHECK_EQ(u.replies[0].status, 0);
+    CHECK_EQ(u.replies[0].outcome, PDS_OUTCOME_SUPERSEDED);
+    CHECK_EQ(pds_core_n_superseded(core), 1);
     pds_core_free(core);
 }
 
@@ -923,6 +975,7 @@ TEST(members_reclaim_after_silence)
 TEST_MAIN(T(repl_decide_follow_or_refresh),
           T(core_client_writes_last_writer_wins_by_their_own_version),
           T(core_superseded_is_answered_once_the_winner_is_durable),
+          T(core_loser_to_an_unconfirmed_version_is_not_decided),
           T(core_client_clock_far_ahead_is_restamped),
           T(members_enroll_refuse_limit),
           T(members_reclaim_after_silence),
