@@ -35,13 +35,12 @@
 #include "daemon.h"
 
 #define MAX_FOLLOWERS 256
-#define MAX_INFLIGHT 100000        /* entries shipped and not yet ACKed */
-#define INFLIGHT_BYTES (24u << 20) /* ... and about this many bytes */
-#define QUEUED_BYTES                                                           \
-    (2 * SHIP_BYTES)                 /* sealed, not yet taken by the socket    \
-                                      */
+#define MAX_INFLIGHT 100000          /* entries shipped and not yet ACKed */
+#define INFLIGHT_BYTES (24u << 20)   /* ... and about this many bytes */
 #define SHIP_BYTES (3 * 1024 * 1024) /* per ENTRIES message */
-#define SNAP_BYTES (1024 * 1024)     /* per SNAPSHOT chunk */
+/* Sealed for a follower and not yet taken by the socket, at most. */
+#define QUEUED_BYTES (2 * SHIP_BYTES)
+#define SNAP_BYTES (1024 * 1024) /* per SNAPSHOT chunk */
 #define MAX_FORWARDED 4096
 #define OUTBOX_RID ((uint64_t)1 << 63) /* rid of a replayed outbox write */
 #define OUTBOX_WINDOW 1024             /* outbox writes sent, unanswered */
