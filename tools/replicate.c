@@ -1083,6 +1083,9 @@ void pds__repl_on_snapshot(struct daemon *d,
     int rv;
 
     if (m->rid == 0) {
+        /* A refresh replaces whatever a catch-up held (the server moved
+         * this follower on to a snapshot: it fell behind the retention). */
+        held_drop();
         rv = pds_store_snap_begin(d->store);
         if (rv != 0)
             goto failed;

@@ -906,6 +906,7 @@ static int follower_on_msg(struct sim *s, const struct msg *m)
     }
     case M_SNAP:
         if (m->seq == 0) {
+            fl->n_held = 0; /* a refresh replaces what a catch-up held */
             fl->staging = 1;
             fl->staged_next = 0;
             memset(&fl->staged, 0, sizeof(fl->staged));
