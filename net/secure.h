@@ -32,7 +32,9 @@
 
 #include "../core/pds.h"
 
-#define PDS_PROTOCOL_VERSION 1
+/* 2: ENTRIES carry where the sender's window ends ("w"), and the window
+ * may be smaller than a follower of protocol 1 would wait for. */
+#define PDS_PROTOCOL_VERSION 2
 #define PDS_SECRET_MIN 16 /* bytes of a join secret */
 #define PDS_SECRET_MAX 128
 #define PDS_PROOF_BYTES 32

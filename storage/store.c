@@ -994,15 +994,15 @@ static int keyed_cmp(const void *a, const void *b)
         return c;
     if (x->len != y->len)
         return x->len < y->len ? -1 : 1;
-    return x->i < y->i ? -1 : 1;
+    return x->i < y->i ? -1 : x->i > y->i;
 }
 
 /*
  * Apply a batch of puts and deletes in the order of their keys (a later
  * entry of the same key still after an earlier one): each page of the
- * records is then found once, and the cursor stays on it. Returns 1 when
- * the batch holds other operations or no memory is at hand: the caller
- * applies it in log order instead.
+ * records is then found once, and the cursor stays on it. *done is 0
+ * when the batch holds other operations or no memory is at hand (nothing
+ * was applied): the caller applies it in log order instead.
  */
 static int apply_sorted(struct pds_store *s,
                         MDB_txn *txn,
@@ -1010,16 +1010,18 @@ static int apply_sorted(struct pds_store *s,
                         const struct pds_entry *entries,
                         size_t n,
                         pds_time now,
-                        int64_t *d_records)
+                        int64_t *d_records,
+                        int *done)
 {
     struct keyed *order;
     uint8_t *keys;
     size_t i, off = 0, bytes = 0;
     int rv = 0;
 
+    *done = 0;
     for (i = 0; i < n; i++) {
         if (entries[i].op != PDS_OP_PUT && entries[i].op != PDS_OP_DEL)
-            return 1;
+            return 0;
         bytes += 2 + entries[i].key.owner_len + entries[i].key.item_len;
     }
     order = malloc(n * sizeof(*order));
@@ -1027,8 +1029,9 @@ static int apply_sorted(struct pds_store *s,
     if (order == NULL || keys == NULL) {
         free(order);
         free(keys);
-        return 1;
+        return 0;
     }
+    *done = 1;
     for (i = 0; i < n; i++) {
         order[i].key = keys + off;
         order[i].len = (uint32_t)pds_reckey_encode(&entries[i].key, keys + off);
@@ -1056,6 +1059,7 @@ static int commit_once(struct pds_store *s,
     struct pds_store_meta m;
     MDB_txn *txn;
     MDB_cursor *rcur;
+    int sorted;
     uint64_t n_records;
     int64_t d_records = 0;
     pds_hlc hlc;
@@ -1112,13 +1116,12 @@ static int commit_once(struct pds_store *s,
         if (e->version.hlc > hlc)
             hlc = e->version.hlc;
     }
-    rv = n >= SORT_MIN ? apply_sorted(s, txn, rcur, entries, n, now, &d_records)
-                       : 1;
-    if (rv == 1) {
-        rv = 0;
-        for (i = 0; i < n && rv == 0; i++)
-            rv = apply(s, txn, rcur, &entries[i], now, &d_records);
-    }
+    sorted = 0;
+    rv = n >= SORT_MIN
+             ? apply_sorted(s, txn, rcur, entries, n, now, &d_records, &sorted)
+             : 0;
+    for (i = 0; !sorted && i < n && rv == 0; i++)
+        rv = apply(s, txn, rcur, &entries[i], now, &d_records);
     if (rv != 0)
         goto err_after_txn;
     if (m.first_index == 0)

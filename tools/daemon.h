@@ -192,6 +192,8 @@ void pds__repl_note_commit(struct daemon *d,
 /* Once per loop turn: the server ships on to followers paused on a full
  * link; a client removes the answered outbox writes. */
 void pds__repl_flush(struct daemon *d);
+/* Client, every 100 ms: timed-out outbox writes go again when due. */
+void pds__repl_tick(struct daemon *d);
 /* Client: the queued writes (returns their number; *e = entry i). */
 size_t pds__repl_outbox(struct daemon *d, const struct pds_entry **e, size_t i);
 void pds__repl_client_status(struct daemon *d, struct pds_status *st);

@@ -402,12 +402,14 @@ void pds__daemon_standby_ack(struct daemon *d, pds_index index)
     settle_standby(d, 1);
 }
 
-/* Writes waiting too long for the standby: time out, or degrade. */
+/* Every 100 ms: writes waiting too long for the standby time out, or the
+ * server degrades; a client's timed-out outbox writes go again. */
 static void on_ack_timer(uv_timer_t *t)
 {
     struct daemon *d = t->data;
     uint64_t now = pds__wall_ms();
 
+    pds__repl_tick(d);
     if (d->standby_wait_since == 0 ||
         now - d->standby_wait_since < d->cfg.standby_timeout_ms)
         return;

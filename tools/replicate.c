@@ -44,6 +44,7 @@
 #define MAX_FORWARDED 4096
 #define OUTBOX_RID ((uint64_t)1 << 63) /* rid of a replayed outbox write */
 #define OUTBOX_WINDOW 1024             /* outbox writes sent, unanswered */
+#define OUTBOX_RETRY_MS 1000           /* a timed-out write goes again after */
 #define COMMIT_RING 4096               /* recent commits, for lag figures */
 
 struct follower {
@@ -236,8 +237,17 @@ static int ship(struct daemon *d, struct follower *f, pds_index last)
             refresh(d, c, "fell behind the log retention");
             return 0;
         }
-        if (rv != 0 || n == 0)
-            return rv;
+        if (rv != 0 || n == 0) {
+            /* Nothing more would go: the follower would wait for what the
+             * window promised. It reconnects and syncs instead. */
+            char why[PDS_ERRMSG_SIZE + 64];
+            snprintf(why, sizeof(why), "cannot read the log at %llu: %s",
+                     (unsigned long long)f->log.next,
+                     rv != 0 ? pds_store_errmsg(d->store) : "empty read");
+            pds_commlog(PDS_LOG_ERROR, "%s", why);
+            pds_conn_close(c, why);
+            return rv != 0 ? rv : PDS_EIO;
+        }
         f->entry_bytes = len / n;
         memset(&m, 0, sizeof(m));
         m.type = PDS_MSG_ENTRIES;
@@ -250,8 +260,10 @@ static int ship(struct daemon *d, struct follower *f, pds_index last)
         m.blob_len = len;
         rv = pds_conn_send(c, &m);
         free(buf);
-        if (rv != 0)
+        if (rv != 0) {
+            pds_conn_close(c, "cannot send the log");
             return rv;
+        }
         pds_repl_sent(&f->log, n);
     }
     return 0;
@@ -700,8 +712,9 @@ struct queued {
     uint8_t *buf;
     int is_sent;
     int is_acked;
-    pds_index index; /* the server's index of it, once acked */
-    int is_done;     /* answered: leaves at the next flush */
+    pds_index index;   /* the server's index of it, once acked */
+    int is_done;       /* answered: leaves at the next flush */
+    uint64_t retry_at; /* ms: not sent again before (after a timeout) */
 };
 
 static struct queued *outbox;
@@ -848,6 +861,7 @@ static void outbox_pump(struct daemon *d)
 {
     struct pds_conn *c =
         d->is_linked ? pds_net_find(d->net, d->link_conn) : NULL;
+    uint64_t now = pds__wall_ms();
     size_t i;
 
     if (c == NULL || snap_receiving)
@@ -855,7 +869,7 @@ static void outbox_pump(struct daemon *d)
     for (i = 0; i < n_outbox && n_outbox_sent < OUTBOX_WINDOW; i++) {
         struct queued *q = &outbox[i];
         struct pds_msg m;
-        if (q->is_sent || q->is_done)
+        if (q->is_sent || q->is_done || q->retry_at > now)
             continue;
         memset(&m, 0, sizeof(m));
         m.type = PDS_MSG_WRITE;
@@ -900,9 +914,11 @@ static void outbox_answer(struct daemon *d, const struct pds_msg *m)
     if (!q->is_acked && n_outbox_sent > 0)
         n_outbox_sent--;
     if (m->code == PDS_ETIMEDOUT) {
-        /* Committed on the server, not confirmed by its standby in time:
-         * sent again (the server sees the same version: a duplicate). */
+        /* Committed on the server and not confirmed by its standby in
+         * time, or lost to a version the standby has not confirmed: sent
+         * again a little later (pds__repl_tick), and then decided. */
         q->is_sent = 0;
+        q->retry_at = pds__wall_ms() + OUTBOX_RETRY_MS;
         outbox_pump(d);
         return;
     }
@@ -933,6 +949,12 @@ static void outbox_answer(struct daemon *d, const struct pds_msg *m)
             q->is_done = 1;
     }
     outbox_pump(d);
+}
+
+void pds__repl_tick(struct daemon *d)
+{
+    if (n_outbox > n_outbox_sent)
+        outbox_pump(d); /* the writes whose retry time came */
 }
 
 /* The entries up to the applied index are here: their writes can go. */
