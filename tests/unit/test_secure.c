@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <msgpack.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -255,6 +257,45 @@ TEST(replication_messages_round_trip)
     CHECK_EQ(out.blob_len, 2);
     pds_msg_free(&out);
     free(buf);
+    /* Entries: the first index, the sender's last, where its window ends;
+     * a sender without the window's end (protocol 1) decodes as 0. */
+    memset(&m, 0, sizeof(m));
+    m.type = PDS_MSG_ENTRIES;
+    m.index = 11;
+    m.epoch = 500;
+    m.window_end = 210;
+    m.blob = (uint8_t *)"entries";
+    m.blob_len = 7;
+    CHECK_EQ(pds_msg_encode(&m, &buf, &len), 0);
+    CHECK_EQ(pds_msg_decode(buf, len, &out, errmsg), 0);
+    CHECK_EQ(out.type, PDS_MSG_ENTRIES);
+    CHECK_EQ(out.index, 11);
+    CHECK_EQ(out.epoch, 500);
+    CHECK_EQ(out.window_end, 210);
+    CHECK_EQ(out.blob_len, 7);
+    pds_msg_free(&out);
+    free(buf);
+    {
+        /* {"t": "entries", "i": 11, "e": 500, "b": "x"}, no "w". */
+        msgpack_sbuffer sb;
+        msgpack_packer pk;
+        msgpack_sbuffer_init(&sb);
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        msgpack_pack_map(&pk, 4);
+        msgpack_pack_str_with_body(&pk, "t", 1);
+        msgpack_pack_str_with_body(&pk, "entries", 7);
+        msgpack_pack_str_with_body(&pk, "i", 1);
+        msgpack_pack_uint64(&pk, 11);
+        msgpack_pack_str_with_body(&pk, "e", 1);
+        msgpack_pack_uint64(&pk, 500);
+        msgpack_pack_str_with_body(&pk, "b", 1);
+        msgpack_pack_bin_with_body(&pk, "x", 1);
+        CHECK_EQ(
+            pds_msg_decode((const uint8_t *)sb.data, sb.size, &out, errmsg), 0);
+        CHECK_EQ(out.window_end, 0);
+        pds_msg_free(&out);
+        msgpack_sbuffer_destroy(&sb);
+    }
     /* A snapshot chunk: position, number, last flag, bytes. */
     memset(&m, 0, sizeof(m));
     m.type = PDS_MSG_SNAPSHOT;
