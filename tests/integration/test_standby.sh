@@ -74,6 +74,38 @@ expect 0 pds "$s" log
 expect_out 'ERROR the replication destination did not confirm'
 pass "standby gone: the writer gets a timeout error"
 
+# A client's queued write that loses to a version the standby has not
+# confirmed is not told it lost (a failover could still undo the winner):
+# it stays queued, goes again every second, and is decided once the
+# standby has the winner.
+a=$(node_dir a); conf "$a"
+start_node "$a"
+expect 0 pds "$a" client start "$addr" --join-secret-file "$T_ROOT/secret" --name a
+wait_for "$s" clients 'connected +a'
+stop_node "$s"
+wait_for "$a" status 'unreachable, retrying|connecting'
+expect 0 pds "$a" put ivan ui.theme light
+expect_out '^queued ivan/ui.theme'
+stop_node "$a"
+start_node "$s" --listen "$addr"
+expect 1 pds "$s" put ivan ui.theme dark
+expect_err 'timed out: the write is durable on the server'
+start_node "$a"
+wait_for "$s" clients 'connected +a'
+sleep 2.5
+expect 0 pds "$a" --json status
+expect_out '"outbox":1,'
+expect_out '"outbox_lost":0,'
+expect 0 pds "$s" get ivan ui.theme
+[ "$OUT" = dark ] || fail "the server has '$OUT' for ivan/ui.theme"
+start_node "$sb"
+wait_for "$s" status '^standby: +[0-9a-f]{16}, following'
+wait_for "$a" "--json status" '"outbox":0,.*"outbox_lost":1,'
+wait_for "$a" "get ivan ui.theme" '^dark$'
+pass "a queued write that loses to an unconfirmed version waits until the standby has the winner"
+stop_node "$a"
+stop_node "$sb"
+
 # standby-optional: the server degrades to local acks, says so, and
 # returns to standby acks when the standby is back.
 stop_node "$s"
