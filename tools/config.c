@@ -38,6 +38,7 @@ void pds_config_default(struct pds_config *cfg)
     cfg->max_skew_s = 60;
     cfg->outbox_max = 10000;
     cfg->outbox_max_bytes = (size_t)64 << 20;
+    cfg->catchup_memory = (size_t)24 << 20;
 }
 
 /* Parse an unsigned number with an optional K/M/G suffix. */
@@ -196,6 +197,10 @@ on_setting(void *user, const char *section, const char *name, const char *value)
         if (parse_size(value, 1, 10000000, &v) != 0)
             return fail(ctx, section, name, "not a number in 1..10000000");
         cfg->outbox_max = (uint32_t)v;
+    } else if (MATCH("replication", "catchup_memory")) {
+        if (parse_size(value, (uint64_t)1 << 20, (uint64_t)1 << 30, &v) != 0)
+            return fail(ctx, section, name, "not a size in 1M..1G");
+        cfg->catchup_memory = (size_t)v;
     } else if (MATCH("replication", "outbox_max_bytes")) {
         if (parse_size(value, 4096, SIZE_MAX, &v) != 0)
             return fail(ctx, section, name, "not a size of at least 4K");

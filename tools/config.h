@@ -11,7 +11,7 @@
  *   [node]    product, location (shown in the server's client list)
  *   [replication] ack_mode (auto | local | standby | standby-optional),
  *             standby_timeout_ms, max_clock_skew_s, outbox_max,
- *             outbox_max_bytes
+ *             outbox_max_bytes, catchup_memory
  *
  * Sizes accept a K, M or G suffix (powers of 1024).
  */
@@ -50,6 +50,9 @@ struct pds_config {
     uint32_t max_skew_s;     /* a client's clock ahead of the server's */
     uint32_t outbox_max;     /* writes a client queues while offline */
     size_t outbox_max_bytes; /* and their bytes */
+    /* A catch-up's memory: the server keeps about this much in flight to
+     * a follower; a follower holds half of it for one commit. */
+    size_t catchup_memory;
     char product[PDS_MEMBER_TEXT];
     char location[PDS_MEMBER_TEXT];
 };

@@ -35,8 +35,9 @@
 #include "daemon.h"
 
 #define MAX_FOLLOWERS 256
-#define MAX_INFLIGHT 100000          /* entries shipped and not yet ACKed */
-#define INFLIGHT_BYTES (24u << 20)   /* ... and about this many bytes */
+#define MAX_INFLIGHT                                                           \
+    100000 /* entries shipped and not yet ACKed, and about                     \
+              catchup_memory bytes (the configuration) */
 #define SHIP_BYTES (3 * 1024 * 1024) /* per ENTRIES message */
 /* Sealed for a follower and not yet taken by the socket, at most. */
 #define QUEUED_BYTES (2 * SHIP_BYTES)
@@ -196,15 +197,15 @@ static void refresh(struct daemon *d, struct pds_conn *c, const char *why);
 
 /*
  * The in-flight window in entries: MAX_INFLIGHT, fewer when the entries
- * are big, so that about INFLIGHT_BYTES wait in memory for a slow one.
+ * are big, so that about catchup_memory bytes wait for a slow follower.
  */
-static pds_index window_of(const struct follower *f)
+static pds_index window_of(const struct daemon *d, const struct follower *f)
 {
     pds_index w;
 
     if (f->entry_bytes == 0)
         return MAX_INFLIGHT;
-    w = INFLIGHT_BYTES / f->entry_bytes;
+    w = d->cfg.catchup_memory / f->entry_bytes;
     return w < 1 ? 1 : w > MAX_INFLIGHT ? MAX_INFLIGHT : w;
 }
 
@@ -221,7 +222,7 @@ static int ship(struct daemon *d, struct follower *f, pds_index last)
     f->is_paused = 0;
     if (c == NULL || f->is_snapshot)
         return 0;
-    while (pds_repl_window(&f->log, last, window_of(f)) > 0) {
+    while (pds_repl_window(&f->log, last, window_of(d, f)) > 0) {
         struct pds_msg m;
         uint8_t *buf;
         size_t len, n;
@@ -253,7 +254,7 @@ static int ship(struct daemon *d, struct follower *f, pds_index last)
         m.type = PDS_MSG_ENTRIES;
         m.index = f->log.next;
         m.epoch = last;
-        m.window_end = pds_repl_window_end(&f->log, last, window_of(f));
+        m.window_end = pds_repl_window_end(&f->log, last, window_of(d, f));
         if (m.window_end < f->log.next + n - 1)
             m.window_end = f->log.next + n - 1; /* the window shrank */
         m.blob = buf;
@@ -407,7 +408,7 @@ int pds__repl_ship_early(struct daemon *d,
             f = &followers[i];
     }
     if (f == NULL || f->is_snapshot || f->log.next != entries[0].index ||
-        f->log.next - f->log.acked + n > window_of(f) ||
+        f->log.next - f->log.acked + n > window_of(d, f) ||
         (c = pds_net_find(d->net, f->conn)) == NULL)
         return 0;
     for (i = 0; i < n; i++)
@@ -729,7 +730,6 @@ static char outbox_error[PDS_MEMBER_ERROR];
  * (see pds__repl_on_entries): the messages' entries, and the entries
  * decoded from them.
  */
-#define HOLD_BYTES (12u * 1024u * 1024u)
 static struct {
     uint8_t **blobs;
     size_t n_blobs, cap_blobs;
@@ -1304,13 +1304,14 @@ void pds__repl_on_entries(struct daemon *d,
      * catch-up, while more of the server's messages are already here, the
      * entries of several are held and committed together: one transaction
      * and one flush for what piled up during the last commit (at most half
-     * the window or HOLD_BYTES), acknowledged after it. Held entries were
+     * the window, or half of catchup_memory in bytes), acknowledged after
+     * it. Held entries were
      * never acknowledged; a link lost drops them and the server sends them
      * again.
      */
     if (pds_repl_defer_flush(held.e[held.n - 1].index, m->window_end, held.n,
                              MAX_INFLIGHT / 2, pds_conn_pending(c) > 0) &&
-        held.bytes < HOLD_BYTES)
+        held.bytes < d->cfg.catchup_memory / 2)
         return;
     rv = pds_store_commit(d->store, held.e, held.n, pds__wall_ms());
     if (rv != 0) {

@@ -137,6 +137,9 @@ expect_err 'nonexistent.conf: No such file'
 printf '[limits]\nmax_value_size = 8M\n' >"$b/pdsyncd.conf"
 expect 1 "$PDSYNCD" --data "$b"
 expect_err 'max_value_size: not a size in 1..3M \(a change must fit one replication frame\)'
+printf '[replication]\ncatchup_memory = 512K\n' >"$b/pdsyncd.conf"
+expect 1 "$PDSYNCD" --data "$b"
+expect_err 'catchup_memory: not a size in 1M..1G'
 printf '[replication]\nmax_clock_skew_s = 0\n' >"$b/pdsyncd.conf"
 expect 1 "$PDSYNCD" --data "$b"
 expect_err 'max_clock_skew_s: not a number in 1..86400'

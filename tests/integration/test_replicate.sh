@@ -5,8 +5,8 @@
 source "${PDS_TEST_LIB:-$(dirname "$0")/lib.sh}"
 : "${PDS_LOAD:?}"
 
-conf() {
-    printf '[group]\nheartbeat_ms = 100\ndead_ms = 600\nretry_max_ms = 300\n' >"$1/pdsyncd.conf"
+conf() {  # a small catch-up memory: windows of a few big values
+    printf '[group]\nheartbeat_ms = 100\ndead_ms = 600\nretry_max_ms = 300\n[replication]\ncatchup_memory = 4M\n' >"$1/pdsyncd.conf"
 }
 # same_data A B: both nodes list exactly the same records.
 same_data() {
@@ -66,9 +66,10 @@ wait_for "$s" clients "connected +b .* $pos_s +following +-"
 wait_for "$b" status "^lag: +0 entries \\(the server was at $pos_s"
 pass "a client away for 10,000 changes catches up from the log (position $pos_b)"
 
-# Big values: the server keeps about 24 MiB in flight to a follower (here
-# two dozen 1 MiB entries), the follower holds at most 12 MiB for one
-# commit; the catch-up goes through windows that close and open again.
+# Big values: the server keeps about catchup_memory (here 4 MiB) in flight
+# to a follower, four of these entries; the follower holds at most half of
+# it for one commit; the catch-up goes through windows that close and open
+# again.
 stop_node "$b"
 expect 0 "$PDS_LOAD" --socket "$s/pdsyncd.sock" --writers 4 --count 64 --value-size 1000000 --users 4 --prefix mega
 expect 0 pds "$s" --json status
