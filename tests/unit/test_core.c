@@ -250,6 +250,28 @@ static struct pds_core *new_core(uint32_t max_users,
     return core;
 }
 
+/* The event of a put of owner/item (a user's), made on this node. */
+static void put_event(struct pds_event *ev,
+                      uint64_t req,
+                      const char *owner,
+                      const char *item,
+                      const char *value,
+                      pds_time now)
+{
+    memset(ev, 0, sizeof(*ev));
+    ev->type = PDS_EVENT_WRITE;
+    ev->now = now;
+    ev->u.write.req = req;
+    ev->u.write.op = PDS_OP_PUT;
+    ev->u.write.key.scope = PDS_SCOPE_USER;
+    ev->u.write.key.owner = owner;
+    ev->u.write.key.owner_len = strlen(owner);
+    ev->u.write.key.item = item;
+    ev->u.write.key.item_len = strlen(item);
+    ev->u.write.value = (const uint8_t *)value;
+    ev->u.write.value_len = (uint32_t)strlen(value);
+}
+
 static int put(struct pds_core *core,
                uint64_t req,
                const char *owner,
@@ -260,18 +282,7 @@ static int put(struct pds_core *core,
 {
     struct pds_event ev;
 
-    memset(&ev, 0, sizeof(ev));
-    ev.type = PDS_EVENT_WRITE;
-    ev.now = now;
-    ev.u.write.req = req;
-    ev.u.write.op = PDS_OP_PUT;
-    ev.u.write.key.scope = PDS_SCOPE_USER;
-    ev.u.write.key.owner = owner;
-    ev.u.write.key.owner_len = strlen(owner);
-    ev.u.write.key.item = item;
-    ev.u.write.key.item_len = strlen(item);
-    ev.u.write.value = (const uint8_t *)value;
-    ev.u.write.value_len = (uint32_t)strlen(value);
+    put_event(&ev, req, owner, item, value, now);
     return pds_core_step(core, &ev, u);
 }
 
@@ -288,7 +299,7 @@ persisted(struct pds_core *core, pds_index index, struct pds_update *u)
 
 /* The event of a client's write of alice/ui.language with its own
  * version, against the held one (current may be NULL). */
-static void client_put_event(struct pds_event *ev_out,
+static void client_put_event(struct pds_event *ev,
                              uint64_t req,
                              const char *value,
                              pds_hlc hlc,
@@ -296,29 +307,15 @@ static void client_put_event(struct pds_event *ev_out,
                              const struct pds_version *current,
                              pds_time now)
 {
-    struct pds_event ev;
-
-    memset(&ev, 0, sizeof(ev));
-    ev.type = PDS_EVENT_WRITE;
-    ev.now = now;
-    ev.u.write.req = req;
-    ev.u.write.op = PDS_OP_PUT;
-    ev.u.write.key.scope = PDS_SCOPE_USER;
-    ev.u.write.key.owner = "alice";
-    ev.u.write.key.owner_len = 5;
-    ev.u.write.key.item = "ui.language";
-    ev.u.write.key.item_len = 11;
-    ev.u.write.value = (const uint8_t *)value;
-    ev.u.write.value_len = (uint32_t)strlen(value);
-    ev.u.write.has_origin = 1;
-    ev.u.write.origin.hlc = hlc;
-    ev.u.write.origin.node = node;
+    put_event(ev, req, "alice", "ui.language", value, now);
+    ev->u.write.has_origin = 1;
+    ev->u.write.origin.hlc = hlc;
+    ev->u.write.origin.node = node;
     if (current != NULL) {
-        ev.u.write.has_current = 1;
-        ev.u.write.current = *current;
-        ev.u.write.exists = 1;
+        ev->u.write.has_current = 1;
+        ev->u.write.current = *current;
+        ev->u.write.exists = 1;
     }
-    *ev_out = ev;
 }
 
 /* A client's write with its own version, against the held one. */
