@@ -1053,8 +1053,7 @@ static int apply_sorted(struct pds_store *s,
 static int commit_once(struct pds_store *s,
                        const struct pds_entry *entries,
                        size_t n,
-                       pds_time now,
-                       unsigned int txn_flags)
+                       pds_time now)
 {
     struct pds_store_meta m;
     MDB_txn *txn;
@@ -1066,7 +1065,7 @@ static int commit_once(struct pds_store *s,
     size_t i;
     int rv;
 
-    rv = mdb_txn_begin(s->env, NULL, txn_flags, &txn);
+    rv = mdb_txn_begin(s->env, NULL, 0, &txn);
     if (rv != 0)
         return rv;
     rv = read_meta(txn, s->meta, &m);
@@ -1151,34 +1150,10 @@ err_after_txn:
     return rv;
 }
 
-static int commit_with(struct pds_store *store,
-                       const struct pds_entry *entries,
-                       size_t n_entries,
-                       pds_time now,
-                       unsigned int txn_flags);
-
 int pds_store_commit(struct pds_store *store,
                      const struct pds_entry *entries,
                      size_t n_entries,
                      pds_time now)
-{
-    return commit_with(store, entries, n_entries, now, 0);
-}
-
-int pds_store_commit_lazy(struct pds_store *store,
-                          const struct pds_entry *entries,
-                          size_t n_entries,
-                          pds_time now)
-{
-    /* LMDB takes the sync flags per write transaction as well. */
-    return commit_with(store, entries, n_entries, now, MDB_NOMETASYNC);
-}
-
-static int commit_with(struct pds_store *store,
-                       const struct pds_entry *entries,
-                       size_t n_entries,
-                       pds_time now,
-                       unsigned int txn_flags)
 {
     int rv;
 
@@ -1188,7 +1163,7 @@ static int commit_with(struct pds_store *store,
         /* Held for the transaction: map growth waits for it (the commit
          * may run on another thread than the daemon's other writes). */
         pthread_rwlock_rdlock(&store->growth_lock);
-        rv = commit_once(store, entries, n_entries, now, txn_flags);
+        rv = commit_once(store, entries, n_entries, now);
         pthread_rwlock_unlock(&store->growth_lock);
         if (rv > PDS_EFIRST && rv < PDS_ELAST)
             return rv; /* already a PDS_E code with its message */
@@ -1846,16 +1821,6 @@ write_error(struct pds_store *s, int rv, const char *context, const char *what)
     if (rv == MDB_MAP_FULL)
         return set_err(s, PDS_ENOSPC, "storage budget exhausted: %s", what);
     return set_err(s, translate(rv), "%s: %s", context, mdb_strerror(rv));
-}
-
-int pds_store_sync(struct pds_store *store)
-{
-    int rv = mdb_env_sync(store->env, 1);
-
-    if (rv != 0)
-        return write_error(store, rv, "sync",
-                           "the last commits were not made durable");
-    return 0;
 }
 
 /* ---- Outbox --------------------------------------------------------------

@@ -178,20 +178,6 @@ int pds_store_members(struct pds_store *store,
                       void *arg);
 
 /*
- * A follower catching up: pds_store_commit() without the flush of its last
- * step (LMDB's MDB_NOMETASYNC for that transaction). Atomic; a system crash
- * may undo the last lazy commits (never half of one, so the position never
- * runs ahead of the data); the next pds_store_commit() makes every commit
- * so far durable.
- */
-int pds_store_commit_lazy(struct pds_store *store,
-                          const struct pds_entry *entries,
-                          size_t n_entries,
-                          pds_time now);
-/* Make every commit so far durable (after lazy ones). */
-int pds_store_sync(struct pds_store *store);
-
-/*
  * Read retained log entries from index `from` on, as stored, into one
  * malloc'ed buffer of [u32 big-endian length][entry bytes] items, up to
  * about max_bytes (at least one entry). *n_entries is 0 (and *buf NULL)

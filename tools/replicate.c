@@ -9,7 +9,8 @@
  * unacknowledged), and ships every later commit as it happens.
  *
  * Client: entries from the server are stored, applied and the position
- * moved in one transaction per message (pds_store_commit), then ACKed.
+ * moved in one transaction (pds_store_commit), then ACKed; in a catch-up,
+ * one transaction takes the messages that wait on the link.
  * A local write is sent to the server and answered when the server has
  * committed it and this client has applied it (so a read after the answer
  * sees it).
@@ -727,8 +728,8 @@ static uint64_t n_rejected, n_lost;
 static char outbox_error[PDS_MEMBER_ERROR];
 /*
  * A catch-up's entries held in memory until they are committed together
- * (see pds__repl_on_entries): the messages' entries, and the entries
- * decoded from them.
+ * (see pds__repl_on_entries): the messages' buffers, taken from them, and
+ * the entries decoded from them.
  */
 static struct {
     uint8_t **blobs;
