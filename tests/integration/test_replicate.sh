@@ -76,7 +76,7 @@ expect 0 pds "$s" --json status
 pos_s=$(sed -E 's/.*"last_index":([0-9]+).*/\1/' <<<"$OUT")
 start_node "$b"
 wait_for "$b" "--json status" "\"last_index\":$pos_s[,}]"
-for item in megau0/item.w0.n0 megau3/item.w3.n63; do
+for item in megau0/item.n0 megau3/item.n63; do
     expect 0 pds "$b" get "${item%%/*}" "${item#*/}"
     [ "${#OUT}" = 1000000 ] || fail "$item on client B has ${#OUT} bytes"
 done
