@@ -35,6 +35,8 @@ struct pending {
      * so that "a newer version won" is never said of one not yet kept. */
     uint64_t *losers;
     size_t n_losers;
+    int is_clamped; /* stamped with this node's clock instead of: */
+    struct pds_version clamped_from;
     int created_owner; /* undo: remove the owner */
     int removed_owner; /* undo: re-insert the owner with last_used */
     pds_time removed_last_used;
@@ -66,6 +68,9 @@ struct pds_core {
     struct pds_entry *out_entries;
     size_t n_out_entries;
     size_t cap_out_entries;
+    struct pds_clamp *out_clamps;
+    size_t n_out_clamps;
+    size_t cap_out_clamps;
     struct pds_reply *out_replies;
     size_t n_out_replies;
     size_t cap_out_replies;
@@ -295,6 +300,7 @@ void pds_core_free(struct pds_core *core)
     free(core->buckets);
     free(core->pending);
     free(core->out_entries);
+    free(core->out_clamps);
     free(core->out_replies);
     free(core->out_members);
     free(core->out_joins);
@@ -467,6 +473,49 @@ static struct pending *pending_latest(const struct pds_core *core,
     return NULL;
 }
 
+/*
+ * A clock too far ahead is not believed: the write is stamped with this
+ * node's clock. Its replay is recognised by the version it came with (the
+ * host's memo, or a write of this turn not durable yet) and is not stamped
+ * again: a second stamp would put it over every write made since.
+ * Returns 1 when w is answered here, 0 to stamp it, or a PDS_E code.
+ */
+static int answered(int rv)
+{
+    return rv != 0 ? rv : 1;
+}
+
+static int decide_clamp(struct pds_core *core, const struct pds_write *w)
+{
+    struct pds_reply *r;
+    size_t i;
+
+    for (i = 0; i < core->n_pending; i++) {
+        const struct pending *p = &core->pending[i];
+        if (p->is_clamped && pds_version_cmp(&p->clamped_from, &w->origin) == 0)
+            return answered(reply_error(core, w->req, PDS_ETIMEDOUT,
+                                        "the first copy of this write is "
+                                        "being committed: not decided, "
+                                        "send it again"));
+    }
+    if (!w->has_clamp)
+        return 0;
+    if (w->clamp_index > w->trusted)
+        return answered(reply_error(core, w->req, PDS_ETIMEDOUT,
+                                    "this write is on the server, but the "
+                                    "replication destination has not "
+                                    "confirmed it: not decided, send it "
+                                    "again"));
+    r = reply_add(core, w->req);
+    if (r == NULL)
+        return PDS_ENOMEM;
+    r->outcome = PDS_OUTCOME_DUPLICATE;
+    r->version = w->clamp_version;
+    r->epoch = w->clamp_epoch;
+    r->index = w->clamp_index;
+    return 1;
+}
+
 static int decide_origin(struct pds_core *core,
                          const struct pds_write *w,
                          pds_time now,
@@ -484,6 +533,12 @@ static int decide_origin(struct pds_core *core,
     *outcome = PDS_OUTCOME_APPLIED;
     *version = w->origin;
     if (PDS_HLC_MS(w->origin.hlc) > now + skew) {
+        int rv = decide_clamp(core, w);
+        if (rv != 0) {
+            /* Answered: no entry, like a loser. */
+            *outcome = PDS_OUTCOME_SUPERSEDED;
+            return rv == 1 ? 0 : rv;
+        }
         *outcome = PDS_OUTCOME_CLAMPED;
         version->hlc = pds_hlc_next(&core->hlc, now);
         return 0;
@@ -620,8 +675,21 @@ static int on_write(struct pds_core *core, const struct pds_event *ev)
         return rv;
     if (has_version) {
         pds_hlc_observe(&core->hlc, version.hlc);
-        if (outcome == PDS_OUTCOME_CLAMPED)
+        if (outcome == PDS_OUTCOME_CLAMPED) {
+            struct pds_clamp *c;
+            rv = grow((void **)&core->out_clamps, &core->cap_out_clamps,
+                      core->n_out_clamps + 1, sizeof(*c));
+            if (rv != 0)
+                return rv;
+            c = &core->out_clamps[core->n_out_clamps++];
+            c->origin = w->origin;
+            c->version = version;
+            c->epoch = p->entry.epoch;
+            c->index = p->entry.index;
+            p->is_clamped = 1;
+            p->clamped_from = w->origin;
             core->n_clamped++;
+        }
         p->outcome = outcome;
     }
     if (w->op == PDS_OP_DEL_OWNER) {
@@ -1134,6 +1202,7 @@ int pds_core_step(struct pds_core *core,
     int rv;
 
     core->n_out_entries = 0;
+    core->n_out_clamps = 0;
     core->n_out_replies = 0;
     core->n_out_members = 0;
     core->n_out_joins = 0;
@@ -1175,6 +1244,8 @@ int pds_core_step(struct pds_core *core,
     }
     update->entries = core->out_entries;
     update->n_entries = core->n_out_entries;
+    update->clamps = core->out_clamps;
+    update->n_clamps = core->n_out_clamps;
     update->replies = core->out_replies;
     update->n_replies = core->n_out_replies;
     update->members = core->out_members;

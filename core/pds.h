@@ -292,6 +292,29 @@ struct pds_write {
      */
     pds_index current_index;
     pds_index trusted;
+    /*
+     * The host's memo of this origin (pds_clamp): the same write came
+     * before with a clock too far ahead and was stamped with this node's
+     * clock. Its replay (the answer was lost) is that write again, not a
+     * new one: answered as a duplicate, never stamped a second time over
+     * what came after it.
+     */
+    int has_clamp;
+    struct pds_version clamp_version;
+    pds_epoch clamp_epoch;
+    pds_index clamp_index;
+};
+
+/*
+ * A write whose clock was not believed (PDS_OUTCOME_CLAMPED): the version
+ * it came with, and the entry it became. The host keeps it with the entry,
+ * in the same transaction, for as long as the entry is in the log.
+ */
+struct pds_clamp {
+    struct pds_version origin;
+    struct pds_version version;
+    pds_epoch epoch;
+    pds_index index;
 };
 
 /* How a write with an origin version was decided (pds_reply.outcome). */
@@ -363,6 +386,10 @@ struct pds_reply {
 struct pds_update {
     const struct pds_entry *entries;
     size_t n_entries;
+    /* Writes among the entries stamped with this node's clock: persisted
+     * with them (pds_write.has_clamp). */
+    const struct pds_clamp *clamps;
+    size_t n_clamps;
     const struct pds_reply *replies;
     size_t n_replies;
     /* Members whose stored row must be written (clients table). */

@@ -40,6 +40,7 @@ struct pds_store {
     MDB_dbi outbox;       /* u64 seq -> entry: a client's writes not yet sent */
     MDB_dbi snap_records; /* a snapshot being received (staging) */
     MDB_dbi snap_scopes;
+    MDB_dbi clamps; /* origin node, hlc -> pds_clamp: writes restamped */
     size_t map_size;
     size_t budget;
     uint64_t retain;
@@ -339,6 +340,7 @@ static int open_tables(struct pds_store *s)
                            &s->snap_records)) != 0 ||
         (rv = mdb_dbi_open(txn, "snap_scopes", MDB_CREATE, &s->snap_scopes)) !=
             0 ||
+        (rv = mdb_dbi_open(txn, "clamps", MDB_CREATE, &s->clamps)) != 0 ||
         (rv = read_meta(txn, s->meta, &m)) != 0)
         goto err_after_txn;
     if (m.format == 0) {
@@ -918,6 +920,57 @@ static int trim_log(struct pds_store *s,
     return rv == MDB_NOTFOUND ? 0 : rv;
 }
 
+/* ---- Clamped writes' memo --------------------------------------------- */
+
+static void clamp_key(const struct pds_version *origin, uint8_t *kbuf)
+{
+    pds_put_u64be(kbuf, origin->node);
+    pds_put_u64be(kbuf + 8, origin->hlc);
+}
+
+static int put_clamps(struct pds_store *s,
+                      MDB_txn *txn,
+                      const struct pds_clamp *clamps,
+                      size_t n)
+{
+    size_t i;
+    int rv = 0;
+
+    for (i = 0; i < n && rv == 0; i++) {
+        uint8_t kbuf[16], vbuf[32];
+        MDB_val k = {sizeof(kbuf), kbuf}, v = {sizeof(vbuf), vbuf};
+        clamp_key(&clamps[i].origin, kbuf);
+        pds_put_u64be(vbuf, clamps[i].version.hlc);
+        pds_put_u64be(vbuf + 8, clamps[i].version.node);
+        pds_put_u64be(vbuf + 16, clamps[i].epoch);
+        pds_put_u64be(vbuf + 24, clamps[i].index);
+        rv = mdb_put(txn, s->clamps, &k, &v, 0);
+    }
+    return rv;
+}
+
+/* A memo lives as long as its entry is in the log. */
+static int trim_clamps(struct pds_store *s, MDB_txn *txn, pds_index first)
+{
+    MDB_cursor *cur;
+    MDB_val k, v;
+    int rv;
+
+    rv = mdb_cursor_open(txn, s->clamps, &cur);
+    if (rv != 0)
+        return rv;
+    while ((rv = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
+        if (v.mv_size == 32 &&
+            pds_get_u64be((const uint8_t *)v.mv_data + 24) >= first)
+            continue;
+        rv = mdb_cursor_del(cur, 0);
+        if (rv != 0)
+            break;
+    }
+    mdb_cursor_close(cur);
+    return rv == MDB_NOTFOUND ? 0 : rv;
+}
+
 /* Is the file system of the store (nearly) out of space? */
 static int is_disk_full(struct pds_store *s)
 {
@@ -1053,6 +1106,8 @@ static int apply_sorted(struct pds_store *s,
 static int commit_once(struct pds_store *s,
                        const struct pds_entry *entries,
                        size_t n,
+                       const struct pds_clamp *clamps,
+                       size_t n_clamps,
                        pds_time now)
 {
     struct pds_store_meta m;
@@ -1129,7 +1184,11 @@ static int commit_once(struct pds_store *s,
     m.last_epoch = entries[n - 1].epoch;
     rv = touched_flush(s, txn, now);
     if (rv == 0)
+        rv = put_clamps(s, txn, clamps, n_clamps);
+    if (rv == 0)
         rv = trim_log(s, txn, m.last_index, &m.first_index, now);
+    if (rv == 0)
+        rv = trim_clamps(s, txn, m.first_index);
     if (rv == 0)
         rv = meta_put(txn, s->meta, "last_index", m.last_index);
     if (rv == 0)
@@ -1155,6 +1214,16 @@ int pds_store_commit(struct pds_store *store,
                      size_t n_entries,
                      pds_time now)
 {
+    return pds_store_commit_clamped(store, entries, n_entries, NULL, 0, now);
+}
+
+int pds_store_commit_clamped(struct pds_store *store,
+                             const struct pds_entry *entries,
+                             size_t n_entries,
+                             const struct pds_clamp *clamps,
+                             size_t n_clamps,
+                             pds_time now)
+{
     int rv;
 
     if (n_entries == 0)
@@ -1163,7 +1232,7 @@ int pds_store_commit(struct pds_store *store,
         /* Held for the transaction: map growth waits for it (the commit
          * may run on another thread than the daemon's other writes). */
         pthread_rwlock_rdlock(&store->growth_lock);
-        rv = commit_once(store, entries, n_entries, now);
+        rv = commit_once(store, entries, n_entries, clamps, n_clamps, now);
         pthread_rwlock_unlock(&store->growth_lock);
         if (rv > PDS_EFIRST && rv < PDS_ELAST)
             return rv; /* already a PDS_E code with its message */
@@ -1197,6 +1266,36 @@ int pds_store_commit(struct pds_store *store,
 
 /* ---- Reads ----------------------------------------------------------------
  */
+
+int pds_store_clamp_get(struct pds_store *store,
+                        const struct pds_version *origin,
+                        struct pds_clamp *out)
+{
+    uint8_t kbuf[16];
+    MDB_val k = {sizeof(kbuf), kbuf}, v;
+    MDB_txn *txn;
+    int rv;
+
+    clamp_key(origin, kbuf);
+    rv = read_begin(store, &txn);
+    if (rv != 0)
+        return translate(rv);
+    rv = mdb_get(txn, store->clamps, &k, &v);
+    if (rv == 0 && v.mv_size == 32) {
+        const uint8_t *p = v.mv_data;
+        out->origin = *origin;
+        out->version.hlc = pds_get_u64be(p);
+        out->version.node = pds_get_u64be(p + 8);
+        out->epoch = pds_get_u64be(p + 16);
+        out->index = pds_get_u64be(p + 24);
+    }
+    read_end(store, txn);
+    if (rv == MDB_NOTFOUND)
+        return PDS_ENOTFOUND;
+    if (rv == 0 && v.mv_size != 32)
+        return PDS_ECORRUPT;
+    return rv == 0 ? 0 : translate(rv);
+}
 
 int pds_store_get(struct pds_store *store,
                   const struct pds_key *key,

@@ -100,6 +100,23 @@ int pds_store_commit(struct pds_store *store,
                      pds_time now);
 
 /*
+ * The same, keeping the memo of the clamped writes among the entries (the
+ * core's pds_update.clamps) in the same transaction. A memo is dropped
+ * when its entry leaves the log.
+ */
+int pds_store_commit_clamped(struct pds_store *store,
+                             const struct pds_entry *entries,
+                             size_t n_entries,
+                             const struct pds_clamp *clamps,
+                             size_t n_clamps,
+                             pds_time now);
+
+/* The memo of a clamped write by the version it came with; PDS_ENOTFOUND. */
+int pds_store_clamp_get(struct pds_store *store,
+                        const struct pds_version *origin,
+                        struct pds_clamp *out);
+
+/*
  * Read one record. On success *rec is filled and, if the record has a
  * value, *value is a malloc'ed copy the caller frees (rec->value points to
  * it). Tombstones are returned too (rec->is_tombstone). PDS_ENOTFOUND when

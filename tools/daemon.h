@@ -49,12 +49,18 @@ struct daemon {
     struct pds_entry *batch;
     size_t n_batch;
     size_t cap_batch;
+    struct pds_clamp *batch_clamps; /* the clamped writes among them */
+    size_t n_batch_clamps;
+    size_t cap_batch_clamps;
     /* The commit running on a pool thread, if any (pdsyncd.c). */
     uv_work_t commit_work;
     int is_committing;
     struct pds_entry *cbatch;
     size_t n_cbatch;
     size_t cap_cbatch;
+    struct pds_clamp *cbatch_clamps;
+    size_t n_cbatch_clamps;
+    size_t cap_cbatch_clamps;
     pds_time commit_time;
     int commit_rv;
     int commit_shipped;

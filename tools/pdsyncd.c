@@ -120,10 +120,33 @@ static void deliver_replies(struct daemon *d, const struct pds_update *u)
 
 /* ---- Stepping the core ------------------------------------------------ */
 
+static int batch_add_clamps(struct daemon *d, const struct pds_update *u)
+{
+    size_t need = d->n_batch_clamps + u->n_clamps;
+
+    if (need > d->cap_batch_clamps) {
+        size_t cap = d->cap_batch_clamps == 0 ? 8 : d->cap_batch_clamps;
+        struct pds_clamp *p;
+        while (cap < need)
+            cap *= 2;
+        p = realloc(d->batch_clamps, cap * sizeof(*p));
+        if (p == NULL)
+            return PDS_ENOMEM;
+        d->batch_clamps = p;
+        d->cap_batch_clamps = cap;
+    }
+    memcpy(d->batch_clamps + d->n_batch_clamps, u->clamps,
+           u->n_clamps * sizeof(*u->clamps));
+    d->n_batch_clamps = need;
+    return 0;
+}
+
 static int batch_add(struct daemon *d, const struct pds_update *u)
 {
     size_t need = d->n_batch + u->n_entries;
 
+    if (u->n_clamps > 0 && batch_add_clamps(d, u) != 0)
+        return PDS_ENOMEM;
     if (need > d->cap_batch) {
         size_t cap = d->cap_batch == 0 ? 64 : d->cap_batch;
         struct pds_entry *p;
@@ -203,6 +226,7 @@ static void finish_commit(struct daemon *d, int rv, int shipped)
         d->committed = last;
         pds__repl_note_commit(d, d->cbatch, d->n_cbatch);
         d->n_cbatch = 0;
+        d->n_cbatch_clamps = 0;
         if (pds__daemon_waits_for_standby(d)) {
             /* Answered when the standby confirms, or at the timeout. The
              * standby, sent the batch before our fsync, may have confirmed
@@ -225,6 +249,8 @@ static void finish_commit(struct daemon *d, int rv, int shipped)
          * during the commit too, and frees their bytes. */
         d->n_cbatch = 0;
         d->n_batch = 0;
+        d->n_cbatch_clamps = 0;
+        d->n_batch_clamps = 0;
     }
     rv = pds__daemon_step(d, &ev);
     if (rv != 0)
@@ -238,6 +264,7 @@ static void finish_commit(struct daemon *d, int rv, int shipped)
 static void take_batch(struct daemon *d)
 {
     struct pds_entry *p = d->cbatch;
+    struct pds_clamp *c = d->cbatch_clamps;
     size_t cap = d->cap_cbatch;
 
     d->cbatch = d->batch;
@@ -246,14 +273,28 @@ static void take_batch(struct daemon *d)
     d->batch = p;
     d->cap_batch = cap;
     d->n_batch = 0;
+    cap = d->cap_cbatch_clamps;
+    d->cbatch_clamps = d->batch_clamps;
+    d->cap_cbatch_clamps = d->cap_batch_clamps;
+    d->n_cbatch_clamps = d->n_batch_clamps;
+    d->batch_clamps = c;
+    d->cap_batch_clamps = cap;
+    d->n_batch_clamps = 0;
+}
+
+/* The commit slot's writes, in one durable transaction. */
+static int commit_cbatch(struct daemon *d)
+{
+    return pds_store_commit_clamped(d->store, d->cbatch, d->n_cbatch,
+                                    d->cbatch_clamps, d->n_cbatch_clamps,
+                                    d->commit_time);
 }
 
 static void commit_work(uv_work_t *req)
 {
     struct daemon *d = req->data;
 
-    d->commit_rv =
-        pds_store_commit(d->store, d->cbatch, d->n_cbatch, d->commit_time);
+    d->commit_rv = commit_cbatch(d);
 }
 
 static void start_commit(struct daemon *d);
@@ -264,8 +305,7 @@ static void commit_done(uv_work_t *req, int status)
 
     d->is_committing = 0;
     if (status != 0) /* canceled: never ran */
-        d->commit_rv =
-            pds_store_commit(d->store, d->cbatch, d->n_cbatch, d->commit_time);
+        d->commit_rv = commit_cbatch(d);
     finish_commit(d, d->commit_rv, d->commit_shipped);
     if (d->n_batch > 0)
         start_commit(d);
@@ -290,9 +330,7 @@ static void start_commit(struct daemon *d)
     }
     /* Here: no standby to wait for, stopping, or no thread to be had. */
     d->last_commit_n = d->n_cbatch;
-    finish_commit(
-        d, pds_store_commit(d->store, d->cbatch, d->n_cbatch, d->commit_time),
-        d->commit_shipped);
+    finish_commit(d, commit_cbatch(d), d->commit_shipped);
     d->answered_at = uv_hrtime();
 }
 
@@ -1478,6 +1516,8 @@ err_after_node:
         pds_store_close(d.store);
     free(d.batch);
     free(d.cbatch);
+    free(d.batch_clamps);
+    free(d.cbatch_clamps);
     {
         size_t i;
         for (i = 0; i < d.n_device_items; i++)

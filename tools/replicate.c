@@ -646,9 +646,17 @@ void pds__repl_on_write(struct daemon *d,
     ev.u.write.value_len =
         m->blob_len > UINT32_MAX ? UINT32_MAX : (uint32_t)m->blob_len;
     if (m->hlc != 0) {
+        struct pds_clamp memo;
         ev.u.write.has_origin = 1;
         ev.u.write.origin.hlc = m->hlc;
         ev.u.write.origin.node = m->node;
+        /* Came before with a clock too far ahead, and restamped? */
+        if (pds_store_clamp_get(d->store, &ev.u.write.origin, &memo) == 0) {
+            ev.u.write.has_clamp = 1;
+            ev.u.write.clamp_version = memo.version;
+            ev.u.write.clamp_epoch = memo.epoch;
+            ev.u.write.clamp_index = memo.index;
+        }
     }
     if (m->op != PDS_OP_DEL_OWNER && m->item[0] != '\0' &&
         pds_store_get(d->store, &ev.u.write.key, &rec, &value) == 0) {

@@ -103,6 +103,38 @@ wait_for "$s" status '^standby: +[0-9a-f]{16}, following'
 wait_for "$a" "--json status" '"outbox":0,.*"outbox_lost":1,'
 wait_for "$a" "get ivan ui.theme" '^dark$'
 pass "a queued write that loses to an unconfirmed version waits until the standby has the winner"
+
+# A queued write from a clock hours ahead is restamped with the server's
+# clock once. Its answer is lost (here: the standby is away, so it is "not
+# decided" and goes again every second); a write made on the server after
+# the restamp is newer and stays: the replays are that first write again,
+# not new ones stamped over it.
+stop_node "$sb"
+wait_for "$s" status '^standby: +[0-9a-f]{16}, not connected'
+stop_node "$a"
+stop_node "$s"
+PDSYNC_DEBUG_CLOCK_SKEW_MS=$((3 * 3600 * 1000)) start_node "$a"
+wait_for "$a" status 'unreachable, retrying|connecting'
+expect 0 pds "$a" put judy ui.theme from-a
+expect_out '^queued judy/ui.theme'
+start_node "$s" --listen "$addr"
+wait_for "$s" "get judy ui.theme" '^from-a$'
+expect 1 pds "$s" put judy ui.theme from-server
+expect_err 'timed out: the write is durable on the server'
+sleep 2.5
+expect 0 pds "$s" get judy ui.theme
+[ "$OUT" = from-server ] || fail "a replayed restamped write overwrote a newer one: the server has '$OUT'"
+expect 0 pds "$a" --json status
+expect_out '"outbox":1,'
+start_node "$sb"
+wait_for "$s" status '^standby: +[0-9a-f]{16}, following'
+wait_for "$a" "--json status" '"outbox":0,'
+wait_for "$a" "get judy ui.theme" '^from-server$'
+expect 0 pds "$s" get judy ui.theme
+[ "$OUT" = from-server ] || fail "the server has '$OUT' for judy/ui.theme"
+expect 0 pds "$s" status
+expect_out 'conflicts: .* 1 clocks restamped'
+pass "a restamped queued write sent again is the same write: a newer one made meanwhile stays"
 stop_node "$a"
 stop_node "$sb"
 

@@ -31,7 +31,10 @@
  *      (one the standby did not confirm decides nothing: the loser times
  *      out and comes again);
  *   4. once faults stop, everyone converges: same position and records as
- *      the server, every outbox empty.
+ *      the server, every outbox empty;
+ *   5. a write whose clock was too far ahead is restamped once: its replays
+ *      are answered from the memo kept with its entry, never stamped
+ *      again over the writes made since.
  *
  * A run is a pure function of the seed: PDS_TEST_SEED=S runs one seed,
  * PDS_SIM_SEEDS=N runs N seeds (default 2000), PDS_SIM_STEPS the steps.
@@ -74,6 +77,8 @@ struct hentry {
     int op; /* PDS_OP_PUT or PDS_OP_DEL */
     struct pds_version v;
     uint32_t value;
+    int is_clamped; /* stamped with the server's clock instead of: */
+    struct pds_version clamped_from;
 };
 
 enum msg_type {
@@ -353,6 +358,29 @@ static int carry_out(struct sim *s, const struct pds_update *u)
         if (e->op == PDS_OP_PUT && e->value_len == 4)
             memcpy(&h->value, e->value, 4);
     }
+    for (i = 0; i < u->n_clamps; i++) {
+        /* The memo goes with its entry (into the batch, durable with it).
+         * A version restamped once is never restamped again: a replay
+         * stamped anew would land over every write made since. */
+        const struct pds_clamp *c = &u->clamps[i];
+        int j;
+        pds_index k;
+        for (k = 1; k <= s->durable; k++) {
+            if (s->hist[k].is_clamped &&
+                pds_version_cmp(&s->hist[k].clamped_from, &c->origin) == 0) {
+                snprintf(s->why, sizeof(s->why),
+                         "a write restamped at %llu was restamped again",
+                         (unsigned long long)k);
+                return -1;
+            }
+        }
+        for (j = 0; j < s->n_batch; j++) {
+            if (s->batch[j].index == c->index) {
+                s->batch[j].is_clamped = 1;
+                s->batch[j].clamped_from = c->origin;
+            }
+        }
+    }
     for (i = 0; i < u->n_replies; i++) {
         const struct pds_reply *r = &u->replies[i];
         struct req *q = &s->reqs[r->req];
@@ -424,8 +452,19 @@ static int server_write(struct sim *s,
     }
     ev.u.write.trusted = s->standby_acked; /* standby acknowledgement mode */
     if (origin != NULL) {
+        pds_index k;
         ev.u.write.has_origin = 1;
         ev.u.write.origin = *origin;
+        /* The host's memo of restamped writes: the durable log here. */
+        for (k = 1; k <= s->durable; k++) {
+            if (s->hist[k].is_clamped &&
+                pds_version_cmp(&s->hist[k].clamped_from, origin) == 0) {
+                ev.u.write.has_clamp = 1;
+                ev.u.write.clamp_version = s->hist[k].v;
+                ev.u.write.clamp_epoch = 1;
+                ev.u.write.clamp_index = k;
+            }
+        }
     }
     rv = pds_core_step(s->core, &ev, &u);
     if (rv != 0) {
@@ -972,7 +1011,9 @@ static int follower_on_msg(struct sim *s, const struct msg *m)
                                    m->outcome == PDS_OUTCOME_CLAMPED))
                 note_acked(s, q->key, m->v);
             else if (m->status == 0 && m->outcome == PDS_OUTCOME_DUPLICATE)
-                note_acked(s, q->key, q->v);
+                /* The version it is kept under: its own, or the server's
+                 * stamp of a restamped write that came again. */
+                note_acked(s, q->key, m->v.hlc != 0 ? m->v : q->v);
             return 0;
         }
         return 0;

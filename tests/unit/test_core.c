@@ -476,6 +476,75 @@ TEST(core_client_clock_far_ahead_is_restamped)
     pds_core_free(core);
 }
 
+/*
+ * A restamped write whose answer was lost comes again with the version it
+ * first came with. It is that write again: never stamped a second time
+ * (which would put it over every write made since), answered from the
+ * host's memo of the first stamp.
+ */
+TEST(core_restamped_write_sent_again_is_the_same_write)
+{
+    struct pds_core *core = new_core(10, PDS_USER_POLICY_REFUSE);
+    pds_time now = 1000000;
+    pds_hlc ahead = PDS_HLC_MAKE(now + 3 * 3600000, 0);
+    struct pds_version stamped;
+    pds_index index;
+    struct pds_event ev;
+    struct pds_update u;
+
+    CHECK(core != NULL);
+    CHECK_EQ(client_put(core, 1, "x", ahead, 9, NULL, now, &u), 0);
+    CHECK_EQ(u.n_entries, 1);
+    CHECK_EQ(u.n_clamps, 1);
+    CHECK_EQ(u.clamps[0].origin.hlc, ahead);
+    CHECK_EQ(u.clamps[0].origin.node, 9);
+    CHECK_EQ(u.clamps[0].version.hlc, u.entries[0].version.hlc);
+    CHECK_EQ(u.clamps[0].version.node, u.entries[0].version.node);
+    CHECK_EQ(u.clamps[0].index, u.entries[0].index);
+    CHECK_EQ(u.clamps[0].epoch, u.entries[0].epoch);
+    stamped = u.entries[0].version;
+    index = u.entries[0].index;
+    /* Again before the first is durable: not decided yet. */
+    CHECK_EQ(client_put(core, 2, "x", ahead, 9, NULL, now, &u), 0);
+    CHECK_EQ(u.n_entries, 0);
+    CHECK_EQ(u.n_clamps, 0);
+    CHECK_EQ(u.n_replies, 1);
+    CHECK_EQ(u.replies[0].status, PDS_ETIMEDOUT);
+    CHECK(strstr(u.replies[0].errmsg, "send it again") != NULL);
+    CHECK_EQ(persisted(core, index, &u), 0);
+    CHECK_EQ(u.n_replies, 1);
+    CHECK_EQ(u.replies[0].outcome, PDS_OUTCOME_CLAMPED);
+    /* Again, with the host's memo, the standby not there yet. */
+    client_put_event(&ev, 3, "x", ahead, 9, NULL, now + 5000);
+    ev.u.write.has_clamp = 1;
+    ev.u.write.clamp_version = stamped;
+    ev.u.write.clamp_epoch = 1;
+    ev.u.write.clamp_index = index;
+    ev.u.write.trusted = index - 1;
+    CHECK_EQ(pds_core_step(core, &ev, &u), 0);
+    CHECK_EQ(u.n_entries, 0);
+    CHECK_EQ(u.n_replies, 1);
+    CHECK_EQ(u.replies[0].status, PDS_ETIMEDOUT);
+    /* Confirmed: a duplicate of the first, with its position. */
+    ev.u.write.req = 4;
+    ev.u.write.trusted = (pds_index)-1;
+    CHECK_EQ(pds_core_step(core, &ev, &u), 0);
+    CHECK_EQ(u.n_entries, 0);
+    CHECK_EQ(u.n_replies, 1);
+    CHECK_EQ(u.replies[0].req, 4);
+    CHECK_EQ(u.replies[0].status, 0);
+    CHECK_EQ(u.replies[0].outcome, PDS_OUTCOME_DUPLICATE);
+    CHECK_EQ(u.replies[0].version.hlc, stamped.hlc);
+    CHECK_EQ(u.replies[0].index, index);
+    CHECK_EQ(pds_core_n_clamped(core), 1);
+    /* Another write from that clock (another version) is stamped. */
+    CHECK_EQ(client_put(core, 5, "y", ahead + 1, 9, NULL, now + 6000, &u), 0);
+    CHECK_EQ(u.n_entries, 1);
+    CHECK_EQ(u.n_clamps, 1);
+    CHECK(u.entries[0].version.hlc > stamped.hlc);
+    pds_core_free(core);
+}
+
 TEST(repl_decide_follow_or_refresh)
 {
     struct pds_sync sy;
@@ -974,6 +1043,7 @@ TEST_MAIN(T(repl_decide_follow_or_refresh),
           T(core_superseded_is_answered_once_the_winner_is_durable),
           T(core_loser_to_an_unconfirmed_version_is_not_decided),
           T(core_client_clock_far_ahead_is_restamped),
+          T(core_restamped_write_sent_again_is_the_same_write),
           T(members_enroll_refuse_limit),
           T(members_reclaim_after_silence),
           T(members_stop_and_start),

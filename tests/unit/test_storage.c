@@ -740,6 +740,64 @@ TEST(retention_trims_log)
     pds_store_close(s);
 }
 
+/*
+ * The memo of a restamped write is kept with its entry, survives a
+ * reopen, is not written by a failed commit, and goes when the entry
+ * leaves the log.
+ */
+TEST(clamp_memo_lives_with_its_entry)
+{
+    struct pds_store *s;
+    struct pds_clamp c, got;
+    struct pds_version other = {PDS_HLC_MAKE(999999, 0), 9};
+    pds_index i;
+
+    fresh_dir();
+    s = open_store(0, 0, 10);
+    CHECK(s != NULL);
+    {
+        struct pds_entry e = entry(1, PDS_OP_PUT, "alice", "a", "v");
+        c.origin.hlc = PDS_HLC_MAKE(888888, 3);
+        c.origin.node = 9;
+        c.version = e.version;
+        c.epoch = 1;
+        c.index = 1;
+        CHECK_EQ(pds_store_commit_clamped(s, &e, 1, &c, 1, 1), 0);
+    }
+    CHECK_EQ(pds_store_clamp_get(s, &c.origin, &got), 0);
+    CHECK_EQ(got.version.hlc, c.version.hlc);
+    CHECK_EQ(got.version.node, c.version.node);
+    CHECK_EQ(got.epoch, 1);
+    CHECK_EQ(got.index, 1);
+    CHECK_EQ(pds_store_clamp_get(s, &other, &got), PDS_ENOTFOUND);
+    /* A commit that fails (a gap) writes no memo. */
+    {
+        struct pds_entry e = entry(5, PDS_OP_PUT, "alice", "a", "v");
+        struct pds_clamp bad = c;
+        bad.origin = other;
+        bad.index = 5;
+        CHECK_EQ(pds_store_commit_clamped(s, &e, 1, &bad, 1, 1), PDS_EINVAL);
+        CHECK_EQ(pds_store_clamp_get(s, &other, &got), PDS_ENOTFOUND);
+    }
+    pds_store_close(s);
+    s = open_store(0, 0, 10);
+    CHECK(s != NULL);
+    CHECK_EQ(pds_store_clamp_get(s, &c.origin, &got), 0);
+    CHECK_EQ(got.index, 1);
+    /* Entry 1 leaves the log at entry 11 (10 retained): so does its memo. */
+    for (i = 2; i <= 10; i++) {
+        struct pds_entry e = entry(i, PDS_OP_PUT, "alice", "a", "v");
+        CHECK_EQ(pds_store_commit(s, &e, 1, 1), 0);
+    }
+    CHECK_EQ(pds_store_clamp_get(s, &c.origin, &got), 0);
+    {
+        struct pds_entry e = entry(11, PDS_OP_PUT, "alice", "a", "v");
+        CHECK_EQ(pds_store_commit(s, &e, 1, 1), 0);
+    }
+    CHECK_EQ(pds_store_clamp_get(s, &c.origin, &got), PDS_ENOTFOUND);
+    pds_store_close(s);
+}
+
 static int read_file(const char *path, uint8_t **buf, size_t *len)
 {
     FILE *f = fopen(path, "rb");
@@ -1468,6 +1526,7 @@ TEST(cleanup)
 }
 
 TEST_MAIN(T(put_get_delete),
+          T(clamp_memo_lives_with_its_entry),
           T(versions_and_tombstones),
           T(log_entries_are_stored_as_encoded),
           T(delete_owner_removes_only_that_owner),
