@@ -120,48 +120,41 @@ static void deliver_replies(struct daemon *d, const struct pds_update *u)
 
 /* ---- Stepping the core ------------------------------------------------ */
 
-static int batch_add_clamps(struct daemon *d, const struct pds_update *u)
+/* Append k items of size bytes to a growing array *arr (*n of *cap). */
+static int append(void **arr,
+                  size_t *n,
+                  size_t *cap,
+                  const void *items,
+                  size_t k,
+                  size_t size)
 {
-    size_t need = d->n_batch_clamps + u->n_clamps;
+    size_t need = *n + k;
 
-    if (need > d->cap_batch_clamps) {
-        size_t cap = d->cap_batch_clamps == 0 ? 8 : d->cap_batch_clamps;
-        struct pds_clamp *p;
-        while (cap < need)
-            cap *= 2;
-        p = realloc(d->batch_clamps, cap * sizeof(*p));
+    if (need > *cap) {
+        size_t c = *cap == 0 ? 64 : *cap;
+        void *p;
+        while (c < need)
+            c *= 2;
+        p = realloc(*arr, c * size);
         if (p == NULL)
             return PDS_ENOMEM;
-        d->batch_clamps = p;
-        d->cap_batch_clamps = cap;
+        *arr = p;
+        *cap = c;
     }
-    memcpy(d->batch_clamps + d->n_batch_clamps, u->clamps,
-           u->n_clamps * sizeof(*u->clamps));
-    d->n_batch_clamps = need;
+    if (k > 0)
+        memcpy((char *)*arr + *n * size, items, k * size);
+    *n = need;
     return 0;
 }
 
 static int batch_add(struct daemon *d, const struct pds_update *u)
 {
-    size_t need = d->n_batch + u->n_entries;
-
-    if (u->n_clamps > 0 && batch_add_clamps(d, u) != 0)
+    if (append((void **)&d->batch_clamps, &d->n_batch_clamps,
+               &d->cap_batch_clamps, u->clamps, u->n_clamps,
+               sizeof(*u->clamps)) != 0)
         return PDS_ENOMEM;
-    if (need > d->cap_batch) {
-        size_t cap = d->cap_batch == 0 ? 64 : d->cap_batch;
-        struct pds_entry *p;
-        while (cap < need)
-            cap *= 2;
-        p = realloc(d->batch, cap * sizeof(*p));
-        if (p == NULL)
-            return PDS_ENOMEM;
-        d->batch = p;
-        d->cap_batch = cap;
-    }
-    memcpy(d->batch + d->n_batch, u->entries,
-           u->n_entries * sizeof(*u->entries));
-    d->n_batch = need;
-    return 0;
+    return append((void **)&d->batch, &d->n_batch, &d->cap_batch, u->entries,
+                  u->n_entries, sizeof(*u->entries));
 }
 
 /*
