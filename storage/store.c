@@ -40,7 +40,8 @@ struct pds_store {
     MDB_dbi outbox;       /* u64 seq -> entry: a client's writes not yet sent */
     MDB_dbi snap_records; /* a snapshot being received (staging) */
     MDB_dbi snap_scopes;
-    MDB_dbi clamps; /* origin node, hlc -> pds_clamp: writes restamped */
+    MDB_dbi clamps;    /* origin node, hlc -> pds_clamp: writes restamped */
+    MDB_dbi clamp_log; /* u64 index -> origin node, hlc: their order */
     size_t map_size;
     size_t budget;
     uint64_t retain;
@@ -341,6 +342,7 @@ static int open_tables(struct pds_store *s)
         (rv = mdb_dbi_open(txn, "snap_scopes", MDB_CREATE, &s->snap_scopes)) !=
             0 ||
         (rv = mdb_dbi_open(txn, "clamps", MDB_CREATE, &s->clamps)) != 0 ||
+        (rv = mdb_dbi_open(txn, "clamp_log", MDB_CREATE, &s->clamp_log)) != 0 ||
         (rv = read_meta(txn, s->meta, &m)) != 0)
         goto err_after_txn;
     if (m.format == 0) {
@@ -937,33 +939,38 @@ static int put_clamps(struct pds_store *s,
     int rv = 0;
 
     for (i = 0; i < n && rv == 0; i++) {
-        uint8_t kbuf[16], vbuf[32];
+        uint8_t kbuf[16], vbuf[32], ibuf[8];
         MDB_val k = {sizeof(kbuf), kbuf}, v = {sizeof(vbuf), vbuf};
+        MDB_val ik = {sizeof(ibuf), ibuf};
         clamp_key(&clamps[i].origin, kbuf);
         pds_put_u64be(vbuf, clamps[i].version.hlc);
         pds_put_u64be(vbuf + 8, clamps[i].version.node);
         pds_put_u64be(vbuf + 16, clamps[i].epoch);
         pds_put_u64be(vbuf + 24, clamps[i].index);
+        pds_put_u64be(ibuf, clamps[i].index);
         rv = mdb_put(txn, s->clamps, &k, &v, 0);
+        if (rv == 0)
+            rv = mdb_put(txn, s->clamp_log, &ik, &k, 0);
     }
     return rv;
 }
 
-/* A memo lives as long as its entry is in the log. */
+/* A memo lives as long as its entry is in the log: the memos of entries
+ * before first go, oldest first (only what goes is read). */
 static int trim_clamps(struct pds_store *s, MDB_txn *txn, pds_index first)
 {
     MDB_cursor *cur;
     MDB_val k, v;
     int rv;
 
-    rv = mdb_cursor_open(txn, s->clamps, &cur);
+    rv = mdb_cursor_open(txn, s->clamp_log, &cur);
     if (rv != 0)
         return rv;
-    while ((rv = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
-        if (v.mv_size == 32 &&
-            pds_get_u64be((const uint8_t *)v.mv_data + 24) >= first)
-            continue;
-        rv = mdb_cursor_del(cur, 0);
+    while ((rv = mdb_cursor_get(cur, &k, &v, MDB_FIRST)) == 0 &&
+           k.mv_size == 8 && pds_get_u64be(k.mv_data) < first) {
+        rv = mdb_del(txn, s->clamps, &v, NULL);
+        if (rv == 0 || rv == MDB_NOTFOUND)
+            rv = mdb_cursor_del(cur, 0);
         if (rv != 0)
             break;
     }
@@ -2556,6 +2563,9 @@ static int snap_finish(struct pds_store *s, MDB_txn *txn, void *arg)
         (rv = mdb_drop(txn, s->owners, 0)) != 0 ||
         (rv = mdb_drop(txn, s->scopes, 0)) != 0 ||
         (rv = mdb_drop(txn, s->log, 0)) != 0 ||
+        /* The memos of restamped writes went with the log. */
+        (rv = mdb_drop(txn, s->clamps, 0)) != 0 ||
+        (rv = mdb_drop(txn, s->clamp_log, 0)) != 0 ||
         (rv = copy_table(txn, s->snap_records, s->records, &n_live)) != 0 ||
         (rv = copy_table(txn, s->snap_scopes, s->scopes, NULL)) != 0 ||
         (rv = rebuild_owners(s, txn, a->now)) != 0)

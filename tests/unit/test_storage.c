@@ -1281,7 +1281,13 @@ TEST(snapshot_swaps_in_atomically_with_its_position)
     b = open_at(dir_b);
     CHECK(b != NULL);
     es[0] = entry(1, PDS_OP_PUT, "zed", "ui.language", "mine");
-    CHECK_EQ(pds_store_commit(b, es, 1, 5000), 0);
+    {
+        /* A memo of a restamped write goes with the log it belongs to. */
+        struct pds_clamp c = {
+            {PDS_HLC_MAKE(888888, 0), 9}, es[0].version, 1, 1};
+        CHECK_EQ(pds_store_commit_clamped(b, es, 1, &c, 1, 5000), 0);
+        CHECK_EQ(pds_store_clamp_get(b, &c.origin, &c), 0);
+    }
     /* Small chunks: many of them. */
     CHECK_EQ(transfer(a, b, &sc, 200, &n_chunks), 0);
     CHECK(n_chunks > 5);
@@ -1297,6 +1303,11 @@ TEST(snapshot_swaps_in_atomically_with_its_position)
     CHECK_STR(v, "value-of-the-server");
     CHECK_EQ(get_value(b, "bob", "item.k39", v, sizeof(v)), 0);
     CHECK_EQ(get_value(b, "zed", "ui.language", v, sizeof(v)), PDS_ENOTFOUND);
+    {
+        struct pds_version origin = {PDS_HLC_MAKE(888888, 0), 9};
+        struct pds_clamp c;
+        CHECK_EQ(pds_store_clamp_get(b, &origin, &c), PDS_ENOTFOUND);
+    }
     CHECK_EQ(pds_store_meta(b, &m), 0);
     CHECK_EQ(m.last_index, 40);
     CHECK_EQ(m.first_index, 0);
