@@ -532,13 +532,15 @@ static int decide_origin(struct pds_core *core,
 
     *outcome = PDS_OUTCOME_APPLIED;
     *version = w->origin;
+    /* A write restamped before, come again: whatever its clock says now
+     * (the server's may have caught up with it), it is that write. */
+    cmp = decide_clamp(core, w);
+    if (cmp != 0) {
+        /* Answered: no entry, like a loser. */
+        *outcome = PDS_OUTCOME_SUPERSEDED;
+        return cmp == 1 ? 0 : cmp;
+    }
     if (PDS_HLC_MS(w->origin.hlc) > now + skew) {
-        int rv = decide_clamp(core, w);
-        if (rv != 0) {
-            /* Answered: no entry, like a loser. */
-            *outcome = PDS_OUTCOME_SUPERSEDED;
-            return rv == 1 ? 0 : rv;
-        }
         *outcome = PDS_OUTCOME_CLAMPED;
         version->hlc = pds_hlc_next(&core->hlc, now);
         return 0;

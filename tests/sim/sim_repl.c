@@ -350,6 +350,22 @@ static int carry_out(struct sim *s, const struct pds_update *u)
             snprintf(s->why, sizeof(s->why), "batch overflow");
             return -1;
         }
+        {
+            /* Nor applied again with its own clock (which beats every
+             * write made since). */
+            pds_index k;
+            for (k = 1; k <= s->durable; k++) {
+                if (s->hist[k].is_clamped &&
+                    pds_version_cmp(&s->hist[k].clamped_from, &e->version) ==
+                        0) {
+                    snprintf(s->why, sizeof(s->why),
+                             "a write restamped at %llu was applied again "
+                             "with its own clock",
+                             (unsigned long long)k);
+                    return -1;
+                }
+            }
+        }
         memset(h, 0, sizeof(*h));
         h->index = e->index;
         h->key = e->key.item[1] - '0';
@@ -1239,9 +1255,15 @@ static int run(uint64_t seed, int steps, int *n_faults)
     s->waiting_since = -1;
     s->first = 0;
     for (i = 0; i < N_FOLLOWERS; i++) {
-        /* One clock is hours ahead now and then; the others are close. */
-        s->fl[i].clock_skew =
-            chance(s, 15) ? 3 * 3600 * 1000 : (int64_t)(rnd(s) % 200) - 100;
+        /* One clock is hours ahead now and then, or just past the bound
+         * (the server's clock catches up with its writes within the
+         * run); the others are close. */
+        if (chance(s, 15))
+            s->fl[i].clock_skew = 3 * 3600 * 1000;
+        else if (chance(s, 15))
+            s->fl[i].clock_skew = 60000 + (int64_t)(rnd(s) % 5000);
+        else
+            s->fl[i].clock_skew = (int64_t)(rnd(s) % 200) - 100;
     }
     if (core_make(s) != 0) {
         free(s);

@@ -537,6 +537,19 @@ TEST(core_restamped_write_sent_again_is_the_same_write)
     CHECK_EQ(u.replies[0].version.hlc, stamped.hlc);
     CHECK_EQ(u.replies[0].index, index);
     CHECK_EQ(pds_core_n_clamped(core), 1);
+    /* Come again once this node's clock caught up with it (within the
+     * bound now): still that write, not a new one with its own clock. */
+    client_put_event(&ev, 6, "x", ahead, 9, NULL, now + 3 * 3600000 - 1000);
+    ev.u.write.has_clamp = 1;
+    ev.u.write.clamp_version = stamped;
+    ev.u.write.clamp_epoch = 1;
+    ev.u.write.clamp_index = index;
+    ev.u.write.trusted = (pds_index)-1;
+    CHECK_EQ(pds_core_step(core, &ev, &u), 0);
+    CHECK_EQ(u.n_entries, 0);
+    CHECK_EQ(u.n_replies, 1);
+    CHECK_EQ(u.replies[0].outcome, PDS_OUTCOME_DUPLICATE);
+    CHECK_EQ(u.replies[0].version.hlc, stamped.hlc);
     /* Another write from that clock (another version) is stamped. */
     CHECK_EQ(client_put(core, 5, "y", ahead + 1, 9, NULL, now + 6000, &u), 0);
     CHECK_EQ(u.n_entries, 1);
