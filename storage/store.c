@@ -41,7 +41,7 @@ struct pds_store {
     MDB_dbi snap_records; /* a snapshot being received (staging) */
     MDB_dbi snap_scopes;
     MDB_dbi clamps;    /* origin node, hlc -> pds_clamp: writes restamped */
-    MDB_dbi clamp_log; /* u64 index -> origin node, hlc: their order */
+    MDB_dbi clamp_log; /* u64 index -> origin node, hlc, stamp: order */
     size_t map_size;
     size_t budget;
     uint64_t retain;
@@ -939,10 +939,11 @@ static int put_clamps(struct pds_store *s,
     int rv = 0;
 
     for (i = 0; i < n && rv == 0; i++) {
-        uint8_t kbuf[16], vbuf[32], ibuf[8];
-        MDB_val k = {sizeof(kbuf), kbuf}, v = {sizeof(vbuf), vbuf};
-        MDB_val ik = {sizeof(ibuf), ibuf};
+        uint8_t kbuf[24], vbuf[32], ibuf[8];
+        MDB_val k = {16, kbuf}, v = {sizeof(vbuf), vbuf};
+        MDB_val ik = {sizeof(ibuf), ibuf}, iv = {sizeof(kbuf), kbuf};
         clamp_key(&clamps[i].origin, kbuf);
+        pds_put_u64be(kbuf + 16, clamps[i].version.hlc);
         pds_put_u64be(vbuf, clamps[i].version.hlc);
         pds_put_u64be(vbuf + 8, clamps[i].version.node);
         pds_put_u64be(vbuf + 16, clamps[i].epoch);
@@ -950,29 +951,49 @@ static int put_clamps(struct pds_store *s,
         pds_put_u64be(ibuf, clamps[i].index);
         rv = mdb_put(txn, s->clamps, &k, &v, 0);
         if (rv == 0)
-            rv = mdb_put(txn, s->clamp_log, &ik, &k, 0);
+            rv = mdb_put(txn, s->clamp_log, &ik, &iv, 0);
     }
     return rv;
 }
 
-/* A memo lives as long as its entry is in the log: the memos of entries
- * before first go, oldest first (only what goes is read). */
-static int trim_clamps(struct pds_store *s, MDB_txn *txn, pds_index first)
+/*
+ * A memo lives while its entry is in the log, and at least
+ * CLAMP_KEEP_MS after its stamp (a client's outbox may send the write
+ * again long after: a printer off for weeks), up to CLAMP_KEEP_MAX memos.
+ * The oldest go first; only what goes is read.
+ */
+#define CLAMP_KEEP_MS (30ULL * 24 * 3600 * 1000)
+#define CLAMP_KEEP_MAX 100000
+
+static int
+trim_clamps(struct pds_store *s, MDB_txn *txn, pds_index first, pds_time now)
 {
     MDB_cursor *cur;
+    MDB_stat st;
     MDB_val k, v;
     int rv;
 
+    rv = mdb_stat(txn, s->clamp_log, &st);
+    if (rv != 0 || st.ms_entries == 0)
+        return rv;
     rv = mdb_cursor_open(txn, s->clamp_log, &cur);
     if (rv != 0)
         return rv;
-    while ((rv = mdb_cursor_get(cur, &k, &v, MDB_FIRST)) == 0 &&
-           k.mv_size == 8 && pds_get_u64be(k.mv_data) < first) {
+    while ((rv = mdb_cursor_get(cur, &k, &v, MDB_FIRST)) == 0) {
+        int keep = k.mv_size == 8 && v.mv_size == 24 &&
+                   (pds_get_u64be(k.mv_data) >= first ||
+                    PDS_HLC_MS(pds_get_u64be((uint8_t *)v.mv_data + 16)) +
+                            CLAMP_KEEP_MS >=
+                        now);
+        if (keep && st.ms_entries <= CLAMP_KEEP_MAX)
+            break;
+        v.mv_size = 16; /* the memo's key */
         rv = mdb_del(txn, s->clamps, &v, NULL);
         if (rv == 0 || rv == MDB_NOTFOUND)
             rv = mdb_cursor_del(cur, 0);
         if (rv != 0)
             break;
+        st.ms_entries--;
     }
     mdb_cursor_close(cur);
     return rv == MDB_NOTFOUND ? 0 : rv;
@@ -1148,6 +1169,10 @@ static int commit_once(struct pds_store *s,
             (unsigned long long)m.last_index);
     }
     hlc = m.last_hlc;
+    /* The memos first: nothing of them stays if an entry fails. */
+    rv = put_clamps(s, txn, clamps, n_clamps);
+    if (rv != 0)
+        goto err_after_txn;
     for (i = 0; i < n; i++) {
         const struct pds_entry *e = &entries[i];
         uint8_t kbuf[8];
@@ -1191,11 +1216,9 @@ static int commit_once(struct pds_store *s,
     m.last_epoch = entries[n - 1].epoch;
     rv = touched_flush(s, txn, now);
     if (rv == 0)
-        rv = put_clamps(s, txn, clamps, n_clamps);
-    if (rv == 0)
         rv = trim_log(s, txn, m.last_index, &m.first_index, now);
     if (rv == 0)
-        rv = trim_clamps(s, txn, m.first_index);
+        rv = trim_clamps(s, txn, m.first_index, now);
     if (rv == 0)
         rv = meta_put(txn, s->meta, "last_index", m.last_index);
     if (rv == 0)

@@ -651,11 +651,22 @@ void pds__repl_on_write(struct daemon *d,
         ev.u.write.origin.hlc = m->hlc;
         ev.u.write.origin.node = m->node;
         /* Came before with a clock too far ahead, and restamped? */
-        if (pds_store_clamp_get(d->store, &ev.u.write.origin, &memo) == 0) {
+        rv = pds_store_clamp_get(d->store, &ev.u.write.origin, &memo);
+        if (rv == 0) {
             ev.u.write.has_clamp = 1;
             ev.u.write.clamp_version = memo.version;
             ev.u.write.clamp_epoch = memo.epoch;
             ev.u.write.clamp_index = memo.index;
+        } else if (rv != PDS_ENOTFOUND) {
+            /* Not knowing, it must not be stamped again: refused. */
+            memset(&r, 0, sizeof(r));
+            r.status = rv;
+            snprintf(r.errmsg, sizeof(r.errmsg),
+                     "reading the memo of restamped writes: %s",
+                     pds_strerror(rv));
+            pds__group_write_ack(d, w, &r);
+            free(w);
+            return;
         }
     }
     if (m->op != PDS_OP_DEL_OWNER && m->item[0] != '\0' &&

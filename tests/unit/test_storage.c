@@ -742,14 +742,15 @@ TEST(retention_trims_log)
 
 /*
  * The memo of a restamped write is kept with its entry, survives a
- * reopen, is not written by a failed commit, and goes when the entry
- * leaves the log.
+ * reopen, is not written by a failed commit, and stays after its entry
+ * left the log until it is 30 days old.
  */
 TEST(clamp_memo_lives_with_its_entry)
 {
     struct pds_store *s;
     struct pds_clamp c, got;
     struct pds_version other = {PDS_HLC_MAKE(999999, 0), 9};
+    pds_time month = 30ULL * 24 * 3600 * 1000;
     pds_index i;
 
     fresh_dir();
@@ -770,13 +771,18 @@ TEST(clamp_memo_lives_with_its_entry)
     CHECK_EQ(got.epoch, 1);
     CHECK_EQ(got.index, 1);
     CHECK_EQ(pds_store_clamp_get(s, &other, &got), PDS_ENOTFOUND);
-    /* A commit that fails (a gap) writes no memo. */
+    /* A commit that fails on its second entry keeps no memo of the
+     * first: one transaction. */
     {
-        struct pds_entry e = entry(5, PDS_OP_PUT, "alice", "a", "v");
+        struct pds_entry es[2];
         struct pds_clamp bad = c;
+        es[0] = entry(2, PDS_OP_PUT, "alice", "a", "v");
+        es[1] = entry(3, PDS_OP_PUT, "alice", "a", "v");
+        es[1].op = (enum pds_op)99;
         bad.origin = other;
-        bad.index = 5;
-        CHECK_EQ(pds_store_commit_clamped(s, &e, 1, &bad, 1, 1), PDS_EINVAL);
+        bad.version = es[0].version;
+        bad.index = 2;
+        CHECK_EQ(pds_store_commit_clamped(s, es, 2, &bad, 1, 1), PDS_EINVAL);
         CHECK_EQ(pds_store_clamp_get(s, &other, &got), PDS_ENOTFOUND);
     }
     pds_store_close(s);
@@ -784,15 +790,20 @@ TEST(clamp_memo_lives_with_its_entry)
     CHECK(s != NULL);
     CHECK_EQ(pds_store_clamp_get(s, &c.origin, &got), 0);
     CHECK_EQ(got.index, 1);
-    /* Entry 1 leaves the log at entry 11 (10 retained): so does its memo. */
-    for (i = 2; i <= 10; i++) {
+    /* Entry 1 leaves the log at entry 11 (10 retained); its memo stays
+     * (an outbox may send the write again long after)... */
+    for (i = 2; i <= 11; i++) {
         struct pds_entry e = entry(i, PDS_OP_PUT, "alice", "a", "v");
         CHECK_EQ(pds_store_commit(s, &e, 1, 1), 0);
     }
     CHECK_EQ(pds_store_clamp_get(s, &c.origin, &got), 0);
+    /* ...until it is 30 days old. */
     {
-        struct pds_entry e = entry(11, PDS_OP_PUT, "alice", "a", "v");
-        CHECK_EQ(pds_store_commit(s, &e, 1, 1), 0);
+        struct pds_entry e = entry(12, PDS_OP_PUT, "alice", "a", "v");
+        CHECK_EQ(pds_store_commit(s, &e, 1, 1001 + month), 0);
+        CHECK_EQ(pds_store_clamp_get(s, &c.origin, &got), 0);
+        e = entry(13, PDS_OP_PUT, "alice", "a", "v");
+        CHECK_EQ(pds_store_commit(s, &e, 1, 1002 + month), 0);
     }
     CHECK_EQ(pds_store_clamp_get(s, &c.origin, &got), PDS_ENOTFOUND);
     pds_store_close(s);
