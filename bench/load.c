@@ -104,6 +104,15 @@ static void writer_end(struct writer *w)
     w->c = NULL;
 }
 
+/* A 64-bit mix of x (splitmix64's finaliser). */
+static uint64_t mix64(uint64_t x)
+{
+    x += 0x9e3779b97f4a7c15ULL;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+}
+
 /* Send the writer's next put; 0, or -1 when it is done (run over, error). */
 static int writer_send(struct writer *w)
 {
@@ -113,13 +122,15 @@ static int writer_send(struct writer *w)
     w->seq = next_seq(l);
     if (w->seq < 0)
         return -1;
-    /* Keys shaped as pds_lmdb_raw's ceiling shapes them: one user among
-     * --users, a new item numbered by the run's sequence. Items numbered
-     * per writer scattered the inserts over 64 places per user and wrote
-     * half again as many pages per put as the ceiling it is compared
-     * with. */
-    snprintf(w->owner, sizeof(w->owner), "%su%ld", l->prefix,
-             w->seq % l->users);
+    /* Keys shaped as pds_lmdb_raw's ceiling shapes them: a user drawn at
+     * random among --users (here a hash of the sequence, so that a run
+     * is repeatable), a new item numbered by the run's sequence. Items
+     * numbered per writer scattered the inserts over 64 places per user
+     * and wrote half again as many pages per put as the ceiling it is
+     * compared with. */
+    snprintf(
+        w->owner, sizeof(w->owner), "%su%llu", l->prefix,
+        (unsigned long long)(mix64((uint64_t)w->seq) % (uint64_t)l->users));
     snprintf(w->item, sizeof(w->item), "item.n%ld", w->seq);
     /* A value that names its put, padded to the size asked for. */
     w->prefix_len =

@@ -71,17 +71,18 @@ pass "a client away for 10,000 changes catches up from the log (position $pos_b)
 # it for one commit; the catch-up goes through windows that close and open
 # again.
 stop_node "$b"
-expect 0 "$PDS_LOAD" --socket "$s/pdsyncd.sock" --writers 4 --count 64 --value-size 1000000 --users 4 --prefix mega
+expect 0 "$PDS_LOAD" --socket "$s/pdsyncd.sock" --writers 4 --count 64 --value-size 1000000 --users 4 --prefix mega --acked "$T_ROOT/mega.acked"
 expect 0 pds "$s" --json status
 pos_s=$(sed -E 's/.*"last_index":([0-9]+).*/\1/' <<<"$OUT")
 start_node "$b"
 wait_for "$b" "--json status" "\"last_index\":$pos_s[,}]"
-for item in megau0/item.n0 megau3/item.n63; do
-    expect 0 pds "$b" get "${item%%/*}" "${item#*/}"
-    [ "${#OUT}" = 1000000 ] || fail "$item on client B has ${#OUT} bytes"
-done
+[ "$(wc -l <"$T_ROOT/mega.acked")" = 64 ] || fail "$(wc -l <"$T_ROOT/mega.acked") of 64 writes acknowledged"
+while read -r owner item _; do
+    expect 0 pds "$b" get "$owner" "$item"
+    [ "${#OUT}" = 1000000 ] || fail "$owner/$item on client B has ${#OUT} bytes"
+done < <(sed -n '1p;$p' "$T_ROOT/mega.acked")
 pass "a client away for 64 writes of 1 MB catches up (position $pos_s)"
-for u in megau0 megau1 megau2 megau3; do expect 0 pds "$s" delete-user "$u"; done
+for u in $(cut -d' ' -f1 "$T_ROOT/mega.acked" | sort -u); do expect 0 pds "$s" delete-user "$u"; done
 same_data "$s" "$b"
 
 # Killed in the middle of a catch-up: after restart its position never ran
