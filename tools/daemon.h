@@ -88,6 +88,7 @@ struct daemon {
     uv_timer_t tick_timer; /* the core's clock, for slot reclaim */
     uint32_t n_retries;
     char link_error[PDS_MEMBER_ERROR];
+    uint64_t notice_conn; /* the link whose server said why it drops us */
     /* Server: the last refusal logged, against log floods. */
     char last_refusal[PDS_MEMBER_ERROR];
     uint64_t last_refusal_ms;

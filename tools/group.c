@@ -458,12 +458,17 @@ static void on_close(void *arg, struct pds_conn *c, const char *error)
         d->link_conn = 0;
         d->is_linked = 0;
         pds__repl_link_lost(d);
-        if (error != NULL &&
-            strncmp(d->link_error, error, sizeof(d->link_error) - 1) != 0) {
-            pds_commlog(PDS_LOG_WARNING, "server %s: %s", d->server, error);
+        if (pds_conn_id(c) == d->notice_conn) {
+            /* The server said why it closed: that stays the error. */
+            d->notice_conn = 0;
+        } else {
+            if (error != NULL &&
+                strncmp(d->link_error, error, sizeof(d->link_error) - 1) != 0) {
+                pds_commlog(PDS_LOG_WARNING, "server %s: %s", d->server, error);
+            }
+            if (error != NULL)
+                snprintf(d->link_error, sizeof(d->link_error), "%s", error);
         }
-        if (error != NULL)
-            snprintf(d->link_error, sizeof(d->link_error), "%s", error);
         link_schedule(d);
     }
 }

@@ -115,6 +115,27 @@ void pds__repl_local_write(struct daemon *d)
     follows_group = 0;
 }
 
+/*
+ * The server cannot serve the follower on c (its own fault: a log it
+ * cannot read, a snapshot it cannot make): it tells the follower why
+ * (NOTICE, shown in the follower's status and log), then closes the link
+ * once that is sent. The follower connects again later and is served
+ * from where it is.
+ */
+static void drop_follower(struct pds_conn *c, const char *why)
+{
+    struct pds_msg m;
+
+    memset(&m, 0, sizeof(m));
+    m.type = PDS_MSG_NOTICE;
+    snprintf(m.err, sizeof(m.err), "%s", why);
+    if (pds_conn_send(c, &m) != 0) {
+        pds_conn_close(c, why);
+        return;
+    }
+    pds_conn_finish(c);
+}
+
 static struct follower *follower_find(uint64_t conn)
 {
     size_t i;
@@ -247,7 +268,7 @@ static int ship(struct daemon *d, struct follower *f, pds_index last)
                      (unsigned long long)f->log.next,
                      rv != 0 ? pds_store_errmsg(d->store) : "empty read");
             pds_commlog(PDS_LOG_ERROR, "%s", why);
-            pds_conn_close(c, why);
+            drop_follower(c, why);
             return rv != 0 ? rv : PDS_EIO;
         }
         f->entry_bytes = len / n;
@@ -298,10 +319,13 @@ static void snap_pump(struct daemon *d, struct follower *f, uint64_t confirmed)
         int rv = pds_store_snap_read(f->snap_fd, f->snap_off, f->snap_size,
                                      SNAP_BYTES, &buf, &len, errmsg);
         if (rv != 0) {
+            char why[PDS_ERRMSG_SIZE + 64];
             pds_commlog(PDS_LOG_ERROR, "snapshot for %s: %s",
                         pds_conn_address(c), errmsg);
             snap_end(f);
-            pds_conn_close(c, "the server cannot read its snapshot");
+            snprintf(why, sizeof(why),
+                     "the server cannot read its snapshot: %s", errmsg);
+            drop_follower(c, why);
             return;
         }
         f->snap_off += len;
@@ -370,11 +394,14 @@ static void snap_done(uv_work_t *req, int status)
         return;
     }
     if (j->rv != 0) {
+        char why[PDS_ERRMSG_SIZE + 64];
         pds_commlog(PDS_LOG_ERROR, "snapshot for %s: %s", pds_conn_address(c),
                     j->errmsg);
         close(j->fd);
         snap_end(f);
-        pds_conn_close(c, "the server could not make a snapshot: see its log");
+        snprintf(why, sizeof(why), "the server could not make a snapshot: %s",
+                 j->errmsg);
+        drop_follower(c, why);
         free(j);
         return;
     }
@@ -453,8 +480,8 @@ void pds__repl_unship(struct daemon *d, pds_index first)
         struct pds_conn *c;
         if (f->log.next <= first || (c = pds_net_find(d->net, f->conn)) == NULL)
             continue;
-        pds_conn_close(c, "the server could not commit entries it had "
-                          "sent: resynchronizing");
+        drop_follower(c, "the server could not commit entries it had "
+                         "sent: resynchronizing");
     }
 }
 
@@ -503,12 +530,15 @@ static void refresh(struct daemon *d, struct pds_conn *c, const char *why)
     j = calloc(1, sizeof(*j));
     snprintf(path, sizeof(path), "%s/snapshot.XXXXXX", d->data_dir);
     if (j == NULL || (j->fd = mkstemp(path)) < 0) {
-        pds_commlog(PDS_LOG_ERROR, "snapshot for %s: cannot make %s: %s",
-                    pds_conn_address(c), path,
-                    j == NULL ? "out of memory" : strerror(errno));
+        char msg[PDS_ERRMSG_SIZE];
+        snprintf(msg, sizeof(msg),
+                 "the server could not make a snapshot: cannot make %s: %s",
+                 path, j == NULL ? "out of memory" : strerror(errno));
+        pds_commlog(PDS_LOG_ERROR, "snapshot for %s: %s", pds_conn_address(c),
+                    msg);
         free(j);
         snap_end(f);
-        pds_conn_close(c, "the server could not make a snapshot: see its log");
+        drop_follower(c, msg);
         return;
     }
     unlink(path); /* the file lives as long as the descriptor */
@@ -1406,6 +1436,7 @@ void pds__repl_on_write_ack(struct daemon *d, const struct pds_msg *m)
 
 void pds__repl_on_notice(struct daemon *d, const struct pds_msg *m)
 {
+    d->notice_conn = d->link_conn;
     snprintf(d->link_error, sizeof(d->link_error), "not synchronized: %s",
              m->err);
     pds_commlog(PDS_LOG_WARNING, "server %s: not synchronized: %s", d->server,

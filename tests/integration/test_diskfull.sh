@@ -82,3 +82,37 @@ ps=$(sed -E 's/.*"last_index":([0-9]+).*/\1/' <<<"$OUT")
 pass "space returns: the follower resumes by itself and converges"
 stop_node "$f"
 stop_node "$s"
+
+# A server whose disk is full cannot make the snapshot a new client needs:
+# it tells the client why (the client's status and log show it), keeps
+# serving its other work, and serves the client once space returns.
+sv="$T_ROOT/fullserver"
+mkdir -p "$sv"
+mount -t tmpfs -o size=8m tmpfs "$sv" || fail "mount tmpfs"
+trap 'umount "$n" "$f" "$sv" 2>/dev/null; t_cleanup' EXIT
+printf "[storage]\nmap_initial = 256K\nstorage_budget = 64M\nlog_retain_entries = 10\n$conf" >"$sv/pdsyncd.conf"
+start_node "$sv" --listen 127.0.0.1:0
+expect 0 pds "$sv" server start --join-secret-file "$T_ROOT/secret"
+for i in $(seq 1 30); do
+    pds "$sv" put "user$i" ui.language "lang-$i" >/dev/null || fail "server put $i"
+done
+dd if=/dev/zero of="$sv/filler" bs=64k >/dev/null 2>&1 || true
+c=$(node_dir newclient)
+printf "$conf" >"$c/pdsyncd.conf"
+start_node "$c"
+expect 0 pds "$c" client start "$(cat "$sv/listen.addr")" --join-secret-file "$T_ROOT/secret" --name c
+wait_for "$c" status 'last error: +not synchronized: the server could not make a snapshot: .*(space|full)'
+expect 0 pds "$c" log
+expect_out 'WARNING server .*: not synchronized: the server could not make a snapshot'
+expect 0 pds "$sv" log
+expect_out 'ERROR snapshot for .*(space|full)'
+expect 0 pds "$sv" get user30 ui.language
+pass "a server's disk full: a client that needs a snapshot is told why"
+rm -f "$sv/filler"
+wait_for "$c" "get user30 ui.language" '^lang-30$'
+wait_for "$c" status '^server: .*\(connected\)'
+expect 0 pds "$c" status
+if grep -q '^last error:' <<<"$OUT"; then fail "the client still shows an error: $OUT"; fi
+pass "space returns: the client takes its snapshot"
+stop_node "$c"
+stop_node "$sv"
