@@ -122,10 +122,13 @@ void pds__repl_local_write(struct daemon *d)
  * once that is sent. The follower connects again later and is served
  * from where it is.
  */
-static void drop_follower(struct pds_conn *c, const char *why)
+static void drop_follower(struct daemon *d, struct pds_conn *c, const char *why)
 {
     struct pds_msg m;
 
+    /* Out of the followers now: nothing more is shipped to it, and an
+     * acknowledgement still on its way counts for nothing. */
+    pds__repl_conn_closed(d, pds_conn_id(c));
     memset(&m, 0, sizeof(m));
     m.type = PDS_MSG_NOTICE;
     snprintf(m.err, sizeof(m.err), "%s", why);
@@ -268,7 +271,7 @@ static int ship(struct daemon *d, struct follower *f, pds_index last)
                      (unsigned long long)f->log.next,
                      rv != 0 ? pds_store_errmsg(d->store) : "empty read");
             pds_commlog(PDS_LOG_ERROR, "%s", why);
-            drop_follower(c, why);
+            drop_follower(d, c, why);
             return rv != 0 ? rv : PDS_EIO;
         }
         f->entry_bytes = len / n;
@@ -325,7 +328,7 @@ static void snap_pump(struct daemon *d, struct follower *f, uint64_t confirmed)
             snap_end(f);
             snprintf(why, sizeof(why),
                      "the server cannot read its snapshot: %s", errmsg);
-            drop_follower(c, why);
+            drop_follower(d, c, why);
             return;
         }
         f->snap_off += len;
@@ -401,7 +404,7 @@ static void snap_done(uv_work_t *req, int status)
         snap_end(f);
         snprintf(why, sizeof(why), "the server could not make a snapshot: %s",
                  j->errmsg);
-        drop_follower(c, why);
+        drop_follower(d, c, why);
         free(j);
         return;
     }
@@ -475,13 +478,14 @@ void pds__repl_unship(struct daemon *d, pds_index first)
 
     if (d->net == NULL)
         return;
-    for (i = 0; i < n_followers; i++) {
+    for (i = n_followers; i-- > 0;) { /* dropping takes it out of the table */
         struct follower *f = &followers[i];
         struct pds_conn *c;
         if (f->log.next <= first || (c = pds_net_find(d->net, f->conn)) == NULL)
             continue;
-        drop_follower(c, "the server could not commit entries it had "
-                         "sent: resynchronizing");
+        drop_follower(d, c,
+                      "the server could not commit entries it had "
+                      "sent: resynchronizing");
     }
 }
 
@@ -538,7 +542,7 @@ static void refresh(struct daemon *d, struct pds_conn *c, const char *why)
                     msg);
         free(j);
         snap_end(f);
-        drop_follower(c, msg);
+        drop_follower(d, c, msg);
         return;
     }
     unlink(path); /* the file lives as long as the descriptor */
