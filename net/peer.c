@@ -18,7 +18,16 @@
 #include "peer.h"
 #include "proto.h"
 
-enum conn_state { ST_CONNECTING, ST_HELLO, ST_HEADER, ST_OPEN, ST_CLOSED };
+/* ST_FINISHING: closing once what was sent is flushed (pds_conn_finish);
+ * nothing more is sent or taken. */
+enum conn_state {
+    ST_CONNECTING,
+    ST_HELLO,
+    ST_HEADER,
+    ST_OPEN,
+    ST_FINISHING,
+    ST_CLOSED
+};
 
 /* Seal the queued messages once they reach this size. */
 #define FLUSH_AT (64u * 1024u)
@@ -51,6 +60,7 @@ struct pds_conn {
     size_t cap;
     size_t delivered; /* bytes of buf up to the frame being delivered */
     uint64_t last_rx;
+    uint64_t finish_at;            /* uv_now() when pds_conn_finish() began */
     struct connect_req *resolving; /* name resolution in flight */
     /* Messages waiting to be sealed together as one frame: each is a
      * 4-byte length and its msgpack body. */
@@ -563,25 +573,29 @@ static void on_shutdown(uv_shutdown_t *req, int status)
 
     (void)status;
     free(req);
-    pds_conn_close(c, NULL);
+    pds_conn_close(c, c->error[0] != '\0' ? c->error : NULL);
 }
 
-void pds_conn_finish(struct pds_conn *c)
+void pds_conn_finish(struct pds_conn *c, const char *why)
 {
     uv_shutdown_t *req;
 
-    if (c->state == ST_CLOSED)
+    if (c->state == ST_CLOSED || c->state == ST_FINISHING)
         return;
+    if (why != NULL)
+        snprintf(c->error, sizeof(c->error), "%s", why);
     conn_flush(c);
+    c->state = ST_FINISHING;
+    c->finish_at = uv_now(c->net->loop);
     req = malloc(sizeof(*req));
     if (req == NULL) {
-        pds_conn_close(c, NULL);
+        pds_conn_close(c, why);
         return;
     }
     req->data = c;
     if (uv_shutdown(req, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
         free(req);
-        pds_conn_close(c, NULL);
+        pds_conn_close(c, why);
     }
 }
 
@@ -772,7 +786,7 @@ void pds_conn_refuse(struct pds_conn *c, int code, const char *err)
     if (c->state == ST_OPEN) {
         pds_conn_send(c, &m);
         conn_flush(c);
-    } else if (c->state != ST_CLOSED) {
+    } else if (c->state != ST_CLOSED && c->state != ST_FINISHING) {
         send_plain(c, &m);
     }
     snprintf(c->error, sizeof(c->error), "refused: %s", err);
@@ -999,6 +1013,12 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     (void)buf;
     if (nread == 0)
         return;
+    if (c->state == ST_FINISHING) {
+        /* Nothing more is taken; the peer's end ends it too. */
+        if (nread < 0)
+            pds_conn_close(c, c->error[0] != '\0' ? c->error : NULL);
+        return;
+    }
     if (nread < 0) {
         if (nread == UV_EOF)
             conn_fail(c, "%s",
@@ -1040,6 +1060,12 @@ static void on_tick(uv_timer_t *t)
     uint64_t now = uv_now(c->net->loop);
     struct pds_msg m;
 
+    if (c->state == ST_FINISHING) {
+        /* A peer that does not read would keep it open forever. */
+        if (now - c->finish_at > c->net->config.dead_ms)
+            pds_conn_close(c, c->error[0] != '\0' ? c->error : NULL);
+        return;
+    }
     if (now - c->last_rx > c->net->config.dead_ms) {
         char what[32];
         snprintf(what, sizeof(what), "%llu",

@@ -188,8 +188,10 @@ size_t pds_conn_pending(struct pds_conn *conn);
 size_t pds_conn_queued(struct pds_conn *conn);
 /* Send REFUSE (encrypted when open, plain before) then close. */
 void pds_conn_refuse(struct pds_conn *conn, int code, const char *err);
-/* Close once what was sent is flushed (uv_shutdown), cleanly. */
-void pds_conn_finish(struct pds_conn *conn);
+/* Close once what was sent is flushed (uv_shutdown), cleanly; from now on
+ * nothing more is sent (pds_conn_send: PDS_ECONN) or delivered. on_close
+ * follows with why (may be NULL). */
+void pds_conn_finish(struct pds_conn *conn, const char *why);
 /* Close now; on_close follows with error (may be NULL). */
 void pds_conn_close(struct pds_conn *conn, const char *error);
 

@@ -284,7 +284,7 @@ static void on_denial(uv_timer_t *t)
                       "logged)");
             pds_local_conn_unref(v);
         }
-        pds_conn_finish(c);
+        pds_conn_finish(c, NULL);
     }
     uv_close((uv_handle_t *)t, on_denial_closed);
 }
@@ -714,7 +714,7 @@ static void client_stop(struct daemon *d,
         d->link_conn = 0;
         d->is_linked = 0;
         if (pds_conn_send(c, &m) == 0)
-            pds_conn_finish(c);
+            pds_conn_finish(c, NULL);
         else
             pds_conn_close(c, NULL);
     } else {

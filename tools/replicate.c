@@ -136,7 +136,7 @@ static void drop_follower(struct daemon *d, struct pds_conn *c, const char *why)
         pds_conn_close(c, why);
         return;
     }
-    pds_conn_finish(c);
+    pds_conn_finish(c, why);
 }
 
 static struct follower *follower_find(uint64_t conn)
@@ -353,7 +353,8 @@ static void snap_pump(struct daemon *d, struct follower *f, uint64_t confirmed)
                     (unsigned long long)f->snap_index);
             snap_end(f);
             pds_repl_follow(&f->log, f->snap_index);
-            ship(d, f, d->committed);
+            ship(d, f, d->committed); /* may drop f: not used after */
+            return;
         }
     }
 }
@@ -495,8 +496,8 @@ void pds__group_after_commit(struct daemon *d)
     size_t i;
 
     if (d->net == NULL)
-        return; /* stopping */
-    for (i = 0; i < n_followers; i++)
+        return;                     /* stopping */
+    for (i = n_followers; i-- > 0;) /* ship() may drop followers[i] */
         ship(d, &followers[i], last);
 }
 
@@ -874,7 +875,7 @@ void pds__repl_flush(struct daemon *d)
     uint64_t *seqs;
     size_t i, j, n = 0;
 
-    for (i = 0; i < n_followers; i++) {
+    for (i = n_followers; i-- > 0;) { /* ship() may drop followers[i] */
         if (followers[i].is_paused)
             ship(d, &followers[i], d->committed);
     }

@@ -106,6 +106,7 @@ expect 0 pds "$c" log
 expect_out 'WARNING server .*: not synchronized: the server could not make a snapshot'
 expect 0 pds "$sv" log
 expect_out 'ERROR snapshot for .*(space|full)'
+wait_for "$sv" clients ' c .*the server could not make a snapshot'
 expect 0 pds "$sv" get user30 ui.language
 pass "a server's disk full: a client that needs a snapshot is told why"
 rm -f "$sv/filler"
