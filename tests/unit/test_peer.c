@@ -87,8 +87,7 @@ static void on_guard(uv_timer_t *t)
 
 static int make_end(uv_loop_t *loop, struct end *e, int is_acceptor)
 {
-    static const struct pds_net_callbacks cb = {on_open, on_message,
-                                                on_close};
+    static const struct pds_net_callbacks cb = {on_open, on_message, on_close};
     struct pds_net_config cfg;
 
     memset(e, 0, sizeof(*e));
@@ -117,8 +116,7 @@ TEST(finish_delivers_what_was_sent_then_closes_once_with_its_reason)
     /* Bounded: the test fails rather than hangs. */
     CHECK_EQ(uv_timer_init(&loop, &guard), 0);
     CHECK_EQ(uv_timer_start(&guard, on_guard, 5000, 0), 0);
-    while (!timed_out &&
-           (server_end.n_close == 0 || client_end.n_close == 0) &&
+    while (!timed_out && (server_end.n_close == 0 || client_end.n_close == 0) &&
            uv_run(&loop, UV_RUN_ONCE) >= 0)
         ;
     CHECK(!timed_out);
