@@ -253,26 +253,34 @@ static void finish_commit(struct daemon *d, int rv, int shipped)
         pds__group_after_commit(d);
 }
 
-/* Move the turn's writes to the commit slot (swapping the arrays). */
+/* Hand array *from (n_from of cap_from) over to *to, and *to's buffer
+ * back to *from, emptied: no copy. */
+static void hand_over(void **to,
+                      size_t *n_to,
+                      size_t *cap_to,
+                      void **from,
+                      size_t *n_from,
+                      size_t *cap_from)
+{
+    void *p = *to;
+    size_t cap = *cap_to;
+
+    *to = *from;
+    *cap_to = *cap_from;
+    *n_to = *n_from;
+    *from = p;
+    *cap_from = cap;
+    *n_from = 0;
+}
+
+/* Move the turn's writes, and their clamps, to the commit slot. */
 static void take_batch(struct daemon *d)
 {
-    struct pds_entry *p = d->cbatch;
-    struct pds_clamp *c = d->cbatch_clamps;
-    size_t cap = d->cap_cbatch;
-
-    d->cbatch = d->batch;
-    d->cap_cbatch = d->cap_batch;
-    d->n_cbatch = d->n_batch;
-    d->batch = p;
-    d->cap_batch = cap;
-    d->n_batch = 0;
-    cap = d->cap_cbatch_clamps;
-    d->cbatch_clamps = d->batch_clamps;
-    d->cap_cbatch_clamps = d->cap_batch_clamps;
-    d->n_cbatch_clamps = d->n_batch_clamps;
-    d->batch_clamps = c;
-    d->cap_batch_clamps = cap;
-    d->n_batch_clamps = 0;
+    hand_over((void **)&d->cbatch, &d->n_cbatch, &d->cap_cbatch,
+              (void **)&d->batch, &d->n_batch, &d->cap_batch);
+    hand_over((void **)&d->cbatch_clamps, &d->n_cbatch_clamps,
+              &d->cap_cbatch_clamps, (void **)&d->batch_clamps,
+              &d->n_batch_clamps, &d->cap_batch_clamps);
 }
 
 /* The commit slot's writes, in one durable transaction. */
