@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "pds.h"
+#include "sim.h"
 
 #define N_NODES 12
 #define MAX_MACHINES 6
@@ -54,10 +55,7 @@ struct sim {
 
 static uint64_t rnd(struct sim *s)
 {
-    s->rng ^= s->rng << 13;
-    s->rng ^= s->rng >> 7;
-    s->rng ^= s->rng << 17;
-    return s->rng;
+    return sim_xorshift(&s->rng);
 }
 
 static int node_of(struct sim *s, const uint8_t *pk)

@@ -45,6 +45,7 @@
 #include <string.h>
 
 #include "pds.h"
+#include "sim.h"
 
 #define N_FOLLOWERS 3
 #define N_KEYS 6
@@ -197,10 +198,7 @@ struct sim {
 
 static uint64_t rnd(struct sim *s)
 {
-    s->rng ^= s->rng << 13;
-    s->rng ^= s->rng >> 7;
-    s->rng ^= s->rng << 17;
-    return s->rng;
+    return sim_xorshift(&s->rng);
 }
 
 static int chance(struct sim *s, int percent)
