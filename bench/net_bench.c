@@ -95,9 +95,9 @@ static int write_all(int fd, const uint8_t *b, size_t n)
 
 static int send_frame(int fd, const uint8_t *body, size_t len)
 {
-    uint8_t hdr[4] = {(uint8_t)(len >> 24), (uint8_t)(len >> 16),
-                      (uint8_t)(len >> 8), (uint8_t)len};
+    uint8_t hdr[4];
 
+    pds_put_u32be(hdr, (uint32_t)len);
     return write_all(fd, hdr, 4) || write_all(fd, body, len) ? -1 : 0;
 }
 
@@ -107,8 +107,7 @@ static int recv_frame(int fd, uint8_t *body, size_t cap, size_t *len)
 
     if (read_all(fd, hdr, 4) != 0)
         return -1;
-    *len = ((size_t)hdr[0] << 24) | ((size_t)hdr[1] << 16) |
-           ((size_t)hdr[2] << 8) | hdr[3];
+    *len = pds_get_u32be(hdr);
     if (*len > cap)
         return -1;
     return read_all(fd, body, *len);
@@ -191,9 +190,7 @@ static void *stream_server(void *p)
             break;
         have += (size_t)r;
         while (have - off >= 4) {
-            size_t len = ((size_t)buf[off] << 24) |
-                         ((size_t)buf[off + 1] << 16) |
-                         ((size_t)buf[off + 2] << 8) | buf[off + 3];
+            size_t len = pds_get_u32be(buf + off);
             size_t n;
             if (have - off - 4 < len)
                 break;
@@ -202,9 +199,7 @@ static void *stream_server(void *p)
                 if (pds_session_open(&s, buf + off + 4, len, pt, &n) != 0)
                     exit(1);
                 while (k + 4 <= n) {
-                    size_t mlen = ((size_t)pt[k] << 24) |
-                                  ((size_t)pt[k + 1] << 16) |
-                                  ((size_t)pt[k + 2] << 8) | pt[k + 3];
+                    size_t mlen = pds_get_u32be(pt + k);
                     if (a->node_path && decode_one(pt + k + 4, mlen) != 0)
                         exit(1);
                     k += 4 + mlen;
@@ -231,6 +226,20 @@ static int cmp_d(const void *x, const void *y)
     double a = *(const double *)x, b = *(const double *)y;
 
     return a < b ? -1 : a > b;
+}
+
+/* Seal the fill bytes of inner as one length-prefixed frame in out;
+ * returns the frame's length. */
+static size_t seal_batch(struct pds_session *s,
+                         const uint8_t *inner,
+                         size_t fill,
+                         uint8_t *out)
+{
+    size_t body = fill + PDS_STREAM_ABYTES;
+
+    pds_put_u32be(out, (uint32_t)body);
+    pds_session_seal(s, inner, fill, out + 4);
+    return 4 + body;
 }
 
 /* Send frames for `seconds`, coalesced into 64 KiB writes. */
@@ -296,13 +305,7 @@ static double stream(int encrypted, int node_path, double seconds, long *frames)
             sent++;
             if (fill + 4 + MSG > sizeof(batch) - 4 - PDS_STREAM_ABYTES) {
                 if (encrypted) {
-                    size_t body = fill + PDS_STREAM_ABYTES;
-                    batch[0] = (uint8_t)(body >> 24);
-                    batch[1] = (uint8_t)(body >> 16);
-                    batch[2] = (uint8_t)(body >> 8);
-                    batch[3] = (uint8_t)body;
-                    pds_session_seal(&s, inner, fill, batch + 4);
-                    write_all(fd, batch, 4 + body);
+                    write_all(fd, batch, seal_batch(&s, inner, fill, batch));
                 } else {
                     write_all(fd, batch, fill);
                 }
@@ -310,15 +313,8 @@ static double stream(int encrypted, int node_path, double seconds, long *frames)
             }
         }
     }
-    if (fill > 0 && encrypted) {
-        size_t body = fill + PDS_STREAM_ABYTES;
-        batch[0] = (uint8_t)(body >> 24);
-        batch[1] = (uint8_t)(body >> 16);
-        batch[2] = (uint8_t)(body >> 8);
-        batch[3] = (uint8_t)body;
-        pds_session_seal(&s, inner, fill, batch + 4);
-        fill = 4 + body;
-    }
+    if (fill > 0 && encrypted)
+        fill = seal_batch(&s, inner, fill, batch);
     write_all(fd, batch, fill);
     shutdown(fd, SHUT_WR);
     pthread_join(t, NULL);

@@ -214,8 +214,7 @@ read_frame(struct pds_client *c, size_t max, uint8_t **body, size_t *len)
     rv = read_all(c, hdr, 4);
     if (rv != 0)
         return rv;
-    *len = ((size_t)hdr[0] << 24) | ((size_t)hdr[1] << 16) |
-           ((size_t)hdr[2] << 8) | (size_t)hdr[3];
+    *len = pds_get_u32be(hdr);
     if (*len == 0 || *len > max)
         return set_err(c, PDS_EPROTO, "frame of %zu bytes", *len);
     *body = malloc(*len);
@@ -231,9 +230,11 @@ read_frame(struct pds_client *c, size_t max, uint8_t **body, size_t *len)
 
 static int write_frame(struct pds_client *c, const uint8_t *body, size_t len)
 {
-    uint8_t hdr[4] = {(uint8_t)(len >> 24), (uint8_t)(len >> 16),
-                      (uint8_t)(len >> 8), (uint8_t)len};
-    int rv = write_all(c, hdr, 4);
+    uint8_t hdr[4];
+    int rv;
+
+    pds_put_u32be(hdr, (uint32_t)len);
+    rv = write_all(c, hdr, 4);
 
     return rv != 0 ? rv : write_all(c, body, len);
 }
@@ -274,10 +275,7 @@ static int remote_roundtrip(struct pds_client *c,
         free(enc);
         return set_err(c, PDS_ENOMEM, "out of memory");
     }
-    inner[0] = (uint8_t)(enc_len >> 24);
-    inner[1] = (uint8_t)(enc_len >> 16);
-    inner[2] = (uint8_t)(enc_len >> 8);
-    inner[3] = (uint8_t)enc_len;
+    pds_put_u32be(inner, (uint32_t)enc_len);
     memcpy(inner + 4, enc, enc_len);
     pds_session_seal(&c->session, inner, enc_len + 4, sealed);
     rv = write_frame(c, sealed, enc_len + 4 + PDS_STREAM_ABYTES);
@@ -308,9 +306,7 @@ static int remote_roundtrip(struct pds_client *c,
         }
         free(ct);
         while (off + 4 <= pt_len) {
-            size_t mlen = ((size_t)pt[off] << 24) |
-                          ((size_t)pt[off + 1] << 16) |
-                          ((size_t)pt[off + 2] << 8) | pt[off + 3];
+            size_t mlen = pds_get_u32be(pt + off);
             off += 4;
             if (mlen > pt_len - off ||
                 pds_msg_decode(pt + off, mlen, &m, errmsg) != 0) {

@@ -126,8 +126,7 @@ static void conn_process(struct pds_local_conn *conn)
 
     while (!conn->is_closing && conn->len - off >= 4) {
         const uint8_t *p = conn->buf + off;
-        size_t flen = ((size_t)p[0] << 24) | ((size_t)p[1] << 16) |
-                      ((size_t)p[2] << 8) | (size_t)p[3];
+        size_t flen = pds_get_u32be(p);
         struct pds_request req;
 
         if (flen == 0 || flen > PDS_LOCAL_FRAME_MAX) {

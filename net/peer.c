@@ -628,10 +628,7 @@ static int send_frame(struct pds_conn *c, const uint8_t *body, size_t len)
         free(w);
         return PDS_ENOMEM;
     }
-    w->frame[0] = (uint8_t)(len >> 24);
-    w->frame[1] = (uint8_t)(len >> 16);
-    w->frame[2] = (uint8_t)(len >> 8);
-    w->frame[3] = (uint8_t)len;
+    pds_put_u32be(w->frame, (uint32_t)len);
     memcpy(w->frame + 4, body, len);
     buf = uv_buf_init((char *)w->frame, (unsigned int)(len + 4));
     if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &buf, 1, on_written) != 0) {
@@ -761,10 +758,7 @@ int pds_conn_send(struct pds_conn *c, const struct pds_msg *m)
         c->out = p;
         c->out_cap = cap;
     }
-    c->out[c->out_len] = (uint8_t)(len >> 24);
-    c->out[c->out_len + 1] = (uint8_t)(len >> 16);
-    c->out[c->out_len + 2] = (uint8_t)(len >> 8);
-    c->out[c->out_len + 3] = (uint8_t)len;
+    pds_put_u32be(c->out + c->out_len, (uint32_t)len);
     memcpy(c->out + c->out_len + 4, body, len);
     c->out_len += 4 + len;
     free(body);
@@ -968,8 +962,7 @@ static void on_frame(struct pds_conn *c, const uint8_t *body, size_t len)
             conn_fail(c, "%s", "malformed frame: truncated message length");
             break;
         }
-        mlen = ((size_t)plain[off] << 24) | ((size_t)plain[off + 1] << 16) |
-               ((size_t)plain[off + 2] << 8) | (size_t)plain[off + 3];
+        mlen = pds_get_u32be(plain + off);
         off += 4;
         if (mlen > n - off) {
             conn_fail(c, "%s", "malformed frame: message longer than frame");
@@ -1033,8 +1026,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     c->last_rx = uv_now(c->net->loop);
     while (c->state != ST_CLOSED && c->len - off >= 4) {
         const uint8_t *p = c->buf + off;
-        size_t flen = ((size_t)p[0] << 24) | ((size_t)p[1] << 16) |
-                      ((size_t)p[2] << 8) | (size_t)p[3];
+        size_t flen = pds_get_u32be(p);
         if (flen == 0 || flen > c->net->config.max_frame) {
             char what[64];
             snprintf(what, sizeof(what), "%zu", flen);

@@ -272,10 +272,7 @@ static int sbuffer_frame(msgpack_sbuffer *sb, uint8_t **frame, size_t *len)
         msgpack_sbuffer_destroy(sb);
         return PDS_ETOOBIG;
     }
-    sb->data[0] = (char)((body >> 24) & 0xffu);
-    sb->data[1] = (char)((body >> 16) & 0xffu);
-    sb->data[2] = (char)((body >> 8) & 0xffu);
-    sb->data[3] = (char)(body & 0xffu);
+    pds_put_u32be((uint8_t *)sb->data, (uint32_t)body);
     *frame = (uint8_t *)sb->data;
     *len = sb->size;
     return 0;
