@@ -26,6 +26,16 @@ struct waiter {
     uint64_t remote_conn; /* the client's connection, for WRITE_ACK */
 };
 
+/* Entries stepped for one commit, and the clamped writes among them. */
+struct pds_batch {
+    struct pds_entry *e;
+    size_t n;
+    size_t cap;
+    struct pds_clamp *clamps;
+    size_t n_clamps;
+    size_t cap_clamps;
+};
+
 struct daemon {
     uv_loop_t loop;
     uv_check_t commit_check;
@@ -46,21 +56,11 @@ struct daemon {
     int is_stopping;
 
     /* Entries stepped and not yet handed to a commit. */
-    struct pds_entry *batch;
-    size_t n_batch;
-    size_t cap_batch;
-    struct pds_clamp *batch_clamps; /* the clamped writes among them */
-    size_t n_batch_clamps;
-    size_t cap_batch_clamps;
+    struct pds_batch batch;
     /* The commit running on a pool thread, if any (pdsyncd.c). */
     uv_work_t commit_work;
     int is_committing;
-    struct pds_entry *cbatch;
-    size_t n_cbatch;
-    size_t cap_cbatch;
-    struct pds_clamp *cbatch_clamps;
-    size_t n_cbatch_clamps;
-    size_t cap_cbatch_clamps;
+    struct pds_batch cbatch;
     pds_time commit_time;
     int commit_rv;
     int commit_shipped;

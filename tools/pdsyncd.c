@@ -149,11 +149,11 @@ static int append(void **arr,
 
 static int batch_add(struct daemon *d, const struct pds_update *u)
 {
-    if (append((void **)&d->batch_clamps, &d->n_batch_clamps,
-               &d->cap_batch_clamps, u->clamps, u->n_clamps,
+    if (append((void **)&d->batch.clamps, &d->batch.n_clamps,
+               &d->batch.cap_clamps, u->clamps, u->n_clamps,
                sizeof(*u->clamps)) != 0)
         return PDS_ENOMEM;
-    return append((void **)&d->batch, &d->n_batch, &d->cap_batch, u->entries,
+    return append((void **)&d->batch.e, &d->batch.n, &d->batch.cap, u->entries,
                   u->n_entries, sizeof(*u->entries));
 }
 
@@ -204,22 +204,22 @@ static void settle_standby(struct daemon *d, int restart);
 static void finish_commit(struct daemon *d, int rv, int shipped)
 {
     struct pds_event ev;
-    pds_index first = d->cbatch[0].index;
-    pds_index last = d->cbatch[d->n_cbatch - 1].index;
+    pds_index first = d->cbatch.e[0].index;
+    pds_index last = d->cbatch.e[d->cbatch.n - 1].index;
 
     if (rv != 0 && shipped)
         pds__repl_unship(d, first);
     if (rv == 0)
-        pds__scope_after_commit(d, d->cbatch, d->n_cbatch);
+        pds__scope_after_commit(d, d->cbatch.e, d->cbatch.n);
     memset(&ev, 0, sizeof(ev));
     ev.now = pds__wall_ms();
     if (rv == 0) {
         d->n_commits++;
-        d->n_committed += d->n_cbatch;
+        d->n_committed += d->cbatch.n;
         d->committed = last;
-        pds__repl_note_commit(d, d->cbatch, d->n_cbatch);
-        d->n_cbatch = 0;
-        d->n_cbatch_clamps = 0;
+        pds__repl_note_commit(d, d->cbatch.e, d->cbatch.n);
+        d->cbatch.n = 0;
+        d->cbatch.n_clamps = 0;
         if (pds__daemon_waits_for_standby(d)) {
             /* Answered when the standby confirms, or at the timeout. The
              * standby, sent the batch before our fsync, may have confirmed
@@ -233,17 +233,17 @@ static void finish_commit(struct daemon *d, int rv, int shipped)
     } else {
         const char *msg = pds_store_commit_errmsg(d->store);
         pds_commlog(PDS_LOG_ERROR, "%zu writes failed: %s",
-                    d->n_cbatch + d->n_batch, msg);
+                    d->cbatch.n + d->batch.n, msg);
         ev.type = PDS_EVENT_PERSIST_FAILED;
         ev.u.persist_failed.index = first;
         ev.u.persist_failed.status = rv;
         ev.u.persist_failed.errmsg = msg;
         /* The core fails every write from first on, those that arrived
          * during the commit too, and frees their bytes. */
-        d->n_cbatch = 0;
-        d->n_batch = 0;
-        d->n_cbatch_clamps = 0;
-        d->n_batch_clamps = 0;
+        d->cbatch.n = 0;
+        d->batch.n = 0;
+        d->cbatch.n_clamps = 0;
+        d->batch.n_clamps = 0;
     }
     rv = pds__daemon_step(d, &ev);
     if (rv != 0)
@@ -253,41 +253,23 @@ static void finish_commit(struct daemon *d, int rv, int shipped)
         pds__group_after_commit(d);
 }
 
-/* Hand array *from (n_from of cap_from) over to *to, and *to's buffer
- * back to *from, emptied: no copy. */
-static void hand_over(void **to,
-                      size_t *n_to,
-                      size_t *cap_to,
-                      void **from,
-                      size_t *n_from,
-                      size_t *cap_from)
-{
-    void *p = *to;
-    size_t cap = *cap_to;
-
-    *to = *from;
-    *cap_to = *cap_from;
-    *n_to = *n_from;
-    *from = p;
-    *cap_from = cap;
-    *n_from = 0;
-}
-
-/* Move the turn's writes, and their clamps, to the commit slot. */
+/* Move the turn's writes, and their clamps, to the commit slot; the slot's
+ * arrays come back empty for the next turn. */
 static void take_batch(struct daemon *d)
 {
-    hand_over((void **)&d->cbatch, &d->n_cbatch, &d->cap_cbatch,
-              (void **)&d->batch, &d->n_batch, &d->cap_batch);
-    hand_over((void **)&d->cbatch_clamps, &d->n_cbatch_clamps,
-              &d->cap_cbatch_clamps, (void **)&d->batch_clamps,
-              &d->n_batch_clamps, &d->cap_batch_clamps);
+    struct pds_batch spare = d->cbatch;
+
+    d->cbatch = d->batch;
+    d->batch = spare;
+    d->batch.n = 0;
+    d->batch.n_clamps = 0;
 }
 
 /* The commit slot's writes, in one durable transaction. */
 static int commit_cbatch(struct daemon *d)
 {
-    return pds_store_commit_clamped(d->store, d->cbatch, d->n_cbatch,
-                                    d->cbatch_clamps, d->n_cbatch_clamps,
+    return pds_store_commit_clamped(d->store, d->cbatch.e, d->cbatch.n,
+                                    d->cbatch.clamps, d->cbatch.n_clamps,
                                     d->commit_time);
 }
 
@@ -308,7 +290,7 @@ static void commit_done(uv_work_t *req, int status)
     if (status != 0) /* canceled: never ran */
         d->commit_rv = commit_cbatch(d);
     finish_commit(d, d->commit_rv, d->commit_shipped);
-    if (d->n_batch > 0)
+    if (d->batch.n > 0)
         start_commit(d);
 }
 
@@ -317,7 +299,7 @@ static void start_commit(struct daemon *d)
     take_batch(d);
     /* The standby's fsync runs while ours does. */
     d->commit_shipped = pds__daemon_waits_for_standby(d) &&
-                        pds__repl_ship_early(d, d->cbatch, d->n_cbatch);
+                        pds__repl_ship_early(d, d->cbatch.e, d->cbatch.n);
     d->commit_time = pds__wall_ms();
     d->commit_work.data = d;
     /* On a pool thread when a standby is to confirm the batch: the loop
@@ -330,7 +312,7 @@ static void start_commit(struct daemon *d)
         return;
     }
     /* Here: no standby to wait for, stopping, or no thread to be had. */
-    d->last_commit_n = d->n_cbatch;
+    d->last_commit_n = d->cbatch.n;
     finish_commit(d, commit_cbatch(d), d->commit_shipped);
     d->answered_at = uv_hrtime();
 }
@@ -354,11 +336,11 @@ static void commit_batch(uv_check_t *handle)
     struct daemon *d = handle->data;
 
     pds__repl_flush(d);
-    if (d->n_batch == 0 || d->is_committing) {
+    if (d->batch.n == 0 || d->is_committing) {
         uv_idle_stop(&d->commit_idle);
         return;
     }
-    if (!d->is_stopping && d->n_batch < d->last_commit_n &&
+    if (!d->is_stopping && d->batch.n < d->last_commit_n &&
         uv_hrtime() - d->answered_at < COMMIT_WAIT_NS) {
         uv_idle_start(&d->commit_idle, on_commit_idle);
         return;
@@ -1515,10 +1497,10 @@ err_after_node:
     pds_core_free(d.core);
     if (d.store != NULL)
         pds_store_close(d.store);
-    free(d.batch);
-    free(d.cbatch);
-    free(d.batch_clamps);
-    free(d.cbatch_clamps);
+    free(d.batch.e);
+    free(d.cbatch.e);
+    free(d.batch.clamps);
+    free(d.cbatch.clamps);
     {
         size_t i;
         for (i = 0; i < d.n_device_items; i++)

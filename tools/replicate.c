@@ -169,7 +169,7 @@ void pds__repl_conn_closed(struct daemon *d, uint64_t conn)
     }
 }
 
-/* Server: note a commit (its entries are in d->batch) for lag figures. */
+/* Server: note a commit (its entries) for lag figures. */
 void pds__repl_note_commit(struct daemon *d,
                            const struct pds_entry *entries,
                            size_t n)
