@@ -567,13 +567,19 @@ void pds_conn_close(struct pds_conn *c, const char *error)
 
 static int conn_flush(struct pds_conn *c);
 
+/* Why a connection being finished ends (pds_conn_finish's why), or NULL. */
+static const char *finish_reason(const struct pds_conn *c)
+{
+    return c->error[0] != '\0' ? c->error : NULL;
+}
+
 static void on_shutdown(uv_shutdown_t *req, int status)
 {
     struct pds_conn *c = req->data;
 
     (void)status;
     free(req);
-    pds_conn_close(c, c->error[0] != '\0' ? c->error : NULL);
+    pds_conn_close(c, finish_reason(c));
 }
 
 void pds_conn_finish(struct pds_conn *c, const char *why)
@@ -1009,7 +1015,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (c->state == ST_FINISHING) {
         /* Nothing more is taken; the peer's end ends it too. */
         if (nread < 0)
-            pds_conn_close(c, c->error[0] != '\0' ? c->error : NULL);
+            pds_conn_close(c, finish_reason(c));
         return;
     }
     if (nread < 0) {
@@ -1055,7 +1061,7 @@ static void on_tick(uv_timer_t *t)
     if (c->state == ST_FINISHING) {
         /* A peer that does not read would keep it open forever. */
         if (now - c->finish_at > c->net->config.dead_ms)
-            pds_conn_close(c, c->error[0] != '\0' ? c->error : NULL);
+            pds_conn_close(c, finish_reason(c));
         return;
     }
     if (now - c->last_rx > c->net->config.dead_ms) {
