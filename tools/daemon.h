@@ -145,6 +145,15 @@ void pds__scope_after_commit(struct daemon *d,
                              size_t n);
 int pds__scope_is_device(const struct daemon *d, const char *item, size_t len);
 
+/* Append k items of size bytes to a growing array *arr (*n of *cap):
+ * 0, or PDS_ENOMEM with the array unchanged. */
+int pds__append(void **arr,
+                size_t *n,
+                size_t *cap,
+                const void *items,
+                size_t k,
+                size_t size);
+
 /* Server: the standby made entries up to index durable. */
 void pds__daemon_standby_ack(struct daemon *d, pds_index index);
 /* Is a write acknowledged only once the standby confirmed it (now)? */

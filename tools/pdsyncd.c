@@ -120,13 +120,12 @@ static void deliver_replies(struct daemon *d, const struct pds_update *u)
 
 /* ---- Stepping the core ------------------------------------------------ */
 
-/* Append k items of size bytes to a growing array *arr (*n of *cap). */
-static int append(void **arr,
-                  size_t *n,
-                  size_t *cap,
-                  const void *items,
-                  size_t k,
-                  size_t size)
+int pds__append(void **arr,
+                size_t *n,
+                size_t *cap,
+                const void *items,
+                size_t k,
+                size_t size)
 {
     size_t need = *n + k;
 
@@ -149,12 +148,12 @@ static int append(void **arr,
 
 static int batch_add(struct daemon *d, const struct pds_update *u)
 {
-    if (append((void **)&d->batch.clamps, &d->batch.n_clamps,
-               &d->batch.cap_clamps, u->clamps, u->n_clamps,
-               sizeof(*u->clamps)) != 0)
+    if (pds__append((void **)&d->batch.clamps, &d->batch.n_clamps,
+                    &d->batch.cap_clamps, u->clamps, u->n_clamps,
+                    sizeof(*u->clamps)) != 0)
         return PDS_ENOMEM;
-    return append((void **)&d->batch.e, &d->batch.n, &d->batch.cap, u->entries,
-                  u->n_entries, sizeof(*u->entries));
+    return pds__append((void **)&d->batch.e, &d->batch.n, &d->batch.cap,
+                       u->entries, u->n_entries, sizeof(*u->entries));
 }
 
 /*

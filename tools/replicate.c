@@ -1289,41 +1289,27 @@ static void held_drop(void)
  * no memory. */
 static int held_add(struct pds_msg *m, pds_index want)
 {
-    uint8_t *copy;
+    uint8_t *copy = m->blob;
     size_t off = 0, first = held.n;
 
-    if (held.n_blobs == held.cap_blobs) {
-        size_t cap = held.cap_blobs == 0 ? 16 : held.cap_blobs * 2;
-        uint8_t **p = realloc(held.blobs, cap * sizeof(*p));
-        if (p == NULL)
-            return -1;
-        held.blobs = p;
-        held.cap_blobs = cap;
-    }
-    copy = m->blob;
-    m->blob = NULL;
-    held.blobs[held.n_blobs++] = copy; /* freed by held_drop() */
+    if (pds__append((void **)&held.blobs, &held.n_blobs, &held.cap_blobs, &copy,
+                    1, sizeof(copy)) != 0)
+        return -1;
+    m->blob = NULL; /* freed by held_drop() */
     while (off < m->blob_len) {
+        struct pds_entry e;
         size_t len;
         if (m->blob_len - off < 4)
             goto bad;
         len = pds_get_u32be(copy + off);
         off += 4;
-        if (len > m->blob_len - off)
-            goto bad;
-        if (held.n == held.cap) {
-            size_t cap = held.cap == 0 ? 1024 : held.cap * 2;
-            struct pds_entry *p = realloc(held.e, cap * sizeof(*p));
-            if (p == NULL)
-                goto bad;
-            held.e = p;
-            held.cap = cap;
-        }
-        if (pds_entry_decode(copy + off, len, &held.e[held.n]) != 0 ||
-            held.e[held.n].index != want + (held.n - first))
+        if (len > m->blob_len - off ||
+            pds_entry_decode(copy + off, len, &e) != 0 ||
+            e.index != want + (held.n - first) ||
+            pds__append((void **)&held.e, &held.n, &held.cap, &e, 1,
+                        sizeof(e)) != 0)
             goto bad;
         off += len;
-        held.n++;
     }
     if (held.n == first)
         goto bad;
