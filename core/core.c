@@ -528,17 +528,18 @@ static int decide_origin(struct pds_core *core,
     uint64_t skew =
         core->config.max_skew_ms != 0 ? core->config.max_skew_ms : 60000;
     struct pds_reply *r;
+    int replayed;
     int cmp;
 
     *outcome = PDS_OUTCOME_APPLIED;
     *version = w->origin;
     /* A write restamped before, come again: whatever its clock says now
      * (the server's may have caught up with it), it is that write. */
-    cmp = decide_clamp(core, w);
-    if (cmp != 0) {
+    replayed = decide_clamp(core, w);
+    if (replayed != 0) {
         /* Answered: no entry, like a loser. */
         *outcome = PDS_OUTCOME_SUPERSEDED;
-        return cmp == 1 ? 0 : cmp;
+        return replayed == 1 ? 0 : replayed;
     }
     if (PDS_HLC_MS(w->origin.hlc) > now + skew) {
         *outcome = PDS_OUTCOME_CLAMPED;
