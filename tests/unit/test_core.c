@@ -482,6 +482,24 @@ TEST(core_client_clock_far_ahead_is_restamped)
  * (which would put it over every write made since), answered from the
  * host's memo of the first stamp.
  */
+/* Client 9's write "x" of origin clock hlc sent again, with the host's
+ * memo of its stamp (at index, epoch 1) and the index it trusts. */
+static void replay_event(struct pds_event *ev,
+                         uint64_t req,
+                         pds_hlc hlc,
+                         pds_time now,
+                         const struct pds_version *stamped,
+                         pds_index index,
+                         pds_index trusted)
+{
+    client_put_event(ev, req, "x", hlc, 9, NULL, now);
+    ev->u.write.has_clamp = 1;
+    ev->u.write.clamp_version = *stamped;
+    ev->u.write.clamp_epoch = 1;
+    ev->u.write.clamp_index = index;
+    ev->u.write.trusted = trusted;
+}
+
 TEST(core_restamped_write_sent_again_is_the_same_write)
 {
     struct pds_core *core = new_core(10, PDS_USER_POLICY_REFUSE);
@@ -515,12 +533,7 @@ TEST(core_restamped_write_sent_again_is_the_same_write)
     CHECK_EQ(u.n_replies, 1);
     CHECK_EQ(u.replies[0].outcome, PDS_OUTCOME_CLAMPED);
     /* Again, with the host's memo, the standby not there yet. */
-    client_put_event(&ev, 3, "x", ahead, 9, NULL, now + 5000);
-    ev.u.write.has_clamp = 1;
-    ev.u.write.clamp_version = stamped;
-    ev.u.write.clamp_epoch = 1;
-    ev.u.write.clamp_index = index;
-    ev.u.write.trusted = index - 1;
+    replay_event(&ev, 3, ahead, now + 5000, &stamped, index, index - 1);
     CHECK_EQ(pds_core_step(core, &ev, &u), 0);
     CHECK_EQ(u.n_entries, 0);
     CHECK_EQ(u.n_replies, 1);
@@ -539,12 +552,8 @@ TEST(core_restamped_write_sent_again_is_the_same_write)
     CHECK_EQ(pds_core_n_clamped(core), 1);
     /* Come again once this node's clock caught up with it (within the
      * bound now): still that write, not a new one with its own clock. */
-    client_put_event(&ev, 6, "x", ahead, 9, NULL, now + 3 * 3600000 - 1000);
-    ev.u.write.has_clamp = 1;
-    ev.u.write.clamp_version = stamped;
-    ev.u.write.clamp_epoch = 1;
-    ev.u.write.clamp_index = index;
-    ev.u.write.trusted = (pds_index)-1;
+    replay_event(&ev, 6, ahead, now + 3 * 3600000 - 1000, &stamped, index,
+                 (pds_index)-1);
     CHECK_EQ(pds_core_step(core, &ev, &u), 0);
     CHECK_EQ(u.n_entries, 0);
     CHECK_EQ(u.n_replies, 1);
