@@ -723,6 +723,7 @@ int pds_client_status(struct pds_client *c, struct pds_status *out)
     st.server = status_str(c, d, "server");
     st.link = status_str(c, d, "link");
     st.last_error = status_str(c, d, "last_error");
+    st.cipher = status_str(c, d, "cipher");
     st.standby = status_str(c, d, "standby");
     st.ack_mode = status_str(c, d, "ack_mode");
     st.outbox_error = status_str(c, d, "outbox_error");
@@ -752,7 +753,7 @@ int pds_client_status(struct pds_client *c, struct pds_status *out)
         pds__mp_uint(d, "n_clamped", &st.n_clamped) != 0 ||
         st.outbox_error == NULL || st.group == NULL || st.listen == NULL ||
         st.server == NULL || st.link == NULL || st.last_error == NULL ||
-        st.standby == NULL || st.ack_mode == NULL)
+        st.cipher == NULL || st.standby == NULL || st.ack_mode == NULL)
         return set_err(c, PDS_EPROTO, "malformed status reply");
     *out = st;
     return 0;
@@ -1015,6 +1016,7 @@ int pds_client_handshake(int fd,
     int rv;
 
     memset(&tmp, 0, sizeof(tmp));
+    memset(s, 0, sizeof(*s));
     tmp.fd = fd;
     snprintf(tmp.path, sizeof(tmp.path), "the node");
     pds_handshake_init(&hs, is_initiator);
@@ -1023,6 +1025,7 @@ int pds_client_handshake(int fd,
     m.version = PDS_PROTOCOL_VERSION;
     memcpy(m.pk, id->pk, PDS_KEY_BYTES);
     memcpy(m.epk, hs.e_pk, PDS_KEY_BYTES);
+    m.aead = hs.aead;
     rv = pds_msg_encode(&m, &hello, &hello_len);
     if (rv == 0 && is_initiator)
         rv = write_frame(&tmp, hello, hello_len);
@@ -1041,7 +1044,7 @@ int pds_client_handshake(int fd,
     if (rv == 0 && !is_initiator)
         rv = write_frame(&tmp, hello, hello_len);
     if (rv == 0 && pds_handshake_finish(&hs, id, hello, hello_len, buf, len,
-                                        peer.pk, peer.epk, s) != 0) {
+                                        peer.pk, peer.epk, peer.aead, s) != 0) {
         snprintf(errmsg, PDS_ERRMSG_SIZE, "handshake: bad key");
         rv = PDS_EAUTH;
     }
@@ -1058,6 +1061,8 @@ int pds_client_handshake(int fd,
     }
     if (rv != 0 && errmsg[0] == '\0')
         snprintf(errmsg, PDS_ERRMSG_SIZE, "%s", tmp.errmsg);
+    if (rv != 0)
+        pds_session_wipe(s);
     free(buf);
     free(hello);
     return rv;

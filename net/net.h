@@ -119,6 +119,7 @@ struct pds_status {
     const char *server;       /* client: the server's address */
     const char *link;         /* client: connected, connecting, ... */
     const char *last_error;   /* client: last error of the link */
+    const char *cipher;       /* client: the link's cipher, "" when down */
     const char *standby;      /* server: the replication destination */
     uint64_t server_last;     /* client: the server's last index heard */
     const char *ack_mode;     /* server: when writes are acknowledged */

@@ -3,7 +3,8 @@
  * messages, heartbeats.
  *
  * A connection goes HELLO (plaintext hellos exchanged) -> HEADER (keys
- * derived, stream headers exchanged) -> OPEN (encrypted messages). Any
+ * derived, each side's sealed stream header confirms them) -> OPEN
+ * (encrypted messages). Any
  * malformed frame, failed decryption or protocol violation closes it with
  * an error the callbacks log; nothing else is affected.
  */
@@ -138,7 +139,7 @@ int pds_msg_encode(const struct pds_msg *m, uint8_t **out, size_t *len)
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
     switch (m->type) {
     case PDS_MSG_HELLO:
-        n += 3 + (m->has_group ? 1 : 0);
+        n += 4 + (m->has_group ? 1 : 0);
         break;
     case PDS_MSG_REFUSE:
         n += 2;
@@ -190,6 +191,8 @@ int pds_msg_encode(const struct pds_msg *m, uint8_t **out, size_t *len)
         msgpack_pack_uint32(&pk, m->version);
         pack_bin(&pk, "pk", m->pk, PDS_KEY_BYTES);
         pack_bin(&pk, "epk", m->epk, PDS_KEY_BYTES);
+        pds__mp_pack_cstr(&pk, "aead");
+        msgpack_pack_uint32(&pk, m->aead);
         if (m->has_group)
             pack_bin(&pk, "group", m->group, PDS_GROUP_ID_BYTES);
         break;
@@ -360,6 +363,13 @@ int pds_msg_decode(const uint8_t *buf,
             get_fixed(o, "epk", m->epk, PDS_KEY_BYTES) != 0)
             goto bad;
         m->version = (uint32_t)u;
+        /* "aead" is optional: a peer that names no cipher gets
+         * ChaCha20-Poly1305. */
+        if (pds__mp_get(o, "aead") != NULL) {
+            if (pds__mp_uint(o, "aead", &u) != 0 || u > UINT32_MAX)
+                goto bad;
+            m->aead = (uint32_t)u;
+        }
         if (pds__mp_get(o, "group") != NULL) {
             if (get_fixed(o, "group", m->group, PDS_GROUP_ID_BYTES) != 0)
                 goto bad;
@@ -822,6 +832,7 @@ static int send_hello(struct pds_conn *c)
         m.version = (uint32_t)atoi(getenv("PDSYNC_DEBUG_PROTOCOL"));
     memcpy(m.pk, net->config.id->pk, PDS_KEY_BYTES);
     memcpy(m.epk, c->hs.e_pk, PDS_KEY_BYTES);
+    m.aead = c->hs.aead;
     if (net->has_group) {
         memcpy(m.group, net->group, PDS_GROUP_ID_BYTES);
         m.has_group = 1;
@@ -881,7 +892,7 @@ static void on_hello(struct pds_conn *c, const uint8_t *body, size_t len)
         return;
     }
     if (pds_handshake_finish(&c->hs, net->config.id, c->my_hello,
-                             c->my_hello_len, body, len, m.pk, m.epk,
+                             c->my_hello_len, body, len, m.pk, m.epk, m.aead,
                              &c->session) != 0) {
         conn_fail(c, "handshake: %s", "degenerate key from peer");
         return;
@@ -933,7 +944,9 @@ static void on_frame(struct pds_conn *c, const uint8_t *body, size_t len)
     case ST_HEADER:
         if (len != PDS_STREAM_HEADER ||
             pds_session_rx_start(&c->session, body) != 0) {
-            conn_fail(c, "handshake: %s", "bad stream header");
+            conn_fail(c, "handshake: %s",
+                      "the stream header failed authentication (modified, "
+                      "replayed or encrypted with another key)");
             return;
         }
         c->state = ST_OPEN;
@@ -1416,6 +1429,13 @@ int pds_conn_is_initiator(const struct pds_conn *c)
 const char *pds_conn_address(const struct pds_conn *c)
 {
     return c->address;
+}
+
+const char *pds_conn_cipher(const struct pds_conn *c)
+{
+    return c->state == ST_OPEN || c->state == ST_FINISHING
+               ? pds_session_cipher(&c->session)
+               : "";
 }
 
 uint64_t pds_conn_id(const struct pds_conn *c)

@@ -57,6 +57,7 @@ struct pds_msg {
     int has_group;
     uint8_t pk[PDS_KEY_BYTES];      /* HELLO */
     uint8_t epk[PDS_KEY_BYTES];     /* HELLO */
+    uint32_t aead;                  /* HELLO: PDS_AEAD_* bits */
     uint8_t proof[PDS_PROOF_BYTES]; /* JOIN, WELCOME */
     int has_proof;
     int32_t code;               /* REFUSE: PDS_E* */
@@ -168,6 +169,8 @@ const uint8_t *pds_conn_peer_pk(const struct pds_conn *conn);
 const uint8_t *pds_conn_hash(const struct pds_conn *conn);
 int pds_conn_is_initiator(const struct pds_conn *conn);
 const char *pds_conn_address(const struct pds_conn *conn);
+/* The cipher of an open connection's stream, "" before it is open. */
+const char *pds_conn_cipher(const struct pds_conn *conn);
 uint64_t pds_conn_id(const struct pds_conn *conn);
 void pds_conn_set_data(struct pds_conn *conn, void *data);
 void *pds_conn_data(const struct pds_conn *conn);

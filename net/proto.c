@@ -618,7 +618,7 @@ int pds_reply_status(struct pds_reply_buf *rb, const struct pds_status *st)
     msgpack_packer *pk = &rb->pk;
 
     rb->has_fields = 1;
-    msgpack_pack_map(pk, 34);
+    msgpack_pack_map(pk, 35);
     pds__mp_pack_cstr(pk, "role");
     pds__mp_pack_cstr(pk, st->role != NULL ? st->role : "");
     PACK_U64(pk, st, node_id);
@@ -656,6 +656,8 @@ int pds_reply_status(struct pds_reply_buf *rb, const struct pds_status *st)
     pds__mp_pack_cstr(pk, st->link != NULL ? st->link : "");
     pds__mp_pack_cstr(pk, "last_error");
     pds__mp_pack_cstr(pk, st->last_error != NULL ? st->last_error : "");
+    pds__mp_pack_cstr(pk, "cipher");
+    pds__mp_pack_cstr(pk, st->cipher != NULL ? st->cipher : "");
     pds__mp_pack_cstr(pk, "standby");
     pds__mp_pack_cstr(pk, st->standby != NULL ? st->standby : "");
     pds__mp_pack_cstr(pk, "ack_mode");

@@ -1,17 +1,42 @@
 /*
  * secure.c - identity, handshake key schedule and encrypted streams.
- * Every construction is libsodium's; this file only composes them.
+ * The handshake's constructions are libsodium's, the stream's AEADs are
+ * OpenSSL's (EVP); this file only composes them.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#if defined(__aarch64__) && defined(__linux__)
+#include <asm/hwcap.h>
+#include <sys/auxv.h>
+#endif
 
 #include "secure.h"
 
 #define KEY_FILE "node.key"
+
+static const uint8_t stream_label[PDS_STREAM_LABEL] = "pdsync-stream-3";
+
+unsigned pds_aead_local(void)
+{
+    /* Debug knob for the tests: act as a CPU without AES instructions. */
+    if (getenv("PDSYNC_DEBUG_NO_AES") != NULL)
+        return 0;
+#if defined(__aarch64__) && defined(__linux__)
+    {
+        unsigned long hw = getauxval(AT_HWCAP);
+        return (hw & HWCAP_AES) && (hw & HWCAP_PMULL) ? PDS_AEAD_AES_HW : 0;
+    }
+#else
+    /* libsodium checks AES-NI and PCLMUL at sodium_init(). */
+    return crypto_aead_aes256gcm_is_available() ? PDS_AEAD_AES_HW : 0;
+#endif
+}
 
 int pds_identity_load(const char *dir, struct pds_identity *id, char *errmsg)
 {
@@ -76,7 +101,22 @@ void pds_handshake_init(struct pds_handshake *hs, int is_initiator)
 {
     memset(hs, 0, sizeof(*hs));
     hs->is_initiator = is_initiator;
+    hs->aead = pds_aead_local();
     crypto_kx_keypair(hs->e_pk, hs->e_sk);
+}
+
+/* Make a direction's cipher context, keyed; the nonce comes per frame. */
+static int stream_init(struct pds_stream *st, int aes, int encrypt)
+{
+    const EVP_CIPHER *c = aes ? EVP_aes_256_gcm() : EVP_chacha20_poly1305();
+
+    st->ctx = EVP_CIPHER_CTX_new();
+    if (st->ctx == NULL)
+        return PDS_ENOMEM;
+    if ((encrypt ? EVP_EncryptInit_ex(st->ctx, c, NULL, st->key, NULL)
+                 : EVP_DecryptInit_ex(st->ctx, c, NULL, st->key, NULL)) != 1)
+        return PDS_ENOMEM;
+    return 0;
 }
 
 int pds_handshake_finish(struct pds_handshake *hs,
@@ -87,6 +127,7 @@ int pds_handshake_finish(struct pds_handshake *hs,
                          size_t peer_len,
                          const uint8_t peer_pk[PDS_KEY_BYTES],
                          const uint8_t peer_epk[PDS_KEY_BYTES],
+                         unsigned peer_aead,
                          struct pds_session *s)
 {
     static const char label[] = "pdsync-hs-1";
@@ -129,10 +170,18 @@ int pds_handshake_finish(struct pds_handshake *hs,
         crypto_generichash_update(&st, se, sizeof(se));
         crypto_generichash_final(&st, k, sizeof(k));
         memset(s, 0, sizeof(*s));
-        memcpy(s->tx_key, hs->is_initiator ? k : k + 32, 32);
-        memcpy(s->rx_key, hs->is_initiator ? k + 32 : k, 32);
-        crypto_secretstream_xchacha20poly1305_init_push(&s->tx, s->tx_header,
-                                                        s->tx_key);
+        s->rekey_every = PDS_REKEY_FRAMES;
+        s->aes = (hs->aead & peer_aead & PDS_AEAD_AES_HW) != 0;
+        memcpy(s->tx.key, hs->is_initiator ? k : k + 32, 32);
+        memcpy(s->rx.key, hs->is_initiator ? k + 32 : k, 32);
+        if (stream_init(&s->tx, s->aes, 1) != 0 ||
+            stream_init(&s->rx, s->aes, 0) != 0) {
+            pds_session_wipe(s);
+            rv = PDS_ENOMEM;
+        } else {
+            pds_session_seal(s, stream_label, sizeof(stream_label),
+                             s->tx_header);
+        }
     }
     sodium_memzero(ee, sizeof(ee));
     sodium_memzero(es, sizeof(es));
@@ -145,11 +194,43 @@ int pds_handshake_finish(struct pds_handshake *hs,
 
 int pds_session_rx_start(struct pds_session *s, const uint8_t *hdr)
 {
-    if (crypto_secretstream_xchacha20poly1305_init_pull(&s->rx, hdr,
-                                                        s->rx_key) != 0)
-        return PDS_EAUTH;
+    uint8_t label[PDS_STREAM_LABEL];
+    size_t n;
+
     s->has_rx = 1;
+    if (pds_session_open(s, hdr, PDS_STREAM_HEADER, label, &n) != 0 ||
+        n != sizeof(label) ||
+        sodium_memcmp(label, stream_label, sizeof(label)) != 0) {
+        s->has_rx = 0;
+        return PDS_EAUTH;
+    }
     return 0;
+}
+
+/* The nonce of frame seq: four zero bytes, then seq big-endian. A
+ * direction's key is its own and seq never repeats under it. */
+static void make_nonce(uint64_t seq, uint8_t nonce[12])
+{
+    memset(nonce, 0, 4);
+    pds_put_u32be(nonce + 4, (uint32_t)(seq >> 32));
+    pds_put_u32be(nonce + 8, (uint32_t)seq);
+}
+
+/* After every rekey_every frames the key becomes a keyed hash of itself,
+ * at the same frame on both ends. */
+static int stream_next(struct pds_stream *st, uint64_t every, int encrypt)
+{
+    st->seq++;
+    if (st->seq % every != 0)
+        return 0;
+    crypto_generichash(st->key, sizeof(st->key),
+                       (const uint8_t *)"pdsync-rekey-1", 14, st->key,
+                       sizeof(st->key));
+    return (encrypt
+                ? EVP_EncryptInit_ex(st->ctx, NULL, NULL, st->key, NULL)
+                : EVP_DecryptInit_ex(st->ctx, NULL, NULL, st->key, NULL)) == 1
+               ? 0
+               : PDS_EAUTH;
 }
 
 void pds_session_seal(struct pds_session *s,
@@ -157,9 +238,21 @@ void pds_session_seal(struct pds_session *s,
                       size_t len,
                       uint8_t *out)
 {
-    crypto_secretstream_xchacha20poly1305_push(
-        &s->tx, out, NULL, in, len, NULL, 0,
-        crypto_secretstream_xchacha20poly1305_TAG_MESSAGE);
+    uint8_t nonce[12];
+    int n1 = 0, n2 = 0;
+
+    make_nonce(s->tx.seq, nonce);
+    /* Frames are bounded far below INT_MAX (max_frame); a failure here is
+     * a broken library, and the tag left unset makes the peer refuse the
+     * frame rather than take it. */
+    if (len > INT_MAX ||
+        EVP_EncryptInit_ex(s->tx.ctx, NULL, NULL, NULL, nonce) != 1 ||
+        EVP_EncryptUpdate(s->tx.ctx, out, &n1, in, (int)len) != 1 ||
+        EVP_EncryptFinal_ex(s->tx.ctx, out + n1, &n2) != 1 ||
+        EVP_CIPHER_CTX_ctrl(s->tx.ctx, EVP_CTRL_AEAD_GET_TAG, PDS_STREAM_ABYTES,
+                            out + len) != 1)
+        memset(out, 0, len + PDS_STREAM_ABYTES);
+    stream_next(&s->tx, s->rekey_every, 1);
 }
 
 int pds_session_open(struct pds_session *s,
@@ -168,21 +261,36 @@ int pds_session_open(struct pds_session *s,
                      uint8_t *out,
                      size_t *out_len)
 {
-    unsigned long long n;
-    unsigned char tag;
+    uint8_t nonce[12];
+    size_t n;
+    int n1 = 0, n2 = 0;
 
-    if (!s->has_rx || len < PDS_STREAM_ABYTES)
+    if (!s->has_rx || len < PDS_STREAM_ABYTES ||
+        len - PDS_STREAM_ABYTES > INT_MAX)
         return PDS_EAUTH;
-    if (crypto_secretstream_xchacha20poly1305_pull(&s->rx, out, &n, &tag, in,
-                                                   len, NULL, 0) != 0 ||
-        tag != crypto_secretstream_xchacha20poly1305_TAG_MESSAGE)
+    n = len - PDS_STREAM_ABYTES;
+    make_nonce(s->rx.seq, nonce);
+    if (EVP_DecryptInit_ex(s->rx.ctx, NULL, NULL, NULL, nonce) != 1 ||
+        EVP_DecryptUpdate(s->rx.ctx, out, &n1, in, (int)n) != 1 ||
+        EVP_CIPHER_CTX_ctrl(s->rx.ctx, EVP_CTRL_AEAD_SET_TAG, PDS_STREAM_ABYTES,
+                            (void *)(in + n)) != 1 ||
+        EVP_DecryptFinal_ex(s->rx.ctx, out + n1, &n2) != 1) {
+        sodium_memzero(out, n); /* never leave unauthenticated bytes */
         return PDS_EAUTH;
-    *out_len = (size_t)n;
-    return 0;
+    }
+    *out_len = n;
+    return stream_next(&s->rx, s->rekey_every, 0);
+}
+
+const char *pds_session_cipher(const struct pds_session *s)
+{
+    return s->aes ? "AES-256-GCM" : "ChaCha20-Poly1305";
 }
 
 void pds_session_wipe(struct pds_session *s)
 {
+    EVP_CIPHER_CTX_free(s->tx.ctx); /* also wipes the key schedule */
+    EVP_CIPHER_CTX_free(s->rx.ctx);
     sodium_memzero(s, sizeof(*s));
 }
 

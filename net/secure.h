@@ -12,10 +12,19 @@
  * where i is the side that connected. Only the holders of both long-term
  * private keys can compute it, and fresh ephemerals make every session's
  * keys new (a replayed hello gets nowhere). The first 32 bytes key the
- * initiator-to-responder direction, the last 32 the other, each a
- * crypto_secretstream_xchacha20poly1305 stream whose header is the first
- * frame in its direction. A modified, replayed, reordered or truncated
- * frame fails to decrypt and ends the connection.
+ * initiator-to-responder direction, the last 32 the other.
+ *
+ * Stream: each direction is an AEAD (OpenSSL's EVP) protected the way
+ * TLS 1.3 protects its records (RFC 8446 section 5.3): the nonce is the
+ * frame's sequence number in that direction, so a modified, replayed,
+ * reordered or dropped frame fails to authenticate and ends the
+ * connection. The cipher is AES-256-GCM when both hellos say their CPU
+ * has AES instructions, ChaCha20-Poly1305 otherwise (constant time in
+ * software); the hellos are in the transcript hash, so the choice cannot
+ * be downgraded. Every PDS_REKEY_FRAMES frames the direction's key is
+ * replaced by a hash of itself. The first frame in each direction (the
+ * "stream header") seals a fixed label: it confirms the keys before any
+ * message is taken.
  *
  * Enrollment: a node that knows the group's join secret proves it with
  * BLAKE2b-256 keyed by the secret over the transcript hash and its role
@@ -28,19 +37,31 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <openssl/evp.h>
 #include <sodium.h>
 
 #include "../core/pds.h"
 
 /* 2: ENTRIES carry where the sender's window ends ("w"), and the window
- * may be smaller than a follower of protocol 1 would wait for. */
-#define PDS_PROTOCOL_VERSION 2
+ * may be smaller than a follower of protocol 1 would wait for.
+ * 3: the stream is an EVP AEAD with sequence-number nonces (was
+ * libsodium's secretstream); hellos carry "aead", the CPU's ciphers. */
+#define PDS_PROTOCOL_VERSION 3
 #define PDS_SECRET_MIN 16 /* bytes of a join secret */
 #define PDS_SECRET_MAX 128
 #define PDS_PROOF_BYTES 32
 #define PDS_HASH_BYTES 32
-#define PDS_STREAM_HEADER crypto_secretstream_xchacha20poly1305_HEADERBYTES
-#define PDS_STREAM_ABYTES crypto_secretstream_xchacha20poly1305_ABYTES
+#define PDS_STREAM_ABYTES 16 /* the AEAD tag */
+#define PDS_STREAM_LABEL 16  /* bytes of the sealed confirmation label */
+#define PDS_STREAM_HEADER (PDS_STREAM_LABEL + PDS_STREAM_ABYTES)
+#define PDS_REKEY_FRAMES (1u << 20)
+
+/* Bits of a hello's "aead": what this CPU runs fast and in constant time. */
+#define PDS_AEAD_AES_HW 1u
+
+/* This machine's bits (AES-256-GCM when the CPU has AES and carry-less
+ * multiply instructions). */
+unsigned pds_aead_local(void);
 
 struct pds_identity {
     uint8_t pk[PDS_KEY_BYTES];
@@ -60,24 +81,36 @@ struct pds_handshake {
     uint8_t e_pk[PDS_KEY_BYTES];
     uint8_t e_sk[PDS_KEY_BYTES];
     uint8_t hash[PDS_HASH_BYTES]; /* transcript hash, set by finish */
+    uint32_t aead;                /* PDS_AEAD_* bits this side's hello says */
 };
 
-/* Make the ephemeral key pair. */
+/* Make the ephemeral key pair; aead is set to pds_aead_local(). */
 void pds_handshake_init(struct pds_handshake *hs, int is_initiator);
 
-/* The two directions of an established session. */
+/* One direction of a session: its cipher context, key and next frame. */
+struct pds_stream {
+    EVP_CIPHER_CTX *ctx;
+    uint8_t key[32];
+    uint64_t seq;
+};
+
+/* The two directions of an established session (pds_session_wipe frees
+ * it). rekey_every is PDS_REKEY_FRAMES; the tests lower it. */
 struct pds_session {
-    crypto_secretstream_xchacha20poly1305_state tx;
-    crypto_secretstream_xchacha20poly1305_state rx;
-    uint8_t tx_key[32];
-    uint8_t rx_key[32];
+    struct pds_stream tx;
+    struct pds_stream rx;
     uint8_t tx_header[PDS_STREAM_HEADER];
+    int aes; /* 1: AES-256-GCM, 0: ChaCha20-Poly1305 */
     int has_rx;
+    uint64_t rekey_every;
 };
 
 /*
- * Derive the session from both hellos (their exact bytes) and the peer's
- * keys. Fails (PDS_EAUTH) on a degenerate key. Wipes the ephemeral secret.
+ * Derive the session from both hellos (their exact bytes), the peer's keys
+ * and the peer's hello "aead" bits (AES-256-GCM when both hellos have
+ * PDS_AEAD_AES_HW). Fails (PDS_EAUTH) on a degenerate key,
+ * PDS_ENOMEM when no cipher context can be made. Wipes the ephemeral
+ * secret.
  */
 int pds_handshake_finish(struct pds_handshake *hs,
                          const struct pds_identity *id,
@@ -87,9 +120,11 @@ int pds_handshake_finish(struct pds_handshake *hs,
                          size_t peer_len,
                          const uint8_t peer_pk[PDS_KEY_BYTES],
                          const uint8_t peer_epk[PDS_KEY_BYTES],
+                         unsigned peer_aead,
                          struct pds_session *s);
 
-/* The peer's stream header arrived: start decrypting. PDS_EAUTH if bad. */
+/* The peer's stream header arrived: it must open to the label under the
+ * peer's key. PDS_EAUTH if not. */
 int pds_session_rx_start(struct pds_session *s, const uint8_t *hdr);
 
 /* Encrypt len bytes into out (len + PDS_STREAM_ABYTES bytes). */
@@ -107,6 +142,10 @@ int pds_session_open(struct pds_session *s,
                      size_t len,
                      uint8_t *out,
                      size_t *out_len);
+/* The session's cipher: "AES-256-GCM" or "ChaCha20-Poly1305". */
+const char *pds_session_cipher(const struct pds_session *s);
+
+/* Free the cipher contexts and wipe the keys; safe to call twice. */
 void pds_session_wipe(struct pds_session *s);
 
 /* Join-secret proof of one side ('c' client, 's' server). */

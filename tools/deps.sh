@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(build-essential cmake pkg-config libuv1-dev liblmdb-dev
-          libmsgpack-dev libsodium-dev libinih-dev clang-format)
+          libmsgpack-dev libsodium-dev libssl-dev libinih-dev clang-format)
 # Extra packages for a caller (e.g. the benchmark) may be passed as args.
 packages+=("$@")
 

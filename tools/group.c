@@ -217,7 +217,8 @@ on_welcome(struct daemon *d, struct pds_conn *c, const struct pds_msg *m)
                     hex(m->group, PDS_GROUP_ID_BYTES, gid),
                     (unsigned long long)m->member_id, d->server);
     } else {
-        pds_commlog(PDS_LOG_INFO, "connected to server %s", d->server);
+        pds_commlog(PDS_LOG_INFO, "connected to server %s (%s)", d->server,
+                    pds_conn_cipher(c));
     }
     if (!d->has_group || memcmp(d->group, m->group, PDS_GROUP_ID_BYTES) != 0) {
         memcpy(d->group, m->group, PDS_GROUP_ID_BYTES);
@@ -226,6 +227,7 @@ on_welcome(struct daemon *d, struct pds_conn *c, const struct pds_msg *m)
         pds_net_set_group(d->net, d->group);
     }
     d->is_linked = 1;
+    d->link_cipher = pds_conn_cipher(c);
     d->n_retries = 0;
     d->link_error[0] = '\0';
     pds__repl_start(d, c);
@@ -955,6 +957,7 @@ void pds__group_status(struct daemon *d, struct pds_status *st)
                    : d->n_retries == 0 ? "connecting"
                                        : "unreachable, retrying";
         st->last_error = d->link_error;
+        st->cipher = d->is_linked ? d->link_cipher : "";
         st->server_last = d->server_last;
         pds__repl_client_status(d, st);
     } else {

@@ -862,7 +862,8 @@ static int cmd_status(struct cli *cli, int argc, char **argv)
         printf(",\"conflicts_lost\":%llu,\"clocks_restamped\":%llu",
                (unsigned long long)st.n_superseded,
                (unsigned long long)st.n_clamped);
-        printf(",\"link\":\"%s\",\"last_error\":", st.link);
+        printf(",\"link\":\"%s\",\"cipher\":\"%s\",\"last_error\":", st.link,
+               st.cipher);
         json_str(st.last_error, strlen(st.last_error));
         printf(",\"data_dir\":");
         json_str(st.data_dir, strlen(st.data_dir));
@@ -899,6 +900,8 @@ static int cmd_status(struct cli *cli, int argc, char **argv)
     }
     if (strcmp(st.role, "client") == 0) {
         printf("server:      %s (%s)\n", st.server, st.link);
+        if (st.cipher[0] != '\0')
+            printf("link cipher: %s\n", st.cipher);
         if (st.server_last > 0)
             printf("lag:         %llu entries (the server was at %llu when "
                    "it last sent)\n",

@@ -39,7 +39,7 @@ wait_for "$s" clients 'connected +printer-1'
 expect 0 pds "$s" --json clients
 expect_out '"state":"connected","name":"printer-1"'
 expect_out '"address":"127\.0\.0\.1:[0-9]+"'
-expect_out '"version":"pdsync [0-9.]+/p2"'
+expect_out '"version":"pdsync [0-9.]+/p3"'
 id1=$(sed -E 's/.*"id":"([0-9a-f]{16})".*/\1/' <<<"$OUT")
 expect 0 pds "$s" status
 expect_out '^machines: +2 of 3'
@@ -116,11 +116,11 @@ pass "client pointed at a node that is not a server"
 
 # Protocol version mismatch: clear message on both sides.
 c5=$(node_dir c5); conf "$c5"
-PDSYNC_DEBUG_PROTOCOL=3 start_node "$c5"
+PDSYNC_DEBUG_PROTOCOL=4 start_node "$c5"
 expect 0 pds "$c5" client start "$addr" --join-secret-file "$T_ROOT/secret"
-wait_for "$c5" status 'client speaks protocol 3, server speaks 2: upgrade the server'
+wait_for "$c5" status 'client speaks protocol 4, server speaks 3: upgrade the server'
 expect 0 pds "$s" log
-expect_out 'client speaks protocol 3, server speaks 2: upgrade the server'
+expect_out 'client speaks protocol 4, server speaks 3: upgrade the server'
 pass "protocol version mismatch refused with a clear message"
 
 # A port already in use.

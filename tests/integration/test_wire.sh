@@ -35,9 +35,13 @@ pds "$s" server start --join-secret-file "$T_ROOT/secret" >/dev/null || fail "se
 
 # 1. Capture a whole enrollment through a proxy: nothing readable.
 start_proxy "$addr" "$T_ROOT/cap"
-start_node "$c"
+# This client acts as a CPU without AES instructions: the pair agrees on
+# ChaCha20-Poly1305 (the server would pick AES-256-GCM with its own kind).
+PDSYNC_DEBUG_NO_AES=1 start_node "$c"
 expect 0 pds "$c" client start "$(cat "$T_ROOT/proxy.addr")" --join-secret-file "$T_ROOT/secret" --name Secret-Printer-Name
 wait_for "$s" clients 'connected +Secret-Printer-Name'
+expect 0 pds "$c" status
+expect_out 'link cipher: ChaCha20-Poly1305'
 # Data both ways through the link: a value written on the server reaches
 # the client, a value written on the client goes through the server.
 pds "$s" put Secret-User-Name addressbook.personal Secret-Value-From-Server >/dev/null || fail "put"
@@ -82,20 +86,39 @@ expect 0 pds "$s" clients
 expect_out 'connected +Secret-Printer-Name'
 pass "garbage, oversized, empty and truncated frames end only their connection"
 
-# 4. A modified frame: one bit flipped in the server's encrypted stream.
+# 4. A modified frame: one bit flipped in the server's encrypted stream,
+#    first in its stream header (the sealed label that confirms the keys),
+#    then in the first message after it. The offsets come from the
+#    server's bytes captured above: its hello frame, then the header.
 stop_node "$c"
+hello_len=$((16#$(head -c 4 "$T_ROOT/cap/1.s2c" | od -An -tx1 | tr -d ' \n')))
+header_at=$((4 + hello_len))
 t=$(node_dir tamper); conf "$t"
-start_proxy "$addr" "$T_ROOT/cap2" 150
+start_proxy "$addr" "$T_ROOT/cap2" $((header_at + 4 + 5))
 start_node "$t"
 expect 0 pds "$t" client start "$(cat "$T_ROOT/proxy.addr")" --join-secret-file "$T_ROOT/secret" --name Tampered
-wait_for "$t" log 'failed authentication \(modified, replayed, reordered or encrypted with another key\)'
+wait_for "$t" log 'stream header failed authentication \(modified, replayed or encrypted with another key\)'
 stop_proxy
-pass "a modified frame ends the connection with a logged error"
+stop_node "$t"
+t=$(node_dir tamper2); conf "$t"
+start_proxy "$addr" "$T_ROOT/cap3" $((header_at + 36 + 4 + 5))
+start_node "$t"
+expect 0 pds "$t" client start "$(cat "$T_ROOT/proxy.addr")" --join-secret-file "$T_ROOT/secret" --name Tampered2
+wait_for "$t" log 'a frame failed authentication \(modified, replayed, reordered or encrypted with another key\)'
+stop_proxy
+pass "a modified stream header or frame ends the connection with a logged error"
 
 # 5. An unknown node key: a client whose key changed is refused.
 start_node "$c"
 expect 0 pds "$c" client start "$addr" --join-secret-file "$T_ROOT/secret" --name Secret-Printer-Name
 wait_for "$c" status "server: +$addr \(connected\)"
+# Both ends as they are: AES-256-GCM when the CPU has AES and carry-less
+# multiply instructions.
+if grep -qw aes /proc/cpuinfo && grep -qw pclmulqdq /proc/cpuinfo; then
+    expect_out 'link cipher: AES-256-GCM'
+else
+    expect_out 'link cipher: ChaCha20-Poly1305'
+fi
 stop_node "$c"
 rm -f "$c/node.key"
 start_node "$c"

@@ -29,6 +29,7 @@ static void make_side(struct side *x, int is_initiator)
 
     if (sodium_init() < 0)
         abort();
+    memset(x, 0, sizeof(*x)); /* free_side wipes a session never made */
     crypto_kx_keypair(x->id.pk, x->id.sk);
     pds_handshake_init(&x->hs, is_initiator);
     memset(&m, 0, sizeof(m));
@@ -36,17 +37,24 @@ static void make_side(struct side *x, int is_initiator)
     m.version = PDS_PROTOCOL_VERSION;
     memcpy(m.pk, x->id.pk, PDS_KEY_BYTES);
     memcpy(m.epk, x->hs.e_pk, PDS_KEY_BYTES);
+    m.aead = x->hs.aead;
     if (pds_msg_encode(&m, &x->hello, &x->hello_len) != 0)
         abort();
+}
+
+/* x's side of a handshake with peer, told that peer's hello says
+ * peer_aead. */
+static int finish(struct side *x, struct side *peer, unsigned peer_aead)
+{
+    return pds_handshake_finish(&x->hs, &x->id, x->hello, x->hello_len,
+                                peer->hello, peer->hello_len, peer->id.pk,
+                                peer->hs.e_pk, peer_aead, &x->s);
 }
 
 /* Run a full handshake between i (initiator) and r; 0 on success. */
 static int handshake(struct side *i, struct side *r)
 {
-    if (pds_handshake_finish(&i->hs, &i->id, i->hello, i->hello_len, r->hello,
-                             r->hello_len, r->id.pk, r->hs.e_pk, &i->s) != 0 ||
-        pds_handshake_finish(&r->hs, &r->id, r->hello, r->hello_len, i->hello,
-                             i->hello_len, i->id.pk, i->hs.e_pk, &r->s) != 0)
+    if (finish(i, r, r->hs.aead) != 0 || finish(r, i, i->hs.aead) != 0)
         return -1;
     if (pds_session_rx_start(&i->s, r->s.tx_header) != 0 ||
         pds_session_rx_start(&r->s, i->s.tx_header) != 0)
@@ -57,6 +65,7 @@ static int handshake(struct side *i, struct side *r)
 static void free_side(struct side *x)
 {
     free(x->hello);
+    pds_session_wipe(&x->s);
 }
 
 TEST(handshake_both_directions)
@@ -144,18 +153,110 @@ TEST(impostor_cannot_derive_keys)
         CHECK_EQ(pds_msg_encode(&m, &eve.hello, &eve.hello_len), 0);
     }
     CHECK_EQ(pds_handshake_finish(&a.hs, &a.id, a.hello, a.hello_len, eve.hello,
-                                  eve.hello_len, b.id.pk, eve.hs.e_pk, &a.s),
+                                  eve.hello_len, b.id.pk, eve.hs.e_pk, 0, &a.s),
              0);
     CHECK_EQ(pds_handshake_finish(&eve.hs, &eve.id, eve.hello, eve.hello_len,
                                   a.hello, a.hello_len, a.id.pk, a.hs.e_pk,
-                                  &eve.s),
+                                  a.hs.aead, &eve.s),
              0);
-    CHECK_EQ(pds_session_rx_start(&eve.s, a.s.tx_header), 0);
+    /* Her keys differ: a's stream header does not confirm them, and
+     * neither does a frame after it. */
+    CHECK_EQ(pds_session_rx_start(&eve.s, a.s.tx_header), PDS_EAUTH);
+    CHECK_EQ(pds_session_rx_start(&a.s, eve.s.tx_header), PDS_EAUTH);
+    eve.s.has_rx = 1;
     pds_session_seal(&a.s, (const uint8_t *)"for the server!!", 16, ct);
     CHECK_EQ(pds_session_open(&eve.s, ct, sizeof(ct), pt, &n), PDS_EAUTH);
     free_side(&a);
     free_side(&b);
     free_side(&eve);
+}
+
+/* Seal count frames from x to y and open them; 0 when all opened. */
+static int exchange(struct side *x, struct side *y, int count)
+{
+    uint8_t ct[32 + PDS_STREAM_ABYTES];
+    uint8_t pt[32];
+    size_t n;
+    int k;
+
+    for (k = 0; k < count; k++) {
+        char msg[32];
+        snprintf(msg, sizeof(msg), "frame %d", k);
+        pds_session_seal(&x->s, (const uint8_t *)msg, sizeof(msg), ct);
+        if (pds_session_open(&y->s, ct, sizeof(ct), pt, &n) != 0 ||
+            n != sizeof(msg) || memcmp(pt, msg, n) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+TEST(cipher_follows_both_hellos)
+{
+    struct side a, b;
+
+    /* Both say AES: AES-256-GCM; either does not: ChaCha20-Poly1305, on
+     * both ends, and the two directions work either way. */
+    static const unsigned bits[4][3] = {{PDS_AEAD_AES_HW, PDS_AEAD_AES_HW, 1},
+                                        {PDS_AEAD_AES_HW, 0, 0},
+                                        {0, PDS_AEAD_AES_HW, 0},
+                                        {0, 0, 0}};
+    int k;
+
+    for (k = 0; k < 4; k++) {
+        make_side(&a, 1);
+        make_side(&b, 0);
+        a.hs.aead = bits[k][0];
+        b.hs.aead = bits[k][1];
+        CHECK_EQ(handshake(&a, &b), 0);
+        CHECK_EQ(a.s.aes, (int)bits[k][2]);
+        CHECK_EQ(b.s.aes, (int)bits[k][2]);
+        CHECK_EQ(exchange(&a, &b, 3), 0);
+        CHECK_EQ(exchange(&b, &a, 3), 0);
+        free_side(&a);
+        free_side(&b);
+    }
+
+    /* Ends that disagree on the cipher do not get past the header. */
+    make_side(&a, 1);
+    make_side(&b, 0);
+    a.hs.aead = PDS_AEAD_AES_HW;
+    b.hs.aead = 0;
+    CHECK_EQ(finish(&a, &b, PDS_AEAD_AES_HW), 0);
+    CHECK_EQ(finish(&b, &a, PDS_AEAD_AES_HW), 0);
+    CHECK_EQ(a.s.aes, 1);
+    CHECK_EQ(b.s.aes, 0);
+    CHECK_EQ(pds_session_rx_start(&b.s, a.s.tx_header), PDS_EAUTH);
+    free_side(&a);
+    free_side(&b);
+}
+
+TEST(rekey_keeps_both_ends_in_step)
+{
+    struct side a, b;
+    uint8_t key0[32];
+
+    make_side(&a, 1);
+    make_side(&b, 0);
+    CHECK_EQ(handshake(&a, &b), 0);
+    a.s.rekey_every = b.s.rekey_every = 4;
+    memcpy(key0, a.s.tx.key, sizeof(key0));
+    CHECK_EQ(exchange(&a, &b, 21), 0); /* five rekeys on the way */
+    CHECK_EQ(exchange(&b, &a, 21), 0);
+    CHECK(memcmp(key0, a.s.tx.key, sizeof(key0)) != 0);
+    CHECK(memcmp(a.s.tx.key, b.s.rx.key, sizeof(key0)) == 0);
+    free_side(&a);
+    free_side(&b);
+
+    /* An end that rekeys at another frame cannot read what follows. */
+    make_side(&a, 1);
+    make_side(&b, 0);
+    CHECK_EQ(handshake(&a, &b), 0);
+    a.s.rekey_every = 4;
+    b.s.rekey_every = 5;
+    CHECK_EQ(exchange(&a, &b, 3), 0); /* frames 1..3 (0 was the header) */
+    CHECK_EQ(exchange(&a, &b, 1), -1);
+    free_side(&a);
+    free_side(&b);
 }
 
 TEST(join_proofs)
@@ -333,6 +434,8 @@ TEST(replication_messages_round_trip)
 }
 
 TEST_MAIN(T(handshake_both_directions),
+          T(cipher_follows_both_hellos),
+          T(rekey_keeps_both_ends_in_step),
           T(modified_replayed_reordered_frames_fail),
           T(impostor_cannot_derive_keys),
           T(join_proofs),
