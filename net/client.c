@@ -1043,10 +1043,13 @@ int pds_client_handshake(int fd,
     }
     if (rv == 0 && !is_initiator)
         rv = write_frame(&tmp, hello, hello_len);
-    if (rv == 0 && pds_handshake_finish(&hs, id, hello, hello_len, buf, len,
-                                        peer.pk, peer.epk, peer.aead, s) != 0) {
-        snprintf(errmsg, PDS_ERRMSG_SIZE, "handshake: bad key");
-        rv = PDS_EAUTH;
+    if (rv == 0) {
+        rv = pds_handshake_finish(&hs, id, hello, hello_len, buf, len, peer.pk,
+                                  peer.epk, peer.aead, s);
+        if (rv != 0)
+            snprintf(errmsg, PDS_ERRMSG_SIZE, "handshake: %s",
+                     rv == PDS_EAUTH ? "bad key"
+                                     : "cannot make the stream's cipher");
     }
     free(buf);
     buf = NULL;
@@ -1063,6 +1066,7 @@ int pds_client_handshake(int fd,
         snprintf(errmsg, PDS_ERRMSG_SIZE, "%s", tmp.errmsg);
     if (rv != 0)
         pds_session_wipe(s);
+    sodium_memzero(&hs, sizeof(hs)); /* the ephemeral secret, on every path */
     free(buf);
     free(hello);
     return rv;

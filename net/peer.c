@@ -850,6 +850,7 @@ static void on_hello(struct pds_conn *c, const uint8_t *body, size_t len)
     char errmsg[PDS_ERRMSG_SIZE];
     char why[PDS_MEMBER_ERROR];
     struct pds_msg m;
+    int rv;
 
     if (pds_msg_decode(body, len, &m, errmsg) != 0) {
         conn_fail(c, "handshake: %s", errmsg);
@@ -891,10 +892,14 @@ static void on_hello(struct pds_conn *c, const uint8_t *body, size_t len)
         conn_fail(c, "handshake: %s", "cannot send hello");
         return;
     }
-    if (pds_handshake_finish(&c->hs, net->config.id, c->my_hello,
-                             c->my_hello_len, body, len, m.pk, m.epk, m.aead,
-                             &c->session) != 0) {
-        conn_fail(c, "handshake: %s", "degenerate key from peer");
+    rv = pds_handshake_finish(&c->hs, net->config.id, c->my_hello,
+                              c->my_hello_len, body, len, m.pk, m.epk, m.aead,
+                              &c->session);
+    if (rv != 0) {
+        conn_fail(c, "handshake: %s",
+                  rv == PDS_EAUTH ? "degenerate key from peer"
+                                  : "cannot make the stream's cipher (out of "
+                                    "memory, or libcrypto lacks it)");
         return;
     }
     c->state = ST_HEADER;
@@ -942,6 +947,21 @@ static void on_frame(struct pds_conn *c, const uint8_t *body, size_t len)
         on_hello(c, body, len);
         return;
     case ST_HEADER:
+        if (len != PDS_STREAM_HEADER &&
+            pds_msg_decode(body, len, &m, errmsg) == 0) {
+            /* A plaintext message instead: the peer refused after its
+             * hello. Say why. */
+            if (m.type == PDS_MSG_REFUSE) {
+                snprintf(c->error, sizeof(c->error), "refused by %s: %s",
+                         c->address, m.err);
+                pds_conn_close(c, c->error);
+            } else {
+                conn_fail(c, "handshake: expected the stream header, got %s",
+                          type_names[m.type]);
+            }
+            pds_msg_free(&m);
+            return;
+        }
         if (len != PDS_STREAM_HEADER ||
             pds_session_rx_start(&c->session, body) != 0) {
             conn_fail(c, "handshake: %s",

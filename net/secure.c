@@ -33,7 +33,9 @@ unsigned pds_aead_local(void)
         return (hw & HWCAP_AES) && (hw & HWCAP_PMULL) ? PDS_AEAD_AES_HW : 0;
     }
 #else
-    /* libsodium checks AES-NI and PCLMUL at sodium_init(). */
+    /* libsodium checks AES-NI and PCLMUL at sodium_init(); OpenSSL uses
+     * the same instructions unless told not to (OPENSSL_ia32cap), which
+     * would make its AES table-based software. */
     return crypto_aead_aes256gcm_is_available() ? PDS_AEAD_AES_HW : 0;
 #endif
 }
@@ -220,17 +222,19 @@ static void make_nonce(uint64_t seq, uint8_t nonce[12])
  * at the same frame on both ends. */
 static int stream_next(struct pds_stream *st, uint64_t every, int encrypt)
 {
+    int ok;
+
     st->seq++;
-    if (st->seq % every != 0)
+    if (every < 2 || st->seq % every != 0)
         return 0;
     crypto_generichash(st->key, sizeof(st->key),
                        (const uint8_t *)"pdsync-rekey-1", 14, st->key,
                        sizeof(st->key));
-    return (encrypt
-                ? EVP_EncryptInit_ex(st->ctx, NULL, NULL, st->key, NULL)
-                : EVP_DecryptInit_ex(st->ctx, NULL, NULL, st->key, NULL)) == 1
-               ? 0
-               : PDS_EAUTH;
+    ok = encrypt ? EVP_EncryptInit_ex(st->ctx, NULL, NULL, st->key, NULL)
+                 : EVP_DecryptInit_ex(st->ctx, NULL, NULL, st->key, NULL);
+    if (ok != 1)
+        st->failed = 1; /* the peer has the new key: nothing more opens */
+    return st->failed ? PDS_EAUTH : 0;
 }
 
 void pds_session_seal(struct pds_session *s,
@@ -245,7 +249,7 @@ void pds_session_seal(struct pds_session *s,
     /* Frames are bounded far below INT_MAX (max_frame); a failure here is
      * a broken library, and the tag left unset makes the peer refuse the
      * frame rather than take it. */
-    if (len > INT_MAX ||
+    if (s->tx.failed || len > INT_MAX ||
         EVP_EncryptInit_ex(s->tx.ctx, NULL, NULL, NULL, nonce) != 1 ||
         EVP_EncryptUpdate(s->tx.ctx, out, &n1, in, (int)len) != 1 ||
         EVP_EncryptFinal_ex(s->tx.ctx, out + n1, &n2) != 1 ||
@@ -265,7 +269,7 @@ int pds_session_open(struct pds_session *s,
     size_t n;
     int n1 = 0, n2 = 0;
 
-    if (!s->has_rx || len < PDS_STREAM_ABYTES ||
+    if (!s->has_rx || s->rx.failed || len < PDS_STREAM_ABYTES ||
         len - PDS_STREAM_ABYTES > INT_MAX)
         return PDS_EAUTH;
     n = len - PDS_STREAM_ABYTES;

@@ -92,6 +92,7 @@ struct pds_stream {
     EVP_CIPHER_CTX *ctx;
     uint8_t key[32];
     uint64_t seq;
+    int failed; /* a rekey failed: every later frame is refused */
 };
 
 /* The two directions of an established session (pds_session_wipe frees

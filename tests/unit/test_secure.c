@@ -228,6 +228,39 @@ TEST(cipher_follows_both_hellos)
     CHECK_EQ(pds_session_rx_start(&b.s, a.s.tx_header), PDS_EAUTH);
     free_side(&a);
     free_side(&b);
+
+    /* A hello whose cipher bits were changed on the way, even to bits
+     * that pick the same cipher: the transcripts differ, so the keys do,
+     * and neither header opens. */
+    make_side(&a, 1);
+    make_side(&b, 0);
+    a.hs.aead = b.hs.aead = PDS_AEAD_AES_HW;
+    {
+        struct pds_msg m;
+        char errmsg[PDS_ERRMSG_SIZE];
+        uint8_t *forged;
+        size_t forged_len;
+        CHECK_EQ(pds_msg_decode(a.hello, a.hello_len, &m, errmsg), 0);
+        m.aead = PDS_AEAD_AES_HW | 2;
+        CHECK_EQ(pds_msg_encode(&m, &forged, &forged_len), 0);
+        free(a.hello);
+        a.hello = forged; /* what b received */
+        a.hello_len = forged_len;
+        CHECK_EQ(finish(&b, &a, m.aead), 0);
+        CHECK_EQ(b.s.aes, 1);
+        m.aead = PDS_AEAD_AES_HW; /* what a sent */
+        CHECK_EQ(pds_msg_encode(&m, &forged, &forged_len), 0);
+        free(a.hello);
+        a.hello = forged;
+        a.hello_len = forged_len;
+        CHECK_EQ(finish(&a, &b, b.hs.aead), 0);
+        CHECK_EQ(a.s.aes, 1);
+        pds_msg_free(&m);
+    }
+    CHECK_EQ(pds_session_rx_start(&b.s, a.s.tx_header), PDS_EAUTH);
+    CHECK_EQ(pds_session_rx_start(&a.s, b.s.tx_header), PDS_EAUTH);
+    free_side(&a);
+    free_side(&b);
 }
 
 TEST(rekey_keeps_both_ends_in_step)
