@@ -2,12 +2,18 @@
  * test_peer.c - unit tests of net/peer.c's connections on a real libuv
  * loop over loopback TCP: two pds_net instances, a handshake, and the end
  * of a connection by pds_conn_finish() (what was sent before arrives,
- * nothing is sent or delivered after, on_close once with the reason).
+ * nothing is sent or delivered after, on_close once with the reason), and
+ * a peer that refuses in place of its stream header.
  */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <uv.h>
 
@@ -138,4 +144,132 @@ TEST(finish_delivers_what_was_sent_then_closes_once_with_its_reason)
     CHECK_EQ(uv_loop_close(&loop), 0);
 }
 
-TEST_MAIN(T(finish_delivers_what_was_sent_then_closes_once_with_its_reason))
+/* A raw initiator on a blocking socket: it sends a true hello, reads the
+ * acceptor's hello and stream header, then refuses in plaintext where its
+ * own header should be. */
+struct refuser {
+    int port;
+    int rv;
+};
+
+static int write_frame(int fd, const uint8_t *body, size_t len)
+{
+    uint8_t hdr[4];
+
+    pds_put_u32be(hdr, (uint32_t)len);
+    return write(fd, hdr, 4) == 4 && write(fd, body, len) == (ssize_t)len ? 0
+                                                                          : -1;
+}
+
+static int read_frame(int fd, uint8_t *body, size_t cap)
+{
+    uint8_t hdr[4];
+    size_t len, got = 0;
+
+    if (recv(fd, hdr, 4, MSG_WAITALL) != 4)
+        return -1;
+    len = pds_get_u32be(hdr);
+    if (len > cap)
+        return -1;
+    while (got < len) {
+        ssize_t r = recv(fd, body + got, len - got, 0);
+        if (r <= 0)
+            return -1;
+        got += (size_t)r;
+    }
+    return (int)len;
+}
+
+static void *refuse_after_hello(void *arg)
+{
+    struct refuser *r = arg;
+    struct pds_identity id;
+    struct pds_handshake hs;
+    struct sockaddr_in sa;
+    struct pds_msg m;
+    uint8_t buf[512];
+    uint8_t *enc;
+    size_t enc_len;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    r->rv = -1;
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)r->port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0)
+        goto out;
+    crypto_kx_keypair(id.pk, id.sk);
+    pds_handshake_init(&hs, 1);
+    memset(&m, 0, sizeof(m));
+    m.type = PDS_MSG_HELLO;
+    m.version = PDS_PROTOCOL_VERSION;
+    m.aead = hs.aead;
+    memcpy(m.pk, id.pk, PDS_KEY_BYTES);
+    memcpy(m.epk, hs.e_pk, PDS_KEY_BYTES);
+    if (pds_msg_encode(&m, &enc, &enc_len) != 0)
+        goto out;
+    r->rv = write_frame(fd, enc, enc_len);
+    free(enc);
+    /* The acceptor's hello, then its stream header. */
+    if (r->rv != 0 || read_frame(fd, buf, sizeof(buf)) <= 0 ||
+        read_frame(fd, buf, sizeof(buf)) != PDS_STREAM_HEADER) {
+        r->rv = -1;
+        goto out;
+    }
+    memset(&m, 0, sizeof(m));
+    m.type = PDS_MSG_REFUSE;
+    m.code = PDS_EPERM;
+    snprintf(m.err, sizeof(m.err), "%s", "the initiator says no");
+    if (pds_msg_encode(&m, &enc, &enc_len) != 0) {
+        r->rv = -1;
+        goto out;
+    }
+    r->rv = write_frame(fd, enc, enc_len);
+    free(enc);
+    /* Wait for the acceptor to close. */
+    while (r->rv == 0 && recv(fd, buf, sizeof(buf), 0) > 0)
+        ;
+out:
+    if (fd >= 0)
+        close(fd);
+    return NULL;
+}
+
+TEST(refusal_in_place_of_the_stream_header_is_reported_as_one)
+{
+    uv_loop_t loop;
+    char bound[64], errmsg[PDS_ERRMSG_SIZE];
+    struct refuser r;
+    pthread_t t;
+    const char *colon;
+
+    CHECK(sodium_init() >= 0);
+    CHECK_EQ(uv_loop_init(&loop), 0);
+    CHECK_EQ(make_end(&loop, &server_end, 1), 0);
+    CHECK_EQ(pds_net_listen(server_end.net, "127.0.0.1:0", bound, errmsg), 0);
+    colon = strrchr(bound, ':');
+    CHECK(colon != NULL);
+    r.port = atoi(colon + 1);
+    CHECK_EQ(pthread_create(&t, NULL, refuse_after_hello, &r), 0);
+    timed_out = 0;
+    CHECK_EQ(uv_timer_init(&loop, &guard), 0);
+    CHECK_EQ(uv_timer_start(&guard, on_guard, 5000, 0), 0);
+    while (!timed_out && server_end.n_close == 0 &&
+           uv_run(&loop, UV_RUN_ONCE) >= 0)
+        ;
+    CHECK(!timed_out);
+    CHECK_EQ(server_end.n_open, 0);
+    CHECK_EQ(server_end.n_close, 1);
+    CHECK(strstr(server_end.close_error, "refused by ") != NULL);
+    CHECK(strstr(server_end.close_error, ": the initiator says no") != NULL);
+    pds_net_close(server_end.net);
+    uv_close((uv_handle_t *)&guard, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    pthread_join(t, NULL);
+    CHECK_EQ(r.rv, 0);
+    CHECK_EQ(uv_loop_close(&loop), 0);
+}
+
+TEST_MAIN(T(finish_delivers_what_was_sent_then_closes_once_with_its_reason),
+          T(refusal_in_place_of_the_stream_header_is_reported_as_one))
