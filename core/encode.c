@@ -133,6 +133,26 @@ int pds_record_decode(const uint8_t *buf, size_t len, struct pds_record *rec)
     return 0;
 }
 
+void pds_clamp_encode(const struct pds_clamp *clamp, uint8_t *buf)
+{
+    pds_put_u64be(buf, clamp->origin.node);
+    pds_put_u64be(buf + 8, clamp->origin.hlc);
+    pds_put_u64be(buf + 16, clamp->version.hlc);
+    pds_put_u64be(buf + 24, clamp->version.node);
+    pds_put_u64be(buf + 32, clamp->epoch);
+    pds_put_u64be(buf + 40, clamp->index);
+}
+
+void pds_clamp_decode(const uint8_t *buf, struct pds_clamp *clamp)
+{
+    clamp->origin.node = pds_get_u64be(buf);
+    clamp->origin.hlc = pds_get_u64be(buf + 8);
+    clamp->version.hlc = pds_get_u64be(buf + 16);
+    clamp->version.node = pds_get_u64be(buf + 24);
+    clamp->epoch = pds_get_u64be(buf + 32);
+    clamp->index = pds_get_u64be(buf + 40);
+}
+
 size_t pds_entry_size(const struct pds_entry *entry)
 {
     return PDS_ENTRY_HDR + entry->key.owner_len + entry->key.item_len +

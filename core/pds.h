@@ -317,6 +317,12 @@ struct pds_clamp {
     pds_index index;
 };
 
+/* A memo as followers receive it with its entry (ENTRIES "c"): origin
+ * node and clock, the stamp's clock and node, epoch, index; big-endian. */
+#define PDS_CLAMP_BYTES 48
+void pds_clamp_encode(const struct pds_clamp *clamp, uint8_t *buf);
+void pds_clamp_decode(const uint8_t *buf, struct pds_clamp *clamp);
+
 /* How a write with an origin version was decided (pds_reply.outcome). */
 enum pds_outcome {
     PDS_OUTCOME_APPLIED = 0,

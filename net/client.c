@@ -736,6 +736,7 @@ int pds_client_status(struct pds_client *c, struct pds_status *out)
         pds__mp_uint(d, "n_users", &st.n_users) != 0 ||
         pds__mp_uint(d, "n_groups", &st.n_groups) != 0 ||
         pds__mp_uint(d, "n_log", &st.n_log) != 0 ||
+        pds__mp_uint(d, "n_clamps", &st.n_clamps) != 0 ||
         pds__mp_uint(d, "bytes_used", &st.bytes_used) != 0 ||
         pds__mp_uint(d, "budget", &st.budget) != 0 ||
         pds__mp_uint(d, "max_users", &st.max_users) != 0 ||

@@ -105,6 +105,7 @@ struct pds_status {
     uint64_t n_users;
     uint64_t n_groups;
     uint64_t n_log;
+    uint64_t n_clamps; /* memos of restamped writes (server or follower) */
     uint64_t bytes_used;
     uint64_t budget;
     uint64_t max_users;

@@ -104,6 +104,8 @@ void pds_msg_free(struct pds_msg *m)
 {
     free(m->blob);
     m->blob = NULL;
+    free(m->clamps);
+    m->clamps = NULL;
     sodium_memzero(m->pw, sizeof(m->pw));
 }
 
@@ -160,7 +162,7 @@ int pds_msg_encode(const struct pds_msg *m, uint8_t **out, size_t *len)
         n += 5;
         break;
     case PDS_MSG_ENTRIES:
-        n += 4;
+        n += 4 + (m->clamps_len > 0 ? 1 : 0);
         break;
     case PDS_MSG_ACK:
         n += 1;
@@ -235,6 +237,8 @@ int pds_msg_encode(const struct pds_msg *m, uint8_t **out, size_t *len)
         pack_u64(&pk, "e", m->epoch); /* the sender's last index */
         pack_u64(&pk, "w", m->window_end);
         pack_bin(&pk, "b", m->blob, m->blob_len);
+        if (m->clamps_len > 0)
+            pack_bin(&pk, "c", m->clamps, m->clamps_len);
         break;
     case PDS_MSG_ACK:
         pack_u64(&pk, "i", m->index);
@@ -475,6 +479,15 @@ int pds_msg_decode(const uint8_t *buf,
             /* Optional: a sender without it waits for each ACK. */
             if (pds__mp_uint(o, "w", &m->window_end) != 0)
                 m->window_end = 0;
+            /* Optional: the memos of restamped entries. */
+            if (pds__mp_get(o, "c") != NULL) {
+                if (pds__mp_bin(o, "c", &b, &bn) != 0 || bn == 0 ||
+                    bn % PDS_CLAMP_BYTES != 0 ||
+                    (m->clamps = malloc(bn)) == NULL)
+                    goto bad;
+                memcpy(m->clamps, b, bn);
+                m->clamps_len = bn;
+            }
         } else {
             if (pds__mp_uint(o, "r", &m->rid) != 0 ||
                 pds__mp_uint(o, "o", &u) != 0 || u < PDS_OP_PUT ||
@@ -507,6 +520,9 @@ int pds_msg_decode(const uint8_t *buf,
 
 bad:
     snprintf(errmsg, PDS_ERRMSG_SIZE, "malformed %s message", type_names[type]);
+    free(m->clamps);
+    m->clamps = NULL;
+    m->clamps_len = 0;
 out:
     msgpack_unpacked_destroy(&up);
     return rv;

@@ -72,6 +72,9 @@ struct pds_msg {
     uint8_t *blob; /* ADMIN request, ADMIN_REPLY reply, ENTRIES entries,
                     * WRITE value (owned) */
     size_t blob_len;
+    uint8_t *clamps; /* ENTRIES: memos of its restamped entries,
+                      * PDS_CLAMP_BYTES each (owned; optional) */
+    size_t clamps_len;
     uint64_t index;      /* SYNC, ENTRIES (first), ACK, WRITE_ACK */
     uint64_t epoch;      /* SYNC, WRITE_ACK; ENTRIES: the server's last index */
     uint64_t window_end; /* ENTRIES: the last index sent before an ACK is

@@ -618,7 +618,7 @@ int pds_reply_status(struct pds_reply_buf *rb, const struct pds_status *st)
     msgpack_packer *pk = &rb->pk;
 
     rb->has_fields = 1;
-    msgpack_pack_map(pk, 35);
+    msgpack_pack_map(pk, 36);
     pds__mp_pack_cstr(pk, "role");
     pds__mp_pack_cstr(pk, st->role != NULL ? st->role : "");
     PACK_U64(pk, st, node_id);
@@ -629,6 +629,7 @@ int pds_reply_status(struct pds_reply_buf *rb, const struct pds_status *st)
     PACK_U64(pk, st, n_users);
     PACK_U64(pk, st, n_groups);
     PACK_U64(pk, st, n_log);
+    PACK_U64(pk, st, n_clamps);
     PACK_U64(pk, st, bytes_used);
     PACK_U64(pk, st, budget);
     PACK_U64(pk, st, max_users);

@@ -550,6 +550,10 @@ int pds_store_stats(struct pds_store *store, struct pds_store_stats *out)
         rv = mdb_stat(txn, store->log, &mst);
     if (rv == 0) {
         st.n_log = mst.ms_entries;
+        rv = mdb_stat(txn, store->clamps, &mst);
+    }
+    if (rv == 0) {
+        st.n_clamps = mst.ms_entries;
         rv = mdb_cursor_open(txn, store->owners, &cur);
     }
     if (rv == 0) {
@@ -928,6 +932,15 @@ static void clamp_key(const struct pds_version *origin, uint8_t *kbuf)
 {
     pds_put_u64be(kbuf, origin->node);
     pds_put_u64be(kbuf + 8, origin->hlc);
+}
+
+/* A memo's value (32 bytes: stamp hlc and node, epoch, index). */
+static void clamp_value(const uint8_t *p, struct pds_clamp *out)
+{
+    out->version.hlc = pds_get_u64be(p);
+    out->version.node = pds_get_u64be(p + 8);
+    out->epoch = pds_get_u64be(p + 16);
+    out->index = pds_get_u64be(p + 24);
 }
 
 static int put_clamps(struct pds_store *s,
@@ -1312,12 +1325,8 @@ int pds_store_clamp_get(struct pds_store *store,
         return translate(rv);
     rv = mdb_get(txn, store->clamps, &k, &v);
     if (rv == 0 && v.mv_size == 32) {
-        const uint8_t *p = v.mv_data;
         out->origin = *origin;
-        out->version.hlc = pds_get_u64be(p);
-        out->version.node = pds_get_u64be(p + 8);
-        out->epoch = pds_get_u64be(p + 16);
-        out->index = pds_get_u64be(p + 24);
+        clamp_value(v.mv_data, out);
     }
     read_end(store, txn);
     if (rv == MDB_NOTFOUND)
@@ -1325,6 +1334,76 @@ int pds_store_clamp_get(struct pds_store *store,
     if (rv == 0 && v.mv_size != 32)
         return PDS_ECORRUPT;
     return rv == 0 ? 0 : translate(rv);
+}
+
+int pds_store_clamps_range(struct pds_store *store,
+                           pds_index first,
+                           pds_index last,
+                           struct pds_clamp **out,
+                           size_t *n_out)
+{
+    struct pds_clamp *arr = NULL;
+    size_t n = 0, cap = 0;
+    uint8_t ibuf[8];
+    MDB_val k = {sizeof(ibuf), ibuf}, v;
+    MDB_cursor *cur = NULL;
+    MDB_txn *txn;
+    int rv;
+
+    *out = NULL;
+    *n_out = 0;
+    pds_put_u64be(ibuf, first);
+    rv = read_begin(store, &txn);
+    if (rv != 0)
+        return set_err(store, translate(rv), "restamp memos: %s",
+                       mdb_strerror(rv));
+    rv = mdb_cursor_open(txn, store->clamp_log, &cur);
+    if (rv == 0)
+        rv = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    while (rv == 0 && k.mv_size == 8 && pds_get_u64be(k.mv_data) <= last) {
+        MDB_val mk = {16, v.mv_data}, mv;
+        struct pds_clamp c;
+        if (v.mv_size != 24) {
+            rv = MDB_CORRUPTED;
+            break;
+        }
+        rv = mdb_get(txn, store->clamps, &mk, &mv);
+        if (rv == MDB_NOTFOUND) {
+            rv = 0; /* no memo under this entry: nothing to send */
+        } else if (rv == 0 && mv.mv_size != 32) {
+            rv = MDB_CORRUPTED;
+        } else if (rv == 0) {
+            c.origin.node = pds_get_u64be(v.mv_data);
+            c.origin.hlc = pds_get_u64be((const uint8_t *)v.mv_data + 8);
+            clamp_value(mv.mv_data, &c);
+            if (n == cap) {
+                struct pds_clamp *bigger;
+                cap = cap ? cap * 2 : 8;
+                bigger = realloc(arr, cap * sizeof(*arr));
+                if (bigger == NULL) {
+                    rv = ENOMEM;
+                    break;
+                }
+                arr = bigger;
+            }
+            arr[n++] = c;
+        }
+        if (rv == 0)
+            rv = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    if (cur != NULL)
+        mdb_cursor_close(cur);
+    read_end(store, txn);
+    if (rv != 0 && rv != MDB_NOTFOUND) {
+        free(arr);
+        if (rv == ENOMEM)
+            return set_err(store, PDS_ENOMEM, "restamp memos: out of memory");
+        return set_err(store, translate(rv), "restamp memos: %s",
+                       mdb_strerror(rv));
+    }
+    *out = arr;
+    *n_out = n;
+    return 0;
 }
 
 int pds_store_get(struct pds_store *store,

@@ -58,6 +58,7 @@ struct pds_store_stats {
     uint64_t n_users;    /* owners of scope user */
     uint64_t n_groups;   /* owners of scope group */
     uint64_t n_log;      /* retained log entries */
+    uint64_t n_clamps;   /* memos of restamped writes */
     uint64_t bytes_used; /* pages in use * page size */
     uint64_t map_size;   /* current map size */
     uint64_t budget;
@@ -101,8 +102,9 @@ int pds_store_commit(struct pds_store *store,
 
 /*
  * The same, keeping the memo of the clamped writes among the entries (the
- * core's pds_update.clamps) in the same transaction. A memo is dropped
- * when its entry leaves the log.
+ * core's pds_update.clamps, or on a follower what the server sent with
+ * them) in the same transaction. A memo lives while its entry is in the
+ * log and at least 30 days after its stamp (up to 100,000 memos).
  */
 int pds_store_commit_clamped(struct pds_store *store,
                              const struct pds_entry *entries,
@@ -110,6 +112,16 @@ int pds_store_commit_clamped(struct pds_store *store,
                              const struct pds_clamp *clamps,
                              size_t n_clamps,
                              pds_time now);
+
+/*
+ * The memos of the clamped writes among entries first..last, in index
+ * order, for a follower (*out malloc'ed, NULL when none).
+ */
+int pds_store_clamps_range(struct pds_store *store,
+                           pds_index first,
+                           pds_index last,
+                           struct pds_clamp **out,
+                           size_t *n_out);
 
 /* The memo of a clamped write by the version it came with; PDS_ENOTFOUND. */
 int pds_store_clamp_get(struct pds_store *store,

@@ -164,9 +164,7 @@ const char *pds__daemon_ack_mode(const struct daemon *d);
 
 /* Server: send a batch to the standby before committing it (the fsyncs
  * overlap); after a failed commit of a batch sent so, drop that link. */
-int pds__repl_ship_early(struct daemon *d,
-                         const struct pds_entry *entries,
-                         size_t n);
+int pds__repl_ship_early(struct daemon *d, const struct pds_batch *b);
 void pds__repl_unship(struct daemon *d, pds_index first);
 /* Server: ship new log entries to the followers after a commit. */
 void pds__group_after_commit(struct daemon *d);

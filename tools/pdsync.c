@@ -829,7 +829,8 @@ static int cmd_status(struct cli *cli, int argc, char **argv)
             "{\"role\":\"%s\",\"node_id\":\"%016llx\",\"epoch\":%llu,"
             "\"last_epoch\":%llu,\"last_index\":%llu,\"records\":%llu,"
             "\"users\":%llu,\"max_users\":%llu,\"groups\":%llu,"
-            "\"log_entries\":%llu,\"bytes_used\":%llu,\"budget\":%llu,"
+            "\"log_entries\":%llu,\"restamp_memos\":%llu,"
+            "\"bytes_used\":%llu,\"budget\":%llu,"
             "\"commits\":%llu,\"committed_entries\":%llu,"
             "\"machines\":%llu,\"max_machines\":%llu,"
             "\"reclaim_after_s\":%llu,\"pid\":%llu,",
@@ -838,8 +839,8 @@ static int cmd_status(struct cli *cli, int argc, char **argv)
             (unsigned long long)st.last_index, (unsigned long long)st.n_records,
             (unsigned long long)st.n_users, (unsigned long long)st.max_users,
             (unsigned long long)st.n_groups, (unsigned long long)st.n_log,
-            (unsigned long long)st.bytes_used, (unsigned long long)st.budget,
-            (unsigned long long)st.n_commits,
+            (unsigned long long)st.n_clamps, (unsigned long long)st.bytes_used,
+            (unsigned long long)st.budget, (unsigned long long)st.n_commits,
             (unsigned long long)st.n_committed,
             (unsigned long long)st.n_machines,
             (unsigned long long)st.max_machines,

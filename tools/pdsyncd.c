@@ -297,8 +297,8 @@ static void start_commit(struct daemon *d)
 {
     take_batch(d);
     /* The standby's fsync runs while ours does. */
-    d->commit_shipped = pds__daemon_waits_for_standby(d) &&
-                        pds__repl_ship_early(d, d->cbatch.e, d->cbatch.n);
+    d->commit_shipped =
+        pds__daemon_waits_for_standby(d) && pds__repl_ship_early(d, &d->cbatch);
     d->commit_time = pds__wall_ms();
     d->commit_work.data = d;
     /* On a pool thread when a standby is to confirm the batch: the loop
@@ -1045,6 +1045,7 @@ static void handle_status(struct daemon *d,
     st.n_users = stats.n_users;
     st.n_groups = stats.n_groups;
     st.n_log = stats.n_log;
+    st.n_clamps = stats.n_clamps;
     st.bytes_used = stats.bytes_used;
     st.budget = stats.budget;
     st.max_users = d->cfg.limits.max_users;

@@ -240,6 +240,24 @@ static pds_index window_of(const struct daemon *d, const struct follower *f)
  * drains (pds__repl_flush, every loop turn), so that a big catch-up
  * neither holds the loop nor fills the memory with sealed frames.
  */
+/* Put the memos of restamped entries on an ENTRIES message (m->clamps,
+ * to be freed by the caller); -1 without memory. */
+static int
+attach_clamps(struct pds_msg *m, const struct pds_clamp *cl, size_t n)
+{
+    size_t i;
+
+    if (n == 0)
+        return 0;
+    m->clamps = malloc(n * PDS_CLAMP_BYTES);
+    if (m->clamps == NULL)
+        return -1;
+    for (i = 0; i < n; i++)
+        pds_clamp_encode(&cl[i], m->clamps + i * PDS_CLAMP_BYTES);
+    m->clamps_len = n * PDS_CLAMP_BYTES;
+    return 0;
+}
+
 static int ship(struct daemon *d, struct follower *f, pds_index last)
 {
     struct pds_conn *c = pds_net_find(d->net, f->conn);
@@ -249,8 +267,9 @@ static int ship(struct daemon *d, struct follower *f, pds_index last)
         return 0;
     while (pds_repl_window(&f->log, last, window_of(d, f)) > 0) {
         struct pds_msg m;
+        struct pds_clamp *cl = NULL;
         uint8_t *buf;
-        size_t len, n;
+        size_t len, n, n_cl = 0;
         int rv;
         if (pds_conn_queued(c) >= QUEUED_BYTES) {
             f->is_paused = 1;
@@ -262,6 +281,13 @@ static int ship(struct daemon *d, struct follower *f, pds_index last)
             /* Trimmed before it was sent (a slow follower): a refresh. */
             refresh(d, c, "fell behind the log retention");
             return 0;
+        }
+        if (rv == 0 && n > 0) {
+            /* The memos of restamped entries go with them. */
+            rv = pds_store_clamps_range(d->store, f->log.next,
+                                        f->log.next + n - 1, &cl, &n_cl);
+            if (rv != 0)
+                free(buf);
         }
         if (rv != 0 || n == 0) {
             /* Nothing more would go: the follower would wait for what the
@@ -284,8 +310,11 @@ static int ship(struct daemon *d, struct follower *f, pds_index last)
             m.window_end = f->log.next + n - 1; /* the window shrank */
         m.blob = buf;
         m.blob_len = len;
-        rv = pds_conn_send(c, &m);
+        rv = attach_clamps(&m, cl, n_cl) != 0 ? PDS_ENOMEM
+                                              : pds_conn_send(c, &m);
         free(buf);
+        free(cl);
+        free(m.clamps);
         if (rv != 0) {
             pds_conn_close(c, "cannot send the log");
             return rv;
@@ -422,10 +451,10 @@ static void snap_done(uv_work_t *req, int status)
  * Server, before its own commit of these entries: send them to the standby
  * now, so that its fsync and ours overlap. Returns whether they were sent.
  */
-int pds__repl_ship_early(struct daemon *d,
-                         const struct pds_entry *entries,
-                         size_t n)
+int pds__repl_ship_early(struct daemon *d, const struct pds_batch *b)
 {
+    const struct pds_entry *entries = b->e;
+    size_t n = b->n;
     struct follower *f = NULL;
     struct pds_conn *c;
     struct pds_msg m;
@@ -460,8 +489,10 @@ int pds__repl_ship_early(struct daemon *d,
     m.window_end = entries[n - 1].index; /* committed at once */
     m.blob = buf;
     m.blob_len = len;
-    rv = pds_conn_send(c, &m);
+    rv = attach_clamps(&m, b->clamps, b->n_clamps) != 0 ? PDS_ENOMEM
+                                                        : pds_conn_send(c, &m);
     free(buf);
+    free(m.clamps);
     if (rv != 0 || pds_conn_flush(c) != 0)
         return 0;
     pds_repl_sent(&f->log, n);
@@ -783,13 +814,15 @@ static char outbox_error[PDS_MEMBER_ERROR];
 /*
  * A catch-up's entries held in memory until they are committed together
  * (see pds__repl_on_entries): the messages' buffers, taken from them, and
- * the entries decoded from them.
+ * the entries decoded from them, and the memos of the restamped ones.
  */
 static struct {
     uint8_t **blobs;
     size_t n_blobs, cap_blobs;
     struct pds_entry *e;
     size_t n, cap;
+    struct pds_clamp *clamps;
+    size_t n_clamps, cap_clamps;
     uint64_t bytes;
 } held;
 static void held_drop(void);
@@ -1282,6 +1315,7 @@ static void held_drop(void)
         free(held.blobs[i]);
     held.n_blobs = 0;
     held.n = 0;
+    held.n_clamps = 0;
     held.bytes = 0;
 }
 
@@ -1290,7 +1324,8 @@ static void held_drop(void)
 static int held_add(struct pds_msg *m, pds_index want)
 {
     uint8_t *copy = m->blob;
-    size_t off = 0, first = held.n;
+    size_t off = 0, first = held.n, first_clamp = held.n_clamps;
+    size_t i;
 
     if (pds__append((void **)&held.blobs, &held.n_blobs, &held.cap_blobs, &copy,
                     1, sizeof(copy)) != 0)
@@ -1313,11 +1348,25 @@ static int held_add(struct pds_msg *m, pds_index want)
     }
     if (held.n == first)
         goto bad;
+    /* The memos of this message's restamped entries, each under one of
+     * them: stored with them in the same transaction. */
+    for (i = 0; i < m->clamps_len / PDS_CLAMP_BYTES; i++) {
+        struct pds_clamp cl;
+        pds_clamp_decode(m->clamps + i * PDS_CLAMP_BYTES, &cl);
+        if (cl.index < want || cl.index >= want + (held.n - first) ||
+            held.e[cl.index - held.e[0].index].version.hlc != cl.version.hlc ||
+            held.e[cl.index - held.e[0].index].version.node !=
+                cl.version.node ||
+            pds__append((void **)&held.clamps, &held.n_clamps, &held.cap_clamps,
+                        &cl, 1, sizeof(cl)) != 0)
+            goto bad;
+    }
     held.bytes += m->blob_len;
     return 0;
 
 bad:
     held.n = first;
+    held.n_clamps = first_clamp;
     return -1;
 }
 
@@ -1354,7 +1403,8 @@ void pds__repl_on_entries(struct daemon *d,
                              MAX_INFLIGHT / 2, pds_conn_pending(c) > 0) &&
         held.bytes < d->cfg.catchup_memory / 2)
         return;
-    rv = pds_store_commit(d->store, held.e, held.n, pds__wall_ms());
+    rv = pds_store_commit_clamped(d->store, held.e, held.n, held.clamps,
+                                  held.n_clamps, pds__wall_ms());
     if (rv != 0) {
         char why[PDS_ERRMSG_SIZE + 32];
         snprintf(why, sizeof(why), "cannot apply the server's entries: %s",

@@ -134,6 +134,19 @@ expect 0 pds "$s" get judy ui.theme
 [ "$OUT" = from-server ] || fail "the server has '$OUT' for judy/ui.theme"
 expect 0 pds "$s" status
 expect_out 'conflicts: .* 1 clocks restamped'
+# The memo travels with its entry: the standby, which caught up from the
+# log, and the client hold it too (a promoted standby must know the
+# replay). A second write from the clock ahead, with the standby here, goes
+# to it before the server's commit, with its memo.
+expect 0 pds "$s" --json status
+expect_out '"restamp_memos":1,'
+wait_for "$sb" "--json status" '"restamp_memos":1,'
+wait_for "$a" "--json status" '"restamp_memos":1,'
+expect 0 pds "$a" put judy ui.font large
+expect_out '^committed judy/ui.font'
+wait_for "$sb" "--json status" '"restamp_memos":2,'
+expect 0 pds "$s" status
+expect_out 'conflicts: .* 2 clocks restamped'
 pass "a restamped queued write sent again is the same write: a newer one made meanwhile stays"
 stop_node "$a"
 stop_node "$sb"

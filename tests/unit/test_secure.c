@@ -427,8 +427,38 @@ TEST(replication_messages_round_trip)
         CHECK_EQ(
             pds_msg_decode((const uint8_t *)sb.data, sb.size, &out, errmsg), 0);
         CHECK_EQ(out.window_end, 0);
+        CHECK(out.clamps == NULL); /* no memos: none */
         pds_msg_free(&out);
         msgpack_sbuffer_destroy(&sb);
+    }
+    /* Entries with the memos of restamped ones: round trip; memos that
+     * are not whole are refused. */
+    {
+        struct pds_clamp cl = {
+            {PDS_HLC_MAKE(9000, 1), 7}, {PDS_HLC_MAKE(8000, 0), 1}, 3, 12};
+        struct pds_clamp back;
+        uint8_t wire[PDS_CLAMP_BYTES];
+        pds_clamp_encode(&cl, wire);
+        memset(&m, 0, sizeof(m));
+        m.type = PDS_MSG_ENTRIES;
+        m.index = 11;
+        m.epoch = 12;
+        m.blob = (uint8_t *)"entries";
+        m.blob_len = 7;
+        m.clamps = wire;
+        m.clamps_len = sizeof(wire);
+        CHECK_EQ(pds_msg_encode(&m, &buf, &len), 0);
+        CHECK_EQ(pds_msg_decode(buf, len, &out, errmsg), 0);
+        CHECK_EQ(out.clamps_len, PDS_CLAMP_BYTES);
+        pds_clamp_decode(out.clamps, &back);
+        CHECK(memcmp(&back, &cl, sizeof(cl)) == 0);
+        pds_msg_free(&out);
+        free(buf);
+        m.clamps_len = sizeof(wire) - 1;
+        CHECK_EQ(pds_msg_encode(&m, &buf, &len), 0);
+        CHECK_EQ(pds_msg_decode(buf, len, &out, errmsg), PDS_EPROTO);
+        CHECK(strstr(errmsg, "malformed entries") != NULL);
+        free(buf);
     }
     /* A snapshot chunk: position, number, last flag, bytes. */
     memset(&m, 0, sizeof(m));

@@ -745,6 +745,55 @@ TEST(retention_trims_log)
  * reopen, is not written by a failed commit, and stays after its entry
  * left the log until it is 30 days old.
  */
+TEST(clamps_range_lists_the_memos_under_entries)
+{
+    struct pds_store *s;
+    struct pds_store_stats st;
+    struct pds_clamp c[2], *got;
+    size_t n;
+    pds_index i;
+
+    fresh_dir();
+    s = open_store(0, 0, 100);
+    CHECK(s != NULL);
+    /* Entries 1..5; 2 and 4 were restamped writes. */
+    for (i = 1; i <= 5; i++) {
+        struct pds_entry e = entry(i, PDS_OP_PUT, "alice", "a", "v");
+        struct pds_clamp *mine = &c[i == 2 ? 0 : 1];
+        if (i == 2 || i == 4) {
+            mine->origin.hlc = PDS_HLC_MAKE(900000 + i, 0);
+            mine->origin.node = 7;
+            mine->version = e.version;
+            mine->epoch = 1;
+            mine->index = i;
+        }
+        CHECK_EQ(pds_store_commit_clamped(s, &e, 1, mine,
+                                          i == 2 || i == 4 ? 1 : 0, 1),
+                 0);
+    }
+    CHECK_EQ(pds_store_clamps_range(s, 1, 5, &got, &n), 0);
+    CHECK_EQ(n, 2);
+    for (i = 0; i < 2; i++) {
+        CHECK_EQ(got[i].index, c[i].index);
+        CHECK_EQ(got[i].origin.hlc, c[i].origin.hlc);
+        CHECK_EQ(got[i].origin.node, 7);
+        CHECK_EQ(got[i].version.hlc, c[i].version.hlc);
+        CHECK_EQ(got[i].version.node, c[i].version.node);
+        CHECK_EQ(got[i].epoch, 1);
+    }
+    free(got);
+    CHECK_EQ(pds_store_clamps_range(s, 3, 3, &got, &n), 0);
+    CHECK_EQ(n, 0);
+    CHECK(got == NULL);
+    CHECK_EQ(pds_store_clamps_range(s, 4, 100, &got, &n), 0);
+    CHECK_EQ(n, 1);
+    CHECK_EQ(got[0].index, 4);
+    free(got);
+    CHECK_EQ(pds_store_stats(s, &st), 0);
+    CHECK_EQ(st.n_clamps, 2);
+    pds_store_close(s);
+}
+
 TEST(clamp_memo_lives_with_its_entry)
 {
     struct pds_store *s;
@@ -1548,6 +1597,7 @@ TEST(cleanup)
 }
 
 TEST_MAIN(T(put_get_delete),
+          T(clamps_range_lists_the_memos_under_entries),
           T(clamp_memo_lives_with_its_entry),
           T(versions_and_tombstones),
           T(log_entries_are_stored_as_encoded),
