@@ -727,6 +727,9 @@ int pds_client_status(struct pds_client *c, struct pds_status *out)
     st.standby = status_str(c, d, "standby");
     st.ack_mode = status_str(c, d, "ack_mode");
     st.outbox_error = status_str(c, d, "outbox_error");
+    /* Optional: a daemon before restamp memos travelled has none. */
+    if (pds__mp_uint(d, "n_clamps", &st.n_clamps) != 0)
+        st.n_clamps = 0;
     if (st.role == NULL || st.data_dir == NULL || st.version == NULL ||
         pds__mp_uint(d, "node_id", &st.node_id) != 0 ||
         pds__mp_uint(d, "epoch", &st.epoch) != 0 ||
@@ -736,7 +739,6 @@ int pds_client_status(struct pds_client *c, struct pds_status *out)
         pds__mp_uint(d, "n_users", &st.n_users) != 0 ||
         pds__mp_uint(d, "n_groups", &st.n_groups) != 0 ||
         pds__mp_uint(d, "n_log", &st.n_log) != 0 ||
-        pds__mp_uint(d, "n_clamps", &st.n_clamps) != 0 ||
         pds__mp_uint(d, "bytes_used", &st.bytes_used) != 0 ||
         pds__mp_uint(d, "budget", &st.budget) != 0 ||
         pds__mp_uint(d, "max_users", &st.max_users) != 0 ||

@@ -40,8 +40,9 @@ struct pds_store {
     MDB_dbi outbox;       /* u64 seq -> entry: a client's writes not yet sent */
     MDB_dbi snap_records; /* a snapshot being received (staging) */
     MDB_dbi snap_scopes;
-    MDB_dbi clamps;    /* origin node, hlc -> pds_clamp: writes restamped */
-    MDB_dbi clamp_log; /* u64 index -> origin node, hlc, stamp: order */
+    MDB_dbi snap_clamps; /* the memos of a snapshot being received */
+    MDB_dbi clamps;      /* origin node, hlc -> pds_clamp: writes restamped */
+    MDB_dbi clamp_log;   /* u64 index -> origin node, hlc, stamp: order */
     size_t map_size;
     size_t budget;
     uint64_t retain;
@@ -339,6 +340,8 @@ static int open_tables(struct pds_store *s)
         (rv = mdb_dbi_open(txn, "outbox", MDB_CREATE, &s->outbox)) != 0 ||
         (rv = mdb_dbi_open(txn, "snap_records", MDB_CREATE,
                            &s->snap_records)) != 0 ||
+        (rv = mdb_dbi_open(txn, "snap_clamps", MDB_CREATE, &s->snap_clamps)) !=
+            0 ||
         (rv = mdb_dbi_open(txn, "snap_scopes", MDB_CREATE, &s->snap_scopes)) !=
             0 ||
         (rv = mdb_dbi_open(txn, "clamps", MDB_CREATE, &s->clamps)) != 0 ||
@@ -955,12 +958,24 @@ static int put_clamps(struct pds_store *s,
         uint8_t kbuf[24], vbuf[32], ibuf[8];
         MDB_val k = {16, kbuf}, v = {sizeof(vbuf), vbuf};
         MDB_val ik = {sizeof(ibuf), ibuf}, iv = {sizeof(kbuf), kbuf};
+        MDB_val old;
         clamp_key(&clamps[i].origin, kbuf);
         pds_put_u64be(kbuf + 16, clamps[i].version.hlc);
         pds_put_u64be(vbuf, clamps[i].version.hlc);
         pds_put_u64be(vbuf + 8, clamps[i].version.node);
         pds_put_u64be(vbuf + 16, clamps[i].epoch);
         pds_put_u64be(vbuf + 24, clamps[i].index);
+        /* A memo of the same origin under another entry (a follower that
+         * keeps its log longer than the server did): its order row goes,
+         * so that trimming it never takes this one. */
+        rv = mdb_get(txn, s->clamps, &k, &old);
+        if (rv == 0 && old.mv_size == 32 &&
+            pds_get_u64be((uint8_t *)old.mv_data + 24) != clamps[i].index) {
+            pds_put_u64be(ibuf, pds_get_u64be((uint8_t *)old.mv_data + 24));
+            rv = mdb_del(txn, s->clamp_log, &ik, NULL);
+        }
+        if (rv != 0 && rv != MDB_NOTFOUND)
+            break;
         pds_put_u64be(ibuf, clamps[i].index);
         rv = mdb_put(txn, s->clamps, &k, &v, 0);
         if (rv == 0)
@@ -1000,8 +1015,16 @@ trim_clamps(struct pds_store *s, MDB_txn *txn, pds_index first, pds_time now)
                         now);
         if (keep && st.ms_entries <= CLAMP_KEEP_MAX)
             break;
-        v.mv_size = 16; /* the memo's key */
-        rv = mdb_del(txn, s->clamps, &v, NULL);
+        {
+            MDB_val mk = {16, v.mv_data}, mv; /* the memo's key */
+            rv = mdb_get(txn, s->clamps, &mk, &mv);
+            /* Only this row's memo: one of the same origin under a later
+             * entry stays. */
+            if (rv == 0 && mv.mv_size == 32 &&
+                pds_get_u64be((uint8_t *)mv.mv_data + 24) ==
+                    pds_get_u64be(k.mv_data))
+                rv = mdb_del(txn, s->clamps, &mk, NULL);
+        }
         if (rv == 0 || rv == MDB_NOTFOUND)
             rv = mdb_cursor_del(cur, 0);
         if (rv != 0)
@@ -1363,6 +1386,7 @@ int pds_store_clamps_range(struct pds_store *store,
     while (rv == 0 && k.mv_size == 8 && pds_get_u64be(k.mv_data) <= last) {
         MDB_val mk = {16, v.mv_data}, mv;
         struct pds_clamp c;
+        int have = 0;
         if (v.mv_size != 24) {
             rv = MDB_CORRUPTED;
             break;
@@ -1376,18 +1400,22 @@ int pds_store_clamps_range(struct pds_store *store,
             c.origin.node = pds_get_u64be(v.mv_data);
             c.origin.hlc = pds_get_u64be((const uint8_t *)v.mv_data + 8);
             clamp_value(mv.mv_data, &c);
-            if (n == cap) {
-                struct pds_clamp *bigger;
-                cap = cap ? cap * 2 : 8;
-                bigger = realloc(arr, cap * sizeof(*arr));
-                if (bigger == NULL) {
-                    rv = ENOMEM;
-                    break;
-                }
-                arr = bigger;
-            }
-            arr[n++] = c;
+            /* A memo of the same origin under a later entry is not this
+             * row's. */
+            have = c.index == pds_get_u64be(k.mv_data);
         }
+        if (have && n == cap) {
+            struct pds_clamp *bigger;
+            cap = cap ? cap * 2 : 8;
+            bigger = realloc(arr, cap * sizeof(*arr));
+            if (bigger == NULL) {
+                rv = ENOMEM;
+                break;
+            }
+            arr = bigger;
+        }
+        if (have)
+            arr[n++] = c;
         if (rv == 0)
             rv = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
     }
@@ -2182,13 +2210,16 @@ int pds_store_outbox_remove(struct pds_store *store,
 
 /* ---- Snapshots -----------------------------------------------------------
  *
- * A chunk is a sequence of items: u8 kind (1 record, 2 scope), u16 key
- * length, key, u32 value length, value (big-endian lengths). Records carry
- * their record key and stored record; scopes the item name and its byte.
+ * A chunk is a sequence of items: u8 kind (1 record, 2 scope, 3 memo), u16
+ * key length, key, u32 value length, value (big-endian lengths). Records
+ * carry their record key and stored record; scopes the item name and its
+ * byte; memos of restamped writes their 16-byte key and 32-byte value, as
+ * in the clamps table (a standby refreshed so still knows them).
  */
 
 #define SNAP_RECORD 1
 #define SNAP_SCOPE 2
+#define SNAP_CLAMP 3
 #define SNAP_FLUSH (1u << 20) /* bytes buffered before a write */
 
 static int snap_item(uint8_t **buf,
@@ -2299,6 +2330,9 @@ int pds_store_snap_write(struct pds_store *store,
                         &written);
     if (rv == 0)
         rv = snap_table(txn, store->records, SNAP_RECORD, fd, &buf, &len, &cap,
+                        &written);
+    if (rv == 0)
+        rv = snap_table(txn, store->clamps, SNAP_CLAMP, fd, &buf, &len, &cap,
                         &written);
     read_end(store, txn);
     if (rv == 0 && len > 0) {
@@ -2422,6 +2456,8 @@ static int snap_clear(struct pds_store *s, MDB_txn *txn, void *arg)
     rv = mdb_drop(txn, s->snap_records, 0);
     if (rv == 0)
         rv = mdb_drop(txn, s->snap_scopes, 0);
+    if (rv == 0)
+        rv = mdb_drop(txn, s->snap_clamps, 0);
     return rv;
 }
 
@@ -2474,6 +2510,10 @@ static int snap_put(struct pds_store *s, MDB_txn *txn, void *arg)
             if (v.mv_size != 1 || k.mv_size > PDS_ITEM_MAX)
                 return PDS_ECORRUPT;
             rv = mdb_put(txn, s->snap_scopes, &k, &v, 0);
+        } else if (kind == SNAP_CLAMP) {
+            if (k.mv_size != 16 || v.mv_size != 32)
+                return PDS_ECORRUPT;
+            rv = mdb_put(txn, s->snap_clamps, &k, &v, 0);
         } else {
             return PDS_ECORRUPT;
         }
@@ -2615,6 +2655,28 @@ static int copy_table(MDB_txn *txn, MDB_dbi from, MDB_dbi to, uint64_t *n_live)
     return rv == MDB_NOTFOUND ? 0 : rv;
 }
 
+/* The snapshot's memos into the clamps table, each with its order row. */
+static int restore_clamps(struct pds_store *s, MDB_txn *txn)
+{
+    MDB_cursor *cur;
+    MDB_val k, v;
+    int rv = mdb_cursor_open(txn, s->snap_clamps, &cur);
+
+    if (rv != 0)
+        return rv;
+    while ((rv = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
+        struct pds_clamp c;
+        c.origin.node = pds_get_u64be(k.mv_data);
+        c.origin.hlc = pds_get_u64be((const uint8_t *)k.mv_data + 8);
+        clamp_value(v.mv_data, &c);
+        rv = put_clamps(s, txn, &c, 1);
+        if (rv != 0)
+            break;
+    }
+    mdb_cursor_close(cur);
+    return rv == MDB_NOTFOUND ? 0 : rv;
+}
+
 /* Rebuild the owners table from the records. */
 static int rebuild_owners(struct pds_store *s, MDB_txn *txn, pds_time now)
 {
@@ -2665,11 +2727,12 @@ static int snap_finish(struct pds_store *s, MDB_txn *txn, void *arg)
         (rv = mdb_drop(txn, s->owners, 0)) != 0 ||
         (rv = mdb_drop(txn, s->scopes, 0)) != 0 ||
         (rv = mdb_drop(txn, s->log, 0)) != 0 ||
-        /* The memos of restamped writes went with the log. */
+        /* The memos of restamped writes: the snapshot's. */
         (rv = mdb_drop(txn, s->clamps, 0)) != 0 ||
         (rv = mdb_drop(txn, s->clamp_log, 0)) != 0 ||
         (rv = copy_table(txn, s->snap_records, s->records, &n_live)) != 0 ||
         (rv = copy_table(txn, s->snap_scopes, s->scopes, NULL)) != 0 ||
+        (rv = restore_clamps(s, txn)) != 0 ||
         (rv = rebuild_owners(s, txn, a->now)) != 0)
         return rv;
     /* The clock never goes back below a version this node now holds. */

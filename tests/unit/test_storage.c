@@ -741,9 +741,8 @@ TEST(retention_trims_log)
 }
 
 /*
- * The memo of a restamped write is kept with its entry, survives a
- * reopen, is not written by a failed commit, and stays after its entry
- * left the log until it is 30 days old.
+ * The memos under a range of entries, in index order, as the server sends
+ * them to a follower; a memo replaced under a later entry is listed once.
  */
 TEST(clamps_range_lists_the_memos_under_entries)
 {
@@ -791,9 +790,33 @@ TEST(clamps_range_lists_the_memos_under_entries)
     free(got);
     CHECK_EQ(pds_store_stats(s, &st), 0);
     CHECK_EQ(st.n_clamps, 2);
+    /* The same origin restamped again under entry 6 (a follower keeping
+     * its log longer than the server kept the first memo): one memo, under
+     * entry 6 only. */
+    {
+        struct pds_entry e = entry(6, PDS_OP_PUT, "alice", "a", "v");
+        struct pds_clamp again = c[0];
+        again.version = e.version;
+        again.index = 6;
+        CHECK_EQ(pds_store_commit_clamped(s, &e, 1, &again, 1, 1), 0);
+    }
+    CHECK_EQ(pds_store_clamps_range(s, 1, 3, &got, &n), 0);
+    CHECK_EQ(n, 0);
+    CHECK_EQ(pds_store_clamps_range(s, 1, 6, &got, &n), 0);
+    CHECK_EQ(n, 2);
+    CHECK_EQ(got[0].index, 4);
+    CHECK_EQ(got[1].index, 6);
+    free(got);
+    CHECK_EQ(pds_store_stats(s, &st), 0);
+    CHECK_EQ(st.n_clamps, 2);
     pds_store_close(s);
 }
 
+/*
+ * The memo of a restamped write is kept with its entry, survives a
+ * reopen, is not written by a failed commit, and stays after its entry
+ * left the log until it is 30 days old.
+ */
 TEST(clamp_memo_lives_with_its_entry)
 {
     struct pds_store *s;
@@ -1335,14 +1358,19 @@ TEST(snapshot_swaps_in_atomically_with_its_position)
         es[i] = entry((pds_index)i + 1, PDS_OP_PUT, i < 20 ? "alice" : "bob",
                       items[i], "value-of-the-server");
     }
-    CHECK_EQ(pds_store_commit(a, es, 40, 5000), 0);
+    {
+        /* Entry 7 was a restamped write: its memo goes with the snapshot. */
+        struct pds_clamp ca = {
+            {PDS_HLC_MAKE(777777, 0), 5}, es[6].version, 1, 7};
+        CHECK_EQ(pds_store_commit_clamped(a, es, 40, &ca, 1, 5000), 0);
+    }
 
     other_dir(dir_b);
     b = open_at(dir_b);
     CHECK(b != NULL);
     es[0] = entry(1, PDS_OP_PUT, "zed", "ui.language", "mine");
     {
-        /* A memo of a restamped write goes with the log it belongs to. */
+        /* b's own memo goes with the log it belongs to. */
         struct pds_clamp c = {
             {PDS_HLC_MAKE(888888, 0), 9}, es[0].version, 1, 1};
         CHECK_EQ(pds_store_commit_clamped(b, es, 1, &c, 1, 5000), 0);
@@ -1365,8 +1393,18 @@ TEST(snapshot_swaps_in_atomically_with_its_position)
     CHECK_EQ(get_value(b, "zed", "ui.language", v, sizeof(v)), PDS_ENOTFOUND);
     {
         struct pds_version origin = {PDS_HLC_MAKE(888888, 0), 9};
-        struct pds_clamp c;
+        struct pds_version theirs = {PDS_HLC_MAKE(777777, 0), 5};
+        struct pds_clamp c, *got;
+        size_t n;
         CHECK_EQ(pds_store_clamp_get(b, &origin, &c), PDS_ENOTFOUND);
+        /* The snapshot's memo is b's now, with its order row. */
+        CHECK_EQ(pds_store_clamp_get(b, &theirs, &c), 0);
+        CHECK_EQ(c.index, 7);
+        CHECK_EQ(c.version.hlc, es[6].version.hlc);
+        CHECK_EQ(pds_store_clamps_range(b, 1, 40, &got, &n), 0);
+        CHECK_EQ(n, 1);
+        CHECK_EQ(got[0].index, 7);
+        free(got);
     }
     CHECK_EQ(pds_store_meta(b, &m), 0);
     CHECK_EQ(m.last_index, 40);
@@ -1466,6 +1504,8 @@ TEST(snapshot_bad_chunk_is_refused_and_keeps_nothing)
     static const uint8_t garbage[] = {1, 0, 5, 'a', 'b'};
     static const uint8_t unknown_kind[] = {7, 0, 1, 'a', 0, 0, 0, 1, 1};
     static const uint8_t bad_record[] = {1, 0, 3, 0, 'a', 0, 0, 0, 0, 2, 9, 9};
+    /* A memo whose key is not 16 bytes. */
+    static const uint8_t bad_memo[] = {3, 0, 1, 'a', 0, 0, 0, 1, 1};
     static const uint8_t group[16] = {1};
     char v[64];
 
@@ -1481,6 +1521,7 @@ TEST(snapshot_bad_chunk_is_refused_and_keeps_nothing)
              PDS_ECORRUPT);
     CHECK_EQ(pds_store_snap_put(s, bad_record, sizeof(bad_record)),
              PDS_ECORRUPT);
+    CHECK_EQ(pds_store_snap_put(s, bad_memo, sizeof(bad_memo)), PDS_ECORRUPT);
     CHECK_EQ(get_value(s, "alice", "ui.language", v, sizeof(v)), 0);
     CHECK_STR(v, "kept");
     /* An empty snapshot swapped in empties the copy (nothing staged). */
