@@ -89,6 +89,34 @@ int pds_repl_accept(pds_index last, pds_index first)
     return first == last + 1 ? 0 : PDS_EPROTO;
 }
 
+void pds_repl_fit(const uint8_t *buf,
+                  size_t *len,
+                  size_t *n,
+                  pds_index first,
+                  const struct pds_clamp *cl,
+                  size_t *n_cl,
+                  size_t budget)
+{
+    size_t off = 0, k = 0, m = 0;
+
+    if (*len + *n_cl * PDS_CLAMP_BYTES <= budget)
+        return;
+    while (k < *n) {
+        size_t next = off + 4 + pds_get_u32be(buf + off);
+        size_t mm = m;
+        while (mm < *n_cl && cl[mm].index <= first + k)
+            mm++;
+        if (k > 0 && next + mm * PDS_CLAMP_BYTES > budget)
+            break;
+        off = next;
+        m = mm;
+        k++;
+    }
+    *len = off;
+    *n = k;
+    *n_cl = m;
+}
+
 int pds_repl_defer_flush(pds_index applied,
                          pds_index window_end,
                          pds_index n_held,

@@ -91,4 +91,20 @@ int pds_repl_defer_flush(pds_index applied,
                          pds_index max_hold,
                          int more_here);
 
+struct pds_clamp;
+/*
+ * Entries read from the log (*len bytes of length-prefixed entries in buf,
+ * *n of them, the first at index first) and the memos under them (*n_cl,
+ * in index order, PDS_CLAMP_BYTES each on the wire) go in one message:
+ * keep the longest run of entries whose bytes and memos stay within
+ * budget, at least one. Cuts *len, *n and *n_cl.
+ */
+void pds_repl_fit(const uint8_t *buf,
+                  size_t *len,
+                  size_t *n,
+                  pds_index first,
+                  const struct pds_clamp *cl,
+                  size_t *n_cl,
+                  size_t budget);
+
 #endif /* PDS_REPL_H */

@@ -258,39 +258,6 @@ attach_clamps(struct pds_msg *m, const struct pds_clamp *cl, size_t n)
     return 0;
 }
 
-/*
- * Entries read from the log (length-prefixed in buf, the first at index
- * first) and their memos must fit one message together: keep the longest
- * run of entries whose bytes and memos stay within SHIP_BYTES (at least
- * one entry; the frame limit leaves room above it).
- */
-static void fit_clamps(const uint8_t *buf,
-                       size_t *len,
-                       size_t *n,
-                       pds_index first,
-                       const struct pds_clamp *cl,
-                       size_t *n_cl)
-{
-    size_t off = 0, k = 0, m = 0;
-
-    if (*len + *n_cl * PDS_CLAMP_BYTES <= SHIP_BYTES)
-        return;
-    while (k < *n) {
-        size_t next = off + 4 + pds_get_u32be(buf + off);
-        size_t mm = m;
-        while (mm < *n_cl && cl[mm].index <= first + k)
-            mm++;
-        if (k > 0 && next + mm * PDS_CLAMP_BYTES > SHIP_BYTES)
-            break;
-        off = next;
-        m = mm;
-        k++;
-    }
-    *len = off;
-    *n = k;
-    *n_cl = m;
-}
-
 static int ship(struct daemon *d, struct follower *f, pds_index last)
 {
     struct pds_conn *c = pds_net_find(d->net, f->conn);
@@ -322,7 +289,7 @@ static int ship(struct daemon *d, struct follower *f, pds_index last)
             if (rv != 0)
                 free(buf);
             else
-                fit_clamps(buf, &len, &n, f->log.next, cl, &n_cl);
+                pds_repl_fit(buf, &len, &n, f->log.next, cl, &n_cl, SHIP_BYTES);
         }
         if (rv != 0 || n == 0) {
             /* Nothing more would go: the follower would wait for what the

@@ -567,6 +567,40 @@ TEST(core_restamped_write_sent_again_is_the_same_write)
     pds_core_free(core);
 }
 
+TEST(repl_fit_keeps_entries_with_their_memos)
+{
+    uint8_t buf[5 * 14];
+    struct pds_clamp cl[2];
+    size_t len, n, n_cl, i;
+
+    /* Five entries of 10 bytes (14 with the prefix) from index 100; memos
+     * under 101 and 103. */
+    memset(buf, 0, sizeof(buf));
+    for (i = 0; i < 5; i++)
+        pds_put_u32be(buf + i * 14, 10);
+    memset(cl, 0, sizeof(cl));
+    cl[0].index = 101;
+    cl[1].index = 103;
+    /* Everything fits: nothing cut. */
+    len = sizeof(buf), n = 5, n_cl = 2;
+    pds_repl_fit(buf, &len, &n, 100, cl, &n_cl, 70 + 2 * PDS_CLAMP_BYTES);
+    CHECK_EQ(len, 70);
+    CHECK_EQ(n, 5);
+    CHECK_EQ(n_cl, 2);
+    /* 100 bytes: entries 100..102 and the memo of 101 (42 + 48); 103 with
+     * its memo would be 56 + 96. */
+    pds_repl_fit(buf, &len, &n, 100, cl, &n_cl, 100);
+    CHECK_EQ(len, 42);
+    CHECK_EQ(n, 3);
+    CHECK_EQ(n_cl, 1);
+    /* Whatever the budget, one entry goes, with its memo. */
+    len = sizeof(buf), n = 5, n_cl = 2;
+    pds_repl_fit(buf, &len, &n, 101, cl, &n_cl, 10);
+    CHECK_EQ(len, 14);
+    CHECK_EQ(n, 1);
+    CHECK_EQ(n_cl, 1);
+}
+
 TEST(repl_decide_follow_or_refresh)
 {
     struct pds_sync sy;
@@ -1061,6 +1095,7 @@ TEST(members_reclaim_after_silence)
 }
 
 TEST_MAIN(T(repl_decide_follow_or_refresh),
+          T(repl_fit_keeps_entries_with_their_memos),
           T(core_client_writes_last_writer_wins_by_their_own_version),
           T(core_superseded_is_answered_once_the_winner_is_durable),
           T(core_loser_to_an_unconfirmed_version_is_not_decided),
