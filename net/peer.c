@@ -458,7 +458,8 @@ int pds_msg_decode(const uint8_t *buf,
              pds__mp_uint(o, "i", &m->index) != 0 ||
              pds__mp_uint(o, "x", &u) != 0 || u > PDS_WRITE_CLAMPED))
             goto bad;
-        m->outcome = (int)u;
+        if (m->type == PDS_MSG_WRITE_ACK)
+            m->outcome = (int)u; /* NOTICE has none: u is not read */
         break;
     case PDS_MSG_ENTRIES:
     case PDS_MSG_SNAPSHOT:

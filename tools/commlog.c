@@ -87,7 +87,7 @@ static void rotate_if_needed(void)
         open(logger.path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 }
 
-static void
+__attribute__((format(printf, 3, 0))) static void
 vlog(int to_file, enum pds_log_level level, const char *fmt, va_list ap)
 {
     char ts[40];
