@@ -835,6 +835,14 @@ static void refuse_handshake(struct pds_conn *c, int code, const char *why)
     pds_conn_close(c, c->error);
 }
 
+/* The peer refused the connection: close it with its reason. */
+static void close_refused(struct pds_conn *c, const struct pds_msg *m)
+{
+    snprintf(c->error, sizeof(c->error), "refused by %s: %s", c->address,
+             m->err);
+    pds_conn_close(c, c->error);
+}
+
 static int send_hello(struct pds_conn *c)
 {
     struct pds_net *net = c->net;
@@ -874,9 +882,7 @@ static void on_hello(struct pds_conn *c, const uint8_t *body, size_t len)
         return;
     }
     if (m.type == PDS_MSG_REFUSE) {
-        snprintf(c->error, sizeof(c->error), "refused by %s: %s", c->address,
-                 m.err);
-        pds_conn_close(c, c->error);
+        close_refused(c, &m);
         return;
     }
     if (m.type != PDS_MSG_HELLO) {
@@ -938,9 +944,7 @@ static void on_message(struct pds_conn *c, struct pds_msg *mp)
     case PDS_MSG_PONG:
         return;
     case PDS_MSG_REFUSE:
-        snprintf(c->error, sizeof(c->error), "refused by %s: %s", c->address,
-                 m.err);
-        pds_conn_close(c, c->error);
+        close_refused(c, &m);
         return;
     case PDS_MSG_HELLO:
         conn_fail(c, "%s", "hello after the handshake");
@@ -969,9 +973,7 @@ static void on_frame(struct pds_conn *c, const uint8_t *body, size_t len)
             /* A plaintext message instead: the peer refused after its
              * hello. Say why. */
             if (m.type == PDS_MSG_REFUSE) {
-                snprintf(c->error, sizeof(c->error), "refused by %s: %s",
-                         c->address, m.err);
-                pds_conn_close(c, c->error);
+                close_refused(c, &m);
             } else {
                 conn_fail(c, "handshake: expected the stream header, got %s",
                           type_names[m.type]);
