@@ -115,8 +115,7 @@ static int stream_init(struct pds_stream *st, int aes, int encrypt)
     st->ctx = EVP_CIPHER_CTX_new();
     if (st->ctx == NULL)
         return PDS_ENOMEM;
-    if ((encrypt ? EVP_EncryptInit_ex(st->ctx, c, NULL, st->key, NULL)
-                 : EVP_DecryptInit_ex(st->ctx, c, NULL, st->key, NULL)) != 1)
+    if (EVP_CipherInit_ex(st->ctx, c, NULL, st->key, NULL, encrypt) != 1)
         return PDS_ENOMEM;
     return 0;
 }
@@ -220,19 +219,16 @@ static void make_nonce(uint64_t seq, uint8_t nonce[12])
 
 /* After every rekey_every frames the key becomes a keyed hash of itself,
  * at the same frame on both ends. */
-static int stream_next(struct pds_stream *st, uint64_t every, int encrypt)
+static int stream_next(struct pds_stream *st, uint64_t every)
 {
-    int ok;
-
     st->seq++;
     if (every < 2 || st->seq % every != 0)
         return 0;
     crypto_generichash(st->key, sizeof(st->key),
                        (const uint8_t *)"pdsync-rekey-1", 14, st->key,
                        sizeof(st->key));
-    ok = encrypt ? EVP_EncryptInit_ex(st->ctx, NULL, NULL, st->key, NULL)
-                 : EVP_DecryptInit_ex(st->ctx, NULL, NULL, st->key, NULL);
-    if (ok != 1)
+    /* -1: the context keeps its direction. */
+    if (EVP_CipherInit_ex(st->ctx, NULL, NULL, st->key, NULL, -1) != 1)
         st->failed = 1; /* the peer has the new key: nothing more opens */
     return st->failed ? PDS_EAUTH : 0;
 }
@@ -256,7 +252,7 @@ void pds_session_seal(struct pds_session *s,
         EVP_CIPHER_CTX_ctrl(s->tx.ctx, EVP_CTRL_AEAD_GET_TAG, PDS_STREAM_ABYTES,
                             out + len) != 1)
         memset(out, 0, len + PDS_STREAM_ABYTES);
-    stream_next(&s->tx, s->rekey_every, 1);
+    stream_next(&s->tx, s->rekey_every);
 }
 
 int pds_session_open(struct pds_session *s,
@@ -283,7 +279,7 @@ int pds_session_open(struct pds_session *s,
         return PDS_EAUTH;
     }
     *out_len = n;
-    return stream_next(&s->rx, s->rekey_every, 0);
+    return stream_next(&s->rx, s->rekey_every);
 }
 
 const char *pds_session_cipher(const struct pds_session *s)
