@@ -931,19 +931,20 @@ static int trim_log(struct pds_store *s,
 
 /* ---- Clamped writes' memo --------------------------------------------- */
 
-static void clamp_key(const struct pds_version *origin, uint8_t *kbuf)
+/*
+ * A memo is stored in the core's wire form (pds_clamp_encode): its first
+ * 16 bytes (origin node and clock) key the clamps table, the other 32
+ * (stamp clock and node, epoch, index) are the value, and the first 24
+ * (origin and stamp clock) are its order row in clamp_log.
+ */
+static void
+clamp_from(const void *key, const void *value, struct pds_clamp *out)
 {
-    pds_put_u64be(kbuf, origin->node);
-    pds_put_u64be(kbuf + 8, origin->hlc);
-}
+    uint8_t buf[PDS_CLAMP_BYTES];
 
-/* A memo's value (32 bytes: stamp hlc and node, epoch, index). */
-static void clamp_value(const uint8_t *p, struct pds_clamp *out)
-{
-    out->version.hlc = pds_get_u64be(p);
-    out->version.node = pds_get_u64be(p + 8);
-    out->epoch = pds_get_u64be(p + 16);
-    out->index = pds_get_u64be(p + 24);
+    memcpy(buf, key, 16);
+    memcpy(buf + 16, value, 32);
+    pds_clamp_decode(buf, out);
 }
 
 static int put_clamps(struct pds_store *s,
@@ -955,16 +956,11 @@ static int put_clamps(struct pds_store *s,
     int rv = 0;
 
     for (i = 0; i < n && rv == 0; i++) {
-        uint8_t kbuf[24], vbuf[32], ibuf[8];
-        MDB_val k = {16, kbuf}, v = {sizeof(vbuf), vbuf};
-        MDB_val ik = {sizeof(ibuf), ibuf}, iv = {sizeof(kbuf), kbuf};
+        uint8_t buf[PDS_CLAMP_BYTES], ibuf[8];
+        MDB_val k = {16, buf}, v = {32, buf + 16};
+        MDB_val ik = {sizeof(ibuf), ibuf}, iv = {24, buf};
         MDB_val old;
-        clamp_key(&clamps[i].origin, kbuf);
-        pds_put_u64be(kbuf + 16, clamps[i].version.hlc);
-        pds_put_u64be(vbuf, clamps[i].version.hlc);
-        pds_put_u64be(vbuf + 8, clamps[i].version.node);
-        pds_put_u64be(vbuf + 16, clamps[i].epoch);
-        pds_put_u64be(vbuf + 24, clamps[i].index);
+        pds_clamp_encode(&clamps[i], buf);
         /* A memo of the same origin under another entry (a follower that
          * keeps its log longer than the server did): its order row goes,
          * so that trimming it never takes this one. */
@@ -1337,20 +1333,21 @@ int pds_store_clamp_get(struct pds_store *store,
                         const struct pds_version *origin,
                         struct pds_clamp *out)
 {
-    uint8_t kbuf[16];
-    MDB_val k = {sizeof(kbuf), kbuf}, v;
+    struct pds_clamp q;
+    uint8_t kbuf[PDS_CLAMP_BYTES];
+    MDB_val k = {16, kbuf}, v;
     MDB_txn *txn;
     int rv;
 
-    clamp_key(origin, kbuf);
+    memset(&q, 0, sizeof(q));
+    q.origin = *origin;
+    pds_clamp_encode(&q, kbuf); /* the key: its first 16 bytes */
     rv = read_begin(store, &txn);
     if (rv != 0)
         return translate(rv);
     rv = mdb_get(txn, store->clamps, &k, &v);
-    if (rv == 0 && v.mv_size == 32) {
-        out->origin = *origin;
-        clamp_value(v.mv_data, out);
-    }
+    if (rv == 0 && v.mv_size == 32)
+        clamp_from(kbuf, v.mv_data, out);
     read_end(store, txn);
     if (rv == MDB_NOTFOUND)
         return PDS_ENOTFOUND;
@@ -1397,9 +1394,7 @@ int pds_store_clamps_range(struct pds_store *store,
         } else if (rv == 0 && mv.mv_size != 32) {
             rv = MDB_CORRUPTED;
         } else if (rv == 0) {
-            c.origin.node = pds_get_u64be(v.mv_data);
-            c.origin.hlc = pds_get_u64be((const uint8_t *)v.mv_data + 8);
-            clamp_value(mv.mv_data, &c);
+            clamp_from(v.mv_data, mv.mv_data, &c);
             /* A memo of the same origin under a later entry is not this
              * row's. */
             have = c.index == pds_get_u64be(k.mv_data);
@@ -2666,9 +2661,7 @@ static int restore_clamps(struct pds_store *s, MDB_txn *txn)
         return rv;
     while ((rv = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
         struct pds_clamp c;
-        c.origin.node = pds_get_u64be(k.mv_data);
-        c.origin.hlc = pds_get_u64be((const uint8_t *)k.mv_data + 8);
-        clamp_value(v.mv_data, &c);
+        clamp_from(k.mv_data, v.mv_data, &c);
         rv = put_clamps(s, txn, &c, 1);
         if (rv != 0)
             break;
