@@ -81,10 +81,9 @@ struct daemon {
     char name[PDS_MEMBER_TEXT];
     int has_server_pk;
     uint8_t server_pk[PDS_KEY_BYTES];
-    uint64_t link_conn;      /* connection to the server, 0 when none */
-    const char *link_cipher; /* its stream's cipher, "" when none */
-    pds_index server_last;   /* the server's last index, as last heard */
-    int is_linked;           /* welcome received */
+    uint64_t link_conn;    /* connection to the server, 0 when none */
+    pds_index server_last; /* the server's last index, as last heard */
+    int is_linked;         /* welcome received */
     uv_timer_t retry_timer;
     uv_timer_t tick_timer; /* the core's clock, for slot reclaim */
     uint32_t n_retries;

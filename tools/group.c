@@ -227,7 +227,6 @@ on_welcome(struct daemon *d, struct pds_conn *c, const struct pds_msg *m)
         pds_net_set_group(d->net, d->group);
     }
     d->is_linked = 1;
-    d->link_cipher = pds_conn_cipher(c);
     d->n_retries = 0;
     d->link_error[0] = '\0';
     pds__repl_start(d, c);
@@ -957,7 +956,12 @@ void pds__group_status(struct daemon *d, struct pds_status *st)
                    : d->n_retries == 0 ? "connecting"
                                        : "unreachable, retrying";
         st->last_error = d->link_error;
-        st->cipher = d->is_linked ? d->link_cipher : "";
+        {
+            struct pds_conn *c = d->is_linked && d->link_conn != 0
+                                     ? pds_net_find(d->net, d->link_conn)
+                                     : NULL;
+            st->cipher = c != NULL ? pds_conn_cipher(c) : "";
+        }
         st->server_last = d->server_last;
         pds__repl_client_status(d, st);
     } else {
