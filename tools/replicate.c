@@ -1357,9 +1357,8 @@ static int held_add(struct pds_msg *m, pds_index want)
         struct pds_clamp cl;
         pds_clamp_decode(m->clamps + i * PDS_CLAMP_BYTES, &cl);
         if (cl.index < want || cl.index >= want + (held.n - first) ||
-            held.e[cl.index - held.e[0].index].version.hlc != cl.version.hlc ||
-            held.e[cl.index - held.e[0].index].version.node !=
-                cl.version.node ||
+            pds_version_cmp(&held.e[first + (cl.index - want)].version,
+                            &cl.version) != 0 ||
             pds__append((void **)&held.clamps, &held.n_clamps, &held.cap_clamps,
                         &cl, 1, sizeof(cl)) != 0)
             goto bad;
