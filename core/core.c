@@ -1050,6 +1050,8 @@ static int on_left(struct pds_core *core, const struct pds_event *ev)
         return 0; /* not a member, or a connection already replaced */
     m->is_connected = 0;
     m->last_seen = ev->now;
+    if (ev->u.left.has_position)
+        m->position = ev->u.left.position;
     copy_text(m->last_error, sizeof(m->last_error), ev->u.left.error);
     return member_persist(core, m);
 }

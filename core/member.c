@@ -37,7 +37,7 @@ get_str(const uint8_t *p, const uint8_t *end, char *s, size_t max)
 
 /* Layout: pk, u8 state, u64be first_enrolled, u64be last_seen, then name,
  * product, location, address, version and last_error as u8 length +
- * bytes. */
+ * bytes, then u64be position (absent in rows written before it: 0). */
 size_t pds_member_encode(const struct pds_member *m, uint8_t *buf)
 {
     uint8_t *p = buf;
@@ -54,7 +54,8 @@ size_t pds_member_encode(const struct pds_member *m, uint8_t *buf)
     p = put_str(p, m->address, PDS_MEMBER_TEXT);
     p = put_str(p, m->version, PDS_MEMBER_TEXT);
     p = put_str(p, m->last_error, PDS_MEMBER_ERROR);
-    return (size_t)(p - buf);
+    pds_put_u64be(p, m->position);
+    return (size_t)(p - buf) + 8;
 }
 
 int pds_member_decode(const uint8_t *buf, size_t len, struct pds_member *m)
@@ -79,8 +80,11 @@ int pds_member_decode(const uint8_t *buf, size_t len, struct pds_member *m)
         (p = get_str(p, end, out.location, PDS_MEMBER_TEXT)) == NULL ||
         (p = get_str(p, end, out.address, PDS_MEMBER_TEXT)) == NULL ||
         (p = get_str(p, end, out.version, PDS_MEMBER_TEXT)) == NULL ||
-        (p = get_str(p, end, out.last_error, PDS_MEMBER_ERROR)) == NULL ||
-        p != end)
+        (p = get_str(p, end, out.last_error, PDS_MEMBER_ERROR)) == NULL)
+        return PDS_ECORRUPT;
+    if (end - p == 8)
+        out.position = pds_get_u64be(p);
+    else if (p != end)
         return PDS_ECORRUPT;
     out.id = pds_member_id(out.pk);
     *m = out;

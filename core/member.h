@@ -29,7 +29,9 @@ struct pds_member {
     enum pds_member_state state;
     int is_connected;           /* runtime only, never stored */
     int is_following;           /* runtime: receives the server's log */
-    uint64_t position;          /* runtime: durable on it (ACKed index) */
+    uint64_t position;          /* durable on it (ACKed index): live while it
+                                   follows, else as stored when its last
+                                   connection ended (0: nothing known) */
     uint64_t sent;              /* runtime: last index sent to it */
     uint64_t lag_bytes;         /* runtime: log bytes it has not confirmed */
     uint64_t lag_ms;            /* runtime: age of its oldest unconfirmed */
@@ -67,7 +69,8 @@ struct pds_join_reply {
 
 /* Fixed-layout encoding of a member for the clients table. */
 #define PDS_MEMBER_ENCODED_MAX                                                 \
-    (PDS_KEY_BYTES + 1 + 16 + 5 * (1 + PDS_MEMBER_TEXT) + 1 + PDS_MEMBER_ERROR)
+    (PDS_KEY_BYTES + 1 + 16 + 5 * (1 + PDS_MEMBER_TEXT) + 1 +                  \
+     PDS_MEMBER_ERROR + 8)
 size_t pds_member_encode(const struct pds_member *m, uint8_t *buf);
 /* PDS_ECORRUPT on a bad layout; is_connected is 0 after decoding. */
 int pds_member_decode(const uint8_t *buf, size_t len, struct pds_member *m);

@@ -354,6 +354,8 @@ struct pds_event {
             uint64_t conn;
             uint8_t pk[PDS_KEY_BYTES];
             const char *error; /* why it ended, NULL for a clean close */
+            int has_position;  /* it followed the log, durable at: */
+            uint64_t position;
         } left;
         struct {
             uint64_t req;

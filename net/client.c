@@ -951,7 +951,17 @@ int pds_client_clients(struct pds_client *c,
             pds__mp_bin(o, "pk", &pk, &pk_len) != 0 || pk_len != PDS_KEY_BYTES)
             return set_err(c, PDS_EPROTO, "malformed client in reply");
         memcpy(m->pk, pk, PDS_KEY_BYTES);
-        m->is_following = pds__mp_uint(o, "position", &m->position) == 0;
+        {
+            uint64_t following;
+            int has_position = pds__mp_uint(o, "position", &m->position) == 0;
+            /* Without "following" (an older daemon): only a follower had a
+             * position. */
+            m->is_following = pds__mp_uint(o, "following", &following) == 0
+                                  ? following != 0
+                                  : has_position;
+            if (!has_position)
+                m->position = 0;
+        }
         if (pds__mp_uint(o, "sent", &m->sent) != 0 ||
             pds__mp_uint(o, "lag_bytes", &m->lag_bytes) != 0 ||
             pds__mp_uint(o, "lag_ms", &m->lag_ms) != 0 ||

@@ -196,6 +196,9 @@ void pds__repl_on_notice(struct daemon *d, const struct pds_msg *m);
 void pds__repl_link_lost(struct daemon *d);
 /* A local write outside the client role: the data leaves the group's. */
 void pds__repl_local_write(struct daemon *d);
+/* The position the follower on conn last confirmed durable (1), or 0
+ * when it confirmed none on this connection. */
+int pds__repl_durable(uint64_t conn, uint64_t *position);
 /* Is the member with this key following the log? Fills its runtime
  * replication fields (position, sent, lag, sync). */
 int pds__repl_follower(const uint8_t *pk, struct pds_member *out);

@@ -444,9 +444,15 @@ static void on_close(void *arg, struct pds_conn *c, const char *error)
         ev.u.left.conn = pds_conn_id(c);
         memcpy(ev.u.left.pk, pk, PDS_KEY_BYTES);
         ev.u.left.error = error != NULL ? error : "disconnected";
+        ev.u.left.has_position =
+            pds__repl_durable(pds_conn_id(c), &ev.u.left.position);
         free(pk);
         pds_conn_set_data(c, NULL);
-        if (!d->is_stopping)
+        /* At shutdown only what a follower confirmed is kept (it tells
+         * after a restart whether it will need a refresh), no error. */
+        if (d->is_stopping)
+            ev.u.left.error = "";
+        if (!d->is_stopping || ev.u.left.has_position)
             pds__daemon_step(d, &ev);
     } else if (error != NULL && !pds_conn_is_initiator(c) &&
                strncmp(error, "refused: ", 9) != 0) {
@@ -736,6 +742,7 @@ static void clients_list(struct daemon *d,
 {
     const struct pds_member *members;
     struct pds_member *copy;
+    struct pds_store_meta meta;
     struct pds_reply_buf *rb;
     size_t n;
     size_t i;
@@ -746,9 +753,17 @@ static void clients_list(struct daemon *d,
         reply_err(conn, req->id, PDS_ENOMEM, "out of memory");
         return;
     }
+    if (pds_store_meta(d->store, &meta) != 0)
+        memset(&meta, 0, sizeof(meta));
     for (i = 0; i < n; i++) {
         copy[i] = members[i];
         copy[i].is_following = pds__repl_follower(copy[i].pk, &copy[i]);
+        /* Away with a position the retained log no longer follows: it
+         * takes a snapshot when it comes back. */
+        if (!copy[i].is_following && copy[i].state == PDS_MEMBER_ENROLLED &&
+            meta.last_index > copy[i].position &&
+            (meta.first_index == 0 || copy[i].position + 1 < meta.first_index))
+            snprintf(copy[i].sync, sizeof(copy[i].sync), "needs refresh");
     }
     rb = pds_reply_new(req->id, 0, NULL);
     if (rb != NULL)

@@ -801,6 +801,28 @@ static void print_followers(struct cli *cli, int json, pds_index last_index)
         printf("]");
     else if (k == 0)
         printf("followers:   none connected\n");
+    /* Members away whose position the retained log no longer follows. */
+    if (json)
+        printf(",\"needs_refresh\":[");
+    for (i = 0, k = 0; i < n; i++) {
+        if (m[i].is_following || strcmp(m[i].sync, "needs refresh") != 0)
+            continue;
+        if (json) {
+            printf("%s{\"id\":\"%016llx\",\"name\":", k > 0 ? "," : "",
+                   (unsigned long long)m[i].id);
+            json_str(m[i].name, strlen(m[i].name));
+            printf(",\"position\":%llu}", (unsigned long long)m[i].position);
+        } else {
+            printf("needs refresh: %016llx (%s), away at %llu, behind the "
+                   "retained log: it takes a snapshot when it returns\n",
+                   (unsigned long long)m[i].id,
+                   m[i].name[0] != '\0' ? m[i].name : "-",
+                   (unsigned long long)m[i].position);
+        }
+        k++;
+    }
+    if (json)
+        printf("]");
 }
 
 static int cmd_status(struct cli *cli, int argc, char **argv)
@@ -1198,21 +1220,25 @@ static int cmd_clients(struct cli *cli, int argc, char **argv)
             json_str(m[i].version, strlen(m[i].version));
             printf(",\"last_error\":");
             json_str(m[i].last_error, strlen(m[i].last_error));
-            if (m[i].is_following) {
-                printf(",\"position\":%llu,\"sync\":",
-                       (unsigned long long)m[i].position);
+            /* A follower's live position; one away, as it left (and
+             * "needs refresh" when the retained log no longer follows it). */
+            if (m[i].is_following || m[i].position > 0 || m[i].sync[0])
+                printf(",\"position\":%llu", (unsigned long long)m[i].position);
+            if (m[i].is_following || m[i].sync[0]) {
+                printf(",\"sync\":");
                 json_str(m[i].sync, strlen(m[i].sync));
             }
             printf("}");
         } else {
             char pos[32] = "-";
-            if (m[i].is_following)
+            if (m[i].is_following || m[i].position > 0 || m[i].sync[0])
                 snprintf(pos, sizeof(pos), "%llu",
                          (unsigned long long)m[i].position);
-            /* "following", or "refreshing: ..." while it takes a snapshot. */
+            /* "following", or "refreshing: ..." while it takes a snapshot;
+             * away: "needs refresh" when the log no longer follows it. */
             char sync[16];
             snprintf(sync, sizeof(sync), "%s",
-                     !m[i].is_following                          ? "-"
+                     !m[i].is_following ? (m[i].sync[0] ? m[i].sync : "-")
                      : strncmp(m[i].sync, "refreshing", 10) == 0 ? "refreshing"
                                                                  : "following");
             printf("%016llx  %-12s  %-16s  %-12s  %-12s  %-21s  %-20s  "

@@ -55,6 +55,8 @@ struct follower {
     struct pds_follower log; /* next to send, durable on it */
     uint64_t entry_bytes;    /* per entry in the last message (0: none yet) */
     int is_paused;           /* more to ship once the link drains */
+    int has_durable;         /* durable is what it confirmed: */
+    pds_index durable;       /* its SYNC position in sync, then its ACKs */
     /*
      * A refresh in progress: the copy is written to an unlinked file by a
      * pool thread (snap_fd is -1 until then), sent in chunks from it, then
@@ -647,6 +649,8 @@ void pds__repl_on_sync(struct daemon *d,
     if (f == NULL)
         return;
     pds_repl_follow(&f->log, m->index);
+    f->has_durable = 1;
+    f->durable = m->index;
     if (d->has_standby && memcmp(f->pk, d->standby_pk, PDS_KEY_BYTES) == 0)
         pds__daemon_standby_ack(d, m->index);
     ship(d, f, d->committed);
@@ -679,6 +683,8 @@ void pds__repl_on_ack(struct daemon *d,
         pds_conn_close(c, "protocol error: acknowledgement out of range");
         return;
     }
+    f->has_durable = 1;
+    f->durable = m->index;
     if (d->has_standby && memcmp(f->pk, d->standby_pk, PDS_KEY_BYTES) == 0)
         pds__daemon_standby_ack(d, m->index);
     ship(d, f, d->committed);
@@ -1561,6 +1567,16 @@ void pds__group_forward(struct daemon *d,
     f->op = req->op;
     f->res.version = v;
     pds_local_conn_ref(conn);
+}
+
+int pds__repl_durable(uint64_t conn, uint64_t *position)
+{
+    const struct follower *f = follower_find(conn);
+
+    if (f == NULL || !f->has_durable)
+        return 0;
+    *position = f->durable;
+    return 1;
 }
 
 int pds__repl_follower(const uint8_t *pk, struct pds_member *out)

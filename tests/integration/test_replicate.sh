@@ -218,12 +218,31 @@ same_data "$s" "$mg"
 pass "first join with --merge: the newer version of each record wins"
 
 # Behind the server's log retention: a snapshot, then the log; a crash in
-# the middle of it leaves the old copy and converges after restart.
-stop_node "$b"
+# the middle of it leaves the old copy and converges after restart. The
+# server stops first: it keeps the position client B confirmed, and while
+# B is away, 'clients' and 'status' mark it "needs refresh" once the
+# retained log no longer reaches back to it (also across a restart).
+expect 0 pds "$b" --json status
+pos_b=$(sed -E 's/.*"last_index":([0-9]+).*/\1/' <<<"$OUT")
+wait_for "$s" "--json status" "\"name\":\"b\",\"sent\":[0-9]+,\"durable\":$pos_b,"
 stop_node "$s"
+stop_node "$b"
 printf '[storage]\nlog_retain_entries = 100\n[group]\nheartbeat_ms = 100\ndead_ms = 600\nretry_max_ms = 300\n' >"$s/pdsyncd.conf"
 start_node "$s" --listen "$addr"
+expect 0 pds "$s" clients
+expect_out "^[0-9a-f]{16}  disconnected +b .* $pos_b +- "
 expect 0 "$PDS_LOAD" --socket "$s/pdsyncd.sock" --writers 8 --count 3000 --value-size 512 --users 50 --prefix snap
+stop_node "$s"
+start_node "$s" --listen "$addr"
+expect 0 pds "$s" clients
+expect_out "^[0-9a-f]{16}  disconnected +b .* $pos_b +needs refresh "
+expect 0 pds "$s" --json clients
+expect_out "\"name\":\"b\",[^}]*\"position\":$pos_b,\"sync\":\"needs refresh\"\}"
+expect 0 pds "$s" status
+expect_out "^needs refresh: [0-9a-f]{16} \(b\), away at $pos_b, behind the retained log"
+expect 0 pds "$s" --json status
+expect_out "\"needs_refresh\":\[[^]]*\{\"id\":\"[0-9a-f]{16}\",\"name\":\"b\",\"position\":$pos_b\}"
+pass "a client away behind the log retention is marked 'needs refresh' in clients and status"
 start_node "$b"
 sleep 0.05
 crash_node "$b"
@@ -240,6 +259,9 @@ expect_out '^followers: '
 expect_out ' following$'
 expect 0 pds "$s" --json status
 expect_out '"followers":\[\{"id":"[0-9a-f]{16}","name":"[a-z]+","sent":[0-9]+,"durable":[0-9]+,"applied":[0-9]+,"lag_entries":[0-9]+,"lag_bytes":[0-9]+,"lag_ms":[0-9]+,"state":"following"'
+grep -qE '"needs_refresh":\[[^]]*"name":"b"' <<<"$OUT" && fail "client B is still marked 'needs refresh' after its snapshot"
+expect 0 pds "$s" clients
+expect_out "^[0-9a-f]{16}  connected +b .* following "
 pass "behind the log retention: a snapshot (kill -9 midway is harmless), then the log"
 
 # A client that leaves, writes on its own, and comes back: its data is no

@@ -1037,7 +1037,32 @@ TEST(members_survive_reload_and_roles)
     CHECK_EQ(decoded.id, saved.id);
     CHECK_STR(decoded.name, "printer");
     CHECK_EQ(decoded.is_connected, 0);
+    CHECK_EQ(decoded.position, 0);
     CHECK_EQ(pds_member_decode(buf, n - 1, &decoded), PDS_ECORRUPT);
+    /* The position a follower confirmed when it left is kept; a row
+     * written before positions were stored reads as position 0. */
+    {
+        struct pds_event ev;
+        memset(&ev, 0, sizeof(ev));
+        ev.type = PDS_EVENT_PEER_LEFT;
+        ev.now = 5000;
+        ev.u.left.conn = 1;
+        memset(ev.u.left.pk, 0xc1, PDS_KEY_BYTES);
+        ev.u.left.error = "";
+        ev.u.left.has_position = 1;
+        ev.u.left.position = 4242;
+        CHECK_EQ(pds_core_step(core, &ev, &u), 0);
+        CHECK_EQ(u.n_members, 1);
+        CHECK_EQ(u.members[0].position, 4242);
+        CHECK_STR(u.members[0].last_error, "");
+        saved = u.members[0];
+        n = pds_member_encode(&saved, buf);
+        CHECK_EQ(pds_member_decode(buf, n, &decoded), 0);
+        CHECK_EQ(decoded.position, 4242);
+        CHECK_EQ(pds_member_decode(buf, n - 8, &decoded), 0);
+        CHECK_EQ(decoded.position, 0);
+        CHECK_STR(decoded.name, "printer");
+    }
     buf[PDS_KEY_BYTES] = 9;
     CHECK_EQ(pds_member_decode(buf, n, &decoded), PDS_ECORRUPT);
     again = server_core(10);
