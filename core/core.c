@@ -1296,6 +1296,12 @@ size_t pds_core_n_machines(const struct pds_core *core)
     return n;
 }
 
+void pds_core_set_epoch(struct pds_core *core, pds_epoch epoch)
+{
+    if (epoch > core->config.epoch)
+        core->config.epoch = epoch;
+}
+
 pds_epoch pds_core_epoch(const struct pds_core *core)
 {
     return core->config.epoch;

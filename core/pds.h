@@ -485,6 +485,8 @@ size_t pds_core_n_machines(const struct pds_core *core);
 /* Read-only views of the core's state. */
 enum pds_role pds_core_role(const struct pds_core *core);
 pds_epoch pds_core_epoch(const struct pds_core *core);
+/* A new term: the entries made from now on carry epoch (never lower). */
+void pds_core_set_epoch(struct pds_core *core, pds_epoch epoch);
 pds_index pds_core_last_index(const struct pds_core *core); /* durable */
 size_t pds_core_n_users(const struct pds_core *core);
 size_t pds_core_n_groups(const struct pds_core *core);

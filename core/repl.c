@@ -34,10 +34,18 @@ enum pds_sync_verdict pds_repl_decide(const struct pds_sync *sync,
         return PDS_SYNC_FOLLOW;
     }
     /* Its last entry is gone here: the next one must still be kept, or the
-     * server itself started from a snapshot at exactly that position. */
+     * server itself started from a snapshot at exactly that position. Each
+     * term of a server has an epoch of its own, so one (epoch, index) is
+     * one entry on every node: the same epoch there means the same history
+     * up to it. */
     if ((view->first_index != 0 && sync->index + 1 >= view->first_index) ||
-        (view->first_index == 0 && sync->index == view->last_index))
+        (view->first_index == 0 && sync->index == view->last_index)) {
+        if (view->index_epoch != sync->epoch) {
+            *why = "on a branch that diverged";
+            return PDS_SYNC_REFRESH;
+        }
         return PDS_SYNC_FOLLOW;
+    }
     *why = "behind the log retention";
     return PDS_SYNC_REFRESH;
 }

@@ -28,6 +28,9 @@ struct pds_log_view {
     int has_entry;         /* the entry at the follower's index is kept */
     pds_epoch entry_epoch; /* ... and its epoch and version */
     struct pds_version entry_version;
+    /* The epoch of the entry at the follower's index when the log no
+     * longer holds it (from the server's record of its epochs). */
+    pds_epoch index_epoch;
 };
 
 enum pds_sync_verdict {

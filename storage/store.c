@@ -43,6 +43,7 @@ struct pds_store {
     MDB_dbi snap_clamps; /* the memos of a snapshot being received */
     MDB_dbi clamps;      /* origin node, hlc -> pds_clamp: writes restamped */
     MDB_dbi clamp_log;   /* u64 index -> origin node, hlc, stamp: order */
+    MDB_dbi epochs;      /* u64 epoch -> u64 index of its first entry */
     size_t map_size;
     size_t budget;
     uint64_t retain;
@@ -346,6 +347,7 @@ static int open_tables(struct pds_store *s)
             0 ||
         (rv = mdb_dbi_open(txn, "clamps", MDB_CREATE, &s->clamps)) != 0 ||
         (rv = mdb_dbi_open(txn, "clamp_log", MDB_CREATE, &s->clamp_log)) != 0 ||
+        (rv = mdb_dbi_open(txn, "epochs", MDB_CREATE, &s->epochs)) != 0 ||
         (rv = read_meta(txn, s->meta, &m)) != 0)
         goto err_after_txn;
     if (m.format == 0) {
@@ -531,6 +533,40 @@ int pds_store_meta(struct pds_store *store, struct pds_store_meta *out)
     if (rv != 0)
         return set_err(store, translate(rv), "meta: %s", mdb_strerror(rv));
     *out = m;
+    return 0;
+}
+
+int pds_store_epoch_of(struct pds_store *store, pds_index index, pds_epoch *out)
+{
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    MDB_val k, v;
+    int rv;
+
+    *out = 1; /* a log older than the epochs table: all of epoch 1 */
+    rv = read_begin(store, &txn);
+    if (rv != 0)
+        return set_err(store, translate(rv), "epochs: %s", mdb_strerror(rv));
+    rv = mdb_cursor_open(txn, store->epochs, &cur);
+    if (rv == 0) {
+        /* Epochs begin at rising indexes: the last one begun by index. */
+        rv = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+        while (rv == 0) {
+            if (k.mv_size != 8 || v.mv_size != 8) {
+                rv = MDB_CORRUPTED;
+                break;
+            }
+            if (pds_get_u64be(v.mv_data) <= index) {
+                *out = pds_get_u64be(k.mv_data);
+                break;
+            }
+            rv = mdb_cursor_get(cur, &k, &v, MDB_PREV);
+        }
+        mdb_cursor_close(cur);
+    }
+    read_end(store, txn);
+    if (rv != 0 && rv != MDB_NOTFOUND)
+        return set_err(store, translate(rv), "epochs: %s", mdb_strerror(rv));
     return 0;
 }
 
@@ -1162,6 +1198,22 @@ static int apply_sorted(struct pds_store *s,
     return rv;
 }
 
+/* The first entry of epoch is at index (kept when already known). */
+static int epoch_begins(struct pds_store *s,
+                        MDB_txn *txn,
+                        pds_epoch epoch,
+                        pds_index index)
+{
+    uint8_t kb[8], vb[8];
+    MDB_val k = {8, kb}, v = {8, vb};
+    int rv;
+
+    pds_put_u64be(kb, epoch);
+    pds_put_u64be(vb, index);
+    rv = mdb_put(txn, s->epochs, &k, &v, MDB_NOOVERWRITE);
+    return rv == MDB_KEYEXIST ? 0 : rv;
+}
+
 /* One attempt at the whole transaction; MDB_MAP_FULL is returned as is. */
 static int commit_once(struct pds_store *s,
                        const struct pds_entry *entries,
@@ -1231,6 +1283,11 @@ static int commit_once(struct pds_store *s,
         if (rv != 0)
             goto err_after_txn;
         pds_entry_encode(e, v.mv_data);
+        if (e->epoch != (i > 0 ? entries[i - 1].epoch : m.last_epoch)) {
+            rv = epoch_begins(s, txn, e->epoch, e->index);
+            if (rv != 0)
+                goto err_after_txn;
+        }
         if (e->version.hlc > hlc)
             hlc = e->version.hlc;
     }
@@ -2723,6 +2780,10 @@ static int snap_finish(struct pds_store *s, MDB_txn *txn, void *arg)
         /* The memos of restamped writes: the snapshot's. */
         (rv = mdb_drop(txn, s->clamps, 0)) != 0 ||
         (rv = mdb_drop(txn, s->clamp_log, 0)) != 0 ||
+        /* What came before the stamp is the server's history, not ours. */
+        (rv = mdb_drop(txn, s->epochs, 0)) != 0 ||
+        (a->index > 0 &&
+         (rv = epoch_begins(s, txn, a->epoch, a->index)) != 0) ||
         (rv = copy_table(txn, s->snap_records, s->records, &n_live)) != 0 ||
         (rv = copy_table(txn, s->snap_scopes, s->scopes, NULL)) != 0 ||
         (rv = restore_clamps(s, txn)) != 0 ||
@@ -2777,5 +2838,27 @@ int pds_store_snap_finish(struct pds_store *store,
                            "the snapshot was not applied");
     if (n_uploaded != NULL)
         *n_uploaded = a.n_uploaded;
+    return 0;
+}
+
+static int new_epoch(struct pds_store *s, MDB_txn *txn, void *arg)
+{
+    pds_epoch *e = arg;
+    struct pds_store_meta m;
+    int rv;
+
+    rv = read_meta(txn, s->meta, &m);
+    if (rv != 0)
+        return rv;
+    *e = (m.epoch > m.last_epoch ? m.epoch : m.last_epoch) + 1;
+    return meta_put(txn, s->meta, "epoch", *e);
+}
+
+int pds_store_new_epoch(struct pds_store *store, pds_epoch *out)
+{
+    int rv = small_write(store, new_epoch, out);
+
+    if (rv != 0)
+        return write_error(store, rv, "new epoch", "the epoch was not changed");
     return 0;
 }

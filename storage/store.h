@@ -87,6 +87,18 @@ int pds_store_init_node(struct pds_store *store, pds_node_id node_id);
 
 int pds_store_meta(struct pds_store *store, struct pds_store_meta *out);
 int pds_store_stats(struct pds_store *store, struct pds_store_stats *out);
+/*
+ * Epochs. Each term of a server is an epoch of its own, so that one
+ * (epoch, index) names one entry on every node: the server begins a new
+ * one (above every epoch its store has seen) each time it starts writing.
+ * pds_store_epoch_of() gives the epoch of the entry at index, also when
+ * the log no longer holds it (from the epochs table: where each epoch's
+ * first entry went; a snapshot brings the epoch of its stamp).
+ */
+int pds_store_new_epoch(struct pds_store *store, pds_epoch *out);
+int pds_store_epoch_of(struct pds_store *store,
+                       pds_index index,
+                       pds_epoch *out);
 
 /*
  * Append entries to the log and apply them to the records, owners, position

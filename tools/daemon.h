@@ -96,9 +96,15 @@ struct daemon {
     pds_index committed; /* durable here (the core may wait for more) */
     int has_standby;
     uint8_t standby_pk[PDS_KEY_BYTES];
-    uint64_t standby_wait_since; /* ms; 0 when nothing waits */
-    pds_index standby_acked;     /* the standby's durable position */
-    int is_degraded;             /* standby-optional running as local */
+    /* Commits whose writes wait for the standby, oldest first: each times
+     * out standby_timeout_ms after its own commit (loop time, ms). */
+    struct ack_wait {
+        pds_index last;
+        uint64_t at;
+    } * waits;
+    size_t n_waits, cap_waits;
+    pds_index standby_acked; /* the standby's durable position */
+    int is_degraded;         /* standby-optional running as local */
     uv_timer_t ack_timer;
     /* Items whose values are device-specific (sharing scope). */
     char **device_items;
@@ -156,6 +162,9 @@ int pds__append(void **arr,
 
 /* Server: the standby made entries up to index durable. */
 void pds__daemon_standby_ack(struct daemon *d, pds_index index);
+/* No standby to wait for any more (replication stop): the writes waiting
+ * for one are durable here and are answered. */
+void pds__daemon_standby_released(struct daemon *d);
 /* Is a write acknowledged only once the standby confirmed it (now)? */
 int pds__daemon_waits_for_standby(const struct daemon *d);
 /* The acknowledgement mode in force ("local", "standby", ...). */
@@ -199,6 +208,8 @@ void pds__repl_local_write(struct daemon *d);
 /* The position the follower on conn last confirmed durable (1), or 0
  * when it confirmed none on this connection. */
 int pds__repl_durable(uint64_t conn, uint64_t *position);
+/* The same for the member with this key, on any of its connections. */
+int pds__repl_durable_of(const uint8_t *pk, pds_index *position);
 /* Is the member with this key following the log? Fills its runtime
  * replication fields (position, sent, lag, sync). */
 int pds__repl_follower(const uint8_t *pk, struct pds_member *out);

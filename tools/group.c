@@ -35,12 +35,34 @@ save_blob(struct daemon *d, const char *name, const void *v, size_t len)
         pds_commlog(PDS_LOG_ERROR, "%s", pds_store_errmsg(d->store));
 }
 
+/*
+ * A server begins a new epoch each time it starts writing (pdsyncd's start
+ * as the server, 'server start'): entries it made before and lost in a
+ * crash can then never be mistaken, by the index and epoch a follower
+ * presents, for the ones it makes now.
+ */
+static void new_epoch(struct daemon *d)
+{
+    pds_epoch e;
+
+    if (pds_store_new_epoch(d->store, &e) != 0) {
+        pds_commlog(PDS_LOG_ERROR, "%s", pds_store_errmsg(d->store));
+        return;
+    }
+    pds_core_set_epoch(d->core, e);
+    pds_commlog(PDS_LOG_INFO, "epoch %llu begins at index %llu",
+                (unsigned long long)e,
+                (unsigned long long)pds_core_last_index(d->core) + 1);
+}
+
 static void save_role(struct daemon *d, enum pds_role role)
 {
     uint8_t r = (uint8_t)role;
 
     save_blob(d, "role", &r, 1);
     pds_core_set_role(d->core, role);
+    if (role == PDS_ROLE_SERVER)
+        new_epoch(d);
 }
 
 /* ---- Client link ------------------------------------------------------ */
@@ -832,7 +854,7 @@ static void replication(struct daemon *d,
         d->has_standby = 0;
         save_blob(d, "standby", NULL, 0);
         /* Writes waiting for the standby are durable here: answer them. */
-        pds__daemon_standby_ack(d, d->committed);
+        pds__daemon_standby_released(d);
         pds_commlog(PDS_LOG_INFO, "replication stopped");
         reply_ok(conn, req->id);
         return;
@@ -863,6 +885,12 @@ static void replication(struct daemon *d,
                 "replication destination: %s (%016llx); acknowledgements: %s",
                 found->name, (unsigned long long)found->id,
                 pds__daemon_ack_mode(d));
+    {
+        /* Following already: what it confirmed counts at once. */
+        pds_index durable;
+        if (pds__repl_durable_of(found->pk, &durable))
+            pds__daemon_standby_ack(d, durable);
+    }
     reply_ok(conn, req->id);
 }
 
@@ -1071,6 +1099,8 @@ int pds__group_open(struct daemon *d, char *errmsg)
         return -1;
     }
     pds_core_set_role(d->core, (enum pds_role)role);
+    if (role == PDS_ROLE_SERVER)
+        new_epoch(d);
 
     memset(&ncfg, 0, sizeof(ncfg));
     ncfg.id = &d->id;

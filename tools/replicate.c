@@ -633,6 +633,9 @@ void pds__repl_on_sync(struct daemon *d,
         }
         free(buf);
     }
+    if (!view.has_entry && m->index > 0 &&
+        pds_store_epoch_of(d->store, m->index, &view.index_epoch) != 0)
+        view.index_epoch = m->epoch + 1; /* unreadable: another history */
     if (pds_repl_decide(&sync, &view, &why) == PDS_SYNC_REFRESH) {
         if (m->index > meta.last_index)
             pds_commlog(PDS_LOG_WARNING,
@@ -1567,6 +1570,22 @@ void pds__group_forward(struct daemon *d,
     f->op = req->op;
     f->res.version = v;
     pds_local_conn_ref(conn);
+}
+
+int pds__repl_durable_of(const uint8_t *pk, pds_index *position)
+{
+    size_t i;
+    int found = 0;
+
+    for (i = 0; i < n_followers; i++) {
+        const struct follower *f = &followers[i];
+        if (memcmp(f->pk, pk, PDS_KEY_BYTES) == 0 && f->has_durable &&
+            (!found || f->durable > *position)) {
+            *position = f->durable;
+            found = 1;
+        }
+    }
+    return found;
 }
 
 int pds__repl_durable(uint64_t conn, uint64_t *position)

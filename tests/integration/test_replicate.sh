@@ -41,7 +41,9 @@ pass "clients that join get the server's log from the start"
 # A write on client A is committed by the server, readable on A at once,
 # and reaches client B.
 expect 0 pds "$a" put bob ui.theme dark
-expect_out '^committed bob/ui.theme at 1/3$'
+# (Epoch 2: a new store is in epoch 1, and 'server start' began the
+# server's first term.)
+expect_out '^committed bob/ui.theme at 2/3$'
 expect 0 pds "$a" get bob ui.theme
 [ "$OUT" = dark ] || fail "client A does not read its own write: $OUT"
 wait_for "$b" "get bob ui.theme" '^dark$'

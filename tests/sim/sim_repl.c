@@ -740,6 +740,7 @@ static int server_on_msg(struct sim *s, const struct msg *m)
         memset(&v, 0, sizeof(v));
         v.first_index = s->durable > 0 ? s->first : 0;
         v.last_index = s->durable;
+        v.index_epoch = 1; /* the simulated server keeps one epoch */
         if (m->index > 0 && m->index <= s->durable && m->index >= s->first) {
             v.has_entry = 1;
             v.entry_epoch = 1;

@@ -629,9 +629,24 @@ TEST(repl_decide_follow_or_refresh)
     /* Behind the retention (its entry and the next one are gone). */
     CHECK_EQ(pds_repl_decide(&sy, &v, &why), PDS_SYNC_REFRESH);
     CHECK_STR(why, "behind the log retention");
-    /* Its entry is gone but the next is kept: follow. */
+    /* Its entry is gone but the next is kept: follow, when the server's
+     * record of its epochs puts that index in the follower's epoch. */
     sy.index = 4;
+    v.index_epoch = 1;
     CHECK_EQ(pds_repl_decide(&sy, &v, &why), PDS_SYNC_FOLLOW);
+    /* The same index written in another term (a server that restarted,
+     * or was restored, and wrote past it): another history. */
+    v.index_epoch = 2;
+    CHECK_EQ(pds_repl_decide(&sy, &v, &why), PDS_SYNC_REFRESH);
+    CHECK_STR(why, "on a branch that diverged");
+    /* A server that took a snapshot and has no log: the stamp's epoch. */
+    v.first_index = 0;
+    v.last_index = 4;
+    CHECK_EQ(pds_repl_decide(&sy, &v, &why), PDS_SYNC_REFRESH);
+    v.index_epoch = 1;
+    CHECK_EQ(pds_repl_decide(&sy, &v, &why), PDS_SYNC_FOLLOW);
+    v.first_index = 5;
+    v.last_index = 10;
     /* A position the server never had. */
     sy.index = 11;
     CHECK_EQ(pds_repl_decide(&sy, &v, &why), PDS_SYNC_REFRESH);

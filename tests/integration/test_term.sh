@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# Each start of a server is a new epoch (a term), so that one (epoch,
+# index) names one entry on every node. The case it closes: the server
+# ships a batch to the standby before its own fsync and dies before that
+# fsync. After its restart it fills the same indexes with other writes,
+# the last of them a client's replayed outbox write with the same version
+# as the entry the standby holds there. Compared by index and version
+# alone, the standby looked in step, its position confirmed the new
+# writes, and a write was acknowledged in standby mode that the standby
+# never had. With terms, the standby's epoch at that index differs from
+# the server's: it is refreshed, and every acknowledged write is on it.
+# The server's fdatasync is slowed with strace's fault injection to hold
+# the window open.
+source "${PDS_TEST_LIB:-$(dirname "$0")/lib.sh}"
+command -v strace >/dev/null || fail "strace is missing (tools/deps.sh strace)"
+
+conf() {
+    printf '[group]\nheartbeat_ms = 200\ndead_ms = 20000\nretry_max_ms = 200\n[replication]\nstandby_timeout_ms = 60000\nack_mode = standby\n' >"$1/pdsyncd.conf"
+}
+STRACE=""
+STOPPED=()
+cleanup() {
+    local p
+    for p in "${STOPPED[@]}"; do kill -CONT "$p" 2>/dev/null; done
+    if [ -n "$STRACE" ]; then
+        kill "$STRACE" 2>/dev/null
+        wait "$STRACE" 2>/dev/null
+    fi
+    t_cleanup
+}
+trap cleanup EXIT
+epoch_of() {  # DIR: the node's current epoch
+    pds "$1" --json status | sed -E 's/.*"epoch":([0-9]+).*/\1/'
+}
+printf 'correct-horse-battery-staple\n' >"$T_ROOT/secret"
+
+s=$(node_dir server); conf "$s"
+start_node "$s" --listen 127.0.0.1:0
+addr=$(cat "$s/listen.addr")
+e0=$(epoch_of "$s")
+pds "$s" server start --join-secret-file "$T_ROOT/secret" >/dev/null || fail "server start"
+e1=$(epoch_of "$s")
+[ "$e1" -eq $((e0 + 1)) ] || fail "'server start' did not begin a new epoch ($e0 -> $e1)"
+expect 0 pds "$s" log
+expect_out "INFO epoch $e1 begins at index 1"
+sb=$(node_dir sb); conf "$sb"; start_node "$sb"
+expect 0 pds "$sb" client start "$addr" --join-secret-file "$T_ROOT/secret" --name sb
+c=$(node_dir c); conf "$c"; start_node "$c"
+expect 0 pds "$c" client start "$addr" --join-secret-file "$T_ROOT/secret" --name c
+wait_for "$s" clients 'connected +sb'
+wait_for "$s" clients 'connected +c'
+expect 0 pds "$s" replication start sb
+wait_for "$s" status '^standby: +[0-9a-f]{16}, following'
+expect 0 pds "$s" put base ui.language en
+expect_out "^committed base/ui.language at $e1/1$"
+stop_node "$s"
+start_node "$s" --listen "$addr"
+e2=$(epoch_of "$s")
+[ "$e2" -eq $((e1 + 1)) ] || fail "a restarted server did not begin a new epoch ($e1 -> $e2)"
+expect 0 pds "$s" put base2 ui.language en
+expect_out "^committed base2/ui.language at $e2/2$"
+pass "each start of a server begins a new epoch: $e0 -> $e1 ('server start') -> $e2 (restart)"
+
+# 1. The server goes away; client c queues W in its outbox and is frozen.
+stop_node "$s"
+wait_for "$c" status 'unreachable, retrying|connecting'
+expect 0 pds "$c" put wuser ui.theme W-from-c
+expect_out '^queued wuser/ui.theme'
+cpid=$(node_pid "$c")
+kill -STOP "$cpid"
+STOPPED+=("$cpid")
+
+# 2. The server is back, its fsyncs slowed to 2 s: batch [Y, W] goes to the
+#    standby while the server still syncs the batch before it.
+start_node "$s" --listen "$addr"
+wait_for "$s" status '^standby: +[0-9a-f]{16}, following'
+strace -f -qq -o /dev/null -e trace=fdatasync,fsync \
+    -e inject=fdatasync:delay_enter=2000000 -p "$(node_pid "$s")" &
+STRACE=$!
+sleep 0.5
+pds "$s" put pad ui.language en >"$T_ROOT/pad.out" 2>&1 &
+sleep 0.3
+pds "$s" put yuser ui.theme Y-never-acked >"$T_ROOT/y.out" 2>&1 &
+sleep 0.1
+kill -CONT "$cpid"
+deadline=$((SECONDS + 15))
+until pds "$sb" get wuser ui.theme >/dev/null 2>&1; do
+    [ $SECONDS -lt $deadline ] || fail "W never reached the standby"
+    sleep 0.05
+done
+sbpid=$(node_pid "$sb")
+kill -STOP "$sbpid" "$cpid"
+STOPPED+=("$sbpid")
+crash_node "$s"
+kill "$STRACE" 2>/dev/null
+wait "$STRACE" 2>/dev/null
+STRACE=""
+expect 1 pds "$s" get yuser ui.theme 2>/dev/null || true
+
+# 3. The restarted server writes Z, then c's replay of W, at the indexes
+#    the standby holds Y and W at.
+start_node "$s" --listen "$addr"
+expect 1 pds "$s" get yuser ui.theme
+pds "$s" put zuser ui.theme Z-acknowledged >"$T_ROOT/z.out" 2>&1 &
+zpid=$!
+sleep 0.3
+kill -CONT "$cpid"
+deadline=$((SECONDS + 15))
+until [ "$(pds "$s" get wuser ui.theme 2>/dev/null)" = W-from-c ]; do
+    [ $SECONDS -lt $deadline ] || fail "W was not replayed"
+    sleep 0.05
+done
+
+# 4. The standby comes back: refreshed, and Z (acknowledged) is on it.
+kill -CONT "$sbpid"
+wait "$zpid"
+zrc=$?
+[ "$zrc" -eq 0 ] || fail "the writer of Z got $zrc: $(cat "$T_ROOT/z.out")"
+grep -q '^committed zuser/ui.theme' "$T_ROOT/z.out" || fail "Z: $(cat "$T_ROOT/z.out")"
+expect 0 pds "$sb" get zuser ui.theme
+[ "$OUT" = Z-acknowledged ] || fail "an acknowledged write is missing on the standby: '$OUT'"
+expect 1 pds "$sb" get yuser ui.theme
+expect_err 'not found'
+expect 0 pds "$sb" get wuser ui.theme
+[ "$OUT" = W-from-c ] || fail "the standby has '$OUT' for wuser"
+expect 0 pds "$s" log
+expect_out 'client at .* gets a snapshot: (on a branch that diverged|a position the server never had)'
+a=$(pds "$s" list | sort)
+b=$(pds "$sb" list | sort)
+[ "$a" = "$b" ] || fail "the standby's records differ from the server's"
+pass "entries the server lost in a crash are not taken for the ones it wrote after: the standby is refreshed and holds every acknowledged write"
+
+stop_node "$c"
+stop_node "$sb"
+stop_node "$s"
