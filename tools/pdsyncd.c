@@ -198,7 +198,8 @@ int pds__daemon_waits_for_standby(const struct daemon *d)
  * storage calls stay on the loop thread (LMDB serializes write
  * transactions between threads; a short one there waits for the commit).
  */
-static void settle_standby(struct daemon *d, int restart);
+static void settle_standby(struct daemon *d);
+static void wait_for_standby(struct daemon *d, pds_index last);
 
 static void finish_commit(struct daemon *d, int rv, int shipped)
 {
@@ -223,7 +224,8 @@ static void finish_commit(struct daemon *d, int rv, int shipped)
             /* Answered when the standby confirms, or at the timeout. The
              * standby, sent the batch before our fsync, may have confirmed
              * already. */
-            settle_standby(d, 0);
+            wait_for_standby(d, last);
+            settle_standby(d);
             pds__group_after_commit(d);
             return;
         }
@@ -352,6 +354,14 @@ static void on_ack_timer(uv_timer_t *t);
 
 const char *pds__daemon_ack_mode(const struct daemon *d)
 {
+    if ((d->cfg.ack_mode == PDS_ACK_STANDBY ||
+         d->cfg.ack_mode == PDS_ACK_STANDBY_OPTIONAL) &&
+        !d->has_standby)
+        return d->cfg.ack_mode == PDS_ACK_STANDBY
+                   ? "local (ack_mode = standby, but no replication "
+                     "destination is set)"
+                   : "local (ack_mode = standby-optional, but no "
+                     "replication destination is set)";
     switch (d->cfg.ack_mode) {
     case PDS_ACK_LOCAL:
         return "local";
@@ -392,21 +402,51 @@ static void settle_committed(struct daemon *d, pds_index index, int timeout)
         pds_log(PDS_LOG_ERROR, "core refused an acknowledgement");
 }
 
+/* A commit up to last waits for the standby from now (monotonic). When
+ * no memory is to be had, it shares the deadline of the commit before. */
+static void wait_for_standby(struct daemon *d, pds_index last)
+{
+    if (d->n_waits == d->cap_waits) {
+        size_t cap = d->cap_waits ? 2 * d->cap_waits : 64;
+        struct ack_wait *w = realloc(d->waits, cap * sizeof(*w));
+        if (w == NULL) {
+            if (d->n_waits > 0)
+                d->waits[d->n_waits - 1].last = last;
+            return;
+        }
+        d->waits = w;
+        d->cap_waits = cap;
+    }
+    d->waits[d->n_waits].last = last;
+    d->waits[d->n_waits].at = uv_now(&d->loop);
+    d->n_waits++;
+}
+
+/* Forget the waits of the writes that were answered. */
+static void drop_answered_waits(struct daemon *d)
+{
+    size_t k = 0;
+
+    while (k < d->n_waits && d->waits[k].last <= pds_core_last_index(d->core))
+        k++;
+    if (k > 0) {
+        memmove(d->waits, d->waits + k, (d->n_waits - k) * sizeof(*d->waits));
+        d->n_waits -= k;
+    }
+}
+
 /*
  * Answer the writes the standby has confirmed, up to what is committed
- * here (it may confirm a batch before our own commit of it completes), and
- * time whatever still waits: from now when restart (the standby made
- * progress), else from when the wait began.
+ * here (it may confirm a batch before our own commit of it completes).
+ * Whatever still waits keeps its own deadline: neither the standby's
+ * progress nor its reconnecting gives a write more time.
  */
-static void settle_standby(struct daemon *d, int restart)
+static void settle_standby(struct daemon *d)
 {
     settle_committed(
         d, d->standby_acked < d->committed ? d->standby_acked : d->committed,
         0);
-    if (pds_core_last_index(d->core) >= d->committed)
-        d->standby_wait_since = 0;
-    else if (restart || d->standby_wait_since == 0)
-        d->standby_wait_since = pds__wall_ms();
+    drop_answered_waits(d);
 }
 
 void pds__daemon_standby_ack(struct daemon *d, pds_index index)
@@ -419,7 +459,14 @@ void pds__daemon_standby_ack(struct daemon *d, pds_index index)
                     "the replication destination is back: writes are "
                     "acknowledged after its fsync again");
     }
-    settle_standby(d, 1);
+    settle_standby(d);
+}
+
+void pds__daemon_standby_released(struct daemon *d)
+{
+    d->is_degraded = 0;
+    settle_committed(d, d->committed, 0);
+    d->n_waits = 0;
 }
 
 /* Every 100 ms: writes waiting too long for the standby time out, or the
@@ -427,11 +474,15 @@ void pds__daemon_standby_ack(struct daemon *d, pds_index index)
 static void on_ack_timer(uv_timer_t *t)
 {
     struct daemon *d = t->data;
-    uint64_t now = pds__wall_ms();
+    uint64_t now = uv_now(&d->loop);
+    size_t k = 0;
 
     pds__repl_tick(d);
-    if (d->standby_wait_since == 0 ||
-        now - d->standby_wait_since < d->cfg.standby_timeout_ms)
+    drop_answered_waits(d);
+    /* The commits whose own deadline has passed. */
+    while (k < d->n_waits && now - d->waits[k].at >= d->cfg.standby_timeout_ms)
+        k++;
+    if (k == 0)
         return;
     if (d->cfg.ack_mode == PDS_ACK_STANDBY_OPTIONAL) {
         d->is_degraded = 1;
@@ -446,11 +497,11 @@ static void on_ack_timer(uv_timer_t *t)
                     "the replication destination did not confirm writes "
                     "up to %llu within %u ms: their writers got a timeout "
                     "error",
-                    (unsigned long long)d->committed,
+                    (unsigned long long)d->waits[k - 1].last,
                     (unsigned)d->cfg.standby_timeout_ms);
-        settle_committed(d, d->committed, 1);
+        settle_committed(d, d->waits[k - 1].last, 1);
     }
-    d->standby_wait_since = 0;
+    drop_answered_waits(d);
 }
 
 /* ---- Request handlers ------------------------------------------------- */
@@ -1499,6 +1550,7 @@ err_after_node:
         pds_store_close(d.store);
     free(d.batch.e);
     free(d.cbatch.e);
+    free(d.waits);
     free(d.batch.clamps);
     free(d.cbatch.clamps);
     {
