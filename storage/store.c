@@ -49,6 +49,10 @@ struct pds_store {
     uint64_t retain;
     uint64_t retain_bytes;
     uint64_t retain_ms;
+    /* Entries after this index are kept against the count and age bounds
+     * (0: none): a follower's snapshot stamped there still needs them.
+     * Set from the loop, read by a commit on a pool thread (atomics). */
+    uint64_t hold;
     /* Readers hold it shared for the life of their read transaction;
      * map growth holds it exclusive, as LMDB requires that no transaction
      * be active in the process while the map is resized. */
@@ -924,6 +928,7 @@ static int trim_log(struct pds_store *s,
     MDB_cursor *cur;
     MDB_val k, v;
     int64_t over = 0;
+    pds_index hold;
     int rv;
 
     if (*first == 0)
@@ -940,11 +945,18 @@ static int trim_log(struct pds_store *s,
     }
     if (last - *first + 1 <= s->retain && over <= 0 && s->retain_ms == 0)
         return 0;
+    /* A hold keeps at most one more retention's worth (10,000 entries at
+     * least); the byte bound always applies. */
+    hold = __atomic_load_n(&s->hold, __ATOMIC_RELAXED);
+    if (hold != 0 && last - hold > (s->retain > 10000 ? s->retain : 10000))
+        hold = 0;
     rv = mdb_cursor_open(txn, s->log, &cur);
     if (rv != 0)
         return rv;
     while (*first < last) {
         int expired = 0;
+        if (hold != 0 && *first > hold && over <= 0)
+            break;
         rv = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
         if (rv != 0)
             break;
@@ -2861,4 +2873,9 @@ int pds_store_new_epoch(struct pds_store *store, pds_epoch *out)
     if (rv != 0)
         return write_error(store, rv, "new epoch", "the epoch was not changed");
     return 0;
+}
+
+void pds_store_hold_log(struct pds_store *store, pds_index index)
+{
+    __atomic_store_n(&store->hold, index, __ATOMIC_RELAXED);
 }

@@ -96,6 +96,11 @@ int pds_store_stats(struct pds_store *store, struct pds_store_stats *out);
  * first entry went; a snapshot brings the epoch of its stamp).
  */
 int pds_store_new_epoch(struct pds_store *store, pds_epoch *out);
+/* Keep the entries after index (0: none) against the count and age
+ * retention while a follower takes a snapshot stamped there, for at most
+ * one more retention's worth (10,000 entries at least); the byte bound
+ * still applies. Any thread. */
+void pds_store_hold_log(struct pds_store *store, pds_index index);
 int pds_store_epoch_of(struct pds_store *store,
                        pds_index index,
                        pds_epoch *out);

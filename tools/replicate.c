@@ -55,6 +55,7 @@ struct follower {
     struct pds_follower log; /* next to send, durable on it */
     uint64_t entry_bytes;    /* per entry in the last message (0: none yet) */
     int is_paused;           /* more to ship once the link drains */
+    pds_index hold;          /* in a refresh: the log after it is needed */
     int has_durable;         /* durable is what it confirmed: */
     pds_index durable;       /* its SYNC position in sync, then its ACKs */
     /*
@@ -221,6 +222,7 @@ static void lag_of(pds_index acked, uint64_t *bytes, uint64_t *ms)
 }
 
 static void refresh(struct daemon *d, struct pds_conn *c, const char *why);
+static void settle_forwarded(struct daemon *d);
 
 /*
  * The in-flight window in entries: MAX_INFLIGHT, fewer when the entries
@@ -447,6 +449,7 @@ static void snap_done(uv_work_t *req, int status)
     f->snap_off = 0;
     f->snap_epoch = j->epoch;
     f->snap_index = j->index;
+    f->hold = j->index > 0 ? j->index : 1;
     free(j);
     snap_pump(d, f, 0);
 }
@@ -568,6 +571,8 @@ static void refresh(struct daemon *d, struct pds_conn *c, const char *why)
                 pds_conn_address(c), why);
     snprintf(f->why, sizeof(f->why), "%s", why);
     f->is_snapshot = 1;
+    /* Its copy will be stamped at this position or later. */
+    f->hold = d->committed > 0 ? d->committed : 1;
     j = calloc(1, sizeof(*j));
     snprintf(path, sizeof(path), "%s/snapshot.XXXXXX", d->data_dir);
     if (j == NULL || (j->fd = mkstemp(path)) < 0) {
@@ -667,10 +672,8 @@ void pds__repl_on_snap_ack(struct daemon *d,
 
     if (f == NULL || !f->is_snapshot)
         return; /* the last chunk's confirmation, or a stale one */
-    if (m->rid >= f->snap_chunk) {
-        pds_conn_close(c, "protocol error: snapshot chunk out of range");
-        return;
-    }
+    if (m->rid >= f->snap_chunk)
+        return; /* a confirmation of an earlier copy, still on its way */
     snap_pump(d, f, m->rid + 1);
 }
 
@@ -918,12 +921,20 @@ static void ensure_loaded(struct daemon *d)
 void pds__repl_flush(struct daemon *d)
 {
     uint64_t *seqs;
+    pds_index hold = 0;
     size_t i, j, n = 0;
 
     for (i = n_followers; i-- > 0;) { /* ship() may drop followers[i] */
         if (followers[i].is_paused)
             ship(d, &followers[i], d->committed);
     }
+    /* Before the turn's commit: the log that snapshots in flight need. */
+    for (i = 0; i < n_followers; i++) {
+        if (followers[i].is_snapshot && (hold == 0 || followers[i].hold < hold))
+            hold = followers[i].hold;
+    }
+    if (d->store != NULL)
+        pds_store_hold_log(d->store, hold);
 
     for (i = 0; i < n_outbox; i++)
         n += outbox[i].is_done;
@@ -1273,6 +1284,10 @@ void pds__repl_on_snapshot(struct daemon *d,
         pds_commlog(PDS_LOG_INFO,
                     "%llu records found only here are queued for the server",
                     (unsigned long long)n_up);
+    /* Writes of this node the snapshot already holds are answered now, not
+     * when the next entry happens to come. */
+    settle_forwarded(d);
+    outbox_settle(d);
     outbox_load(d);
     outbox_pump(d);
     return;

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Refreshes under load. A snapshot is stamped at a position; the log after
+# it must still be there when the last chunk has gone, or the follower is
+# refreshed again and again for as long as writes go on (each time a whole
+# copy). Confirmations of an earlier copy's chunks that arrive after a new
+# copy began are not a protocol error. A client's own writes that a
+# snapshot already holds are answered when it is taken, not when some
+# later entry happens to come.
+source "${PDS_TEST_LIB:-$(dirname "$0")/lib.sh}"
+: "${PDS_LOAD:?}"
+
+printf 'correct-horse-battery-staple\n' >"$T_ROOT/secret"
+s=$(node_dir server)
+printf '[storage]\nlog_retain_entries = 5\n[group]\nheartbeat_ms = 100\ndead_ms = 600\nretry_max_ms = 300\n' >"$s/pdsyncd.conf"
+start_node "$s" --listen 127.0.0.1:0
+addr=$(cat "$s/listen.addr")
+pds "$s" server start --join-secret-file "$T_ROOT/secret" >/dev/null || fail "server start"
+expect 0 "$PDS_LOAD" --socket "$s/pdsyncd.sock" --writers 4 --count 2000 --value-size 10000 --users 500 --prefix bulk
+
+c=$(node_dir client)
+printf '[group]\nheartbeat_ms = 100\ndead_ms = 600\nretry_max_ms = 300\n' >"$c/pdsyncd.conf"
+start_node "$c"
+"$PDS_LOAD" --socket "$s/pdsyncd.sock" --writers 2 --seconds 8 --value-size 64 --users 100 --prefix live >"$T_ROOT/load.out" 2>&1 &
+writer=$!
+T_PIDS[writer]=$writer
+expect 0 pds "$c" client start "$addr" --join-secret-file "$T_ROOT/secret" --name c
+wait "$writer"
+rc=$?
+unset "T_PIDS[writer]"
+[ "$rc" -eq 0 ] || fail "the load on the server failed: $(cat "$T_ROOT/load.out")"
+wait_for "$c" status '^lag: +0 entries'
+n=$(grep -c 'gets a snapshot' "$s/comm.log")
+[ "$n" -le 2 ] || fail "the client was refreshed $n times while writes went on: $(grep 'gets a snapshot' "$s/comm.log" | head -n 3)"
+grep -q 'snapshot chunk out of range' "$s/comm.log" "$c/comm.log" &&
+    fail "a late snapshot confirmation closed the link"
+a=$(pds "$s" list | sort | md5sum)
+b=$(pds "$c" list | sort | md5sum)
+[ "$a" = "$b" ] || fail "the client's records differ from the server's"
+pass "a snapshot taken while 2 writers go on: $n refresh(es), then the log, and the same records"
+
+# Writes on the client while every commit of the server trims the log
+# past it (retention 1): the client is refreshed, and its writers are
+# answered without any other write coming.
+stop_node "$s"
+printf '[storage]\nlog_retain_entries = 1\n[group]\nheartbeat_ms = 100\ndead_ms = 600\nretry_max_ms = 300\n' >"$s/pdsyncd.conf"
+start_node "$s" --listen "$addr"
+wait_for "$c" status 'connected\)'
+for round in 1 2 3 4 5 6; do
+    pids=()
+    for k in 1 2 3 4; do
+        timeout 20 "$PDSYNC" --data "$c" put "u$k" ui.x "r$round" >"$T_ROOT/o.$k" 2>&1 &
+        pids+=($!)
+    done
+    t0=$SECONDS
+    for k in 1 2 3 4; do
+        wait "${pids[$((k - 1))]}"
+        rc=$?
+        [ "$rc" -eq 0 ] || fail "round $round: 'put u$k' on the client exited $rc: $(cat "$T_ROOT/o.$k")"
+    done
+    [ $((SECONDS - t0)) -lt 4 ] || fail "round $round: the writers waited $((SECONDS - t0)) s"
+done
+expect 0 pds "$s" get u4 ui.x
+[ "$OUT" = r6 ] || fail "the server has '$OUT' for u4/ui.x"
+pass "writes on a client refreshed under them are answered at once (6 rounds of 4)"
+
+stop_node "$c"
+stop_node "$s"
