@@ -557,7 +557,28 @@ static int decide_origin(struct pds_core *core,
     if (cmp > 0)
         return 0;
     if (cmp == 0) {
+        /* The same write again (its answer was lost). Its first copy not
+         * durable yet: written again, answered once durable. Durable and
+         * confirmed where the acknowledgement mode says: answered now, no
+         * second entry (a client retrying while the standby is away would
+         * otherwise add one to the log each time). Not confirmed by the
+         * standby yet: not decided, sent again later. */
         *outcome = PDS_OUTCOME_DUPLICATE;
+        if (latest != NULL)
+            return 0;
+        *outcome = PDS_OUTCOME_SUPERSEDED; /* answered here: no entry */
+        if (w->current_index > w->trusted)
+            return reply_error(core, w->req, PDS_ETIMEDOUT,
+                               "this write is on the server, but the "
+                               "replication destination has not confirmed "
+                               "it: not decided, send it again");
+        r = reply_add(core, w->req);
+        if (r == NULL)
+            return PDS_ENOMEM;
+        r->outcome = PDS_OUTCOME_DUPLICATE;
+        r->version = current;
+        r->epoch = w->current_epoch;
+        r->index = w->current_index;
         return 0;
     }
     *outcome = PDS_OUTCOME_SUPERSEDED;
@@ -651,6 +672,8 @@ static int on_write(struct pds_core *core, const struct pds_event *ev)
         const struct pending *latest = pending_latest(core, &w->key);
         int exists =
             latest != NULL ? latest->entry.op == PDS_OP_PUT : w->exists;
+        if (o != NULL && outcome == PDS_OUTCOME_DUPLICATE)
+            break; /* this delete again, its first copy not durable yet */
         if (o == NULL || !exists) {
             snprintf(errmsg, sizeof(errmsg), "%s \"%.*s\" has no item \"%.*s\"",
                      w->key.scope == PDS_SCOPE_USER ? "user" : "group",
@@ -1056,6 +1079,59 @@ static int on_left(struct pds_core *core, const struct pds_event *ev)
     return member_persist(core, m);
 }
 
+/* The host part of "HOST:PORT" or "[HOST]:PORT" (len 0 when none). */
+static size_t host_part(const char *addr, const char **host)
+{
+    const char *colon = strrchr(addr, ':');
+
+    *host = addr;
+    if (colon == NULL)
+        return 0;
+    if (addr[0] == '[' && colon > addr && colon[-1] == ']') {
+        *host = addr + 1;
+        return (size_t)(colon - addr - 2);
+    }
+    if (memchr(addr, ':', (size_t)(colon - addr)) != NULL)
+        return 0; /* a bare IPv6 address: no port */
+    return (size_t)(colon - addr);
+}
+
+/*
+ * A member by the address it connects from, as 'clients' lists it:
+ * HOST:PORT exactly, else the one member whose address has that host (a
+ * client's port is its connection's, the administrator knows the
+ * printer's address). NULL with errmsg when none or several.
+ */
+static struct pds_member *
+member_by_address(struct pds_core *core, const char *target, char *errmsg)
+{
+    struct pds_member *found = NULL;
+    const char *thost, *mhost;
+    size_t tlen = host_part(target, &thost), mlen, i, n = 0;
+
+    for (i = 0; i < core->n_members; i++) {
+        if (strcmp(core->members[i].address, target) == 0)
+            return &core->members[i];
+    }
+    if (tlen == 0)
+        return NULL;
+    for (i = 0; i < core->n_members; i++) {
+        mlen = host_part(core->members[i].address, &mhost);
+        if (mlen == tlen && memcmp(mhost, thost, tlen) == 0) {
+            found = &core->members[i];
+            n++;
+        }
+    }
+    if (n > 1) {
+        snprintf(errmsg, PDS_ERRMSG_SIZE,
+                 "more than one client connects from %.*s: use its id or "
+                 "name ('pdsync clients' lists them)",
+                 (int)tlen, thost);
+        return NULL;
+    }
+    return found;
+}
+
 static struct pds_member *
 member_lookup(struct pds_core *core, const char *target, char *errmsg)
 {
@@ -1078,11 +1154,15 @@ member_lookup(struct pds_core *core, const char *target, char *errmsg)
             found = m;
         }
     }
-    if (found == NULL)
-        snprintf(errmsg, PDS_ERRMSG_SIZE,
-                 "no client \"%s\" in this group ('pdsync clients' lists "
-                 "them)",
-                 target);
+    if (found == NULL) {
+        errmsg[0] = '\0';
+        found = member_by_address(core, target, errmsg);
+        if (found == NULL && errmsg[0] == '\0')
+            snprintf(errmsg, PDS_ERRMSG_SIZE,
+                     "no client \"%s\" in this group ('pdsync clients' "
+                     "lists them)",
+                     target);
+    }
     return found;
 }
 

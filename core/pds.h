@@ -291,6 +291,7 @@ struct pds_write {
      * client sends it again. Told it lost, it must have lost for good.
      */
     pds_index current_index;
+    pds_epoch current_epoch; /* the epoch of that entry */
     pds_index trusted;
     /*
      * The host's memo of this origin (pds_clamp): the same write came

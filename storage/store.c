@@ -2178,6 +2178,19 @@ static int outbox_put(struct pds_store *s,
     pds_entry_encode(&copy, v.mv_data);
     if (seq_out != NULL)
         *seq_out = seq;
+    /* The clock mark covers the write's version, so that after a restart
+     * with the wall clock set back this node never stamps a later write
+     * below it. */
+    {
+        uint64_t hlc;
+        rv = meta_get(txn, s->meta, "last_hlc", &hlc);
+        if (rv == MDB_NOTFOUND)
+            hlc = 0;
+        else if (rv != 0)
+            return rv;
+        if (e->version.hlc > hlc)
+            return meta_put(txn, s->meta, "last_hlc", e->version.hlc);
+    }
     return 0;
 }
 

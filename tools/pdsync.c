@@ -64,8 +64,10 @@ static void print_usage(FILE *out)
             "                                   be the server of a group\n"
             "  client start HOST:PORT --join-secret-file F [--name N] | stop\n"
             "                                   be a client of a server\n"
-            "  clients [stop|start ID|NAME]     the server's clients\n"
-            "  replication start ID|NAME | stop  the replication destination\n"
+            "  clients [stop|start ID|NAME|HOST:PORT]\n"
+            "                                   the server's clients\n"
+            "  replication start ID|NAME|HOST:PORT | stop\n"
+            "                                   the replication destination\n"
             "  scope set ITEM shared|device | list  sharing scope of items\n"
             "  admin-password set --password-file F\n"
             "                                   allow remote administration\n"
@@ -1474,17 +1476,20 @@ static const struct command commands[] = {
      "owners only it has are uploaded. --merge keeps the newer version of\n"
      "each record instead (its own or the group's).",
      cmd_client},
-    {"clients", "[stop|start ID|NAME]",
+    {"clients", "[stop|start ID|NAME|HOST:PORT]",
      "On the server: list the group's clients (id, state, name, product,\n"
-     "location, address, first enrolled, last seen, version, last error),\n"
-     "or stop / start one client's synchronization.",
+     "location, address, first enrolled, last seen, version, position,\n"
+     "sync state: following, refreshing, or 'needs refresh' for one away\n"
+     "behind the retained log; last error), or stop / start one client's\n"
+     "synchronization. A client is named by its id, its name, or its\n"
+     "address (HOST:PORT as listed, or the only client from HOST).",
      cmd_clients},
     {"scope", "set ITEM shared|device | list",
      "On the server: make ITEM shared by the group (the default) or\n"
      "device-specific: its values are then kept on each printer, never\n"
      "synchronized; each printer starts from the group's current value.",
      cmd_scope},
-    {"replication", "start ID|NAME | stop",
+    {"replication", "start ID|NAME|HOST:PORT | stop",
      "On the server: make an enrolled client the replication destination\n"
      "(standby), or stop replicating to it. With a standby, a write is\n"
      "acknowledged only once the standby has it durably too ([replication]\n"

@@ -47,6 +47,7 @@
 #define OUTBOX_RID ((uint64_t)1 << 63) /* rid of a replayed outbox write */
 #define OUTBOX_WINDOW 1024             /* outbox writes sent, unanswered */
 #define OUTBOX_RETRY_MS 1000           /* a timed-out write goes again after */
+#define OUTBOX_TRANSIENT_MS 5000       /* one the server could not take now */
 #define COMMIT_RING 4096               /* recent commits, for lag figures */
 
 struct follower {
@@ -756,6 +757,9 @@ void pds__repl_on_write(struct daemon *d,
         ev.u.write.has_current = 1;
         ev.u.write.current = rec.version;
         ev.u.write.current_index = rec.index;
+        if (pds_store_epoch_of(d->store, rec.index,
+                               &ev.u.write.current_epoch) != 0)
+            ev.u.write.current_epoch = 0;
     }
     /* A version the standby has not confirmed does not decide a loser. */
     ev.u.write.trusted =
@@ -826,6 +830,7 @@ static size_t n_outbox_sent; /* sent and not answered */
 static int outbox_loaded;
 static uint64_t n_rejected, n_lost;
 static char outbox_error[PDS_MEMBER_ERROR];
+static int outbox_error_is_transient; /* cleared once a write is taken */
 /*
  * A catch-up's entries held in memory until they are committed together
  * (see pds__repl_on_entries): the messages' buffers, taken from them, and
@@ -1033,6 +1038,29 @@ static void outbox_answer(struct daemon *d, const struct pds_msg *m)
         outbox_pump(d);
         return;
     }
+    if (m->code != 0 && m->code != PDS_ETOOBIG && m->code != PDS_ELIMIT &&
+        m->code != PDS_EINVAL && m->code != PDS_EBADNAME &&
+        m->code != PDS_ENOTFOUND && m->code != PDS_EPERM) {
+        /* Not a refusal of the write itself (the server's disk or budget
+         * is full, an I/O error, it is shutting down): kept, in its
+         * place, and sent again later. */
+        snprintf(outbox_error, sizeof(outbox_error),
+                 "%s %.*s/%.*s not taken by the server for now (kept, sent "
+                 "again in %d s): %s",
+                 q->e.op == PDS_OP_DEL_OWNER ? "delete-user"
+                 : q->e.op == PDS_OP_DEL     ? "del"
+                                             : "put",
+                 (int)q->e.key.owner_len, q->e.key.owner,
+                 (int)q->e.key.item_len, q->e.key.item,
+                 OUTBOX_TRANSIENT_MS / 1000, m->err);
+        pds_commlog(PDS_LOG_WARNING, "a write queued while offline was %s",
+                    outbox_error);
+        outbox_error_is_transient = 1;
+        q->is_sent = 0;
+        q->retry_at = pds__wall_ms() + OUTBOX_TRANSIENT_MS;
+        outbox_pump(d);
+        return;
+    }
     if (m->code != 0) {
         n_rejected++;
         snprintf(outbox_error, sizeof(outbox_error),
@@ -1044,6 +1072,7 @@ static void outbox_answer(struct daemon *d, const struct pds_msg *m)
                  (int)q->e.key.item_len, q->e.key.item, m->err);
         pds_commlog(PDS_LOG_ERROR, "a write queued while offline was %s",
                     outbox_error);
+        outbox_error_is_transient = 0;
         q->is_done = 1;
     } else if (m->outcome == PDS_WRITE_SUPERSEDED) {
         n_lost++;
@@ -1054,6 +1083,10 @@ static void outbox_answer(struct daemon *d, const struct pds_msg *m)
                     (int)q->e.key.item_len, q->e.key.item);
         q->is_done = 1;
     } else {
+        if (outbox_error_is_transient) {
+            outbox_error[0] = '\0'; /* the server takes writes again */
+            outbox_error_is_transient = 0;
+        }
         q->is_acked = 1;
         q->index = m->index;
         if (q->index <= pds_core_last_index(d->core))

@@ -40,7 +40,18 @@ start_node "$b"
 expect 0 pds "$b" client start "$addr" --join-secret-file "$T_ROOT/secret" --name b
 wait_for "$s" clients 'connected +a '
 wait_for "$s" clients 'connected +b '
-expect 0 pds "$s" replication start a
+# The destination by its address as 'clients' lists it (HOST:PORT); by
+# host alone only when one client connects from there.
+expect 0 pds "$s" --json clients
+addr_a=$(grep -oE '"name":"a",("[a-z_]+":"[^"]*",)*"address":"[^"]+"' <<<"$OUT" | sed -E 's/.*"address":"([^"]+)"/\1/')
+[ -n "$addr_a" ] || fail "no address for client a in: $OUT"
+expect 1 pds "$s" replication start 127.0.0.1:9
+expect_err 'more than one client connects from 127.0.0.1: use its id or name'
+expect 1 pds "$s" replication start 10.9.9.9:7450
+expect_err 'no client "10.9.9.9:7450" in this group'
+expect 0 pds "$s" replication start "$addr_a"
+expect 0 pds "$s" log
+expect_out 'INFO replication destination: a \('
 wait_for "$s" status '^standby: +[0-9a-f]{16}, following'
 expect 0 pds "$s" status
 expect_out '^acks: +standby$'
@@ -111,8 +122,11 @@ pass "a standby that reconnects without progress: the writer times out after $t 
 # standby-optional degrades; replication stop then answers what waits and
 # does not log that the standby is back.
 stop_node "$s"
+stop_node "$b"
 conf "$s" standby-optional 64M
+conf "$b" standby 64M
 start_node "$s" --listen "$addr"
+start_node "$b"
 bpid=$(node_pid "$b")
 wait_for "$s" status '^standby: +[0-9a-f]{16}, following'
 kill -STOP "$bpid"

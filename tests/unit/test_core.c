@@ -371,17 +371,37 @@ TEST(core_client_writes_last_writer_wins_by_their_own_version)
         client_put(core, 3, "fr", PDS_HLC_MAKE(6000, 0), 8, &held, 6600, &u),
         0);
     CHECK_EQ(u.replies[0].outcome, PDS_OUTCOME_SUPERSEDED);
-    /* The very same version (a replayed write): a duplicate, not a loss;
-     * written again, answered once durable like any write. */
+    /* The very same version (a replayed write) held durably: a duplicate,
+     * not a loss, answered at once with where it is; no second entry. */
     CHECK_EQ(
         client_put(core, 4, "de", PDS_HLC_MAKE(6000, 0), 9, &held, 6600, &u),
         0);
-    CHECK_EQ(u.n_entries, 1);
-    CHECK_EQ(u.n_replies, 0);
-    CHECK_EQ(u.entries[0].version.hlc, PDS_HLC_MAKE(6000, 0));
-    CHECK_EQ(persisted(core, 2, &u), 0);
+    CHECK_EQ(u.n_entries, 0);
     CHECK_EQ(u.n_replies, 1);
+    CHECK_EQ(u.replies[0].status, 0);
     CHECK_EQ(u.replies[0].outcome, PDS_OUTCOME_DUPLICATE);
+    CHECK_EQ(u.replies[0].version.hlc, PDS_HLC_MAKE(6000, 0));
+    CHECK_EQ(pds_core_n_superseded(core), 2);
+    {
+        /* Held, but not confirmed by the standby yet: not decided. */
+        struct pds_event ev;
+        client_put_event(&ev, 5, "de", PDS_HLC_MAKE(6000, 0), 9, &held, 6600);
+        ev.u.write.current_index = 7;
+        ev.u.write.current_epoch = 2;
+        ev.u.write.trusted = 6;
+        CHECK_EQ(pds_core_step(core, &ev, &u), 0);
+        CHECK_EQ(u.n_entries, 0);
+        CHECK_EQ(u.n_replies, 1);
+        CHECK_EQ(u.replies[0].status, PDS_ETIMEDOUT);
+        ev.u.write.req = 6;
+        ev.u.write.trusted = 7;
+        CHECK_EQ(pds_core_step(core, &ev, &u), 0);
+        CHECK_EQ(u.n_entries, 0);
+        CHECK_EQ(u.replies[0].status, 0);
+        CHECK_EQ(u.replies[0].outcome, PDS_OUTCOME_DUPLICATE);
+        CHECK_EQ(u.replies[0].epoch, 2);
+        CHECK_EQ(u.replies[0].index, 7);
+    }
     CHECK_EQ(pds_core_n_superseded(core), 2);
     pds_core_free(core);
 }

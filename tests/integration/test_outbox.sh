@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# A client's outbox against a server that cannot take a write now, a
+# standby that is away, and a clock set back. Only a refusal of the write
+# itself removes it from the outbox; a write sent again that the server
+# already holds is answered, not written again (nor reported refused); a
+# queued write's version survives a restart with the wall clock set back.
+source "${PDS_TEST_LIB:-$(dirname "$0")/lib.sh}"
+
+base='[group]\nheartbeat_ms = 100\ndead_ms = 600\nretry_max_ms = 200\n[replication]\nstandby_timeout_ms = 500\n'
+printf 'correct-horse-battery-staple\n' >"$T_ROOT/secret"
+last_index() {
+    pds "$1" --json status | sed -E 's/.*"last_index":([0-9]+).*/\1/'
+}
+
+# 1. The server's storage budget is full when a queued write comes: kept,
+#    said so, and taken once there is space.
+s=$(node_dir server)
+printf "${base}[storage]\nmap_initial = 64K\nstorage_budget = 1M\n" >"$s/pdsyncd.conf"
+start_node "$s" --listen 127.0.0.1:0
+addr=$(cat "$s/listen.addr")
+pds "$s" server start --join-secret-file "$T_ROOT/secret" >/dev/null || fail "server start"
+a=$(node_dir a)
+printf "$base" >"$a/pdsyncd.conf"
+start_node "$a"
+expect 0 pds "$a" client start "$addr" --join-secret-file "$T_ROOT/secret" --name a
+wait_for "$s" clients 'connected +a '
+stop_node "$s"
+wait_for "$a" status 'unreachable, retrying|connecting'
+head -c 300000 /dev/urandom | base64 -w0 >"$T_ROOT/photo"
+expect 0 pds "$a" put --file "$T_ROOT/photo" carol ui.photo
+expect_out '^queued carol/ui.photo'
+stop_node "$a"
+start_node "$s" --listen "$addr"
+head -c 30000 /dev/urandom | base64 -w0 >"$T_ROOT/v"
+full=0
+for i in $(seq 1 200); do
+    run pds "$s" put --file "$T_ROOT/v" "filler$i" blob
+    [ "$RC" -ne 0 ] && { full=1; break; }
+done
+[ "$full" = 1 ] || fail "the server's budget never filled"
+start_node "$a"
+wait_for "$a" status 'not taken by the server for now \(kept, sent again in 5 s\): storage budget exhausted'
+expect 0 pds "$a" status
+expect_out '^outbox: +1 writes queued for the server'
+stop_node "$s"
+printf "${base}[storage]\nmap_initial = 64K\nstorage_budget = 64M\n" >"$s/pdsyncd.conf"
+start_node "$s" --listen "$addr"
+deadline=$((SECONDS + 20))
+until pds "$s" get --output /dev/null carol ui.photo >/dev/null 2>&1; do
+    [ $SECONDS -lt $deadline ] || fail "the kept write never reached the server"
+    sleep 0.2
+done
+wait_for "$a" status '^outbox: +0 writes queued for the server$'
+expect 0 pds "$a" status
+grep -q 'not taken by the server for now' <<<"$OUT" && fail "status still says the write was not taken: $OUT"
+pass "a server out of budget: the queued write is kept, said so, and taken once space returns"
+
+# 2. The standby is away: queued writes time out and go again, answered
+#    from what the server holds, without a new log entry each time; a
+#    replayed delete is not reported as refused.
+stop_node "$s"
+printf "$base" >"$s/pdsyncd.conf"
+start_node "$s" --listen "$addr"
+sb=$(node_dir standby)
+printf "$base" >"$sb/pdsyncd.conf"
+start_node "$sb"
+expect 0 pds "$sb" client start "$addr" --join-secret-file "$T_ROOT/secret" --name standby
+wait_for "$s" clients 'connected +standby '
+expect 0 pds "$s" replication start standby
+wait_for "$s" status '^standby: +[0-9a-f]{16}, following'
+wait_for "$a" status 'connected\)'
+expect 0 pds "$a" put alice ui.language en
+wait_for "$sb" "get alice ui.language" '^en$'
+stop_node "$s"
+wait_for "$a" status 'unreachable, retrying|connecting'
+expect 0 pds "$a" del alice ui.language
+for i in $(seq 1 30); do
+    pds "$a" put "user$((i % 5))" "item.$i" v >/dev/null || fail "queued put $i"
+done
+stop_node "$sb"
+start_node "$s" --listen "$addr"
+wait_for "$a" status 'connected\)'
+sleep 1
+n1=$(last_index "$s")
+sleep 2.5
+n2=$(last_index "$s")
+[ "$n2" = "$n1" ] || fail "the replays of 31 queued writes grew the server's log from $n1 to $n2 in 2.5 s"
+expect 0 pds "$a" status
+expect_out '^outbox: +31 writes queued for the server$'
+start_node "$sb"
+wait_for "$s" status '^standby: +[0-9a-f]{16}, following'
+wait_for "$a" status '^outbox: +0 writes queued for the server$'
+expect 1 pds "$sb" get alice ui.language
+expect 0 pds "$sb" get user3 item.28
+expect 0 pds "$a" log
+grep -q 'refused by the server' <<<"$OUT" && fail "a replayed write was reported refused: $(grep 'refused by the server' <<<"$OUT" | head -n 2)"
+pass "the standby away: replays answered from what the server holds (log stays at $n1), the delete not reported refused"
+
+# 3. A queued write, then a restart with the wall clock 60 s back, then a
+#    second write of the same item: the second one wins everywhere.
+stop_node "$s"
+wait_for "$a" status 'unreachable, retrying|connecting'
+expect 0 pds "$a" put carol ui.language first
+stop_node "$a"
+PDSYNC_DEBUG_CLOCK_SKEW_MS=-60000 start_node "$a"
+expect 0 pds "$a" put carol ui.language second
+start_node "$s" --listen "$addr"
+wait_for "$a" status '^outbox: +0 writes queued for the server$'
+expect 0 pds "$s" get carol ui.language
+[ "$OUT" = second ] || fail "the server has '$OUT': a write made after a restart with the clock set back lost to an older one"
+pass "the clock mark covers queued writes: after a restart with the clock 60 s back, the newer write wins"
+
+stop_node "$a"
+stop_node "$sb"
+stop_node "$s"
