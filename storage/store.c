@@ -879,6 +879,8 @@ static int apply(struct pds_store *s,
         MDB_cursor *cur;
         size_t plen = pds_reckey_prefix(e->key.scope, e->key.owner,
                                         e->key.owner_len, kbuf);
+        uint8_t at[PDS_RECKEY_MAX];
+        int kept = 0;
         rv = mdb_cursor_open(txn, s->records, &cur);
         if (rv != 0)
             return rv;
@@ -892,19 +894,33 @@ static int apply(struct pds_store *s,
                 rv = MDB_CORRUPTED;
                 break;
             }
+            /* Last writer wins here too: a record written after the
+             * delete (a newer version) stays, with its owner. */
+            if (pds_version_cmp(&rec.version, &e->version) > 0) {
+                kept |= !rec.is_tombstone;
+                rv = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+                continue;
+            }
             if (!rec.is_tombstone)
                 (*d_records)--;
+            if (k.mv_size > sizeof(at)) {
+                rv = MDB_CORRUPTED;
+                break;
+            }
+            memcpy(at, k.mv_data, k.mv_size);
+            k.mv_data = at;
             rv = mdb_cursor_del(cur, 0);
             if (rv != 0)
                 break;
-            /* Seek again rather than rely on the cursor after a delete. */
-            k.mv_data = kbuf;
-            k.mv_size = plen;
+            /* Seek again rather than rely on the cursor after a delete:
+             * the first key from the deleted one on. */
             rv = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
         }
         mdb_cursor_close(cur);
         if (rv != 0 && rv != MDB_NOTFOUND)
             return rv;
+        if (kept)
+            return 0;
         rv = mdb_del(txn, s->owners, &ok, NULL);
         return rv == MDB_NOTFOUND ? 0 : rv;
     }

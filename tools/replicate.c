@@ -697,6 +697,14 @@ void pds__repl_on_ack(struct daemon *d,
     ship(d, f, d->committed);
 }
 
+/* A live record newer than the version in arg (stops the walk). */
+static int
+newer_record(void *arg, const struct pds_key *key, const struct pds_record *rec)
+{
+    (void)key;
+    return pds_version_cmp(&rec->version, arg) > 0 ? 1 : 0;
+}
+
 /* Server: a client's write, stepped like a local one. */
 void pds__repl_on_write(struct daemon *d,
                         struct pds_conn *c,
@@ -751,6 +759,11 @@ void pds__repl_on_write(struct daemon *d,
             return;
         }
     }
+    if (m->op == PDS_OP_DEL_OWNER && ev.u.write.has_origin)
+        ev.u.write.owner_newer =
+            pds_store_list(d->store, ev.u.write.key.scope, ev.u.write.key.owner,
+                           ev.u.write.key.owner_len, newer_record,
+                           &ev.u.write.origin) == 1;
     if (m->op != PDS_OP_DEL_OWNER && m->item[0] != '\0' &&
         pds_store_get(d->store, &ev.u.write.key, &rec, &value) == 0) {
         ev.u.write.exists = !rec.is_tombstone;
@@ -1035,6 +1048,17 @@ static void outbox_answer(struct daemon *d, const struct pds_msg *m)
          * again a little later (pds__repl_tick), and then decided. */
         q->is_sent = 0;
         q->retry_at = pds__wall_ms() + OUTBOX_RETRY_MS;
+        outbox_pump(d);
+        return;
+    }
+    if (m->code == PDS_ENOTFOUND && q->e.op == PDS_OP_DEL_OWNER) {
+        /* The owner is gone already (this delete came before and its
+         * answer was lost, or another): what it asked for holds. */
+        pds_commlog(PDS_LOG_INFO,
+                    "a delete-user %.*s queued while offline: the server "
+                    "holds no such owner any more",
+                    (int)q->e.key.owner_len, q->e.key.owner);
+        q->is_done = 1;
         outbox_pump(d);
         return;
     }

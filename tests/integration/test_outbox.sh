@@ -110,6 +110,44 @@ expect 0 pds "$s" get carol ui.language
 [ "$OUT" = second ] || fail "the server has '$OUT': a write made after a restart with the clock set back lost to an older one"
 pass "the clock mark covers queued writes: after a restart with the clock 60 s back, the newer write wins"
 
-stop_node "$a"
+# 4. delete-user is a write like any other: last writer wins, record by
+#    record. Queued offline, then a newer write of the same user (made
+#    offline after it on A, and online on B): the newer ones stay.
 stop_node "$sb"
+expect 0 pds "$s" replication stop
+b=$(node_dir b)
+printf "$base" >"$b/pdsyncd.conf"
+start_node "$b"
+expect 0 pds "$b" client start "$addr" --join-secret-file "$T_ROOT/secret" --name b
+wait_for "$a" status 'connected\)'
+expect 0 pds "$a" put dora ui.language de
+expect 0 pds "$a" put dora ui.theme old
+expect 0 pds "$a" put erik ui.language sv
+expect 0 pds "$a" put erik ui.theme old
+wait_for "$b" "get erik ui.theme" '^old$'
+stop_node "$s"
+wait_for "$a" status 'unreachable, retrying|connecting'
+expect 0 pds "$a" delete-user dora
+expect_out '^queued user dora'
+expect 0 pds "$a" put dora ui.theme new
+expect 0 pds "$a" delete-user erik
+sleep 0.05
+start_node "$s" --listen "$addr"
+stop_node "$a"
+wait_for "$b" status 'connected\)'
+expect 0 pds "$b" put erik ui.font large
+start_node "$a"
+wait_for "$a" status '^outbox: +0 writes queued for the server$'
+for node in "$s" "$b" "$a"; do
+    wait_for "$node" "list dora" '^user	dora	ui.theme	new$'
+    expect 0 pds "$node" list dora
+    [ "$(wc -l <<<"$OUT")" = 1 ] || fail "$node holds for dora: $OUT"
+    wait_for "$node" "list erik" '^user	erik	ui.font	large$'
+    expect 0 pds "$node" list erik
+    [ "$(wc -l <<<"$OUT")" = 1 ] || fail "$node holds for erik: $OUT"
+done
+pass "a queued delete-user removes what was written before it, never a newer write (on A after it, on B online)"
+
+stop_node "$b"
+stop_node "$a"
 stop_node "$s"
