@@ -1713,6 +1713,46 @@ int pds_store_owners(struct pds_store *store, pds_store_owner_cb cb, void *arg)
     return scan(store, store->owners, "owners", each_owner, &sc);
 }
 
+int pds_store_log_span(struct pds_store *store,
+                       pds_index from,
+                       uint64_t *bytes,
+                       pds_time *first_ms)
+{
+    uint8_t kbuf[8];
+    MDB_val k = {8, kbuf};
+    MDB_val v;
+    MDB_cursor *cur;
+    MDB_txn *txn;
+    int first = 1;
+    int rv;
+
+    *bytes = 0;
+    *first_ms = 0;
+    pds_put_u64be(kbuf, from);
+    rv = read_begin(store, &txn);
+    if (rv != 0)
+        return set_err(store, translate(rv), "log: %s", mdb_strerror(rv));
+    rv = mdb_cursor_open(txn, store->log, &cur);
+    if (rv == 0) {
+        rv = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+        while (rv == 0) {
+            if (first) {
+                struct pds_entry e;
+                if (pds_entry_decode(v.mv_data, v.mv_size, &e) == 0)
+                    *first_ms = PDS_HLC_MS(e.version.hlc);
+                first = 0;
+            }
+            *bytes += v.mv_size;
+            rv = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+        }
+        mdb_cursor_close(cur);
+    }
+    read_end(store, txn);
+    if (rv != 0 && rv != MDB_NOTFOUND)
+        return set_err(store, translate(rv), "log: %s", mdb_strerror(rv));
+    return 0;
+}
+
 int pds_store_log_get(struct pds_store *store,
                       pds_index index,
                       uint8_t **buf,

@@ -241,6 +241,12 @@ int pds_store_log_range(struct pds_store *store,
  * Read one log entry by index into a malloc'ed copy (*buf, *len), for
  * tests and followers. PDS_ENOTFOUND when not retained.
  */
+/* The bytes of the retained log from index from on, and the clock (ms)
+ * of its first entry there (0 when none). */
+int pds_store_log_span(struct pds_store *store,
+                       pds_index from,
+                       uint64_t *bytes,
+                       pds_time *first_ms);
 int pds_store_log_get(struct pds_store *store,
                       pds_index index,
                       uint8_t **buf,

@@ -87,7 +87,7 @@ struct daemon {
     uv_timer_t retry_timer;
     uv_timer_t tick_timer; /* the core's clock, for slot reclaim */
     uint32_t n_retries;
-    char link_error[PDS_MEMBER_ERROR];
+    char link_error[PDS_ERRMSG_SIZE + 64];
     uint64_t notice_conn; /* the link whose server said why it drops us */
     /* Server: the last refusal logged, against log floods. */
     char last_refusal[PDS_MEMBER_ERROR];
@@ -212,7 +212,9 @@ int pds__repl_durable(uint64_t conn, uint64_t *position);
 int pds__repl_durable_of(const uint8_t *pk, pds_index *position);
 /* Is the member with this key following the log? Fills its runtime
  * replication fields (position, sent, lag, sync). */
-int pds__repl_follower(const uint8_t *pk, struct pds_member *out);
+int pds__repl_follower(struct daemon *d,
+                       const uint8_t *pk,
+                       struct pds_member *out);
 /* Server: a commit of these entries happened (lag figures). */
 void pds__repl_note_commit(struct daemon *d,
                            const struct pds_entry *entries,

@@ -779,7 +779,7 @@ static void clients_list(struct daemon *d,
         memset(&meta, 0, sizeof(meta));
     for (i = 0; i < n; i++) {
         copy[i] = members[i];
-        copy[i].is_following = pds__repl_follower(copy[i].pk, &copy[i]);
+        copy[i].is_following = pds__repl_follower(d, copy[i].pk, &copy[i]);
         /* Away with a position the retained log no longer follows: it
          * takes a snapshot when it comes back. */
         if (!copy[i].is_following && copy[i].state == PDS_MEMBER_ENROLLED &&
@@ -977,7 +977,7 @@ void pds__group_status(struct daemon *d, struct pds_status *st)
             struct pds_member fm;
             int on;
             memset(&fm, 0, sizeof(fm));
-            on = pds__repl_follower(d->standby_pk, &fm);
+            on = pds__repl_follower(d, d->standby_pk, &fm);
             snprintf(standby, sizeof(standby), "%016llx, %s",
                      (unsigned long long)pds_member_id(d->standby_pk),
                      on ? "following" : "not connected");

@@ -874,6 +874,11 @@ static int cmd_status(struct cli *cli, int argc, char **argv)
         printf(",\"server\":");
         json_str(st.server, strlen(st.server));
         printf(",\"server_last\":%llu", (unsigned long long)st.server_last);
+        /* A follower's lag in entries, as the text says it. */
+        printf(",\"lag_entries\":%llu",
+               (unsigned long long)(st.server_last > st.last_index
+                                        ? st.server_last - st.last_index
+                                        : 0));
         printf(",\"standby\":");
         json_str(st.standby, strlen(st.standby));
         printf(",\"ack_mode\":");

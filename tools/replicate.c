@@ -198,7 +198,8 @@ void pds__repl_note_commit(struct daemon *d,
  * commits it has not confirmed (at commit granularity, as far back as the
  * ring reaches).
  */
-static void lag_of(pds_index acked, uint64_t *bytes, uint64_t *ms)
+static void
+lag_of(struct daemon *d, pds_index acked, uint64_t *bytes, uint64_t *ms)
 {
     size_t n = n_commits_seen < COMMIT_RING ? n_commits_seen : COMMIT_RING;
     size_t k;
@@ -215,6 +216,15 @@ static void lag_of(pds_index acked, uint64_t *bytes, uint64_t *ms)
             break;
         }
         oldest = mk;
+    }
+    if (before == NULL && acked < d->committed) {
+        /* The ring does not reach back to it (this server restarted since,
+         * or it is far behind): from the log itself. */
+        pds_time first_ms;
+        if (pds_store_log_span(d->store, acked + 1, bytes, &first_ms) == 0 &&
+            first_ms != 0)
+            *ms = pds__wall_ms() > first_ms ? pds__wall_ms() - first_ms : 0;
+        return;
     }
     if (oldest == NULL)
         return;
@@ -1670,7 +1680,9 @@ int pds__repl_durable(uint64_t conn, uint64_t *position)
     return 1;
 }
 
-int pds__repl_follower(const uint8_t *pk, struct pds_member *out)
+int pds__repl_follower(struct daemon *d,
+                       const uint8_t *pk,
+                       struct pds_member *out)
 {
     size_t i;
 
@@ -1681,7 +1693,7 @@ int pds__repl_follower(const uint8_t *pk, struct pds_member *out)
         out->is_following = 1;
         out->position = f->log.acked;
         out->sent = f->log.next > 0 ? f->log.next - 1 : 0;
-        lag_of(f->log.acked, &out->lag_bytes, &out->lag_ms);
+        lag_of(d, f->log.acked, &out->lag_bytes, &out->lag_ms);
         if (f->is_snapshot)
             snprintf(out->sync, sizeof(out->sync),
                      "refreshing: snapshot chunk %llu (%s)",

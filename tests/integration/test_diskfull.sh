@@ -117,3 +117,27 @@ if grep -q '^last error:' <<<"$OUT"; then fail "the client still shows an error:
 pass "space returns: the client takes its snapshot"
 stop_node "$c"
 stop_node "$sv"
+
+# A follower whose storage budget is exhausted stops applying and says so
+# in full, and its own status gives its lag, in --json too.
+sv=$(node_dir lagserver)
+printf '[group]\nheartbeat_ms = 100\ndead_ms = 600\nretry_max_ms = 200\n[storage]\nmap_initial = 256K\nstorage_budget = 64M\n' >"$sv/pdsyncd.conf"
+start_node "$sv" --listen 127.0.0.1:0
+svaddr=$(cat "$sv/listen.addr")
+expect 0 pds "$sv" server start --join-secret-file "$T_ROOT/secret"
+lf=$(node_dir lagging)
+printf '[group]\nheartbeat_ms = 100\ndead_ms = 600\nretry_max_ms = 200\n[storage]\nmap_initial = 256K\nstorage_budget = 1M\n' >"$lf/pdsyncd.conf"
+start_node "$lf"
+expect 0 pds "$lf" client start "$svaddr" --join-secret-file "$T_ROOT/secret" --name lagging
+wait_for "$sv" clients 'connected +lagging '
+head -c 45000 /dev/urandom | base64 -w0 >"$T_ROOT/v45"
+for i in $(seq 1 20); do
+    pds "$sv" put --file "$T_ROOT/v45" "lag$i" blob >/dev/null || fail "put lag$i"
+done
+wait_for "$lf" status '^last error: +cannot apply the server.s entries: storage budget exhausted: .*raise storage_budget \(nothing was written\)$'
+expect 0 pds "$lf" --json status
+expect_out '"lag_entries":[1-9][0-9]*,'
+expect_out '"last_error":"cannot apply the server.s entries: storage budget exhausted: [^"]*\(nothing was written\)"'
+pass "a follower that cannot apply says why in full, and gives its lag in --json"
+stop_node "$lf"
+stop_node "$sv"
