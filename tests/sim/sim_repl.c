@@ -74,6 +74,7 @@ struct state {
 
 struct hentry {
     pds_index index;
+    pds_epoch epoch; /* the server's term that wrote it */
     int key;
     int op; /* PDS_OP_PUT or PDS_OP_DEL */
     struct pds_version v;
@@ -99,6 +100,7 @@ struct msg {
     uint64_t at; /* delivery step */
     enum msg_type type;
     pds_index index;         /* SYNC position, ENTRIES first, ACK, SNAP p0 */
+    pds_epoch epoch;         /* SYNC: of the entry at index; SNAP: stamp */
     struct pds_version last; /* SYNC */
     pds_index server_last;   /* ENTRIES: the sender's last; SNAP: end */
     pds_index window_end;    /* ENTRIES: the last sent before an ACK */
@@ -130,7 +132,8 @@ struct follower {
     /* A catch-up's entries held for one commit, not yet applied. */
     struct hentry held[WINDOW + MSG_ENTRIES];
     int n_held;
-    struct pds_version last, dur_last; /* version at pos (hlc 0: unknown) */
+    struct pds_version last, dur_last;    /* version at pos (hlc 0: unknown) */
+    pds_epoch last_epoch, dur_last_epoch; /* epoch at pos (0 at 0) */
     struct state staged;
     int staging;
     uint64_t staged_next;
@@ -177,6 +180,7 @@ struct sim {
     struct hentry hist[MAX_HIST + 1]; /* durable log, index 1.. */
     struct state at[MAX_HIST + 1];    /* records after each index */
     pds_index durable, first;
+    pds_epoch epoch;    /* the server's term: one more at each restart */
     pds_index max_sent; /* the highest index ever sent to a follower */
     struct hentry batch[64];
     int n_batch;
@@ -299,7 +303,7 @@ static int core_make(struct sim *s)
 
     memset(&cfg, 0, sizeof(cfg));
     cfg.node_id = 1;
-    cfg.epoch = 1;
+    cfg.epoch = s->epoch;
     cfg.last_index = s->durable;
     for (i = 1; i <= s->durable; i++) {
         if (s->hist[i].v.hlc > hlc)
@@ -366,6 +370,7 @@ static int carry_out(struct sim *s, const struct pds_update *u)
         }
         memset(h, 0, sizeof(*h));
         h->index = e->index;
+        h->epoch = e->epoch;
         h->key = e->key.item[1] - '0';
         h->op = e->op;
         h->v = e->version;
@@ -518,6 +523,7 @@ static void snap_pump(struct sim *s, int f)
         m.conn = sf->conn;
         m.seq = sf->snap_seq++;
         m.index = sf->snap_p0;
+        m.epoch = sf->snap_p0 > 0 ? s->hist[sf->snap_p0].epoch : 0;
         m.chunk_first = first;
         for (k = 0; k < SNAP_KEYS && first + k < N_KEYS; k++)
             m.chunk[k] = s->at[sf->snap_p0].r[first + k];
@@ -714,6 +720,7 @@ static int server_crash(struct sim *s)
     s->standby_acked = 0;
     s->waiting_since = -1;
     s->server_down_until = s->step + 1 + (int)(rnd(s) % 10);
+    s->epoch++; /* its restart begins a new term */
     if (core_make(s) != 0) {
         snprintf(s->why, sizeof(s->why), "core_make");
         return -1;
@@ -733,17 +740,19 @@ static int server_on_msg(struct sim *s, const struct msg *m)
         struct pds_log_view v;
         const char *why;
         memset(&sy, 0, sizeof(sy));
-        sy.epoch = 1;
+        sy.epoch = m->epoch;
         sy.index = m->index;
         sy.last = m->last;
         sy.is_fresh = 1;
         memset(&v, 0, sizeof(v));
         v.first_index = s->durable > 0 ? s->first : 0;
         v.last_index = s->durable;
-        v.index_epoch = 1; /* the simulated server keeps one epoch */
+        /* The epochs table: the term of each index it ever wrote. */
+        if (m->index > 0 && m->index <= s->durable)
+            v.index_epoch = s->hist[m->index].epoch;
         if (m->index > 0 && m->index <= s->durable && m->index >= s->first) {
             v.has_entry = 1;
-            v.entry_epoch = 1;
+            v.entry_epoch = s->hist[m->index].epoch;
             v.entry_version = s->hist[m->index].v;
         }
         if (pds_repl_decide(&sy, &v, &why) == PDS_SYNC_REFRESH) {
@@ -851,6 +860,7 @@ static void follower_connect(struct sim *s, int f)
     m.conn = fl->conn;
     m.to_server = 1;
     m.index = fl->pos;
+    m.epoch = fl->last_epoch;
     m.last = fl->last;
     send_msg(s, &m);
     /* Replay the outbox in order, with the versions it was made with. */
@@ -876,6 +886,7 @@ static void follower_commit(struct follower *fl)
     fl->dur = fl->cur;
     fl->dur_pos = fl->pos;
     fl->dur_last = fl->last;
+    fl->dur_last_epoch = fl->last_epoch;
 }
 
 /* Every commit of a follower is flushed: a crash loses what it held. */
@@ -889,6 +900,7 @@ static void follower_crash(struct sim *s, int f)
     fl->cur = fl->dur;
     fl->pos = fl->dur_pos;
     fl->last = fl->dur_last;
+    fl->last_epoch = fl->dur_last_epoch;
     /* Answered outbox writes whose removal was not flushed come back. */
     for (i = 0; i < fl->n_outbox; i++) {
         fl->outbox[i].is_sent = 0;
@@ -953,6 +965,7 @@ static int follower_on_msg(struct sim *s, const struct msg *m)
         }
         fl->pos = last;
         fl->last = fl->held[fl->n_held - 1].v;
+        fl->last_epoch = fl->held[fl->n_held - 1].epoch;
         fl->n_held = 0;
         follower_commit(fl);
         follower_reply(s, m->f, M_ACK, fl->pos, 0);
@@ -982,6 +995,7 @@ static int follower_on_msg(struct sim *s, const struct msg *m)
         fl->pos = m->index;
         fl->last.hlc = 0;
         fl->last.node = 0;
+        fl->last_epoch = m->epoch;
         for (i = 0; i < N_KEYS; i++) {
             if (fl->cur.r[i].has)
                 pds_hlc_observe(&fl->hlc, fl->cur.r[i].v.hlc);
@@ -1063,12 +1077,19 @@ static void follower_write(struct sim *s, int f)
 
 /* ---- Invariants -------------------------------------------------------- */
 
-static int on_branch(struct sim *s, pds_index pos, struct pds_version last)
+static int on_branch(struct sim *s,
+                     pds_index pos,
+                     pds_epoch epoch,
+                     struct pds_version last)
 {
     if (pos > s->durable)
         return 0;
-    return last.hlc == 0 || pos == 0 ||
-           pds_version_cmp(&s->hist[pos].v, &last) == 0;
+    if (pos == 0)
+        return 1;
+    /* One term writes an index once: the same epoch there is the same
+     * history up to it. */
+    return s->hist[pos].epoch == epoch &&
+           (last.hlc == 0 || pds_version_cmp(&s->hist[pos].v, &last) == 0);
 }
 
 static int check(struct sim *s)
@@ -1077,7 +1098,7 @@ static int check(struct sim *s)
 
     for (f = 0; f < N_FOLLOWERS; f++) {
         struct follower *fl = &s->fl[f];
-        if (on_branch(s, fl->pos, fl->last) &&
+        if (on_branch(s, fl->pos, fl->last_epoch, fl->last) &&
             !same_state(&fl->cur, &s->at[fl->pos])) {
             snprintf(s->why, sizeof(s->why),
                      "follower %d at %llu does not hold the server's records "
@@ -1085,7 +1106,7 @@ static int check(struct sim *s)
                      f, (unsigned long long)fl->pos);
             return -1;
         }
-        if (on_branch(s, fl->dur_pos, fl->dur_last) &&
+        if (on_branch(s, fl->dur_pos, fl->dur_last_epoch, fl->dur_last) &&
             !same_state(&fl->dur, &s->at[fl->dur_pos])) {
             snprintf(s->why, sizeof(s->why),
                      "follower %d made durable position %llu without its "
@@ -1253,6 +1274,7 @@ static int run(uint64_t seed, int steps, int *n_faults)
     s->rng = seed * 2654435761u + 1;
     s->waiting_since = -1;
     s->first = 0;
+    s->epoch = 1;
     for (i = 0; i < N_FOLLOWERS; i++) {
         /* One clock is hours ahead now and then, or just past the bound
          * (the server's clock catches up with its writes within the
