@@ -617,7 +617,6 @@ static int on_write(struct pds_core *core, const struct pds_event *ev)
     char errmsg[PDS_ERRMSG_SIZE];
     struct pds_version version;
     int has_version = 0, outcome = PDS_OUTCOME_APPLIED;
-    int keeps_owner = 0;
     struct owner *o;
     struct pending *p;
     int rv;
@@ -643,26 +642,44 @@ static int on_write(struct pds_core *core, const struct pds_event *ev)
     }
     if (w->has_origin && w->op == PDS_OP_DEL_OWNER) {
         /* A client's delete of a whole owner (maybe made offline, long
-         * ago) keeps its own version, as any write does, unless its clock
-         * is too far ahead: records written after it stay (every copy
-         * applies it so), and so does the owner then. */
+         * ago) is a write like the others: it loses to any change of that
+         * owner made after it, and nothing is deleted. Otherwise it keeps
+         * its own version (unless its clock is too far ahead), so that a
+         * write of the owner made after it still wins over it. */
         uint64_t skew =
             core->config.max_skew_ms != 0 ? core->config.max_skew_ms : 60000;
+        struct pds_reply *r;
+        size_t i;
+        for (i = 0; i < core->n_pending; i++) {
+            const struct pending *q = &core->pending[i];
+            if (q->entry.key.scope == w->key.scope &&
+                q->entry.key.owner_len == w->key.owner_len &&
+                memcmp(q->entry.key.owner, w->key.owner, w->key.owner_len) ==
+                    0 &&
+                pds_version_cmp(&q->entry.version, &w->origin) > 0)
+                return reply_error(core, w->req, PDS_ETIMEDOUT,
+                                   "a newer change of this owner is being "
+                                   "committed: not decided, send it again");
+        }
+        if (w->owner_newer > w->trusted)
+            return reply_error(core, w->req, PDS_ETIMEDOUT,
+                               "a newer change of this owner is on the "
+                               "server, but the replication destination has "
+                               "not confirmed it: not decided, send it again");
+        if (w->owner_newer != 0) {
+            core->n_superseded++;
+            r = reply_add(core, w->req);
+            if (r == NULL)
+                return PDS_ENOMEM;
+            r->outcome = PDS_OUTCOME_SUPERSEDED;
+            r->version = w->origin;
+            snprintf(r->errmsg, sizeof(r->errmsg), "%s",
+                     "the owner was changed after this delete");
+            return 0;
+        }
         if (PDS_HLC_MS(w->origin.hlc) <= ev->now + skew) {
-            size_t i;
             version = w->origin;
             has_version = 1;
-            keeps_owner = w->owner_newer;
-            for (i = 0; i < core->n_pending && !keeps_owner; i++) {
-                const struct pending *q = &core->pending[i];
-                if (q->entry.op != PDS_OP_DEL_OWNER &&
-                    q->entry.key.scope == w->key.scope &&
-                    q->entry.key.owner_len == w->key.owner_len &&
-                    memcmp(q->entry.key.owner, w->key.owner,
-                           w->key.owner_len) == 0 &&
-                    pds_version_cmp(&q->entry.version, &w->origin) > 0)
-                    keeps_owner = 1;
-            }
         }
     }
 
@@ -743,12 +760,10 @@ static int on_write(struct pds_core *core, const struct pds_event *ev)
         }
         p->outcome = outcome;
     }
-    if (w->op == PDS_OP_DEL_OWNER && !keeps_owner) {
+    if (w->op == PDS_OP_DEL_OWNER) {
         p->removed_owner = 1;
         p->removed_last_used = o->last_used;
         owner_remove(core, w->key.scope, w->key.owner, w->key.owner_len);
-    } else if (w->op == PDS_OP_DEL_OWNER) {
-        /* Newer records of it stay. */
     } else if (o == NULL) {
         rv = owner_insert(core, w->key.scope, w->key.owner, w->key.owner_len,
                           ev->now);

@@ -292,9 +292,9 @@ struct pds_write {
      */
     pds_index current_index;
     pds_epoch current_epoch; /* the epoch of that entry */
-    /* DEL_OWNER with an origin: the host holds a record of the owner with
-     * a newer version (it stays, and so does the owner). */
-    int owner_newer;
+    /* DEL_OWNER with an origin: the highest log index of the owner's
+     * records (live or deleted) newer than it, 0 when none. */
+    pds_index owner_newer;
     pds_index trusted;
     /*
      * The host's memo of this origin (pds_clamp): the same write came

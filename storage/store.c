@@ -879,8 +879,6 @@ static int apply(struct pds_store *s,
         MDB_cursor *cur;
         size_t plen = pds_reckey_prefix(e->key.scope, e->key.owner,
                                         e->key.owner_len, kbuf);
-        uint8_t at[PDS_RECKEY_MAX];
-        int kept = 0;
         rv = mdb_cursor_open(txn, s->records, &cur);
         if (rv != 0)
             return rv;
@@ -894,33 +892,19 @@ static int apply(struct pds_store *s,
                 rv = MDB_CORRUPTED;
                 break;
             }
-            /* Last writer wins here too: a record written after the
-             * delete (a newer version) stays, with its owner. */
-            if (pds_version_cmp(&rec.version, &e->version) > 0) {
-                kept |= !rec.is_tombstone;
-                rv = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
-                continue;
-            }
             if (!rec.is_tombstone)
                 (*d_records)--;
-            if (k.mv_size > sizeof(at)) {
-                rv = MDB_CORRUPTED;
-                break;
-            }
-            memcpy(at, k.mv_data, k.mv_size);
-            k.mv_data = at;
             rv = mdb_cursor_del(cur, 0);
             if (rv != 0)
                 break;
-            /* Seek again rather than rely on the cursor after a delete:
-             * the first key from the deleted one on. */
+            /* Seek again rather than rely on the cursor after a delete. */
+            k.mv_data = kbuf;
+            k.mv_size = plen;
             rv = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
         }
         mdb_cursor_close(cur);
         if (rv != 0 && rv != MDB_NOTFOUND)
             return rv;
-        if (kept)
-            return 0;
         rv = mdb_del(txn, s->owners, &ok, NULL);
         return rv == MDB_NOTFOUND ? 0 : rv;
     }
@@ -1711,6 +1695,52 @@ int pds_store_owners(struct pds_store *store, pds_store_owner_cb cb, void *arg)
     sc.cb.owner = cb;
     sc.arg = arg;
     return scan(store, store->owners, "owners", each_owner, &sc);
+}
+
+int pds_store_owner_newer(struct pds_store *store,
+                          enum pds_scope scope,
+                          const char *owner,
+                          size_t owner_len,
+                          const struct pds_version *version,
+                          pds_index *newer)
+{
+    uint8_t kbuf[PDS_RECKEY_MAX];
+    size_t plen;
+    MDB_cursor *cur;
+    MDB_txn *txn;
+    MDB_val k, v;
+    int rv;
+
+    *newer = 0;
+    if (owner_len == 0 || owner_len > PDS_OWNER_MAX)
+        return set_err(store, PDS_EINVAL, "owner: bad name");
+    plen = pds_reckey_prefix(scope, owner, owner_len, kbuf);
+    rv = read_begin(store, &txn);
+    if (rv != 0)
+        return set_err(store, translate(rv), "owner: %s", mdb_strerror(rv));
+    rv = mdb_cursor_open(txn, store->records, &cur);
+    if (rv == 0) {
+        k.mv_data = kbuf;
+        k.mv_size = plen;
+        rv = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+        while (rv == 0 && k.mv_size >= plen &&
+               memcmp(k.mv_data, kbuf, plen) == 0) {
+            struct pds_record rec;
+            if (pds_record_decode(v.mv_data, v.mv_size, &rec) != 0) {
+                rv = MDB_CORRUPTED;
+                break;
+            }
+            if (pds_version_cmp(&rec.version, version) > 0 &&
+                rec.index > *newer)
+                *newer = rec.index;
+            rv = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+        }
+        mdb_cursor_close(cur);
+    }
+    read_end(store, txn);
+    if (rv != 0 && rv != MDB_NOTFOUND)
+        return set_err(store, translate(rv), "owner: %s", mdb_strerror(rv));
+    return 0;
 }
 
 int pds_store_log_span(struct pds_store *store,

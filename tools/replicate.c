@@ -707,14 +707,6 @@ void pds__repl_on_ack(struct daemon *d,
     ship(d, f, d->committed);
 }
 
-/* A live record newer than the version in arg (stops the walk). */
-static int
-newer_record(void *arg, const struct pds_key *key, const struct pds_record *rec)
-{
-    (void)key;
-    return pds_version_cmp(&rec->version, arg) > 0 ? 1 : 0;
-}
-
 /* Server: a client's write, stepped like a local one. */
 void pds__repl_on_write(struct daemon *d,
                         struct pds_conn *c,
@@ -769,11 +761,18 @@ void pds__repl_on_write(struct daemon *d,
             return;
         }
     }
-    if (m->op == PDS_OP_DEL_OWNER && ev.u.write.has_origin)
-        ev.u.write.owner_newer =
-            pds_store_list(d->store, ev.u.write.key.scope, ev.u.write.key.owner,
-                           ev.u.write.key.owner_len, newer_record,
-                           &ev.u.write.origin) == 1;
+    if (m->op == PDS_OP_DEL_OWNER && ev.u.write.has_origin &&
+        pds_store_owner_newer(d->store, ev.u.write.key.scope,
+                              ev.u.write.key.owner, ev.u.write.key.owner_len,
+                              &ev.u.write.origin,
+                              &ev.u.write.owner_newer) != 0) {
+        memset(&r, 0, sizeof(r));
+        r.status = PDS_EIO;
+        snprintf(r.errmsg, sizeof(r.errmsg), "%s", pds_store_errmsg(d->store));
+        pds__group_write_ack(d, w, &r);
+        free(w);
+        return;
+    }
     if (m->op != PDS_OP_DEL_OWNER && m->item[0] != '\0' &&
         pds_store_get(d->store, &ev.u.write.key, &rec, &value) == 0) {
         ev.u.write.exists = !rec.is_tombstone;

@@ -442,6 +442,89 @@ TEST(core_loser_to_an_unconfirmed_version_is_not_decided)
     pds_core_free(core);
 }
 
+/* A client's delete-user of alice made at ms by node. */
+static void
+client_delete_user_event(struct pds_event *ev, uint64_t req, uint64_t ms)
+{
+    memset(ev, 0, sizeof(*ev));
+    ev->type = PDS_EVENT_WRITE;
+    ev->now = 10000;
+    ev->u.write.req = req;
+    ev->u.write.op = PDS_OP_DEL_OWNER;
+    ev->u.write.key.scope = PDS_SCOPE_USER;
+    ev->u.write.key.owner = "alice";
+    ev->u.write.key.owner_len = 5;
+    ev->u.write.key.item = "";
+    ev->u.write.has_origin = 1;
+    ev->u.write.origin.hlc = PDS_HLC_MAKE(ms, 0);
+    ev->u.write.origin.node = 8;
+    ev->u.write.trusted = (pds_index)-1;
+}
+
+/*
+ * A client's delete-user is a write like the others: it loses to any
+ * change of the owner made after it (and deletes nothing then); one made
+ * after every change is stamped with its own version, so a write of the
+ * owner made after it still wins over it, and one made before it loses.
+ */
+TEST(core_delete_user_by_last_writer_wins)
+{
+    struct pds_core *core = new_core(10, PDS_USER_POLICY_REFUSE);
+    struct pds_version held = {PDS_HLC_MAKE(3000, 0), 9};
+    struct pds_event ev;
+    struct pds_update u;
+
+    CHECK(core != NULL);
+    CHECK_EQ(
+        client_put(core, 1, "en", PDS_HLC_MAKE(3000, 0), 9, NULL, 10000, &u),
+        0);
+    CHECK_EQ(persisted(core, 1, &u), 0);
+    /* Made at 2000, before alice/ui.language@3000 (index 1): lost. */
+    client_delete_user_event(&ev, 2, 2000);
+    ev.u.write.owner_newer = 1;
+    CHECK_EQ(pds_core_step(core, &ev, &u), 0);
+    CHECK_EQ(u.n_entries, 0);
+    CHECK_EQ(u.n_replies, 1);
+    CHECK_EQ(u.replies[0].status, 0);
+    CHECK_EQ(u.replies[0].outcome, PDS_OUTCOME_SUPERSEDED);
+    CHECK_EQ(pds_core_n_users(core), 1);
+    /* ... not decided while the standby has not confirmed that change. */
+    ev.u.write.req = 3;
+    ev.u.write.trusted = 0;
+    CHECK_EQ(pds_core_step(core, &ev, &u), 0);
+    CHECK_EQ(u.n_entries, 0);
+    CHECK_EQ(u.replies[0].status, PDS_ETIMEDOUT);
+    /* An older put still loses to the durable 3000. */
+    CHECK_EQ(
+        client_put(core, 4, "fr", PDS_HLC_MAKE(2500, 0), 7, &held, 10000, &u),
+        0);
+    CHECK_EQ(u.n_entries, 0);
+    CHECK_EQ(u.replies[0].outcome, PDS_OUTCOME_SUPERSEDED);
+    /* Made at 4000, after everything: applied with its own version. */
+    client_delete_user_event(&ev, 5, 4000);
+    CHECK_EQ(pds_core_step(core, &ev, &u), 0);
+    CHECK_EQ(u.n_entries, 1);
+    CHECK_EQ(u.entries[0].op, PDS_OP_DEL_OWNER);
+    CHECK_EQ(u.entries[0].version.hlc, PDS_HLC_MAKE(4000, 0));
+    CHECK_EQ(pds_core_n_users(core), 0);
+    /* While it is pending, a delete-user older than it is not decided. */
+    client_delete_user_event(&ev, 6, 3500);
+    CHECK_EQ(pds_core_step(core, &ev, &u), 0);
+    CHECK_EQ(u.n_entries, 0);
+    CHECK_EQ(u.replies[0].status, PDS_ETIMEDOUT);
+    /* A put made after the delete-user wins over it; one made before
+     * loses to it. */
+    CHECK_EQ(
+        client_put(core, 7, "de", PDS_HLC_MAKE(4500, 0), 7, &held, 10000, &u),
+        0);
+    CHECK_EQ(u.n_entries, 1);
+    CHECK_EQ(
+        client_put(core, 8, "it", PDS_HLC_MAKE(3900, 0), 7, &held, 10000, &u),
+        0);
+    CHECK_EQ(u.n_entries, 0);
+    pds_core_free(core);
+}
+
 TEST(core_superseded_is_answered_once_the_winner_is_durable)
 {
     struct pds_core *core = new_core(10, PDS_USER_POLICY_REFUSE);
@@ -1158,6 +1241,7 @@ TEST_MAIN(T(repl_decide_follow_or_refresh),
           T(repl_fit_keeps_entries_with_their_memos),
           T(core_client_writes_last_writer_wins_by_their_own_version),
           T(core_superseded_is_answered_once_the_winner_is_durable),
+          T(core_delete_user_by_last_writer_wins),
           T(core_loser_to_an_unconfirmed_version_is_not_decided),
           T(core_client_clock_far_ahead_is_restamped),
           T(core_restamped_write_sent_again_is_the_same_write),
