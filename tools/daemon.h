@@ -184,6 +184,9 @@ void pds__group_forward(struct daemon *d,
 void pds__group_write_ack(struct daemon *d,
                           const struct waiter *w,
                           const struct pds_reply *r);
+/* Server: begin a new epoch (at its start, and after a failed commit
+ * whose entries the standby may hold). */
+void pds__group_new_epoch(struct daemon *d);
 /* replicate.c: the log shipping and forwarded writes of group.c. */
 void pds__repl_conn_closed(struct daemon *d, uint64_t conn);
 void pds__repl_on_sync(struct daemon *d,

@@ -41,7 +41,7 @@ save_blob(struct daemon *d, const char *name, const void *v, size_t len)
  * crash can then never be mistaken, by the index and epoch a follower
  * presents, for the ones it makes now.
  */
-static void new_epoch(struct daemon *d)
+void pds__group_new_epoch(struct daemon *d)
 {
     pds_epoch e;
 
@@ -62,7 +62,7 @@ static void save_role(struct daemon *d, enum pds_role role)
     save_blob(d, "role", &r, 1);
     pds_core_set_role(d->core, role);
     if (role == PDS_ROLE_SERVER)
-        new_epoch(d);
+        pds__group_new_epoch(d);
 }
 
 /* ---- Client link ------------------------------------------------------ */
@@ -1100,7 +1100,7 @@ int pds__group_open(struct daemon *d, char *errmsg)
     }
     pds_core_set_role(d->core, (enum pds_role)role);
     if (role == PDS_ROLE_SERVER)
-        new_epoch(d);
+        pds__group_new_epoch(d);
 
     memset(&ncfg, 0, sizeof(ncfg));
     ncfg.id = &d->id;

@@ -207,8 +207,12 @@ static void finish_commit(struct daemon *d, int rv, int shipped)
     pds_index first = d->cbatch.e[0].index;
     pds_index last = d->cbatch.e[d->cbatch.n - 1].index;
 
-    if (rv != 0 && shipped)
+    if (rv != 0 && shipped) {
+        /* The standby may hold entries that are not ours now: the next
+         * ones, at the same indexes, belong to another term. */
         pds__repl_unship(d, first);
+        pds__group_new_epoch(d);
+    }
     if (rv == 0)
         pds__scope_after_commit(d, d->cbatch.e, d->cbatch.n);
     memset(&ev, 0, sizeof(ev));
