@@ -959,7 +959,8 @@ int pds_client_clients(struct pds_client *c,
             m->is_following = pds__mp_uint(o, "following", &following) == 0
                                   ? following != 0
                                   : has_position;
-            if (!has_position)
+            if (!has_position &&
+                pds__mp_uint(o, "last_position", &m->position) != 0)
                 m->position = 0;
         }
         if (pds__mp_uint(o, "sent", &m->sent) != 0 ||

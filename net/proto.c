@@ -695,7 +695,7 @@ int pds_reply_members(struct pds_reply_buf *rb,
     msgpack_pack_array(pk, n_members);
     for (i = 0; i < n_members; i++) {
         const struct pds_member *m = &members[i];
-        msgpack_pack_map(pk, 19);
+        msgpack_pack_map(pk, 20);
         pds__mp_pack_cstr(pk, "following");
         msgpack_pack_uint64(pk, m->is_following ? 1 : 0);
         pds__mp_pack_cstr(pk, "sent");
@@ -706,8 +706,15 @@ int pds_reply_members(struct pds_reply_buf *rb,
         msgpack_pack_uint64(pk, m->lag_ms);
         pds__mp_pack_cstr(pk, "sync");
         pds__mp_pack_cstr(pk, m->sync);
-        /* Live while it follows, else as its last connection left it. */
+        /* A follower's live position (nil for the others: an older
+         * pdsync takes a position for following); as its last connection
+         * left it, for the others. */
         pds__mp_pack_cstr(pk, "position");
+        if (m->is_following)
+            msgpack_pack_uint64(pk, m->position);
+        else
+            msgpack_pack_nil(pk);
+        pds__mp_pack_cstr(pk, "last_position");
         msgpack_pack_uint64(pk, m->position);
         pds__mp_pack_cstr(pk, "lag");
         if (m->is_following)

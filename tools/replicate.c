@@ -234,6 +234,7 @@ lag_of(struct daemon *d, pds_index acked, uint64_t *bytes, uint64_t *ms)
 
 static void refresh(struct daemon *d, struct pds_conn *c, const char *why);
 static void settle_forwarded(struct daemon *d);
+static void update_hold(struct daemon *d);
 
 /*
  * The in-flight window in entries: MAX_INFLIGHT, fewer when the entries
@@ -582,8 +583,10 @@ static void refresh(struct daemon *d, struct pds_conn *c, const char *why)
                 pds_conn_address(c), why);
     snprintf(f->why, sizeof(f->why), "%s", why);
     f->is_snapshot = 1;
-    /* Its copy will be stamped at this position or later. */
+    /* Its copy will be stamped at this position or later: kept from now,
+     * not from the next loop turn (a commit may start before it). */
     f->hold = d->committed > 0 ? d->committed : 1;
+    update_hold(d);
     j = calloc(1, sizeof(*j));
     snprintf(path, sizeof(path), "%s/snapshot.XXXXXX", d->data_dir);
     if (j == NULL || (j->fd = mkstemp(path)) < 0) {
@@ -851,7 +854,7 @@ static uint64_t outbox_bytes;
 static size_t n_outbox_sent; /* sent and not answered */
 static int outbox_loaded;
 static uint64_t n_rejected, n_lost;
-static char outbox_error[PDS_MEMBER_ERROR];
+static char outbox_error[PDS_ERRMSG_SIZE + 96];
 static int outbox_error_is_transient; /* cleared once a write is taken */
 /*
  * A catch-up's entries held in memory until they are committed together
@@ -908,7 +911,10 @@ static int queued_add(uint64_t seq, const struct pds_entry *e)
 
 static int load_one(void *arg, uint64_t seq, const struct pds_entry *e)
 {
-    (void)arg;
+    const uint64_t *after = arg;
+
+    if (after != NULL && seq <= *after)
+        return 0; /* held already, with what was sent and answered */
     return queued_add(seq, e);
 }
 
@@ -935,33 +941,34 @@ static void outbox_load(struct daemon *d)
     outbox_loaded = 1;
 }
 
+/* The entries added to the store since (a snapshot's uploads), after the
+ * ones held, which keep their state: sent, answered. */
+static void outbox_load_new(struct daemon *d)
+{
+    uint64_t after = n_outbox > 0 ? outbox[n_outbox - 1].seq : 0;
+    int rv;
+
+    if (!outbox_loaded) {
+        outbox_load(d);
+        return;
+    }
+    rv = pds_store_outbox_list(d->store, load_one, &after);
+    if (rv != 0)
+        pds_log(PDS_LOG_ERROR, "cannot read the outbox: %s",
+                pds_store_errmsg(d->store));
+}
+
 static void ensure_loaded(struct daemon *d)
 {
     if (!outbox_loaded)
         outbox_load(d);
 }
 
-/*
- * Every loop turn: the server ships on to followers paused on a full link;
- * a client removes the answered writes from the store and from memory.
- */
-void pds__repl_flush(struct daemon *d)
+/* The outbox entries answered for good leave the store, then memory. */
+static void outbox_flush_done(struct daemon *d)
 {
     uint64_t *seqs;
-    pds_index hold = 0;
     size_t i, j, n = 0;
-
-    for (i = n_followers; i-- > 0;) { /* ship() may drop followers[i] */
-        if (followers[i].is_paused)
-            ship(d, &followers[i], d->committed);
-    }
-    /* Before the turn's commit: the log that snapshots in flight need. */
-    for (i = 0; i < n_followers; i++) {
-        if (followers[i].is_snapshot && (hold == 0 || followers[i].hold < hold))
-            hold = followers[i].hold;
-    }
-    if (d->store != NULL)
-        pds_store_hold_log(d->store, hold);
 
     for (i = 0; i < n_outbox; i++)
         n += outbox[i].is_done;
@@ -994,6 +1001,37 @@ void pds__repl_flush(struct daemon *d)
     n_outbox = j;
 }
 
+/*
+ * Every loop turn: the server ships on to followers paused on a full link;
+ * a client removes the answered writes from the store and from memory.
+ */
+/* The log that the snapshots in flight need is held against retention. */
+static void update_hold(struct daemon *d)
+{
+    pds_index hold = 0;
+    size_t i;
+
+    for (i = 0; i < n_followers; i++) {
+        if (followers[i].is_snapshot && (hold == 0 || followers[i].hold < hold))
+            hold = followers[i].hold;
+    }
+    if (d->store != NULL)
+        pds_store_hold_log(d->store, hold);
+}
+
+void pds__repl_flush(struct daemon *d)
+{
+    size_t i;
+
+    for (i = n_followers; i-- > 0;) { /* ship() may drop followers[i] */
+        if (followers[i].is_paused)
+            ship(d, &followers[i], d->committed);
+    }
+    /* Before the turn's commit. */
+    update_hold(d);
+    outbox_flush_done(d);
+}
+
 /* Send the queued writes not yet sent, in order, within the window. */
 static void outbox_pump(struct daemon *d)
 {
@@ -1007,8 +1045,10 @@ static void outbox_pump(struct daemon *d)
     for (i = 0; i < n_outbox && n_outbox_sent < OUTBOX_WINDOW; i++) {
         struct queued *q = &outbox[i];
         struct pds_msg m;
-        if (q->is_sent || q->is_done || q->retry_at > now)
+        if (q->is_sent || q->is_done)
             continue;
+        if (q->retry_at > now)
+            break; /* in order: it goes again first */
         memset(&m, 0, sizeof(m));
         m.type = PDS_MSG_WRITE;
         m.rid = OUTBOX_RID | q->seq;
@@ -1109,11 +1149,17 @@ static void outbox_answer(struct daemon *d, const struct pds_msg *m)
         q->is_done = 1;
     } else if (m->outcome == PDS_WRITE_SUPERSEDED) {
         n_lost++;
-        pds_commlog(PDS_LOG_WARNING,
-                    "a write queued while offline (%.*s/%.*s) lost to a "
-                    "newer version on the server",
-                    (int)q->e.key.owner_len, q->e.key.owner,
-                    (int)q->e.key.item_len, q->e.key.item);
+        if (q->e.op == PDS_OP_DEL_OWNER)
+            pds_commlog(PDS_LOG_WARNING,
+                        "a delete-user %.*s queued while offline lost to a "
+                        "later change of that user on the server",
+                        (int)q->e.key.owner_len, q->e.key.owner);
+        else
+            pds_commlog(PDS_LOG_WARNING,
+                        "a write queued while offline (%.*s/%.*s) lost to a "
+                        "newer version on the server",
+                        (int)q->e.key.owner_len, q->e.key.owner,
+                        (int)q->e.key.item_len, q->e.key.item);
         q->is_done = 1;
     } else {
         if (outbox_error_is_transient) {
@@ -1354,7 +1400,8 @@ void pds__repl_on_snapshot(struct daemon *d,
      * when the next entry happens to come. */
     settle_forwarded(d);
     outbox_settle(d);
-    outbox_load(d);
+    outbox_flush_done(d);
+    outbox_load_new(d);
     outbox_pump(d);
     return;
 

@@ -151,7 +151,7 @@ done
 expect 0 pds "$a" status
 expect_out '\(0 refused by it, 1 lost to newer versions\)'
 expect 0 pds "$a" log
-expect_out 'WARNING a write queued while offline \(erik/\) lost to a newer version on the server'
+expect_out 'WARNING a delete-user erik queued while offline lost to a later change of that user on the server'
 pass "a queued delete-user: applied before the user's later write on A; lost to B's later change of the user (nothing deleted)"
 
 stop_node "$b"

@@ -74,10 +74,26 @@ STOPPED+=("$cpid")
 #    standby while the server still syncs the batch before it.
 start_node "$s" --listen "$addr"
 wait_for "$s" status '^standby: +[0-9a-f]{16}, following'
+spid=$(node_pid "$s")
 strace -f -qq -o /dev/null -e trace=fdatasync,fsync \
-    -e inject=fdatasync:delay_enter=2000000 -p "$(node_pid "$s")" &
+    -e inject=fdatasync:delay_enter=2000000 -p "$spid" 2>"$T_ROOT/strace.err" &
 STRACE=$!
-sleep 0.5
+# Attached to every thread of the server (its commits run on a pool
+# thread), or the window is not held open and the test means nothing.
+deadline=$((SECONDS + 10))
+while :; do
+    traced=0
+    total=0
+    for t in /proc/"$spid"/task/*; do
+        total=$((total + 1))
+        grep -qE '^TracerPid:[[:space:]]+[1-9]' "$t/status" 2>/dev/null && traced=$((traced + 1))
+    done
+    [ "$total" -gt 0 ] && [ "$traced" -eq "$total" ] && break
+    kill -0 "$STRACE" 2>/dev/null ||
+        fail "strace cannot attach to pdsyncd (ptrace not permitted? run as root): $(cat "$T_ROOT/strace.err")"
+    [ $SECONDS -lt $deadline ] || fail "strace attached to $traced of $total threads in 10 s"
+    sleep 0.05
+done
 pds "$s" put pad ui.language en >"$T_ROOT/pad.out" 2>&1 &
 sleep 0.3
 pds "$s" put yuser ui.theme Y-never-acked >"$T_ROOT/y.out" 2>&1 &
