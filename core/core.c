@@ -525,6 +525,7 @@ static int decide_origin(struct pds_core *core,
     struct pending *latest = pending_latest(core, &w->key);
     struct pds_version current = w->current;
     int has_current = w->has_current;
+    pds_index index_of_current = w->current_index;
     uint64_t skew =
         core->config.max_skew_ms != 0 ? core->config.max_skew_ms : 60000;
     struct pds_reply *r;
@@ -545,6 +546,14 @@ static int decide_origin(struct pds_core *core,
         *outcome = PDS_OUTCOME_CLAMPED;
         version->hlc = pds_hlc_next(&core->hlc, now);
         return 0;
+    }
+    if (latest == NULL && w->has_gone &&
+        (!has_current || pds_version_cmp(&w->gone, &current) > 0)) {
+        /* The owner was deleted after the record it held (or it holds
+         * none): that delete is what this write is decided against. */
+        current = w->gone;
+        has_current = 1;
+        index_of_current = w->gone_index;
     }
     if (latest != NULL) {
         /* Decided against the newest write, durable or not. */
@@ -567,7 +576,7 @@ static int decide_origin(struct pds_core *core,
         if (latest != NULL)
             return 0;
         *outcome = PDS_OUTCOME_SUPERSEDED; /* answered here: no entry */
-        if (w->current_index > w->trusted)
+        if (index_of_current > w->trusted)
             return reply_error(core, w->req, PDS_ETIMEDOUT,
                                "this write is on the server, but the "
                                "replication destination has not confirmed "
@@ -578,11 +587,11 @@ static int decide_origin(struct pds_core *core,
         r->outcome = PDS_OUTCOME_DUPLICATE;
         r->version = current;
         r->epoch = w->current_epoch;
-        r->index = w->current_index;
+        r->index = index_of_current;
         return 0;
     }
     *outcome = PDS_OUTCOME_SUPERSEDED;
-    if (latest == NULL && w->current_index > w->trusted)
+    if (latest == NULL && index_of_current > w->trusted)
         /* The winner is durable here, but the standby has not confirmed
          * it (it timed out): a failover could still undo it. */
         return reply_error(core, w->req, PDS_ETIMEDOUT,

@@ -44,6 +44,7 @@ struct pds_store {
     MDB_dbi clamps;      /* origin node, hlc -> pds_clamp: writes restamped */
     MDB_dbi clamp_log;   /* u64 index -> origin node, hlc, stamp: order */
     MDB_dbi epochs;      /* u64 epoch -> u64 index of its first entry */
+    MDB_dbi gone;        /* owner key -> version, index: its delete-user */
     size_t map_size;
     size_t budget;
     uint64_t retain;
@@ -352,6 +353,7 @@ static int open_tables(struct pds_store *s)
         (rv = mdb_dbi_open(txn, "clamps", MDB_CREATE, &s->clamps)) != 0 ||
         (rv = mdb_dbi_open(txn, "clamp_log", MDB_CREATE, &s->clamp_log)) != 0 ||
         (rv = mdb_dbi_open(txn, "epochs", MDB_CREATE, &s->epochs)) != 0 ||
+        (rv = mdb_dbi_open(txn, "gone", MDB_CREATE, &s->gone)) != 0 ||
         (rv = read_meta(txn, s->meta, &m)) != 0)
         goto err_after_txn;
     if (m.format == 0) {
@@ -906,7 +908,30 @@ static int apply(struct pds_store *s,
         if (rv != 0 && rv != MDB_NOTFOUND)
             return rv;
         rv = mdb_del(txn, s->owners, &ok, NULL);
-        return rv == MDB_NOTFOUND ? 0 : rv;
+        if (rv != 0 && rv != MDB_NOTFOUND)
+            return rv;
+        /* What was deleted and when: an older write of the owner that
+         * comes later loses to it, as to any newer version. */
+        {
+            uint8_t gb[24];
+            MDB_val gv;
+            rv = mdb_get(txn, s->gone, &ok, &gv);
+            if (rv == 0 && gv.mv_size == 24) {
+                struct pds_version was;
+                was.hlc = pds_get_u64be(gv.mv_data);
+                was.node = pds_get_u64be((const uint8_t *)gv.mv_data + 8);
+                if (pds_version_cmp(&was, &e->version) >= 0)
+                    return 0;
+            } else if (rv != 0 && rv != MDB_NOTFOUND) {
+                return rv;
+            }
+            pds_put_u64be(gb, e->version.hlc);
+            pds_put_u64be(gb + 8, e->version.node);
+            pds_put_u64be(gb + 16, e->index);
+            gv.mv_size = sizeof(gb);
+            gv.mv_data = gb;
+            return mdb_put(txn, s->gone, &ok, &gv, 0);
+        }
     }
 
     k.mv_data = kbuf;
@@ -1695,6 +1720,41 @@ int pds_store_owners(struct pds_store *store, pds_store_owner_cb cb, void *arg)
     sc.cb.owner = cb;
     sc.arg = arg;
     return scan(store, store->owners, "owners", each_owner, &sc);
+}
+
+int pds_store_owner_gone(struct pds_store *store,
+                         enum pds_scope scope,
+                         const char *owner,
+                         size_t owner_len,
+                         struct pds_version *version,
+                         pds_index *index)
+{
+    uint8_t obuf[1 + PDS_OWNER_MAX];
+    MDB_val k, v;
+    MDB_txn *txn;
+    int rv;
+
+    if (owner_len == 0 || owner_len > PDS_OWNER_MAX)
+        return set_err(store, PDS_EINVAL, "owner: bad name");
+    k.mv_data = obuf;
+    k.mv_size = (size_t)owner_key(scope, owner, owner_len, obuf);
+    rv = read_begin(store, &txn);
+    if (rv != 0)
+        return set_err(store, translate(rv), "owner: %s", mdb_strerror(rv));
+    rv = mdb_get(txn, store->gone, &k, &v);
+    if (rv == 0 && v.mv_size != 24)
+        rv = MDB_CORRUPTED;
+    if (rv == 0) {
+        version->hlc = pds_get_u64be(v.mv_data);
+        version->node = pds_get_u64be((const uint8_t *)v.mv_data + 8);
+        *index = pds_get_u64be((const uint8_t *)v.mv_data + 16);
+    }
+    read_end(store, txn);
+    if (rv == MDB_NOTFOUND)
+        return PDS_ENOTFOUND;
+    if (rv != 0)
+        return set_err(store, translate(rv), "owner: %s", mdb_strerror(rv));
+    return 0;
 }
 
 int pds_store_owner_newer(struct pds_store *store,
@@ -2893,6 +2953,7 @@ static int snap_finish(struct pds_store *s, MDB_txn *txn, void *arg)
         (rv = mdb_drop(txn, s->clamp_log, 0)) != 0 ||
         /* What came before the stamp is the server's history, not ours. */
         (rv = mdb_drop(txn, s->epochs, 0)) != 0 ||
+        (rv = mdb_drop(txn, s->gone, 0)) != 0 ||
         (a->index > 0 &&
          (rv = epoch_begins(s, txn, a->epoch, a->index)) != 0) ||
         (rv = copy_table(txn, s->snap_records, s->records, &n_live)) != 0 ||

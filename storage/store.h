@@ -241,6 +241,14 @@ int pds_store_log_range(struct pds_store *store,
  * Read one log entry by index into a malloc'ed copy (*buf, *len), for
  * tests and followers. PDS_ENOTFOUND when not retained.
  */
+/* The version and index of the latest delete-user of the owner that this
+ * store applied; PDS_ENOTFOUND when none. */
+int pds_store_owner_gone(struct pds_store *store,
+                         enum pds_scope scope,
+                         const char *owner,
+                         size_t owner_len,
+                         struct pds_version *version,
+                         pds_index *index);
 /* The highest log index of the owner's records (live or deleted) newer
  * than version; 0 when none. */
 int pds_store_owner_newer(struct pds_store *store,

@@ -776,6 +776,22 @@ void pds__repl_on_write(struct daemon *d,
         free(w);
         return;
     }
+    if (m->op != PDS_OP_DEL_OWNER && ev.u.write.has_origin) {
+        rv = pds_store_owner_gone(
+            d->store, ev.u.write.key.scope, ev.u.write.key.owner,
+            ev.u.write.key.owner_len, &ev.u.write.gone, &ev.u.write.gone_index);
+        if (rv == 0)
+            ev.u.write.has_gone = 1;
+        else if (rv != PDS_ENOTFOUND) {
+            memset(&r, 0, sizeof(r));
+            r.status = rv;
+            snprintf(r.errmsg, sizeof(r.errmsg), "%s",
+                     pds_store_errmsg(d->store));
+            pds__group_write_ack(d, w, &r);
+            free(w);
+            return;
+        }
+    }
     if (m->op != PDS_OP_DEL_OWNER && m->item[0] != '\0' &&
         pds_store_get(d->store, &ev.u.write.key, &rec, &value) == 0) {
         ev.u.write.exists = !rec.is_tombstone;

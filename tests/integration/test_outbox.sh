@@ -154,6 +154,28 @@ expect 0 pds "$a" log
 expect_out 'WARNING a delete-user erik queued while offline lost to a later change of that user on the server'
 pass "a queued delete-user: applied before the user's later write on A; lost to B's later change of the user (nothing deleted)"
 
+# 5. A write queued offline, then the user deleted on B after it: the
+#    queued write, older than the delete, loses to it when it comes (the
+#    deleted user does not come back with it).
+expect 0 pds "$b" put fred ui.y 1
+wait_for "$a" "get fred ui.y" '^1$'
+stop_node "$s"
+wait_for "$a" status 'unreachable, retrying|connecting'
+expect 0 pds "$a" put fred ui.x queued
+stop_node "$a"
+start_node "$s" --listen "$addr"
+wait_for "$b" status 'connected\)'
+expect 0 pds "$b" delete-user fred
+expect_out '^deleted user fred'
+start_node "$a"
+wait_for "$a" status '^outbox: +0 writes queued for the server \(0 refused by it, 1 lost'
+for node in "$s" "$b" "$a"; do
+    wait_for "$node" "list fred" '^$'
+done
+expect 0 pds "$a" log
+expect_out 'WARNING a write queued while offline \(fred/ui.x\) lost to a newer version on the server'
+pass "a write queued before a delete-user made elsewhere loses to it: the user stays deleted"
+
 stop_node "$b"
 stop_node "$a"
 stop_node "$s"

@@ -525,6 +525,45 @@ TEST(core_delete_user_by_last_writer_wins)
     pds_core_free(core);
 }
 
+/* A write older than the owner's last delete-user, coming after it (a
+ * queued write, or an answer lost and sent again), loses to it: the
+ * deleted record does not come back. */
+TEST(core_write_older_than_a_delete_user_loses)
+{
+    struct pds_core *core = new_core(10, PDS_USER_POLICY_REFUSE);
+    struct pds_event ev;
+    struct pds_update u;
+
+    CHECK(core != NULL);
+    client_put_event(&ev, 1, "en", PDS_HLC_MAKE(1000, 0), 7, NULL, 10000);
+    ev.u.write.has_gone = 1;
+    ev.u.write.gone.hlc = PDS_HLC_MAKE(2000, 0);
+    ev.u.write.gone.node = 8;
+    ev.u.write.gone_index = 4;
+    ev.u.write.trusted = 4;
+    CHECK_EQ(pds_core_step(core, &ev, &u), 0);
+    CHECK_EQ(u.n_entries, 0);
+    CHECK_EQ(u.n_replies, 1);
+    CHECK_EQ(u.replies[0].status, 0);
+    CHECK_EQ(u.replies[0].outcome, PDS_OUTCOME_SUPERSEDED);
+    /* The delete not confirmed by the standby yet: not decided. */
+    ev.u.write.req = 2;
+    ev.u.write.trusted = 3;
+    CHECK_EQ(pds_core_step(core, &ev, &u), 0);
+    CHECK_EQ(u.n_entries, 0);
+    CHECK_EQ(u.replies[0].status, PDS_ETIMEDOUT);
+    /* Made after the delete-user: applied. */
+    client_put_event(&ev, 3, "de", PDS_HLC_MAKE(3000, 0), 7, NULL, 10000);
+    ev.u.write.has_gone = 1;
+    ev.u.write.gone.hlc = PDS_HLC_MAKE(2000, 0);
+    ev.u.write.gone.node = 8;
+    ev.u.write.gone_index = 4;
+    ev.u.write.trusted = 4;
+    CHECK_EQ(pds_core_step(core, &ev, &u), 0);
+    CHECK_EQ(u.n_entries, 1);
+    pds_core_free(core);
+}
+
 TEST(core_superseded_is_answered_once_the_winner_is_durable)
 {
     struct pds_core *core = new_core(10, PDS_USER_POLICY_REFUSE);
@@ -1242,6 +1281,7 @@ TEST_MAIN(T(repl_decide_follow_or_refresh),
           T(core_client_writes_last_writer_wins_by_their_own_version),
           T(core_superseded_is_answered_once_the_winner_is_durable),
           T(core_delete_user_by_last_writer_wins),
+          T(core_write_older_than_a_delete_user_loses),
           T(core_loser_to_an_unconfirmed_version_is_not_decided),
           T(core_client_clock_far_ahead_is_restamped),
           T(core_restamped_write_sent_again_is_the_same_write),
