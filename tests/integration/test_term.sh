@@ -59,6 +59,8 @@ e2=$(epoch_of "$s")
 [ "$e2" -eq $((e1 + 1)) ] || fail "a restarted server did not begin a new epoch ($e1 -> $e2)"
 expect 0 pds "$s" put base2 ui.language en
 expect_out "^committed base2/ui.language at $e2/2$"
+# A follower's status gives the epoch it follows, the server's.
+wait_for "$sb" "--json status" "\"epoch\":$e2,"
 pass "each start of a server begins a new epoch: $e0 -> $e1 ('server start') -> $e2 (restart)"
 
 # 1. The server goes away; client c queues W in its outbox and is frozen.
