@@ -105,6 +105,7 @@ struct daemon {
     size_t n_waits, cap_waits;
     pds_index standby_acked; /* the standby's durable position */
     int is_degraded;         /* standby-optional running as local */
+    int epoch_owed;          /* a new epoch could not be begun: tried again */
     uv_timer_t ack_timer;
     /* Items whose values are device-specific (sharing scope). */
     char **device_items;
@@ -186,7 +187,7 @@ void pds__group_write_ack(struct daemon *d,
                           const struct pds_reply *r);
 /* Server: begin a new epoch (at its start, and after a failed commit
  * whose entries the standby may hold). */
-void pds__group_new_epoch(struct daemon *d);
+int pds__group_new_epoch(struct daemon *d);
 /* replicate.c: the log shipping and forwarded writes of group.c. */
 void pds__repl_conn_closed(struct daemon *d, uint64_t conn);
 void pds__repl_on_sync(struct daemon *d,

@@ -41,18 +41,25 @@ save_blob(struct daemon *d, const char *name, const void *v, size_t len)
  * crash can then never be mistaken, by the index and epoch a follower
  * presents, for the ones it makes now.
  */
-void pds__group_new_epoch(struct daemon *d)
+int pds__group_new_epoch(struct daemon *d)
 {
     pds_epoch e;
 
     if (pds_store_new_epoch(d->store, &e) != 0) {
-        pds_commlog(PDS_LOG_ERROR, "%s", pds_store_errmsg(d->store));
-        return;
+        if (!d->epoch_owed)
+            pds_commlog(PDS_LOG_ERROR,
+                        "cannot begin a new epoch (tried again every 100 "
+                        "ms): %s",
+                        pds_store_errmsg(d->store));
+        d->epoch_owed = 1;
+        return -1;
     }
+    d->epoch_owed = 0;
     pds_core_set_epoch(d->core, e);
     pds_commlog(PDS_LOG_INFO, "epoch %llu begins at index %llu",
                 (unsigned long long)e,
                 (unsigned long long)pds_core_last_index(d->core) + 1);
+    return 0;
 }
 
 static void save_role(struct daemon *d, enum pds_role role)
@@ -1099,8 +1106,12 @@ int pds__group_open(struct daemon *d, char *errmsg)
         return -1;
     }
     pds_core_set_role(d->core, (enum pds_role)role);
-    if (role == PDS_ROLE_SERVER)
-        pds__group_new_epoch(d);
+    if (role == PDS_ROLE_SERVER && pds__group_new_epoch(d) != 0) {
+        snprintf(errmsg, PDS_ERRMSG_SIZE,
+                 "cannot begin a new epoch as the server: %s",
+                 pds_store_errmsg(d->store));
+        return -1;
+    }
 
     memset(&ncfg, 0, sizeof(ncfg));
     ncfg.id = &d->id;

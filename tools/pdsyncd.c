@@ -482,6 +482,8 @@ static void on_ack_timer(uv_timer_t *t)
     size_t k = 0;
 
     pds__repl_tick(d);
+    if (d->epoch_owed && pds_core_role(d->core) == PDS_ROLE_SERVER)
+        (void)pds__group_new_epoch(d);
     drop_answered_waits(d);
     /* The commits whose own deadline has passed. */
     while (k < d->n_waits && now - d->waits[k].at >= d->cfg.standby_timeout_ms)
