@@ -659,6 +659,12 @@ static int on_write(struct pds_core *core, const struct pds_event *ev)
             core->config.max_skew_ms != 0 ? core->config.max_skew_ms : 60000;
         struct pds_reply *r;
         size_t i;
+        /* Restamped before (its clock was too far ahead), come again: that
+         * delete, answered as done, never applied a second time over
+         * what was written since. */
+        rv = decide_clamp(core, w);
+        if (rv != 0)
+            return rv == 1 ? 0 : rv;
         for (i = 0; i < core->n_pending; i++) {
             const struct pending *q = &core->pending[i];
             if (q->entry.key.scope == w->key.scope &&
@@ -686,9 +692,12 @@ static int on_write(struct pds_core *core, const struct pds_event *ev)
                      "the owner was changed after this delete");
             return 0;
         }
-        if (PDS_HLC_MS(w->origin.hlc) <= ev->now + skew) {
-            version = w->origin;
-            has_version = 1;
+        version = w->origin;
+        has_version = 1;
+        if (PDS_HLC_MS(w->origin.hlc) > ev->now + skew) {
+            /* Not believed: this node's clock, and a memo of it. */
+            outcome = PDS_OUTCOME_CLAMPED;
+            version.hlc = pds_hlc_next(&core->hlc, ev->now);
         }
     }
 

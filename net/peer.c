@@ -168,7 +168,7 @@ int pds_msg_encode(const struct pds_msg *m, uint8_t **out, size_t *len)
         n += 1;
         break;
     case PDS_MSG_WRITE:
-        n += 8;
+        n += 8 + (m->is_upload ? 1 : 0);
         break;
     case PDS_MSG_WRITE_ACK:
         n += 6;
@@ -252,6 +252,8 @@ int pds_msg_encode(const struct pds_msg *m, uint8_t **out, size_t *len)
         pack_bin(&pk, "b", m->blob, m->blob_len);
         pack_u64(&pk, "vh", m->hlc);
         pack_u64(&pk, "vn", m->node);
+        if (m->is_upload)
+            pack_u64(&pk, "up", 1);
         break;
     case PDS_MSG_SNAP_ACK:
         pack_u64(&pk, "r", m->rid);
@@ -503,6 +505,11 @@ int pds_msg_decode(const uint8_t *buf,
                 pds__mp_uint(o, "vh", &m->hlc) != 0 ||
                 pds__mp_uint(o, "vn", &m->node) != 0)
                 goto bad;
+            if (pds__mp_uint(o, "up", &u) == 0) {
+                if (u > 1)
+                    goto bad;
+                m->is_upload = (int)u;
+            }
         }
         if (pds__mp_bin(o, "b", &b, &bn) != 0)
             goto bad;

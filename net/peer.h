@@ -92,6 +92,8 @@ struct pds_msg {
     uint64_t node; /* WRITE, SYNC: the node that made that version */
     int outcome;   /* WRITE_ACK: enum pds_write_outcome */
     int is_last;   /* SNAPSHOT: the last chunk (index/epoch: its position) */
+    int is_upload; /* WRITE: the node's own data, uploaded at its first join
+                    * (optional) */
 };
 
 /* Release what pds_msg_decode() allocated (blob); wipes the password. */

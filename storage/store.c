@@ -2304,6 +2304,7 @@ static int outbox_next_seq(struct pds_store *s, MDB_txn *txn, uint64_t *seq)
 static int outbox_put(struct pds_store *s,
                       MDB_txn *txn,
                       const struct pds_entry *e,
+                      int is_upload,
                       uint64_t *seq_out)
 {
     struct pds_entry copy = *e;
@@ -2314,7 +2315,7 @@ static int outbox_put(struct pds_store *s,
 
     if (rv != 0)
         return rv;
-    copy.epoch = 0;
+    copy.epoch = is_upload ? PDS_OUTBOX_UPLOAD : 0;
     copy.index = seq;
     pds_put_u64be(kbuf, seq);
     v.mv_size = pds_entry_size(&copy);
@@ -2344,7 +2345,7 @@ static int outbox_add(struct pds_store *s, MDB_txn *txn, void *arg)
 {
     struct outbox_add_arg *a = arg;
 
-    return outbox_put(s, txn, a->e, &a->seq);
+    return outbox_put(s, txn, a->e, 0, &a->seq);
 }
 
 int pds_store_outbox_add(struct pds_store *store,
@@ -2843,7 +2844,7 @@ snap_upload(struct pds_store *s, MDB_txn *txn, struct snap_finish_arg *a)
         e.value = rec.value;
         e.value_len = rec.is_tombstone ? 0 : rec.value_len;
         /* The outbox is another table: the cursor stays valid. */
-        rv = outbox_put(s, txn, &e, NULL);
+        rv = outbox_put(s, txn, &e, 1, NULL);
         if (rv != 0)
             break;
         a->n_uploaded++;

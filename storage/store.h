@@ -270,8 +270,11 @@ int pds_store_log_get(struct pds_store *store,
 
 /* ---- Outbox (client) -----------------------------------------------------
  * Writes made while the server is unreachable, kept durably in order until
- * the server answers them. An entry's index is its sequence number.
+ * the server answers them. An entry's index is its sequence number; its
+ * epoch is PDS_OUTBOX_UPLOAD for the node's own records queued at its
+ * first join (pds_store_snap_finish), 0 for writes.
  */
+#define PDS_OUTBOX_UPLOAD 1
 int pds_store_outbox_add(struct pds_store *store,
                          const struct pds_entry *entry,
                          uint64_t *seq);

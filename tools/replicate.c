@@ -776,7 +776,9 @@ void pds__repl_on_write(struct daemon *d,
         free(w);
         return;
     }
-    if (m->op != PDS_OP_DEL_OWNER && ev.u.write.has_origin) {
+    /* A first join's upload of the node's own owners is not decided
+     * against the group's deletes: those owners go up (issue: first join). */
+    if (m->op != PDS_OP_DEL_OWNER && ev.u.write.has_origin && !m->is_upload) {
         rv = pds_store_owner_gone(
             d->store, ev.u.write.key.scope, ev.u.write.key.owner,
             ev.u.write.key.owner_len, &ev.u.write.gone, &ev.u.write.gone_index);
@@ -1076,6 +1078,7 @@ static void outbox_pump(struct daemon *d)
         m.blob_len = q->e.value_len;
         m.hlc = q->e.version.hlc;
         m.node = q->e.version.node;
+        m.is_upload = q->e.epoch == PDS_OUTBOX_UPLOAD;
         if (pds_conn_send(c, &m) != 0)
             return;
         q->is_sent = 1;

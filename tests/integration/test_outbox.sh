@@ -176,6 +176,22 @@ expect 0 pds "$a" log
 expect_out 'WARNING a write queued while offline \(fred/ui.x\) lost to a newer version on the server'
 pass "a write queued before a delete-user made elsewhere loses to it: the user stays deleted"
 
+# 6. First join: a printer's own owners the group does not hold go up,
+#    also one the group deleted (the group's delete does not decide them).
+expect 0 pds "$s" put gina ui.language en
+solo=$(node_dir solo)
+printf "$base" >"$solo/pdsyncd.conf"
+start_node "$solo"
+expect 0 pds "$solo" put gina buttons.personal mine
+expect 0 pds "$s" delete-user gina
+expect 0 pds "$solo" client start "$addr" --join-secret-file "$T_ROOT/secret" --name solo
+wait_for "$s" "get gina buttons.personal" '^mine$'
+wait_for "$solo" status '^outbox: +0 writes queued for the server$'
+expect 0 pds "$solo" get gina buttons.personal
+[ "$OUT" = mine ] || fail "the joining printer lost its own record: '$OUT'"
+pass "first join: the printer's own user goes up although the group once deleted that user"
+stop_node "$solo"
+
 stop_node "$b"
 stop_node "$a"
 stop_node "$s"

@@ -525,6 +525,49 @@ TEST(core_delete_user_by_last_writer_wins)
     pds_core_free(core);
 }
 
+/* A delete-user from a clock hours ahead is stamped with this node's clock
+ * and leaves a memo; sent again, the host finds the memo and it is that
+ * delete, answered as done, not applied over what was written since. */
+TEST(core_restamped_delete_user_sent_again_is_the_same_delete)
+{
+    struct pds_core *core = new_core(10, PDS_USER_POLICY_REFUSE);
+    struct pds_event ev;
+    struct pds_update u;
+    struct pds_clamp memo;
+
+    CHECK(core != NULL);
+    CHECK_EQ(
+        client_put(core, 1, "en", PDS_HLC_MAKE(5000, 0), 9, NULL, 10000, &u),
+        0);
+    CHECK_EQ(persisted(core, 1, &u), 0);
+    client_delete_user_event(&ev, 2, 10000 + 3600 * 1000);
+    CHECK_EQ(pds_core_step(core, &ev, &u), 0);
+    CHECK_EQ(u.n_entries, 1);
+    CHECK(PDS_HLC_MS(u.entries[0].version.hlc) <= 10000);
+    CHECK_EQ(u.n_clamps, 1);
+    memo = u.clamps[0];
+    CHECK_EQ(memo.origin.hlc, PDS_HLC_MAKE(10000 + 3600 * 1000, 0));
+    CHECK_EQ(persisted(core, 2, &u), 0);
+    CHECK_EQ(u.replies[0].outcome, PDS_OUTCOME_CLAMPED);
+    /* Alice written again after it, then the delete comes again. */
+    CHECK_EQ(
+        client_put(core, 3, "de", PDS_HLC_MAKE(11000, 0), 9, NULL, 11000, &u),
+        0);
+    CHECK_EQ(persisted(core, 3, &u), 0);
+    client_delete_user_event(&ev, 4, 10000 + 3600 * 1000);
+    ev.now = 12000;
+    ev.u.write.has_clamp = 1;
+    ev.u.write.clamp_version = memo.version;
+    ev.u.write.clamp_epoch = memo.epoch;
+    ev.u.write.clamp_index = memo.index;
+    CHECK_EQ(pds_core_step(core, &ev, &u), 0);
+    CHECK_EQ(u.n_entries, 0);
+    CHECK_EQ(u.replies[0].status, 0);
+    CHECK_EQ(u.replies[0].outcome, PDS_OUTCOME_DUPLICATE);
+    CHECK_EQ(pds_core_n_users(core), 1);
+    pds_core_free(core);
+}
+
 /* A write older than the owner's last delete-user, coming after it (a
  * queued write, or an answer lost and sent again), loses to it: the
  * deleted record does not come back. */
@@ -1282,6 +1325,7 @@ TEST_MAIN(T(repl_decide_follow_or_refresh),
           T(core_superseded_is_answered_once_the_winner_is_durable),
           T(core_delete_user_by_last_writer_wins),
           T(core_write_older_than_a_delete_user_loses),
+          T(core_restamped_delete_user_sent_again_is_the_same_delete),
           T(core_loser_to_an_unconfirmed_version_is_not_decided),
           T(core_client_clock_far_ahead_is_restamped),
           T(core_restamped_write_sent_again_is_the_same_write),

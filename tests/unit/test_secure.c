@@ -389,6 +389,15 @@ TEST(replication_messages_round_trip)
     CHECK_EQ(out.hlc, PDS_HLC_MAKE(123456, 7));
     CHECK_EQ(out.node, 0x1122334455667788ull);
     CHECK_EQ(out.blob_len, 2);
+    CHECK_EQ(out.is_upload, 0);
+    pds_msg_free(&out);
+    free(buf);
+    /* A first join's upload says so (an optional key). */
+    m.is_upload = 1;
+    CHECK_EQ(pds_msg_encode(&m, &buf, &len), 0);
+    CHECK_EQ(pds_msg_decode(buf, len, &out, errmsg), 0);
+    CHECK_EQ(out.is_upload, 1);
+    CHECK_EQ(out.hlc, PDS_HLC_MAKE(123456, 7));
     pds_msg_free(&out);
     free(buf);
     /* Entries: the first index, the sender's last, where its window ends;
