@@ -863,7 +863,7 @@ struct queued {
     int is_acked;
     pds_index index;   /* the server's index of it, once acked */
     int is_done;       /* answered: leaves at the next flush */
-    uint64_t retry_at; /* ms: not sent again before (after a timeout) */
+    uint64_t retry_at; /* loop ms (monotonic): not sent again before */
 };
 
 static struct queued *outbox;
@@ -1055,7 +1055,7 @@ static void outbox_pump(struct daemon *d)
 {
     struct pds_conn *c =
         d->is_linked ? pds_net_find(d->net, d->link_conn) : NULL;
-    uint64_t now = pds__wall_ms();
+    uint64_t now = uv_now(&d->loop);
     size_t i;
 
     if (c == NULL || snap_receiving)
@@ -1115,7 +1115,7 @@ static void outbox_answer(struct daemon *d, const struct pds_msg *m)
          * time, or lost to a version the standby has not confirmed: sent
          * again a little later (pds__repl_tick), and then decided. */
         q->is_sent = 0;
-        q->retry_at = pds__wall_ms() + OUTBOX_RETRY_MS;
+        q->retry_at = uv_now(&d->loop) + OUTBOX_RETRY_MS;
         outbox_pump(d);
         return;
     }
@@ -1149,7 +1149,7 @@ static void outbox_answer(struct daemon *d, const struct pds_msg *m)
                     outbox_error);
         outbox_error_is_transient = 1;
         q->is_sent = 0;
-        q->retry_at = pds__wall_ms() + OUTBOX_TRANSIENT_MS;
+        q->retry_at = uv_now(&d->loop) + OUTBOX_TRANSIENT_MS;
         outbox_pump(d);
         return;
     }
