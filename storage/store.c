@@ -814,6 +814,31 @@ apply_scope(struct pds_store *s, MDB_txn *txn, const struct pds_entry *e)
     return mdb_put(txn, s->scopes, &k, &v, 0);
 }
 
+/* A row of the gone table: an owner's last delete-user, its version and
+ * log index (u64be hlc, node, index). */
+#define GONE_BYTES 24
+
+static void
+gone_encode(const struct pds_version *v, pds_index index, uint8_t *buf)
+{
+    pds_put_u64be(buf, v->hlc);
+    pds_put_u64be(buf + 8, v->node);
+    pds_put_u64be(buf + 16, index);
+}
+
+static int
+gone_decode(const MDB_val *val, struct pds_version *v, pds_index *index)
+{
+    const uint8_t *p = val->mv_data;
+
+    if (val->mv_size != GONE_BYTES)
+        return MDB_CORRUPTED;
+    v->hlc = pds_get_u64be(p);
+    v->node = pds_get_u64be(p + 8);
+    *index = pds_get_u64be(p + 16);
+    return 0;
+}
+
 /* A put or delete of one record, at its encoded key. */
 static int apply_record(struct pds_store *s,
                         MDB_txn *txn,
@@ -913,23 +938,19 @@ static int apply(struct pds_store *s,
         /* What was deleted and when: an older write of the owner that
          * comes later loses to it, as to any newer version. */
         {
-            uint8_t gb[24];
+            uint8_t gb[GONE_BYTES];
+            struct pds_version was;
+            pds_index was_index;
             MDB_val gv;
             rv = mdb_get(txn, s->gone, &ok, &gv);
-            if (rv == 0 && gv.mv_size == 24) {
-                struct pds_version was;
-                was.hlc = pds_get_u64be(gv.mv_data);
-                was.node = pds_get_u64be((const uint8_t *)gv.mv_data + 8);
-                if (pds_version_cmp(&was, &e->version) >= 0)
-                    return 0;
-            } else if (rv != 0 && rv != MDB_NOTFOUND) {
+            if (rv == 0 && gone_decode(&gv, &was, &was_index) == 0 &&
+                pds_version_cmp(&was, &e->version) >= 0)
+                return 0;
+            if (rv != 0 && rv != MDB_NOTFOUND)
                 return rv;
-            }
-            pds_put_u64be(gb, e->version.hlc);
-            pds_put_u64be(gb + 8, e->version.node);
-            pds_put_u64be(gb + 16, e->index);
             gv.mv_size = sizeof(gb);
             gv.mv_data = gb;
+            gone_encode(&e->version, e->index, gb);
             return mdb_put(txn, s->gone, &ok, &gv, 0);
         }
     }
@@ -1575,6 +1596,7 @@ static int list_dbi(struct pds_store *store,
                     enum pds_scope scope,
                     const char *owner,
                     size_t owner_len,
+                    int with_tombstones,
                     pds_store_record_cb cb,
                     void *arg)
 {
@@ -1614,7 +1636,7 @@ static int list_dbi(struct pds_store *store,
             rv = MDB_CORRUPTED;
             break;
         }
-        if (!rec.is_tombstone) {
+        if (with_tombstones || !rec.is_tombstone) {
             cb_rv = cb(arg, &key, &rec);
             if (cb_rv != 0)
                 break;
@@ -1635,7 +1657,7 @@ int pds_store_list(struct pds_store *store,
                    pds_store_record_cb cb,
                    void *arg)
 {
-    return list_dbi(store, store->records, scope, owner, owner_len, cb, arg);
+    return list_dbi(store, store->records, scope, owner, owner_len, 0, cb, arg);
 }
 
 int pds_store_local_list(struct pds_store *store,
@@ -1645,7 +1667,7 @@ int pds_store_local_list(struct pds_store *store,
                          pds_store_record_cb cb,
                          void *arg)
 {
-    return list_dbi(store, store->local, scope, owner, owner_len, cb, arg);
+    return list_dbi(store, store->local, scope, owner, owner_len, 0, cb, arg);
 }
 
 /*
@@ -1742,18 +1764,29 @@ int pds_store_owner_gone(struct pds_store *store,
     if (rv != 0)
         return set_err(store, translate(rv), "owner: %s", mdb_strerror(rv));
     rv = mdb_get(txn, store->gone, &k, &v);
-    if (rv == 0 && v.mv_size != 24)
-        rv = MDB_CORRUPTED;
-    if (rv == 0) {
-        version->hlc = pds_get_u64be(v.mv_data);
-        version->node = pds_get_u64be((const uint8_t *)v.mv_data + 8);
-        *index = pds_get_u64be((const uint8_t *)v.mv_data + 16);
-    }
+    if (rv == 0)
+        rv = gone_decode(&v, version, index);
     read_end(store, txn);
     if (rv == MDB_NOTFOUND)
         return PDS_ENOTFOUND;
     if (rv != 0)
         return set_err(store, translate(rv), "owner: %s", mdb_strerror(rv));
+    return 0;
+}
+
+struct newer_arg {
+    const struct pds_version *version;
+    pds_index newer;
+};
+
+static int
+newer_record(void *arg, const struct pds_key *key, const struct pds_record *rec)
+{
+    struct newer_arg *a = arg;
+
+    (void)key;
+    if (pds_version_cmp(&rec->version, a->version) > 0 && rec->index > a->newer)
+        a->newer = rec->index;
     return 0;
 }
 
@@ -1764,43 +1797,17 @@ int pds_store_owner_newer(struct pds_store *store,
                           const struct pds_version *version,
                           pds_index *newer)
 {
-    uint8_t kbuf[PDS_RECKEY_MAX];
-    size_t plen;
-    MDB_cursor *cur;
-    MDB_txn *txn;
-    MDB_val k, v;
+    struct newer_arg a = {version, 0};
     int rv;
 
     *newer = 0;
     if (owner_len == 0 || owner_len > PDS_OWNER_MAX)
         return set_err(store, PDS_EINVAL, "owner: bad name");
-    plen = pds_reckey_prefix(scope, owner, owner_len, kbuf);
-    rv = read_begin(store, &txn);
-    if (rv != 0)
-        return set_err(store, translate(rv), "owner: %s", mdb_strerror(rv));
-    rv = mdb_cursor_open(txn, store->records, &cur);
-    if (rv == 0) {
-        k.mv_data = kbuf;
-        k.mv_size = plen;
-        rv = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-        while (rv == 0 && k.mv_size >= plen &&
-               memcmp(k.mv_data, kbuf, plen) == 0) {
-            struct pds_record rec;
-            if (pds_record_decode(v.mv_data, v.mv_size, &rec) != 0) {
-                rv = MDB_CORRUPTED;
-                break;
-            }
-            if (pds_version_cmp(&rec.version, version) > 0 &&
-                rec.index > *newer)
-                *newer = rec.index;
-            rv = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
-        }
-        mdb_cursor_close(cur);
-    }
-    read_end(store, txn);
-    if (rv != 0 && rv != MDB_NOTFOUND)
-        return set_err(store, translate(rv), "owner: %s", mdb_strerror(rv));
-    return 0;
+    rv = list_dbi(store, store->records, scope, owner, owner_len, 1,
+                  newer_record, &a);
+    if (rv == 0)
+        *newer = a.newer;
+    return rv;
 }
 
 int pds_store_log_span(struct pds_store *store,
@@ -2330,10 +2337,8 @@ static int outbox_put(struct pds_store *s,
      * below it. */
     {
         uint64_t hlc;
-        rv = meta_get(txn, s->meta, "last_hlc", &hlc);
-        if (rv == MDB_NOTFOUND)
-            hlc = 0;
-        else if (rv != 0)
+        rv = meta_get(txn, s->meta, "last_hlc", &hlc); /* 0 when unset */
+        if (rv != 0)
             return rv;
         if (e->version.hlc > hlc)
             return meta_put(txn, s->meta, "last_hlc", e->version.hlc);
