@@ -516,6 +516,18 @@ static int decide_clamp(struct pds_core *core, const struct pds_write *w)
     return 1;
 }
 
+/* Is a client's clock further ahead of this node's than max_skew_ms (60 s
+ * when unset)? Such a version is not believed: it is restamped. */
+static int too_far_ahead(const struct pds_core *core,
+                         const struct pds_version *origin,
+                         pds_time now)
+{
+    uint64_t skew =
+        core->config.max_skew_ms != 0 ? core->config.max_skew_ms : 60000;
+
+    return PDS_HLC_MS(origin->hlc) > now + skew;
+}
+
 static int decide_origin(struct pds_core *core,
                          const struct pds_write *w,
                          pds_time now,
@@ -526,8 +538,6 @@ static int decide_origin(struct pds_core *core,
     struct pds_version current = w->current;
     int has_current = w->has_current;
     pds_index index_of_current = w->current_index;
-    uint64_t skew =
-        core->config.max_skew_ms != 0 ? core->config.max_skew_ms : 60000;
     struct pds_reply *r;
     int replayed;
     int cmp;
@@ -542,7 +552,7 @@ static int decide_origin(struct pds_core *core,
         *outcome = PDS_OUTCOME_SUPERSEDED;
         return replayed == 1 ? 0 : replayed;
     }
-    if (PDS_HLC_MS(w->origin.hlc) > now + skew) {
+    if (too_far_ahead(core, &w->origin, now)) {
         *outcome = PDS_OUTCOME_CLAMPED;
         version->hlc = pds_hlc_next(&core->hlc, now);
         return 0;
@@ -655,8 +665,6 @@ static int on_write(struct pds_core *core, const struct pds_event *ev)
          * owner made after it, and nothing is deleted. Otherwise it keeps
          * its own version (unless its clock is too far ahead), so that a
          * write of the owner made after it still wins over it. */
-        uint64_t skew =
-            core->config.max_skew_ms != 0 ? core->config.max_skew_ms : 60000;
         struct pds_reply *r;
         size_t i;
         /* Restamped before (its clock was too far ahead), come again: that
@@ -667,10 +675,7 @@ static int on_write(struct pds_core *core, const struct pds_event *ev)
             return rv == 1 ? 0 : rv;
         for (i = 0; i < core->n_pending; i++) {
             const struct pending *q = &core->pending[i];
-            if (q->entry.key.scope == w->key.scope &&
-                q->entry.key.owner_len == w->key.owner_len &&
-                memcmp(q->entry.key.owner, w->key.owner, w->key.owner_len) ==
-                    0 &&
+            if (pds_key_same_owner(&q->entry.key, &w->key) &&
                 pds_version_cmp(&q->entry.version, &w->origin) > 0)
                 return reply_error(core, w->req, PDS_ETIMEDOUT,
                                    "a newer change of this owner is being "
@@ -694,7 +699,7 @@ static int on_write(struct pds_core *core, const struct pds_event *ev)
         }
         version = w->origin;
         has_version = 1;
-        if (PDS_HLC_MS(w->origin.hlc) > ev->now + skew) {
+        if (too_far_ahead(core, &w->origin, ev->now)) {
             /* Not believed: this node's clock, and a memo of it. */
             outcome = PDS_OUTCOME_CLAMPED;
             version.hlc = pds_hlc_next(&core->hlc, ev->now);

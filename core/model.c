@@ -32,10 +32,15 @@ static int is_alnum(char c)
            (c >= '0' && c <= '9');
 }
 
+int pds_key_same_owner(const struct pds_key *a, const struct pds_key *b)
+{
+    return a->scope == b->scope && a->owner_len == b->owner_len &&
+           memcmp(a->owner, b->owner, a->owner_len) == 0;
+}
+
 int pds_entry_covers(const struct pds_entry *e, const struct pds_key *key)
 {
-    if (e->key.scope != key->scope || e->key.owner_len != key->owner_len ||
-        memcmp(e->key.owner, key->owner, key->owner_len) != 0)
+    if (!pds_key_same_owner(&e->key, key))
         return 0;
     return e->op == PDS_OP_DEL_OWNER ||
            (e->key.item_len == key->item_len &&

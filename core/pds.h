@@ -223,6 +223,8 @@ size_t pds_entry_encode(const struct pds_entry *entry, uint8_t *buf);
 /* Decode; strings and value point into buf. PDS_ECORRUPT on a bad layout. */
 int pds_entry_decode(const uint8_t *buf, size_t len, struct pds_entry *entry);
 
+/* Do the two keys name the same owner (scope and owner name)? */
+int pds_key_same_owner(const struct pds_key *a, const struct pds_key *b);
 /* Does the entry decide key: the same scope and owner, and the same item
  * or a delete of the whole owner? */
 int pds_entry_covers(const struct pds_entry *entry, const struct pds_key *key);
