@@ -710,6 +710,20 @@ void pds__repl_on_ack(struct daemon *d,
     ship(d, f, d->committed);
 }
 
+/* Server: a client's write answered with an error before the core saw it
+ * (w is freed). */
+static void
+refuse_write(struct daemon *d, struct waiter *w, int status, const char *err)
+{
+    struct pds_reply r;
+
+    memset(&r, 0, sizeof(r));
+    r.status = status;
+    snprintf(r.errmsg, sizeof(r.errmsg), "%s", err);
+    pds__group_write_ack(d, w, &r);
+    free(w);
+}
+
 /* Server: a client's write, stepped like a local one. */
 void pds__repl_on_write(struct daemon *d,
                         struct pds_conn *c,
@@ -717,7 +731,6 @@ void pds__repl_on_write(struct daemon *d,
 {
     struct pds_event ev;
     struct waiter *w = malloc(sizeof(*w));
-    struct pds_reply r;
     struct pds_record rec;
     uint8_t *value = NULL;
     int rv;
@@ -754,13 +767,11 @@ void pds__repl_on_write(struct daemon *d,
             ev.u.write.clamp_index = memo.index;
         } else if (rv != PDS_ENOTFOUND) {
             /* Not knowing, it must not be stamped again: refused. */
-            memset(&r, 0, sizeof(r));
-            r.status = rv;
-            snprintf(r.errmsg, sizeof(r.errmsg),
+            char msg[PDS_ERRMSG_SIZE];
+            snprintf(msg, sizeof(msg),
                      "reading the memo of restamped writes: %s",
                      pds_strerror(rv));
-            pds__group_write_ack(d, w, &r);
-            free(w);
+            refuse_write(d, w, rv, msg);
             return;
         }
     }
@@ -769,11 +780,7 @@ void pds__repl_on_write(struct daemon *d,
                               ev.u.write.key.owner, ev.u.write.key.owner_len,
                               &ev.u.write.origin,
                               &ev.u.write.owner_newer) != 0) {
-        memset(&r, 0, sizeof(r));
-        r.status = PDS_EIO;
-        snprintf(r.errmsg, sizeof(r.errmsg), "%s", pds_store_errmsg(d->store));
-        pds__group_write_ack(d, w, &r);
-        free(w);
+        refuse_write(d, w, PDS_EIO, pds_store_errmsg(d->store));
         return;
     }
     /* A first join's upload of the node's own owners is not decided
@@ -785,12 +792,7 @@ void pds__repl_on_write(struct daemon *d,
         if (rv == 0)
             ev.u.write.has_gone = 1;
         else if (rv != PDS_ENOTFOUND) {
-            memset(&r, 0, sizeof(r));
-            r.status = rv;
-            snprintf(r.errmsg, sizeof(r.errmsg), "%s",
-                     pds_store_errmsg(d->store));
-            pds__group_write_ack(d, w, &r);
-            free(w);
+            refuse_write(d, w, rv, pds_store_errmsg(d->store));
             return;
         }
     }
@@ -809,13 +811,8 @@ void pds__repl_on_write(struct daemon *d,
         pds__daemon_waits_for_standby(d) ? d->standby_acked : (pds_index)-1;
     free(value);
     rv = pds__daemon_step(d, &ev);
-    if (rv != 0) {
-        memset(&r, 0, sizeof(r));
-        r.status = rv;
-        snprintf(r.errmsg, sizeof(r.errmsg), "%s", pds_strerror(rv));
-        pds__group_write_ack(d, w, &r);
-        free(w);
-    }
+    if (rv != 0)
+        refuse_write(d, w, rv, pds_strerror(rv));
 }
 
 void pds__group_write_ack(struct daemon *d,
@@ -1019,10 +1016,6 @@ static void outbox_flush_done(struct daemon *d)
     n_outbox = j;
 }
 
-/*
- * Every loop turn: the server ships on to followers paused on a full link;
- * a client removes the answered writes from the store and from memory.
- */
 /* The log that the snapshots in flight need is held against retention. */
 static void update_hold(struct daemon *d)
 {
@@ -1037,6 +1030,11 @@ static void update_hold(struct daemon *d)
         pds_store_hold_log(d->store, hold);
 }
 
+/*
+ * Every loop turn: the server ships on to followers paused on a full link
+ * and holds the log its refreshes need; a client removes the answered
+ * writes from the store and from memory.
+ */
 void pds__repl_flush(struct daemon *d)
 {
     size_t i;
@@ -1102,6 +1100,14 @@ static struct queued *queued_find(uint64_t seq)
     return NULL;
 }
 
+/* The command that made a queued write, for the log and status. */
+static const char *op_word(enum pds_op op)
+{
+    return op == PDS_OP_DEL_OWNER ? "delete-user"
+           : op == PDS_OP_DEL     ? "del"
+                                  : "put";
+}
+
 static void outbox_answer(struct daemon *d, const struct pds_msg *m)
 {
     struct queued *q = queued_find(m->rid & ~OUTBOX_RID);
@@ -1139,10 +1145,7 @@ static void outbox_answer(struct daemon *d, const struct pds_msg *m)
         snprintf(outbox_error, sizeof(outbox_error),
                  "%s %.*s/%.*s not taken by the server for now (kept, sent "
                  "again in %d s): %s",
-                 q->e.op == PDS_OP_DEL_OWNER ? "delete-user"
-                 : q->e.op == PDS_OP_DEL     ? "del"
-                                             : "put",
-                 (int)q->e.key.owner_len, q->e.key.owner,
+                 op_word(q->e.op), (int)q->e.key.owner_len, q->e.key.owner,
                  (int)q->e.key.item_len, q->e.key.item,
                  OUTBOX_TRANSIENT_MS / 1000, m->err);
         pds_commlog(PDS_LOG_WARNING, "a write queued while offline was %s",
@@ -1156,10 +1159,7 @@ static void outbox_answer(struct daemon *d, const struct pds_msg *m)
     if (m->code != 0) {
         n_rejected++;
         snprintf(outbox_error, sizeof(outbox_error),
-                 "%s %.*s/%.*s refused by the server: %s",
-                 q->e.op == PDS_OP_DEL_OWNER ? "delete-user"
-                 : q->e.op == PDS_OP_DEL     ? "del"
-                                             : "put",
+                 "%s %.*s/%.*s refused by the server: %s", op_word(q->e.op),
                  (int)q->e.key.owner_len, q->e.key.owner,
                  (int)q->e.key.item_len, q->e.key.item, m->err);
         pds_commlog(PDS_LOG_ERROR, "a write queued while offline was %s",
