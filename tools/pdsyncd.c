@@ -1095,11 +1095,12 @@ static void handle_status(struct daemon *d,
     memset(&st, 0, sizeof(st));
     st.role = pds_role_name(pds_core_role(d->core));
     st.node_id = meta.node_id;
-    /* The current epoch: the server's term, or on a follower the latest
-     * one it applied entries of. */
-    st.epoch = meta.epoch > meta.last_epoch ? meta.epoch : meta.last_epoch;
-    if (d->core != NULL && pds_core_epoch(d->core) > st.epoch)
-        st.epoch = pds_core_epoch(d->core);
+    /* The current epoch: the server's term (the core's, which is never
+     * below the store's), or on a follower the latest one it applied
+     * entries of (its last entry's, after a restart). */
+    st.epoch = pds_core_epoch(d->core) > meta.last_epoch
+                   ? pds_core_epoch(d->core)
+                   : meta.last_epoch;
     st.last_epoch = meta.last_epoch;
     st.last_index = meta.last_index;
     st.n_records = stats.n_records;
