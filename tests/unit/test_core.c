@@ -595,12 +595,9 @@ TEST(core_write_older_than_a_delete_user_loses)
     CHECK_EQ(pds_core_step(core, &ev, &u), 0);
     CHECK_EQ(u.n_entries, 0);
     CHECK_EQ(u.replies[0].status, PDS_ETIMEDOUT);
-    /* Made after the delete-user: applied. */
-    client_put_event(&ev, 3, "de", PDS_HLC_MAKE(3000, 0), 7, NULL, 10000);
-    ev.u.write.has_gone = 1;
-    ev.u.write.gone.hlc = PDS_HLC_MAKE(2000, 0);
-    ev.u.write.gone.node = 8;
-    ev.u.write.gone_index = 4;
+    /* The same write, made after the delete-user: applied. */
+    ev.u.write.req = 3;
+    ev.u.write.origin.hlc = PDS_HLC_MAKE(3000, 0);
     ev.u.write.trusted = 4;
     CHECK_EQ(pds_core_step(core, &ev, &u), 0);
     CHECK_EQ(u.n_entries, 1);
