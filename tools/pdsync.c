@@ -833,6 +833,7 @@ static int cmd_status(struct cli *cli, int argc, char **argv)
     struct cmd_opts o;
     char used[32];
     char budget[32];
+    uint64_t lag;
     int first;
     int rv;
 
@@ -848,6 +849,8 @@ static int cmd_status(struct cli *cli, int argc, char **argv)
     rv = pds_client_status(cli->client, &st);
     if (rv != 0)
         return fail(cli, rv);
+    /* A follower's lag in entries: behind what its server last sent. */
+    lag = st.server_last > st.last_index ? st.server_last - st.last_index : 0;
     if (cli->json) {
         printf(
             "{\"role\":\"%s\",\"node_id\":\"%016llx\",\"epoch\":%llu,"
@@ -874,11 +877,7 @@ static int cmd_status(struct cli *cli, int argc, char **argv)
         printf(",\"server\":");
         json_str(st.server, strlen(st.server));
         printf(",\"server_last\":%llu", (unsigned long long)st.server_last);
-        /* A follower's lag in entries, as the text says it. */
-        printf(",\"lag_entries\":%llu",
-               (unsigned long long)(st.server_last > st.last_index
-                                        ? st.server_last - st.last_index
-                                        : 0));
+        printf(",\"lag_entries\":%llu", (unsigned long long)lag);
         printf(",\"standby\":");
         json_str(st.standby, strlen(st.standby));
         printf(",\"ack_mode\":");
@@ -935,10 +934,7 @@ static int cmd_status(struct cli *cli, int argc, char **argv)
         if (st.server_last > 0)
             printf("lag:         %llu entries (the server was at %llu when "
                    "it last sent)\n",
-                   (unsigned long long)(st.server_last > st.last_index
-                                            ? st.server_last - st.last_index
-                                            : 0),
-                   (unsigned long long)st.server_last);
+                   (unsigned long long)lag, (unsigned long long)st.server_last);
         if (st.last_error[0] != '\0')
             printf("last error:  %s\n", st.last_error);
         printf("outbox:      %llu writes queued for the server",
