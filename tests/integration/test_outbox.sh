@@ -133,9 +133,10 @@ expect 0 pds "$a" delete-user dora
 expect_out '^queued user dora'
 expect 0 pds "$a" put dora ui.theme new
 expect 0 pds "$a" delete-user erik
-sleep 0.05
-start_node "$s" --listen "$addr"
+# A is stopped before the server comes back, so that its queued delete
+# reaches the server only after B's later change of erik.
 stop_node "$a"
+start_node "$s" --listen "$addr"
 wait_for "$b" status 'connected\)'
 expect 0 pds "$b" put erik ui.font large
 start_node "$a"
