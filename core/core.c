@@ -473,6 +473,18 @@ static struct pending *pending_latest(const struct pds_core *core,
     return NULL;
 }
 
+/* Whether a change of key's owner is being committed (not durable yet). */
+static int owner_pending(const struct pds_core *core, const struct pds_key *key)
+{
+    size_t i;
+
+    for (i = 0; i < core->n_pending; i++) {
+        if (pds_key_same_owner(&core->pending[i].entry.key, key))
+            return 1;
+    }
+    return 0;
+}
+
 /*
  * A clock too far ahead is not believed: the write is stamped with this
  * node's clock. Its replay is recognised by the version it came with (the
@@ -749,7 +761,15 @@ static int on_write(struct pds_core *core, const struct pds_event *ev)
         break;
     }
     case PDS_OP_DEL_OWNER:
-        if (o == NULL) {
+        /* A client's delete of an owner deleted before it (durably, or
+         * in this very commit) is still written when it is the newer
+         * one: it moves the owner's delete mark on, so that a write
+         * older than it that comes later loses to it whichever of the
+         * two arrives first. */
+        if (o == NULL &&
+            !(has_version &&
+              (w->has_gone ? pds_version_cmp(&version, &w->gone) > 0
+                           : owner_pending(core, &w->key)))) {
             snprintf(errmsg, sizeof(errmsg), "no %s \"%.*s\"",
                      w->key.scope == PDS_SCOPE_USER ? "user" : "group",
                      (int)w->key.owner_len, w->key.owner);
@@ -784,9 +804,11 @@ static int on_write(struct pds_core *core, const struct pds_event *ev)
         p->outcome = outcome;
     }
     if (w->op == PDS_OP_DEL_OWNER) {
-        p->removed_owner = 1;
-        p->removed_last_used = o->last_used;
-        owner_remove(core, w->key.scope, w->key.owner, w->key.owner_len);
+        if (o != NULL) {
+            p->removed_owner = 1;
+            p->removed_last_used = o->last_used;
+            owner_remove(core, w->key.scope, w->key.owner, w->key.owner_len);
+        }
     } else if (o == NULL) {
         rv = owner_insert(core, w->key.scope, w->key.owner, w->key.owner_len,
                           ev->now);

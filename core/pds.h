@@ -297,8 +297,9 @@ struct pds_write {
     /* DEL_OWNER with an origin: the highest log index of the owner's
      * records (live or deleted) newer than it, 0 when none. */
     pds_index owner_newer;
-    /* PUT and DEL with an origin: the owner's latest delete-user the host
-     * applied (its version and index): a write older than it loses. */
+    /* Writes with an origin: the owner's latest delete-user the host
+     * applied (its version and index): a write older than it loses, and a
+     * delete-user newer than it moves it on though the owner is gone. */
     int has_gone;
     struct pds_version gone;
     pds_index gone_index;

@@ -784,8 +784,9 @@ void pds__repl_on_write(struct daemon *d,
         return;
     }
     /* A first join's upload of the node's own owners is not decided
-     * against the group's deletes: those owners go up (issue: first join). */
-    if (m->op != PDS_OP_DEL_OWNER && ev.u.write.has_origin && !m->is_upload) {
+     * against the group's deletes: those owners go up (issue: first join).
+     * A delete-user is decided against the last one too (core: on_write). */
+    if (ev.u.write.has_origin && (m->op == PDS_OP_DEL_OWNER || !m->is_upload)) {
         rv = pds_store_owner_gone(
             d->store, ev.u.write.key.scope, ev.u.write.key.owner,
             ev.u.write.key.owner_len, &ev.u.write.gone, &ev.u.write.gone_index);

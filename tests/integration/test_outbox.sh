@@ -177,7 +177,34 @@ expect 0 pds "$a" log
 expect_out 'WARNING a write queued while offline \(fred/ui.x\) lost to a newer version on the server'
 pass "a write queued before a delete-user made elsewhere loses to it: the user stays deleted"
 
-# 6. First join: a printer's own owners the group does not hold go up,
+# 6. A delete-user queued offline for a user the server deleted before it,
+#    and a write of that user made between the two, queued on another
+#    printer: the later delete wins also when it reaches the server first
+#    (the server moves the user's delete mark on; the write loses to it).
+expect 0 pds "$a" put hank ui.a 1
+wait_for "$b" "get hank ui.a" '^1$'
+stop_node "$a"
+expect 0 pds "$b" delete-user hank
+wait_for "$s" "list hank" '^$'
+stop_node "$s"
+wait_for "$b" status 'unreachable, retrying|connecting'
+expect 0 pds "$b" put hank ui.b between
+expect_out '^queued hank/ui.b'
+stop_node "$b"
+start_node "$a"
+expect 0 pds "$a" get hank ui.a
+expect 0 pds "$a" delete-user hank
+expect_out '^queued user hank'
+start_node "$s" --listen "$addr"
+wait_for "$a" status '^outbox: +0 writes queued for the server$'
+start_node "$b"
+wait_for "$b" status '^outbox: +0 writes queued for the server \(0 refused by it, 1 lost'
+for node in "$s" "$b" "$a"; do
+    wait_for "$node" "list hank" '^$'
+done
+pass "a delete-user newer than the server's delete of that user wins over an older write that comes after it"
+
+# 7. First join: a printer's own owners the group does not hold go up,
 #    also one the group deleted (the group's delete does not decide them).
 expect 0 pds "$s" put gina ui.language en
 solo=$(node_dir solo)

@@ -525,6 +525,75 @@ TEST(core_delete_user_by_last_writer_wins)
     pds_core_free(core);
 }
 
+/* A delete-user of an owner deleted before it, newer than that delete, is
+ * still written: it moves the owner's delete mark on, so that a write older
+ * than it loses to it whichever of the two reaches the server first. One
+ * older than the mark, or of an owner never deleted, is "no such user". */
+TEST(core_delete_user_of_a_deleted_owner_moves_the_mark_on)
+{
+    struct pds_core *core = new_core(10, PDS_USER_POLICY_REFUSE);
+    struct pds_event ev;
+    struct pds_update u;
+    pds_index first;
+
+    CHECK(core != NULL);
+    /* alice was deleted at 1000 (index 4); a delete made at 2000 comes. */
+    client_delete_user_event(&ev, 1, 2000);
+    ev.u.write.has_gone = 1;
+    ev.u.write.gone.hlc = PDS_HLC_MAKE(1000, 0);
+    ev.u.write.gone.node = 7;
+    ev.u.write.gone_index = 4;
+    CHECK_EQ(pds_core_step(core, &ev, &u), 0);
+    CHECK_EQ(u.n_replies, 0);
+    CHECK_EQ(u.n_entries, 1);
+    CHECK_EQ(u.entries[0].op, PDS_OP_DEL_OWNER);
+    CHECK_EQ(u.entries[0].version.hlc, PDS_HLC_MAKE(2000, 0));
+    CHECK_EQ(persisted(core, u.entries[0].index, &u), 0);
+    CHECK_EQ(u.n_replies, 1);
+    CHECK_EQ(u.replies[0].status, 0);
+    CHECK_EQ(pds_core_n_users(core), 0);
+    /* Made at 500, before the mark at 1000: nothing to do, "no user". */
+    client_delete_user_event(&ev, 2, 500);
+    ev.u.write.has_gone = 1;
+    ev.u.write.gone.hlc = PDS_HLC_MAKE(1000, 0);
+    ev.u.write.gone.node = 7;
+    CHECK_EQ(pds_core_step(core, &ev, &u), 0);
+    CHECK_EQ(u.n_entries, 0);
+    CHECK_EQ(u.replies[0].status, PDS_ENOTFOUND);
+    /* An owner never deleted and not held: "no user". */
+    client_delete_user_event(&ev, 3, 3000);
+    CHECK_EQ(pds_core_step(core, &ev, &u), 0);
+    CHECK_EQ(u.n_entries, 0);
+    CHECK_EQ(u.replies[0].status, PDS_ENOTFOUND);
+    /* Held, deleted at 4000, and a delete made at 4500 while that one is
+     * being committed: written too. Had the first failed, the owner
+     * comes back once only. */
+    CHECK_EQ(
+        client_put(core, 4, "en", PDS_HLC_MAKE(3500, 0), 9, NULL, 10000, &u),
+        0);
+    CHECK_EQ(persisted(core, u.entries[0].index, &u), 0);
+    CHECK_EQ(pds_core_n_users(core), 1);
+    client_delete_user_event(&ev, 5, 4000);
+    CHECK_EQ(pds_core_step(core, &ev, &u), 0);
+    CHECK_EQ(u.n_entries, 1);
+    first = u.entries[0].index;
+    client_delete_user_event(&ev, 6, 4500);
+    CHECK_EQ(pds_core_step(core, &ev, &u), 0);
+    CHECK_EQ(u.n_entries, 1);
+    CHECK_EQ(u.entries[0].version.hlc, PDS_HLC_MAKE(4500, 0));
+    CHECK_EQ(pds_core_n_users(core), 0);
+    memset(&ev, 0, sizeof(ev));
+    ev.type = PDS_EVENT_PERSIST_FAILED;
+    ev.u.persist_failed.index = first;
+    ev.u.persist_failed.status = PDS_ENOSPC;
+    ev.u.persist_failed.errmsg = "storage budget exhausted: test";
+    CHECK_EQ(pds_core_step(core, &ev, &u), 0);
+    CHECK_EQ(u.n_replies, 2);
+    CHECK_EQ(u.replies[0].status, PDS_ENOSPC);
+    CHECK_EQ(pds_core_n_users(core), 1);
+    pds_core_free(core);
+}
+
 /* A delete-user from a clock hours ahead is stamped with this node's clock
  * and leaves a memo; sent again, the host finds the memo and it is that
  * delete, answered as done, not applied over what was written since. */
@@ -1322,6 +1391,7 @@ TEST_MAIN(T(repl_decide_follow_or_refresh),
           T(core_superseded_is_answered_once_the_winner_is_durable),
           T(core_delete_user_by_last_writer_wins),
           T(core_write_older_than_a_delete_user_loses),
+          T(core_delete_user_of_a_deleted_owner_moves_the_mark_on),
           T(core_restamped_delete_user_sent_again_is_the_same_delete),
           T(core_loser_to_an_unconfirmed_version_is_not_decided),
           T(core_client_clock_far_ahead_is_restamped),
