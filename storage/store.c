@@ -41,6 +41,7 @@ struct pds_store {
     MDB_dbi snap_records; /* a snapshot being received (staging) */
     MDB_dbi snap_scopes;
     MDB_dbi snap_clamps; /* the memos of a snapshot being received */
+    MDB_dbi snap_gone;   /* its delete marks */
     MDB_dbi clamps;      /* origin node, hlc -> pds_clamp: writes restamped */
     MDB_dbi clamp_log;   /* u64 index -> origin node, hlc, stamp: order */
     MDB_dbi epochs;      /* u64 epoch -> u64 index of its first entry */
@@ -289,7 +290,7 @@ static int check_format(struct pds_store *s, char *errmsg)
     rv = mdb_env_create(&env);
     if (rv != 0)
         goto err;
-    rv = mdb_env_set_maxdbs(env, 16);
+    rv = mdb_env_set_maxdbs(env, 24);
     if (rv != 0)
         goto err_after_env;
     rv = mdb_env_open(env, s->path, MDB_RDONLY, 0600);
@@ -350,6 +351,7 @@ static int open_tables(struct pds_store *s)
             0 ||
         (rv = mdb_dbi_open(txn, "snap_scopes", MDB_CREATE, &s->snap_scopes)) !=
             0 ||
+        (rv = mdb_dbi_open(txn, "snap_gone", MDB_CREATE, &s->snap_gone)) != 0 ||
         (rv = mdb_dbi_open(txn, "clamps", MDB_CREATE, &s->clamps)) != 0 ||
         (rv = mdb_dbi_open(txn, "clamp_log", MDB_CREATE, &s->clamp_log)) != 0 ||
         (rv = mdb_dbi_open(txn, "epochs", MDB_CREATE, &s->epochs)) != 0 ||
@@ -448,7 +450,7 @@ int pds_store_open(const struct pds_store_config *config,
     }
     rv = mdb_env_create(&s->env);
     if (rv == 0)
-        rv = mdb_env_set_maxdbs(s->env, 16);
+        rv = mdb_env_set_maxdbs(s->env, 24);
     if (rv == 0)
         rv = mdb_env_set_mapsize(s->env, s->map_size);
     if (rv == 0)
@@ -2439,16 +2441,19 @@ int pds_store_outbox_remove(struct pds_store *store,
 
 /* ---- Snapshots -----------------------------------------------------------
  *
- * A chunk is a sequence of items: u8 kind (1 record, 2 scope, 3 memo), u16
- * key length, key, u32 value length, value (big-endian lengths). Records
- * carry their record key and stored record; scopes the item name and its
- * byte; memos of restamped writes their 16-byte key and 32-byte value, as
- * in the clamps table (a standby refreshed so still knows them).
+ * A chunk is a sequence of items: u8 kind (1 record, 2 scope, 3 memo, 4
+ * delete mark), u16 key length, key, u32 value length, value (big-endian
+ * lengths). Records carry their record key and stored record; scopes the
+ * item name and its byte; memos of restamped writes their 16-byte key and
+ * 32-byte value, as in the clamps table (a standby refreshed so still knows
+ * them); delete marks their owner key and 24-byte row, as in the gone table
+ * (so that an older write of a deleted owner loses to the delete there too).
  */
 
 #define SNAP_RECORD 1
 #define SNAP_SCOPE 2
 #define SNAP_CLAMP 3
+#define SNAP_GONE 4
 #define SNAP_FLUSH (1u << 20) /* bytes buffered before a write */
 
 static int snap_item(uint8_t **buf,
@@ -2562,6 +2567,9 @@ int pds_store_snap_write(struct pds_store *store,
                         &written);
     if (rv == 0)
         rv = snap_table(txn, store->clamps, SNAP_CLAMP, fd, &buf, &len, &cap,
+                        &written);
+    if (rv == 0)
+        rv = snap_table(txn, store->gone, SNAP_GONE, fd, &buf, &len, &cap,
                         &written);
     read_end(store, txn);
     if (rv == 0 && len > 0) {
@@ -2687,6 +2695,8 @@ static int snap_clear(struct pds_store *s, MDB_txn *txn, void *arg)
         rv = mdb_drop(txn, s->snap_scopes, 0);
     if (rv == 0)
         rv = mdb_drop(txn, s->snap_clamps, 0);
+    if (rv == 0)
+        rv = mdb_drop(txn, s->snap_gone, 0);
     return rv;
 }
 
@@ -2743,6 +2753,15 @@ static int snap_put(struct pds_store *s, MDB_txn *txn, void *arg)
             if (k.mv_size != 16 || v.mv_size != 32)
                 return PDS_ECORRUPT;
             rv = mdb_put(txn, s->snap_clamps, &k, &v, 0);
+        } else if (kind == SNAP_GONE) {
+            struct pds_version gv;
+            pds_index gi;
+            const uint8_t *ok = k.mv_data;
+            if (k.mv_size < 2 || k.mv_size > 1 + PDS_OWNER_MAX ||
+                (ok[0] != PDS_SCOPE_USER && ok[0] != PDS_SCOPE_GROUP) ||
+                gone_decode(&v, &gv, &gi) != 0)
+                return PDS_ECORRUPT;
+            rv = mdb_put(txn, s->snap_gone, &k, &v, 0);
         } else {
             return PDS_ECORRUPT;
         }
@@ -2964,6 +2983,7 @@ static int snap_finish(struct pds_store *s, MDB_txn *txn, void *arg)
          (rv = epoch_begins(s, txn, a->epoch, a->index)) != 0) ||
         (rv = copy_table(txn, s->snap_records, s->records, &n_live)) != 0 ||
         (rv = copy_table(txn, s->snap_scopes, s->scopes, NULL)) != 0 ||
+        (rv = copy_table(txn, s->snap_gone, s->gone, NULL)) != 0 ||
         (rv = restore_clamps(s, txn)) != 0 ||
         (rv = rebuild_owners(s, txn, a->now)) != 0)
         return rv;

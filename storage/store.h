@@ -290,9 +290,10 @@ int pds_store_outbox_remove(struct pds_store *store,
                             size_t n);
 
 /* ---- Snapshots -------------------------------------------------------------
- * Server: pds_store_snap_write() copies the records and scopes, read in one
- * transaction (so the copy is the data at exactly the position it reports),
- * to the file fd as a sequence of items: u8 kind (1 record, 2 scope), u16
+ * Server: pds_store_snap_write() copies the records, scopes, memos of
+ * restamped writes and delete marks, read in one transaction (so the copy
+ * is the data at exactly the position it reports), to the file fd as a
+ * sequence of items: u8 kind (1 record, 2 scope, 3 memo, 4 delete mark), u16
  * key length, key, u32 value length, value (big-endian lengths). It may run
  * on another thread than the other calls on the store: its errors go to
  * errmsg (PDS_ERRMSG_SIZE), not to the store's. PDS_EFULL when the file
@@ -320,7 +321,8 @@ int pds_store_snap_read(int fd,
  * Follower: stage a snapshot in tables of its own (begin clears them, put
  * adds a chunk, PDS_ECORRUPT for one that does not decode), then swap it in
  * with finish, in one transaction: the records, owners and scopes become
- * the snapshot's, the log empties, the position becomes (epoch, index) and
+ * the snapshot's (and so do the memos and delete marks), the log empties,
+ * the position becomes (epoch, index) and
  * the data is marked as the group's. Until finish, readers see the old
  * copy; a snapshot cut off midway leaves only the staging tables.
  * keep says which of this node's own records to queue in the outbox for the

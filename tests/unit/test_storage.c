@@ -1337,6 +1337,68 @@ static int transfer(struct pds_store *src,
     return rv;
 }
 
+/* The server's delete marks go with a snapshot and replace the follower's:
+ * a copy refreshed so still lets an older write of a deleted owner lose. */
+TEST(snapshot_carries_the_delete_marks)
+{
+    char dir_b[64];
+    struct pds_store *a, *b;
+    struct pds_entry es[3];
+    struct pds_version gv;
+    pds_index gi;
+    struct snap_pos sc;
+    static const uint8_t group[16] = {4, 5, 6};
+    int n_chunks;
+
+    fresh_dir();
+    a = open_store(0, 0, 0);
+    CHECK(a != NULL);
+    es[0] = entry(1, PDS_OP_PUT, "alice", "ui.language", "en");
+    es[1] = entry(2, PDS_OP_DEL_OWNER, "alice", NULL, NULL);
+    es[2] = entry(3, PDS_OP_PUT, "bob", "ui.language", "de");
+    CHECK_EQ(pds_store_commit(a, es, 3, 5000), 0);
+    other_dir(dir_b);
+    b = open_at(dir_b);
+    CHECK(b != NULL);
+    /* b's own mark belongs to the history it drops. */
+    es[0] = entry(1, PDS_OP_DEL_OWNER, "zed", NULL, NULL);
+    CHECK_EQ(pds_store_commit(b, es, 1, 5000), 0);
+    CHECK_EQ(pds_store_owner_gone(b, PDS_SCOPE_USER, "zed", 3, &gv, &gi), 0);
+    CHECK_EQ(transfer(a, b, &sc, 40, &n_chunks), 0);
+    CHECK_EQ(pds_store_snap_finish(b, sc.epoch, sc.index, group, 16,
+                                   PDS_SNAP_KEEP_NONE, 6000, NULL),
+             0);
+    CHECK_EQ(pds_store_owner_gone(b, PDS_SCOPE_USER, "alice", 5, &gv, &gi), 0);
+    CHECK_EQ(gv.hlc, PDS_HLC_MAKE(1002, 0));
+    CHECK_EQ(gv.node, 7);
+    CHECK_EQ(gi, 2);
+    CHECK_EQ(pds_store_owner_gone(b, PDS_SCOPE_USER, "zed", 3, &gv, &gi),
+             PDS_ENOTFOUND);
+    CHECK_EQ(pds_store_owner_gone(b, PDS_SCOPE_USER, "bob", 3, &gv, &gi),
+             PDS_ENOTFOUND);
+    pds_store_close(b);
+    pds_store_close(a);
+}
+
+/* A damaged delete mark in a chunk is refused, and nothing of it kept. */
+TEST(snapshot_refuses_a_damaged_delete_mark)
+{
+    struct pds_store *s;
+    /* kind 4, key "\0al" (3 bytes), value of 5 bytes instead of 24. */
+    static const uint8_t bad_len[] = {4, 0, 3, 0, 'a', 'l', 0, 0,
+                                      0, 5, 1, 2, 3,   4,   5};
+    /* kind 4, a key with scope byte 9, a value of 24 bytes. */
+    uint8_t bad_scope[3 + 3 + 4 + 24] = {4, 0, 3, 9, 'a', 'l', 0, 0, 0, 24};
+
+    fresh_dir();
+    s = open_store(0, 0, 0);
+    CHECK(s != NULL);
+    CHECK_EQ(pds_store_snap_begin(s), 0);
+    CHECK_EQ(pds_store_snap_put(s, bad_len, sizeof(bad_len)), PDS_ECORRUPT);
+    CHECK_EQ(pds_store_snap_put(s, bad_scope, sizeof(bad_scope)), PDS_ECORRUPT);
+    pds_store_close(s);
+}
+
 TEST(snapshot_swaps_in_atomically_with_its_position)
 {
     char dir_b[64];
@@ -1661,6 +1723,8 @@ TEST_MAIN(T(put_get_delete),
           T(read_only_directory_refused),
           T(outbox_keeps_order_across_reopen_and_never_reuses_numbers),
           T(snapshot_swaps_in_atomically_with_its_position),
+          T(snapshot_carries_the_delete_marks),
+          T(snapshot_refuses_a_damaged_delete_mark),
           T(snapshot_first_join_keeps_own_owners_or_newer_records),
           T(snapshot_bad_chunk_is_refused_and_keeps_nothing),
           T(snapshot_file_reads_whole_items),
