@@ -138,9 +138,9 @@ pds() {
 }
 
 # wait_for DIR "CMD ARGS" PATTERN: poll a pdsync command on a node until its
-# output matches (15 s deadline).
+# output matches (a deadline of PDS_WAIT_S seconds, 30 by default).
 wait_for() {
-    local dir=$1 pattern=$3 deadline=$((SECONDS + 15))
+    local dir=$1 pattern=$3 deadline=$((SECONDS + ${PDS_WAIT_S:-30}))
     local -a cmd
     read -r -a cmd <<<"$2"
     while [ $SECONDS -lt $deadline ]; do

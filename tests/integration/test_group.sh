@@ -35,7 +35,7 @@ pass "server start"
 
 expect 0 pds "$c1" client start "$addr" --join-secret-file "$T_ROOT/secret" --name printer-1
 wait_for "$c1" status "server: +$addr \(connected\)"
-wait_for "$s" clients 'connected +printer-1'
+wait_for "$s" clients '^[0-9a-f]{16}  connected +printer-1'
 expect 0 pds "$s" --json clients
 expect_out '"state":"connected","name":"printer-1"'
 expect_out '"address":"127\.0\.0\.1:[0-9]+"'
@@ -57,7 +57,7 @@ pass "wrong join secret refused on both ends"
 
 # With the right secret it joins; the group is then full (3 machines).
 expect 0 pds "$c2" client start "$addr" --join-secret-file "$T_ROOT/secret" --name printer-2
-wait_for "$s" clients 'connected +printer-2'
+wait_for "$s" clients '^[0-9a-f]{16}  connected +printer-2'
 start_node "$c3"
 expect 0 pds "$c3" client start "$addr" --join-secret-file "$T_ROOT/secret" --name printer-3
 wait_for "$c3" status 'last error: +refused by .*group limit reached: the group has 3 machines \(setting max_machines = 3'
@@ -72,7 +72,7 @@ wait_for "$s" clients 'stopped +printer-2'
 wait_for "$c2" status 'stopped by the administrator'
 # The freed slot goes to printer-3, which keeps retrying: the stopped
 # printer-2 no longer counts (server + printer-1 + printer-3).
-wait_for "$s" clients 'connected +printer-3'
+wait_for "$s" clients '^[0-9a-f]{16}  connected +printer-3'
 expect 0 pds "$s" status
 expect_out '^machines: +3 of 3'
 expect 1 pds "$s" clients start printer-2
@@ -85,15 +85,15 @@ pass "clients stop: disconnected, refused, slot freed; start refused when full"
 expect 0 pds "$c3" client stop
 wait_for "$s" clients 'stopped +printer-3'
 expect 0 pds "$s" clients start printer-2
-wait_for "$s" clients 'connected +printer-2'
+wait_for "$s" clients '^[0-9a-f]{16}  connected +printer-2'
 pass "client stop is seen by the server; clients start lets a client back"
 
 # Restart the server under its clients: they reconnect by themselves.
 stop_node "$s"
 wait_for "$c1" status 'unreachable, retrying|connecting'
 start_node "$s" --listen "$addr"
-wait_for "$s" clients 'connected +printer-1'
-wait_for "$s" clients 'connected +printer-2'
+wait_for "$s" clients '^[0-9a-f]{16}  connected +printer-1'
+wait_for "$s" clients '^[0-9a-f]{16}  connected +printer-2'
 wait_for "$c1" status "server: +$addr \(connected\)"
 pass "server restarted under its clients: they reconnect"
 

@@ -18,7 +18,7 @@ if ip -6 addr show lo 2>/dev/null | grep -q '::1'; then
     c6=$(node_dir c6); conf "$c6"
     start_node "$c6"
     expect 0 pds "$c6" client start "$addr6" --join-secret-file "$T_ROOT/secret" --name v6
-    wait_for "$s6" clients 'connected +v6 .*\[::1\]:[0-9]+'
+    wait_for "$s6" clients '^[0-9a-f]{16}  connected +v6 .*\[::1\]:[0-9]+'
     pass "IPv6: listen on [::1]:0, a client joins over IPv6"
 else
     echo "skip: no IPv6 loopback on this machine"
@@ -38,7 +38,7 @@ pds "$s" server start --join-secret-file "$T_ROOT/secret" >/dev/null || fail "se
 c=$(node_dir c); conf "$c"
 start_node "$c"
 expect 0 pds "$c" client start "localhost:$port" --join-secret-file "$T_ROOT/secret" --name by-name
-wait_for "$s" clients 'connected +by-name'
+wait_for "$s" clients '^[0-9a-f]{16}  connected +by-name'
 wait_for "$c" status "server: +localhost:$port \(connected\)"
 pass "a server given by host name (localhost -> $first)"
 
@@ -50,5 +50,5 @@ t1=$(date +%s%N)
 kill -CONT "$(node_pid "$c")"
 ms=$(( (t1 - t0) / 1000000 ))
 [ "$ms" -lt 3000 ] || fail "a dead peer took $ms ms to notice (dead_ms = 600)"
-wait_for "$s" clients 'connected +by-name'
+wait_for "$s" clients '^[0-9a-f]{16}  connected +by-name'
 pass "a frozen client is noticed in $ms ms (dead_ms 600) and comes back by itself"

@@ -6,7 +6,7 @@
 # queued write's version survives a restart with the wall clock set back.
 source "${PDS_TEST_LIB:-$(dirname "$0")/lib.sh}"
 
-base='[group]\nheartbeat_ms = 100\ndead_ms = 600\nretry_max_ms = 200\n[replication]\nstandby_timeout_ms = 500\n'
+base='[group]\nheartbeat_ms = 100\ndead_ms = 600\nretry_max_ms = 200\n[replication]\nstandby_timeout_ms = 1500\n'
 printf 'correct-horse-battery-staple\n' >"$T_ROOT/secret"
 last_index() {
     pds "$1" --json status | sed -E 's/.*"last_index":([0-9]+).*/\1/'
@@ -23,7 +23,7 @@ a=$(node_dir a)
 printf "$base" >"$a/pdsyncd.conf"
 start_node "$a"
 expect 0 pds "$a" client start "$addr" --join-secret-file "$T_ROOT/secret" --name a
-wait_for "$s" clients 'connected +a '
+wait_for "$s" clients '^[0-9a-f]{16}  connected +a '
 stop_node "$s"
 wait_for "$a" status 'unreachable, retrying|connecting'
 head -c 300000 /dev/urandom | base64 -w0 >"$T_ROOT/photo"
@@ -65,7 +65,7 @@ sb=$(node_dir standby)
 printf "$base" >"$sb/pdsyncd.conf"
 start_node "$sb"
 expect 0 pds "$sb" client start "$addr" --join-secret-file "$T_ROOT/secret" --name standby
-wait_for "$s" clients 'connected +standby '
+wait_for "$s" clients '^[0-9a-f]{16}  connected +standby '
 expect 0 pds "$s" replication start standby
 wait_for "$s" status '^standby: +[0-9a-f]{16}, following'
 wait_for "$a" status 'connected\)'
@@ -80,11 +80,12 @@ done
 stop_node "$sb"
 start_node "$s" --listen "$addr"
 wait_for "$a" status 'connected\)'
-sleep 1
+wait_for "$s" "get user0 item.30" '^v$'
 n1=$(last_index "$s")
-sleep 2.5
+# Each replay times out after 1.5 s and goes again 1 s later: 4 s sees one.
+sleep 4
 n2=$(last_index "$s")
-[ "$n2" = "$n1" ] || fail "the replays of 31 queued writes grew the server's log from $n1 to $n2 in 2.5 s"
+[ "$n2" = "$n1" ] || fail "the replays of 31 queued writes grew the server's log from $n1 to $n2 in 4 s"
 expect 0 pds "$a" status
 expect_out '^outbox: +31 writes queued for the server$'
 start_node "$sb"

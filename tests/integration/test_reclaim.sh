@@ -15,7 +15,7 @@ c=$(node_dir c1)
 printf "$fast" >"$c/pdsyncd.conf"
 start_node "$c"
 expect 0 pds "$c" client start "$(cat "$s/listen.addr")" --join-secret-file "$T_ROOT/secret" --name quiet
-wait_for "$s" clients 'connected +quiet'
+wait_for "$s" clients '^[0-9a-f]{16}  connected +quiet'
 stop_node "$c"
 wait_for "$s" clients 'disconnected +quiet'
 sleep 2.5
@@ -32,7 +32,7 @@ start_node "$r" --listen 127.0.0.1:0
 pds "$r" server start --join-secret-file "$T_ROOT/secret" >/dev/null || fail "server start"
 start_node "$c"
 expect 0 pds "$c" client start "$(cat "$r/listen.addr")" --join-secret-file "$T_ROOT/secret" --name quiet
-wait_for "$r" clients 'connected +quiet'
+wait_for "$r" clients '^[0-9a-f]{16}  connected +quiet'
 expect 0 pds "$r" clients
 expect_out 'silent for more than 1 s is reclaimed'
 expect 0 pds "$r" status
@@ -44,5 +44,5 @@ expect_out '^machines: +1 of 10'
 start_node "$c"
 wait_for "$c" status 'last error: +refused by .*its slot was reclaimed'
 expect 0 pds "$r" clients start quiet
-wait_for "$r" clients 'connected +quiet'
+wait_for "$r" clients '^[0-9a-f]{16}  connected +quiet'
 pass "on: a silent client's slot is reclaimed, refused until started again"

@@ -28,14 +28,19 @@ wait "$writer"
 rc=$?
 unset "T_PIDS[writer]"
 [ "$rc" -eq 0 ] || fail "the load on the server failed: $(cat "$T_ROOT/load.out")"
-wait_for "$c" status '^lag: +0 entries'
+# Right after a snapshot the client reads lag 0 against the snapshot's
+# stamp: it has caught up only once it is at the server's last entry.
+last=$(pds "$s" --json status | sed -E 's/.*"last_index":([0-9]+).*/\1/')
+wait_for "$c" status "^lag: +0 entries \\(the server was at $last "
 n=$(grep -c 'gets a snapshot' "$s/comm.log")
 [ "$n" -le 2 ] || fail "the client was refreshed $n times while writes went on: $(grep 'gets a snapshot' "$s/comm.log" | head -n 3)"
 grep -q 'snapshot chunk out of range' "$s/comm.log" "$c/comm.log" &&
     fail "a late snapshot confirmation closed the link"
-a=$(pds "$s" list | sort | md5sum)
-b=$(pds "$c" list | sort | md5sum)
-[ "$a" = "$b" ] || fail "the client's records differ from the server's"
+deadline=$((SECONDS + 30))
+until [ "$(pds "$s" list | sort | md5sum)" = "$(pds "$c" list | sort | md5sum)" ]; do
+    [ $SECONDS -lt $deadline ] || fail "the client's records differ from the server's"
+    sleep 0.2
+done
 pass "a snapshot taken while 2 writers go on: $n refresh(es), then the log, and the same records"
 
 # Writes on the client while every commit of the server trims the log
@@ -57,7 +62,9 @@ for round in 1 2 3 4 5 6; do
         rc=$?
         [ "$rc" -eq 0 ] || fail "round $round: 'put u$k' on the client exited $rc: $(cat "$T_ROOT/o.$k")"
     done
-    [ $((SECONDS - t0)) -lt 4 ] || fail "round $round: the writers waited $((SECONDS - t0)) s"
+    # Stuck writers wait for the 20 s timeout; answered ones take well
+    # under a second (10 s leaves room for a loaded machine).
+    [ $((SECONDS - t0)) -lt 10 ] || fail "round $round: the writers waited $((SECONDS - t0)) s"
 done
 expect 0 pds "$s" get u4 ui.x
 [ "$OUT" = r6 ] || fail "the server has '$OUT' for u4/ui.x"

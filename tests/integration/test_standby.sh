@@ -7,7 +7,7 @@ source "${PDS_TEST_LIB:-$(dirname "$0")/lib.sh}"
 : "${PDS_LOAD:?}"
 
 conf() {  # DIR [ack_mode]; a small first map: it grows under the writers
-    printf '[group]\nheartbeat_ms = 100\ndead_ms = 600\nretry_max_ms = 200\n[replication]\nstandby_timeout_ms = 500\nack_mode = %s\n[storage]\nmap_initial = 256K\n' \
+    printf '[group]\nheartbeat_ms = 100\ndead_ms = 600\nretry_max_ms = 200\n[replication]\nstandby_timeout_ms = 2000\nack_mode = %s\n[storage]\nmap_initial = 256K\n' \
         "${2:-auto}" >"$1/pdsyncd.conf"
 }
 printf 'correct-horse-battery-staple\n' >"$T_ROOT/secret"
@@ -18,7 +18,7 @@ pds "$s" server start --join-secret-file "$T_ROOT/secret" >/dev/null || fail "se
 sb=$(node_dir standby); conf "$sb"
 start_node "$sb"
 expect 0 pds "$sb" client start "$addr" --join-secret-file "$T_ROOT/secret" --name standby
-wait_for "$s" clients 'connected +standby'
+wait_for "$s" clients '^[0-9a-f]{16}  connected +standby'
 
 expect 1 pds "$s" replication start nosuchnode
 expect_err 'no client "nosuchnode" in this group'
@@ -68,7 +68,7 @@ wait_for "$s" status '^standby: +[0-9a-f]{16}, following'
 stop_node "$sb"
 wait_for "$s" status '^standby: +[0-9a-f]{16}, not connected'
 expect 1 pds "$s" put frank ui.language nl
-expect_err 'timed out: the write is durable on the server, but the replication destination did not confirm it within 500 ms'
+expect_err 'timed out: the write is durable on the server, but the replication destination did not confirm it within 2000 ms'
 expect 0 pds "$s" get frank ui.language
 expect 0 pds "$s" log
 expect_out 'ERROR the replication destination did not confirm'
@@ -81,7 +81,7 @@ pass "standby gone: the writer gets a timeout error"
 a=$(node_dir a); conf "$a"
 start_node "$a"
 expect 0 pds "$a" client start "$addr" --join-secret-file "$T_ROOT/secret" --name a
-wait_for "$s" clients 'connected +a'
+wait_for "$s" clients '^[0-9a-f]{16}  connected +a'
 stop_node "$s"
 wait_for "$a" status 'unreachable, retrying|connecting'
 expect 0 pds "$a" put ivan ui.theme light
@@ -91,7 +91,7 @@ start_node "$s" --listen "$addr"
 expect 1 pds "$s" put ivan ui.theme dark
 expect_err 'timed out: the write is durable on the server'
 start_node "$a"
-wait_for "$s" clients 'connected +a'
+wait_for "$s" clients '^[0-9a-f]{16}  connected +a'
 sleep 2.5
 expect 0 pds "$a" --json status
 expect_out '"outbox":1,'
@@ -158,13 +158,13 @@ conf "$s" standby-optional
 start_node "$s" --listen "$addr"
 expect 0 pds "$s" put grace ui.language it
 expect 0 pds "$s" log
-expect_out 'WARNING the replication destination did not confirm within 500 ms: acknowledging after the server.s fsync alone'
+expect_out 'WARNING the replication destination did not confirm within 2000 ms: acknowledging after the server.s fsync alone'
 expect 0 pds "$s" status
 expect_out '^acks: +standby-optional \(degraded to local'
 start_node "$sb"
 wait_for "$s" status '^standby: +[0-9a-f]{16}, following'
 expect 0 pds "$s" put heidi ui.language fi
-expect 0 pds "$sb" get heidi ui.language
+wait_for "$sb" "get heidi ui.language" '^fi$'
 wait_for "$s" status '^acks: +standby-optional$'
 pass "standby-optional: degrades to local with a Warning, back to standby acks when it returns"
 

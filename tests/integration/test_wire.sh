@@ -39,7 +39,7 @@ start_proxy "$addr" "$T_ROOT/cap"
 # ChaCha20-Poly1305 (the server would pick AES-256-GCM with its own kind).
 PDSYNC_DEBUG_NO_AES=1 start_node "$c"
 expect 0 pds "$c" client start "$(cat "$T_ROOT/proxy.addr")" --join-secret-file "$T_ROOT/secret" --name Secret-Printer-Name
-wait_for "$s" clients 'connected +Secret-Printer-Name'
+wait_for "$s" clients '^[0-9a-f]{16}  connected +Secret-Printer-Name'
 expect 0 pds "$c" status
 expect_out 'link cipher: ChaCha20-Poly1305'
 # Data both ways through the link: a value written on the server reaches
@@ -82,8 +82,12 @@ expect 0 "$PDS_TESTTOOL" tcp "$addr" "@$T_ROOT/trunc"
 expect 0 pds "$s" log
 expect_out 'WARNING connection from .*message is not a msgpack map'
 expect_out 'WARNING connection from .*frame of 2147483647 bytes is over the limit'
+# The server goes on: the client stays enrolled, and writes are taken.
 expect 0 pds "$s" clients
-expect_out 'connected +Secret-Printer-Name'
+expect_out '^[0-9a-f]{16}  (dis)?connected +Secret-Printer-Name '
+expect 0 pds "$s" put After-Garbage ui.language en
+expect 0 pds "$s" get After-Garbage ui.language
+[ "$OUT" = en ] || fail "the server has '$OUT' after the bad frames"
 pass "garbage, oversized, empty and truncated frames end only their connection"
 
 # 4. A modified frame: one bit flipped in the server's encrypted stream,
