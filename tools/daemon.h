@@ -64,6 +64,7 @@ struct daemon {
     pds_time commit_time;
     int commit_rv;
     int commit_shipped;
+    int commit_waits; /* begun to be answered once the standby confirms */
     uint64_t n_commits;
     uint64_t n_committed;
 
@@ -166,6 +167,9 @@ void pds__daemon_standby_ack(struct daemon *d, pds_index index);
 /* No standby to wait for any more (replication stop): the writes waiting
  * for one are durable here and are answered. */
 void pds__daemon_standby_released(struct daemon *d);
+/* The node stopped being the server: the writes waiting for the standby
+ * (and those of a commit under way that was to wait) get an error. */
+void pds__daemon_server_stopped(struct daemon *d);
 /* Is a write acknowledged only once the standby confirmed it (now)? */
 int pds__daemon_waits_for_standby(const struct daemon *d);
 /* The acknowledgement mode in force ("local", "standby", ...). */

@@ -659,6 +659,7 @@ static void server_stop(struct daemon *d,
         return;
     }
     save_role(d, PDS_ROLE_STANDALONE);
+    pds__daemon_server_stopped(d);
     pds_net_close_all(d->net, NULL);
     pds_commlog(PDS_LOG_INFO, "server stopped; the group's clients were "
                               "disconnected");

@@ -199,6 +199,7 @@ int pds__daemon_waits_for_standby(const struct daemon *d)
  * transactions between threads; a short one there waits for the commit).
  */
 static void settle_standby(struct daemon *d);
+static void settle_committed(struct daemon *d, pds_index index, int timeout);
 static void wait_for_standby(struct daemon *d, pds_index last);
 
 static void finish_commit(struct daemon *d, int rv, int shipped)
@@ -230,6 +231,13 @@ static void finish_commit(struct daemon *d, int rv, int shipped)
              * already. */
             wait_for_standby(d, last);
             settle_standby(d);
+            pds__group_after_commit(d);
+            return;
+        }
+        if (d->commit_waits && pds_core_role(d->core) != PDS_ROLE_SERVER) {
+            /* Begun for the standby, and the server stopped meanwhile:
+             * never confirmed, so not acknowledged. */
+            settle_committed(d, last, 1);
             pds__group_after_commit(d);
             return;
         }
@@ -302,6 +310,7 @@ static void commit_done(uv_work_t *req, int status)
 static void start_commit(struct daemon *d)
 {
     take_batch(d);
+    d->commit_waits = pds__daemon_waits_for_standby(d);
     /* The standby's fsync runs while ours does. */
     d->commit_shipped =
         pds__daemon_waits_for_standby(d) && pds__repl_ship_early(d, &d->cbatch);
@@ -390,11 +399,17 @@ static void settle_committed(struct daemon *d, pds_index index, int timeout)
     memset(&ev, 0, sizeof(ev));
     ev.now = pds__wall_ms();
     if (timeout) {
-        snprintf(msg, sizeof(msg),
-                 "the write is durable on the server, but the replication "
-                 "destination did not confirm it within %u ms (it is "
-                 "unreachable or behind): not acknowledged",
-                 (unsigned)d->cfg.standby_timeout_ms);
+        if (pds_core_role(d->core) != PDS_ROLE_SERVER)
+            snprintf(msg, sizeof(msg), "%s",
+                     "the write is durable on this node, but it stopped "
+                     "being the server before the replication destination "
+                     "confirmed it: not acknowledged");
+        else
+            snprintf(msg, sizeof(msg),
+                     "the write is durable on the server, but the "
+                     "replication destination did not confirm it within %u "
+                     "ms (it is unreachable or behind): not acknowledged",
+                     (unsigned)d->cfg.standby_timeout_ms);
         ev.type = PDS_EVENT_ACK_TIMEOUT;
         ev.u.ack_timeout.index = index;
         ev.u.ack_timeout.errmsg = msg;
@@ -464,6 +479,14 @@ void pds__daemon_standby_ack(struct daemon *d, pds_index index)
                     "acknowledged after its fsync again");
     }
     settle_standby(d);
+}
+
+void pds__daemon_server_stopped(struct daemon *d)
+{
+    if (d->n_waits > 0)
+        settle_committed(d, d->waits[d->n_waits - 1].last, 1);
+    d->n_waits = 0;
+    d->is_degraded = 0;
 }
 
 void pds__daemon_standby_released(struct daemon *d)

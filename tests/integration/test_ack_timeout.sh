@@ -163,6 +163,29 @@ expect_out '^acks: +local \(ack_mode = standby-optional, but no replication dest
 kill -CONT "$bpid"
 pass "replication stop while degraded: writes answered, no claim that the standby came back"
 
+# server stop while a write waits for the standby: that writer is answered
+# at once that the write was not acknowledged (not at the timeout, nor as
+# acknowledged).
+stop_node "$s"
+conf "$s" standby 64M 10000
+start_node "$s" --listen "$addr"
+expect 0 pds "$s" replication start b
+wait_for "$s" status '^standby: +[0-9a-f]{16}, following'
+kill -STOP "$bpid"
+t0=$(date +%s%N)
+(pds "$s" put frank ui.language da >/dev/null 2>"$T_ROOT/ef"; echo "$? $(ms_since "$t0")" >"$T_ROOT/rf") &
+wpid=$!
+wait_for "$s" "get frank ui.language" '^da$'
+expect 0 pds "$s" server stop
+wait "$wpid"
+read -r rf tf <"$T_ROOT/rf"
+[ "$rf" = 1 ] || fail "the write waiting at server stop exited $rf after $tf ms: $(cat "$T_ROOT/ef")"
+grep -q 'stopped being the server before the replication destination confirmed it: not acknowledged' "$T_ROOT/ef" ||
+    fail "the write waiting at server stop: $(cat "$T_ROOT/ef")"
+[ "$tf" -lt 5000 ] || fail "the write waiting at server stop was answered only after $tf ms"
+kill -CONT "$bpid"
+pass "server stop answers a write waiting for the standby at once: not acknowledged ($tf ms)"
+
 stop_node "$b"
 stop_node "$a"
 stop_node "$s"
