@@ -641,6 +641,54 @@ static int decide_origin(struct pds_core *core,
     return 0;
 }
 
+/*
+ * A delete-user of an owner this node does not hold. One a client queued
+ * offline, newer than the owner's delete mark (or made while a delete of
+ * the owner is being committed), is written all the same: it moves the
+ * mark on, so that a write older than it that comes later loses to it,
+ * whichever of the two reaches the server first. The same delete again is
+ * answered as done, from the mark; an older one is not decided while the
+ * standby has not confirmed the mark. Otherwise: "no such user". Returns 0
+ * to write it, 1 when answered here, or a PDS_E code.
+ */
+static int decide_gone_owner(struct pds_core *core,
+                             const struct pds_write *w,
+                             const struct pds_version *version)
+{
+    char errmsg[PDS_ERRMSG_SIZE];
+    struct pds_reply *r;
+    int cmp;
+
+    if (version != NULL && w->has_gone) {
+        cmp = pds_version_cmp(version, &w->gone);
+        if (cmp > 0 && w->is_queued)
+            return 0;
+        if (cmp <= 0 && w->gone_index > w->trusted)
+            return answered(
+                reply_error(core, w->req, PDS_ETIMEDOUT,
+                            "a delete of this owner is on the server, but the "
+                            "replication destination has not confirmed it: not "
+                            "decided, send it again"));
+        if (cmp == 0) {
+            r = reply_add(core, w->req);
+            if (r == NULL)
+                return PDS_ENOMEM;
+            r->outcome = PDS_OUTCOME_DUPLICATE;
+            r->version = w->gone;
+            r->epoch = w->gone_epoch;
+            r->index = w->gone_index;
+            return 1;
+        }
+    } else if (version != NULL && w->is_queued &&
+               owner_pending(core, &w->key)) {
+        return 0;
+    }
+    snprintf(errmsg, sizeof(errmsg), "no %s \"%.*s\"",
+             w->key.scope == PDS_SCOPE_USER ? "user" : "group",
+             (int)w->key.owner_len, w->key.owner);
+    return answered(reply_error(core, w->req, PDS_ENOTFOUND, errmsg));
+}
+
 static int on_write(struct pds_core *core, const struct pds_event *ev)
 {
     const struct pds_write *w = &ev->u.write;
@@ -761,19 +809,10 @@ static int on_write(struct pds_core *core, const struct pds_event *ev)
         break;
     }
     case PDS_OP_DEL_OWNER:
-        /* A client's delete of an owner deleted before it (durably, or
-         * in this very commit) is still written when it is the newer
-         * one: it moves the owner's delete mark on, so that a write
-         * older than it that comes later loses to it whichever of the
-         * two arrives first. */
-        if (o == NULL &&
-            !(has_version &&
-              (w->has_gone ? pds_version_cmp(&version, &w->gone) > 0
-                           : owner_pending(core, &w->key)))) {
-            snprintf(errmsg, sizeof(errmsg), "no %s \"%.*s\"",
-                     w->key.scope == PDS_SCOPE_USER ? "user" : "group",
-                     (int)w->key.owner_len, w->key.owner);
-            return reply_error(core, w->req, PDS_ENOTFOUND, errmsg);
+        if (o == NULL) {
+            rv = decide_gone_owner(core, w, has_version ? &version : NULL);
+            if (rv != 0)
+                return rv == 1 ? 0 : rv;
         }
         break;
     default:

@@ -297,12 +297,17 @@ struct pds_write {
     /* DEL_OWNER with an origin: the highest log index of the owner's
      * records (live or deleted) newer than it, 0 when none. */
     pds_index owner_newer;
-    /* Writes with an origin: the owner's latest delete-user the host
-     * applied (its version and index): a write older than it loses, and a
-     * delete-user newer than it moves it on though the owner is gone. */
+    /* Writes with an origin (not a first join's uploads): the owner's
+     * latest delete-user the host applied (its version and index): a write
+     * older than it loses, and a queued delete-user newer than it moves it
+     * on though the owner is gone. */
     int has_gone;
     struct pds_version gone;
     pds_index gone_index;
+    pds_epoch gone_epoch; /* the epoch of that entry */
+    /* A client's write from its outbox, made while the server was
+     * unreachable (a delete-user of an owner deleted since still counts). */
+    int is_queued;
     pds_index trusted;
     /*
      * The host's memo of this origin (pds_clamp): the same write came

@@ -168,7 +168,7 @@ int pds_msg_encode(const struct pds_msg *m, uint8_t **out, size_t *len)
         n += 1;
         break;
     case PDS_MSG_WRITE:
-        n += 8 + (m->is_upload ? 1 : 0);
+        n += 8 + (m->is_upload ? 1 : 0) + (m->is_queued ? 1 : 0);
         break;
     case PDS_MSG_WRITE_ACK:
         n += 6;
@@ -254,6 +254,8 @@ int pds_msg_encode(const struct pds_msg *m, uint8_t **out, size_t *len)
         pack_u64(&pk, "vn", m->node);
         if (m->is_upload)
             pack_u64(&pk, "up", 1);
+        if (m->is_queued)
+            pack_u64(&pk, "q", 1);
         break;
     case PDS_MSG_SNAP_ACK:
         pack_u64(&pk, "r", m->rid);
@@ -509,6 +511,11 @@ int pds_msg_decode(const uint8_t *buf,
                 if (u > 1)
                     goto bad;
                 m->is_upload = (int)u;
+            }
+            if (pds__mp_uint(o, "q", &u) == 0) {
+                if (u > 1)
+                    goto bad;
+                m->is_queued = (int)u;
             }
         }
         if (pds__mp_bin(o, "b", &b, &bn) != 0)

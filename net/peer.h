@@ -94,6 +94,8 @@ struct pds_msg {
     int is_last;   /* SNAPSHOT: the last chunk (index/epoch: its position) */
     int is_upload; /* WRITE: the node's own data, uploaded at its first join
                     * (optional) */
+    int is_queued; /* WRITE: from the outbox, made while the server was
+                    * unreachable (optional) */
 };
 
 /* Release what pds_msg_decode() allocated (blob); wipes the password. */

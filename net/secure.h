@@ -45,8 +45,11 @@
 /* 2: ENTRIES carry where the sender's window ends ("w"), and the window
  * may be smaller than a follower of protocol 1 would wait for.
  * 3: the stream is an EVP AEAD with sequence-number nonces (was
- * libsodium's secretstream); hellos carry "aead", the CPU's ciphers. */
-#define PDS_PROTOCOL_VERSION 3
+ * libsodium's secretstream); hellos carry "aead", the CPU's ciphers.
+ * 4: snapshots carry the memos of restamped writes and the delete marks
+ * (items of kinds 3 and 4, which a follower of protocol 3 refuses), and a
+ * WRITE from a client's outbox says so ("q"). */
+#define PDS_PROTOCOL_VERSION 4
 #define PDS_SECRET_MIN 16 /* bytes of a join secret */
 #define PDS_SECRET_MAX 128
 #define PDS_PROOF_BYTES 32

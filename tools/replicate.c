@@ -753,6 +753,7 @@ void pds__repl_on_write(struct daemon *d,
     ev.u.write.value = m->blob;
     ev.u.write.value_len =
         m->blob_len > UINT32_MAX ? UINT32_MAX : (uint32_t)m->blob_len;
+    ev.u.write.is_queued = m->is_queued;
     if (m->hlc != 0) {
         struct pds_clamp memo;
         ev.u.write.has_origin = 1;
@@ -790,9 +791,12 @@ void pds__repl_on_write(struct daemon *d,
         rv = pds_store_owner_gone(
             d->store, ev.u.write.key.scope, ev.u.write.key.owner,
             ev.u.write.key.owner_len, &ev.u.write.gone, &ev.u.write.gone_index);
-        if (rv == 0)
+        if (rv == 0) {
             ev.u.write.has_gone = 1;
-        else if (rv != PDS_ENOTFOUND) {
+            if (pds_store_epoch_of(d->store, ev.u.write.gone_index,
+                                   &ev.u.write.gone_epoch) != 0)
+                ev.u.write.gone_epoch = 0;
+        } else if (rv != PDS_ENOTFOUND) {
             refuse_write(d, w, rv, pds_store_errmsg(d->store));
             return;
         }
@@ -1078,6 +1082,7 @@ static void outbox_pump(struct daemon *d)
         m.hlc = q->e.version.hlc;
         m.node = q->e.version.node;
         m.is_upload = q->e.epoch == PDS_OUTBOX_UPLOAD;
+        m.is_queued = 1;
         if (pds_conn_send(c, &m) != 0)
             return;
         q->is_sent = 1;

@@ -39,7 +39,7 @@ wait_for "$s" clients '^[0-9a-f]{16}  connected +printer-1'
 expect 0 pds "$s" --json clients
 expect_out '"state":"connected","name":"printer-1"'
 expect_out '"address":"127\.0\.0\.1:[0-9]+"'
-expect_out '"version":"pdsync [0-9.]+/p3"'
+expect_out '"version":"pdsync [0-9.]+/p4"'
 id1=$(sed -E 's/.*"id":"([0-9a-f]{16})".*/\1/' <<<"$OUT")
 expect 0 pds "$s" status
 expect_out '^machines: +2 of 3'
@@ -116,12 +116,20 @@ pass "client pointed at a node that is not a server"
 
 # Protocol version mismatch: clear message on both sides.
 c5=$(node_dir c5); conf "$c5"
-PDSYNC_DEBUG_PROTOCOL=4 start_node "$c5"
+PDSYNC_DEBUG_PROTOCOL=5 start_node "$c5"
 expect 0 pds "$c5" client start "$addr" --join-secret-file "$T_ROOT/secret"
-wait_for "$c5" status 'client speaks protocol 4, server speaks 3: upgrade the server'
+wait_for "$c5" status 'client speaks protocol 5, server speaks 4: upgrade the server'
 expect 0 pds "$s" log
-expect_out 'client speaks protocol 4, server speaks 3: upgrade the server'
-pass "protocol version mismatch refused with a clear message"
+expect_out 'client speaks protocol 5, server speaks 4: upgrade the server'
+# A client of the release before (protocol 3: it would refuse the delete
+# marks in a snapshot).
+c6=$(node_dir c6); conf "$c6"
+PDSYNC_DEBUG_PROTOCOL=3 start_node "$c6"
+expect 0 pds "$c6" client start "$addr" --join-secret-file "$T_ROOT/secret"
+wait_for "$c6" status 'client speaks protocol 3, server speaks 4: upgrade the client'
+expect 0 pds "$s" log
+expect_out 'client speaks protocol 3, server speaks 4: upgrade the client'
+pass "protocol version mismatch refused with a clear message, either way"
 
 # A port already in use.
 expect 1 "$PDSYNCD" --data "$(node_dir busy)" --listen "$addr"

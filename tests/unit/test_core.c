@@ -525,10 +525,12 @@ TEST(core_delete_user_by_last_writer_wins)
     pds_core_free(core);
 }
 
-/* A delete-user of an owner deleted before it, newer than that delete, is
- * still written: it moves the owner's delete mark on, so that a write older
- * than it loses to it whichever of the two reaches the server first. One
- * older than the mark, or of an owner never deleted, is "no such user". */
+/* A delete-user queued offline for an owner deleted before it, newer than
+ * that delete, is still written: it moves the owner's delete mark on, so
+ * that a write older than it loses to it whichever of the two reaches the
+ * server first. The same delete again is answered from the mark (not
+ * decided while the standby has not confirmed it); one older than the mark,
+ * made online, or of an owner never deleted, is "no such user". */
 TEST(core_delete_user_of_a_deleted_owner_moves_the_mark_on)
 {
     struct pds_core *core = new_core(10, PDS_USER_POLICY_REFUSE);
@@ -537,8 +539,19 @@ TEST(core_delete_user_of_a_deleted_owner_moves_the_mark_on)
     pds_index first;
 
     CHECK(core != NULL);
-    /* alice was deleted at 1000 (index 4); a delete made at 2000 comes. */
+    /* alice was deleted at 1000 (index 4); a delete made online at 2000:
+     * "no user". */
     client_delete_user_event(&ev, 1, 2000);
+    ev.u.write.has_gone = 1;
+    ev.u.write.gone.hlc = PDS_HLC_MAKE(1000, 0);
+    ev.u.write.gone.node = 7;
+    ev.u.write.gone_index = 4;
+    CHECK_EQ(pds_core_step(core, &ev, &u), 0);
+    CHECK_EQ(u.n_entries, 0);
+    CHECK_EQ(u.replies[0].status, PDS_ENOTFOUND);
+    /* The same delete, queued offline: written. */
+    client_delete_user_event(&ev, 1, 2000);
+    ev.u.write.is_queued = 1;
     ev.u.write.has_gone = 1;
     ev.u.write.gone.hlc = PDS_HLC_MAKE(1000, 0);
     ev.u.write.gone.node = 7;
@@ -552,22 +565,46 @@ TEST(core_delete_user_of_a_deleted_owner_moves_the_mark_on)
     CHECK_EQ(u.n_replies, 1);
     CHECK_EQ(u.replies[0].status, 0);
     CHECK_EQ(pds_core_n_users(core), 0);
-    /* Made at 500, before the mark at 1000: nothing to do, "no user". */
+    /* Made at 500, before the mark at 1000: nothing to do, "no user"; not
+     * decided while the standby has not confirmed the mark. */
     client_delete_user_event(&ev, 2, 500);
+    ev.u.write.is_queued = 1;
     ev.u.write.has_gone = 1;
     ev.u.write.gone.hlc = PDS_HLC_MAKE(1000, 0);
     ev.u.write.gone.node = 7;
+    ev.u.write.gone_index = 4;
     CHECK_EQ(pds_core_step(core, &ev, &u), 0);
     CHECK_EQ(u.n_entries, 0);
     CHECK_EQ(u.replies[0].status, PDS_ENOTFOUND);
+    ev.u.write.trusted = 3;
+    CHECK_EQ(pds_core_step(core, &ev, &u), 0);
+    CHECK_EQ(u.n_entries, 0);
+    CHECK_EQ(u.replies[0].status, PDS_ETIMEDOUT);
+    /* The delete of the mark itself again (its answer was lost): done,
+     * answered with the mark's entry. */
+    client_delete_user_event(&ev, 3, 1000);
+    ev.u.write.origin.node = 7;
+    ev.u.write.is_queued = 1;
+    ev.u.write.has_gone = 1;
+    ev.u.write.gone.hlc = PDS_HLC_MAKE(1000, 0);
+    ev.u.write.gone.node = 7;
+    ev.u.write.gone_index = 4;
+    ev.u.write.gone_epoch = 2;
+    CHECK_EQ(pds_core_step(core, &ev, &u), 0);
+    CHECK_EQ(u.n_entries, 0);
+    CHECK_EQ(u.n_replies, 1);
+    CHECK_EQ(u.replies[0].status, 0);
+    CHECK_EQ(u.replies[0].outcome, PDS_OUTCOME_DUPLICATE);
+    CHECK_EQ(u.replies[0].index, 4);
+    CHECK_EQ(u.replies[0].epoch, 2);
     /* An owner never deleted and not held: "no user". */
     client_delete_user_event(&ev, 3, 3000);
+    ev.u.write.is_queued = 1;
     CHECK_EQ(pds_core_step(core, &ev, &u), 0);
     CHECK_EQ(u.n_entries, 0);
     CHECK_EQ(u.replies[0].status, PDS_ENOTFOUND);
-    /* Held, deleted at 4000, and a delete made at 4500 while that one is
-     * being committed: written too. Had the first failed, the owner
-     * comes back once only. */
+    /* Held, deleted at 4000, and a delete queued at 4500 while that one is
+     * being committed: written too. Both fail: the owner is back. */
     CHECK_EQ(
         client_put(core, 4, "en", PDS_HLC_MAKE(3500, 0), 9, NULL, 10000, &u),
         0);
@@ -578,6 +615,7 @@ TEST(core_delete_user_of_a_deleted_owner_moves_the_mark_on)
     CHECK_EQ(u.n_entries, 1);
     first = u.entries[0].index;
     client_delete_user_event(&ev, 6, 4500);
+    ev.u.write.is_queued = 1;
     CHECK_EQ(pds_core_step(core, &ev, &u), 0);
     CHECK_EQ(u.n_entries, 1);
     CHECK_EQ(u.entries[0].version.hlc, PDS_HLC_MAKE(4500, 0));

@@ -397,7 +397,17 @@ TEST(replication_messages_round_trip)
     CHECK_EQ(pds_msg_encode(&m, &buf, &len), 0);
     CHECK_EQ(pds_msg_decode(buf, len, &out, errmsg), 0);
     CHECK_EQ(out.is_upload, 1);
+    CHECK_EQ(out.is_queued, 0);
     CHECK_EQ(out.hlc, PDS_HLC_MAKE(123456, 7));
+    pds_msg_free(&out);
+    free(buf);
+    /* A write from the outbox says so (an optional key). */
+    m.is_upload = 0;
+    m.is_queued = 1;
+    CHECK_EQ(pds_msg_encode(&m, &buf, &len), 0);
+    CHECK_EQ(pds_msg_decode(buf, len, &out, errmsg), 0);
+    CHECK_EQ(out.is_queued, 1);
+    CHECK_EQ(out.is_upload, 0);
     pds_msg_free(&out);
     free(buf);
     /* Entries: the first index, the sender's last, where its window ends;
