@@ -473,18 +473,6 @@ static struct pending *pending_latest(const struct pds_core *core,
     return NULL;
 }
 
-/* Whether a change of key's owner is being committed (not durable yet). */
-static int owner_pending(const struct pds_core *core, const struct pds_key *key)
-{
-    size_t i;
-
-    for (i = 0; i < core->n_pending; i++) {
-        if (pds_key_same_owner(&core->pending[i].entry.key, key))
-            return 1;
-    }
-    return 0;
-}
-
 /*
  * A clock too far ahead is not believed: the write is stamped with this
  * node's clock. Its replay is recognised by the version it came with (the
@@ -643,13 +631,13 @@ static int decide_origin(struct pds_core *core,
 
 /*
  * A delete-user of an owner this node does not hold. One a client queued
- * offline, newer than the owner's delete mark (or made while a delete of
- * the owner is being committed), is written all the same: it moves the
- * mark on, so that a write older than it that comes later loses to it,
- * whichever of the two reaches the server first. The same delete again is
- * answered as done, from the mark; an older one is not decided while the
- * standby has not confirmed the mark. Otherwise: "no such user". Returns 0
- * to write it, 1 when answered here, or a PDS_E code.
+ * offline is written all the same when it is newer than the owner's delete
+ * mark (or there is none): it moves the mark on, so that a write older
+ * than it that comes later loses to it, whichever of the two reaches the
+ * server first. The same delete again is answered as done, from the mark;
+ * an older one is not decided while the standby has not confirmed the
+ * mark. Otherwise (an older one, or one made online): "no such user".
+ * Returns 0 to write it, 1 when answered here, or a PDS_E code.
  */
 static int decide_gone_owner(struct pds_core *core,
                              const struct pds_write *w,
@@ -657,31 +645,28 @@ static int decide_gone_owner(struct pds_core *core,
 {
     char errmsg[PDS_ERRMSG_SIZE];
     struct pds_reply *r;
-    int cmp;
+    int cmp = 1;
 
-    if (version != NULL && w->has_gone) {
+    if (version != NULL && w->has_gone)
         cmp = pds_version_cmp(version, &w->gone);
-        if (cmp > 0 && w->is_queued)
-            return 0;
-        if (cmp <= 0 && w->gone_index > w->trusted)
-            return answered(
-                reply_error(core, w->req, PDS_ETIMEDOUT,
-                            "a delete of this owner is on the server, but the "
-                            "replication destination has not confirmed it: not "
-                            "decided, send it again"));
-        if (cmp == 0) {
-            r = reply_add(core, w->req);
-            if (r == NULL)
-                return PDS_ENOMEM;
-            r->outcome = PDS_OUTCOME_DUPLICATE;
-            r->version = w->gone;
-            r->epoch = w->gone_epoch;
-            r->index = w->gone_index;
-            return 1;
-        }
-    } else if (version != NULL && w->is_queued &&
-               owner_pending(core, &w->key)) {
+    if (version != NULL && cmp > 0 && w->is_queued)
         return 0;
+    if (version != NULL && w->has_gone && cmp <= 0 &&
+        w->gone_index > w->trusted)
+        return answered(reply_error(core, w->req, PDS_ETIMEDOUT,
+                                    "a delete of this owner is on the "
+                                    "server, but the replication "
+                                    "destination has not confirmed it: not "
+                                    "decided, send it again"));
+    if (version != NULL && w->has_gone && cmp == 0) {
+        r = reply_add(core, w->req);
+        if (r == NULL)
+            return PDS_ENOMEM;
+        r->outcome = PDS_OUTCOME_DUPLICATE;
+        r->version = w->gone;
+        r->epoch = w->gone_epoch;
+        r->index = w->gone_index;
+        return 1;
     }
     snprintf(errmsg, sizeof(errmsg), "no %s \"%.*s\"",
              w->key.scope == PDS_SCOPE_USER ? "user" : "group",

@@ -7,8 +7,9 @@
  * last-writer-wins decision on clients' versions, acknowledgements after
  * persistence or the standby's confirmation, timeouts); the decisions of
  * log shipping are the core's pds_repl_* functions, as in the daemon. The
- * storage of every node is a model: records of a few keys, a position, and
- * what an fsync made durable. Follower 0 is the standby (acknowledgement
+ * storage of every node is a model: records of a few keys of three users,
+ * each user's delete mark (its last delete-user), a position, and what an
+ * fsync made durable. Follower 0 is the standby (acknowledgement
  * mode "standby": a write is answered once the standby made it durable,
  * and the server sends each batch to it before its own fsync).
  *
@@ -20,18 +21,33 @@
  * clients writing while offline (a durable outbox replayed on reconnect,
  * duplicates included), a client whose clock is hours ahead, a short log
  * retention (refresh by a chunked snapshot: a copy taken at one position,
- * streamed while writes go on). After every step:
+ * streamed while writes go on, delete marks included). Clients and the
+ * server now and then delete a whole user (delete-user), online or queued
+ * offline, decided by the core as the daemon asks it (the owner's records
+ * newer than the delete, its delete mark). After every step:
  *
  *   1. every follower on the server's branch holds exactly the server's
  *      records at its position, and so does what it made durable;
  *   2. no position is ahead of what the server sent;
  *   3. no acknowledged write is missing on the server, nor, in standby
- *      mode, in what the standby made durable; a write told it lost to a
- *      newer version lost to one the server and the standby made durable
- *      (one the standby did not confirm decides nothing: the loser times
- *      out and comes again);
- *   4. once faults stop, everyone converges: same position and records as
- *      the server, every outbox empty;
+ *      mode, in what the standby made durable (its record at its version
+ *      or a newer one, or a newer delete-user of its owner); a write told
+ *      it lost to a newer version lost to one the server and the standby
+ *      made durable (one the standby did not confirm decides nothing: the
+ *      loser times out and comes again);
+ *   3a. delete-users: no record anywhere is older than its owner's delete
+ *      mark; an acknowledged delete-user leaves the mark at its version or
+ *      newer on the server and the standby (so no record of the owner
+ *      older than it: a newer write of the owner may be there); one told
+ *      it lost lost to a newer change of the owner the server and the
+ *      standby made durable; "no such owner" is answered only when the
+ *      server holds none, and, for a delete-user queued offline (done for
+ *      the client: the server writes one newer than the owner's mark, or
+ *      of an owner without one), only when the standby made a mark as new
+ *      as it durable (no record older than the delete there, then or
+ *      later, whichever write reaches the server first);
+ *   4. once faults stop, everyone converges: same position, records and
+ *      delete marks as the server, every outbox empty;
  *   5. a write whose clock was too far ahead is restamped once: its replays
  *      are answered from the memo kept with its entry, never stamped
  *      again over the writes made since.
@@ -49,6 +65,7 @@
 
 #define N_FOLLOWERS 3
 #define N_KEYS 6
+#define N_OWNERS 3 /* users u0..u2; key k belongs to u(k / 2) */
 #define MAX_HIST 8192
 #define RETAIN 10       /* log entries the server keeps */
 #define WINDOW 12       /* entries in flight per follower */
@@ -59,6 +76,7 @@
 #define MAX_ACKED 20000 /* acknowledged writes, for invariant 3 */
 #define MAX_REQS 4096   /* writes the server core has not answered */
 #define ACK_TIMEOUT 40  /* steps the server waits for the standby */
+#define DEL_OWNER_PCT 5 /* of clients' writes: a delete-user */
 
 struct rec {
     int has;
@@ -68,15 +86,24 @@ struct rec {
     pds_index index; /* of the entry that wrote it */
 };
 
+/* An owner's delete mark: its latest delete-user applied. */
+struct gone {
+    int has;
+    struct pds_version v;
+    pds_index index;
+};
+
 struct state {
     struct rec r[N_KEYS];
+    struct gone g[N_OWNERS];
 };
 
 struct hentry {
     pds_index index;
     pds_epoch epoch; /* the server's term that wrote it */
-    int key;
-    int op; /* PDS_OP_PUT or PDS_OP_DEL */
+    int key;         /* -1 for a delete-user */
+    int owner;       /* of key, or the owner a delete-user removes */
+    int op;          /* PDS_OP_PUT, PDS_OP_DEL or PDS_OP_DEL_OWNER */
     struct pds_version v;
     uint32_t value;
     int is_clamped; /* stamped with the server's clock instead of: */
@@ -110,17 +137,23 @@ struct msg {
     int is_last;
     struct rec chunk[SNAP_KEYS];
     int chunk_first;
+    /* SNAP, last chunk: the delete marks; WACK of a delete-user: gone[0],
+     * the owner's mark it was decided against. */
+    struct gone gone[N_OWNERS];
+    int sb_older; /* WACK of a delete-user: what the standby made durable
+                   * held a record of the owner older than it then */
     /* WRITE / WACK */
-    int key, op, status, outcome;
+    int key, owner, op, status, outcome, is_queued;
     uint32_t value;
     struct pds_version v;
 };
 
 struct queued {
     uint64_t rid;
-    int key, op;
+    int key, owner, op; /* key -1: a delete-user of owner */
     uint32_t value;
     struct pds_version v;
+    int is_queued; /* made while offline (else sent at once) */
     int is_sent;
     int is_done; /* answered; removal not flushed yet */
 };
@@ -140,8 +173,9 @@ struct follower {
     struct queued outbox[MAX_OUTBOX];
     int n_outbox;
     /* Runtime. */
-    uint64_t conn;  /* 0: disconnected */
-    int down_until; /* partition or crash */
+    uint64_t conn;   /* 0: disconnected */
+    int down_until;  /* partition or crash */
+    int crash_until; /* a crash: no writes (cut off, its users write) */
     int64_t clock_skew;
     pds_hlc hlc;
     uint64_t next_rid;
@@ -162,11 +196,14 @@ struct req {
     int f; /* -1: a local write on the server */
     uint64_t rid;
     uint64_t conn;
-    int key, op;
+    int key, owner, op;
+    struct pds_version origin; /* a client's */
 };
 
 struct acked {
-    int key;
+    int key; /* -1: a delete-user of owner */
+    int owner;
+    int not_found; /* a delete-user answered PDS_ENOTFOUND */
     struct pds_version v;
     int standby; /* acknowledged in standby mode */
 };
@@ -217,10 +254,38 @@ static const char *key_name(int k)
     return names[k];
 }
 
+static int owner_of(int k)
+{
+    return k / 2;
+}
+
+static const char *owner_name(int o)
+{
+    static const char *const names[N_OWNERS] = {"u0", "u1", "u2"};
+    return names[o];
+}
+
 static void apply(struct state *st, const struct hentry *e)
 {
-    struct rec *r = &st->r[e->key];
+    struct rec *r;
 
+    if (e->op == PDS_OP_DEL_OWNER) {
+        /* Every record of the owner goes, tombstones too; the delete mark
+         * moves on when this one is newer. */
+        struct gone *g = &st->g[e->owner];
+        int k;
+        for (k = 0; k < N_KEYS; k++) {
+            if (owner_of(k) == e->owner)
+                memset(&st->r[k], 0, sizeof(st->r[k]));
+        }
+        if (!g->has || pds_version_cmp(&g->v, &e->v) < 0) {
+            g->has = 1;
+            g->v = e->v;
+            g->index = e->index;
+        }
+        return;
+    }
+    r = &st->r[e->key];
     r->has = 1;
     r->is_tomb = e->op == PDS_OP_DEL;
     r->v = e->v;
@@ -240,7 +305,67 @@ static int same_state(const struct state *a, const struct state *b)
                        pds_version_cmp(&x->v, &y->v) != 0))
             return 0;
     }
+    for (k = 0; k < N_OWNERS; k++) {
+        const struct gone *x = &a->g[k], *y = &b->g[k];
+        if (x->has != y->has || (x->has && pds_version_cmp(&x->v, &y->v) != 0))
+            return 0;
+    }
     return 1;
+}
+
+/* Does st hold a record of owner o, live or deleted? */
+static int owner_present(const struct state *st, int o)
+{
+    int k;
+
+    for (k = 0; k < N_KEYS; k++) {
+        if (owner_of(k) == o && st->r[k].has)
+            return 1;
+    }
+    return 0;
+}
+
+/* The highest index of a record of owner o newer than v (0: none), as
+ * pds_store_owner_newer. */
+static pds_index
+owner_newer(const struct state *st, int o, const struct pds_version *v)
+{
+    pds_index newer = 0;
+    int k;
+
+    for (k = 0; k < N_KEYS; k++) {
+        const struct rec *r = &st->r[k];
+        if (owner_of(k) == o && r->has && pds_version_cmp(&r->v, v) > 0 &&
+            r->index > newer)
+            newer = r->index;
+    }
+    return newer;
+}
+
+/* A record of owner o older than v, or -1. */
+static int
+owner_older(const struct state *st, int o, const struct pds_version *v)
+{
+    int k;
+
+    for (k = 0; k < N_KEYS; k++) {
+        const struct rec *r = &st->r[k];
+        if (owner_of(k) == o && r->has && pds_version_cmp(&r->v, v) < 0)
+            return k;
+    }
+    return -1;
+}
+
+/* Is v kept in st for key (or, for a delete-user, owner): the record's
+ * version or the owner's delete mark is at least v? */
+static int
+kept(const struct state *st, int key, int o, const struct pds_version *v)
+{
+    const struct gone *g = &st->g[o];
+
+    if (key >= 0 && st->r[key].has && pds_version_cmp(&st->r[key].v, v) >= 0)
+        return 1;
+    return g->has && pds_version_cmp(&g->v, v) >= 0;
 }
 
 /* ---- Network ------------------------------------------------------------ */
@@ -300,6 +425,7 @@ static int core_make(struct sim *s)
     struct pds_core_config cfg;
     pds_hlc hlc = 0;
     pds_index i;
+    int o;
 
     memset(&cfg, 0, sizeof(cfg));
     cfg.node_id = 1;
@@ -313,7 +439,22 @@ static int core_make(struct sim *s)
     pds_limits_default(&cfg.limits);
     cfg.role = PDS_ROLE_SERVER;
     cfg.max_skew_ms = 60000;
-    return pds_core_new(&cfg, &s->core);
+    if (pds_core_new(&cfg, &s->core) != 0)
+        return -1;
+    /* The owners the durable records hold, as the daemon loads them. */
+    for (o = 0; o < N_OWNERS; o++) {
+        struct pds_owner_info oi;
+        if (!owner_present(&s->at[s->durable], o))
+            continue;
+        memset(&oi, 0, sizeof(oi));
+        oi.scope = PDS_SCOPE_USER;
+        oi.owner = owner_name(o);
+        oi.owner_len = 2;
+        oi.last_used = server_now(s);
+        if (pds_core_load_owner(s->core, &oi) != 0)
+            return -1;
+    }
+    return 0;
 }
 
 static struct req *req_new(struct sim *s)
@@ -330,14 +471,28 @@ static struct req *req_new(struct sim *s)
     return NULL;
 }
 
-static void note_acked(struct sim *s, int key, struct pds_version v)
+static void note_acked(struct sim *s, int key, int owner, struct pds_version v)
 {
     if (s->n_acked == MAX_ACKED)
         return;
     s->acked[s->n_acked].key = key;
+    s->acked[s->n_acked].owner = owner;
+    s->acked[s->n_acked].not_found = 0;
     s->acked[s->n_acked].v = v;
     s->acked[s->n_acked].standby = 1;
     s->n_acked++;
+}
+
+/* Does the server hold a record of owner o, durable or in the batch? */
+static int owner_held(const struct sim *s, int o)
+{
+    int held = owner_present(&s->at[s->durable], o), i;
+
+    for (i = 0; i < s->n_batch; i++) {
+        if (s->batch[i].owner == o)
+            held = s->batch[i].op != PDS_OP_DEL_OWNER;
+    }
+    return held;
 }
 
 /* Carry out a core update: entries join the batch, replies go out. */
@@ -371,7 +526,8 @@ static int carry_out(struct sim *s, const struct pds_update *u)
         memset(h, 0, sizeof(*h));
         h->index = e->index;
         h->epoch = e->epoch;
-        h->key = e->key.item[1] - '0';
+        h->owner = e->key.owner[1] - '0';
+        h->key = e->op == PDS_OP_DEL_OWNER ? -1 : e->key.item[1] - '0';
         h->op = e->op;
         h->v = e->version;
         if (e->op == PDS_OP_PUT && e->value_len == 4)
@@ -409,9 +565,17 @@ static int carry_out(struct sim *s, const struct pds_update *u)
             return -1;
         }
         q->used = 0;
+        if (q->op == PDS_OP_DEL_OWNER && r->status == PDS_ENOTFOUND &&
+            owner_held(s, q->owner)) {
+            snprintf(s->why, sizeof(s->why),
+                     "delete-user of %s answered \"no such owner\" while "
+                     "the server holds records of it",
+                     owner_name(q->owner));
+            return -1;
+        }
         if (q->f < 0) {
             if (r->status == 0)
-                note_acked(s, q->key, r->version);
+                note_acked(s, q->key, q->owner, r->version);
             continue;
         }
         if (s->fl[q->f].conn != q->conn)
@@ -425,6 +589,12 @@ static int carry_out(struct sim *s, const struct pds_update *u)
         m.outcome = r->outcome;
         m.v = r->version;
         m.key = q->key;
+        /* For the checks of a delete-user's answer: the owner's delete mark
+         * it was decided against, and whether what the standby made
+         * durable held a record of the owner older than it then. */
+        m.gone[0] = s->at[s->durable].g[q->owner];
+        m.sb_older = q->op == PDS_OP_DEL_OWNER &&
+                     owner_older(&s->fl[0].dur, q->owner, &q->origin) >= 0;
         send_msg(s, &m);
     }
     return 0;
@@ -434,11 +604,14 @@ static int server_write(struct sim *s,
                         int f,
                         uint64_t rid,
                         int key,
+                        int owner,
                         int op,
+                        int is_queued,
                         uint32_t value,
                         const struct pds_version *origin)
 {
-    const struct rec *cur = &s->at[s->durable].r[key];
+    const struct state *st = &s->at[s->durable];
+    const struct rec *cur = key >= 0 ? &st->r[key] : NULL;
     struct pds_event ev;
     struct pds_update u;
     struct req *q = req_new(s);
@@ -450,26 +623,30 @@ static int server_write(struct sim *s,
     q->rid = rid;
     q->conn = f >= 0 ? s->fl[f].conn : 0;
     q->key = key;
+    q->owner = owner;
     q->op = op;
+    if (origin != NULL)
+        q->origin = *origin;
     memset(&ev, 0, sizeof(ev));
     ev.type = PDS_EVENT_WRITE;
     ev.now = server_now(s);
     ev.u.write.req = (uint64_t)(q - s->reqs);
     ev.u.write.op = (enum pds_op)op;
     ev.u.write.key.scope = PDS_SCOPE_USER;
-    ev.u.write.key.owner = "user";
-    ev.u.write.key.owner_len = 4;
-    ev.u.write.key.item = key_name(key);
-    ev.u.write.key.item_len = 2;
+    ev.u.write.key.owner = owner_name(owner);
+    ev.u.write.key.owner_len = 2;
+    ev.u.write.key.item = key >= 0 ? key_name(key) : "";
+    ev.u.write.key.item_len = key >= 0 ? 2 : 0;
     ev.u.write.value = (const uint8_t *)&value;
     ev.u.write.value_len = 4;
-    ev.u.write.exists = cur->has && !cur->is_tomb;
-    if (cur->has) {
+    ev.u.write.exists = cur != NULL && cur->has && !cur->is_tomb;
+    if (cur != NULL && cur->has) {
         ev.u.write.has_current = 1;
         ev.u.write.current = cur->v;
         ev.u.write.current_index = cur->index;
     }
     ev.u.write.trusted = s->standby_acked; /* standby acknowledgement mode */
+    ev.u.write.is_queued = is_queued;
     if (origin != NULL) {
         pds_index k;
         ev.u.write.has_origin = 1;
@@ -483,6 +660,17 @@ static int server_write(struct sim *s,
                 ev.u.write.clamp_epoch = 1;
                 ev.u.write.clamp_index = k;
             }
+        }
+        /* As the daemon (tools/replicate.c): a delete-user is decided
+         * against the owner's records newer than it, and every write
+         * against the owner's last delete-user. */
+        if (op == PDS_OP_DEL_OWNER)
+            ev.u.write.owner_newer = owner_newer(st, owner, origin);
+        if (st->g[owner].has) {
+            ev.u.write.has_gone = 1;
+            ev.u.write.gone = st->g[owner].v;
+            ev.u.write.gone_index = st->g[owner].index;
+            ev.u.write.gone_epoch = s->hist[st->g[owner].index].epoch;
         }
     }
     rv = pds_core_step(s->core, &ev, &u);
@@ -528,6 +716,8 @@ static void snap_pump(struct sim *s, int f)
         for (k = 0; k < SNAP_KEYS && first + k < N_KEYS; k++)
             m.chunk[k] = s->at[sf->snap_p0].r[first + k];
         m.is_last = first + SNAP_KEYS >= N_KEYS;
+        if (m.is_last) /* the delete marks (kind 4), of the same copy */
+            memcpy(m.gone, s->at[sf->snap_p0].g, sizeof(m.gone));
         m.server_last = s->durable;
         send_msg(s, &m);
         if (m.is_last) {
@@ -802,7 +992,8 @@ static int server_on_msg(struct sim *s, const struct msg *m)
         snap_pump(s, m->f);
         return 0;
     case M_WRITE:
-        return server_write(s, m->f, m->seq, m->key, m->op, m->value, &m->v);
+        return server_write(s, m->f, m->seq, m->key, m->owner, m->op,
+                            m->is_queued, m->value, &m->v);
     default:
         snprintf(s->why, sizeof(s->why), "server got message %d", m->type);
         return -1;
@@ -837,7 +1028,9 @@ static void outbox_pump(struct sim *s, int f)
         m.to_server = 1;
         m.seq = q->rid;
         m.key = q->key;
+        m.owner = q->owner;
         m.op = q->op;
+        m.is_queued = q->is_queued;
         m.value = q->value;
         m.v = q->v;
         send_msg(s, &m);
@@ -907,6 +1100,7 @@ static void follower_crash(struct sim *s, int f)
         fl->outbox[i].is_done = 0;
     }
     fl->down_until = s->step + 1 + (int)(rnd(s) % 8);
+    fl->crash_until = fl->down_until;
 }
 
 static void outbox_flush(struct follower *fl)
@@ -934,6 +1128,81 @@ static void follower_reply(
     a.index = index;
     a.seq = seq;
     send_msg(s, &a);
+}
+
+/*
+ * The answer to a client's delete-user (of owner, with version v), done
+ * for the client:
+ *   - applied (or restamped, or the same delete again): the owner's delete
+ *     mark, on the server and in what the standby made durable, is at
+ *     least its version (checked from then on, with the acknowledged
+ *     writes; no record older than the mark survives, see check());
+ *   - lost: to a change of the owner newer than v (a record, or a newer
+ *     delete-user's mark) that the server and the standby made durable;
+ *   - PDS_ENOTFOUND: the server held no record of the owner when it
+ *     decided (checked in carry_out). A delete-user queued offline takes it
+ *     as done: when the owner's delete mark was as new as it, from then on
+ *     neither the server nor what the standby made durable holds a record
+ *     of the owner older than v (the mark it was decided against was
+ *     confirmed by the standby). The server writes a queued delete-user
+ *     newer than the mark, or of an owner without one, so a queued one
+ *     answered so always had such a mark.
+ */
+static int
+owner_answer(struct sim *s, const struct queued *q, const struct msg *m)
+{
+    const struct state *ss = &s->at[s->durable];
+    const struct state *sb = &s->fl[0].dur;
+    const struct gone *gs = &ss->g[q->owner], *gb = &sb->g[q->owner];
+
+    if (m->status == 0 && m->outcome == PDS_OUTCOME_SUPERSEDED) {
+        if ((owner_newer(ss, q->owner, &q->v) == 0 &&
+             !(gs->has && pds_version_cmp(&gs->v, &q->v) > 0)) ||
+            (owner_newer(sb, q->owner, &q->v) == 0 &&
+             !(gb->has && pds_version_cmp(&gb->v, &q->v) > 0))) {
+            snprintf(s->why, sizeof(s->why),
+                     "delete-user of %s (hlc %llu/%llu) told it lost, with "
+                     "no newer change of the owner kept (server: newer at "
+                     "%llu, mark %llu; standby: newer at %llu, mark %llu)",
+                     owner_name(q->owner), (unsigned long long)q->v.hlc,
+                     (unsigned long long)q->v.node,
+                     (unsigned long long)owner_newer(ss, q->owner, &q->v),
+                     (unsigned long long)gs->v.hlc,
+                     (unsigned long long)owner_newer(sb, q->owner, &q->v),
+                     (unsigned long long)gb->v.hlc);
+            return -1;
+        }
+        return 0;
+    }
+    if (m->status == 0) {
+        /* The version it is kept under: its own, or the server's stamp. */
+        note_acked(s, -1, q->owner, m->v.hlc != 0 ? m->v : q->v);
+        return 0;
+    }
+    if (m->status == PDS_ENOTFOUND && q->is_queued) {
+        if (m->sb_older) {
+            /* Done for the client while a failover would bring back
+             * records it deleted: the mark was not confirmed. */
+            snprintf(s->why, sizeof(s->why),
+                     "queued delete-user of %s (hlc %llu/%llu) answered "
+                     "\"no such owner\" (done for the client) from the "
+                     "owner's delete mark %llu/%llu at %llu, while what the "
+                     "standby made durable (at %llu) held records of the "
+                     "owner older than it",
+                     owner_name(q->owner), (unsigned long long)q->v.hlc,
+                     (unsigned long long)q->v.node,
+                     (unsigned long long)m->gone[0].v.hlc,
+                     (unsigned long long)m->gone[0].v.node,
+                     (unsigned long long)m->gone[0].index,
+                     (unsigned long long)s->fl[0].dur_pos);
+            return -1;
+        }
+        if (s->n_acked < MAX_ACKED) {
+            note_acked(s, -1, q->owner, q->v);
+            s->acked[s->n_acked - 1].not_found = 1;
+        }
+    }
+    return 0;
 }
 
 static int follower_on_msg(struct sim *s, const struct msg *m)
@@ -984,6 +1253,8 @@ static int follower_on_msg(struct sim *s, const struct msg *m)
         }
         for (i = 0; i < SNAP_KEYS && m->chunk_first + i < N_KEYS; i++)
             fl->staged.r[m->chunk_first + i] = m->chunk[i];
+        if (m->is_last) /* the delete marks replace the follower's */
+            memcpy(fl->staged.g, m->gone, sizeof(fl->staged.g));
         fl->staged_next++;
         if (!m->is_last) {
             follower_reply(s, m->f, M_SNAP_ACK, 0, m->seq);
@@ -1000,6 +1271,10 @@ static int follower_on_msg(struct sim *s, const struct msg *m)
             if (fl->cur.r[i].has)
                 pds_hlc_observe(&fl->hlc, fl->cur.r[i].v.hlc);
         }
+        for (i = 0; i < N_OWNERS; i++) {
+            if (fl->cur.g[i].has)
+                pds_hlc_observe(&fl->hlc, fl->cur.g[i].v.hlc);
+        }
         follower_commit(fl);
         follower_reply(s, m->f, M_ACK, fl->pos, 0);
         return 0;
@@ -1015,34 +1290,38 @@ static int follower_on_msg(struct sim *s, const struct msg *m)
                 return 0;
             }
             q->is_done = 1;
+            if (q->op == PDS_OP_DEL_OWNER)
+                return owner_answer(s, q, m);
             if (m->status == 0 && m->outcome == PDS_OUTCOME_SUPERSEDED) {
                 /* It lost to a version the server and the standby made
-                 * durable, never to one a crash or a failover can still
+                 * durable (the record's, or a newer delete-user of its
+                 * owner), never to one a crash or a failover can still
                  * undo. */
-                const struct rec *sr = &s->at[s->durable].r[q->key];
-                const struct rec *sb = &s->fl[0].dur.r[q->key];
-                if (!sr->has || pds_version_cmp(&sr->v, &m->v) < 0 ||
-                    !sb->has || pds_version_cmp(&sb->v, &m->v) < 0) {
+                const struct state *ss = &s->at[s->durable];
+                const struct state *sb = &s->fl[0].dur;
+                if (!kept(ss, q->key, q->owner, &m->v) ||
+                    !kept(sb, q->key, q->owner, &m->v)) {
                     snprintf(s->why, sizeof(s->why),
                              "write of %s told it lost to hlc %llu/%llu, a "
                              "version not kept (server %d %llu/%llu, "
                              "standby %d %llu/%llu)",
                              key_name(q->key), (unsigned long long)m->v.hlc,
-                             (unsigned long long)m->v.node, sr->has,
-                             (unsigned long long)sr->v.hlc,
-                             (unsigned long long)sr->v.node, sb->has,
-                             (unsigned long long)sb->v.hlc,
-                             (unsigned long long)sb->v.node);
+                             (unsigned long long)m->v.node, ss->r[q->key].has,
+                             (unsigned long long)ss->r[q->key].v.hlc,
+                             (unsigned long long)ss->r[q->key].v.node,
+                             sb->r[q->key].has,
+                             (unsigned long long)sb->r[q->key].v.hlc,
+                             (unsigned long long)sb->r[q->key].v.node);
                     return -1;
                 }
             }
             if (m->status == 0 && (m->outcome == PDS_OUTCOME_APPLIED ||
                                    m->outcome == PDS_OUTCOME_CLAMPED))
-                note_acked(s, q->key, m->v);
+                note_acked(s, q->key, q->owner, m->v);
             else if (m->status == 0 && m->outcome == PDS_OUTCOME_DUPLICATE)
                 /* The version it is kept under: its own, or the server's
                  * stamp of a restamped write that came again. */
-                note_acked(s, q->key, m->v.hlc != 0 ? m->v : q->v);
+                note_acked(s, q->key, q->owner, m->v.hlc != 0 ? m->v : q->v);
             return 0;
         }
         return 0;
@@ -1063,11 +1342,21 @@ static void follower_write(struct sim *s, int f)
     q = &fl->outbox[fl->n_outbox++];
     memset(q, 0, sizeof(*q));
     q->rid = ++fl->next_rid;
+    q->is_queued = fl->conn == 0;
     q->key = (int)(rnd(s) % N_KEYS);
+    q->owner = owner_of(q->key);
     q->op = chance(s, 20) ? PDS_OP_DEL : PDS_OP_PUT;
     q->value = (uint32_t)rnd(s);
     q->v.hlc = pds_hlc_next(&fl->hlc, follower_now(s, f));
     q->v.node = 100 + (pds_node_id)f;
+    if (chance(s, DEL_OWNER_PCT)) {
+        /* A delete-user, of an owner this copy holds or not (the server
+         * may hold it, or may have deleted it already). */
+        q->op = PDS_OP_DEL_OWNER;
+        q->key = -1;
+        outbox_pump(s, f);
+        return;
+    }
     if (q->op == PDS_OP_DEL &&
         !(fl->cur.r[q->key].has && !fl->cur.r[q->key].is_tomb)) {
         q->op = PDS_OP_PUT; /* nothing to delete here */
@@ -1092,8 +1381,84 @@ static int on_branch(struct sim *s,
            (last.hlc == 0 || pds_version_cmp(&s->hist[pos].v, &last) == 0);
 }
 
+/* A record of st older than (or as old as) its owner's delete mark: the
+ * delete-user removed every record before it, and a write older than it
+ * that came later lost to it. */
+static int
+older_than_mark(struct sim *s, const struct state *st, int f, int durable)
+{
+    int k;
+
+    for (k = 0; k < N_KEYS; k++) {
+        const struct rec *r = &st->r[k];
+        const struct gone *g = &st->g[k / 2]; /* owner_of(k) */
+        if (r->has && g->has && pds_version_cmp(&r->v, &g->v) <= 0) {
+            char who[64];
+            if (f < 0)
+                snprintf(who, sizeof(who), "the server");
+            else
+                snprintf(who, sizeof(who), "follower %d%s", f,
+                         durable ? " (durable)" : "");
+            snprintf(
+                s->why, sizeof(s->why),
+                "%s holds %s at hlc %llu/%llu (index %llu), not newer "
+                "than the delete-user of %s at hlc %llu/%llu (index "
+                "%llu)",
+                who, key_name(k), (unsigned long long)r->v.hlc,
+                (unsigned long long)r->v.node, (unsigned long long)r->index,
+                owner_name(owner_of(k)), (unsigned long long)g->v.hlc,
+                (unsigned long long)g->v.node, (unsigned long long)g->index);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/*
+ * A delete-user answered PDS_ENOTFOUND is done for the client. What it
+ * asked for must hold as for an acknowledged one: no record of the owner
+ * older than it, on the server (an older write of the owner that comes
+ * later loses to it, whichever comes first) nor in what the standby made
+ * durable (the delete that made the owner absent was confirmed by the
+ * standby, or a failover would bring the records back with the client's
+ * delete-user dropped). Checked when the owner's delete mark was as new as
+ * it (owner_answer).
+ */
+static int not_found_holds(struct sim *s, const struct acked *a)
+{
+    const struct state *ss = &s->at[s->durable];
+    const struct state *sb = &s->fl[0].dur;
+    const struct gone *gs = &ss->g[a->owner], *gb = &sb->g[a->owner];
+    int on_server = 1, k = owner_older(ss, a->owner, &a->v);
+
+    if (k < 0) {
+        on_server = 0;
+        k = owner_older(sb, a->owner, &a->v);
+    }
+    if (k < 0)
+        return 0;
+    snprintf(s->why, sizeof(s->why),
+             "delete-user of %s (hlc %llu/%llu) answered \"no such owner\" "
+             "(done for the client), yet %s holds %s at hlc %llu/%llu "
+             "(server at %llu, mark %llu/%llu at %llu; standby durable at "
+             "%llu, mark %llu/%llu; standby confirmed %llu)",
+             owner_name(a->owner), (unsigned long long)a->v.hlc,
+             (unsigned long long)a->v.node,
+             on_server ? "the server" : "the standby's durable copy",
+             key_name(k), (unsigned long long)(on_server ? ss : sb)->r[k].v.hlc,
+             (unsigned long long)(on_server ? ss : sb)->r[k].v.node,
+             (unsigned long long)s->durable, (unsigned long long)gs->v.hlc,
+             (unsigned long long)gs->v.node, (unsigned long long)gs->index,
+             (unsigned long long)s->fl[0].dur_pos,
+             (unsigned long long)gb->v.hlc, (unsigned long long)gb->v.node,
+             (unsigned long long)s->standby_acked);
+    return -1;
+}
+
 static int check(struct sim *s)
 {
+    const struct state *ss = &s->at[s->durable];
+    const struct state *sb = &s->fl[0].dur;
     int f, i;
 
     for (f = 0; f < N_FOLLOWERS; f++) {
@@ -1121,35 +1486,66 @@ static int check(struct sim *s)
             return -1;
         }
     }
+    /* No record older than its owner's last delete-user survives it, on
+     * the server nor in any copy. */
+    if (older_than_mark(s, ss, -1, 0) != 0)
+        return -1;
+    for (f = 0; f < N_FOLLOWERS; f++) {
+        if (older_than_mark(s, &s->fl[f].cur, f, 0) != 0 ||
+            older_than_mark(s, &s->fl[f].dur, f, 1) != 0)
+            return -1;
+    }
+    /* An acknowledged write stays: its record at its version or a newer
+     * one, or a newer delete-user of its owner; an acknowledged
+     * delete-user, the owner's delete mark at its version or a newer one
+     * (with the check above: no record of the owner older than it). */
     for (i = 0; i < s->n_acked; i++) {
         const struct acked *a = &s->acked[i];
-        const struct rec *r = &s->at[s->durable].r[a->key];
-        const struct rec *sb = &s->fl[0].dur.r[a->key];
-        if (!r->has || pds_version_cmp(&r->v, &a->v) < 0) {
+        if (a->key >= 0) {
+            /* The common case first: the record is there (this loop is
+             * most of the run time). */
+            const struct rec *r = &ss->r[a->key], *b = &sb->r[a->key];
+            if (r->has && pds_version_cmp(&r->v, &a->v) >= 0 &&
+                (!a->standby || (b->has && pds_version_cmp(&b->v, &a->v) >= 0)))
+                continue;
+        }
+        if (a->not_found) {
+            if (not_found_holds(s, a) != 0)
+                return -1;
+            continue;
+        }
+        if (!kept(ss, a->key, a->owner, &a->v)) {
             if (getenv("PDS_SIM_TRACE") != NULL) {
                 pds_index ix;
-                fprintf(stderr, "acked %d: key %d v %llu/%llu\n", i, a->key,
-                        (unsigned long long)a->v.hlc,
+                fprintf(stderr, "acked %d: key %d owner %d v %llu/%llu\n", i,
+                        a->key, a->owner, (unsigned long long)a->v.hlc,
                         (unsigned long long)a->v.node);
                 for (ix = 1; ix <= s->durable; ix++) {
-                    if (s->hist[ix].key == a->key)
-                        fprintf(stderr, "  %llu op %d v %llu/%llu\n",
+                    if (s->hist[ix].owner == a->owner &&
+                        (a->key < 0 || s->hist[ix].key == a->key ||
+                         s->hist[ix].key < 0))
+                        fprintf(stderr, "  %llu op %d key %d v %llu/%llu\n",
                                 (unsigned long long)ix, s->hist[ix].op,
+                                s->hist[ix].key,
                                 (unsigned long long)s->hist[ix].v.hlc,
                                 (unsigned long long)s->hist[ix].v.node);
                 }
             }
             snprintf(s->why, sizeof(s->why),
-                     "acknowledged write of %s (hlc %llu) missing on the "
+                     "acknowledged %s of %s (hlc %llu) missing on the "
                      "server",
-                     key_name(a->key), (unsigned long long)a->v.hlc);
+                     a->key >= 0 ? "write" : "delete-user",
+                     a->key >= 0 ? key_name(a->key) : owner_name(a->owner),
+                     (unsigned long long)a->v.hlc);
             return -1;
         }
-        if (a->standby && (!sb->has || pds_version_cmp(&sb->v, &a->v) < 0)) {
+        if (a->standby && !kept(sb, a->key, a->owner, &a->v)) {
             snprintf(s->why, sizeof(s->why),
-                     "acknowledged write of %s (hlc %llu) not durable on the "
+                     "acknowledged %s of %s (hlc %llu) not durable on the "
                      "standby",
-                     key_name(a->key), (unsigned long long)a->v.hlc);
+                     a->key >= 0 ? "write" : "delete-user",
+                     a->key >= 0 ? key_name(a->key) : owner_name(a->owner),
+                     (unsigned long long)a->v.hlc);
             return -1;
         }
     }
@@ -1201,11 +1597,18 @@ static int step(struct sim *s, int faults)
             s->step + (int)(rnd(s) % (chance(s, 10) ? 200 : 6));
     } else if (faults && r < 40) {
         f = (int)(rnd(s) % N_FOLLOWERS);
-        if (s->step >= s->fl[f].down_until)
+        if (s->step >= s->fl[f].crash_until)
             follower_write(s, f);
     } else if (faults && r < 60) {
-        if (server_write(s, -1, 0, (int)(rnd(s) % N_KEYS), PDS_OP_PUT,
-                         (uint32_t)rnd(s), NULL) != 0)
+        /* A write on the server itself: now and then a delete-user (an
+         * administrator's, stamped with the server's clock). */
+        int k = (int)(rnd(s) % N_KEYS);
+        int rv = chance(s, 3)
+                     ? server_write(s, -1, 0, -1, owner_of(k), PDS_OP_DEL_OWNER,
+                                    0, 0, NULL)
+                     : server_write(s, -1, 0, k, owner_of(k), PDS_OP_PUT, 0,
+                                    (uint32_t)rnd(s), NULL);
+        if (rv != 0)
             return -1;
     }
     /* The check phase: the standby first, then our own fsync. */

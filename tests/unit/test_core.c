@@ -530,7 +530,8 @@ TEST(core_delete_user_by_last_writer_wins)
  * that a write older than it loses to it whichever of the two reaches the
  * server first. The same delete again is answered from the mark (not
  * decided while the standby has not confirmed it); one older than the mark,
- * made online, or of an owner never deleted, is "no such user". */
+ * or made online, is "no such user". One of an owner never held leaves a
+ * mark too. */
 TEST(core_delete_user_of_a_deleted_owner_moves_the_mark_on)
 {
     struct pds_core *core = new_core(10, PDS_USER_POLICY_REFUSE);
@@ -597,12 +598,21 @@ TEST(core_delete_user_of_a_deleted_owner_moves_the_mark_on)
     CHECK_EQ(u.replies[0].outcome, PDS_OUTCOME_DUPLICATE);
     CHECK_EQ(u.replies[0].index, 4);
     CHECK_EQ(u.replies[0].epoch, 2);
-    /* An owner never deleted and not held: "no user". */
+    /* An owner never deleted and not held: made online, "no user"; queued
+     * offline, it leaves a mark (a write made before it, still queued
+     * elsewhere, loses to it when it comes). */
     client_delete_user_event(&ev, 3, 3000);
-    ev.u.write.is_queued = 1;
+    ev.u.write.key.owner = "bruno";
+    ev.u.write.key.owner_len = 5;
     CHECK_EQ(pds_core_step(core, &ev, &u), 0);
     CHECK_EQ(u.n_entries, 0);
     CHECK_EQ(u.replies[0].status, PDS_ENOTFOUND);
+    ev.u.write.is_queued = 1;
+    CHECK_EQ(pds_core_step(core, &ev, &u), 0);
+    CHECK_EQ(u.n_entries, 1);
+    CHECK_EQ(u.entries[0].op, PDS_OP_DEL_OWNER);
+    CHECK_EQ(persisted(core, u.entries[0].index, &u), 0);
+    CHECK_EQ(u.replies[0].status, 0);
     /* Held, deleted at 4000, and a delete queued at 4500 while that one is
      * being committed: written too. Both fail: the owner is back. */
     CHECK_EQ(
