@@ -319,30 +319,63 @@ static void on_denial(uv_timer_t *t)
     uv_close((uv_handle_t *)t, on_denial_closed);
 }
 
-/* A remote administrator's request, with the password. */
-static void
-on_admin(struct daemon *d, struct pds_conn *c, const struct pds_msg *m)
+/*
+ * A remote administrator's password is checked on a thread of libuv's pool:
+ * the memory-hard hash takes a good part of a second, and on the loop it
+ * would stall every client's synchronization (anyone who reaches the
+ * group port can try a password). One check at a time: an attempt while
+ * one runs is refused at once, so that attempts cannot take the pool's
+ * threads (and their 64 MiB each) from the commits.
+ */
+struct admin_check {
+    uv_work_t work;
+    struct daemon *d;
+    uint64_t conn;
+    char hash[crypto_pwhash_STRBYTES];
+    uint8_t pw[PDS_SECRET_MAX];
+    size_t pw_len;
+    uint8_t *blob; /* the request, decoded again once the password holds */
+    size_t blob_len;
+    int ok;
+};
+
+static int admin_checking;      /* a check runs */
+static uint64_t admin_busy_log; /* when the last "busy" Warning went */
+static uint64_t admin_busy_n;   /* attempts refused since */
+
+static void admin_check_work(uv_work_t *w)
 {
+    struct admin_check *ac = w->data;
+
+    ac->ok = crypto_pwhash_str_verify(ac->hash, (const char *)ac->pw,
+                                      ac->pw_len) == 0;
+}
+
+static void admin_check_free(struct admin_check *ac)
+{
+    sodium_memzero(ac->pw, sizeof(ac->pw));
+    sodium_memzero(ac->hash, sizeof(ac->hash));
+    free(ac->blob);
+    free(ac);
+}
+
+static void admin_check_done(uv_work_t *w, int status)
+{
+    struct admin_check *ac = w->data;
+    struct daemon *d = ac->d;
+    struct pds_conn *c = d->net != NULL ? pds_net_find(d->net, ac->conn) : NULL;
     struct pds_local_conn *v;
     struct pds_request req;
     char errmsg[PDS_ERRMSG_SIZE];
 
-    if (pds_request_decode(m->blob, m->blob_len, &req, errmsg) != 0) {
-        pds_conn_close(c, "malformed administration request");
+    admin_checking = 0;
+    if (c == NULL || status != 0 ||
+        pds_request_decode(ac->blob, ac->blob_len, &req, errmsg) != 0) {
+        /* Gone meanwhile (or the loop is closing): nobody to answer. */
+        admin_check_free(ac);
         return;
     }
-    v = pds_local_conn_virtual(remote_send, (void *)(uintptr_t)pds_conn_id(c));
-    if (v == NULL) {
-        pds_request_free(&req);
-        pds_conn_close(c, "out of memory");
-        return;
-    }
-    if (d->admin_pw[0] == '\0') {
-        reply_err(v, req.id, PDS_EPERM,
-                  "remote administration is disabled on this node: set a "
-                  "password there with 'pdsync admin-password set'");
-    } else if (crypto_pwhash_str_verify(d->admin_pw, (const char *)m->pw,
-                                        m->pw_len) != 0) {
+    if (!ac->ok) {
         struct denial *dn = calloc(1, sizeof(*dn));
         pds_commlog(PDS_LOG_WARNING,
                     "wrong administrator password from %s (%s refused)",
@@ -357,12 +390,93 @@ on_admin(struct daemon *d, struct pds_conn *c, const struct pds_msg *m)
             pds_conn_close(c, "out of memory");
         }
     } else {
-        pds_log(PDS_LOG_INFO, "remote administration from %s: %s",
-                pds_conn_address(c), pds_req_op_name(req.op));
-        pds__daemon_request(d, v, &req);
+        v = pds_local_conn_virtual(remote_send,
+                                   (void *)(uintptr_t)pds_conn_id(c));
+        if (v == NULL) {
+            pds_conn_close(c, "out of memory");
+        } else {
+            pds_log(PDS_LOG_INFO, "remote administration from %s: %s",
+                    pds_conn_address(c), pds_req_op_name(req.op));
+            pds__daemon_request(d, v, &req);
+            pds_local_conn_unref(v);
+        }
     }
     pds_request_free(&req);
-    pds_local_conn_unref(v);
+    admin_check_free(ac);
+}
+
+/* A remote administrator's request, with the password. */
+static void
+on_admin(struct daemon *d, struct pds_conn *c, const struct pds_msg *m)
+{
+    struct pds_local_conn *v;
+    struct pds_request req;
+    struct admin_check *ac;
+    char errmsg[PDS_ERRMSG_SIZE];
+    const char *why = NULL;
+
+    if (pds_request_decode(m->blob, m->blob_len, &req, errmsg) != 0) {
+        pds_conn_close(c, "malformed administration request");
+        return;
+    }
+    if (d->admin_pw[0] == '\0')
+        why = "remote administration is disabled on this node: set a "
+              "password there with 'pdsync admin-password set'";
+    else if (admin_checking)
+        why = "another administrator's password is being checked on this "
+              "node: try again in a second";
+    if (why != NULL) {
+        v = pds_local_conn_virtual(remote_send,
+                                   (void *)(uintptr_t)pds_conn_id(c));
+        if (v == NULL) {
+            pds_conn_close(c, "out of memory");
+        } else {
+            reply_err(v, req.id, admin_checking ? PDS_EBUSY : PDS_EPERM, why);
+            pds_local_conn_unref(v);
+        }
+        if (admin_checking) {
+            uint64_t now = uv_now(&d->loop);
+            admin_busy_n++;
+            if (admin_busy_log == 0 || now - admin_busy_log >= 60000) {
+                pds_commlog(PDS_LOG_WARNING,
+                            "administration attempts from %s while a "
+                            "password was being checked: %llu refused "
+                            "(busy) in the last minute",
+                            pds_conn_address(c),
+                            (unsigned long long)admin_busy_n);
+                admin_busy_log = now;
+                admin_busy_n = 0;
+            }
+        }
+        pds_request_free(&req);
+        return;
+    }
+    pds_request_free(&req);
+    ac = calloc(1, sizeof(*ac));
+    if (ac != NULL && m->blob_len > 0)
+        ac->blob = malloc(m->blob_len);
+    if (ac == NULL || (m->blob_len > 0 && ac->blob == NULL) ||
+        m->pw_len > sizeof(ac->pw)) {
+        if (ac != NULL)
+            admin_check_free(ac);
+        pds_conn_close(c, "out of memory");
+        return;
+    }
+    ac->d = d;
+    ac->conn = pds_conn_id(c);
+    snprintf(ac->hash, sizeof(ac->hash), "%s", d->admin_pw);
+    memcpy(ac->pw, m->pw, m->pw_len);
+    ac->pw_len = m->pw_len;
+    memcpy(ac->blob, m->blob, m->blob_len);
+    ac->blob_len = m->blob_len;
+    ac->work.data = ac;
+    if (uv_queue_work(&d->loop, &ac->work, admin_check_work,
+                      admin_check_done) != 0) {
+        admin_check_free(ac);
+        pds_conn_close(c, "cannot check the password now");
+        return;
+    }
+    admin_checking = 1;
 }
 
 /* Server side: a client stopped its own synchronization. */

@@ -614,6 +614,30 @@ int pds__scope_is_device(const struct daemon *d, const char *item, size_t len)
     return 0;
 }
 
+/* A write's names and value against this node's limits, before it is
+ * kept here or sent on (a client's server checks them again). */
+static int write_validate(const struct daemon *d,
+                          const struct pds_request *req,
+                          char *errmsg)
+{
+    struct pds_key key = {req->scope, req->owner, req->owner_len, req->item,
+                          req->item_len};
+    int rv;
+
+    if (req->op == PDS_REQ_DELETE_USER)
+        return pds_owner_validate(&d->cfg.limits, req->owner, req->owner_len,
+                                  errmsg);
+    rv = pds_key_validate(&d->cfg.limits, &key, errmsg);
+    if (rv == 0 && req->value_len > d->cfg.limits.max_value) {
+        snprintf(errmsg, PDS_ERRMSG_SIZE,
+                 "value is %zu bytes; the limit is %u bytes (setting "
+                 "max_value_size); nothing was written",
+                 req->value_len, (unsigned)d->cfg.limits.max_value);
+        rv = PDS_ETOOBIG;
+    }
+    return rv;
+}
+
 /* A device-specific item: kept on this node only, never in the log. */
 static void local_write(struct daemon *d,
                         struct pds_local_conn *conn,
@@ -626,14 +650,7 @@ static void local_write(struct daemon *d,
     char errmsg[PDS_ERRMSG_SIZE];
     int rv;
 
-    rv = pds_key_validate(&d->cfg.limits, &key, errmsg);
-    if (rv == 0 && req->value_len > d->cfg.limits.max_value) {
-        snprintf(errmsg, sizeof(errmsg),
-                 "value is %zu bytes; the limit is %u bytes (setting "
-                 "max_value_size); nothing was written",
-                 req->value_len, (unsigned)d->cfg.limits.max_value);
-        rv = PDS_ETOOBIG;
-    }
+    rv = write_validate(d, req, errmsg);
     if (rv != 0) {
         reply_error(conn, req->id, rv, errmsg);
         return;
@@ -738,7 +755,15 @@ static void handle_write(struct daemon *d,
         return;
     }
     if (pds_core_role(d->core) == PDS_ROLE_CLIENT) {
-        /* A client writes through its server. */
+        /* A client writes through its server: what this node's limits
+         * refuse is not sent (a value over the frame limit would end the
+         * link, and the writes in flight on it). */
+        char errmsg[PDS_ERRMSG_SIZE];
+        rv = write_validate(d, req, errmsg);
+        if (rv != 0) {
+            reply_error(conn, req->id, rv, errmsg);
+            return;
+        }
         pds__group_forward(d, conn, req);
         return;
     }

@@ -48,6 +48,31 @@ expect 0 pds "$s" log
 expect_out 'WARNING wrong administrator password from 127\.0\.0\.1:[0-9]+ \(server-stop refused\)'
 pass "wrong password: refused after a delay, logged, nothing changed"
 
+# Many wrong passwords at once (anyone who reaches the group port can try):
+# the node goes on answering its own requests at once; the attempts made
+# while a password is being checked are refused as busy.
+pids=()
+for i in $(seq 1 24); do
+    "$PDSYNC" --node "$addr" --password-file "$T_ROOT/bad" status >/dev/null 2>"$T_ROOT/att.$i" &
+    pids+=($!)
+done
+worst=0
+for i in $(seq 1 8); do
+    t0=$(date +%s%N)
+    pds "$s" put "flood$i" ui.language en >/dev/null || fail "put during the flood"
+    t=$((($(date +%s%N) - t0) / 1000000))
+    [ "$t" -gt "$worst" ] && worst=$t
+    sleep 0.1
+done
+for p in "${pids[@]}"; do wait "$p"; done
+[ "$worst" -lt 500 ] || fail "a local put took $worst ms while wrong passwords were checked"
+cat "$T_ROOT"/att.* >"$T_ROOT/att"
+grep -q 'being checked on this node: try again' "$T_ROOT/att" || fail "no attempt was refused as busy: $(head -c 300 "$T_ROOT/att")"
+grep -q 'wrong administrator password' "$T_ROOT/att" || fail "no attempt was checked: $(head -c 300 "$T_ROOT/att")"
+expect 0 pds "$s" log
+expect_out 'WARNING administration attempts from 127\.0\.0\.1:[0-9]+ while a password was being checked: [0-9]+ refused'
+pass "24 wrong passwords at once: local puts answered within $worst ms, the extra attempts refused as busy"
+
 expect 1 "$PDSYNC" --node 127.0.0.1:1 --password-file "$T_ROOT/pw" status
 expect_err 'no node answers at 127.0.0.1:1'
 expect 1 "$PDSYNC" --node nocolon --password-file "$T_ROOT/pw" status

@@ -294,3 +294,14 @@ wait_for "$b" status '^lag: +0 entries'
 same_data "$s" "$b"
 expect 1 pds "$b" get restore ui.language
 pass "the server restored from a backup: clients ahead of it are refreshed to its data"
+
+# A value over the client's own limit is refused there, not sent: over the
+# group's frame limit it would end the link and the writes in flight on it.
+head -c 5242880 /dev/zero | tr '\0' x >"$T_ROOT/big5m"
+expect 1 pds "$b" put --file "$T_ROOT/big5m" zoe ui.photo
+expect_err 'value is 5242880 bytes; the limit is 1048576 bytes \(setting max_value_size\); nothing was written'
+expect 0 pds "$b" status
+expect_out '^server: .*\(connected\)'
+expect 0 pds "$b" put zoe ui.after big
+wait_for "$s" "get zoe ui.after" '^big$'
+pass "a value over the limit is refused on the client, and its link stays up"
