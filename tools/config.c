@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <ini.h>
 
@@ -14,9 +15,23 @@
 struct load_ctx {
     struct pds_config *cfg;
     const char *path;
+    FILE *f;
+    int line;      /* lines read so far */
+    int fail_line; /* the line of the first setting refused */
     char why[PDS_ERRMSG_SIZE];
     int failed;
 };
+
+/* inih's reader: fgets, counting the lines (inih tells a handler none). */
+static char *read_line(char *str, int num, void *stream)
+{
+    struct load_ctx *ctx = stream;
+    char *r = fgets(str, num, ctx->f);
+
+    if (r != NULL)
+        ctx->line++;
+    return r;
+}
 
 void pds_config_default(struct pds_config *cfg)
 {
@@ -73,10 +88,12 @@ static int fail(struct load_ctx *ctx,
                 const char *name,
                 const char *why)
 {
-    /* inih stops at the first handler that returns 0 and reports its
-     * line number. */
-    if (!ctx->failed)
+    /* inih goes on after a handler returns 0 and reports the first line
+     * of any error: the setting's own line is counted here. */
+    if (!ctx->failed) {
         snprintf(ctx->why, sizeof(ctx->why), "[%s] %s: %s", section, name, why);
+        ctx->fail_line = ctx->line;
+    }
     ctx->failed = 1;
     return 0;
 }
@@ -162,8 +179,11 @@ on_setting(void *user, const char *section, const char *name, const char *value)
             return fail(ctx, section, name, "longer than 63 bytes");
         strcpy(dst, value);
     } else if (MATCH("group", "max_machines")) {
-        if (parse_size(value, 1, 100000, &v) != 0)
-            return fail(ctx, section, name, "not a number in 1..100000");
+        /* The server follows at most 256 clients at once. */
+        if (parse_size(value, 1, 257, &v) != 0)
+            return fail(ctx, section, name,
+                        "not a number in 1..257 (the server and up to 256 "
+                        "clients)");
         cfg->max_machines = (uint32_t)v;
     } else if (MATCH("group", "heartbeat_ms")) {
         if (parse_size(value, 10, 600000, &v) != 0)
@@ -235,15 +255,41 @@ int pds_config_load(const char *path, struct pds_config *cfg, char *errmsg)
                  strerror(errno));
         return -1;
     }
-    rv = ini_parse_file(f, on_setting, &ctx);
-    fclose(f);
-    if (ctx.failed) {
-        snprintf(errmsg, PDS_ERRMSG_SIZE, "%s line %d: %s", path, rv, ctx.why);
+    {
+        struct stat st;
+        if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+            snprintf(errmsg, PDS_ERRMSG_SIZE,
+                     "config file %s: not a regular file", path);
+            fclose(f);
+            return -1;
+        }
+    }
+    ctx.f = f;
+    rv = ini_parse_stream(read_line, &ctx, on_setting, &ctx);
+    if (ferror(f)) {
+        snprintf(errmsg, PDS_ERRMSG_SIZE, "config file %s: read error", path);
+        fclose(f);
         return -1;
     }
-    if (rv != 0) {
+    fclose(f);
+    /* The first error in the file, a refused setting or a line that is
+     * not INI. */
+    if (rv != 0 && (!ctx.failed || rv < ctx.fail_line)) {
         snprintf(errmsg, PDS_ERRMSG_SIZE, "%s line %d: not an INI line", path,
                  rv);
+        return -1;
+    }
+    if (ctx.failed) {
+        snprintf(errmsg, PDS_ERRMSG_SIZE, "%s line %d: %s", path, ctx.fail_line,
+                 ctx.why);
+        return -1;
+    }
+    if (tmp.dead_ms <= tmp.heartbeat_ms) {
+        snprintf(errmsg, PDS_ERRMSG_SIZE,
+                 "%s: [group] dead_ms (%u) must be larger than heartbeat_ms "
+                 "(%u): a peer is presumed dead after dead_ms without a "
+                 "heartbeat (a few heartbeats, 3 or more, is usual)",
+                 path, (unsigned)tmp.dead_ms, (unsigned)tmp.heartbeat_ms);
         return -1;
     }
     if (tmp.map_initial > tmp.budget) {

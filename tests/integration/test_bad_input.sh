@@ -143,4 +143,23 @@ expect_err 'catchup_memory: not a size in 1M..1G'
 printf '[replication]\nmax_clock_skew_s = 0\n' >"$b/pdsyncd.conf"
 expect 1 "$PDSYNCD" --data "$b"
 expect_err 'max_clock_skew_s: not a number in 1..86400'
+# The line named is the one at fault, whichever kind of error comes first.
+printf '[limits]\nmax_users = 5\n\nmax_owner_len = many\nthis is not ini\n' >"$b/pdsyncd.conf"
+expect 1 "$PDSYNCD" --data "$b"
+expect_err 'pdsyncd.conf line 4: \[limits\] max_owner_len: not a number'
+printf '[limits]\nthis is not ini\nmax_users = lots\n' >"$b/pdsyncd.conf"
+expect 1 "$PDSYNCD" --data "$b"
+expect_err 'pdsyncd.conf line 2: not an INI line'
+printf '[group]\nheartbeat_ms = 1000\ndead_ms = 300\n' >"$b/pdsyncd.conf"
+expect 1 "$PDSYNCD" --data "$b"
+expect_err 'dead_ms \(300\) must be larger than heartbeat_ms \(1000\)'
+printf '[group]\nmax_machines = 1000\n' >"$b/pdsyncd.conf"
+expect 1 "$PDSYNCD" --data "$b"
+expect_err 'max_machines: not a number in 1..257'
+printf '[storage]\nmap_initial = 64M\nstorage_budget = 1M\n' >"$b/pdsyncd.conf"
+expect 1 "$PDSYNCD" --data "$b"
+expect_err 'map_initial \([0-9]+\) is larger than storage_budget'
+mkdir -p "$T_ROOT/conf.d"
+expect 1 "$PDSYNCD" --data "$b" --config "$T_ROOT/conf.d"
+expect_err 'conf.d: not a regular file'
 pass "bad configuration files"
