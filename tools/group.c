@@ -816,6 +816,19 @@ static void client_start(struct daemon *d,
         reply_err(conn, req->id, PDS_EINVAL, "name longer than 63 bytes");
         return;
     }
+    if (req->name != NULL) {
+        size_t k;
+        for (k = 0; k < req->name_len; k++) {
+            unsigned char ch = (unsigned char)req->name[k];
+            if (ch < 0x20 || ch == 0x7f) {
+                reply_err(conn, req->id, PDS_EINVAL,
+                          "the name holds a control character (a line "
+                          "break, a tab...): use printable text (nothing was "
+                          "changed)");
+                return;
+            }
+        }
+    }
     link_drop(d, NULL);
     /* A (re)start with a secret enrolls anew: forget the pinned server. */
     snprintf(d->server, sizeof(d->server), "%s", server);

@@ -159,6 +159,9 @@ expect_err 'max_machines: not a number in 1..257'
 printf '[storage]\nmap_initial = 64M\nstorage_budget = 1M\n' >"$b/pdsyncd.conf"
 expect 1 "$PDSYNCD" --data "$b"
 expect_err 'map_initial \([0-9]+\) is larger than storage_budget'
+printf '[node]\nlocation = floor 3\tdesk\n' >"$b/pdsyncd.conf"
+expect 1 "$PDSYNCD" --data "$b"
+expect_err 'location: holds a control character'
 mkdir -p "$T_ROOT/conf.d"
 expect 1 "$PDSYNCD" --data "$b" --config "$T_ROOT/conf.d"
 expect_err 'conf.d: not a regular file'

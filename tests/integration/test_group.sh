@@ -149,6 +149,13 @@ expect_err 'this node is the server'
 expect 1 pds "$c1" server start
 expect_err 'this node is a client'
 expect 2 pds "$s" server restart
+c7=$(node_dir c7); conf "$c7"
+start_node "$c7"
+expect 1 pds "$c7" client start "$addr" --join-secret-file "$T_ROOT/secret" --name $'x)\n2026-01-01T00:00:00.000Z INFO forged line'
+expect_err 'the name holds a control character'
+expect 0 pds "$c7" status
+expect_out '^role: +standalone'
+stop_node "$c7"
 pass "bad arguments and role conflicts"
 
 # The role survives a restart; server stop ends it.
