@@ -28,11 +28,19 @@ static const char *hex(const uint8_t *b, size_t n, char *out)
     return out;
 }
 
+/* The first setting of this request that could not be stored ("" when
+ * all were): the command that made it says so (reply_saved). */
+static char save_error[PDS_ERRMSG_SIZE];
+
 static void
 save_blob(struct daemon *d, const char *name, const void *v, size_t len)
 {
-    if (pds_store_blob_put(d->store, name, v, len) != 0)
+    if (pds_store_blob_put(d->store, name, v, len) != 0) {
         pds_commlog(PDS_LOG_ERROR, "%s", pds_store_errmsg(d->store));
+        if (save_error[0] == '\0')
+            snprintf(save_error, sizeof(save_error), "%s",
+                     pds_store_errmsg(d->store));
+    }
 }
 
 /*
@@ -690,6 +698,22 @@ static void reply_ok(struct pds_local_conn *conn, uint64_t id)
     pds__daemon_send(conn, pds_reply_new(id, 0, NULL));
 }
 
+/* Done, unless a setting of it could not be stored: then the change holds
+ * only until pdsyncd stops, and the administrator must know. */
+static void reply_saved(struct pds_local_conn *conn, uint64_t id)
+{
+    char msg[PDS_ERRMSG_SIZE + 128];
+
+    if (save_error[0] == '\0') {
+        reply_ok(conn, id);
+        return;
+    }
+    snprintf(msg, sizeof(msg),
+             "done, but not stored (it is lost when pdsyncd stops): %s",
+             save_error);
+    pds__daemon_send(conn, pds_reply_new(id, PDS_EIO, msg));
+}
+
 static void
 reply_err(struct pds_local_conn *conn, uint64_t id, int rv, const char *msg)
 {
@@ -753,6 +777,11 @@ static void server_start(struct daemon *d,
         pds_commlog(PDS_LOG_INFO, "server started for group %s",
                     hex(d->group, PDS_GROUP_ID_BYTES, gid));
     }
+    if (save_error[0] != '\0') {
+        reply_saved(conn, req->id);
+        sodium_memzero(generated, sizeof(generated));
+        return;
+    }
     st.group = hex(d->group, PDS_GROUP_ID_BYTES, gid);
     st.secret = generated[0] != '\0' ? generated : NULL;
     st.listen = d->listen;
@@ -777,7 +806,7 @@ static void server_stop(struct daemon *d,
     pds_net_close_all(d->net, NULL);
     pds_commlog(PDS_LOG_INFO, "server stopped; the group's clients were "
                               "disconnected");
-    reply_ok(conn, req->id);
+    reply_saved(conn, req->id);
 }
 
 static void client_start(struct daemon *d,
@@ -854,7 +883,7 @@ static void client_start(struct daemon *d,
     d->link_error[0] = '\0';
     pds_commlog(PDS_LOG_INFO, "client started: server %s", d->server);
     link_connect(d);
-    reply_ok(conn, req->id);
+    reply_saved(conn, req->id);
 }
 
 static void client_stop(struct daemon *d,
@@ -890,7 +919,7 @@ static void client_stop(struct daemon *d,
     }
     link_drop(d, NULL);
     pds_commlog(PDS_LOG_INFO, "client stopped (server %s)", d->server);
-    reply_ok(conn, req->id);
+    reply_saved(conn, req->id);
 }
 
 static void clients_list(struct daemon *d,
@@ -991,7 +1020,7 @@ static void replication(struct daemon *d,
         /* Writes waiting for the standby are durable here: answer them. */
         pds__daemon_standby_released(d);
         pds_commlog(PDS_LOG_INFO, "replication stopped");
-        reply_ok(conn, req->id);
+        reply_saved(conn, req->id);
         return;
     }
     if (req->target_len >= sizeof(target)) {
@@ -1026,7 +1055,7 @@ static void replication(struct daemon *d,
         if (pds__repl_durable_of(found->pk, &durable))
             pds__daemon_standby_ack(d, durable);
     }
-    reply_ok(conn, req->id);
+    reply_saved(conn, req->id);
 }
 
 static void admin_password(struct daemon *d,
@@ -1063,6 +1092,7 @@ void pds__group_request(struct daemon *d,
                         struct pds_local_conn *conn,
                         const struct pds_request *req)
 {
+    save_error[0] = '\0';
     switch (req->op) {
     case PDS_REQ_ADMIN_PASSWORD:
         admin_password(d, conn, req);
@@ -1151,12 +1181,35 @@ void pds__group_status(struct daemon *d, struct pds_status *st)
 
 /* ---- Start and stop --------------------------------------------------- */
 
-static void load_blob(
-    struct daemon *d, const char *name, void *buf, size_t cap, size_t *len)
+/*
+ * A stored setting: 0 when read (or absent: *len 0), -1 when it cannot be
+ * read or its size is not one of want (0: any up to cap), with errmsg.
+ */
+static int load_blob(struct daemon *d,
+                     const char *name,
+                     void *buf,
+                     size_t cap,
+                     size_t *len,
+                     size_t want,
+                     char *errmsg)
 {
+    int rv;
+
     *len = 0;
-    if (pds_store_blob_get(d->store, name, buf, cap, len) != 0)
+    rv = pds_store_blob_get(d->store, name, buf, cap, len);
+    if (rv == PDS_ENOTFOUND) {
         *len = 0;
+        return 0;
+    }
+    if (rv == 0 && (want == 0 || *len == want || *len == 0))
+        return 0;
+    snprintf(errmsg, PDS_ERRMSG_SIZE,
+             "%s/db: the stored setting \"%s\" is damaged (%s): the node "
+             "was not started; restore the data directory from a backup",
+             d->data_dir, name,
+             rv != 0 ? pds_store_errmsg(d->store) : "not the expected size");
+    *len = 0;
+    return -1;
 }
 
 static int load_member(void *arg, const struct pds_member *m)
@@ -1211,21 +1264,43 @@ int pds__group_open(struct daemon *d, char *errmsg)
     rv = pds_identity_load(d->data_dir, &d->id, errmsg);
     if (rv != 0)
         return -1;
-    load_blob(d, "role", &role, 1, &len);
-    if (len != 1 || role > PDS_ROLE_CLIENT)
+    if (load_blob(d, "role", &role, 1, &len, 1, errmsg) != 0)
+        return -1;
+    if (len == 0)
         role = PDS_ROLE_STANDALONE;
-    load_blob(d, "group", d->group, PDS_GROUP_ID_BYTES, &len);
+    else if (role > PDS_ROLE_CLIENT) {
+        snprintf(errmsg, PDS_ERRMSG_SIZE,
+                 "%s/db: the stored setting \"role\" is damaged (%u): the "
+                 "node was not started; restore the data directory from a "
+                 "backup",
+                 d->data_dir, (unsigned)role);
+        return -1;
+    }
+    if (load_blob(d, "group", d->group, PDS_GROUP_ID_BYTES, &len,
+                  PDS_GROUP_ID_BYTES, errmsg) != 0)
+        return -1;
     d->has_group = len == PDS_GROUP_ID_BYTES;
-    load_blob(d, "secret", d->secret, sizeof(d->secret), &d->secret_len);
-    load_blob(d, "server", d->server, sizeof(d->server) - 1, &len);
+    if (load_blob(d, "secret", d->secret, sizeof(d->secret), &d->secret_len, 0,
+                  errmsg) != 0 ||
+        load_blob(d, "server", d->server, sizeof(d->server) - 1, &len, 0,
+                  errmsg) != 0)
+        return -1;
     d->server[len] = '\0';
-    load_blob(d, "name", d->name, sizeof(d->name) - 1, &len);
+    if (load_blob(d, "name", d->name, sizeof(d->name) - 1, &len, 0, errmsg) !=
+        0)
+        return -1;
     d->name[len] = '\0';
-    load_blob(d, "server_pk", d->server_pk, PDS_KEY_BYTES, &len);
+    if (load_blob(d, "server_pk", d->server_pk, PDS_KEY_BYTES, &len,
+                  PDS_KEY_BYTES, errmsg) != 0)
+        return -1;
     d->has_server_pk = len == PDS_KEY_BYTES;
-    load_blob(d, "standby", d->standby_pk, PDS_KEY_BYTES, &len);
+    if (load_blob(d, "standby", d->standby_pk, PDS_KEY_BYTES, &len,
+                  PDS_KEY_BYTES, errmsg) != 0)
+        return -1;
     d->has_standby = len == PDS_KEY_BYTES;
-    load_blob(d, "admin_pw", d->admin_pw, sizeof(d->admin_pw) - 1, &len);
+    if (load_blob(d, "admin_pw", d->admin_pw, sizeof(d->admin_pw) - 1, &len, 0,
+                  errmsg) != 0)
+        return -1;
     d->admin_pw[len] = '\0';
     the_daemon = d;
     rv = pds_store_members(d->store, load_member, d->core);

@@ -10,8 +10,9 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-# strace: a test slows the server's fsync with its fault injection.
-tools/deps.sh strace || exit 1
+# strace: a test slows the server's fsync with its fault injection;
+# lmdb-utils: a test damages a stored setting with mdb_load.
+tools/deps.sh strace lmdb-utils || exit 1
 jobs=$(nproc 2>/dev/null || echo 2)
 
 tools/format.sh --check || { echo "formatting: run tools/format.sh"; echo "0 passed, 1 failed"; exit 1; }

@@ -93,6 +93,20 @@ expect_err 'damaged'
 [ "$(md5sum <"$c/db/data.mdb")" = "$sum" ] || fail "corrupt data file was modified"
 pass "corrupt data directory refused and left as it was"
 
+# A damaged stored setting (the role, 2 bytes instead of 1): refused with
+# its name, not taken for "no role" (a server would start standalone).
+command -v mdb_load >/dev/null || fail "mdb_load is missing (tools/deps.sh lmdb-utils)"
+r=$(node_dir damagedrole)
+start_node "$r" --listen 127.0.0.1:0
+printf 'correct-horse-battery-staple\n' >"$T_ROOT/rsecret"
+expect 0 pds "$r" server start --join-secret-file "$T_ROOT/rsecret"
+stop_node "$r"
+printf 'VERSION=3\nformat=print\ndatabase=meta\ntype=btree\nHEADER=END\n blob.role\n \\01\\01\nDATA=END\n' |
+    mdb_load -s meta "$r/db" || fail "mdb_load"
+expect 1 "$PDSYNCD" --data "$r"
+expect_err 'the stored setting "role" is damaged \(role: stored value too large\): the node was not started; restore the data directory from a backup'
+pass "a damaged stored setting is refused by name"
+
 # A data directory of a newer format is refused, never touched.
 v=$(node_dir newer)
 start_node "$v"
