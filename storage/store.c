@@ -81,6 +81,19 @@ struct pds_store {
 static int set_err(struct pds_store *s, int rv, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* What to do about a damaged data file (LMDB found a bad page), added to
+ * its errors; a bad snapshot chunk or record from a peer is not that. */
+static void corrupt_advice(char *msg, size_t size, int rv)
+{
+    size_t n = strlen(msg);
+
+    if (rv == PDS_ECORRUPT && strstr(msg, "MDB_") != NULL &&
+        strstr(msg, "backup") == NULL && n < size)
+        snprintf(msg + n, size - n, "%s",
+                 " (the data file is damaged: stop pdsyncd and restore the "
+                 "data directory from a backup)");
+}
+
 static int set_err(struct pds_store *s, int rv, const char *fmt, ...)
 {
     va_list ap;
@@ -88,6 +101,7 @@ static int set_err(struct pds_store *s, int rv, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(s->errmsg, sizeof(s->errmsg), fmt, ap);
     va_end(ap);
+    corrupt_advice(s->errmsg, sizeof(s->errmsg), rv);
     return rv;
 }
 
@@ -101,6 +115,7 @@ static int set_commit_err(struct pds_store *s, int rv, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(s->commit_errmsg, sizeof(s->commit_errmsg), fmt, ap);
     va_end(ap);
+    corrupt_advice(s->commit_errmsg, sizeof(s->commit_errmsg), rv);
     return rv;
 }
 
