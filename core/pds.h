@@ -42,7 +42,7 @@ typedef uint64_t pds_time;
     X(EVERSION, "unsupported format version")                                  \
     X(EPROTO, "protocol error")                                                \
     X(EBUSY, "already running")                                                \
-    X(ECONN, "no node running")                                                \
+    X(ECONN, "connection error")                                               \
     X(EPERM, "permission denied")                                              \
     X(EAUTH, "authentication failed")                                          \
     X(ETIMEDOUT, "timed out")                                                  \

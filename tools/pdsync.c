@@ -127,14 +127,23 @@ static int fail(struct cli *cli, int rv)
         }
         printf("\"}\n");
     }
-    fprintf(stderr, "pdsync: %s: %s\n", pds_strerror(rv),
-            cli->client != NULL ? pds_client_errmsg(cli->client) : "");
+    {
+        const char *base = pds_strerror(rv);
+        const char *text =
+            cli->client != NULL ? pds_client_errmsg(cli->client) : "";
+        /* The message may begin with the kind of error already. */
+        if (strncmp(text, base, strlen(base)) == 0)
+            fprintf(stderr, "pdsync: %s\n", text);
+        else
+            fprintf(stderr, "pdsync: %s: %s\n", base, text);
+    }
     return EXIT_FAIL;
 }
 
 static int
 read_file(const char *path, uint8_t **out, size_t *len, char *errmsg);
-static int read_secret(const char *path, uint8_t **out, size_t *len);
+static int
+read_secret(const char *what, const char *path, uint8_t **out, size_t *len);
 
 static int connect_node(struct cli *cli)
 {
@@ -144,7 +153,7 @@ static int connect_node(struct cli *cli)
     if (cli->node != NULL) {
         uint8_t *pw = NULL;
         size_t pw_len = 0;
-        if (read_secret(cli->password_file, &pw, &pw_len) != 0)
+        if (read_secret("password", cli->password_file, &pw, &pw_len) != 0)
             return EXIT_FAIL;
         rv =
             pds_client_open_remote(cli->node, pw, pw_len, &cli->client, errmsg);
@@ -487,7 +496,9 @@ static int read_file(const char *path, uint8_t **out, size_t *len, char *errmsg)
             break;
     }
     if (ferror(f)) {
-        snprintf(errmsg, PDS_ERRMSG_SIZE, "%s: read error", path);
+        snprintf(errmsg, PDS_ERRMSG_SIZE, "%s: %s", path,
+                 errno == EISDIR ? "is a directory (a file is expected)"
+                                 : strerror(errno));
         goto err;
     }
     if (f != stdin)
@@ -1009,13 +1020,15 @@ static int cmd_log(struct cli *cli, int argc, char **argv)
     return 0;
 }
 
-/* Read a join secret file: its bytes, a final newline removed. */
-static int read_secret(const char *path, uint8_t **out, size_t *len)
+/* Read a secret file (what: "join secret", "password"): its bytes, a final
+ * newline removed. */
+static int
+read_secret(const char *what, const char *path, uint8_t **out, size_t *len)
 {
     char errmsg[PDS_ERRMSG_SIZE];
 
     if (read_file(path, out, len, errmsg) != 0) {
-        fprintf(stderr, "pdsync: join secret: %s\n", errmsg);
+        fprintf(stderr, "pdsync: %s: %s\n", what, errmsg);
         return EXIT_FAIL;
     }
     while (*len > 0 && ((*out)[*len - 1] == '\n' || (*out)[*len - 1] == '\r'))
@@ -1046,7 +1059,7 @@ static int cmd_server(struct cli *cli, int argc, char **argv)
         return usage_error("server",
                            "server stop: --join-secret-file is for start");
     if (o.secret_file != NULL &&
-        read_secret(o.secret_file, &secret, &secret_len) != 0)
+        read_secret("join secret", o.secret_file, &secret, &secret_len) != 0)
         return EXIT_FAIL;
     rv = connect_node(cli);
     if (rv != 0)
@@ -1130,7 +1143,7 @@ static int cmd_client(struct cli *cli, int argc, char **argv)
     if (o.secret_file == NULL)
         return usage_error("client",
                            "client start: --join-secret-file F is required");
-    if (read_secret(o.secret_file, &secret, &secret_len) != 0)
+    if (read_secret("join secret", o.secret_file, &secret, &secret_len) != 0)
         return EXIT_FAIL;
     rv = connect_node(cli);
     if (rv == 0) {
@@ -1396,7 +1409,7 @@ static int cmd_admin_password(struct cli *cli, int argc, char **argv)
         return usage_error("admin-password",
                            "admin-password set: --password-file F is "
                            "required");
-    if (read_secret(o.secret_file, &pw, &pw_len) != 0)
+    if (read_secret("password", o.secret_file, &pw, &pw_len) != 0)
         return EXIT_FAIL;
     rv = connect_node(cli);
     if (rv == 0) {

@@ -1596,6 +1596,19 @@ int main(int argc, char **argv)
     }
     pds_commlog(PDS_LOG_INFO, "pdsyncd %s started on %s (pid %ld)", PDS_VERSION,
                 d.data_dir, (long)getpid());
+    {
+        /* Test knobs left set change behaviour (a clock skew decides which
+         * write wins): never silently. */
+        extern char **environ;
+        char **e;
+        for (e = environ; *e != NULL; e++) {
+            if (strncmp(*e, "PDSYNC_DEBUG_", 13) == 0)
+                pds_commlog(PDS_LOG_WARNING,
+                            "test setting %s is in force: unset it outside "
+                            "tests",
+                            *e);
+        }
+    }
 
     uv_run(&d.loop, UV_RUN_DEFAULT);
     if (uv_loop_close(&d.loop) != 0)

@@ -1687,11 +1687,18 @@ void pds__group_forward(struct daemon *d,
         queue_write(d, conn, req);
         return;
     }
-    if (n_forwarded == MAX_FORWARDED || req->owner_len > PDS_OWNER_MAX ||
+    if (req->owner_len > PDS_OWNER_MAX ||
         (req->item != NULL && req->item_len > PDS_ITEM_MAX)) {
         pds__daemon_send(conn, pds_reply_new(req->id, PDS_EINVAL,
-                                             "too many writes in flight or "
-                                             "names too long"));
+                                             "names too long (nothing was "
+                                             "written)"));
+        return;
+    }
+    if (n_forwarded == MAX_FORWARDED) {
+        pds__daemon_send(conn, pds_reply_new(req->id, PDS_EBUSY,
+                                             "too many writes in flight to the "
+                                             "server: try again (nothing was "
+                                             "written)"));
         return;
     }
     v = pds_core_stamp(d->core, pds__wall_ms());

@@ -180,3 +180,28 @@ mkdir -p "$T_ROOT/conf.d"
 expect 1 "$PDSYNCD" --data "$b" --config "$T_ROOT/conf.d"
 expect_err 'conf.d: not a regular file'
 pass "bad configuration files"
+
+# Files, listen addresses and operands that are wrong: each named.
+f=$(node_dir files)
+expect 1 "$PDSYNCD" --data "$f" --listen localhost
+expect_err "--listen 'localhost' is not HOST:PORT"
+expect 1 "$PDSYNCD" --data "$f" --listen 7411
+expect_err "--listen '7411' is not HOST:PORT"
+start_node "$f"
+expect 1 pds "$f" put --file "$T_ROOT" alice ui.photo
+expect_err "put: $T_ROOT: is a directory \(a file is expected\)"
+expect 1 pds "$f" put --file "$T_ROOT/nonexistent" alice ui.photo
+expect_err 'nonexistent: No such file or directory'
+expect 0 pds "$f" put alice ui.language en
+expect 1 pds "$f" get --output "$T_ROOT/nonexistent/x" alice ui.language
+expect_err 'get: write .*nonexistent/x: No such file or directory'
+expect 1 pds "$f" admin-password set --password-file "$T_ROOT/nonexistent"
+expect_err '^pdsync: password: .*nonexistent: No such file'
+expect 2 pds "$f" log -n 0
+expect_err 'log: --lines must be 1..100000'
+expect 2 pds "$f" scope set ui.x sometimes
+expect_err 'the scope is shared or device'
+expect 0 pds "$f" get alice ui.language
+[ "$OUT" = en ] || fail "the node lost alice/ui.language: '$OUT'"
+stop_node "$f"
+pass "wrong files, listen addresses and operands: each refused by name, nothing lost"

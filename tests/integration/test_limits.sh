@@ -48,8 +48,8 @@ for i in $(seq 1 200); do
     if [ "$RC" -ne 0 ]; then full=$i; break; fi
 done
 [ "$full" -gt 1 ] || fail "budget never reached or first write failed: $ERR"
-expect_err 'storage budget exhausted'
-expect_err 'storage_budget'
+expect_err '^pdsync: storage budget exhausted: the data needs more than storage_budget'
+grep -q 'exhausted: storage budget exhausted' <<<"$ERR" && fail "the kind of error is said twice: $ERR"
 expect 0 pds "$s" get --output "$T_ROOT/v1" user1 blob
 cmp -s "$T_ROOT/v" "$T_ROOT/v1" || fail "data written before the budget was hit changed"
 expect 1 pds "$s" get "user$full" blob

@@ -104,6 +104,8 @@ wait_for "$a" status 'unreachable, retrying|connecting'
 expect 0 pds "$a" put carol ui.language first
 stop_node "$a"
 PDSYNC_DEBUG_CLOCK_SKEW_MS=-60000 start_node "$a"
+expect 0 pds "$a" log
+expect_out 'WARNING test setting PDSYNC_DEBUG_CLOCK_SKEW_MS=-60000 is in force: unset it outside tests'
 expect 0 pds "$a" put carol ui.language second
 start_node "$s" --listen "$addr"
 wait_for "$a" status '^outbox: +0 writes queued for the server$'
