@@ -33,6 +33,10 @@ enum conn_state {
 /* Seal the queued messages once they reach this size. */
 #define FLUSH_AT (64u * 1024u)
 
+/* Connections closed at once for PDS_NET_HANDSHAKE_MAX are reported at
+ * most this often. */
+#define BUSY_REPORT_MS 60000u
+
 struct pds_conn;
 
 struct connect_req {
@@ -61,6 +65,8 @@ struct pds_conn {
     size_t cap;
     size_t delivered; /* bytes of buf up to the frame being delivered */
     uint64_t last_rx;
+    uint64_t started;              /* uv_now() when it was made */
+    int is_counted;                /* in net->n_handshaking */
     uint64_t finish_at;            /* uv_now() when pds_conn_finish() began */
     struct connect_req *resolving; /* name resolution in flight */
     /* Messages waiting to be sealed together as one frame: each is a
@@ -91,6 +97,12 @@ struct pds_net {
     uint64_t next_id;
     uint8_t group[PDS_GROUP_ID_BYTES];
     int has_group;
+    /* Accepted connections still in the handshake (PDS_NET_HANDSHAKE_MAX),
+     * and those closed at once for it since the last report. */
+    unsigned n_handshaking;
+    uint64_t n_busy;
+    uint64_t busy_reported_at;
+    int has_busy_reported;
 };
 
 /* ---- Messages --------------------------------------------------------- */
@@ -314,6 +326,32 @@ static int get_text(const msgpack_object *m,
     return 0;
 }
 
+/*
+ * The first control character of s (a byte below 0x20, or 0x7f), or NULL.
+ * Text a peer sends reaches this node's logs and terminals, where a line
+ * feed would start a forged log line and an escape an escape sequence.
+ */
+static const char *find_control(const char *s)
+{
+    for (; *s != '\0'; s++) {
+        if ((unsigned char)*s < 0x20 || (unsigned char)*s == 0x7f)
+            return s;
+    }
+    return NULL;
+}
+
+/* A peer's reason (REFUSE, NOTICE, WRITE_ACK) is kept, its control
+ * characters shown as '?'. */
+static void replace_controls(char *s)
+{
+    char *p;
+
+    while ((p = (char *)find_control(s)) != NULL) {
+        *p = '?';
+        s = p + 1;
+    }
+}
+
 static int
 get_fixed(const msgpack_object *m, const char *key, uint8_t *out, size_t size)
 {
@@ -389,19 +427,36 @@ int pds_msg_decode(const uint8_t *buf,
             get_text(o, "err", m->err, sizeof(m->err), 1) != 0)
             goto bad;
         m->code = (int32_t)i64;
+        replace_controls(m->err);
         break;
-    case PDS_MSG_JOIN:
+    case PDS_MSG_JOIN: {
+        static const char *const keys[] = {"name", "product", "location", "sw"};
+        char *const texts[] = {m->name, m->product, m->location,
+                               m->version_text};
         if (get_text(o, "name", m->name, sizeof(m->name), 1) != 0 ||
             get_text(o, "product", m->product, sizeof(m->product), 0) != 0 ||
             get_text(o, "location", m->location, sizeof(m->location), 0) != 0 ||
             get_text(o, "sw", m->version_text, sizeof(m->version_text), 0) != 0)
             goto bad;
+        /* They are shown and logged as the node's: printable only. */
+        for (k = 0; k < 4; k++) {
+            const char *p = find_control(texts[k]);
+            if (p != NULL) {
+                snprintf(errmsg, PDS_ERRMSG_SIZE,
+                         "malformed join message: its \"%s\" has control "
+                         "character 0x%02x at offset %zu",
+                         keys[k], (unsigned)(unsigned char)*p,
+                         (size_t)(p - texts[k]));
+                goto bad_said;
+            }
+        }
         if (pds__mp_get(o, "proof") != NULL) {
             if (get_fixed(o, "proof", m->proof, PDS_PROOF_BYTES) != 0)
                 goto bad;
             m->has_proof = 1;
         }
         break;
+    }
     case PDS_MSG_WELCOME:
         if (get_fixed(o, "group", m->group, PDS_GROUP_ID_BYTES) != 0 ||
             pds__mp_uint(o, "id", &m->member_id) != 0)
@@ -456,6 +511,7 @@ int pds_msg_decode(const uint8_t *buf,
             get_text(o, "err", m->err, sizeof(m->err), 1) != 0)
             goto bad;
         m->code = (int32_t)i64;
+        replace_controls(m->err);
         if (m->type == PDS_MSG_WRITE_ACK &&
             (pds__mp_uint(o, "r", &m->rid) != 0 ||
              pds__mp_uint(o, "e", &m->epoch) != 0 ||
@@ -535,6 +591,7 @@ int pds_msg_decode(const uint8_t *buf,
 
 bad:
     snprintf(errmsg, PDS_ERRMSG_SIZE, "malformed %s message", type_names[type]);
+bad_said:
     free(m->clamps);
     m->clamps = NULL;
     m->clamps_len = 0;
@@ -583,6 +640,15 @@ static void unlink_conn(struct pds_conn *c)
         *p = c->next;
 }
 
+/* The connection left the handshake (open, or closing). */
+static void handshake_over(struct pds_conn *c)
+{
+    if (c->is_counted) {
+        c->is_counted = 0;
+        c->net->n_handshaking--;
+    }
+}
+
 void pds_conn_close(struct pds_conn *c, const char *error)
 {
     struct pds_net *net = c->net;
@@ -590,6 +656,7 @@ void pds_conn_close(struct pds_conn *c, const char *error)
     if (c->state == ST_CLOSED)
         return;
     c->state = ST_CLOSED;
+    handshake_over(c);
     unlink_conn(c);
     if (c->resolving != NULL) {
         /* The resolver's callback may come after c is freed: detach. */
@@ -1003,6 +1070,7 @@ static void on_frame(struct pds_conn *c, const uint8_t *body, size_t len)
             return;
         }
         c->state = ST_OPEN;
+        handshake_over(c);
         net->cb.on_open(net->arg, c);
         return;
     case ST_OPEN:
@@ -1105,6 +1173,15 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             conn_fail(c, "frame of %s bytes is over the limit", what);
             return;
         }
+        /* Before the handshake completes only small frames are taken:
+         * nobody unauthenticated makes this node hold max_frame bytes. */
+        if (c->state != ST_OPEN && flen > PDS_NET_HANDSHAKE_FRAME) {
+            conn_fail(c,
+                      "handshake: malformed frame of %zu bytes (at most %u "
+                      "before the handshake completes)",
+                      flen, PDS_NET_HANDSHAKE_FRAME);
+            return;
+        }
         if (c->len - off - 4 < flen)
             break;
         off += 4 + flen;
@@ -1137,6 +1214,25 @@ static void on_tick(uv_timer_t *t)
         conn_fail(c, "peer silent for %s ms: connection presumed dead", what);
         return;
     }
+    if (c->state < ST_OPEN && now - c->started > c->net->config.handshake_ms) {
+        /* Bytes waiting in the socket (not yet read: the loop was held
+         * up) may complete it: they get until twice the deadline. */
+        uint32_t ms = c->net->config.handshake_ms;
+        uv_os_fd_t fd;
+        int waiting = 0;
+        if (uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0 ||
+            ioctl(fd, FIONREAD, &waiting) != 0)
+            waiting = 0;
+        if (waiting <= 0 || now - c->started > 2ull * ms) {
+            char what[32];
+            if (ms % 1000 == 0)
+                snprintf(what, sizeof(what), "%u s", (unsigned)(ms / 1000));
+            else
+                snprintf(what, sizeof(what), "%u ms", (unsigned)ms);
+            conn_fail(c, "handshake not completed within %s", what);
+            return;
+        }
+    }
     if (c->state == ST_OPEN) {
         memset(&m, 0, sizeof(m));
         m.type = PDS_MSG_PING;
@@ -1160,6 +1256,7 @@ static struct pds_conn *conn_new(struct pds_net *net, int is_initiator)
     c->tcp.data = c;
     c->timer.data = c;
     c->last_rx = uv_now(net->loop);
+    c->started = c->last_rx;
     c->next = net->conns;
     net->conns = c;
     uv_timer_start(&c->timer, on_tick, net->config.heartbeat_ms,
@@ -1188,6 +1285,79 @@ static void peer_name(struct pds_conn *c)
     }
 }
 
+static void on_busy_closed(uv_handle_t *h)
+{
+    free(h);
+}
+
+/*
+ * PDS_NET_HANDSHAKE_MAX connections are in the handshake: accept the next
+ * one, tell it why in a plaintext REFUSE and close it at once. One such
+ * close a minute goes through on_close (for the log), with how many more
+ * there were; the others are not reported.
+ */
+static void refuse_busy(struct pds_net *net, uv_stream_t *listener)
+{
+    static const char why[] = "the node is busy: too many connections are "
+                              "in the handshake; try again later";
+    uint64_t now = uv_now(net->loop);
+    uint64_t n_more = net->n_busy;
+    struct pds_msg m;
+    struct pds_conn *c;
+    uv_tcp_t *t;
+    uint8_t *body;
+    size_t len;
+
+    memset(&m, 0, sizeof(m));
+    m.type = PDS_MSG_REFUSE;
+    m.code = PDS_ELIMIT;
+    snprintf(m.err, sizeof(m.err), "%s", why);
+    if (!net->has_busy_reported ||
+        now - net->busy_reported_at >= BUSY_REPORT_MS) {
+        c = conn_new(net, 0);
+        if (c != NULL) {
+            net->n_busy = 0;
+            net->busy_reported_at = now;
+            net->has_busy_reported = 1;
+            if (uv_accept(listener, (uv_stream_t *)&c->tcp) == 0) {
+                peer_name(c);
+                send_plain(c, &m);
+            }
+            if (n_more > 0)
+                conn_fail(c,
+                          "closed at once: %u connections are in the "
+                          "handshake (the limit); %llu more were closed the "
+                          "same way since the last such warning",
+                          PDS_NET_HANDSHAKE_MAX, (unsigned long long)n_more);
+            else
+                conn_fail(c,
+                          "closed at once: %u connections are in the "
+                          "handshake (the limit)",
+                          PDS_NET_HANDSHAKE_MAX);
+            return;
+        }
+    }
+    net->n_busy++;
+    /* Not reported: a bare handle, no keys made, nothing kept. */
+    t = malloc(sizeof(*t));
+    if (t == NULL)
+        return;
+    uv_tcp_init(net->loop, t);
+    if (uv_accept(listener, (uv_stream_t *)t) == 0 &&
+        pds_msg_encode(&m, &body, &len) == 0) {
+        uint8_t frame[4 + PDS_MEMBER_ERROR + 64];
+        if (len <= sizeof(frame) - 4) {
+            uv_buf_t buf;
+            pds_put_u32be(frame, (uint32_t)len);
+            memcpy(frame + 4, body, len);
+            buf = uv_buf_init((char *)frame, (unsigned int)(len + 4));
+            uv_try_write((uv_stream_t *)t, &buf, 1);
+        }
+        free(body);
+    }
+    uv_close((uv_handle_t *)t, on_busy_closed);
+}
+
 static void on_connection(uv_stream_t *listener, int status)
 {
     struct pds_net *net = listener->data;
@@ -1195,9 +1365,15 @@ static void on_connection(uv_stream_t *listener, int status)
 
     if (status < 0)
         return;
+    if (net->n_handshaking >= PDS_NET_HANDSHAKE_MAX) {
+        refuse_busy(net, listener);
+        return;
+    }
     c = conn_new(net, 0);
     if (c == NULL)
         return;
+    c->is_counted = 1;
+    net->n_handshaking++;
     if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0 ||
         uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
         conn_fail(c, "%s", "accept failed");
@@ -1359,6 +1535,12 @@ int pds_net_new(uv_loop_t *loop,
         net->config.dead_ms = 3 * net->config.heartbeat_ms;
     if (net->config.max_frame == 0)
         net->config.max_frame = PDS_NET_FRAME_MAX;
+    if (net->config.handshake_ms == 0) {
+        /* A hidden knob for the tests of the deadline. */
+        const char *s = getenv("PDSYNC_DEBUG_HANDSHAKE_MS");
+        net->config.handshake_ms =
+            s != NULL && atoi(s) > 0 ? (uint32_t)atoi(s) : PDS_NET_HANDSHAKE_MS;
+    }
     net->cb = *cb;
     net->arg = arg;
     uv_tcp_init(loop, &net->listener);

@@ -18,6 +18,25 @@
 
 #define PDS_NET_FRAME_MAX (4u * 1024u * 1024u)
 
+/*
+ * The handshake (hellos, then each side's stream header) is bounded so
+ * that connections which never complete it cannot hold a node's memory
+ * and descriptors:
+ * - it must complete within PDS_NET_HANDSHAKE_MS of the connection (a
+ *   legitimate one takes one round trip and a few milliseconds of
+ *   X25519; the rest is margin for lossy links and a busy node), or the
+ *   connection is closed with "handshake not completed within 10 s";
+ * - until it completes, a frame over PDS_NET_HANDSHAKE_FRAME bytes is
+ *   malformed (a hello is about 120 bytes, a stream header 32, a
+ *   plaintext refusal under 200);
+ * - at most PDS_NET_HANDSHAKE_MAX accepted connections may be in it at
+ *   once; the next ones get a plaintext REFUSE and are closed at once
+ *   (reported through on_close at most once a minute, with a count).
+ */
+#define PDS_NET_HANDSHAKE_MS 10000u
+#define PDS_NET_HANDSHAKE_FRAME (16u * 1024u)
+#define PDS_NET_HANDSHAKE_MAX 64u
+
 /* ---- Messages ------------------------------------------------------- */
 
 enum pds_msg_type {
@@ -130,7 +149,10 @@ struct pds_net_config {
     uint32_t heartbeat_ms; /* PING interval (default 1000) */
     uint32_t dead_ms;      /* silence that ends a connection (3000) */
     uint32_t max_frame;    /* default PDS_NET_FRAME_MAX */
-    const char *version;   /* software version sent in JOIN */
+    /* Time to complete the handshake (default PDS_NET_HANDSHAKE_MS, or
+     * the environment's PDSYNC_DEBUG_HANDSHAKE_MS, for the tests). */
+    uint32_t handshake_ms;
+    const char *version; /* software version sent in JOIN */
 };
 
 int pds_net_new(uv_loop_t *loop,

@@ -44,6 +44,7 @@ int pds_identity_load(const char *dir, struct pds_identity *id, char *errmsg)
 {
     char path[1024];
     uint8_t buf[2 * PDS_KEY_BYTES + 1];
+    uint8_t derived[crypto_scalarmult_BYTES];
     struct stat st;
     ssize_t n;
     int fd;
@@ -91,6 +92,19 @@ int pds_identity_load(const char *dir, struct pds_identity *id, char *errmsg)
                  "%s is damaged (%zd bytes, expected %d): restore it from a "
                  "backup (the node's identity cannot be recreated)",
                  path, n, 2 * PDS_KEY_BYTES);
+        return PDS_ECORRUPT;
+    }
+    /* The public key is the private key's (crypto_kx_keypair): a changed
+     * bit in either would otherwise show only as every handshake failing
+     * on both ends, which looks like the network. */
+    if (crypto_scalarmult_base(derived, buf + PDS_KEY_BYTES) != 0 ||
+        sodium_memcmp(derived, buf, PDS_KEY_BYTES) != 0) {
+        sodium_memzero(buf, sizeof(buf));
+        snprintf(errmsg, PDS_ERRMSG_SIZE,
+                 "%s is damaged (its public key does not match its private "
+                 "key): restore it from a backup, or remove it to make a new "
+                 "identity (the node must then be enrolled again)",
+                 path);
         return PDS_ECORRUPT;
     }
     memcpy(id->pk, buf, PDS_KEY_BYTES);

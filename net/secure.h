@@ -73,8 +73,8 @@ struct pds_identity {
 
 /*
  * Load DIR/node.key, or create it (mode 0600) with a new key pair. A file
- * of the wrong size or mode is an error (PDS_ECORRUPT / PDS_EPERM), never
- * replaced.
+ * of the wrong size or mode, or whose public key is not its private key's,
+ * is an error (PDS_ECORRUPT / PDS_EPERM), never replaced.
  */
 int pds_identity_load(const char *dir, struct pds_identity *id, char *errmsg);
 

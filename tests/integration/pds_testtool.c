@@ -17,6 +17,12 @@
  *                                     the first connection's server-to-client
  *                                     stream after FLIP_AFTER bytes; it ends
  *                                     after SECONDS
+ *   pds_testtool trickle HOST:PORT N MS ANNOUNCE BYTES
+ *                                     open N connections that each announce
+ *                                     a frame of ANNOUNCE bytes, then send
+ *                                     BYTES zero bytes of it every 200 ms;
+ *                                     after MS milliseconds print "open X
+ *                                     closed Y" (Y: closed by the node)
  */
 #include <errno.h>
 #include <poll.h>
@@ -190,6 +196,143 @@ static int tcp_raw(const char *host_port, const char *arg)
     return rv;
 }
 
+static long now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A non-blocking connection to HOST:PORT (IPv4) under way, or -1. */
+static int tcp_connect_start(const char *host_port)
+{
+    struct sockaddr_in sa;
+    char host[64];
+    const char *colon = strrchr(host_port, ':');
+    int fd;
+
+    if (colon == NULL || (size_t)(colon - host_port) >= sizeof(host))
+        return -1;
+    memcpy(host, host_port, (size_t)(colon - host_port));
+    host[colon - host_port] = '\0';
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((unsigned short)atoi(colon + 1));
+    if (inet_pton(AF_INET, host, &sa.sin_addr) != 1)
+        return -1;
+    fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    if (fd < 0 || (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 &&
+                   errno != EINPROGRESS)) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/*
+ * Connections that never finish the handshake, kept alive by a trickle.
+ * The connections are made without blocking, so that one slow to be
+ * accepted does not hold up the trickle on the others; the MS count from
+ * when every connection is made.
+ */
+static int trickle(
+    const char *host_port, int n, long ms, unsigned long announce, size_t step)
+{
+    static unsigned char zeros[65536];
+    unsigned char hdr[4] = {
+        (unsigned char)(announce >> 24), (unsigned char)(announce >> 16),
+        (unsigned char)(announce >> 8), (unsigned char)announce};
+    struct pollfd *pfds = calloc((size_t)n, sizeof(*pfds));
+    char *connecting = calloc((size_t)n, 1);
+    long give_up = now_ms() + 10000;
+    long end = 0;
+    long next_send = 0;
+    int n_connecting = n;
+    int n_open = 0, n_closed = 0;
+    int i;
+
+    if (pfds == NULL || connecting == NULL || step > sizeof(zeros))
+        return 2;
+    for (i = 0; i < n; i++) {
+        /* In bursts of 16: the node's accept queue (its listen backlog)
+         * is not overrun, which would delay a connection by a second. */
+        if (i > 0 && i % 16 == 0)
+            usleep(20000);
+        pfds[i].fd = tcp_connect_start(host_port);
+        pfds[i].events = POLLOUT;
+        connecting[i] = 1;
+        if (pfds[i].fd < 0) {
+            fprintf(stderr, "trickle: connect %s: %s\n", host_port,
+                    strerror(errno));
+            return 1;
+        }
+    }
+    while (end == 0 || now_ms() < end) {
+        if (n_connecting == 0 && end == 0)
+            end = now_ms() + ms;
+        if (now_ms() > give_up && end == 0) {
+            fprintf(stderr, "trickle: connections not made in 10 s\n");
+            return 1;
+        }
+        if (now_ms() >= next_send) {
+            for (i = 0; i < n; i++) {
+                if (pfds[i].fd >= 0 && !connecting[i] &&
+                    send(pfds[i].fd, zeros, step, MSG_NOSIGNAL) < 0 &&
+                    errno != EAGAIN) {
+                    close(pfds[i].fd);
+                    pfds[i].fd = -1; /* poll ignores it from now on */
+                    n_closed++;
+                }
+            }
+            next_send = now_ms() + 200;
+        }
+        if (poll(pfds, (nfds_t)n, 20) <= 0)
+            continue;
+        for (i = 0; i < n; i++) {
+            unsigned char buf[4096];
+            ssize_t got;
+            int err = 0;
+            socklen_t len = sizeof(err);
+            if (pfds[i].fd < 0 || pfds[i].revents == 0)
+                continue;
+            if (connecting[i]) {
+                /* Made (or failed): announce the frame. */
+                connecting[i] = 0;
+                n_connecting--;
+                pfds[i].events = POLLIN;
+                if (getsockopt(pfds[i].fd, SOL_SOCKET, SO_ERROR, &err, &len) !=
+                        0 ||
+                    err != 0 || send(pfds[i].fd, hdr, 4, MSG_NOSIGNAL) != 4) {
+                    close(pfds[i].fd);
+                    pfds[i].fd = -1;
+                    n_closed++;
+                }
+                continue;
+            }
+            /* A refusal may come first: read until the end. */
+            got = recv(pfds[i].fd, buf, sizeof(buf), 0);
+            if (got == 0 ||
+                (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
+                close(pfds[i].fd);
+                pfds[i].fd = -1;
+                n_closed++;
+            }
+        }
+    }
+    for (i = 0; i < n; i++) {
+        if (pfds[i].fd >= 0) {
+            n_open++;
+            close(pfds[i].fd);
+        }
+    }
+    printf("open %d closed %d\n", n_open, n_closed);
+    free(pfds);
+    free(connecting);
+    return 0;
+}
+
 struct pair {
     int a; /* client side */
     int b; /* server side */
@@ -350,6 +493,10 @@ int main(int argc, char **argv)
         return raw(argv[2], argv[3]);
     if (argc == 4 && strcmp(argv[1], "tcp") == 0)
         return tcp_raw(argv[2], argv[3]);
+    if (argc == 7 && strcmp(argv[1], "trickle") == 0)
+        return trickle(argv[2], atoi(argv[3]), atol(argv[4]),
+                       strtoul(argv[5], NULL, 0),
+                       (size_t)strtoul(argv[6], NULL, 0));
     if ((argc == 6 || argc == 7) && strcmp(argv[1], "proxy") == 0)
         return proxy(argv[2], argv[3], argv[4], atoi(argv[5]),
                      argc == 7 ? atol(argv[6]) : -1);

@@ -142,3 +142,48 @@ chmod 644 "$c/node.key"
 expect 1 "$PDSYNCD" --data "$c"
 expect_err 'must be mode 0600'
 pass "damaged or exposed node key refuses the start"
+
+# 7. A node.key with one bit changed (here in its private half): the start
+#    is refused with what to do, instead of every handshake failing.
+k=$(node_dir damaged)
+cp "$s/node.key" "$k/node.key"
+chmod 600 "$k/node.key"
+byte=$(od -An -tu1 -j40 -N1 "$k/node.key" | tr -d ' ')
+printf "\\$(printf %03o $((byte ^ 1)))" | dd of="$k/node.key" bs=1 seek=40 conv=notrunc 2>/dev/null
+# Bounded: a node that took the key would run on.
+expect 1 timeout 10 "$PDSYNCD" --data "$k"
+expect_err 'node.key is damaged \(its public key does not match its private key\): restore it from a backup, or remove it to make a new identity'
+pass "a node.key whose public key is not its private key's refuses the start"
+
+# 8. Connections that never complete the handshake: a deadline (2 s here,
+#    10 s by default), small frames only before it completes, and at most
+#    64 of them at once. A node of its own, for the deadline knob.
+g=$(node_dir gate); conf "$g"
+PDSYNC_DEBUG_HANDSHAKE_MS=2000 start_node "$g" --listen 127.0.0.1:0
+gaddr=$(cat "$g/listen.addr")
+# A frame of max_frame (4 MiB) announced in place of a hello, then
+# trickled: refused at once.
+expect 0 "$PDS_TESTTOOL" trickle "$gaddr" 1 600 0x400000 1024
+[ "$OUT" = "open 0 closed 1" ] || fail "a 4 MiB frame before the handshake was taken: $OUT"
+# 80 connections, each announcing a small frame and sending a byte of it
+# every 200 ms (never silent): 64 are held, the 16 beyond are closed at
+# once, with one Warning for them all.
+expect 0 "$PDS_TESTTOOL" trickle "$gaddr" 80 600 1000 1
+[ "$OUT" = "open 64 closed 16" ] || fail "connections in the handshake are not capped at 64: $OUT"
+# The same trickle past the deadline: every connection is closed.
+expect 0 "$PDS_TESTTOOL" trickle "$gaddr" 20 2600 1000 1
+[ "$OUT" = "open 0 closed 20" ] || fail "connections outlived the handshake deadline: $OUT"
+expect 0 pds "$g" log --lines 1000
+expect_out 'WARNING connection from 127\.0\.0\.1:[0-9]+: handshake: malformed frame of 4194304 bytes \(at most 16384 before the handshake completes\)'
+expect_out 'WARNING connection from 127\.0\.0\.1:[0-9]+: closed at once: 64 connections are in the handshake \(the limit\)$'
+[ "$(grep -c 'closed at once' <<<"$OUT")" -eq 1 ] || fail "the connections closed at once were not reported once"
+expect_out 'WARNING connection from 127\.0\.0\.1:[0-9]+: handshake not completed within 2 s'
+# A real client enrolls after all that.
+pds "$g" server start --join-secret-file "$T_ROOT/secret" >/dev/null || fail "gate server start"
+e=$(node_dir after-flood); conf "$e"
+start_node "$e"
+expect 0 pds "$e" client start "$gaddr" --join-secret-file "$T_ROOT/secret" --name After-Flood
+wait_for "$g" clients '^[0-9a-f]{16}  connected +After-Flood'
+stop_node "$e"
+stop_node "$g"
+pass "handshake deadline, small frames before it and a cap of 64 connections in it; a client enrolls after the flood"

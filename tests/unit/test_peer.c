@@ -271,5 +271,181 @@ TEST(refusal_in_place_of_the_stream_header_is_reported_as_one)
     CHECK_EQ(uv_loop_close(&loop), 0);
 }
 
+/* ---- Many connections, and ones that never finish the handshake ---- */
+
+#define STORM 50
+
+struct tally {
+    struct pds_net *net;
+    struct pds_identity id;
+    int n_open;
+    int n_close;
+    char errors[4][PDS_ERRMSG_SIZE];
+};
+
+static void tally_open(void *arg, struct pds_conn *c)
+{
+    (void)c;
+    ((struct tally *)arg)->n_open++;
+}
+
+static void tally_message(void *arg, struct pds_conn *c, struct pds_msg *m)
+{
+    (void)arg;
+    (void)c;
+    (void)m;
+}
+
+static void tally_close(void *arg, struct pds_conn *c, const char *error)
+{
+    struct tally *t = arg;
+
+    (void)c;
+    if (t->n_close < 4)
+        snprintf(t->errors[t->n_close], PDS_ERRMSG_SIZE, "%s",
+                 error != NULL ? error : "(none)");
+    t->n_close++;
+}
+
+static int make_tally(uv_loop_t *loop, struct tally *t, uint32_t handshake_ms)
+{
+    static const struct pds_net_callbacks cb = {tally_open, tally_message,
+                                                tally_close};
+    struct pds_net_config cfg;
+
+    memset(t, 0, sizeof(*t));
+    crypto_kx_keypair(t->id.pk, t->id.sk);
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.id = &t->id;
+    cfg.heartbeat_ms = 50;
+    cfg.dead_ms = 1000;
+    cfg.handshake_ms = handshake_ms;
+    cfg.version = "test";
+    return pds_net_new(loop, &cfg, &cb, t, &t->net);
+}
+
+/* A reconnect storm: fifty printers connect at once (under the cap of
+ * connections in the handshake), and every one gets through. */
+TEST(fifty_nodes_connecting_at_once_all_complete_the_handshake)
+{
+    static struct tally server, clients[STORM];
+    uv_loop_t loop;
+    char bound[64], errmsg[PDS_ERRMSG_SIZE];
+    uint64_t id;
+    int i, n_open;
+
+    CHECK(sodium_init() >= 0);
+    CHECK_EQ(uv_loop_init(&loop), 0);
+    CHECK_EQ(make_tally(&loop, &server, 0), 0);
+    CHECK_EQ(pds_net_listen(server.net, "127.0.0.1:0", bound, errmsg), 0);
+    for (i = 0; i < STORM; i++) {
+        CHECK_EQ(make_tally(&loop, &clients[i], 0), 0);
+        CHECK_EQ(pds_net_connect(clients[i].net, bound, &id, errmsg), 0);
+    }
+    timed_out = 0;
+    CHECK_EQ(uv_timer_init(&loop, &guard), 0);
+    CHECK_EQ(uv_timer_start(&guard, on_guard, 5000, 0), 0);
+    for (;;) {
+        n_open = 0;
+        for (i = 0; i < STORM; i++)
+            n_open += clients[i].n_open;
+        if (timed_out || (server.n_open == STORM && n_open == STORM))
+            break;
+        uv_run(&loop, UV_RUN_ONCE);
+    }
+    CHECK(!timed_out);
+    CHECK_EQ(server.n_close, 0);
+    for (i = 0; i < STORM; i++) {
+        CHECK_EQ(clients[i].n_close, 0);
+        pds_net_close(clients[i].net);
+    }
+    pds_net_close(server.net);
+    uv_close((uv_handle_t *)&guard, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    CHECK_EQ(uv_loop_close(&loop), 0);
+}
+
+static int raw_socket(int port)
+{
+    struct sockaddr_in sa;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static int trickle_fd = -1;
+
+static void on_trickle(uv_timer_t *t)
+{
+    (void)t;
+    if (trickle_fd >= 0 && send(trickle_fd, "", 1, MSG_NOSIGNAL) != 1) {
+        close(trickle_fd);
+        trickle_fd = -1;
+    }
+}
+
+/* One connection announces a frame of 100 bytes and sends a byte of it
+ * every 20 ms (never silent, never done); another announces 1 MiB, far
+ * more than a hello or a stream header. */
+TEST(handshake_has_a_deadline_and_takes_only_small_frames)
+{
+    static struct tally server;
+    uv_loop_t loop;
+    uv_timer_t tick;
+    char bound[64], errmsg[PDS_ERRMSG_SIZE];
+    uint8_t hdr[4];
+    uint64_t t0;
+    int port, big, slow;
+
+    CHECK(sodium_init() >= 0);
+    CHECK_EQ(uv_loop_init(&loop), 0);
+    CHECK_EQ(make_tally(&loop, &server, 300), 0);
+    CHECK_EQ(pds_net_listen(server.net, "127.0.0.1:0", bound, errmsg), 0);
+    port = atoi(strrchr(bound, ':') + 1);
+    big = raw_socket(port);
+    CHECK(big >= 0);
+    pds_put_u32be(hdr, 1u << 20);
+    CHECK_EQ(send(big, hdr, 4, MSG_NOSIGNAL), 4);
+    trickle_fd = slow = raw_socket(port);
+    CHECK(slow >= 0);
+    pds_put_u32be(hdr, 100);
+    CHECK_EQ(send(slow, hdr, 4, MSG_NOSIGNAL), 4);
+    CHECK_EQ(uv_timer_init(&loop, &tick), 0);
+    CHECK_EQ(uv_timer_start(&tick, on_trickle, 20, 20), 0);
+    timed_out = 0;
+    CHECK_EQ(uv_timer_init(&loop, &guard), 0);
+    CHECK_EQ(uv_timer_start(&guard, on_guard, 3000, 0), 0);
+    t0 = uv_now(&loop);
+    while (!timed_out && server.n_close < 2)
+        uv_run(&loop, UV_RUN_ONCE);
+    CHECK(!timed_out);
+    CHECK_EQ(server.n_open, 0);
+    CHECK_STR(server.errors[0], "handshake: malformed frame of 1048576 bytes "
+                                "(at most 16384 before the handshake "
+                                "completes)");
+    CHECK_STR(server.errors[1], "handshake not completed within 300 ms");
+    /* At the deadline, not at the guard's. */
+    CHECK(uv_now(&loop) - t0 >= 300 && uv_now(&loop) - t0 < 2000);
+    close(big);
+    if (trickle_fd >= 0)
+        close(trickle_fd);
+    trickle_fd = -1;
+    pds_net_close(server.net);
+    uv_close((uv_handle_t *)&tick, NULL);
+    uv_close((uv_handle_t *)&guard, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    CHECK_EQ(uv_loop_close(&loop), 0);
+}
+
 TEST_MAIN(T(finish_delivers_what_was_sent_then_closes_once_with_its_reason),
-          T(refusal_in_place_of_the_stream_header_is_reported_as_one))
+          T(refusal_in_place_of_the_stream_header_is_reported_as_one),
+          T(fifty_nodes_connecting_at_once_all_complete_the_handshake),
+          T(handshake_has_a_deadline_and_takes_only_small_frames))

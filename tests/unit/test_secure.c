@@ -335,6 +335,113 @@ TEST(identity_file)
     rmdir(dir);
 }
 
+/* Flip one bit of node.key at offset at. */
+static int flip_key_bit(const char *path, long at)
+{
+    FILE *f = fopen(path, "r+b");
+    int c;
+
+    if (f == NULL || fseek(f, at, SEEK_SET) != 0 || (c = fgetc(f)) == EOF ||
+        fseek(f, at, SEEK_SET) != 0 || fputc(c ^ 0x01, f) == EOF) {
+        if (f != NULL)
+            fclose(f);
+        return -1;
+    }
+    return fclose(f);
+}
+
+TEST(identity_file_with_a_changed_bit_is_damaged)
+{
+    char dir[] = "/tmp/pds-id-XXXXXX";
+    char path[64];
+    char errmsg[PDS_ERRMSG_SIZE];
+    struct pds_identity a, b;
+
+    CHECK(mkdtemp(dir) != NULL);
+    CHECK_EQ(pds_identity_load(dir, &a, errmsg), 0);
+    snprintf(path, sizeof(path), "%s/node.key", dir);
+    /* In the private key (bytes 32-63; not one the X25519 clamp drops),
+     * then in the public key (bytes 0-31). */
+    CHECK_EQ(flip_key_bit(path, 40), 0);
+    CHECK_EQ(pds_identity_load(dir, &b, errmsg), PDS_ECORRUPT);
+    CHECK(strstr(errmsg, "node.key is damaged (its public key does not "
+                         "match its private key): restore it from a backup, "
+                         "or remove it to make a new identity") != NULL);
+    CHECK_EQ(flip_key_bit(path, 40), 0);
+    CHECK_EQ(pds_identity_load(dir, &b, errmsg), 0);
+    CHECK(memcmp(a.pk, b.pk, PDS_KEY_BYTES) == 0);
+    CHECK(memcmp(a.sk, b.sk, PDS_KEY_BYTES) == 0);
+    CHECK_EQ(flip_key_bit(path, 5), 0);
+    CHECK_EQ(pds_identity_load(dir, &b, errmsg), PDS_ECORRUPT);
+    CHECK(strstr(errmsg, "does not match") != NULL);
+    unlink(path);
+    rmdir(dir);
+}
+
+/* Names a peer gives reach the logs: a control character in them would
+ * forge a line there. */
+TEST(join_texts_with_control_characters_are_malformed)
+{
+    static const char *const bad[] = {"mfp\nWARNING forged", "tab\there",
+                                      "esc\x1b[2J", "del\x7f", "cr\r"};
+    struct pds_msg m, out;
+    char errmsg[PDS_ERRMSG_SIZE];
+    uint8_t *buf;
+    size_t len;
+    size_t i;
+    int field;
+
+    for (field = 0; field < 4; field++) {
+        for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+            memset(&m, 0, sizeof(m));
+            m.type = PDS_MSG_JOIN;
+            strcpy(m.name, "printer-1");
+            strcpy(m.product, "MFP");
+            strcpy(m.location, "Floor 2");
+            strcpy(m.version_text, "pdsync 0.1.0/p4");
+            strcpy(field == 0   ? m.name
+                   : field == 1 ? m.product
+                   : field == 2 ? m.location
+                                : m.version_text,
+                   bad[i]);
+            CHECK_EQ(pds_msg_encode(&m, &buf, &len), 0);
+            CHECK_EQ(pds_msg_decode(buf, len, &out, errmsg), PDS_EPROTO);
+            free(buf);
+            CHECK(strstr(errmsg, "malformed join message: its \"") != NULL);
+            CHECK(strstr(errmsg, "has control character 0x") != NULL);
+        }
+    }
+    /* Printable text, UTF-8 included, is taken as it is. */
+    memset(&m, 0, sizeof(m));
+    m.type = PDS_MSG_JOIN;
+    strcpy(m.name, "Drucker-Büro 2 (Süd)");
+    strcpy(m.location, "~ \"Étage\" 3 ~");
+    CHECK_EQ(pds_msg_encode(&m, &buf, &len), 0);
+    CHECK_EQ(pds_msg_decode(buf, len, &out, errmsg), 0);
+    free(buf);
+    CHECK_STR(out.name, "Drucker-Büro 2 (Süd)");
+    CHECK_STR(out.location, "~ \"Étage\" 3 ~");
+    /* A peer's reason is kept, its control characters shown as '?'. */
+    memset(&m, 0, sizeof(m));
+    m.type = PDS_MSG_REFUSE;
+    m.code = PDS_EPERM;
+    strcpy(m.err, "no\n2026-01-01T00:00:00Z WARNING forged\x1b[0m");
+    CHECK_EQ(pds_msg_encode(&m, &buf, &len), 0);
+    CHECK_EQ(pds_msg_decode(buf, len, &out, errmsg), 0);
+    free(buf);
+    CHECK_STR(out.err, "no?2026-01-01T00:00:00Z WARNING forged?[0m");
+    m.type = PDS_MSG_NOTICE;
+    CHECK_EQ(pds_msg_encode(&m, &buf, &len), 0);
+    CHECK_EQ(pds_msg_decode(buf, len, &out, errmsg), 0);
+    free(buf);
+    CHECK(strchr(out.err, '\n') == NULL && strchr(out.err, 0x1b) == NULL);
+    m.type = PDS_MSG_WRITE_ACK;
+    CHECK_EQ(pds_msg_encode(&m, &buf, &len), 0);
+    CHECK_EQ(pds_msg_decode(buf, len, &out, errmsg), 0);
+    free(buf);
+    CHECK(strchr(out.err, '\n') == NULL && strchr(out.err, 0x1b) == NULL);
+}
+
 TEST(messages_round_trip_and_refuse_garbage)
 {
     struct pds_msg m, out;
@@ -522,5 +629,7 @@ TEST_MAIN(T(handshake_both_directions),
           T(impostor_cannot_derive_keys),
           T(join_proofs),
           T(identity_file),
+          T(identity_file_with_a_changed_bit_is_damaged),
+          T(join_texts_with_control_characters_are_malformed),
           T(messages_round_trip_and_refuse_garbage),
           T(replication_messages_round_trip))
