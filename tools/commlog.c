@@ -93,17 +93,26 @@ vlog(int to_file, enum pds_log_level level, const char *fmt, va_list ap)
     char ts[40];
     char msg[1024];
     char line[1200];
+    char *p;
     int n;
 
     if (level > logger.level && !to_file)
         return;
     timestamp(ts, sizeof(ts));
     vsnprintf(msg, sizeof(msg), fmt, ap);
+    /* One entry, one line: a name or reason from outside holding a line
+     * break (or an escape) cannot forge another entry. */
+    for (p = msg; *p != '\0'; p++) {
+        if ((unsigned char)*p < 0x20 || (unsigned char)*p == 0x7f)
+            *p = '?';
+    }
     n = snprintf(line, sizeof(line), "%s %s %s\n", ts, level_names[level], msg);
     if (n < 0)
         return;
-    if ((size_t)n >= sizeof(line))
+    if ((size_t)n >= sizeof(line)) {
         n = (int)sizeof(line) - 1;
+        line[n - 1] = '\n';
+    }
     if (level <= logger.level)
         fprintf(stderr, "pdsyncd: %s", line);
     if (to_file && logger.fd >= 0) {

@@ -989,9 +989,16 @@ static void clients_admin(struct daemon *d,
         free(w);
         return;
     }
-    if (req->op == PDS_REQ_CLIENTS_STOP)
-        pds_commlog(PDS_LOG_INFO, "client %s stopped by the administrator",
-                    target);
+    if (req->op == PDS_REQ_CLIENTS_STOP) {
+        /* Only a client that exists (the core answered "not found"
+         * otherwise), by its id and name. */
+        char msg[PDS_ERRMSG_SIZE];
+        const struct pds_member *m = pds_core_member_find(d->core, target, msg);
+        if (m != NULL && m->state == PDS_MEMBER_STOPPED)
+            pds_commlog(PDS_LOG_INFO,
+                        "client %016llx (%s) stopped by the administrator",
+                        (unsigned long long)m->id, m->name);
+    }
 }
 
 /* replication start NAME|ID, replication stop. */

@@ -156,6 +156,11 @@ expect_err 'the name holds a control character'
 expect 0 pds "$c7" status
 expect_out '^role: +standalone'
 stop_node "$c7"
+# Whatever text reaches the communication log, one entry stays one line.
+run pds "$s" clients stop $'ghost\n2026-01-01T00:00:00.000Z WARNING forged line'
+expect 0 pds "$s" log
+grep -q '^2026-01-01T00:00:00.000Z WARNING forged line' "$s/comm.log" && fail "a forged line reached the communication log"
+grep -q 'client ghost.* stopped by the administrator' "$s/comm.log" && fail "a client that does not exist was logged as stopped"
 pass "bad arguments and role conflicts"
 
 # The role survives a restart; server stop ends it.
