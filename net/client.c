@@ -267,6 +267,16 @@ static int remote_roundtrip(struct pds_client *c,
     sodium_memzero(m.pw, sizeof(m.pw));
     if (rv != 0)
         return set_err(c, rv, "encode: %s", pds_strerror(rv));
+    if (enc_len + 4 + PDS_STREAM_ABYTES > PDS_NET_FRAME_MAX) {
+        /* The node would end the connection on it. */
+        sodium_memzero(enc, enc_len);
+        free(enc);
+        return set_err(c, PDS_ETOOBIG,
+                       "the request is %zu bytes, over the %u-byte frame "
+                       "of the group port that --node uses (nothing was "
+                       "sent)",
+                       len, (unsigned)PDS_NET_FRAME_MAX);
+    }
     inner = malloc(enc_len + 4);
     sealed = malloc(enc_len + 4 + PDS_STREAM_ABYTES);
     if (inner == NULL || sealed == NULL) {

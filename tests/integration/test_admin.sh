@@ -34,7 +34,11 @@ expect_out '"role":"server"'
 expect 0 "$PDSYNC" --node "$addr" --password-file "$T_ROOT/pw" put alice ui.language en
 expect 0 pds "$s" get alice ui.language
 [ "$OUT" = en ] || fail "remote put did not land: $OUT"
-pass "remote status, server start and put with the password"
+head -c 5242880 /dev/zero | tr '\0' x >"$T_ROOT/big5m"
+expect 1 "$PDSYNC" --node "$addr" --password-file "$T_ROOT/pw" put --file "$T_ROOT/big5m" alice ui.photo
+expect_err 'the request is [0-9]+ bytes, over the 4194304-byte frame of the group port that --node uses \(nothing was sent\)'
+expect 0 "$PDSYNC" --node "$addr" --password-file "$T_ROOT/pw" get alice ui.language
+pass "remote status, server start and put with the password; a request over the frame is refused before it is sent"
 
 start=$SECONDS
 t0=$(date +%s%N)
