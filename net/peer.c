@@ -1233,6 +1233,17 @@ static void on_tick(uv_timer_t *t)
             return;
         }
     }
+    if (c->state == ST_OPEN && !c->is_initiator && c->data == NULL &&
+        now - c->started > c->net->config.claim_ms) {
+        uint32_t ms = c->net->config.claim_ms;
+        char what[32];
+        if (ms % 1000 == 0)
+            snprintf(what, sizeof(what), "%u s", (unsigned)(ms / 1000));
+        else
+            snprintf(what, sizeof(what), "%u ms", (unsigned)ms);
+        conn_fail(c, "neither joined nor administered within %s", what);
+        return;
+    }
     if (c->state == ST_OPEN) {
         memset(&m, 0, sizeof(m));
         m.type = PDS_MSG_PING;
@@ -1541,6 +1552,8 @@ int pds_net_new(uv_loop_t *loop,
         net->config.handshake_ms =
             s != NULL && atoi(s) > 0 ? (uint32_t)atoi(s) : PDS_NET_HANDSHAKE_MS;
     }
+    if (net->config.claim_ms == 0)
+        net->config.claim_ms = PDS_NET_CLAIM_MS;
     net->cb = *cb;
     net->arg = arg;
     uv_tcp_init(loop, &net->listener);

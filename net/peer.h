@@ -34,6 +34,11 @@
  *   (reported through on_close at most once a minute, with a count).
  */
 #define PDS_NET_HANDSHAKE_MS 10000u
+/* After the handshake, an accepted connection the application has not
+ * claimed (pds_conn_set_data: a member's join) within this long is closed:
+ * a node with a key of its own making cannot sit on the port unenrolled.
+ * An administrator's request is answered well within it. */
+#define PDS_NET_CLAIM_MS 60000u
 #define PDS_NET_HANDSHAKE_FRAME (16u * 1024u)
 #define PDS_NET_HANDSHAKE_MAX 64u
 
@@ -152,6 +157,9 @@ struct pds_net_config {
     /* Time to complete the handshake (default PDS_NET_HANDSHAKE_MS, or
      * the environment's PDSYNC_DEBUG_HANDSHAKE_MS, for the tests). */
     uint32_t handshake_ms;
+    /* Time for an accepted connection to be claimed after the handshake
+     * (default PDS_NET_CLAIM_MS). */
+    uint32_t claim_ms;
     const char *version; /* software version sent in JOIN */
 };
 

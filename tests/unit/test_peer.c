@@ -307,7 +307,20 @@ static void tally_close(void *arg, struct pds_conn *c, const char *error)
     t->n_close++;
 }
 
+static int make_tally_claim(uv_loop_t *loop,
+                            struct tally *t,
+                            uint32_t handshake_ms,
+                            uint32_t claim_ms);
+
 static int make_tally(uv_loop_t *loop, struct tally *t, uint32_t handshake_ms)
+{
+    return make_tally_claim(loop, t, handshake_ms, 0);
+}
+
+static int make_tally_claim(uv_loop_t *loop,
+                            struct tally *t,
+                            uint32_t handshake_ms,
+                            uint32_t claim_ms)
 {
     static const struct pds_net_callbacks cb = {tally_open, tally_message,
                                                 tally_close};
@@ -320,6 +333,7 @@ static int make_tally(uv_loop_t *loop, struct tally *t, uint32_t handshake_ms)
     cfg.heartbeat_ms = 50;
     cfg.dead_ms = 1000;
     cfg.handshake_ms = handshake_ms;
+    cfg.claim_ms = claim_ms;
     cfg.version = "test";
     return pds_net_new(loop, &cfg, &cb, t, &t->net);
 }
@@ -445,7 +459,43 @@ TEST(handshake_has_a_deadline_and_takes_only_small_frames)
     CHECK_EQ(uv_loop_close(&loop), 0);
 }
 
+/* A node that completes the handshake (a key of its own making is enough)
+ * and then neither joins nor asks anything is closed at the claim
+ * deadline, although its heartbeats keep it from being silent. */
+TEST(an_unclaimed_connection_is_closed_after_the_handshake)
+{
+    static struct tally server, client;
+    uv_loop_t loop;
+    char bound[64], errmsg[PDS_ERRMSG_SIZE];
+    uint64_t id, t0;
+
+    CHECK(sodium_init() >= 0);
+    CHECK_EQ(uv_loop_init(&loop), 0);
+    CHECK_EQ(make_tally_claim(&loop, &server, 0, 300), 0);
+    CHECK_EQ(make_tally(&loop, &client, 0), 0);
+    CHECK_EQ(pds_net_listen(server.net, "127.0.0.1:0", bound, errmsg), 0);
+    CHECK_EQ(pds_net_connect(client.net, bound, &id, errmsg), 0);
+    timed_out = 0;
+    CHECK_EQ(uv_timer_init(&loop, &guard), 0);
+    CHECK_EQ(uv_timer_start(&guard, on_guard, 3000, 0), 0);
+    t0 = uv_now(&loop);
+    while (!timed_out && server.n_close < 1)
+        uv_run(&loop, UV_RUN_ONCE);
+    CHECK(!timed_out);
+    CHECK_EQ(server.n_open, 1);
+    CHECK_EQ(client.n_open, 1);
+    CHECK_STR(server.errors[0],
+              "neither joined nor administered within 300 ms");
+    CHECK(uv_now(&loop) - t0 >= 300);
+    pds_net_close(client.net);
+    pds_net_close(server.net);
+    uv_close((uv_handle_t *)&guard, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    CHECK_EQ(uv_loop_close(&loop), 0);
+}
+
 TEST_MAIN(T(finish_delivers_what_was_sent_then_closes_once_with_its_reason),
           T(refusal_in_place_of_the_stream_header_is_reported_as_one),
           T(fifty_nodes_connecting_at_once_all_complete_the_handshake),
-          T(handshake_has_a_deadline_and_takes_only_small_frames))
+          T(handshake_has_a_deadline_and_takes_only_small_frames),
+          T(an_unclaimed_connection_is_closed_after_the_handshake))
