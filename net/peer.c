@@ -65,9 +65,10 @@ struct pds_conn {
     size_t cap;
     size_t delivered; /* bytes of buf up to the frame being delivered */
     uint64_t last_rx;
-    uint64_t started;              /* uv_now() when it was made */
-    int is_counted;                /* in net->n_handshaking */
-    uint64_t finish_at;            /* uv_now() when pds_conn_finish() began */
+    uint64_t started;   /* uv_now() when it was made */
+    int is_counted;     /* in net->n_handshaking: accepted, not yet claimed */
+    int is_held;        /* an administrator's request runs (pds_conn_hold) */
+    uint64_t finish_at; /* uv_now() when pds_conn_finish() began */
     struct connect_req *resolving; /* name resolution in flight */
     /* Messages waiting to be sealed together as one frame: each is a
      * 4-byte length and its msgpack body. */
@@ -97,7 +98,8 @@ struct pds_net {
     uint64_t next_id;
     uint8_t group[PDS_GROUP_ID_BYTES];
     int has_group;
-    /* Accepted connections still in the handshake (PDS_NET_HANDSHAKE_MAX),
+    /* Accepted connections not yet claimed: in the handshake, or through
+     * it but not joined nor administered (PDS_NET_HANDSHAKE_MAX),
      * and those closed at once for it since the last report. */
     unsigned n_handshaking;
     uint64_t n_busy;
@@ -430,7 +432,6 @@ int pds_msg_decode(const uint8_t *buf,
         replace_controls(m->err);
         break;
     case PDS_MSG_JOIN: {
-        static const char *const keys[] = {"name", "product", "location", "sw"};
         char *const texts[] = {m->name, m->product, m->location,
                                m->version_text};
         if (get_text(o, "name", m->name, sizeof(m->name), 1) != 0 ||
@@ -438,18 +439,12 @@ int pds_msg_decode(const uint8_t *buf,
             get_text(o, "location", m->location, sizeof(m->location), 0) != 0 ||
             get_text(o, "sw", m->version_text, sizeof(m->version_text), 0) != 0)
             goto bad;
-        /* They are shown and logged as the node's: printable only. */
-        for (k = 0; k < 4; k++) {
-            const char *p = find_control(texts[k]);
-            if (p != NULL) {
-                snprintf(errmsg, PDS_ERRMSG_SIZE,
-                         "malformed join message: its \"%s\" has control "
-                         "character 0x%02x at offset %zu",
-                         keys[k], (unsigned)(unsigned char)*p,
-                         (size_t)(p - texts[k]));
-                goto bad_said;
-            }
-        }
+        /* They are shown and logged as the node's: printable only. A
+         * node enrolled before names were checked may still send control
+         * characters in its stored name: shown as '?', not refused (it
+         * would retry for ever without being told why). */
+        for (k = 0; k < 4; k++)
+            replace_controls(texts[k]);
         if (pds__mp_get(o, "proof") != NULL) {
             if (get_fixed(o, "proof", m->proof, PDS_PROOF_BYTES) != 0)
                 goto bad;
@@ -591,7 +586,6 @@ int pds_msg_decode(const uint8_t *buf,
 
 bad:
     snprintf(errmsg, PDS_ERRMSG_SIZE, "malformed %s message", type_names[type]);
-bad_said:
     free(m->clamps);
     m->clamps = NULL;
     m->clamps_len = 0;
@@ -1069,8 +1063,10 @@ static void on_frame(struct pds_conn *c, const uint8_t *body, size_t len)
                       "replayed or encrypted with another key)");
             return;
         }
+        /* Counted until the application claims it (a join, or an
+         * administrator's request): a key of anyone's making completes
+         * the handshake. */
         c->state = ST_OPEN;
-        handshake_over(c);
         net->cb.on_open(net->arg, c);
         return;
     case ST_OPEN:
@@ -1207,7 +1203,7 @@ static void on_tick(uv_timer_t *t)
             pds_conn_close(c, finish_reason(c));
         return;
     }
-    if (now - c->last_rx > c->net->config.dead_ms) {
+    if (now - c->last_rx > c->net->config.dead_ms && !c->is_held) {
         char what[32];
         snprintf(what, sizeof(what), "%llu",
                  (unsigned long long)(now - c->last_rx));
@@ -1234,7 +1230,7 @@ static void on_tick(uv_timer_t *t)
         }
     }
     if (c->state == ST_OPEN && !c->is_initiator && c->data == NULL &&
-        now - c->started > c->net->config.claim_ms) {
+        !c->is_held && now - c->started > c->net->config.claim_ms) {
         uint32_t ms = c->net->config.claim_ms;
         char what[32];
         if (ms % 1000 == 0)
@@ -1302,7 +1298,7 @@ static void on_busy_closed(uv_handle_t *h)
 }
 
 /*
- * PDS_NET_HANDSHAKE_MAX connections are in the handshake: accept the next
+ * PDS_NET_HANDSHAKE_MAX connections are unclaimed: accept the next
  * one, tell it why in a plaintext REFUSE and close it at once. One such
  * close a minute goes through on_close (for the log), with how many more
  * there were; the others are not reported.
@@ -1310,7 +1306,7 @@ static void on_busy_closed(uv_handle_t *h)
 static void refuse_busy(struct pds_net *net, uv_stream_t *listener)
 {
     static const char why[] = "the node is busy: too many connections are "
-                              "in the handshake; try again later";
+                              "not yet joined; try again later";
     uint64_t now = uv_now(net->loop);
     uint64_t n_more = net->n_busy;
     struct pds_msg m;
@@ -1694,6 +1690,17 @@ uint64_t pds_conn_id(const struct pds_conn *c)
 void pds_conn_set_data(struct pds_conn *c, void *data)
 {
     c->data = data;
+    if (data != NULL)
+        handshake_over(c); /* claimed */
+}
+
+void pds_conn_hold(struct pds_conn *c, int held)
+{
+    c->is_held = held;
+    if (held)
+        handshake_over(c); /* claimed */
+    else
+        c->last_rx = uv_now(c->net->loop);
 }
 
 void *pds_conn_data(const struct pds_conn *c)

@@ -29,15 +29,16 @@
  * - until it completes, a frame over PDS_NET_HANDSHAKE_FRAME bytes is
  *   malformed (a hello is about 120 bytes, a stream header 32, a
  *   plaintext refusal under 200);
- * - at most PDS_NET_HANDSHAKE_MAX accepted connections may be in it at
- *   once; the next ones get a plaintext REFUSE and are closed at once
- *   (reported through on_close at most once a minute, with a count).
+ * - at most PDS_NET_HANDSHAKE_MAX accepted connections may be unclaimed at
+ *   once (in the handshake, or through it but neither joined nor
+ *   administered: any key completes the handshake); the next ones get a
+ *   plaintext REFUSE and are closed at once (reported through on_close at
+ *   most once a minute, with a count).
  */
 #define PDS_NET_HANDSHAKE_MS 10000u
 /* After the handshake, an accepted connection the application has not
- * claimed (pds_conn_set_data: a member's join) within this long is closed:
- * a node with a key of its own making cannot sit on the port unenrolled.
- * An administrator's request is answered well within it. */
+ * claimed (pds_conn_set_data: a member's join; pds_conn_hold: an
+ * administrator's request) within this long is closed. */
 #define PDS_NET_CLAIM_MS 60000u
 #define PDS_NET_HANDSHAKE_FRAME (16u * 1024u)
 #define PDS_NET_HANDSHAKE_MAX 64u
@@ -210,6 +211,14 @@ const char *pds_conn_address(const struct pds_conn *conn);
 const char *pds_conn_cipher(const struct pds_conn *conn);
 uint64_t pds_conn_id(const struct pds_conn *conn);
 void pds_conn_set_data(struct pds_conn *conn, void *data);
+/*
+ * An administrator's request (its password checked) runs on this
+ * connection: it is claimed, and while held neither the claim deadline
+ * nor the silence of dead_ms closes it (the tool sends no heartbeats while
+ * it waits for a long request, a write waiting for the standby say).
+ * Released (held 0) when the answer is sent.
+ */
+void pds_conn_hold(struct pds_conn *conn, int held);
 void *pds_conn_data(const struct pds_conn *conn);
 /* Find an open connection by id (NULL when gone). */
 struct pds_conn *pds_net_find(struct pds_net *net, uint64_t id);

@@ -18,6 +18,8 @@ struct load_ctx {
     FILE *f;
     int line;      /* lines read so far */
     int fail_line; /* the line of the first setting refused */
+    int long_line; /* the first line longer than inih takes */
+    int max_line;  /* the bytes of a line inih takes */
     char why[PDS_ERRMSG_SIZE];
     int failed;
 };
@@ -27,9 +29,21 @@ static char *read_line(char *str, int num, void *stream)
 {
     struct load_ctx *ctx = stream;
     char *r = fgets(str, num, ctx->f);
+    int ch;
 
-    if (r != NULL)
-        ctx->line++;
+    if (r == NULL)
+        return NULL;
+    ctx->line++;
+    ctx->max_line = num - 1;
+    if (strchr(str, '\n') == NULL && !feof(ctx->f)) {
+        /* Longer than inih takes: it would read the rest as lines of
+         * their own. Skipped, and refused below. */
+        if (ctx->long_line == 0)
+            ctx->long_line = ctx->line;
+        while ((ch = fgetc(ctx->f)) != EOF && ch != '\n')
+            ;
+        str[0] = '\0';
+    }
     return r;
 }
 
@@ -278,8 +292,15 @@ int pds_config_load(const char *path, struct pds_config *cfg, char *errmsg)
         return -1;
     }
     fclose(f);
-    /* The first error in the file, a refused setting or a line that is
-     * not INI. */
+    /* The first error in the file: a line too long, a refused setting or
+     * a line that is not INI. */
+    if (ctx.long_line != 0 && (rv == 0 || ctx.long_line <= rv) &&
+        (!ctx.failed || ctx.long_line <= ctx.fail_line)) {
+        snprintf(errmsg, PDS_ERRMSG_SIZE,
+                 "%s line %d: longer than the %d bytes a line may have", path,
+                 ctx.long_line, ctx.max_line);
+        return -1;
+    }
     if (rv != 0 && (!ctx.failed || rv < ctx.fail_line)) {
         snprintf(errmsg, PDS_ERRMSG_SIZE, "%s line %d: not an INI line", path,
                  rv);

@@ -65,6 +65,9 @@ struct daemon {
     int commit_rv;
     int commit_shipped;
     int commit_waits; /* begun to be answered once the standby confirms */
+    /* Writes up to here were taken to be confirmed by the standby, and the
+     * server stopped before they were committed: not acknowledged. */
+    pds_index unconfirmed_until;
     uint64_t n_commits;
     uint64_t n_committed;
 
@@ -169,7 +172,7 @@ void pds__daemon_standby_ack(struct daemon *d, pds_index index);
 void pds__daemon_standby_released(struct daemon *d);
 /* The node stopped being the server: the writes waiting for the standby
  * (and those of a commit under way that was to wait) get an error. */
-void pds__daemon_server_stopped(struct daemon *d);
+void pds__daemon_server_stopped(struct daemon *d, int waited);
 /* Is a write acknowledged only once the standby confirmed it (now)? */
 int pds__daemon_waits_for_standby(const struct daemon *d);
 /* The acknowledgement mode in force ("local", "standby", ...). */

@@ -290,6 +290,7 @@ static void remote_send(void *arg, uint8_t *frame, size_t len)
         m.blob = frame + 4;
         m.blob_len = len - 4;
         pds_conn_send(c, &m);
+        pds_conn_hold(c, 0); /* answered: the usual deadlines again */
     }
     free(frame);
 }
@@ -344,10 +345,12 @@ struct admin_check {
     size_t pw_len;
     uint8_t *blob; /* the request, decoded again once the password holds */
     size_t blob_len;
+    uint64_t gen; /* admin_pw_gen when the check began */
     int ok;
 };
 
 static int admin_checking;      /* a check runs */
+static uint64_t admin_pw_gen;   /* bumped when the password is set */
 static uint64_t admin_busy_log; /* when the last "busy" Warning went */
 static uint64_t admin_busy_n;   /* attempts refused since */
 
@@ -383,7 +386,17 @@ static void admin_check_done(uv_work_t *w, int status)
         admin_check_free(ac);
         return;
     }
-    if (!ac->ok) {
+    if (ac->ok && ac->gen != admin_pw_gen) {
+        /* Checked against a password replaced meanwhile. */
+        v = pds_local_conn_virtual(remote_send,
+                                   (void *)(uintptr_t)pds_conn_id(c));
+        if (v != NULL) {
+            reply_err(v, req.id, PDS_EAUTH,
+                      "the administrator password was changed while this "
+                      "request was checked: nothing was done");
+            pds_local_conn_unref(v);
+        }
+    } else if (!ac->ok) {
         struct denial *dn = calloc(1, sizeof(*dn));
         pds_commlog(PDS_LOG_WARNING,
                     "wrong administrator password from %s (%s refused)",
@@ -405,6 +418,9 @@ static void admin_check_done(uv_work_t *w, int status)
         } else {
             pds_log(PDS_LOG_INFO, "remote administration from %s: %s",
                     pds_conn_address(c), pds_req_op_name(req.op));
+            /* Until answered (a write may wait for the standby), neither
+             * the claim deadline nor silence ends it. */
+            pds_conn_hold(c, 1);
             pds__daemon_request(d, v, &req);
             pds_local_conn_unref(v);
         }
@@ -447,11 +463,11 @@ on_admin(struct daemon *d, struct pds_conn *c, const struct pds_msg *m)
             admin_busy_n++;
             if (admin_busy_log == 0 || now - admin_busy_log >= 60000) {
                 pds_commlog(PDS_LOG_WARNING,
-                            "administration attempts from %s while a "
-                            "password was being checked: %llu refused "
-                            "(busy) in the last minute",
-                            pds_conn_address(c),
-                            (unsigned long long)admin_busy_n);
+                            "administration attempts while a password was "
+                            "being checked: %llu refused (busy) since the "
+                            "last such Warning, the latest from %s",
+                            (unsigned long long)admin_busy_n,
+                            pds_conn_address(c));
                 admin_busy_log = now;
                 admin_busy_n = 0;
             }
@@ -472,6 +488,7 @@ on_admin(struct daemon *d, struct pds_conn *c, const struct pds_msg *m)
     }
     ac->d = d;
     ac->conn = pds_conn_id(c);
+    ac->gen = admin_pw_gen;
     snprintf(ac->hash, sizeof(ac->hash), "%s", d->admin_pw);
     memcpy(ac->pw, m->pw, m->pw_len);
     ac->pw_len = m->pw_len;
@@ -778,7 +795,17 @@ static void server_start(struct daemon *d,
                     hex(d->group, PDS_GROUP_ID_BYTES, gid));
     }
     if (save_error[0] != '\0') {
-        reply_saved(conn, req->id);
+        /* The node serves with the secret it made: it must not be lost
+         * with the error (a second start would not make another). */
+        char msg[PDS_ERRMSG_SIZE + 256];
+        snprintf(msg, sizeof(msg),
+                 "done, but not stored (it is lost when pdsyncd stops): "
+                 "%s%s%s",
+                 save_error,
+                 generated[0] != '\0' ? "; the join secret is " : "",
+                 generated);
+        reply_err(conn, req->id, PDS_EIO, msg);
+        sodium_memzero(msg, sizeof(msg));
         sodium_memzero(generated, sizeof(generated));
         return;
     }
@@ -796,13 +823,16 @@ static void server_stop(struct daemon *d,
                         struct pds_local_conn *conn,
                         const struct pds_request *req)
 {
+    int waited;
+
     if (pds_core_role(d->core) != PDS_ROLE_SERVER) {
         reply_err(conn, req->id, PDS_EINVAL,
                   "this node is not a server (nothing was changed)");
         return;
     }
+    waited = pds__daemon_waits_for_standby(d);
     save_role(d, PDS_ROLE_STANDALONE);
-    pds__daemon_server_stopped(d);
+    pds__daemon_server_stopped(d, waited);
     pds_net_close_all(d->net, NULL);
     pds_commlog(PDS_LOG_INFO, "server stopped; the group's clients were "
                               "disconnected");
@@ -965,6 +995,7 @@ static void clients_admin(struct daemon *d,
     struct pds_event ev;
     struct waiter *w;
     char target[PDS_MEMBER_TEXT];
+    int was_enrolled;
 
     if (req->target_len >= sizeof(target)) {
         reply_err(conn, req->id, PDS_ENOTFOUND, "no such client");
@@ -972,6 +1003,13 @@ static void clients_admin(struct daemon *d,
     }
     memcpy(target, req->target, req->target_len);
     target[req->target_len] = '\0';
+    {
+        /* Logged below only when this stops an enrolled client. */
+        char msg[PDS_ERRMSG_SIZE];
+        const struct pds_member *m = pds_core_member_find(d->core, target, msg);
+        was_enrolled = m != NULL && m->state == PDS_MEMBER_ENROLLED &&
+                       pds_core_role(d->core) == PDS_ROLE_SERVER;
+    }
     w = pds__daemon_waiter(conn, req);
     if (w == NULL)
         return;
@@ -994,7 +1032,7 @@ static void clients_admin(struct daemon *d,
          * otherwise), by its id and name. */
         char msg[PDS_ERRMSG_SIZE];
         const struct pds_member *m = pds_core_member_find(d->core, target, msg);
-        if (m != NULL && m->state == PDS_MEMBER_STOPPED)
+        if (was_enrolled && m != NULL && m->state == PDS_MEMBER_STOPPED)
             pds_commlog(PDS_LOG_INFO,
                         "client %016llx (%s) stopped by the administrator",
                         (unsigned long long)m->id, m->name);
@@ -1091,6 +1129,7 @@ static void admin_password(struct daemon *d,
         return;
     }
     snprintf(d->admin_pw, sizeof(d->admin_pw), "%s", hash);
+    admin_pw_gen++;
     pds_commlog(PDS_LOG_INFO, "administrator password set");
     reply_ok(conn, req->id);
 }

@@ -234,7 +234,8 @@ static void finish_commit(struct daemon *d, int rv, int shipped)
             pds__group_after_commit(d);
             return;
         }
-        if (d->commit_waits && pds_core_role(d->core) != PDS_ROLE_SERVER) {
+        if ((d->commit_waits || first <= d->unconfirmed_until) &&
+            pds_core_role(d->core) != PDS_ROLE_SERVER) {
             /* Begun for the standby, and the server stopped meanwhile:
              * never confirmed, so not acknowledged. */
             settle_committed(d, last, 1);
@@ -481,8 +482,12 @@ void pds__daemon_standby_ack(struct daemon *d, pds_index index)
     settle_standby(d);
 }
 
-void pds__daemon_server_stopped(struct daemon *d)
+void pds__daemon_server_stopped(struct daemon *d, int waited)
 {
+    /* Taken in while the server waited for the standby, not committed
+     * yet: answered as the commit's writes are, not acknowledged. */
+    if (waited && d->batch.n > 0)
+        d->unconfirmed_until = d->batch.e[d->batch.n - 1].index;
     if (d->n_waits > 0)
         settle_committed(d, d->waits[d->n_waits - 1].last, 1);
     d->n_waits = 0;

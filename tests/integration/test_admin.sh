@@ -74,7 +74,7 @@ cat "$T_ROOT"/att.* >"$T_ROOT/att"
 grep -q 'being checked on this node: try again' "$T_ROOT/att" || fail "no attempt was refused as busy: $(head -c 300 "$T_ROOT/att")"
 grep -q 'wrong administrator password' "$T_ROOT/att" || fail "no attempt was checked: $(head -c 300 "$T_ROOT/att")"
 expect 0 pds "$s" log
-expect_out 'WARNING administration attempts from 127\.0\.0\.1:[0-9]+ while a password was being checked: [0-9]+ refused'
+expect_out 'WARNING administration attempts while a password was being checked: [0-9]+ refused \(busy\) since the last such Warning, the latest from 127\.0\.0\.1:[0-9]+'
 pass "24 wrong passwords at once: local puts answered within $worst ms, the extra attempts refused as busy"
 
 expect 1 "$PDSYNC" --node 127.0.0.1:1 --password-file "$T_ROOT/pw" status

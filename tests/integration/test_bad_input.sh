@@ -164,6 +164,9 @@ expect_err 'pdsyncd.conf line 4: \[limits\] max_owner_len: not a number'
 printf '[limits]\nthis is not ini\nmax_users = lots\n' >"$b/pdsyncd.conf"
 expect 1 "$PDSYNCD" --data "$b"
 expect_err 'pdsyncd.conf line 2: not an INI line'
+{ printf '[limits]\n; %s\nmax_users = lots\n' "$(head -c 450 /dev/zero | tr '\0' x)"; } >"$b/pdsyncd.conf"
+expect 1 "$PDSYNCD" --data "$b"
+expect_err 'pdsyncd.conf line 2: longer than the 199 bytes a line may have'
 printf '[group]\nheartbeat_ms = 1000\ndead_ms = 300\n' >"$b/pdsyncd.conf"
 expect 1 "$PDSYNCD" --data "$b"
 expect_err 'dead_ms \(300\) must be larger than heartbeat_ms \(1000\)'

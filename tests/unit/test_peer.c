@@ -281,12 +281,18 @@ struct tally {
     int n_open;
     int n_close;
     char errors[4][PDS_ERRMSG_SIZE];
+    int hold;                /* hold each connection as it opens */
+    struct pds_conn *opened; /* the last one */
 };
 
 static void tally_open(void *arg, struct pds_conn *c)
 {
-    (void)c;
-    ((struct tally *)arg)->n_open++;
+    struct tally *t = arg;
+
+    t->n_open++;
+    t->opened = c;
+    if (t->hold)
+        pds_conn_hold(c, 1);
 }
 
 static void tally_message(void *arg, struct pds_conn *c, struct pds_msg *m)
@@ -494,8 +500,50 @@ TEST(an_unclaimed_connection_is_closed_after_the_handshake)
     CHECK_EQ(uv_loop_close(&loop), 0);
 }
 
+/* An administrator's request holds its connection: the claim deadline
+ * does not end it while held, and does once it is released. */
+TEST(a_held_connection_outlives_the_claim_deadline_until_released)
+{
+    static struct tally server, client;
+    uv_loop_t loop;
+    char bound[64], errmsg[PDS_ERRMSG_SIZE];
+    uint64_t id, t0;
+
+    CHECK(sodium_init() >= 0);
+    CHECK_EQ(uv_loop_init(&loop), 0);
+    CHECK_EQ(make_tally_claim(&loop, &server, 0, 200), 0);
+    server.hold = 1;
+    CHECK_EQ(make_tally(&loop, &client, 0), 0);
+    CHECK_EQ(pds_net_listen(server.net, "127.0.0.1:0", bound, errmsg), 0);
+    CHECK_EQ(pds_net_connect(client.net, bound, &id, errmsg), 0);
+    timed_out = 0;
+    CHECK_EQ(uv_timer_init(&loop, &guard), 0);
+    CHECK_EQ(uv_timer_start(&guard, on_guard, 700, 0), 0);
+    while (!timed_out && server.n_close == 0)
+        uv_run(&loop, UV_RUN_ONCE);
+    CHECK(timed_out); /* 700 ms, more than three deadlines: still open */
+    CHECK_EQ(server.n_open, 1);
+    CHECK_EQ(server.n_close, 0);
+    pds_conn_hold(server.opened, 0);
+    timed_out = 0;
+    CHECK_EQ(uv_timer_start(&guard, on_guard, 3000, 0), 0);
+    t0 = uv_now(&loop);
+    while (!timed_out && server.n_close == 0)
+        uv_run(&loop, UV_RUN_ONCE);
+    CHECK(!timed_out);
+    CHECK_STR(server.errors[0],
+              "neither joined nor administered within 200 ms");
+    CHECK(uv_now(&loop) - t0 < 1000);
+    pds_net_close(client.net);
+    pds_net_close(server.net);
+    uv_close((uv_handle_t *)&guard, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    CHECK_EQ(uv_loop_close(&loop), 0);
+}
+
 TEST_MAIN(T(finish_delivers_what_was_sent_then_closes_once_with_its_reason),
           T(refusal_in_place_of_the_stream_header_is_reported_as_one),
           T(fifty_nodes_connecting_at_once_all_complete_the_handshake),
           T(handshake_has_a_deadline_and_takes_only_small_frames),
-          T(an_unclaimed_connection_is_closed_after_the_handshake))
+          T(an_unclaimed_connection_is_closed_after_the_handshake),
+          T(a_held_connection_outlives_the_claim_deadline_until_released))
