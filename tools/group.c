@@ -332,10 +332,14 @@ static void on_denial(uv_timer_t *t)
  * A remote administrator's password is checked on a thread of libuv's pool:
  * the memory-hard hash takes a good part of a second, and on the loop it
  * would stall every client's synchronization (anyone who reaches the
- * group port can try a password). One check at a time: an attempt while
- * one runs is refused at once, so that attempts cannot take the pool's
- * threads (and their 64 MiB each) from the commits.
+ * group port can try a password). One check at a time, so that attempts
+ * cannot take the pool's threads (and their 64 MiB each) from the commits;
+ * the others wait their turn, at most ADMIN_QUEUE_MAX of them and one per
+ * host, so that one host trying passwords cannot keep the administrator at
+ * another out. More are refused at once, as busy.
  */
+#define ADMIN_QUEUE_MAX 8
+
 struct admin_check {
     uv_work_t work;
     struct daemon *d;
@@ -347,9 +351,13 @@ struct admin_check {
     size_t blob_len;
     uint64_t gen; /* admin_pw_gen when the check began */
     int ok;
+    char host[64]; /* where it comes from, without the port */
+    struct admin_check *next;
 };
 
-static int admin_checking;      /* a check runs */
+static struct admin_check *admin_running; /* the check under way */
+static struct admin_check *admin_queue;   /* those waiting, in order */
+static size_t admin_n_waiting;
 static uint64_t admin_pw_gen;   /* bumped when the password is set */
 static uint64_t admin_busy_log; /* when the last "busy" Warning went */
 static uint64_t admin_busy_n;   /* attempts refused since */
@@ -370,6 +378,35 @@ static void admin_check_free(struct admin_check *ac)
     free(ac);
 }
 
+static void admin_check_done(uv_work_t *w, int status);
+
+/* Start the next waiting check, if none runs. */
+static void admin_next(struct daemon *d)
+{
+    while (admin_running == NULL && admin_queue != NULL) {
+        struct admin_check *ac = admin_queue;
+        struct pds_conn *c;
+        admin_queue = ac->next;
+        admin_n_waiting--;
+        c = d->net != NULL ? pds_net_find(d->net, ac->conn) : NULL;
+        if (c == NULL) {
+            admin_check_free(ac); /* gone while it waited */
+            continue;
+        }
+        /* The password in force now. */
+        ac->gen = admin_pw_gen;
+        snprintf(ac->hash, sizeof(ac->hash), "%s", d->admin_pw);
+        ac->work.data = ac;
+        if (uv_queue_work(&d->loop, &ac->work, admin_check_work,
+                          admin_check_done) != 0) {
+            pds_conn_close(c, "cannot check the password now");
+            admin_check_free(ac);
+            continue;
+        }
+        admin_running = ac;
+    }
+}
+
 static void admin_check_done(uv_work_t *w, int status)
 {
     struct admin_check *ac = w->data;
@@ -379,11 +416,13 @@ static void admin_check_done(uv_work_t *w, int status)
     struct pds_request req;
     char errmsg[PDS_ERRMSG_SIZE];
 
-    admin_checking = 0;
+    admin_running = NULL;
     if (c == NULL || status != 0 ||
         pds_request_decode(ac->blob, ac->blob_len, &req, errmsg) != 0) {
         /* Gone meanwhile (or the loop is closing): nobody to answer. */
         admin_check_free(ac);
+        if (status == 0)
+            admin_next(d);
         return;
     }
     if (ac->ok && ac->gen != admin_pw_gen) {
@@ -427,6 +466,21 @@ static void admin_check_done(uv_work_t *w, int status)
     }
     pds_request_free(&req);
     admin_check_free(ac);
+    admin_next(d);
+}
+
+/* Whether a check from host runs or waits. */
+static int admin_host_busy(const char *host)
+{
+    const struct admin_check *ac;
+
+    if (admin_running != NULL && strcmp(admin_running->host, host) == 0)
+        return 1;
+    for (ac = admin_queue; ac != NULL; ac = ac->next) {
+        if (strcmp(ac->host, host) == 0)
+            return 1;
+    }
+    return 0;
 }
 
 /* A remote administrator's request, with the password. */
@@ -435,30 +489,38 @@ on_admin(struct daemon *d, struct pds_conn *c, const struct pds_msg *m)
 {
     struct pds_local_conn *v;
     struct pds_request req;
-    struct admin_check *ac;
+    struct admin_check *ac, **tail;
     char errmsg[PDS_ERRMSG_SIZE];
-    const char *why = NULL;
+    char host[64];
+    const char *why = NULL, *colon;
+    int busy = 0;
 
     if (pds_request_decode(m->blob, m->blob_len, &req, errmsg) != 0) {
         pds_conn_close(c, "malformed administration request");
         return;
     }
-    if (d->admin_pw[0] == '\0')
+    snprintf(host, sizeof(host), "%s", pds_conn_address(c));
+    colon = strrchr(host, ':');
+    if (colon != NULL)
+        host[colon - host] = '\0';
+    if (d->admin_pw[0] == '\0') {
         why = "remote administration is disabled on this node: set a "
               "password there with 'pdsync admin-password set'";
-    else if (admin_checking)
+    } else if (admin_n_waiting >= ADMIN_QUEUE_MAX || admin_host_busy(host)) {
         why = "another administrator's password is being checked on this "
               "node: try again in a second";
+        busy = 1;
+    }
     if (why != NULL) {
         v = pds_local_conn_virtual(remote_send,
                                    (void *)(uintptr_t)pds_conn_id(c));
         if (v == NULL) {
             pds_conn_close(c, "out of memory");
         } else {
-            reply_err(v, req.id, admin_checking ? PDS_EBUSY : PDS_EPERM, why);
+            reply_err(v, req.id, busy ? PDS_EBUSY : PDS_EPERM, why);
             pds_local_conn_unref(v);
         }
-        if (admin_checking) {
+        if (busy) {
             uint64_t now = uv_now(&d->loop);
             admin_busy_n++;
             if (admin_busy_log == 0 || now - admin_busy_log >= 60000) {
@@ -479,8 +541,7 @@ on_admin(struct daemon *d, struct pds_conn *c, const struct pds_msg *m)
     ac = calloc(1, sizeof(*ac));
     if (ac != NULL && m->blob_len > 0)
         ac->blob = malloc(m->blob_len);
-    if (ac == NULL || (m->blob_len > 0 && ac->blob == NULL) ||
-        m->pw_len > sizeof(ac->pw)) {
+    if (ac == NULL || (m->blob_len > 0 && ac->blob == NULL)) {
         if (ac != NULL)
             admin_check_free(ac);
         pds_conn_close(c, "out of memory");
@@ -488,20 +549,16 @@ on_admin(struct daemon *d, struct pds_conn *c, const struct pds_msg *m)
     }
     ac->d = d;
     ac->conn = pds_conn_id(c);
-    ac->gen = admin_pw_gen;
-    snprintf(ac->hash, sizeof(ac->hash), "%s", d->admin_pw);
-    memcpy(ac->pw, m->pw, m->pw_len);
+    snprintf(ac->host, sizeof(ac->host), "%s", host);
+    memcpy(ac->pw, m->pw, m->pw_len); /* decoding bounds it to pw's size */
     ac->pw_len = m->pw_len;
     memcpy(ac->blob, m->blob, m->blob_len);
     ac->blob_len = m->blob_len;
-    ac->work.data = ac;
-    if (uv_queue_work(&d->loop, &ac->work, admin_check_work,
-                      admin_check_done) != 0) {
-        admin_check_free(ac);
-        pds_conn_close(c, "cannot check the password now");
-        return;
-    }
-    admin_checking = 1;
+    for (tail = &admin_queue; *tail != NULL; tail = &(*tail)->next)
+        ;
+    *tail = ac;
+    admin_n_waiting++;
+    admin_next(d);
 }
 
 /* Server side: a client stopped its own synchronization. */
@@ -1405,6 +1462,14 @@ void pds__group_close(struct daemon *d)
     uv_close((uv_handle_t *)&d->retry_timer, on_timer_closed);
     uv_close((uv_handle_t *)&d->tick_timer, on_timer_closed);
     d->link_conn = 0;
+    /* Checks waiting for their turn: nobody is left to answer. The one
+     * under way ends in admin_check_done, which then finds no network. */
+    while (admin_queue != NULL) {
+        struct admin_check *ac = admin_queue;
+        admin_queue = ac->next;
+        admin_check_free(ac);
+    }
+    admin_n_waiting = 0;
     pds_net_close(d->net);
     d->net = NULL;
     sodium_memzero(d->secret, sizeof(d->secret));
