@@ -65,10 +65,11 @@ struct pds_conn {
     size_t cap;
     size_t delivered; /* bytes of buf up to the frame being delivered */
     uint64_t last_rx;
-    uint64_t started;   /* uv_now() when it was made */
-    int is_counted;     /* in net->n_handshaking: accepted, not yet claimed */
-    int is_held;        /* an administrator's request runs (pds_conn_hold) */
-    uint64_t finish_at; /* uv_now() when pds_conn_finish() began */
+    uint64_t started;    /* uv_now() when it was made */
+    int is_counted;      /* in net->n_handshaking: accepted, not yet claimed */
+    int is_held;         /* an administrator's request runs (pds_conn_hold) */
+    uint64_t held_until; /* uv_now() past which the hold no longer counts */
+    uint64_t finish_at;  /* uv_now() when pds_conn_finish() began */
     struct connect_req *resolving; /* name resolution in flight */
     /* Messages waiting to be sealed together as one frame: each is a
      * 4-byte length and its msgpack body. */
@@ -1203,6 +1204,8 @@ static void on_tick(uv_timer_t *t)
             pds_conn_close(c, finish_reason(c));
         return;
     }
+    if (c->is_held && now > c->held_until)
+        c->is_held = 0; /* its request never answered: the usual rules */
     if (now - c->last_rx > c->net->config.dead_ms && !c->is_held) {
         char what[32];
         snprintf(what, sizeof(what), "%llu",
@@ -1694,13 +1697,20 @@ void pds_conn_set_data(struct pds_conn *c, void *data)
         handshake_over(c); /* claimed */
 }
 
-void pds_conn_hold(struct pds_conn *c, int held)
+void pds_conn_hold(struct pds_conn *c, uint32_t ms)
 {
-    c->is_held = held;
-    if (held)
+    uint64_t now = uv_now(c->net->loop);
+
+    if (ms > 0) {
+        c->is_held = 1;
+        c->held_until = now + ms;
         handshake_over(c); /* claimed */
-    else
-        c->last_rx = uv_now(c->net->loop);
+    } else if (c->is_held) {
+        /* Answered: the deadlines count from now. */
+        c->is_held = 0;
+        c->last_rx = now;
+        c->started = now;
+    }
 }
 
 void *pds_conn_data(const struct pds_conn *c)

@@ -213,12 +213,13 @@ uint64_t pds_conn_id(const struct pds_conn *conn);
 void pds_conn_set_data(struct pds_conn *conn, void *data);
 /*
  * An administrator's request (its password checked) runs on this
- * connection: it is claimed, and while held neither the claim deadline
+ * connection: it is claimed, and for up to ms neither the claim deadline
  * nor the silence of dead_ms closes it (the tool sends no heartbeats while
  * it waits for a long request, a write waiting for the standby say).
- * Released (held 0) when the answer is sent.
+ * Released (ms 0) when the answer is sent; the deadlines then count from
+ * there.
  */
-void pds_conn_hold(struct pds_conn *conn, int held);
+void pds_conn_hold(struct pds_conn *conn, uint32_t ms);
 void *pds_conn_data(const struct pds_conn *conn);
 /* Find an open connection by id (NULL when gone). */
 struct pds_conn *pds_net_find(struct pds_net *net, uint64_t id);

@@ -35,14 +35,25 @@ static char *read_line(char *str, int num, void *stream)
         return NULL;
     ctx->line++;
     ctx->max_line = num - 1;
-    if (strchr(str, '\n') == NULL && !feof(ctx->f)) {
-        /* Longer than inih takes: it would read the rest as lines of
-         * their own. Skipped, and refused below. */
-        if (ctx->long_line == 0)
-            ctx->long_line = ctx->line;
-        while ((ch = fgetc(ctx->f)) != EOF && ch != '\n')
-            ;
-        str[0] = '\0';
+    if (strchr(str, '\n') == NULL) {
+        /* The buffer is full, or this is the last line. Its end just
+         * after (a newline, CR LF, or the end of the file): taken. */
+        ch = fgetc(ctx->f);
+        if (ch == '\r') {
+            int ch2 = fgetc(ctx->f);
+            if (ch2 != '\n' && ch2 != EOF)
+                ungetc(ch2, ctx->f);
+            ch = ch2 == '\n' || ch2 == EOF ? '\n' : 'x';
+        }
+        if (ch != '\n' && ch != EOF) {
+            /* Longer than inih takes: it would read the rest as lines
+             * of their own. Skipped, and refused below. */
+            if (ctx->long_line == 0)
+                ctx->long_line = ctx->line;
+            while ((ch = fgetc(ctx->f)) != EOF && ch != '\n')
+                ;
+            str[0] = '\0';
+        }
     }
     return r;
 }

@@ -76,6 +76,7 @@ static void save_role(struct daemon *d, enum pds_role role)
 
     save_blob(d, "role", &r, 1);
     pds_core_set_role(d->core, role);
+    d->unconfirmed_until = 0; /* a new role: its own answers */
     if (role == PDS_ROLE_SERVER)
         pds__group_new_epoch(d);
 }
@@ -458,8 +459,10 @@ static void admin_check_done(uv_work_t *w, int status)
             pds_log(PDS_LOG_INFO, "remote administration from %s: %s",
                     pds_conn_address(c), pds_req_op_name(req.op));
             /* Until answered (a write may wait for the standby), neither
-             * the claim deadline nor silence ends it. */
-            pds_conn_hold(c, 1);
+             * the claim deadline nor silence ends it; no request takes
+             * longer than the standby's timeout, and a little more. */
+            pds_conn_hold(c,
+                          d->cfg.standby_timeout_ms + d->cfg.dead_ms + 10000);
             pds__daemon_request(d, v, &req);
             pds_local_conn_unref(v);
         }
@@ -856,11 +859,10 @@ static void server_start(struct daemon *d,
          * with the error (a second start would not make another). */
         char msg[PDS_ERRMSG_SIZE + 256];
         snprintf(msg, sizeof(msg),
-                 "done, but not stored (it is lost when pdsyncd stops): "
-                 "%s%s%s",
-                 save_error,
-                 generated[0] != '\0' ? "; the join secret is " : "",
-                 generated);
+                 "%s%s%sdone, but not stored (it is lost when pdsyncd "
+                 "stops): %s",
+                 generated[0] != '\0' ? "the join secret is " : "", generated,
+                 generated[0] != '\0' ? "; " : "", save_error);
         reply_err(conn, req->id, PDS_EIO, msg);
         sodium_memzero(msg, sizeof(msg));
         sodium_memzero(generated, sizeof(generated));

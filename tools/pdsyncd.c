@@ -234,7 +234,10 @@ static void finish_commit(struct daemon *d, int rv, int shipped)
             pds__group_after_commit(d);
             return;
         }
-        if ((d->commit_waits || first <= d->unconfirmed_until) &&
+        int unconfirmed = first <= d->unconfirmed_until;
+        if (last >= d->unconfirmed_until)
+            d->unconfirmed_until = 0; /* those writes are answered now */
+        if ((d->commit_waits || unconfirmed) &&
             pds_core_role(d->core) != PDS_ROLE_SERVER) {
             /* Begun for the standby, and the server stopped meanwhile:
              * never confirmed, so not acknowledged. */
@@ -253,7 +256,9 @@ static void finish_commit(struct daemon *d, int rv, int shipped)
         ev.u.persist_failed.status = rv;
         ev.u.persist_failed.errmsg = msg;
         /* The core fails every write from first on, those that arrived
-         * during the commit too, and frees their bytes. */
+         * during the commit too, and frees their bytes (and their
+         * indexes are taken again). */
+        d->unconfirmed_until = 0;
         d->cbatch.n = 0;
         d->batch.n = 0;
         d->cbatch.n_clamps = 0;

@@ -167,6 +167,16 @@ expect_err 'pdsyncd.conf line 2: not an INI line'
 { printf '[limits]\n; %s\nmax_users = lots\n' "$(head -c 450 /dev/zero | tr '\0' x)"; } >"$b/pdsyncd.conf"
 expect 1 "$PDSYNCD" --data "$b"
 expect_err 'pdsyncd.conf line 2: longer than the 199 bytes a line may have'
+# 199 bytes is the most a line may have, with LF or CR LF after it.
+{ printf '[limits]\n; %s\nmax_users = lots\n' "$(head -c 197 /dev/zero | tr '\0' x)"; } >"$b/pdsyncd.conf"
+expect 1 "$PDSYNCD" --data "$b"
+expect_err 'pdsyncd.conf line 3: \[limits\] max_users: not a number'
+{ printf '[limits]\r\n; %s\r\nmax_users = lots\r\n' "$(head -c 197 /dev/zero | tr '\0' x)"; } >"$b/pdsyncd.conf"
+expect 1 "$PDSYNCD" --data "$b"
+expect_err 'pdsyncd.conf line 3: \[limits\] max_users: not a number'
+{ printf '[limits]\nmax_users = 5\n; %s' "$(head -c 197 /dev/zero | tr '\0' x)"; } >"$b/pdsyncd.conf"
+expect 1 "$PDSYNCD" --data "$b" --listen bad
+expect_err "--listen 'bad' is not HOST:PORT"
 printf '[group]\nheartbeat_ms = 1000\ndead_ms = 300\n' >"$b/pdsyncd.conf"
 expect 1 "$PDSYNCD" --data "$b"
 expect_err 'dead_ms \(300\) must be larger than heartbeat_ms \(1000\)'

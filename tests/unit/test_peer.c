@@ -281,7 +281,7 @@ struct tally {
     int n_open;
     int n_close;
     char errors[4][PDS_ERRMSG_SIZE];
-    int hold;                /* hold each connection as it opens */
+    uint32_t hold;           /* hold each connection as it opens (ms) */
     struct pds_conn *opened; /* the last one */
 };
 
@@ -291,8 +291,8 @@ static void tally_open(void *arg, struct pds_conn *c)
 
     t->n_open++;
     t->opened = c;
-    if (t->hold)
-        pds_conn_hold(c, 1);
+    if (t->hold > 0)
+        pds_conn_hold(c, t->hold);
 }
 
 static void tally_message(void *arg, struct pds_conn *c, struct pds_msg *m)
@@ -512,7 +512,7 @@ TEST(a_held_connection_outlives_the_claim_deadline_until_released)
     CHECK(sodium_init() >= 0);
     CHECK_EQ(uv_loop_init(&loop), 0);
     CHECK_EQ(make_tally_claim(&loop, &server, 0, 200), 0);
-    server.hold = 1;
+    server.hold = 60000;
     CHECK_EQ(make_tally(&loop, &client, 0), 0);
     CHECK_EQ(pds_net_listen(server.net, "127.0.0.1:0", bound, errmsg), 0);
     CHECK_EQ(pds_net_connect(client.net, bound, &id, errmsg), 0);
@@ -533,7 +533,40 @@ TEST(a_held_connection_outlives_the_claim_deadline_until_released)
     CHECK(!timed_out);
     CHECK_STR(server.errors[0],
               "neither joined nor administered within 200 ms");
-    CHECK(uv_now(&loop) - t0 < 1000);
+    CHECK(uv_now(&loop) - t0 >= 200 && uv_now(&loop) - t0 < 1000);
+    pds_net_close(client.net);
+    pds_net_close(server.net);
+    uv_close((uv_handle_t *)&guard, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    CHECK_EQ(uv_loop_close(&loop), 0);
+}
+
+/* A request never answered does not hold its connection for ever: the
+ * hold ends at its bound, and the claim deadline then applies. */
+TEST(a_hold_ends_at_its_bound)
+{
+    static struct tally server, client;
+    uv_loop_t loop;
+    char bound[64], errmsg[PDS_ERRMSG_SIZE];
+    uint64_t id, t0;
+
+    CHECK(sodium_init() >= 0);
+    CHECK_EQ(uv_loop_init(&loop), 0);
+    CHECK_EQ(make_tally_claim(&loop, &server, 0, 200), 0);
+    server.hold = 500;
+    CHECK_EQ(make_tally(&loop, &client, 0), 0);
+    CHECK_EQ(pds_net_listen(server.net, "127.0.0.1:0", bound, errmsg), 0);
+    CHECK_EQ(pds_net_connect(client.net, bound, &id, errmsg), 0);
+    timed_out = 0;
+    CHECK_EQ(uv_timer_init(&loop, &guard), 0);
+    CHECK_EQ(uv_timer_start(&guard, on_guard, 3000, 0), 0);
+    t0 = uv_now(&loop);
+    while (!timed_out && server.n_close == 0)
+        uv_run(&loop, UV_RUN_ONCE);
+    CHECK(!timed_out);
+    CHECK_STR(server.errors[0],
+              "neither joined nor administered within 200 ms");
+    CHECK(uv_now(&loop) - t0 >= 500);
     pds_net_close(client.net);
     pds_net_close(server.net);
     uv_close((uv_handle_t *)&guard, NULL);
@@ -546,4 +579,5 @@ TEST_MAIN(T(finish_delivers_what_was_sent_then_closes_once_with_its_reason),
           T(fifty_nodes_connecting_at_once_all_complete_the_handshake),
           T(handshake_has_a_deadline_and_takes_only_small_frames),
           T(an_unclaimed_connection_is_closed_after_the_handshake),
-          T(a_held_connection_outlives_the_claim_deadline_until_released))
+          T(a_held_connection_outlives_the_claim_deadline_until_released),
+          T(a_hold_ends_at_its_bound))
