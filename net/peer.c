@@ -1335,14 +1335,14 @@ static void refuse_busy(struct pds_net *net, uv_stream_t *listener)
             }
             if (n_more > 0)
                 conn_fail(c,
-                          "closed at once: %u connections are in the "
-                          "handshake (the limit); %llu more were closed the "
-                          "same way since the last such warning",
+                          "closed at once: %u connections have not joined "
+                          "yet (the limit); %llu more were closed the same "
+                          "way since the last such warning",
                           PDS_NET_HANDSHAKE_MAX, (unsigned long long)n_more);
             else
                 conn_fail(c,
-                          "closed at once: %u connections are in the "
-                          "handshake (the limit)",
+                          "closed at once: %u connections have not joined "
+                          "yet (the limit)",
                           PDS_NET_HANDSHAKE_MAX);
             return;
         }

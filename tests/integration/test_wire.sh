@@ -169,13 +169,13 @@ expect 0 "$PDS_TESTTOOL" trickle "$gaddr" 1 600 0x400000 1024
 # every 200 ms (never silent): 64 are held, the 16 beyond are closed at
 # once, with one Warning for them all.
 expect 0 "$PDS_TESTTOOL" trickle "$gaddr" 80 600 1000 1
-[ "$OUT" = "open 64 closed 16" ] || fail "connections in the handshake are not capped at 64: $OUT"
+[ "$OUT" = "open 64 closed 16" ] || fail "connections not joined yet are not capped at 64: $OUT"
 # The same trickle past the deadline: every connection is closed.
 expect 0 "$PDS_TESTTOOL" trickle "$gaddr" 20 2600 1000 1
 [ "$OUT" = "open 0 closed 20" ] || fail "connections outlived the handshake deadline: $OUT"
 expect 0 pds "$g" log --lines 1000
 expect_out 'WARNING connection from 127\.0\.0\.1:[0-9]+: handshake: malformed frame of 4194304 bytes \(at most 16384 before the handshake completes\)'
-expect_out 'WARNING connection from 127\.0\.0\.1:[0-9]+: closed at once: 64 connections are in the handshake \(the limit\)$'
+expect_out 'WARNING connection from 127\.0\.0\.1:[0-9]+: closed at once: 64 connections have not joined yet \(the limit\)$'
 [ "$(grep -c 'closed at once' <<<"$OUT")" -eq 1 ] || fail "the connections closed at once were not reported once"
 expect_out 'WARNING connection from 127\.0\.0\.1:[0-9]+: handshake not completed within 2 s'
 # A real client enrolls after all that.
