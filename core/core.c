@@ -362,6 +362,39 @@ reply_error(struct pds_core *core, uint64_t req, int status, const char *errmsg)
     return 0;
 }
 
+/* A write the standby has not confirmed what of (it timed out there): a
+ * failover could still undo it, so nothing is decided against it. */
+static int
+reply_unconfirmed(struct pds_core *core, uint64_t req, const char *what)
+{
+    char errmsg[PDS_ERRMSG_SIZE];
+
+    snprintf(errmsg, sizeof(errmsg),
+             "%s is on the server, but the replication destination has not "
+             "confirmed it: not decided, send it again",
+             what);
+    return reply_error(core, req, PDS_ETIMEDOUT, errmsg);
+}
+
+/* The same write again (its answer was lost): answered as done, with the
+ * entry that holds it. */
+static int reply_duplicate(struct pds_core *core,
+                           uint64_t req,
+                           const struct pds_version *version,
+                           pds_epoch epoch,
+                           pds_index index)
+{
+    struct pds_reply *r = reply_add(core, req);
+
+    if (r == NULL)
+        return PDS_ENOMEM;
+    r->outcome = PDS_OUTCOME_DUPLICATE;
+    r->version = *version;
+    r->epoch = epoch;
+    r->index = index;
+    return 0;
+}
+
 /*
  * Accept one change: copy it, give it a position and a version, and add it
  * to the pending list and to this step's entries.
@@ -487,7 +520,6 @@ static int answered(int rv)
 
 static int decide_clamp(struct pds_core *core, const struct pds_write *w)
 {
-    struct pds_reply *r;
     size_t i;
 
     for (i = 0; i < core->n_pending; i++) {
@@ -501,19 +533,9 @@ static int decide_clamp(struct pds_core *core, const struct pds_write *w)
     if (!w->has_clamp)
         return 0;
     if (w->clamp_index > w->trusted)
-        return answered(reply_error(core, w->req, PDS_ETIMEDOUT,
-                                    "this write is on the server, but the "
-                                    "replication destination has not "
-                                    "confirmed it: not decided, send it "
-                                    "again"));
-    r = reply_add(core, w->req);
-    if (r == NULL)
-        return PDS_ENOMEM;
-    r->outcome = PDS_OUTCOME_DUPLICATE;
-    r->version = w->clamp_version;
-    r->epoch = w->clamp_epoch;
-    r->index = w->clamp_index;
-    return 1;
+        return answered(reply_unconfirmed(core, w->req, "this write"));
+    return answered(reply_duplicate(core, w->req, &w->clamp_version,
+                                    w->clamp_epoch, w->clamp_index));
 }
 
 /* Is a client's clock further ahead of this node's than max_skew_ms (60 s
@@ -587,27 +609,15 @@ static int decide_origin(struct pds_core *core,
             return 0;
         *outcome = PDS_OUTCOME_SUPERSEDED; /* answered here: no entry */
         if (index_of_current > w->trusted)
-            return reply_error(core, w->req, PDS_ETIMEDOUT,
-                               "this write is on the server, but the "
-                               "replication destination has not confirmed "
-                               "it: not decided, send it again");
-        r = reply_add(core, w->req);
-        if (r == NULL)
-            return PDS_ENOMEM;
-        r->outcome = PDS_OUTCOME_DUPLICATE;
-        r->version = current;
-        r->epoch = w->current_epoch;
-        r->index = index_of_current;
-        return 0;
+            return reply_unconfirmed(core, w->req, "this write");
+        return reply_duplicate(core, w->req, &current, w->current_epoch,
+                               index_of_current);
     }
     *outcome = PDS_OUTCOME_SUPERSEDED;
     if (latest == NULL && index_of_current > w->trusted)
         /* The winner is durable here, but the standby has not confirmed
          * it (it timed out): a failover could still undo it. */
-        return reply_error(core, w->req, PDS_ETIMEDOUT,
-                           "a newer version of the item is on the server, "
-                           "but the replication destination has not "
-                           "confirmed it: not decided, send it again");
+        return reply_unconfirmed(core, w->req, "a newer version of the item");
     core->n_superseded++;
     if (latest != NULL) {
         /* The winner is not durable yet: answer with it. */
@@ -644,7 +654,6 @@ static int decide_gone_owner(struct pds_core *core,
                              const struct pds_version *version)
 {
     char errmsg[PDS_ERRMSG_SIZE];
-    struct pds_reply *r;
     int cmp = 1;
 
     if (version != NULL && w->has_gone)
@@ -653,21 +662,11 @@ static int decide_gone_owner(struct pds_core *core,
         return 0;
     if (version != NULL && w->has_gone && cmp <= 0 &&
         w->gone_index > w->trusted)
-        return answered(reply_error(core, w->req, PDS_ETIMEDOUT,
-                                    "a delete of this owner is on the "
-                                    "server, but the replication "
-                                    "destination has not confirmed it: not "
-                                    "decided, send it again"));
-    if (version != NULL && w->has_gone && cmp == 0) {
-        r = reply_add(core, w->req);
-        if (r == NULL)
-            return PDS_ENOMEM;
-        r->outcome = PDS_OUTCOME_DUPLICATE;
-        r->version = w->gone;
-        r->epoch = w->gone_epoch;
-        r->index = w->gone_index;
-        return 1;
-    }
+        return answered(
+            reply_unconfirmed(core, w->req, "a delete of this owner"));
+    if (version != NULL && w->has_gone && cmp == 0)
+        return answered(reply_duplicate(core, w->req, &w->gone, w->gone_epoch,
+                                        w->gone_index));
     snprintf(errmsg, sizeof(errmsg), "no %s \"%.*s\"",
              w->key.scope == PDS_SCOPE_USER ? "user" : "group",
              (int)w->key.owner_len, w->key.owner);
@@ -727,10 +726,8 @@ static int on_write(struct pds_core *core, const struct pds_event *ev)
                                    "committed: not decided, send it again");
         }
         if (w->owner_newer > w->trusted)
-            return reply_error(core, w->req, PDS_ETIMEDOUT,
-                               "a newer change of this owner is on the "
-                               "server, but the replication destination has "
-                               "not confirmed it: not decided, send it again");
+            return reply_unconfirmed(core, w->req,
+                                     "a newer change of this owner");
         if (w->owner_newer != 0) {
             core->n_superseded++;
             r = reply_add(core, w->req);
