@@ -60,6 +60,25 @@ int pds_value_validate(const struct pds_limits *limits,
     return PDS_ETOOBIG;
 }
 
+const char *pds_find_control(const char *s, size_t len)
+{
+    size_t i;
+
+    for (i = 0; i < len; i++) {
+        if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] == 0x7f)
+            return s + i;
+    }
+    return NULL;
+}
+
+void pds_replace_controls(char *s)
+{
+    char *p;
+
+    while ((p = (char *)(uintptr_t)pds_find_control(s, strlen(s))) != NULL)
+        *p = '?';
+}
+
 int pds_owner_validate(const struct pds_limits *limits,
                        const char *owner,
                        size_t owner_len,

@@ -125,6 +125,16 @@ int pds_key_validate(const struct pds_limits *limits,
                      const struct pds_key *key,
                      char *errmsg);
 
+/*
+ * The first control character (a byte below 0x20, or 0x7f) of the len
+ * bytes at s, or NULL. Text that is shown or logged as one line (a node's
+ * name, a peer's reason, a log entry) must have none: a line feed would
+ * start a forged log line, an escape a terminal sequence.
+ */
+const char *pds_find_control(const char *s, size_t len);
+/* Show each control character of the string s as '?'. */
+void pds_replace_controls(char *s);
+
 /* Check an owner name alone, as pds_key_validate() does. */
 int pds_owner_validate(const struct pds_limits *limits,
                        const char *owner,

@@ -329,32 +329,6 @@ static int get_text(const msgpack_object *m,
     return 0;
 }
 
-/*
- * The first control character of s (a byte below 0x20, or 0x7f), or NULL.
- * Text a peer sends reaches this node's logs and terminals, where a line
- * feed would start a forged log line and an escape an escape sequence.
- */
-static const char *find_control(const char *s)
-{
-    for (; *s != '\0'; s++) {
-        if ((unsigned char)*s < 0x20 || (unsigned char)*s == 0x7f)
-            return s;
-    }
-    return NULL;
-}
-
-/* A peer's reason (REFUSE, NOTICE, WRITE_ACK) is kept, its control
- * characters shown as '?'. */
-static void replace_controls(char *s)
-{
-    char *p;
-
-    while ((p = (char *)find_control(s)) != NULL) {
-        *p = '?';
-        s = p + 1;
-    }
-}
-
 static int
 get_fixed(const msgpack_object *m, const char *key, uint8_t *out, size_t size)
 {
@@ -430,7 +404,7 @@ int pds_msg_decode(const uint8_t *buf,
             get_text(o, "err", m->err, sizeof(m->err), 1) != 0)
             goto bad;
         m->code = (int32_t)i64;
-        replace_controls(m->err);
+        pds_replace_controls(m->err);
         break;
     case PDS_MSG_JOIN: {
         char *const texts[] = {m->name, m->product, m->location,
@@ -445,7 +419,7 @@ int pds_msg_decode(const uint8_t *buf,
          * characters in its stored name: shown as '?', not refused (it
          * would retry for ever without being told why). */
         for (k = 0; k < 4; k++)
-            replace_controls(texts[k]);
+            pds_replace_controls(texts[k]);
         if (pds__mp_get(o, "proof") != NULL) {
             if (get_fixed(o, "proof", m->proof, PDS_PROOF_BYTES) != 0)
                 goto bad;
@@ -507,7 +481,7 @@ int pds_msg_decode(const uint8_t *buf,
             get_text(o, "err", m->err, sizeof(m->err), 1) != 0)
             goto bad;
         m->code = (int32_t)i64;
-        replace_controls(m->err);
+        pds_replace_controls(m->err);
         if (m->type == PDS_MSG_WRITE_ACK &&
             (pds__mp_uint(o, "r", &m->rid) != 0 ||
              pds__mp_uint(o, "e", &m->epoch) != 0 ||
@@ -1192,6 +1166,16 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
 }
 
+/* A deadline for a message: "10 s", or "300 ms" when not whole seconds. */
+static const char *duration_text(uint32_t ms, char *buf, size_t size)
+{
+    if (ms % 1000 == 0)
+        snprintf(buf, size, "%u s", (unsigned)(ms / 1000));
+    else
+        snprintf(buf, size, "%u ms", (unsigned)ms);
+    return buf;
+}
+
 static void on_tick(uv_timer_t *t)
 {
     struct pds_conn *c = t->data;
@@ -1224,23 +1208,16 @@ static void on_tick(uv_timer_t *t)
             waiting = 0;
         if (waiting <= 0 || now - c->started > 2ull * ms) {
             char what[32];
-            if (ms % 1000 == 0)
-                snprintf(what, sizeof(what), "%u s", (unsigned)(ms / 1000));
-            else
-                snprintf(what, sizeof(what), "%u ms", (unsigned)ms);
-            conn_fail(c, "handshake not completed within %s", what);
+            conn_fail(c, "handshake not completed within %s",
+                      duration_text(ms, what, sizeof(what)));
             return;
         }
     }
     if (c->state == ST_OPEN && !c->is_initiator && c->data == NULL &&
         !c->is_held && now - c->started > c->net->config.claim_ms) {
-        uint32_t ms = c->net->config.claim_ms;
         char what[32];
-        if (ms % 1000 == 0)
-            snprintf(what, sizeof(what), "%u s", (unsigned)(ms / 1000));
-        else
-            snprintf(what, sizeof(what), "%u ms", (unsigned)ms);
-        conn_fail(c, "neither joined nor administered within %s", what);
+        conn_fail(c, "neither joined nor administered within %s",
+                  duration_text(c->net->config.claim_ms, what, sizeof(what)));
         return;
     }
     if (c->state == ST_OPEN) {

@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../core/pds.h"
 #include "commlog.h"
 
 static struct {
@@ -93,7 +94,6 @@ vlog(int to_file, enum pds_log_level level, const char *fmt, va_list ap)
     char ts[40];
     char msg[1024];
     char line[1200];
-    char *p;
     int n;
 
     if (level > logger.level && !to_file)
@@ -102,10 +102,7 @@ vlog(int to_file, enum pds_log_level level, const char *fmt, va_list ap)
     vsnprintf(msg, sizeof(msg), fmt, ap);
     /* One entry, one line: a name or reason from outside holding a line
      * break (or an escape) cannot forge another entry. */
-    for (p = msg; *p != '\0'; p++) {
-        if ((unsigned char)*p < 0x20 || (unsigned char)*p == 0x7f)
-            *p = '?';
-    }
+    pds_replace_controls(msg);
     n = snprintf(line, sizeof(line), "%s %s %s\n", ts, level_names[level], msg);
     if (n < 0)
         return;

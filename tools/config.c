@@ -200,14 +200,11 @@ on_setting(void *user, const char *section, const char *name, const char *value)
         cfg->commlog_max = (size_t)v;
     } else if (MATCH("node", "product") || MATCH("node", "location")) {
         char *dst = strcmp(name, "product") == 0 ? cfg->product : cfg->location;
-        const char *ch;
         if (strlen(value) >= PDS_MEMBER_TEXT)
             return fail(ctx, section, name, "longer than 63 bytes");
-        for (ch = value; *ch != '\0'; ch++) {
-            if ((unsigned char)*ch < 0x20 || *ch == 0x7f)
-                return fail(ctx, section, name,
-                            "holds a control character: use printable text");
-        }
+        if (pds_find_control(value, strlen(value)) != NULL)
+            return fail(ctx, section, name,
+                        "holds a control character: use printable text");
         strcpy(dst, value);
     } else if (MATCH("group", "max_machines")) {
         /* The server follows at most 256 clients at once. */

@@ -934,18 +934,12 @@ static void client_start(struct daemon *d,
         reply_err(conn, req->id, PDS_EINVAL, "name longer than 63 bytes");
         return;
     }
-    if (req->name != NULL) {
-        size_t k;
-        for (k = 0; k < req->name_len; k++) {
-            unsigned char ch = (unsigned char)req->name[k];
-            if (ch < 0x20 || ch == 0x7f) {
-                reply_err(conn, req->id, PDS_EINVAL,
-                          "the name holds a control character (a line "
-                          "break, a tab...): use printable text (nothing was "
-                          "changed)");
-                return;
-            }
-        }
+    if (req->name != NULL &&
+        pds_find_control(req->name, req->name_len) != NULL) {
+        reply_err(conn, req->id, PDS_EINVAL,
+                  "the name holds a control character (a line break, a "
+                  "tab...): use printable text (nothing was changed)");
+        return;
     }
     link_drop(d, NULL);
     /* A (re)start with a secret enrolls anew: forget the pinned server. */
@@ -1290,6 +1284,19 @@ void pds__group_status(struct daemon *d, struct pds_status *st)
  * A stored setting: 0 when read (or absent: *len 0), -1 when it cannot be
  * read or its size is not one of want (0: any up to cap), with errmsg.
  */
+/* A stored setting that cannot be used, and why: -1 with errmsg. */
+static int damaged_setting(const struct daemon *d,
+                           const char *name,
+                           const char *why,
+                           char *errmsg)
+{
+    snprintf(errmsg, PDS_ERRMSG_SIZE,
+             "%s/db: the stored setting \"%s\" is damaged (%s): the node "
+             "was not started; restore the data directory from a backup",
+             d->data_dir, name, why);
+    return -1;
+}
+
 static int load_blob(struct daemon *d,
                      const char *name,
                      void *buf,
@@ -1308,13 +1315,10 @@ static int load_blob(struct daemon *d,
     }
     if (rv == 0 && (want == 0 || *len == want || *len == 0))
         return 0;
-    snprintf(errmsg, PDS_ERRMSG_SIZE,
-             "%s/db: the stored setting \"%s\" is damaged (%s): the node "
-             "was not started; restore the data directory from a backup",
-             d->data_dir, name,
-             rv != 0 ? pds_store_errmsg(d->store) : "not the expected size");
     *len = 0;
-    return -1;
+    return damaged_setting(
+        d, name, rv != 0 ? pds_store_errmsg(d->store) : "not the expected size",
+        errmsg);
 }
 
 static int load_member(void *arg, const struct pds_member *m)
@@ -1374,12 +1378,9 @@ int pds__group_open(struct daemon *d, char *errmsg)
     if (len == 0)
         role = PDS_ROLE_STANDALONE;
     else if (role > PDS_ROLE_CLIENT) {
-        snprintf(errmsg, PDS_ERRMSG_SIZE,
-                 "%s/db: the stored setting \"role\" is damaged (%u): the "
-                 "node was not started; restore the data directory from a "
-                 "backup",
-                 d->data_dir, (unsigned)role);
-        return -1;
+        char why[32];
+        snprintf(why, sizeof(why), "%u", (unsigned)role);
+        return damaged_setting(d, "role", why, errmsg);
     }
     if (load_blob(d, "group", d->group, PDS_GROUP_ID_BYTES, &len,
                   PDS_GROUP_ID_BYTES, errmsg) != 0)
