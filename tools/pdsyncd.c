@@ -207,6 +207,7 @@ static void finish_commit(struct daemon *d, int rv, int shipped)
     struct pds_event ev;
     pds_index first = d->cbatch.e[0].index;
     pds_index last = d->cbatch.e[d->cbatch.n - 1].index;
+    int unconfirmed;
 
     if (rv != 0 && shipped) {
         /* The standby may hold entries that are not ours now: the next
@@ -234,11 +235,10 @@ static void finish_commit(struct daemon *d, int rv, int shipped)
             pds__group_after_commit(d);
             return;
         }
-        int unconfirmed = first <= d->unconfirmed_until;
+        unconfirmed = d->commit_waits || first <= d->unconfirmed_until;
         if (last >= d->unconfirmed_until)
             d->unconfirmed_until = 0; /* those writes are answered now */
-        if ((d->commit_waits || unconfirmed) &&
-            pds_core_role(d->core) != PDS_ROLE_SERVER) {
+        if (unconfirmed && pds_core_role(d->core) != PDS_ROLE_SERVER) {
             /* Begun for the standby, and the server stopped meanwhile:
              * never confirmed, so not acknowledged. */
             settle_committed(d, last, 1);

@@ -116,21 +116,28 @@ static unsigned char *load_bytes(const char *arg, size_t *len)
     return buf;
 }
 
-static int tcp_connect(const char *host_port)
+/* HOST:PORT (IPv4) into sa: 0, or -1 when it is not one. */
+static int parse_addr(const char *host_port, struct sockaddr_in *sa)
 {
-    struct sockaddr_in sa;
     char host[64];
     const char *colon = strrchr(host_port, ':');
-    int fd;
 
     if (colon == NULL || (size_t)(colon - host_port) >= sizeof(host))
         return -1;
     memcpy(host, host_port, (size_t)(colon - host_port));
     host[colon - host_port] = '\0';
-    memset(&sa, 0, sizeof(sa));
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons((unsigned short)atoi(colon + 1));
-    if (inet_pton(AF_INET, host, &sa.sin_addr) != 1)
+    memset(sa, 0, sizeof(*sa));
+    sa->sin_family = AF_INET;
+    sa->sin_port = htons((unsigned short)atoi(colon + 1));
+    return inet_pton(AF_INET, host, &sa->sin_addr) == 1 ? 0 : -1;
+}
+
+static int tcp_connect(const char *host_port)
+{
+    struct sockaddr_in sa;
+    int fd;
+
+    if (parse_addr(host_port, &sa) != 0)
         return -1;
     fd = socket(AF_INET, SOCK_STREAM, 0);
     if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
@@ -208,18 +215,9 @@ static long now_ms(void)
 static int tcp_connect_start(const char *host_port)
 {
     struct sockaddr_in sa;
-    char host[64];
-    const char *colon = strrchr(host_port, ':');
     int fd;
 
-    if (colon == NULL || (size_t)(colon - host_port) >= sizeof(host))
-        return -1;
-    memcpy(host, host_port, (size_t)(colon - host_port));
-    host[colon - host_port] = '\0';
-    memset(&sa, 0, sizeof(sa));
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons((unsigned short)atoi(colon + 1));
-    if (inet_pton(AF_INET, host, &sa.sin_addr) != 1)
+    if (parse_addr(host_port, &sa) != 0)
         return -1;
     fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
     if (fd < 0 || (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 &&

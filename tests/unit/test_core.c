@@ -467,6 +467,17 @@ client_delete_user_event(struct pds_event *ev, uint64_t req, uint64_t ms)
  * after every change is stamped with its own version, so a write of the
  * owner made after it still wins over it, and one made before it loses.
  */
+/* The owner's delete mark the host found for a write: made at ms by node,
+ * at log index. */
+static void
+mark_gone(struct pds_event *ev, uint64_t ms, pds_node_id node, pds_index index)
+{
+    ev->u.write.has_gone = 1;
+    ev->u.write.gone.hlc = PDS_HLC_MAKE(ms, 0);
+    ev->u.write.gone.node = node;
+    ev->u.write.gone_index = index;
+}
+
 TEST(core_delete_user_by_last_writer_wins)
 {
     struct pds_core *core = new_core(10, PDS_USER_POLICY_REFUSE);
@@ -543,20 +554,14 @@ TEST(core_delete_user_of_a_deleted_owner_moves_the_mark_on)
     /* alice was deleted at 1000 (index 4); a delete made online at 2000:
      * "no user". */
     client_delete_user_event(&ev, 1, 2000);
-    ev.u.write.has_gone = 1;
-    ev.u.write.gone.hlc = PDS_HLC_MAKE(1000, 0);
-    ev.u.write.gone.node = 7;
-    ev.u.write.gone_index = 4;
+    mark_gone(&ev, 1000, 7, 4);
     CHECK_EQ(pds_core_step(core, &ev, &u), 0);
     CHECK_EQ(u.n_entries, 0);
     CHECK_EQ(u.replies[0].status, PDS_ENOTFOUND);
     /* The same delete, queued offline: written. */
     client_delete_user_event(&ev, 1, 2000);
     ev.u.write.is_queued = 1;
-    ev.u.write.has_gone = 1;
-    ev.u.write.gone.hlc = PDS_HLC_MAKE(1000, 0);
-    ev.u.write.gone.node = 7;
-    ev.u.write.gone_index = 4;
+    mark_gone(&ev, 1000, 7, 4);
     CHECK_EQ(pds_core_step(core, &ev, &u), 0);
     CHECK_EQ(u.n_replies, 0);
     CHECK_EQ(u.n_entries, 1);
@@ -570,10 +575,7 @@ TEST(core_delete_user_of_a_deleted_owner_moves_the_mark_on)
      * decided while the standby has not confirmed the mark. */
     client_delete_user_event(&ev, 2, 500);
     ev.u.write.is_queued = 1;
-    ev.u.write.has_gone = 1;
-    ev.u.write.gone.hlc = PDS_HLC_MAKE(1000, 0);
-    ev.u.write.gone.node = 7;
-    ev.u.write.gone_index = 4;
+    mark_gone(&ev, 1000, 7, 4);
     CHECK_EQ(pds_core_step(core, &ev, &u), 0);
     CHECK_EQ(u.n_entries, 0);
     CHECK_EQ(u.replies[0].status, PDS_ENOTFOUND);
@@ -586,10 +588,7 @@ TEST(core_delete_user_of_a_deleted_owner_moves_the_mark_on)
     client_delete_user_event(&ev, 3, 1000);
     ev.u.write.origin.node = 7;
     ev.u.write.is_queued = 1;
-    ev.u.write.has_gone = 1;
-    ev.u.write.gone.hlc = PDS_HLC_MAKE(1000, 0);
-    ev.u.write.gone.node = 7;
-    ev.u.write.gone_index = 4;
+    mark_gone(&ev, 1000, 7, 4);
     ev.u.write.gone_epoch = 2;
     CHECK_EQ(pds_core_step(core, &ev, &u), 0);
     CHECK_EQ(u.n_entries, 0);
@@ -696,10 +695,7 @@ TEST(core_write_older_than_a_delete_user_loses)
 
     CHECK(core != NULL);
     client_put_event(&ev, 1, "en", PDS_HLC_MAKE(1000, 0), 7, NULL, 10000);
-    ev.u.write.has_gone = 1;
-    ev.u.write.gone.hlc = PDS_HLC_MAKE(2000, 0);
-    ev.u.write.gone.node = 8;
-    ev.u.write.gone_index = 4;
+    mark_gone(&ev, 2000, 8, 4);
     ev.u.write.trusted = 4;
     CHECK_EQ(pds_core_step(core, &ev, &u), 0);
     CHECK_EQ(u.n_entries, 0);
