@@ -8,6 +8,15 @@ set -uo pipefail
 : "${PDSYNCD:?PDSYNCD must point at the pdsyncd binary}"
 : "${PDSYNC:?PDSYNC must point at the pdsync binary}"
 
+# PDS_SLOW (set per build by tests/CMakeLists.txt: 1, 2 under ASan, 5 under
+# ThreadSanitizer) scales what a slow build cannot keep to: the heartbeat
+# and dead times the tests configure (T_HB_MS, T_DEAD_MS, T_RETRY_MS) and the
+# deadline of wait_for.
+T_SLOW=${PDS_SLOW:-1}
+T_HB_MS=$((100 * T_SLOW))
+T_DEAD_MS=$((600 * T_SLOW))
+T_RETRY_MS=$((300 * T_SLOW))
+
 T_ROOT=$(mktemp -d "${TMPDIR:-/tmp}/pds-it.XXXXXX")
 T_FAILED=0
 declare -A T_PIDS=()
@@ -138,9 +147,10 @@ pds() {
 }
 
 # wait_for DIR "CMD ARGS" PATTERN: poll a pdsync command on a node until its
-# output matches (a deadline of PDS_WAIT_S seconds, 30 by default).
+# output matches (a deadline of PDS_WAIT_S seconds, 30 by default, times
+# PDS_SLOW).
 wait_for() {
-    local dir=$1 pattern=$3 deadline=$((SECONDS + ${PDS_WAIT_S:-30}))
+    local dir=$1 pattern=$3 deadline=$((SECONDS + ${PDS_WAIT_S:-30} * T_SLOW))
     local -a cmd
     read -r -a cmd <<<"$2"
     while [ $SECONDS -lt $deadline ]; do

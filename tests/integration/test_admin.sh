@@ -60,22 +60,21 @@ for i in $(seq 1 24); do
     "$PDSYNC" --node "$addr" --password-file "$T_ROOT/bad" status >/dev/null 2>"$T_ROOT/att.$i" &
     pids+=($!)
 done
-worst=0
+# Local puts go on during the flood (how long they take then is measured
+# by bench/admin_flood.sh, not here: a duration depends on the machine).
 for i in $(seq 1 8); do
-    t0=$(date +%s%N)
-    pds "$s" put "flood$i" ui.language en >/dev/null || fail "put during the flood"
-    t=$((($(date +%s%N) - t0) / 1000000))
-    [ "$t" -gt "$worst" ] && worst=$t
+    pds "$s" put "flood$i" ui.language en >/dev/null || fail "put $i during the flood"
     sleep 0.1
 done
+alive=0
+for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=$((alive + 1)); done
 for p in "${pids[@]}"; do wait "$p"; done
-[ "$worst" -lt 500 ] || fail "a local put took $worst ms while wrong passwords were checked"
 cat "$T_ROOT"/att.* >"$T_ROOT/att"
 grep -q 'being checked on this node: try again' "$T_ROOT/att" || fail "no attempt was refused as busy: $(head -c 300 "$T_ROOT/att")"
 grep -q 'wrong administrator password' "$T_ROOT/att" || fail "no attempt was checked: $(head -c 300 "$T_ROOT/att")"
 expect 0 pds "$s" log
 expect_out 'WARNING administration attempts while a password was being checked: [0-9]+ refused \(busy\) since the last such Warning, the latest from 127\.0\.0\.1:[0-9]+'
-pass "24 wrong passwords at once: local puts answered within $worst ms, the extra attempts refused as busy"
+pass "24 wrong passwords at once: local puts answered ($alive attempts still open after them), the extra attempts refused as busy"
 
 expect 1 "$PDSYNC" --node 127.0.0.1:1 --password-file "$T_ROOT/pw" status
 expect_err 'no node answers at 127.0.0.1:1'

@@ -48,7 +48,7 @@ mkdir -p "$f"
 mount -t tmpfs -o size=4m tmpfs "$f" || fail "mount tmpfs"
 trap 'umount "$n" "$f" 2>/dev/null; t_cleanup' EXIT
 s=$(node_dir server)
-conf='[group]\nheartbeat_ms = 100\ndead_ms = 600\nretry_max_ms = 300\n'
+conf='[group]\nheartbeat_ms = '"$T_HB_MS"'\ndead_ms = '"$T_DEAD_MS"'\nretry_max_ms = 300\n'
 printf "$conf" >"$s/pdsyncd.conf"
 printf "[storage]\nmap_initial = 256K\nstorage_budget = 64M\n$conf" >"$f/pdsyncd.conf"
 start_node "$s" --listen 127.0.0.1:0
@@ -121,12 +121,12 @@ stop_node "$sv"
 # A follower whose storage budget is exhausted stops applying and says so
 # in full, and its own status gives its lag, in --json too.
 sv=$(node_dir lagserver)
-printf '[group]\nheartbeat_ms = 100\ndead_ms = 600\nretry_max_ms = 200\n[storage]\nmap_initial = 256K\nstorage_budget = 64M\n' >"$sv/pdsyncd.conf"
+printf '[group]\nheartbeat_ms = '"$T_HB_MS"'\ndead_ms = '"$T_DEAD_MS"'\nretry_max_ms = 200\n[storage]\nmap_initial = 256K\nstorage_budget = 64M\n' >"$sv/pdsyncd.conf"
 start_node "$sv" --listen 127.0.0.1:0
 svaddr=$(cat "$sv/listen.addr")
 expect 0 pds "$sv" server start --join-secret-file "$T_ROOT/secret"
 lf=$(node_dir lagging)
-printf '[group]\nheartbeat_ms = 100\ndead_ms = 600\nretry_max_ms = 200\n[storage]\nmap_initial = 256K\nstorage_budget = 1M\n' >"$lf/pdsyncd.conf"
+printf '[group]\nheartbeat_ms = '"$T_HB_MS"'\ndead_ms = '"$T_DEAD_MS"'\nretry_max_ms = 200\n[storage]\nmap_initial = 256K\nstorage_budget = 1M\n' >"$lf/pdsyncd.conf"
 start_node "$lf"
 expect 0 pds "$lf" client start "$svaddr" --join-secret-file "$T_ROOT/secret" --name lagging
 wait_for "$sv" clients '^[0-9a-f]{16}  connected +lagging '

@@ -6,7 +6,7 @@
 # queued write's version survives a restart with the wall clock set back.
 source "${PDS_TEST_LIB:-$(dirname "$0")/lib.sh}"
 
-base='[group]\nheartbeat_ms = 100\ndead_ms = 600\nretry_max_ms = 200\n[replication]\nstandby_timeout_ms = 1500\n'
+base='[group]\nheartbeat_ms = '"$T_HB_MS"'\ndead_ms = '"$T_DEAD_MS"'\nretry_max_ms = 200\n[replication]\nstandby_timeout_ms = 1500\n'
 printf 'correct-horse-battery-staple\n' >"$T_ROOT/secret"
 last_index() {
     pds "$1" --json status | sed -E 's/.*"last_index":([0-9]+).*/\1/'

@@ -4,7 +4,7 @@
 source "${PDS_TEST_LIB:-$(dirname "$0")/lib.sh}"
 
 printf 'correct-horse-battery-staple\n' >"$T_ROOT/secret"
-fast='[group]\nheartbeat_ms = 100\ndead_ms = 600\nretry_max_ms = 300\n'
+fast='[group]\nheartbeat_ms = '"$T_HB_MS"'\ndead_ms = '"$T_DEAD_MS"'\nretry_max_ms = 300\n'
 
 # Off by default: a silent client keeps its slot.
 s=$(node_dir off)

@@ -11,14 +11,14 @@ source "${PDS_TEST_LIB:-$(dirname "$0")/lib.sh}"
 
 printf 'correct-horse-battery-staple\n' >"$T_ROOT/secret"
 s=$(node_dir server)
-printf '[storage]\nlog_retain_entries = 5\n[group]\nheartbeat_ms = 100\ndead_ms = 600\nretry_max_ms = 300\n' >"$s/pdsyncd.conf"
+printf '[storage]\nlog_retain_entries = 5\n[group]\nheartbeat_ms = '"$T_HB_MS"'\ndead_ms = '"$T_DEAD_MS"'\nretry_max_ms = 300\n' >"$s/pdsyncd.conf"
 start_node "$s" --listen 127.0.0.1:0
 addr=$(cat "$s/listen.addr")
 pds "$s" server start --join-secret-file "$T_ROOT/secret" >/dev/null || fail "server start"
 expect 0 "$PDS_LOAD" --socket "$s/pdsyncd.sock" --writers 4 --count 2000 --value-size 10000 --users 500 --prefix bulk
 
 c=$(node_dir client)
-printf '[group]\nheartbeat_ms = 100\ndead_ms = 600\nretry_max_ms = 300\n' >"$c/pdsyncd.conf"
+printf '[group]\nheartbeat_ms = '"$T_HB_MS"'\ndead_ms = '"$T_DEAD_MS"'\nretry_max_ms = 300\n' >"$c/pdsyncd.conf"
 start_node "$c"
 "$PDS_LOAD" --socket "$s/pdsyncd.sock" --writers 2 --seconds 8 --value-size 64 --users 100 --prefix live >"$T_ROOT/load.out" 2>&1 &
 writer=$!
@@ -47,24 +47,22 @@ pass "a snapshot taken while 2 writers go on: $n refresh(es), then the log, and 
 # past it (retention 1): the client is refreshed, and its writers are
 # answered without any other write coming.
 stop_node "$s"
-printf '[storage]\nlog_retain_entries = 1\n[group]\nheartbeat_ms = 100\ndead_ms = 600\nretry_max_ms = 300\n' >"$s/pdsyncd.conf"
+printf '[storage]\nlog_retain_entries = 1\n[group]\nheartbeat_ms = '"$T_HB_MS"'\ndead_ms = '"$T_DEAD_MS"'\nretry_max_ms = 300\n' >"$s/pdsyncd.conf"
 start_node "$s" --listen "$addr"
 wait_for "$c" status 'connected\)'
 for round in 1 2 3 4 5 6; do
     pids=()
     for k in 1 2 3 4; do
-        timeout 20 "$PDSYNC" --data "$c" put "u$k" ui.x "r$round" >"$T_ROOT/o.$k" 2>&1 &
+        timeout $((60 * T_SLOW)) "$PDSYNC" --data "$c" put "u$k" ui.x "r$round" >"$T_ROOT/o.$k" 2>&1 &
         pids+=($!)
     done
-    t0=$SECONDS
+    # No other write comes during a round: a writer that is not answered
+    # by the refresh itself waits until its timeout (exit 124).
     for k in 1 2 3 4; do
         wait "${pids[$((k - 1))]}"
         rc=$?
         [ "$rc" -eq 0 ] || fail "round $round: 'put u$k' on the client exited $rc: $(cat "$T_ROOT/o.$k")"
     done
-    # Stuck writers wait for the 20 s timeout; answered ones take well
-    # under a second (10 s leaves room for a loaded machine).
-    [ $((SECONDS - t0)) -lt 10 ] || fail "round $round: the writers waited $((SECONDS - t0)) s"
 done
 expect 0 pds "$s" get u4 ui.x
 [ "$OUT" = r6 ] || fail "the server has '$OUT' for u4/ui.x"

@@ -6,7 +6,7 @@ source "${PDS_TEST_LIB:-$(dirname "$0")/lib.sh}"
 : "${PDS_LOAD:?}"
 
 conf() {  # a small catch-up memory: windows of a few big values
-    printf '[group]\nheartbeat_ms = 100\ndead_ms = 600\nretry_max_ms = 300\n[replication]\ncatchup_memory = 4M\n' >"$1/pdsyncd.conf"
+    printf '[group]\nheartbeat_ms = '"$T_HB_MS"'\ndead_ms = '"$T_DEAD_MS"'\nretry_max_ms = 300\n[replication]\ncatchup_memory = 4M\n' >"$1/pdsyncd.conf"
 }
 # same_data A B: both nodes list exactly the same records.
 same_data() {
@@ -129,7 +129,7 @@ stop_node "$a"
 start_node "$a"
 expect 0 pds "$a" get carol ui.language
 [ "$OUT" = fr ] || fail "the outbox did not survive a restart: $OUT"
-printf '[limits]\nmax_value_size = 1K\n[group]\nheartbeat_ms = 100\ndead_ms = 600\nretry_max_ms = 300\n' >"$s/pdsyncd.conf"
+printf '[limits]\nmax_value_size = 1K\n[group]\nheartbeat_ms = '"$T_HB_MS"'\ndead_ms = '"$T_DEAD_MS"'\nretry_max_ms = 300\n' >"$s/pdsyncd.conf"
 start_node "$s" --listen "$addr"
 wait_for "$a" status 'connected\)'
 wait_for "$a" status '^outbox: +0 writes queued for the server \(1 refused'
@@ -229,7 +229,7 @@ pos_b=$(sed -E 's/.*"last_index":([0-9]+).*/\1/' <<<"$OUT")
 wait_for "$s" "--json status" "\"name\":\"b\",\"sent\":[0-9]+,\"durable\":$pos_b,"
 stop_node "$s"
 stop_node "$b"
-printf '[storage]\nlog_retain_entries = 100\n[group]\nheartbeat_ms = 100\ndead_ms = 600\nretry_max_ms = 300\n' >"$s/pdsyncd.conf"
+printf '[storage]\nlog_retain_entries = 100\n[group]\nheartbeat_ms = '"$T_HB_MS"'\ndead_ms = '"$T_DEAD_MS"'\nretry_max_ms = 300\n' >"$s/pdsyncd.conf"
 start_node "$s" --listen "$addr"
 expect 0 pds "$s" clients
 expect_out "^[0-9a-f]{16}  disconnected +b .* $pos_b +- "

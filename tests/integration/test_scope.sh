@@ -5,7 +5,7 @@
 source "${PDS_TEST_LIB:-$(dirname "$0")/lib.sh}"
 
 conf() {
-    printf '[group]\nheartbeat_ms = 100\ndead_ms = 600\nretry_max_ms = 200\n' >"$1/pdsyncd.conf"
+    printf '[group]\nheartbeat_ms = '"$T_HB_MS"'\ndead_ms = '"$T_DEAD_MS"'\nretry_max_ms = 200\n' >"$1/pdsyncd.conf"
 }
 printf 'correct-horse-battery-staple\n' >"$T_ROOT/secret"
 s=$(node_dir server); conf "$s"

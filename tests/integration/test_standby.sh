@@ -7,7 +7,7 @@ source "${PDS_TEST_LIB:-$(dirname "$0")/lib.sh}"
 : "${PDS_LOAD:?}"
 
 conf() {  # DIR [ack_mode]; a small first map: it grows under the writers
-    printf '[group]\nheartbeat_ms = 100\ndead_ms = 600\nretry_max_ms = 200\n[replication]\nstandby_timeout_ms = 2000\nack_mode = %s\n[storage]\nmap_initial = 256K\n' \
+    printf '[group]\nheartbeat_ms = '"$T_HB_MS"'\ndead_ms = '"$T_DEAD_MS"'\nretry_max_ms = 200\n[replication]\nstandby_timeout_ms = 2000\nack_mode = %s\n[storage]\nmap_initial = 256K\n' \
         "${2:-auto}" >"$1/pdsyncd.conf"
 }
 printf 'correct-horse-battery-staple\n' >"$T_ROOT/secret"

@@ -5,7 +5,7 @@ source "${PDS_TEST_LIB:-$(dirname "$0")/lib.sh}"
 : "${PDS_TESTTOOL:?}"
 
 conf() {
-    printf '[group]\nheartbeat_ms = 100\ndead_ms = 600\nretry_max_ms = 300\n[node]\nproduct = MFP-9000-Secret-Model\nlocation = Building-7-Floor-3\n' >"$1/pdsyncd.conf"
+    printf '[group]\nheartbeat_ms = '"$T_HB_MS"'\ndead_ms = '"$T_DEAD_MS"'\nretry_max_ms = 300\n[node]\nproduct = MFP-9000-Secret-Model\nlocation = Building-7-Floor-3\n' >"$1/pdsyncd.conf"
 }
 proxy_pid=""
 start_proxy() {  # TARGET CAPDIR [FLIP_AFTER]
