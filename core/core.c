@@ -9,6 +9,7 @@
  * reports that persisting failed, the core undoes what those entries did to
  * its owner table and answers their writers with the error.
  */
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,20 +84,16 @@ struct pds_core {
     uint64_t *out_disconnect;
     size_t n_out_disconnect;
     size_t cap_out_disconnect;
-};
+    int out_has_role;
+    int out_has_epoch;
+    char out_errmsg[PDS_ERRMSG_SIZE];
 
-const char *pds_role_name(enum pds_role role)
-{
-    switch (role) {
-    case PDS_ROLE_STANDALONE:
-        return "standalone";
-    case PDS_ROLE_SERVER:
-        return "server";
-    case PDS_ROLE_CLIENT:
-        return "client";
-    }
-    return "unknown";
-}
+    /* A role move or an epoch waiting to be stored (role.h). */
+    int has_pending_role;
+    enum pds_role pending_role;
+    int has_pending_epoch;
+    pds_epoch pending_epoch;
+};
 
 /* ---- Owner table ------------------------------------------------------ */
 
@@ -1388,6 +1385,113 @@ static int on_tick(struct pds_core *core, const struct pds_event *ev)
     return 0;
 }
 
+/* The move itself, once stored: the connections of the old role are
+ * gone, whatever the new one. */
+static void apply_role(struct pds_core *core, enum pds_role role)
+{
+    size_t i;
+
+    for (i = 0; i < core->n_members; i++)
+        core->members[i].is_connected = 0;
+    core->config.role = role;
+}
+
+int pds_core_load_role(struct pds_core *core, enum pds_role role)
+{
+    if ((unsigned)role > (unsigned)PDS_ROLE_LAST)
+        return PDS_EINVAL;
+    apply_role(core, role);
+    return 0;
+}
+
+enum pds_role pds_core_role_pending(const struct pds_core *core)
+{
+    return core->has_pending_role ? core->pending_role : core->config.role;
+}
+
+static int on_role_change(struct pds_core *core, const struct pds_event *ev)
+{
+    enum pds_role from = core->config.role;
+    enum pds_role to = ev->u.role_change.to;
+    enum pds_role_cause cause = ev->u.role_change.cause;
+
+    if (core->has_pending_role) {
+        snprintf(core->out_errmsg, sizeof(core->out_errmsg),
+                 "the move from %s to %s is still being stored: try again",
+                 pds_role_name(from), pds_role_name(core->pending_role));
+        return PDS_EBUSY;
+    }
+    if (!pds_role_may_move(from, to) || !pds_role_cause_fits(from, to, cause)) {
+        snprintf(core->out_errmsg, sizeof(core->out_errmsg),
+                 "a %s cannot become %s by %s (nothing was changed)",
+                 pds_role_name(from), pds_role_name(to),
+                 pds_role_cause_name(cause));
+        return PDS_EINVAL;
+    }
+    core->has_pending_role = 1;
+    core->pending_role = to;
+    core->out_has_role = 1;
+    return 0;
+}
+
+static int on_role_stored(struct pds_core *core, const struct pds_event *ev)
+{
+    enum pds_role role = ev->u.role_stored.role;
+
+    if (!core->has_pending_role || role != core->pending_role) {
+        snprintf(core->out_errmsg, sizeof(core->out_errmsg),
+                 "no move to %s was asked for", pds_role_name(role));
+        return PDS_EINVAL;
+    }
+    core->has_pending_role = 0;
+    if (ev->u.role_stored.status != 0)
+        return 0; /* not stored: the node stays what it was */
+    /* The table was checked when the move was asked for, and nothing
+     * moved since (one move at a time). */
+    assert(pds_role_may_move(core->config.role, role));
+    apply_role(core, role);
+    return 0;
+}
+
+/* The highest epoch this node knows of: its own, or one waiting to be
+ * stored. */
+static pds_epoch known_epoch(const struct pds_core *core)
+{
+    if (core->has_pending_epoch && core->pending_epoch > core->config.epoch)
+        return core->pending_epoch;
+    return core->config.epoch;
+}
+
+static int on_epoch_heard(struct pds_core *core, const struct pds_event *ev)
+{
+    pds_epoch e = ev->u.epoch_heard.epoch;
+
+    /* One at a time: a higher one heard meanwhile is heard again with
+     * the peer's next message. */
+    if (e <= known_epoch(core) || core->has_pending_epoch)
+        return 0;
+    core->has_pending_epoch = 1;
+    core->pending_epoch = e;
+    core->out_has_epoch = 1;
+    return 0;
+}
+
+static int on_epoch_stored(struct pds_core *core, const struct pds_event *ev)
+{
+    if (!core->has_pending_epoch ||
+        ev->u.epoch_stored.epoch != core->pending_epoch) {
+        snprintf(core->out_errmsg, sizeof(core->out_errmsg),
+                 "no epoch %llu was asked to be stored",
+                 (unsigned long long)ev->u.epoch_stored.epoch);
+        return PDS_EINVAL;
+    }
+    core->has_pending_epoch = 0;
+    if (ev->u.epoch_stored.status == 0 &&
+        core->pending_epoch > core->config.epoch)
+        core->config.epoch = core->pending_epoch;
+    return 0;
+}
+
 int pds_core_step(struct pds_core *core,
                   const struct pds_event *event,
                   struct pds_update *update)
@@ -1400,6 +1504,9 @@ int pds_core_step(struct pds_core *core,
     core->n_out_members = 0;
     core->n_out_joins = 0;
     core->n_out_disconnect = 0;
+    core->out_has_role = 0;
+    core->out_has_epoch = 0;
+    core->out_errmsg[0] = '\0';
     switch (event->type) {
     case PDS_EVENT_WRITE:
         rv = on_write(core, event);
@@ -1431,6 +1538,18 @@ int pds_core_step(struct pds_core *core,
     case PDS_EVENT_ACK_TIMEOUT:
         rv = on_ack_timeout(core, event);
         break;
+    case PDS_EVENT_ROLE_CHANGE:
+        rv = on_role_change(core, event);
+        break;
+    case PDS_EVENT_ROLE_STORED:
+        rv = on_role_stored(core, event);
+        break;
+    case PDS_EVENT_EPOCH_HEARD:
+        rv = on_epoch_heard(core, event);
+        break;
+    case PDS_EVENT_EPOCH_STORED:
+        rv = on_epoch_stored(core, event);
+        break;
     default:
         rv = PDS_EINVAL;
         break;
@@ -1447,22 +1566,18 @@ int pds_core_step(struct pds_core *core,
     update->n_joins = core->n_out_joins;
     update->disconnect = core->out_disconnect;
     update->n_disconnect = core->n_out_disconnect;
+    update->has_role = core->out_has_role;
+    update->role = core->pending_role;
+    update->role_from = core->config.role;
+    update->has_epoch = core->out_has_epoch;
+    update->epoch = core->pending_epoch;
+    update->errmsg = core->out_errmsg;
     return rv;
 }
 
 enum pds_role pds_core_role(const struct pds_core *core)
 {
     return core->config.role;
-}
-
-void pds_core_set_role(struct pds_core *core, enum pds_role role)
-{
-    size_t i;
-
-    /* Whatever the new role, the connections of the old one are gone. */
-    for (i = 0; i < core->n_members; i++)
-        core->members[i].is_connected = 0;
-    core->config.role = role;
 }
 
 const struct pds_member *pds_core_members(const struct pds_core *core,

@@ -251,14 +251,7 @@ uint32_t pds_get_u32be(const uint8_t *p);
 
 #include "member.h"
 #include "repl.h"
-
-enum pds_role {
-    PDS_ROLE_STANDALONE = 0, /* no group */
-    PDS_ROLE_SERVER = 1,     /* owns the log, accounts for the clients */
-    PDS_ROLE_CLIENT = 2      /* a machine of a server's group */
-};
-
-const char *pds_role_name(enum pds_role role);
+#include "role.h"
 
 /* Events fed to pds_core_step(). */
 enum pds_event_type {
@@ -271,7 +264,11 @@ enum pds_event_type {
     PDS_EVENT_PEER_LEFT,      /* a member's connection ended */
     PDS_EVENT_MEMBER_ADMIN,   /* clients stop/start ID|NAME */
     PDS_EVENT_APPLIED,        /* a follower stored the server's entries */
-    PDS_EVENT_ACK_TIMEOUT     /* durable here, not confirmed by the standby */
+    PDS_EVENT_ACK_TIMEOUT,    /* durable here, not confirmed by the standby */
+    PDS_EVENT_ROLE_CHANGE,    /* a move to another role is asked for */
+    PDS_EVENT_ROLE_STORED,    /* the role the update asked for is stored */
+    PDS_EVENT_EPOCH_HEARD,    /* a peer's message carried its epoch */
+    PDS_EVENT_EPOCH_STORED    /* the epoch the update asked for is stored */
 };
 
 enum pds_member_op { PDS_MEMBER_OP_STOP = 1, PDS_MEMBER_OP_START = 2 };
@@ -397,6 +394,21 @@ struct pds_event {
             pds_index index; /* entries up to here are durable locally */
             const char *errmsg;
         } ack_timeout;
+        struct {
+            enum pds_role to;
+            enum pds_role_cause cause;
+        } role_change;
+        struct {
+            enum pds_role role; /* the one update.role asked for */
+            int status;         /* 0: stored; PDS_E*: not stored */
+        } role_stored;
+        struct {
+            pds_epoch epoch;
+        } epoch_heard;
+        struct {
+            pds_epoch epoch; /* the one update.epoch asked for */
+            int status;      /* 0: stored; PDS_E*: not stored */
+        } epoch_stored;
     } u;
 };
 
@@ -436,6 +448,18 @@ struct pds_update {
     /* Members whose connection must be closed now (stopped). */
     const uint64_t *disconnect;
     size_t n_disconnect;
+    /* Store this role, then report PDS_EVENT_ROLE_STORED with the result
+     * (the core is still in its old role until then). */
+    int has_role;
+    enum pds_role role;
+    enum pds_role role_from;
+    /* Store this epoch as the node's (above every one it has seen), then
+     * report PDS_EVENT_EPOCH_STORED. */
+    int has_epoch;
+    pds_epoch epoch;
+    /* Why the step refused an event (PDS_EINVAL, PDS_EBUSY): a sentence,
+     * "" otherwise. */
+    const char *errmsg;
 };
 
 /* An owner known to the core, as loaded from storage at start. */
@@ -488,11 +512,17 @@ int pds_core_step(struct pds_core *core,
 int pds_core_load_member(struct pds_core *core, const struct pds_member *m);
 
 /*
- * Change the node's role (the one function every role change passes
- * through). Leaving the server role forgets no member: they are kept for
- * the next server start.
+ * Before the first step: the role the node stored (pds_core_config.role
+ * when the core was made before the role was read). PDS_EINVAL for a
+ * value out of range. Every later change is an event: PDS_EVENT_ROLE_CHANGE
+ * (refused with PDS_EINVAL when the table of role.h does not allow it or
+ * the cause does not explain it, PDS_EBUSY while another move waits to be
+ * stored; update.errmsg says why), then PDS_EVENT_ROLE_STORED. Leaving the
+ * server role forgets no member: they are kept for the next server start.
  */
-void pds_core_set_role(struct pds_core *core, enum pds_role role);
+int pds_core_load_role(struct pds_core *core, enum pds_role role);
+/* The role a move waits to have stored (the current role when none). */
+enum pds_role pds_core_role_pending(const struct pds_core *core);
 
 /* The member table (valid until the next step). */
 const struct pds_member *pds_core_members(const struct pds_core *core,

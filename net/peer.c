@@ -99,6 +99,7 @@ struct pds_net {
     uint64_t next_id;
     uint8_t group[PDS_GROUP_ID_BYTES];
     int has_group;
+    pds_epoch epoch; /* this node's, in every message it sends */
     /* Accepted connections not yet claimed: in the handshake, or through
      * it but not joined nor administered (PDS_NET_HANDSHAKE_MAX),
      * and those closed at once for it since the last report. */
@@ -111,9 +112,10 @@ struct pds_net {
 /* ---- Messages --------------------------------------------------------- */
 
 static const char *const type_names[] = {
-    NULL,   "hello", "refuse",    "join",        "welcome",  "ping",
-    "pong", "leave", "admin",     "admin-reply", "sync",     "entries",
-    "ack",  "write", "write-ack", "notice",      "snapshot", "snapshot-ack"};
+    NULL,     "hello",    "refuse",       "join",  "welcome",
+    "ping",   "pong",     "leave",        "admin", "admin-reply",
+    "sync",   "entries",  "ack",          "write", "write-ack",
+    "notice", "snapshot", "snapshot-ack", "role"};
 
 void pds_msg_free(struct pds_msg *m)
 {
@@ -197,11 +199,18 @@ int pds_msg_encode(const struct pds_msg *m, uint8_t **out, size_t *len)
     case PDS_MSG_NOTICE:
         n += 2;
         break;
+    case PDS_MSG_ROLE:
+        n += 1;
+        break;
     default:
         break;
     }
+    if (m->type != PDS_MSG_HELLO)
+        n++; /* "se" */
     msgpack_pack_map(&pk, n);
     pack_text(&pk, "t", type_names[m->type]);
+    if (m->type != PDS_MSG_HELLO)
+        pack_u64(&pk, "se", m->sender_epoch);
     switch (m->type) {
     case PDS_MSG_HELLO:
         pds__mp_pack_cstr(&pk, "v");
@@ -249,7 +258,7 @@ int pds_msg_encode(const struct pds_msg *m, uint8_t **out, size_t *len)
         break;
     case PDS_MSG_ENTRIES:
         pack_u64(&pk, "i", m->index);
-        pack_u64(&pk, "e", m->epoch); /* the sender's last index */
+        pack_u64(&pk, "l", m->last_index);
         pack_u64(&pk, "w", m->window_end);
         pack_bin(&pk, "b", m->blob, m->blob_len);
         if (m->clamps_len > 0)
@@ -295,6 +304,9 @@ int pds_msg_encode(const struct pds_msg *m, uint8_t **out, size_t *len)
         pds__mp_pack_cstr(&pk, "code");
         msgpack_pack_int32(&pk, m->code);
         pack_text(&pk, "err", m->err);
+        break;
+    case PDS_MSG_ROLE:
+        pack_u64(&pk, "sb", (uint64_t)m->is_standby);
         break;
     default:
         break;
@@ -379,6 +391,12 @@ int pds_msg_decode(const uint8_t *buf,
         goto out;
     }
     m->type = (enum pds_msg_type)type;
+    /* The sender's epoch: in every message of this protocol but the
+     * hello; a refusal may come before the handshake, from any version. */
+    if (m->type != PDS_MSG_HELLO &&
+        pds__mp_uint(o, "se", &m->sender_epoch) != 0 &&
+        m->type != PDS_MSG_REFUSE)
+        goto bad;
     switch (m->type) {
     case PDS_MSG_HELLO:
         if (pds__mp_uint(o, "v", &u) != 0 || u > UINT32_MAX ||
@@ -475,6 +493,11 @@ int pds_msg_decode(const uint8_t *buf,
         if (pds__mp_uint(o, "r", &m->rid) != 0)
             goto bad;
         break;
+    case PDS_MSG_ROLE:
+        if (pds__mp_uint(o, "sb", &u) != 0 || u > 1)
+            goto bad;
+        m->is_standby = (int)u;
+        break;
     case PDS_MSG_NOTICE:
     case PDS_MSG_WRITE_ACK:
         if (pds__mp_int(o, "code", &i64) != 0 || i64 > 0 || i64 < PDS_EFIRST ||
@@ -505,7 +528,7 @@ int pds_msg_decode(const uint8_t *buf,
             m->is_last = (int)u;
         } else if (m->type == PDS_MSG_ENTRIES) {
             if (pds__mp_uint(o, "i", &m->index) != 0 ||
-                pds__mp_uint(o, "e", &m->epoch) != 0)
+                pds__mp_uint(o, "l", &m->last_index) != 0)
                 goto bad;
             /* Optional: a sender without it waits for each ACK. */
             if (pds__mp_uint(o, "w", &m->window_end) != 0)
@@ -817,7 +840,15 @@ int pds_conn_send(struct pds_conn *c, const struct pds_msg *m)
 
     if (c->state != ST_OPEN)
         return PDS_ECONN;
-    rv = pds_msg_encode(m, &body, &len);
+    if (m->sender_epoch != c->net->epoch) {
+        /* Every message carries this node's epoch (a copy: the caller's
+         * message is const). */
+        struct pds_msg stamped = *m;
+        stamped.sender_epoch = c->net->epoch;
+        rv = pds_msg_encode(&stamped, &body, &len);
+    } else {
+        rv = pds_msg_encode(m, &body, &len);
+    }
     if (rv != 0)
         return rv;
     if (c->out_len + 4 + len + PDS_STREAM_ABYTES > c->net->config.max_frame &&
@@ -985,6 +1016,13 @@ static void on_message(struct pds_conn *c, struct pds_msg *mp)
     struct pds_net *net = c->net;
     struct pds_msg m = *mp;
 
+    /* A higher epoch than this node's: the application records it. */
+    if (m.sender_epoch > net->epoch && net->cb.on_epoch != NULL) {
+        uint64_t id = c->id;
+        net->cb.on_epoch(net->arg, c, m.sender_epoch);
+        if (pds_net_find(net, id) == NULL)
+            return; /* closed by it */
+    }
     switch (m.type) {
     case PDS_MSG_PING:
         memset(&m, 0, sizeof(m));
@@ -1566,6 +1604,11 @@ void pds_net_close(struct pds_net *net)
     uv_close((uv_handle_t *)&net->flush_idle, on_net_handle_closed);
     uv_close((uv_handle_t *)&net->flush_check, on_net_handle_closed);
     uv_close((uv_handle_t *)&net->listener, on_net_handle_closed);
+}
+
+void pds_net_set_epoch(struct pds_net *net, pds_epoch epoch)
+{
+    net->epoch = epoch;
 }
 
 void pds_net_set_group(struct pds_net *net, const uint8_t *group)

@@ -62,9 +62,10 @@ enum pds_msg_type {
     PDS_MSG_WRITE_ACK,   /* server -> client: its outcome */
     PDS_MSG_NOTICE,      /* server -> follower: why it is not followed */
     PDS_MSG_SNAPSHOT,    /* server -> follower: a chunk of a refresh */
-    PDS_MSG_SNAP_ACK     /* follower -> server: chunk rid is stored */
+    PDS_MSG_SNAP_ACK,    /* follower -> server: chunk rid is stored */
+    PDS_MSG_ROLE         /* server -> follower: whether it is the standby */
 };
-#define PDS_MSG_LAST PDS_MSG_SNAP_ACK
+#define PDS_MSG_LAST PDS_MSG_ROLE
 
 /* How the server decided a client's write (WRITE_ACK, code 0). */
 enum pds_write_outcome {
@@ -100,8 +101,16 @@ struct pds_msg {
     uint8_t *clamps; /* ENTRIES: memos of its restamped entries,
                       * PDS_CLAMP_BYTES each (owned; optional) */
     size_t clamps_len;
+    /* Every message but HELLO (optional in REFUSE, which may be sent
+     * before the handshake): the sender's epoch, the highest it knows of
+     * ("se"). Set by pds_conn_send() from pds_net_set_epoch(); 0 from a
+     * command line, which is no node. */
+    uint64_t sender_epoch;
     uint64_t index;      /* SYNC, ENTRIES (first), ACK, WRITE_ACK */
-    uint64_t epoch;      /* SYNC, WRITE_ACK; ENTRIES: the server's last index */
+    uint64_t epoch;      /* SYNC, WRITE_ACK, SNAPSHOT: of that position */
+    uint64_t last_index; /* ENTRIES: the server's last index */
+    int is_standby;      /* ROLE: the follower is the replication
+                          * destination (0: a plain client) */
     uint64_t window_end; /* ENTRIES: the last index sent before an ACK is
                           * needed (absent: this message's last) */
     uint64_t rid;        /* WRITE, WRITE_ACK: the client's request; SNAPSHOT:
@@ -148,6 +157,10 @@ struct pds_net_callbacks {
     /* The connection ended (error NULL for a clean close by us). After
      * this call conn is gone. */
     void (*on_close)(void *arg, struct pds_conn *conn, const char *error);
+    /* Optional (NULL: not told): a message from conn carried an epoch
+     * above this node's (pds_net_set_epoch), before it is delivered. The
+     * callback may close conn; the message is then dropped. */
+    void (*on_epoch)(void *arg, struct pds_conn *conn, uint64_t epoch);
 };
 
 struct pds_net_config {
@@ -171,6 +184,9 @@ int pds_net_new(uv_loop_t *loop,
                 struct pds_net **out);
 /* Close every connection and the listener; frees once the loop ran. */
 void pds_net_close(struct pds_net *net);
+
+/* The epoch every message this node sends carries (0 until set). */
+void pds_net_set_epoch(struct pds_net *net, pds_epoch epoch);
 
 /* The group id this node's hellos carry and expect (zero: any). */
 void pds_net_set_group(struct pds_net *net, const uint8_t *group);

@@ -49,7 +49,7 @@
  * 4: snapshots carry the memos of restamped writes and the delete marks
  * (items of kinds 3 and 4, which a follower of protocol 3 refuses), and a
  * WRITE from a client's outbox says so ("q"). */
-#define PDS_PROTOCOL_VERSION 4
+#define PDS_PROTOCOL_VERSION 5
 #define PDS_SECRET_MIN 16 /* bytes of a join secret */
 #define PDS_SECRET_MAX 128
 #define PDS_PROOF_BYTES 32

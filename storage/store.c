@@ -3076,6 +3076,30 @@ int pds_store_new_epoch(struct pds_store *store, pds_epoch *out)
     return 0;
 }
 
+static int raise_epoch(struct pds_store *s, MDB_txn *txn, void *arg)
+{
+    const pds_epoch *e = arg;
+    struct pds_store_meta m;
+    int rv;
+
+    rv = read_meta(txn, s->meta, &m);
+    if (rv != 0)
+        return rv;
+    if (m.epoch >= *e)
+        return 0;
+    return meta_put(txn, s->meta, "epoch", *e);
+}
+
+int pds_store_raise_epoch(struct pds_store *store, pds_epoch epoch)
+{
+    int rv = small_write(store, raise_epoch, &epoch);
+
+    if (rv != 0)
+        return write_error(store, rv, "record epoch",
+                           "the epoch was not changed");
+    return 0;
+}
+
 void pds_store_hold_log(struct pds_store *store, pds_index index)
 {
     __atomic_store_n(&store->hold, index, __ATOMIC_RELAXED);

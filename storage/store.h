@@ -96,6 +96,12 @@ int pds_store_stats(struct pds_store *store, struct pds_store_stats *out);
  * first entry went; a snapshot brings the epoch of its stamp).
  */
 int pds_store_new_epoch(struct pds_store *store, pds_epoch *out);
+/*
+ * Record an epoch heard from a peer: the stored epoch becomes epoch when
+ * that is higher (a later new epoch begins above it). Durable on return.
+ * 0, or PDS_ENOSPC / PDS_EIO with errmsg (the epoch was not changed).
+ */
+int pds_store_raise_epoch(struct pds_store *store, pds_epoch epoch);
 /* Keep the entries after index (0: none) against the count and age
  * retention while a follower takes a snapshot stamped there, for at most
  * one more retention's worth (10,000 entries at least); the byte bound

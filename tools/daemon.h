@@ -213,6 +213,9 @@ void pds__repl_on_entries(struct daemon *d,
                           struct pds_msg *m);
 void pds__repl_on_write_ack(struct daemon *d, const struct pds_msg *m);
 void pds__repl_on_notice(struct daemon *d, const struct pds_msg *m);
+/* Server: tell every follower whether it is the replication destination
+ * (after replication start or stop). */
+void pds__repl_tell_roles(struct daemon *d);
 void pds__repl_link_lost(struct daemon *d);
 /* A local write outside the client role: the data leaves the group's. */
 void pds__repl_local_write(struct daemon *d);

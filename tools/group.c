@@ -8,6 +8,7 @@
  * "secret", "server", "server_pk", "name") so that role changes take
  * effect at once and survive restarts.
  */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -64,21 +65,71 @@ int pds__group_new_epoch(struct daemon *d)
     }
     d->epoch_owed = 0;
     pds_core_set_epoch(d->core, e);
+    if (d->net != NULL)
+        pds_net_set_epoch(d->net, e);
     pds_commlog(PDS_LOG_INFO, "epoch %llu begins at index %llu",
                 (unsigned long long)e,
                 (unsigned long long)pds_core_last_index(d->core) + 1);
     return 0;
 }
 
-static void save_role(struct daemon *d, enum pds_role role)
+/*
+ * Move the node to another role: the only place a role changes. The core
+ * checks the move against its table (role.h), the new role is stored, and
+ * only then does the core take it. Returns 0, or PDS_E* with errmsg
+ * (PDS_ERRMSG_SIZE) saying why, and the node is still what it was.
+ */
+static int move_role(struct daemon *d,
+                     enum pds_role to,
+                     enum pds_role_cause cause,
+                     char *errmsg)
 {
-    uint8_t r = (uint8_t)role;
+    struct pds_event ev;
+    struct pds_update up;
+    enum pds_role from = pds_core_role(d->core);
+    uint8_t r;
+    int stored;
+    int rv;
 
-    save_blob(d, "role", &r, 1);
-    pds_core_set_role(d->core, role);
+    memset(&ev, 0, sizeof(ev));
+    ev.type = PDS_EVENT_ROLE_CHANGE;
+    ev.u.role_change.to = to;
+    ev.u.role_change.cause = cause;
+    rv = pds_core_step(d->core, &ev, &up);
+    if (rv != 0 || !up.has_role) {
+        snprintf(errmsg, PDS_ERRMSG_SIZE, "%s",
+                 up.errmsg[0] != '\0' ? up.errmsg : pds_strerror(rv));
+        return rv != 0 ? rv : PDS_EINVAL;
+    }
+    r = (uint8_t)up.role;
+    stored = pds_store_blob_put(d->store, "role", &r, 1);
+    if (stored != 0)
+        snprintf(errmsg, PDS_ERRMSG_SIZE,
+                 "the role %s could not be stored, the node is still %s: %s",
+                 pds_role_name(to), pds_role_name(from),
+                 pds_store_errmsg(d->store));
+    memset(&ev, 0, sizeof(ev));
+    ev.type = PDS_EVENT_ROLE_STORED;
+    ev.u.role_stored.role = to;
+    ev.u.role_stored.status = stored;
+    rv = pds_core_step(d->core, &ev, &up);
+    if (rv != 0) {
+        /* Our own bookkeeping disagrees with the core's: say so. */
+        snprintf(errmsg, PDS_ERRMSG_SIZE, "role change to %s: %s",
+                 pds_role_name(to), up.errmsg);
+        pds_commlog(PDS_LOG_ERROR, "%s", errmsg);
+        return rv;
+    }
+    if (stored != 0) {
+        pds_commlog(PDS_LOG_ERROR, "%s", errmsg);
+        return PDS_EIO;
+    }
+    pds_commlog(PDS_LOG_INFO, "role: %s -> %s (%s)", pds_role_name(from),
+                pds_role_name(to), pds_role_cause_name(cause));
     d->unconfirmed_until = 0; /* a new role: its own answers */
-    if (role == PDS_ROLE_SERVER)
+    if (to == PDS_ROLE_SERVER)
         pds__group_new_epoch(d);
+    return 0;
 }
 
 /* ---- Client link ------------------------------------------------------ */
@@ -97,7 +148,7 @@ static void link_schedule(struct daemon *d)
     uint32_t jitter;
     uint32_t i;
 
-    if (d->is_stopping || pds_core_role(d->core) != PDS_ROLE_CLIENT)
+    if (d->is_stopping || !pds_role_follows(pds_core_role(d->core)))
         return;
     for (i = 0; i < d->n_retries && delay < d->cfg.retry_max_ms; i++)
         delay *= 2;
@@ -114,7 +165,7 @@ static void link_connect(struct daemon *d)
 {
     char errmsg[PDS_ERRMSG_SIZE];
 
-    if (d->is_stopping || pds_core_role(d->core) != PDS_ROLE_CLIENT ||
+    if (d->is_stopping || !pds_role_follows(pds_core_role(d->core)) ||
         d->link_conn != 0)
         return;
     if (pds_net_connect(d->net, d->server, &d->link_conn, errmsg) != 0) {
@@ -583,6 +634,85 @@ static void on_leave(struct daemon *d, struct pds_conn *c)
     pds__daemon_step(d, &ev);
 }
 
+/*
+ * A peer's message carried an epoch above this node's: record it (the
+ * core decides whether it is news, the epoch is stored, then taken), so
+ * that status shows it and a later term of this node begins above it. A
+ * server that hears it from its own group says so: another node has
+ * been the server since.
+ */
+static void on_epoch(void *arg, struct pds_conn *c, uint64_t epoch)
+{
+    struct daemon *d = arg;
+    struct pds_event ev;
+    struct pds_update up;
+    pds_epoch was = pds_core_epoch(d->core);
+    int stored;
+
+    memset(&ev, 0, sizeof(ev));
+    ev.type = PDS_EVENT_EPOCH_HEARD;
+    ev.u.epoch_heard.epoch = epoch;
+    if (pds_core_step(d->core, &ev, &up) != 0) {
+        pds_commlog(PDS_LOG_ERROR, "epoch %llu heard from %s: %s",
+                    (unsigned long long)epoch, pds_conn_address(c), up.errmsg);
+        return;
+    }
+    if (!up.has_epoch)
+        return;
+    stored = pds_store_raise_epoch(d->store, up.epoch);
+    memset(&ev, 0, sizeof(ev));
+    ev.type = PDS_EVENT_EPOCH_STORED;
+    ev.u.epoch_stored.epoch = up.epoch;
+    ev.u.epoch_stored.status = stored;
+    if (pds_core_step(d->core, &ev, &up) != 0) {
+        pds_commlog(PDS_LOG_ERROR, "epoch %llu heard from %s: %s",
+                    (unsigned long long)epoch, pds_conn_address(c), up.errmsg);
+        return;
+    }
+    if (stored != 0) {
+        pds_commlog(PDS_LOG_ERROR,
+                    "epoch %llu heard from %s could not be recorded: %s",
+                    (unsigned long long)epoch, pds_conn_address(c),
+                    pds_store_errmsg(d->store));
+        return;
+    }
+    pds_net_set_epoch(d->net, pds_core_epoch(d->core));
+    if (pds_core_role(d->core) == PDS_ROLE_SERVER)
+        pds_commlog(PDS_LOG_WARNING,
+                    "%s is at epoch %llu, above this server's %llu: another "
+                    "node has been a server of the group since this one "
+                    "began its term",
+                    pds_conn_address(c), (unsigned long long)epoch,
+                    (unsigned long long)was);
+    else
+        pds_commlog(PDS_LOG_INFO, "epoch %llu heard from %s (was %llu)",
+                    (unsigned long long)epoch, pds_conn_address(c),
+                    (unsigned long long)was);
+}
+
+/* Client side: the server says whether this node is its replication
+ * destination (ROLE). */
+static void on_role(struct daemon *d, const struct pds_msg *m)
+{
+    enum pds_role now = pds_core_role(d->core);
+    enum pds_role want = m->is_standby ? PDS_ROLE_STANDBY : PDS_ROLE_CLIENT;
+    char errmsg[PDS_ERRMSG_SIZE];
+
+    if (now == want || !pds_role_follows(now))
+        return;
+    if (move_role(d, want,
+                  m->is_standby ? PDS_ROLE_CAUSE_DESIGNATED
+                                : PDS_ROLE_CAUSE_RELEASED,
+                  errmsg) != 0)
+        return; /* logged; the server says it again at the next link */
+    pds_commlog(PDS_LOG_INFO,
+                m->is_standby
+                    ? "this node is the replication destination of server %s"
+                    : "this node is no longer the replication destination of "
+                      "server %s",
+                d->server);
+}
+
 static void on_message(void *arg, struct pds_conn *c, struct pds_msg *m)
 {
     struct daemon *d = arg;
@@ -618,6 +748,7 @@ static void on_message(void *arg, struct pds_conn *c, struct pds_msg *m)
     case PDS_MSG_SNAPSHOT:
     case PDS_MSG_WRITE_ACK:
     case PDS_MSG_NOTICE:
+    case PDS_MSG_ROLE:
         /* From our server, once it welcomed us. */
         if (!pds_conn_is_initiator(c) || pds_conn_id(c) != d->link_conn ||
             !d->is_linked) {
@@ -630,6 +761,8 @@ static void on_message(void *arg, struct pds_conn *c, struct pds_msg *m)
             pds__repl_on_snapshot(d, c, m);
         else if (m->type == PDS_MSG_WRITE_ACK)
             pds__repl_on_write_ack(d, m);
+        else if (m->type == PDS_MSG_ROLE)
+            on_role(d, m);
         else
             pds__repl_on_notice(d, m);
         return;
@@ -818,7 +951,7 @@ static void server_start(struct daemon *d,
     char gid[2 * PDS_GROUP_ID_BYTES + 1];
     char generated[2 * 32 + 1] = "";
 
-    if (pds_core_role(d->core) == PDS_ROLE_CLIENT) {
+    if (pds_role_follows(pds_core_role(d->core))) {
         snprintf(errmsg, sizeof(errmsg),
                  "this node is a client of %s: run 'pdsync client stop' "
                  "first (nothing was changed)",
@@ -850,7 +983,18 @@ static void server_start(struct daemon *d,
     }
     pds_net_set_group(d->net, d->group);
     if (pds_core_role(d->core) != PDS_ROLE_SERVER) {
-        save_role(d, PDS_ROLE_SERVER);
+        if (move_role(d, PDS_ROLE_SERVER, PDS_ROLE_CAUSE_SERVER_START,
+                      errmsg) != 0) {
+            /* The secret made for it is kept for the next try: say it. */
+            char msg[PDS_ERRMSG_SIZE + 256];
+            snprintf(msg, sizeof(msg), "%s%s%s%s",
+                     generated[0] != '\0' ? "the join secret is " : "",
+                     generated, generated[0] != '\0' ? "; " : "", errmsg);
+            reply_err(conn, req->id, PDS_EIO, msg);
+            sodium_memzero(msg, sizeof(msg));
+            sodium_memzero(generated, sizeof(generated));
+            return;
+        }
         pds_commlog(PDS_LOG_INFO, "server started for group %s",
                     hex(d->group, PDS_GROUP_ID_BYTES, gid));
     }
@@ -882,6 +1026,7 @@ static void server_stop(struct daemon *d,
                         struct pds_local_conn *conn,
                         const struct pds_request *req)
 {
+    char msg[PDS_ERRMSG_SIZE];
     int waited;
 
     if (pds_core_role(d->core) != PDS_ROLE_SERVER) {
@@ -890,7 +1035,11 @@ static void server_stop(struct daemon *d,
         return;
     }
     waited = pds__daemon_waits_for_standby(d);
-    save_role(d, PDS_ROLE_STANDALONE);
+    if (move_role(d, PDS_ROLE_STANDALONE, PDS_ROLE_CAUSE_SERVER_STOP, msg) !=
+        0) {
+        reply_err(conn, req->id, PDS_EIO, msg);
+        return;
+    }
     pds__daemon_server_stopped(d, waited);
     pds_net_close_all(d->net, NULL);
     pds_commlog(PDS_LOG_INFO, "server stopped; the group's clients were "
@@ -961,7 +1110,12 @@ static void client_start(struct daemon *d,
      * the server's copy of every owner it holds. */
     save_blob(d, "join_mode", req->limit == 1 ? "merge" : NULL,
               req->limit == 1 ? 5 : 0);
-    save_role(d, PDS_ROLE_CLIENT);
+    if (pds_core_role(d->core) != PDS_ROLE_CLIENT &&
+        move_role(d, PDS_ROLE_CLIENT, PDS_ROLE_CAUSE_CLIENT_START, errmsg) !=
+            0) {
+        reply_err(conn, req->id, PDS_EIO, errmsg);
+        return;
+    }
     d->n_retries = 0;
     d->link_error[0] = '\0';
     pds_commlog(PDS_LOG_INFO, "client started: server %s", d->server);
@@ -973,17 +1127,22 @@ static void client_stop(struct daemon *d,
                         struct pds_local_conn *conn,
                         const struct pds_request *req)
 {
+    char errmsg[PDS_ERRMSG_SIZE];
     struct pds_conn *c;
     struct pds_msg m;
 
-    if (pds_core_role(d->core) != PDS_ROLE_CLIENT) {
+    if (!pds_role_follows(pds_core_role(d->core))) {
         reply_err(conn, req->id, PDS_EINVAL,
                   "this node is not a client (nothing was changed)");
         return;
     }
     /* Tell the server, so that it stops counting this machine. */
     c = d->link_conn != 0 ? pds_net_find(d->net, d->link_conn) : NULL;
-    save_role(d, PDS_ROLE_STANDALONE);
+    if (move_role(d, PDS_ROLE_STANDALONE, PDS_ROLE_CAUSE_CLIENT_STOP, errmsg) !=
+        0) {
+        reply_err(conn, req->id, PDS_EIO, errmsg);
+        return;
+    }
     if (c != NULL && d->is_linked) {
         memset(&m, 0, sizeof(m));
         m.type = PDS_MSG_LEAVE;
@@ -1115,6 +1274,7 @@ static void replication(struct daemon *d,
         }
         d->has_standby = 0;
         save_blob(d, "standby", NULL, 0);
+        pds__repl_tell_roles(d);
         /* Writes waiting for the standby are durable here: answer them. */
         pds__daemon_standby_released(d);
         pds_commlog(PDS_LOG_INFO, "replication stopped");
@@ -1143,6 +1303,7 @@ static void replication(struct daemon *d,
     d->has_standby = 1;
     d->standby_acked = 0; /* from its next confirmation */
     save_blob(d, "standby", d->standby_pk, PDS_KEY_BYTES);
+    pds__repl_tell_roles(d);
     pds_commlog(PDS_LOG_INFO,
                 "replication destination: %s (%016llx); acknowledgements: %s",
                 found->name, (unsigned long long)found->id,
@@ -1257,7 +1418,7 @@ void pds__group_status(struct daemon *d, struct pds_status *st)
     st->n_machines = pds_core_role(d->core) == PDS_ROLE_SERVER
                          ? pds_core_n_machines(d->core)
                          : 0;
-    if (pds_core_role(d->core) == PDS_ROLE_CLIENT) {
+    if (pds_role_follows(pds_core_role(d->core))) {
         st->server = d->server;
         st->link = d->is_linked        ? "connected"
                    : d->n_retries == 0 ? "connecting"
@@ -1362,7 +1523,7 @@ static int write_listen_addr(struct daemon *d, char *errmsg)
 int pds__group_open(struct daemon *d, char *errmsg)
 {
     struct pds_net_config ncfg;
-    struct pds_net_callbacks cb = {on_open, on_message, on_close};
+    struct pds_net_callbacks cb = {on_open, on_message, on_close, on_epoch};
     char path[PATH_MAX];
     uint8_t role = PDS_ROLE_STANDALONE;
     size_t len;
@@ -1377,7 +1538,7 @@ int pds__group_open(struct daemon *d, char *errmsg)
         return -1;
     if (len == 0)
         role = PDS_ROLE_STANDALONE;
-    else if (role > PDS_ROLE_CLIENT) {
+    else if (role > PDS_ROLE_STANDBY) {
         char why[32];
         snprintf(why, sizeof(why), "%u", (unsigned)role);
         return damaged_setting(d, "role", why, errmsg);
@@ -1414,7 +1575,8 @@ int pds__group_open(struct daemon *d, char *errmsg)
         snprintf(errmsg, PDS_ERRMSG_SIZE, "%s", pds_store_errmsg(d->store));
         return -1;
     }
-    pds_core_set_role(d->core, (enum pds_role)role);
+    rv = pds_core_load_role(d->core, (enum pds_role)role);
+    assert(rv == 0); /* checked above */
     if (role == PDS_ROLE_SERVER && pds__group_new_epoch(d) != 0) {
         snprintf(errmsg, PDS_ERRMSG_SIZE,
                  "cannot begin a new epoch as the server: %s",
@@ -1433,6 +1595,17 @@ int pds__group_open(struct daemon *d, char *errmsg)
     }
     if (d->has_group)
         pds_net_set_group(d->net, d->group);
+    {
+        /* The highest epoch this node knows of: its own term, or that of
+         * the last entry it holds (from its server). */
+        struct pds_store_meta meta;
+        pds_epoch e = pds_core_epoch(d->core);
+        if (pds_store_meta(d->store, &meta) == 0 && meta.last_epoch > e) {
+            pds_core_set_epoch(d->core, meta.last_epoch);
+            e = meta.last_epoch;
+        }
+        pds_net_set_epoch(d->net, e);
+    }
     uv_timer_init(&d->loop, &d->retry_timer);
     d->retry_timer.data = d;
     uv_timer_init(&d->loop, &d->tick_timer);
@@ -1447,7 +1620,7 @@ int pds__group_open(struct daemon *d, char *errmsg)
     }
     if (d->cfg.reclaim_after_s > 0)
         uv_timer_start(&d->tick_timer, on_tick, 1000, 1000);
-    if (role == PDS_ROLE_CLIENT)
+    if (pds_role_follows((enum pds_role)role))
         link_connect(d);
     return 0;
 }

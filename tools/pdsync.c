@@ -938,7 +938,7 @@ static int cmd_status(struct cli *cli, int argc, char **argv)
                (unsigned long long)st.n_superseded,
                (unsigned long long)st.n_clamped);
     }
-    if (strcmp(st.role, "client") == 0) {
+    if (strcmp(st.role, "client") == 0 || strcmp(st.role, "standby") == 0) {
         printf("server:      %s (%s)\n", st.server, st.link);
         if (st.cipher[0] != '\0')
             printf("link cipher: %s\n", st.cipher);

@@ -711,7 +711,7 @@ static void handle_scope_set(struct daemon *d,
         reply_error(conn, req->id, PDS_EINVAL, "a scope is shared or device");
         return;
     }
-    if (pds_core_role(d->core) == PDS_ROLE_CLIENT) {
+    if (pds_role_follows(pds_core_role(d->core))) {
         reply_error(conn, req->id, PDS_EPERM,
                     "sharing scopes are set on the group's server (nothing "
                     "was changed)");
@@ -764,7 +764,7 @@ static void handle_write(struct daemon *d,
         local_write(d, conn, req);
         return;
     }
-    if (pds_core_role(d->core) == PDS_ROLE_CLIENT) {
+    if (pds_role_follows(pds_core_role(d->core))) {
         /* A client writes through its server: what this node's limits
          * refuse is not sent (a value over the frame limit would end the
          * link, and the writes in flight on it). */
@@ -855,7 +855,7 @@ static const struct pds_entry *queued_for(struct daemon *d,
     const struct pds_entry *e = NULL;
     size_t i;
 
-    if (pds_core_role(d->core) != PDS_ROLE_CLIENT)
+    if (!pds_role_follows(pds_core_role(d->core)))
         return NULL;
     for (i = pds__repl_outbox(d, &e, SIZE_MAX); i-- > 0;) {
         pds__repl_outbox(d, &e, i);
@@ -996,7 +996,7 @@ static int list_queued(struct daemon *d,
     size_t n, i, j;
     int rv;
 
-    if (pds_core_role(d->core) != PDS_ROLE_CLIENT)
+    if (!pds_role_follows(pds_core_role(d->core)))
         return 0;
     n = pds__repl_outbox(d, &e, SIZE_MAX);
     for (i = 0; i < n; i++) {

@@ -322,7 +322,7 @@ static int ship(struct daemon *d, struct follower *f, pds_index last)
         memset(&m, 0, sizeof(m));
         m.type = PDS_MSG_ENTRIES;
         m.index = f->log.next;
-        m.epoch = last;
+        m.last_index = last;
         m.window_end = pds_repl_window_end(&f->log, last, window_of(d, f));
         if (m.window_end < f->log.next + n - 1)
             m.window_end = f->log.next + n - 1; /* the window shrank */
@@ -505,7 +505,7 @@ int pds__repl_ship_early(struct daemon *d, const struct pds_batch *b)
     memset(&m, 0, sizeof(m));
     m.type = PDS_MSG_ENTRIES;
     m.index = entries[0].index;
-    m.epoch = entries[n - 1].index;
+    m.last_index = entries[n - 1].index;
     m.window_end = entries[n - 1].index; /* committed at once */
     m.blob = buf;
     m.blob_len = len;
@@ -550,6 +550,34 @@ void pds__group_after_commit(struct daemon *d)
         return;                     /* stopping */
     for (i = n_followers; i-- > 0;) /* ship() may drop followers[i] */
         ship(d, &followers[i], last);
+}
+
+/* Tell the follower on c whether it is the replication destination
+ * (it shows itself as standby or client, and stores that). */
+static void tell_role(struct daemon *d, struct pds_conn *c)
+{
+    struct pds_msg m;
+    int rv;
+
+    memset(&m, 0, sizeof(m));
+    m.type = PDS_MSG_ROLE;
+    m.is_standby = d->has_standby && memcmp(pds_conn_peer_pk(c), d->standby_pk,
+                                            PDS_KEY_BYTES) == 0;
+    rv = pds_conn_send(c, &m);
+    if (rv != 0)
+        pds_commlog(PDS_LOG_ERROR, "cannot tell %s its role: %s",
+                    pds_conn_address(c), pds_strerror(rv));
+}
+
+void pds__repl_tell_roles(struct daemon *d)
+{
+    size_t i;
+
+    for (i = 0; i < n_followers; i++) {
+        struct pds_conn *c = pds_net_find(d->net, followers[i].conn);
+        if (c != NULL)
+            tell_role(d, c);
+    }
 }
 
 static struct follower *follower_add(struct daemon *d, struct pds_conn *c)
@@ -629,6 +657,7 @@ void pds__repl_on_sync(struct daemon *d,
     if (pds_core_role(d->core) != PDS_ROLE_SERVER ||
         pds_store_meta(d->store, &meta) != 0)
         return;
+    tell_role(d, c);
     memset(&sync, 0, sizeof(sync));
     sync.epoch = m->epoch;
     sync.index = m->index;
@@ -1547,7 +1576,7 @@ void pds__repl_on_entries(struct daemon *d,
         pds_conn_close(c, "entries out of order from the server");
         return;
     }
-    d->server_last = m->epoch;
+    d->server_last = m->last_index;
     if (held_add(m, want) != 0) {
         held_drop();
         pds_conn_close(c, "malformed entries from the server");

@@ -5,7 +5,7 @@
 source "${PDS_TEST_LIB:-$(dirname "$0")/lib.sh}"
 
 conf() {  # DIR [extra lines]: fast heartbeats and retries for the tests
-    printf '[group]\nheartbeat_ms = 100\ndead_ms = 600\nretry_max_ms = 300\nmax_machines = %s\n' \
+    printf '[group]\nheartbeat_ms = '"$T_HB_MS"'\ndead_ms = '"$T_DEAD_MS"'\nretry_max_ms = 300\nmax_machines = %s\n' \
         "${MAX_MACHINES:-3}" >"$1/pdsyncd.conf"
 }
 
@@ -39,7 +39,7 @@ wait_for "$s" clients '^[0-9a-f]{16}  connected +printer-1'
 expect 0 pds "$s" --json clients
 expect_out '"state":"connected","name":"printer-1"'
 expect_out '"address":"127\.0\.0\.1:[0-9]+"'
-expect_out '"version":"pdsync [0-9.]+/p4"'
+expect_out '"version":"pdsync [0-9.]+/p5"'
 id1=$(sed -E 's/.*"id":"([0-9a-f]{16})".*/\1/' <<<"$OUT")
 expect 0 pds "$s" status
 expect_out '^machines: +2 of 3'
@@ -116,19 +116,19 @@ pass "client pointed at a node that is not a server"
 
 # Protocol version mismatch: clear message on both sides.
 c5=$(node_dir c5); conf "$c5"
-PDSYNC_DEBUG_PROTOCOL=5 start_node "$c5"
+PDSYNC_DEBUG_PROTOCOL=6 start_node "$c5"
 expect 0 pds "$c5" client start "$addr" --join-secret-file "$T_ROOT/secret"
-wait_for "$c5" status 'client speaks protocol 5, server speaks 4: upgrade the server'
+wait_for "$c5" status 'client speaks protocol 6, server speaks 5: upgrade the server'
 expect 0 pds "$s" log
-expect_out 'client speaks protocol 5, server speaks 4: upgrade the server'
-# A client of the release before (protocol 3: it would refuse the delete
-# marks in a snapshot).
+expect_out 'client speaks protocol 6, server speaks 5: upgrade the server'
+# A client of the release before (protocol 4: its messages carry no
+# sender's epoch).
 c6=$(node_dir c6); conf "$c6"
-PDSYNC_DEBUG_PROTOCOL=3 start_node "$c6"
+PDSYNC_DEBUG_PROTOCOL=4 start_node "$c6"
 expect 0 pds "$c6" client start "$addr" --join-secret-file "$T_ROOT/secret"
-wait_for "$c6" status 'client speaks protocol 3, server speaks 4: upgrade the client'
+wait_for "$c6" status 'client speaks protocol 4, server speaks 5: upgrade the client'
 expect 0 pds "$s" log
-expect_out 'client speaks protocol 3, server speaks 4: upgrade the client'
+expect_out 'client speaks protocol 4, server speaks 5: upgrade the client'
 pass "protocol version mismatch refused with a clear message, either way"
 
 # A port already in use.

@@ -1329,6 +1329,162 @@ TEST(members_stop_and_start)
     pds_core_free(core);
 }
 
+/* A role move through the core: asked, then reported stored with
+ * store_status. Returns the first step's result. */
+static int move(struct pds_core *core,
+                enum pds_role to,
+                enum pds_role_cause cause,
+                int store_status)
+{
+    struct pds_event ev;
+    struct pds_update u;
+    int rv;
+
+    memset(&ev, 0, sizeof(ev));
+    ev.type = PDS_EVENT_ROLE_CHANGE;
+    ev.u.role_change.to = to;
+    ev.u.role_change.cause = cause;
+    rv = pds_core_step(core, &ev, &u);
+    if (rv != 0)
+        return rv;
+    if (!u.has_role || u.role != to)
+        return PDS_EINVAL;
+    memset(&ev, 0, sizeof(ev));
+    ev.type = PDS_EVENT_ROLE_STORED;
+    ev.u.role_stored.role = to;
+    ev.u.role_stored.status = store_status;
+    return pds_core_step(core, &ev, &u);
+}
+
+TEST(role_moves_follow_the_table)
+{
+    struct pds_core *core = server_core(10);
+    struct pds_event ev;
+    struct pds_update u;
+    int from;
+    int to;
+
+    CHECK(core != NULL);
+    /* The table itself: no role moves to itself; a server only stops;
+     * a standby comes from a client; candidates end in a role. */
+    for (from = 0; from <= PDS_ROLE_LAST; from++)
+        CHECK(!pds_role_may_move((enum pds_role)from, (enum pds_role)from));
+    CHECK(pds_role_may_move(PDS_ROLE_STANDALONE, PDS_ROLE_SERVER));
+    CHECK(pds_role_may_move(PDS_ROLE_STANDALONE, PDS_ROLE_CLIENT));
+    CHECK(!pds_role_may_move(PDS_ROLE_STANDALONE, PDS_ROLE_STANDBY));
+    CHECK(pds_role_may_move(PDS_ROLE_SERVER, PDS_ROLE_STANDALONE));
+    for (to = 0; to <= PDS_ROLE_LAST; to++)
+        CHECK(pds_role_may_move(PDS_ROLE_SERVER, (enum pds_role)to) ==
+              (to == PDS_ROLE_STANDALONE));
+    CHECK(pds_role_may_move(PDS_ROLE_CLIENT, PDS_ROLE_STANDBY));
+    CHECK(pds_role_may_move(PDS_ROLE_STANDBY, PDS_ROLE_CLIENT));
+    CHECK(!pds_role_may_move(PDS_ROLE_CLIENT, PDS_ROLE_SERVER));
+    CHECK(pds_role_may_move(PDS_ROLE_CANDIDATE, PDS_ROLE_SERVER));
+    CHECK(!pds_role_may_move((enum pds_role)(PDS_ROLE_LAST + 1),
+                             PDS_ROLE_STANDALONE));
+    CHECK_STR(pds_role_name(PDS_ROLE_STANDBY), "standby");
+    CHECK_STR(pds_role_name((enum pds_role)99), "unknown");
+    CHECK(pds_role_follows(PDS_ROLE_STANDBY));
+    CHECK(!pds_role_follows(PDS_ROLE_SERVER));
+
+    /* A move the table refuses: an error that names both roles, and the
+     * node stays. */
+    memset(&ev, 0, sizeof(ev));
+    ev.type = PDS_EVENT_ROLE_CHANGE;
+    ev.u.role_change.to = PDS_ROLE_STANDBY;
+    ev.u.role_change.cause = PDS_ROLE_CAUSE_DESIGNATED;
+    CHECK_EQ(pds_core_step(core, &ev, &u), PDS_EINVAL);
+    CHECK(!u.has_role);
+    CHECK(strstr(u.errmsg, "a server cannot become standby") != NULL);
+    CHECK_EQ(pds_core_role(core), PDS_ROLE_SERVER);
+    /* A cause that does not explain the move. */
+    ev.u.role_change.to = PDS_ROLE_STANDALONE;
+    ev.u.role_change.cause = PDS_ROLE_CAUSE_CLIENT_STOP;
+    CHECK_EQ(pds_core_step(core, &ev, &u), PDS_EINVAL);
+    CHECK_EQ(pds_core_role(core), PDS_ROLE_SERVER);
+
+    /* Asked: still a server until it is stored; a second move meanwhile
+     * is busy; a store that failed leaves it a server. */
+    ev.u.role_change.cause = PDS_ROLE_CAUSE_SERVER_STOP;
+    CHECK_EQ(pds_core_step(core, &ev, &u), 0);
+    CHECK(u.has_role);
+    CHECK_EQ(u.role, PDS_ROLE_STANDALONE);
+    CHECK_EQ(u.role_from, PDS_ROLE_SERVER);
+    CHECK_EQ(pds_core_role(core), PDS_ROLE_SERVER);
+    CHECK_EQ(pds_core_role_pending(core), PDS_ROLE_STANDALONE);
+    CHECK_EQ(pds_core_step(core, &ev, &u), PDS_EBUSY);
+    CHECK(strstr(u.errmsg, "still being stored") != NULL);
+    memset(&ev, 0, sizeof(ev));
+    ev.type = PDS_EVENT_ROLE_STORED;
+    ev.u.role_stored.role = PDS_ROLE_CLIENT; /* not the one asked for */
+    CHECK_EQ(pds_core_step(core, &ev, &u), PDS_EINVAL);
+    ev.u.role_stored.role = PDS_ROLE_STANDALONE;
+    ev.u.role_stored.status = PDS_EIO;
+    CHECK_EQ(pds_core_step(core, &ev, &u), 0);
+    CHECK_EQ(pds_core_role(core), PDS_ROLE_SERVER);
+    CHECK_EQ(pds_core_step(core, &ev, &u), PDS_EINVAL); /* none pending */
+
+    /* The path of a replication destination, and back. */
+    CHECK_EQ(move(core, PDS_ROLE_STANDALONE, PDS_ROLE_CAUSE_SERVER_STOP, 0), 0);
+    CHECK_EQ(pds_core_role(core), PDS_ROLE_STANDALONE);
+    CHECK_EQ(move(core, PDS_ROLE_CLIENT, PDS_ROLE_CAUSE_CLIENT_START, 0), 0);
+    CHECK_EQ(move(core, PDS_ROLE_STANDBY, PDS_ROLE_CAUSE_DESIGNATED, 0), 0);
+    CHECK_EQ(pds_core_role(core), PDS_ROLE_STANDBY);
+    CHECK_EQ(move(core, PDS_ROLE_CLIENT, PDS_ROLE_CAUSE_RELEASED, 0), 0);
+    CHECK_EQ(move(core, PDS_ROLE_STANDBY, PDS_ROLE_CAUSE_DESIGNATED, 0), 0);
+    /* Enrolled again: a client until its server says. */
+    CHECK_EQ(move(core, PDS_ROLE_CLIENT, PDS_ROLE_CAUSE_CLIENT_START, 0), 0);
+    CHECK_EQ(move(core, PDS_ROLE_SERVER, PDS_ROLE_CAUSE_SERVER_START, 0),
+             PDS_EINVAL);
+    CHECK_EQ(move(core, PDS_ROLE_STANDALONE, PDS_ROLE_CAUSE_CLIENT_STOP, 0), 0);
+    CHECK_EQ(pds_core_role(core), PDS_ROLE_STANDALONE);
+    CHECK_EQ(pds_core_load_role(core, (enum pds_role)7), PDS_EINVAL);
+    pds_core_free(core);
+}
+
+TEST(epoch_heard_is_stored_then_taken)
+{
+    struct pds_core *core = server_core(10);
+    struct pds_event ev;
+    struct pds_update u;
+    pds_epoch mine;
+
+    CHECK(core != NULL);
+    mine = pds_core_epoch(core);
+    memset(&ev, 0, sizeof(ev));
+    ev.type = PDS_EVENT_EPOCH_HEARD;
+    ev.u.epoch_heard.epoch = mine; /* not news */
+    CHECK_EQ(pds_core_step(core, &ev, &u), 0);
+    CHECK(!u.has_epoch);
+    ev.u.epoch_heard.epoch = mine + 5;
+    CHECK_EQ(pds_core_step(core, &ev, &u), 0);
+    CHECK(u.has_epoch);
+    CHECK_EQ(u.epoch, mine + 5);
+    CHECK_EQ(pds_core_epoch(core), mine); /* not until stored */
+    ev.u.epoch_heard.epoch = mine + 6;    /* one at a time */
+    CHECK_EQ(pds_core_step(core, &ev, &u), 0);
+    CHECK(!u.has_epoch);
+    memset(&ev, 0, sizeof(ev));
+    ev.type = PDS_EVENT_EPOCH_STORED;
+    ev.u.epoch_stored.epoch = mine + 6; /* not the one asked for */
+    CHECK_EQ(pds_core_step(core, &ev, &u), PDS_EINVAL);
+    ev.u.epoch_stored.epoch = mine + 5;
+    ev.u.epoch_stored.status = PDS_ENOSPC; /* not stored: not taken */
+    CHECK_EQ(pds_core_step(core, &ev, &u), 0);
+    CHECK_EQ(pds_core_epoch(core), mine);
+    memset(&ev, 0, sizeof(ev));
+    ev.type = PDS_EVENT_EPOCH_HEARD;
+    ev.u.epoch_heard.epoch = mine + 5;
+    CHECK_EQ(pds_core_step(core, &ev, &u), 0);
+    CHECK(u.has_epoch);
+    memset(&ev, 0, sizeof(ev));
+    ev.type = PDS_EVENT_EPOCH_STORED;
+    ev.u.epoch_stored.epoch = mine + 5;
+    CHECK_EQ(pds_core_step(core, &ev, &u), 0);
+    CHECK_EQ(pds_core_epoch(core), mine + 5);
+    pds_core_free(core);
+}
+
 TEST(members_survive_reload_and_roles)
 {
     struct pds_core *core = server_core(10);
@@ -1380,7 +1536,10 @@ TEST(members_survive_reload_and_roles)
     CHECK_EQ(pds_core_load_member(again, &saved), 0);
     CHECK_EQ(pds_core_n_machines(again), 2);
     /* A client node refuses joins. */
-    pds_core_set_role(again, PDS_ROLE_CLIENT);
+    CHECK_EQ(move(again, PDS_ROLE_STANDALONE, PDS_ROLE_CAUSE_SERVER_STOP, 0),
+             0);
+    CHECK_EQ(move(again, PDS_ROLE_CLIENT, PDS_ROLE_CAUSE_CLIENT_START, 0), 0);
+    CHECK_EQ(pds_core_role(again), PDS_ROLE_CLIENT);
     CHECK_EQ(join(again, 1, 0xc1, 1, &u), 0);
     CHECK_EQ(u.joins[0].status, PDS_EPERM);
     CHECK(strstr(u.joins[0].errmsg, "not a server") != NULL);
@@ -1444,6 +1603,8 @@ TEST_MAIN(T(repl_decide_follow_or_refresh),
           T(members_reclaim_after_silence),
           T(members_stop_and_start),
           T(members_survive_reload_and_roles),
+          T(role_moves_follow_the_table),
+          T(epoch_heard_is_stored_then_taken),
           T(hlc_monotonic_across_clock_steps),
           T(hlc_logical_overflow_carries),
           T(hlc_observe_remote),

@@ -93,7 +93,8 @@ static void on_guard(uv_timer_t *t)
 
 static int make_end(uv_loop_t *loop, struct end *e, int is_acceptor)
 {
-    static const struct pds_net_callbacks cb = {on_open, on_message, on_close};
+    static const struct pds_net_callbacks cb = {on_open, on_message, on_close,
+                                                NULL};
     struct pds_net_config cfg;
 
     memset(e, 0, sizeof(*e));
@@ -329,7 +330,7 @@ static int make_tally_claim(uv_loop_t *loop,
                             uint32_t claim_ms)
 {
     static const struct pds_net_callbacks cb = {tally_open, tally_message,
-                                                tally_close};
+                                                tally_close, NULL};
     struct pds_net_config cfg;
 
     memset(t, 0, sizeof(*t));

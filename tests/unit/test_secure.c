@@ -532,7 +532,8 @@ TEST(replication_messages_round_trip)
     memset(&m, 0, sizeof(m));
     m.type = PDS_MSG_ENTRIES;
     m.index = 11;
-    m.epoch = 500;
+    m.last_index = 500;
+    m.sender_epoch = 7;
     m.window_end = 210;
     m.blob = (uint8_t *)"entries";
     m.blob_len = 7;
@@ -540,31 +541,82 @@ TEST(replication_messages_round_trip)
     CHECK_EQ(pds_msg_decode(buf, len, &out, errmsg), 0);
     CHECK_EQ(out.type, PDS_MSG_ENTRIES);
     CHECK_EQ(out.index, 11);
-    CHECK_EQ(out.epoch, 500);
+    CHECK_EQ(out.last_index, 500);
+    CHECK_EQ(out.sender_epoch, 7);
     CHECK_EQ(out.window_end, 210);
     CHECK_EQ(out.blob_len, 7);
     pds_msg_free(&out);
     free(buf);
     {
-        /* {"t": "entries", "i": 11, "e": 500, "b": "x"}, no "w". */
+        /* {"t": "entries", "se": 3, "i": 11, "l": 500, "b": "x"}, no
+         * "w". */
         msgpack_sbuffer sb;
         msgpack_packer pk;
         msgpack_sbuffer_init(&sb);
         msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-        msgpack_pack_map(&pk, 4);
+        msgpack_pack_map(&pk, 5);
         msgpack_pack_str_with_body(&pk, "t", 1);
         msgpack_pack_str_with_body(&pk, "entries", 7);
+        msgpack_pack_str_with_body(&pk, "se", 2);
+        msgpack_pack_uint64(&pk, 3);
         msgpack_pack_str_with_body(&pk, "i", 1);
         msgpack_pack_uint64(&pk, 11);
-        msgpack_pack_str_with_body(&pk, "e", 1);
+        msgpack_pack_str_with_body(&pk, "l", 1);
         msgpack_pack_uint64(&pk, 500);
         msgpack_pack_str_with_body(&pk, "b", 1);
         msgpack_pack_bin_with_body(&pk, "x", 1);
         CHECK_EQ(
             pds_msg_decode((const uint8_t *)sb.data, sb.size, &out, errmsg), 0);
         CHECK_EQ(out.window_end, 0);
+        CHECK_EQ(out.sender_epoch, 3);
         CHECK(out.clamps == NULL); /* no memos: none */
         pds_msg_free(&out);
+        msgpack_sbuffer_destroy(&sb);
+    }
+    {
+        /* {"t": "ack", "i": 4}: no sender's epoch, malformed. */
+        msgpack_sbuffer sb;
+        msgpack_packer pk;
+        msgpack_sbuffer_init(&sb);
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        msgpack_pack_map(&pk, 2);
+        msgpack_pack_str_with_body(&pk, "t", 1);
+        msgpack_pack_str_with_body(&pk, "ack", 3);
+        msgpack_pack_str_with_body(&pk, "i", 1);
+        msgpack_pack_uint64(&pk, 4);
+        CHECK_EQ(
+            pds_msg_decode((const uint8_t *)sb.data, sb.size, &out, errmsg),
+            PDS_EPROTO);
+        CHECK(strstr(errmsg, "malformed ack message") != NULL);
+        msgpack_sbuffer_destroy(&sb);
+    }
+    /* The role notice: round trip; a flag other than 0 or 1 is refused. */
+    memset(&m, 0, sizeof(m));
+    m.type = PDS_MSG_ROLE;
+    m.is_standby = 1;
+    m.sender_epoch = 9;
+    CHECK_EQ(pds_msg_encode(&m, &buf, &len), 0);
+    CHECK_EQ(pds_msg_decode(buf, len, &out, errmsg), 0);
+    CHECK_EQ(out.type, PDS_MSG_ROLE);
+    CHECK_EQ(out.is_standby, 1);
+    CHECK_EQ(out.sender_epoch, 9);
+    pds_msg_free(&out);
+    free(buf);
+    {
+        msgpack_sbuffer sb;
+        msgpack_packer pk;
+        msgpack_sbuffer_init(&sb);
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        msgpack_pack_map(&pk, 3);
+        msgpack_pack_str_with_body(&pk, "t", 1);
+        msgpack_pack_str_with_body(&pk, "role", 4);
+        msgpack_pack_str_with_body(&pk, "se", 2);
+        msgpack_pack_uint64(&pk, 1);
+        msgpack_pack_str_with_body(&pk, "sb", 2);
+        msgpack_pack_uint64(&pk, 2);
+        CHECK_EQ(
+            pds_msg_decode((const uint8_t *)sb.data, sb.size, &out, errmsg),
+            PDS_EPROTO);
         msgpack_sbuffer_destroy(&sb);
     }
     /* Entries with the memos of restamped ones: round trip; memos that
@@ -578,7 +630,7 @@ TEST(replication_messages_round_trip)
         memset(&m, 0, sizeof(m));
         m.type = PDS_MSG_ENTRIES;
         m.index = 11;
-        m.epoch = 12;
+        m.last_index = 12;
         m.blob = (uint8_t *)"entries";
         m.blob_len = 7;
         m.clamps = wire;
