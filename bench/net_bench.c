@@ -298,7 +298,7 @@ static double stream(int encrypted, int node_path, double seconds, long *frames)
                 memset(&m, 0, sizeof(m));
                 m.type = PDS_MSG_ADMIN_REPLY;
                 m.blob = msg;
-                m.blob_len = MSG - 24;
+                m.blob_len = MSG - 28; /* with the type and "se" */
                 if (pds_msg_encode(&m, &enc, &enc_len) != 0 || enc_len > MSG)
                     exit(1);
                 memcpy(p + 4, enc, enc_len);

@@ -141,22 +141,15 @@ static void on_retry(uv_timer_t *t)
     link_connect(t->data);
 }
 
-/* Capped exponential back-off with +-25% jitter. */
+/* Try the server again after the core's back-off (pds_link_retry_ms). */
 static void link_schedule(struct daemon *d)
 {
-    uint64_t delay = RETRY_MIN_MS;
-    uint32_t jitter;
-    uint32_t i;
+    uint64_t delay;
 
     if (d->is_stopping || !pds_role_follows(pds_core_role(d->core)))
         return;
-    for (i = 0; i < d->n_retries && delay < d->cfg.retry_max_ms; i++)
-        delay *= 2;
-    if (delay > d->cfg.retry_max_ms)
-        delay = d->cfg.retry_max_ms;
-    jitter = (uint32_t)(delay / 2);
-    if (jitter > 0)
-        delay = delay - jitter / 2 + randombytes_uniform(jitter + 1);
+    delay = pds_link_retry_ms(d->n_retries, RETRY_MIN_MS, d->cfg.retry_max_ms,
+                              randombytes_random());
     d->n_retries++;
     uv_timer_start(&d->retry_timer, on_retry, delay, 0);
 }
@@ -634,20 +627,80 @@ static void on_leave(struct daemon *d, struct pds_conn *c)
     pds__daemon_step(d, &ev);
 }
 
+/* An epoch heard from a peer, being stored on a pool thread. */
+struct epoch_job {
+    uv_work_t req;
+    struct daemon *d;
+    pds_epoch epoch;
+    pds_epoch was;
+    int rv;
+    char from[64];
+    char errmsg[PDS_ERRMSG_SIZE];
+};
+
+static void epoch_work(uv_work_t *req)
+{
+    struct epoch_job *j = req->data;
+
+    j->rv = pds_store_raise_epoch(j->d->store, j->epoch);
+    if (j->rv != 0)
+        snprintf(j->errmsg, sizeof(j->errmsg), "%s",
+                 pds_store_errmsg(j->d->store));
+}
+
+static void epoch_done(uv_work_t *req, int status)
+{
+    struct epoch_job *j = req->data;
+    struct daemon *d = j->d;
+    struct pds_event ev;
+    struct pds_update up;
+
+    if (status != 0 && j->rv == 0) {
+        j->rv = PDS_EIO;
+        snprintf(j->errmsg, sizeof(j->errmsg), "cancelled");
+    }
+    memset(&ev, 0, sizeof(ev));
+    ev.type = PDS_EVENT_EPOCH_STORED;
+    ev.u.epoch_stored.epoch = j->epoch;
+    ev.u.epoch_stored.status = j->rv;
+    if (pds_core_step(d->core, &ev, &up) != 0) {
+        pds_commlog(PDS_LOG_ERROR, "epoch %llu heard from %s: %s",
+                    (unsigned long long)j->epoch, j->from, up.errmsg);
+    } else if (j->rv != 0) {
+        pds_commlog(PDS_LOG_ERROR,
+                    "epoch %llu heard from %s could not be recorded: %s",
+                    (unsigned long long)j->epoch, j->from, j->errmsg);
+    } else {
+        if (d->net != NULL)
+            pds_net_set_epoch(d->net, pds_core_epoch(d->core));
+        if (pds_core_role(d->core) == PDS_ROLE_SERVER)
+            pds_commlog(PDS_LOG_WARNING,
+                        "%s is at epoch %llu, above this server's %llu: "
+                        "another node has been a server of the group since "
+                        "this one began its term",
+                        j->from, (unsigned long long)j->epoch,
+                        (unsigned long long)j->was);
+        else
+            pds_commlog(PDS_LOG_INFO, "epoch %llu heard from %s (was %llu)",
+                        (unsigned long long)j->epoch, j->from,
+                        (unsigned long long)j->was);
+    }
+    free(j);
+}
+
 /*
  * A peer's message carried an epoch above this node's: record it (the
- * core decides whether it is news, the epoch is stored, then taken), so
- * that status shows it and a later term of this node begins above it. A
- * server that hears it from its own group says so: another node has
- * been the server since.
+ * core decides whether it is news; the epoch is stored on a pool thread,
+ * off the loop, then taken), so that status shows it and a later term of
+ * this node begins above it. A server that hears it from its own group
+ * says so: another node has been the server since.
  */
 static void on_epoch(void *arg, struct pds_conn *c, uint64_t epoch)
 {
     struct daemon *d = arg;
     struct pds_event ev;
     struct pds_update up;
-    pds_epoch was = pds_core_epoch(d->core);
-    int stored;
+    struct epoch_job *j;
 
     memset(&ev, 0, sizeof(ev));
     ev.type = PDS_EVENT_EPOCH_HEARD;
@@ -658,36 +711,30 @@ static void on_epoch(void *arg, struct pds_conn *c, uint64_t epoch)
         return;
     }
     if (!up.has_epoch)
-        return;
-    stored = pds_store_raise_epoch(d->store, up.epoch);
+        return; /* not news, or one is being stored */
+    j = calloc(1, sizeof(*j));
+    if (j != NULL) {
+        j->req.data = j;
+        j->d = d;
+        j->epoch = up.epoch;
+        j->was = pds_core_epoch(d->core);
+        snprintf(j->from, sizeof(j->from), "%s", pds_conn_address(c));
+        if (uv_queue_work(&d->loop, &j->req, epoch_work, epoch_done) == 0)
+            return;
+        free(j);
+    }
+    /* Not queued: the core forgets it, and hears it again. */
     memset(&ev, 0, sizeof(ev));
     ev.type = PDS_EVENT_EPOCH_STORED;
     ev.u.epoch_stored.epoch = up.epoch;
-    ev.u.epoch_stored.status = stored;
-    if (pds_core_step(d->core, &ev, &up) != 0) {
+    ev.u.epoch_stored.status = PDS_ENOMEM;
+    if (pds_core_step(d->core, &ev, &up) != 0)
         pds_commlog(PDS_LOG_ERROR, "epoch %llu heard from %s: %s",
                     (unsigned long long)epoch, pds_conn_address(c), up.errmsg);
-        return;
-    }
-    if (stored != 0) {
-        pds_commlog(PDS_LOG_ERROR,
-                    "epoch %llu heard from %s could not be recorded: %s",
-                    (unsigned long long)epoch, pds_conn_address(c),
-                    pds_store_errmsg(d->store));
-        return;
-    }
-    pds_net_set_epoch(d->net, pds_core_epoch(d->core));
-    if (pds_core_role(d->core) == PDS_ROLE_SERVER)
-        pds_commlog(PDS_LOG_WARNING,
-                    "%s is at epoch %llu, above this server's %llu: another "
-                    "node has been a server of the group since this one "
-                    "began its term",
-                    pds_conn_address(c), (unsigned long long)epoch,
-                    (unsigned long long)was);
-    else
-        pds_commlog(PDS_LOG_INFO, "epoch %llu heard from %s (was %llu)",
-                    (unsigned long long)epoch, pds_conn_address(c),
-                    (unsigned long long)was);
+    pds_commlog(PDS_LOG_ERROR,
+                "epoch %llu heard from %s could not be recorded: out of "
+                "memory",
+                (unsigned long long)epoch, pds_conn_address(c));
 }
 
 /* Client side: the server says whether this node is its replication

@@ -1442,6 +1442,36 @@ TEST(role_moves_follow_the_table)
     pds_core_free(core);
 }
 
+TEST(link_retry_backs_off_with_jitter)
+{
+    uint32_t r;
+    uint32_t n;
+
+    /* Without jitter's extremes: the centre doubles up to the cap. */
+    CHECK_EQ(pds_link_retry_ms(0, 100, 5000, 25), 100);  /* 75 + 25 */
+    CHECK_EQ(pds_link_retry_ms(1, 100, 5000, 50), 200);  /* 150 + 50 */
+    CHECK_EQ(pds_link_retry_ms(3, 100, 5000, 200), 800); /* 600 + 200 */
+    CHECK_EQ(pds_link_retry_ms(40, 100, 5000, 1250), 5000);
+    /* Every random value stays within +-25% of the capped delay. */
+    for (n = 0; n < 12; n++) {
+        uint64_t centre = 100;
+        uint32_t k;
+        for (k = 0; k < n && centre < 3000; k++)
+            centre *= 2;
+        if (centre > 3000)
+            centre = 3000;
+        for (r = 0; r < 4000; r += 7) {
+            uint64_t d = pds_link_retry_ms(n, 100, 3000, r * 2654435761u);
+            CHECK(d >= centre - centre / 4);
+            CHECK(d <= centre + centre / 4);
+        }
+    }
+    /* Degenerate settings: never 0, never above the larger bound. */
+    CHECK(pds_link_retry_ms(0, 0, 0, 0) >= 1);
+    CHECK(pds_link_retry_ms(5, 200, 50, 0) >= 150);
+    CHECK(pds_link_retry_ms(5, 200, 50, UINT32_MAX) <= 250);
+}
+
 TEST(epoch_heard_is_stored_then_taken)
 {
     struct pds_core *core = server_core(10);
@@ -1605,6 +1635,7 @@ TEST_MAIN(T(repl_decide_follow_or_refresh),
           T(members_survive_reload_and_roles),
           T(role_moves_follow_the_table),
           T(epoch_heard_is_stored_then_taken),
+          T(link_retry_backs_off_with_jitter),
           T(hlc_monotonic_across_clock_steps),
           T(hlc_logical_overflow_carries),
           T(hlc_observe_remote),
