@@ -32,8 +32,14 @@ unset "T_PIDS[writer]"
 # stamp: it has caught up only once it is at the server's last entry.
 last=$(pds "$s" --json status | sed -E 's/.*"last_index":([0-9]+).*/\1/')
 wait_for "$c" status "^lag: +0 entries \\(the server was at $last "
+# The hold: on one link, the log after the snapshot's stamp is still there
+# when the last chunk has gone, so no link is refreshed twice. (A link that
+# drops while the client applies a copy - its snapshot finish still runs on
+# the loop, issue 12 item 3 - is refreshed again on the next one: counted,
+# not a failure of the hold.)
 n=$(grep -c 'gets a snapshot' "$s/comm.log")
-[ "$n" -le 2 ] || fail "the client was refreshed $n times while writes went on: $(grep 'gets a snapshot' "$s/comm.log" | head -n 3)"
+twice=$(grep -oE 'client at [^ ]+ gets a snapshot' "$s/comm.log" | sort | uniq -d)
+[ -z "$twice" ] || fail "a link was refreshed more than once while writes went on: $twice"
 grep -q 'snapshot chunk out of range' "$s/comm.log" "$c/comm.log" &&
     fail "a late snapshot confirmation closed the link"
 deadline=$((SECONDS + 30))
