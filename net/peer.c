@@ -146,7 +146,12 @@ static void pack_text(msgpack_packer *pk, const char *key, const char *s)
     pds__mp_pack_cstr(pk, s);
 }
 
-int pds_msg_encode(const struct pds_msg *m, uint8_t **out, size_t *len)
+/* pds_msg_encode() with the sender's epoch given apart (the node's, at
+ * send time, without copying the message). */
+static int msg_encode(const struct pds_msg *m,
+                      uint64_t sender_epoch,
+                      uint8_t **out,
+                      size_t *len)
 {
     msgpack_sbuffer sb;
     msgpack_packer pk;
@@ -210,7 +215,7 @@ int pds_msg_encode(const struct pds_msg *m, uint8_t **out, size_t *len)
     msgpack_pack_map(&pk, n);
     pack_text(&pk, "t", type_names[m->type]);
     if (m->type != PDS_MSG_HELLO)
-        pack_u64(&pk, "se", m->sender_epoch);
+        pack_u64(&pk, "se", sender_epoch);
     switch (m->type) {
     case PDS_MSG_HELLO:
         pds__mp_pack_cstr(&pk, "v");
@@ -318,6 +323,11 @@ int pds_msg_encode(const struct pds_msg *m, uint8_t **out, size_t *len)
     *out = (uint8_t *)sb.data;
     *len = sb.size;
     return 0;
+}
+
+int pds_msg_encode(const struct pds_msg *m, uint8_t **out, size_t *len)
+{
+    return msg_encode(m, m->sender_epoch, out, len);
 }
 
 /* Copy a string field into a fixed buffer; absent is "". */
@@ -840,15 +850,8 @@ int pds_conn_send(struct pds_conn *c, const struct pds_msg *m)
 
     if (c->state != ST_OPEN)
         return PDS_ECONN;
-    if (m->sender_epoch != c->net->epoch) {
-        /* Every message carries this node's epoch (a copy: the caller's
-         * message is const). */
-        struct pds_msg stamped = *m;
-        stamped.sender_epoch = c->net->epoch;
-        rv = pds_msg_encode(&stamped, &body, &len);
-    } else {
-        rv = pds_msg_encode(m, &body, &len);
-    }
+    /* Every message carries this node's epoch. */
+    rv = msg_encode(m, c->net->epoch, &body, &len);
     if (rv != 0)
         return rv;
     if (c->out_len + 4 + len + PDS_STREAM_ABYTES > c->net->config.max_frame &&

@@ -648,28 +648,29 @@ static void epoch_work(uv_work_t *req)
                  pds_store_errmsg(j->d->store));
 }
 
-static void epoch_done(uv_work_t *req, int status)
+/* The store of an epoch heard from `from` ended with rv: the core takes
+ * it (or forgets it, to hear it again), and the log says which. */
+static void epoch_stored(struct daemon *d,
+                         pds_epoch epoch,
+                         pds_epoch was,
+                         const char *from,
+                         int rv,
+                         const char *errmsg)
 {
-    struct epoch_job *j = req->data;
-    struct daemon *d = j->d;
     struct pds_event ev;
     struct pds_update up;
 
-    if (status != 0 && j->rv == 0) {
-        j->rv = PDS_EIO;
-        snprintf(j->errmsg, sizeof(j->errmsg), "cancelled");
-    }
     memset(&ev, 0, sizeof(ev));
     ev.type = PDS_EVENT_EPOCH_STORED;
-    ev.u.epoch_stored.epoch = j->epoch;
-    ev.u.epoch_stored.status = j->rv;
+    ev.u.epoch_stored.epoch = epoch;
+    ev.u.epoch_stored.status = rv;
     if (pds_core_step(d->core, &ev, &up) != 0) {
         pds_commlog(PDS_LOG_ERROR, "epoch %llu heard from %s: %s",
-                    (unsigned long long)j->epoch, j->from, up.errmsg);
-    } else if (j->rv != 0) {
+                    (unsigned long long)epoch, from, up.errmsg);
+    } else if (rv != 0) {
         pds_commlog(PDS_LOG_ERROR,
                     "epoch %llu heard from %s could not be recorded: %s",
-                    (unsigned long long)j->epoch, j->from, j->errmsg);
+                    (unsigned long long)epoch, from, errmsg);
     } else {
         if (d->net != NULL)
             pds_net_set_epoch(d->net, pds_core_epoch(d->core));
@@ -678,13 +679,24 @@ static void epoch_done(uv_work_t *req, int status)
                         "%s is at epoch %llu, above this server's %llu: "
                         "another node has been a server of the group since "
                         "this one began its term",
-                        j->from, (unsigned long long)j->epoch,
-                        (unsigned long long)j->was);
+                        from, (unsigned long long)epoch,
+                        (unsigned long long)was);
         else
             pds_commlog(PDS_LOG_INFO, "epoch %llu heard from %s (was %llu)",
-                        (unsigned long long)j->epoch, j->from,
-                        (unsigned long long)j->was);
+                        (unsigned long long)epoch, from,
+                        (unsigned long long)was);
     }
+}
+
+static void epoch_done(uv_work_t *req, int status)
+{
+    struct epoch_job *j = req->data;
+
+    if (status != 0 && j->rv == 0) {
+        j->rv = PDS_EIO;
+        snprintf(j->errmsg, sizeof(j->errmsg), "cancelled");
+    }
+    epoch_stored(j->d, j->epoch, j->was, j->from, j->rv, j->errmsg);
     free(j);
 }
 
@@ -723,18 +735,8 @@ static void on_epoch(void *arg, struct pds_conn *c, uint64_t epoch)
             return;
         free(j);
     }
-    /* Not queued: the core forgets it, and hears it again. */
-    memset(&ev, 0, sizeof(ev));
-    ev.type = PDS_EVENT_EPOCH_STORED;
-    ev.u.epoch_stored.epoch = up.epoch;
-    ev.u.epoch_stored.status = PDS_ENOMEM;
-    if (pds_core_step(d->core, &ev, &up) != 0)
-        pds_commlog(PDS_LOG_ERROR, "epoch %llu heard from %s: %s",
-                    (unsigned long long)epoch, pds_conn_address(c), up.errmsg);
-    pds_commlog(PDS_LOG_ERROR,
-                "epoch %llu heard from %s could not be recorded: out of "
-                "memory",
-                (unsigned long long)epoch, pds_conn_address(c));
+    epoch_stored(d, up.epoch, pds_core_epoch(d->core), pds_conn_address(c),
+                 PDS_ENOMEM, "out of memory");
 }
 
 /* Client side: the server says whether this node is its replication

@@ -483,6 +483,47 @@ TEST(messages_round_trip_and_refuse_garbage)
     CHECK(strstr(errmsg, "no known type") != NULL);
 }
 
+/* A field of a hand-built message: an unsigned value. */
+struct raw_field {
+    const char *key;
+    uint64_t value;
+};
+
+/*
+ * Decode {"t": type, fields..., "b": blob} (no "b" when blob is NULL), a
+ * message built by hand as another implementation could send it. Returns
+ * what pds_msg_decode() returns.
+ */
+static int decode_raw(const char *type,
+                      const struct raw_field *fields,
+                      size_t n_fields,
+                      const char *blob,
+                      struct pds_msg *out,
+                      char *errmsg)
+{
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    size_t i;
+    int rv;
+
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 1 + n_fields + (blob != NULL ? 1 : 0));
+    msgpack_pack_str_with_body(&pk, "t", 1);
+    msgpack_pack_str_with_body(&pk, type, strlen(type));
+    for (i = 0; i < n_fields; i++) {
+        msgpack_pack_str_with_body(&pk, fields[i].key, strlen(fields[i].key));
+        msgpack_pack_uint64(&pk, fields[i].value);
+    }
+    if (blob != NULL) {
+        msgpack_pack_str_with_body(&pk, "b", 1);
+        msgpack_pack_bin_with_body(&pk, blob, strlen(blob));
+    }
+    rv = pds_msg_decode((const uint8_t *)sb.data, sb.size, out, errmsg);
+    msgpack_sbuffer_destroy(&sb);
+    return rv;
+}
+
 TEST(replication_messages_round_trip)
 {
     struct pds_msg m, out;
@@ -548,47 +589,19 @@ TEST(replication_messages_round_trip)
     pds_msg_free(&out);
     free(buf);
     {
-        /* {"t": "entries", "se": 3, "i": 11, "l": 500, "b": "x"}, no
-         * "w". */
-        msgpack_sbuffer sb;
-        msgpack_packer pk;
-        msgpack_sbuffer_init(&sb);
-        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-        msgpack_pack_map(&pk, 5);
-        msgpack_pack_str_with_body(&pk, "t", 1);
-        msgpack_pack_str_with_body(&pk, "entries", 7);
-        msgpack_pack_str_with_body(&pk, "se", 2);
-        msgpack_pack_uint64(&pk, 3);
-        msgpack_pack_str_with_body(&pk, "i", 1);
-        msgpack_pack_uint64(&pk, 11);
-        msgpack_pack_str_with_body(&pk, "l", 1);
-        msgpack_pack_uint64(&pk, 500);
-        msgpack_pack_str_with_body(&pk, "b", 1);
-        msgpack_pack_bin_with_body(&pk, "x", 1);
-        CHECK_EQ(
-            pds_msg_decode((const uint8_t *)sb.data, sb.size, &out, errmsg), 0);
+        /* No "w": the window is the message's last entry. */
+        static const struct raw_field f[] = {{"se", 3}, {"i", 11}, {"l", 500}};
+        CHECK_EQ(decode_raw("entries", f, 3, "x", &out, errmsg), 0);
         CHECK_EQ(out.window_end, 0);
         CHECK_EQ(out.sender_epoch, 3);
         CHECK(out.clamps == NULL); /* no memos: none */
         pds_msg_free(&out);
-        msgpack_sbuffer_destroy(&sb);
     }
     {
-        /* {"t": "ack", "i": 4}: no sender's epoch, malformed. */
-        msgpack_sbuffer sb;
-        msgpack_packer pk;
-        msgpack_sbuffer_init(&sb);
-        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-        msgpack_pack_map(&pk, 2);
-        msgpack_pack_str_with_body(&pk, "t", 1);
-        msgpack_pack_str_with_body(&pk, "ack", 3);
-        msgpack_pack_str_with_body(&pk, "i", 1);
-        msgpack_pack_uint64(&pk, 4);
-        CHECK_EQ(
-            pds_msg_decode((const uint8_t *)sb.data, sb.size, &out, errmsg),
-            PDS_EPROTO);
+        /* No sender's epoch: malformed. */
+        static const struct raw_field f[] = {{"i", 4}};
+        CHECK_EQ(decode_raw("ack", f, 1, NULL, &out, errmsg), PDS_EPROTO);
         CHECK(strstr(errmsg, "malformed ack message") != NULL);
-        msgpack_sbuffer_destroy(&sb);
     }
     /* The role notice: round trip; a flag other than 0 or 1 is refused. */
     memset(&m, 0, sizeof(m));
@@ -603,21 +616,8 @@ TEST(replication_messages_round_trip)
     pds_msg_free(&out);
     free(buf);
     {
-        msgpack_sbuffer sb;
-        msgpack_packer pk;
-        msgpack_sbuffer_init(&sb);
-        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-        msgpack_pack_map(&pk, 3);
-        msgpack_pack_str_with_body(&pk, "t", 1);
-        msgpack_pack_str_with_body(&pk, "role", 4);
-        msgpack_pack_str_with_body(&pk, "se", 2);
-        msgpack_pack_uint64(&pk, 1);
-        msgpack_pack_str_with_body(&pk, "sb", 2);
-        msgpack_pack_uint64(&pk, 2);
-        CHECK_EQ(
-            pds_msg_decode((const uint8_t *)sb.data, sb.size, &out, errmsg),
-            PDS_EPROTO);
-        msgpack_sbuffer_destroy(&sb);
+        static const struct raw_field f[] = {{"se", 1}, {"sb", 2}};
+        CHECK_EQ(decode_raw("role", f, 2, NULL, &out, errmsg), PDS_EPROTO);
     }
     /* Entries with the memos of restamped ones: round trip; memos that
      * are not whole are refused. */
