@@ -74,8 +74,10 @@ struct pds_store {
     size_t n_touched;
     uint32_t touched_gen;
     char path[512];
-    char errmsg[PDS_ERRMSG_SIZE];        /* reads and setup */
-    char commit_errmsg[PDS_ERRMSG_SIZE]; /* pds_store_commit() */
+    /* The reading calls' errors, and the writing calls' (which may run on
+     * another thread than the reads): each thread its own text. */
+    char errmsg[PDS_ERRMSG_SIZE];
+    char commit_errmsg[PDS_ERRMSG_SIZE];
 };
 
 static int set_err(struct pds_store *s, int rv, const char *fmt, ...)
@@ -539,7 +541,8 @@ int pds_store_init_node(struct pds_store *store, pds_node_id node_id)
     return 0;
 
 err:
-    return set_err(store, translate(rv), "init node: %s", mdb_strerror(rv));
+    return set_commit_err(store, translate(rv), "init node: %s",
+                          mdb_strerror(rv));
 }
 
 int pds_store_meta(struct pds_store *store, struct pds_store_meta *out)
@@ -2017,8 +2020,8 @@ int pds_store_blob_put(struct pds_store *store,
 
     rv = small_write(store, blob_write, &b);
     if (rv != 0)
-        return set_err(store, translate(rv), "save %s: %s", name,
-                       mdb_strerror(rv));
+        return set_commit_err(store, translate(rv), "save %s: %s", name,
+                              mdb_strerror(rv));
     return 0;
 }
 
@@ -2053,8 +2056,8 @@ int pds_store_members_put(struct pds_store *store,
         return 0;
     rv = small_write(store, members_write, &a);
     if (rv != 0)
-        return set_err(store, translate(rv), "save clients: %s",
-                       mdb_strerror(rv));
+        return set_commit_err(store, translate(rv), "save clients: %s",
+                              mdb_strerror(rv));
     return 0;
 }
 
@@ -2219,12 +2222,13 @@ int pds_store_local_put(struct pds_store *store,
     int rv;
 
     if (key->owner_len > PDS_OWNER_MAX || key->item_len > PDS_ITEM_MAX)
-        return set_err(store, PDS_EINVAL, "local: key too long");
+        return set_commit_err(store, PDS_EINVAL, "local: key too long");
     rv = small_write(store, local_write, &a);
     if (rv == MDB_NOTFOUND)
-        return set_err(store, PDS_ENOTFOUND, "local: not found");
+        return set_commit_err(store, PDS_ENOTFOUND, "local: not found");
     if (rv != 0)
-        return set_err(store, translate(rv), "local: %s", mdb_strerror(rv));
+        return set_commit_err(store, translate(rv), "local: %s",
+                              mdb_strerror(rv));
     return 0;
 }
 
@@ -2274,7 +2278,8 @@ int pds_store_local_get(struct pds_store *store,
 }
 
 /*
- * The error of a failed write transaction outside pds_store_commit(): a full
+ * The error of a failed write transaction outside pds_store_commit(), in
+ * the writers' text like its own (pds_store_commit_errmsg()): a full
  * file system (LMDB reports a short write as EIO), the storage budget, or
  * LMDB's own error; what says what was not done.
  */
@@ -2284,13 +2289,15 @@ write_error(struct pds_store *s, int rv, const char *context, const char *what)
     if (rv == EIO && is_disk_full(s))
         rv = ENOSPC;
     if (rv == ENOSPC || rv == EDQUOT)
-        return set_err(s, PDS_EFULL,
-                       "the file system of the data directory is full: %s; "
-                       "free space there",
-                       what);
+        return set_commit_err(s, PDS_EFULL,
+                              "the file system of the data directory is "
+                              "full: %s; free space there",
+                              what);
     if (rv == MDB_MAP_FULL)
-        return set_err(s, PDS_ENOSPC, "storage budget exhausted: %s", what);
-    return set_err(s, translate(rv), "%s: %s", context, mdb_strerror(rv));
+        return set_commit_err(s, PDS_ENOSPC, "storage budget exhausted: %s",
+                              what);
+    return set_commit_err(s, translate(rv), "%s: %s", context,
+                          mdb_strerror(rv));
 }
 
 /* ---- Outbox --------------------------------------------------------------
@@ -2378,7 +2385,7 @@ int pds_store_outbox_add(struct pds_store *store,
     int rv;
 
     if (!entry_is_valid(entry))
-        return set_err(store, PDS_EINVAL, "outbox: malformed entry");
+        return set_commit_err(store, PDS_EINVAL, "outbox: malformed entry");
     rv = small_write(store, outbox_add, &a);
     if (rv != 0)
         return write_error(store, rv, "outbox", "the write was not queued");
@@ -2450,7 +2457,8 @@ int pds_store_outbox_remove(struct pds_store *store,
         return 0;
     rv = small_write(store, outbox_rm, &a);
     if (rv != 0)
-        return set_err(store, translate(rv), "outbox: %s", mdb_strerror(rv));
+        return set_commit_err(store, translate(rv), "outbox: %s",
+                              mdb_strerror(rv));
     return 0;
 }
 
@@ -2720,7 +2728,8 @@ int pds_store_snap_begin(struct pds_store *store)
     int rv = small_write(store, snap_clear, NULL);
 
     if (rv != 0)
-        return set_err(store, translate(rv), "snapshot: %s", mdb_strerror(rv));
+        return set_commit_err(store, translate(rv), "snapshot: %s",
+                              mdb_strerror(rv));
     return 0;
 }
 
@@ -2794,9 +2803,9 @@ int pds_store_snap_put(struct pds_store *store,
     int rv = small_write(store, snap_put, &a);
 
     if (rv == PDS_ECORRUPT)
-        return set_err(store, rv,
-                       "snapshot: a chunk does not decode (nothing of it was "
-                       "kept)");
+        return set_commit_err(store, rv,
+                              "snapshot: a chunk does not decode (nothing of "
+                              "it was kept)");
     if (rv != 0)
         return write_error(store, rv, "snapshot",
                            "the snapshot cannot be stored");

@@ -11,11 +11,16 @@
  *
  * Storage is synchronous and knows no event loop: the daemon decides on
  * which thread a call runs. A write transaction begins and commits inside
- * one call. pds_store_commit() may run on one thread while the reading
- * functions run on another (one commit at a time); map growth waits for
- * the readers. Every function returns 0 or a negative PDS_E* code; the text
- * of the last error, with context, is in pds_store_errmsg(), or for a
- * commit in pds_store_commit_errmsg().
+ * one call. The writing calls (pds_store_commit*, init_node, new_epoch,
+ * blob_put, members_put, local_put, outbox_add, outbox_remove, snap_begin,
+ * snap_put, snap_finish) may run on one thread, one at a time, while the
+ * reading functions run on another (LMDB's readers do not wait for its
+ * writer: MDB_NOTLS, so a read transaction is not tied to its thread); map
+ * growth waits for the readers. Every function returns 0 or a negative
+ * PDS_E* code; the text of the last error, with context, is in
+ * pds_store_errmsg() for a reading or setup call and in
+ * pds_store_commit_errmsg() for a writing one, so that each thread reads
+ * its own.
  *
  * Map growth: the map starts at map_initial bytes and doubles on
  * MDB_MAP_FULL up to budget; beyond that writes fail with PDS_ENOSPC
@@ -79,7 +84,8 @@ void pds_store_close(struct pds_store *store);
 
 /* Text of the last error of a reading or setup call, with context. */
 const char *pds_store_errmsg(const struct pds_store *store);
-/* Text of the last failed pds_store_commit(). */
+/* Text of the last failed writing call (pds_store_commit() and the others
+ * listed above). */
 const char *pds_store_commit_errmsg(const struct pds_store *store);
 
 /* Set the node id if the store has none yet (first start). */

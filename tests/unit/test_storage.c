@@ -1578,7 +1578,7 @@ TEST(snapshot_bad_chunk_is_refused_and_keeps_nothing)
     CHECK_EQ(pds_store_commit(s, es, 1, 5000), 0);
     CHECK_EQ(pds_store_snap_begin(s), 0);
     CHECK_EQ(pds_store_snap_put(s, garbage, sizeof(garbage)), PDS_ECORRUPT);
-    CHECK(strstr(pds_store_errmsg(s), "does not decode") != NULL);
+    CHECK(strstr(pds_store_commit_errmsg(s), "does not decode") != NULL);
     CHECK_EQ(pds_store_snap_put(s, unknown_kind, sizeof(unknown_kind)),
              PDS_ECORRUPT);
     CHECK_EQ(pds_store_snap_put(s, bad_record, sizeof(bad_record)),
