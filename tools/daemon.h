@@ -17,6 +17,7 @@
 #include "../net/secure.h"
 #include "../storage/store.h"
 #include "config.h"
+#include "diskq.h"
 
 /* A request waiting for the core's reply. */
 struct waiter {
@@ -24,6 +25,14 @@ struct waiter {
     uint64_t id;
     enum pds_req_op op;
     uint64_t remote_conn; /* the client's connection, for WRITE_ACK */
+};
+
+/* A new epoch begun in the store (pds__group_epoch_begin, on any thread),
+ * for pds__group_epoch_begun on the loop. */
+struct epoch_result {
+    int rv;
+    pds_epoch epoch;
+    char errmsg[PDS_ERRMSG_SIZE];
 };
 
 /* Entries stepped for one commit, and the clamped writes among them. */
@@ -43,7 +52,7 @@ struct daemon {
      * answered (the loop then polls without blocking). */
     uv_idle_t commit_idle;
     uint64_t answered_at; /* uv_hrtime() when the last commit was answered */
-    size_t last_commit_n; /* entries of the last commit on the loop */
+    size_t last_commit_n; /* entries of the last commit */
     uv_signal_t sigterm;
     uv_signal_t sigint;
     struct pds_local_server *local;
@@ -55,15 +64,21 @@ struct daemon {
     int lock_fd;
     int is_stopping;
 
+    /* Every durable storage write, one at a time on a pool thread. */
+    struct pds_diskq diskq;
     /* Entries stepped and not yet handed to a commit. */
     struct pds_batch batch;
-    /* The commit running on a pool thread, if any (pdsyncd.c). */
-    uv_work_t commit_work;
+    /* The commit queued or running on the pool, if any (pdsyncd.c). */
+    struct pds_diskq_job commit_job;
     int is_committing;
     struct pds_batch cbatch;
     pds_time commit_time;
     int commit_rv;
+    char commit_errmsg[PDS_ERRMSG_SIZE];
     int commit_shipped;
+    /* After a failed commit of entries sent to the standby: the new epoch
+     * the same job began. */
+    struct epoch_result commit_epoch;
     int commit_waits; /* begun to be answered once the standby confirms */
     /* Writes up to here were taken to be confirmed by the standby, and the
      * server stopped before they were committed: not acknowledged. */
@@ -110,6 +125,16 @@ struct daemon {
     pds_index standby_acked; /* the standby's durable position */
     int is_degraded;         /* standby-optional running as local */
     int epoch_owed;          /* a new epoch could not be begun: tried again */
+    int is_epoch_pending;    /* that retry is on the storage queue */
+    /* An administrator's change of the node's settings is being stored
+     * (group.c): the next one waits for its answer. */
+    int is_settings_busy;
+    /* A change of the client role is being stored: the entries and
+     * snapshot chunks of the server wait in memory until it is done. */
+    int is_role_changing;
+    /* Member rows on the storage queue: the joins and disconnects of later
+     * updates go out after them (persist, then send). */
+    size_t n_member_jobs;
     uv_timer_t ack_timer;
     /* Items whose values are device-specific (sharing scope). */
     char **device_items;
@@ -133,6 +158,11 @@ void pds__daemon_request(struct daemon *d,
                          struct pds_local_conn *conn,
                          const struct pds_request *req);
 
+/* Answer the requesters of the core's replies (frees their waiters). */
+void pds__daemon_deliver(struct daemon *d,
+                         const struct pds_reply *replies,
+                         size_t n_replies);
+
 /* Send a reply frame built with pds_reply_* (takes rb). */
 void pds__daemon_send(struct pds_local_conn *conn, struct pds_reply_buf *rb);
 
@@ -142,8 +172,10 @@ void pds__daemon_send(struct pds_local_conn *conn, struct pds_reply_buf *rb);
  */
 int pds__group_open(struct daemon *d, char *errmsg);
 void pds__group_close(struct daemon *d);
-/* The group parts of a core update: members, joins, disconnects. */
-void pds__group_update(struct daemon *d, const struct pds_update *u);
+/* The group parts of a core update: members, joins, disconnects. Returns 1
+ * when it took the update's replies too (they go out once its member rows
+ * are stored), 0 when the caller sends them now. */
+int pds__group_update(struct daemon *d, const struct pds_update *u);
 /* server/client start/stop, clients (stop|start). */
 void pds__group_request(struct daemon *d,
                         struct pds_local_conn *conn,
@@ -193,8 +225,14 @@ void pds__group_write_ack(struct daemon *d,
                           const struct waiter *w,
                           const struct pds_reply *r);
 /* Server: begin a new epoch (at its start, and after a failed commit
- * whose entries the standby may hold). */
-int pds__group_new_epoch(struct daemon *d);
+ * whose entries the standby may hold): in the store, on the thread of the
+ * caller (the writing calls' rules), then into the core on the loop. */
+void pds__group_epoch_begin(struct pds_store *store, struct epoch_result *r);
+int pds__group_epoch_begun(struct daemon *d, const struct epoch_result *r);
+/* Again after a failure (every 100 ms), on the storage queue. */
+void pds__group_retry_epoch(struct daemon *d);
+/* The connection with this id, NULL when gone or the group is closing. */
+struct pds_conn *pds__group_conn(struct daemon *d, uint64_t id);
 /* replicate.c: the log shipping and forwarded writes of group.c. */
 void pds__repl_conn_closed(struct daemon *d, uint64_t conn);
 void pds__repl_on_sync(struct daemon *d,
@@ -238,12 +276,17 @@ void pds__repl_note_commit(struct daemon *d,
 void pds__repl_flush(struct daemon *d);
 /* Client, every 100 ms: timed-out outbox writes go again when due. */
 void pds__repl_tick(struct daemon *d);
-/* Client: the queued writes (returns their number; *e = entry i). */
+/* Client: the queued writes (returns their number; *e = entry i, or NULL
+ * for one the server has answered, which reads no longer see). */
 size_t pds__repl_outbox(struct daemon *d, const struct pds_entry **e, size_t i);
+/* Client: a change of role was stored or refused: the server's entries
+ * and snapshot chunks held meanwhile go on to the store. */
+void pds__repl_resume(struct daemon *d);
 void pds__repl_client_status(struct daemon *d, struct pds_status *st);
+/* Takes m->blob. */
 void pds__repl_on_snapshot(struct daemon *d,
                            struct pds_conn *c,
-                           const struct pds_msg *m);
+                           struct pds_msg *m);
 void pds__repl_on_snap_ack(struct daemon *d,
                            struct pds_conn *c,
                            const struct pds_msg *m);

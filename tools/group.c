@@ -6,7 +6,8 @@
  *
  * Role configuration is stored in the meta table ("role", "group",
  * "secret", "server", "server_pk", "name") so that role changes take
- * effect at once and survive restarts.
+ * effect without a restart and survive restarts; it is written on the
+ * storage queue and changed in memory once stored (see Settings).
  */
 #include <assert.h>
 #include <errno.h>
@@ -29,66 +30,208 @@ static const char *hex(const uint8_t *b, size_t n, char *out)
     return out;
 }
 
-/* The first setting of this request that could not be stored ("" when
- * all were): the command that made it says so (reply_saved). */
-static char save_error[PDS_ERRMSG_SIZE];
-
-static void
-save_blob(struct daemon *d, const char *name, const void *v, size_t len)
-{
-    if (pds_store_blob_put(d->store, name, v, len) != 0) {
-        pds_commlog(PDS_LOG_ERROR, "%s", pds_store_errmsg(d->store));
-        if (save_error[0] == '\0')
-            snprintf(save_error, sizeof(save_error), "%s",
-                     pds_store_errmsg(d->store));
-    }
-}
+/* ---- Epochs ----------------------------------------------------------- */
 
 /*
  * A server begins a new epoch each time it starts writing (pdsyncd's start
  * as the server, 'server start'): entries it made before and lost in a
  * crash can then never be mistaken, by the index and epoch a follower
- * presents, for the ones it makes now.
+ * presents, for the ones it makes now. The store's part runs where the
+ * caller's storage job does; the core takes the epoch on the loop.
  */
-int pds__group_new_epoch(struct daemon *d)
+void pds__group_epoch_begin(struct pds_store *store, struct epoch_result *r)
 {
-    pds_epoch e;
+    r->rv = pds_store_new_epoch(store, &r->epoch);
+    if (r->rv != 0)
+        snprintf(r->errmsg, sizeof(r->errmsg), "%s",
+                 pds_store_commit_errmsg(store));
+}
 
-    if (pds_store_new_epoch(d->store, &e) != 0) {
+int pds__group_epoch_begun(struct daemon *d, const struct epoch_result *r)
+{
+    if (r->rv != 0) {
         if (!d->epoch_owed)
             pds_commlog(PDS_LOG_ERROR,
                         "cannot begin a new epoch (tried again every 100 "
                         "ms): %s",
-                        pds_store_errmsg(d->store));
+                        r->errmsg);
         d->epoch_owed = 1;
         return -1;
     }
     d->epoch_owed = 0;
-    pds_core_set_epoch(d->core, e);
+    pds_core_set_epoch(d->core, r->epoch);
     if (d->net != NULL)
-        pds_net_set_epoch(d->net, e);
+        pds_net_set_epoch(d->net, r->epoch);
     pds_commlog(PDS_LOG_INFO, "epoch %llu begins at index %llu",
-                (unsigned long long)e,
+                (unsigned long long)r->epoch,
                 (unsigned long long)pds_core_last_index(d->core) + 1);
     return 0;
 }
 
-/*
- * Move the node to another role: the only place a role changes. The core
- * checks the move against its table (role.h), the new role is stored, and
- * only then does the core take it. Returns 0, or PDS_E* with errmsg
- * (PDS_ERRMSG_SIZE) saying why, and the node is still what it was.
- */
-static int move_role(struct daemon *d,
-                     enum pds_role to,
-                     enum pds_role_cause cause,
-                     char *errmsg)
+struct epoch_job {
+    struct pds_diskq_job job;
+    struct daemon *d;
+    struct epoch_result r;
+};
+
+static void epoch_work(struct pds_diskq_job *job)
 {
+    struct epoch_job *j = PDS_DISKQ_OWNER(job, struct epoch_job, job);
+
+    pds__group_epoch_begin(j->d->store, &j->r);
+}
+
+static void epoch_done(struct pds_diskq_job *job)
+{
+    struct epoch_job *j = PDS_DISKQ_OWNER(job, struct epoch_job, job);
+    struct daemon *d = j->d;
+
+    d->is_epoch_pending = 0;
+    if (pds_core_role(d->core) == PDS_ROLE_SERVER)
+        pds__group_epoch_begun(d, &j->r);
+    else
+        d->epoch_owed = 0; /* the next start as the server begins one */
+    free(j);
+}
+
+void pds__group_retry_epoch(struct daemon *d)
+{
+    struct epoch_job *j;
+
+    if (d->is_epoch_pending || (j = calloc(1, sizeof(*j))) == NULL)
+        return; /* under way, or tried again at the next tick */
+    j->d = d;
+    d->is_epoch_pending = 1;
+    pds__diskq_push(&d->diskq, &j->job, epoch_work, epoch_done);
+}
+
+struct pds_conn *pds__group_conn(struct daemon *d, uint64_t id)
+{
+    return d->net != NULL && id != 0 ? pds_net_find(d->net, id) : NULL;
+}
+
+/* ---- Settings ----------------------------------------------------------
+ *
+ * A command that changes the node's settings (its role, group, secret,
+ * server...) stores them first, on the storage queue, and changes them in
+ * memory only once they are stored; then it answers. When a write fails,
+ * the writes after it are not made (the role is always written last), the
+ * node keeps its settings in memory and the error is logged and answered.
+ * The administrator's commands are stored one at a time: one that comes
+ * while another is being stored is refused as busy.
+ */
+#define SETTING_MAX 128 /* the longest setting: a secret, a password hash */
+#define SETTINGS_MAX 8
+
+struct settings_job {
+    struct pds_diskq_job job;
+    struct daemon *d;
+    struct pds_local_conn *conn; /* the requester (a reference), or NULL */
+    uint64_t id;                 /* its request */
+    int is_admin;                /* an administrator's command */
+    /* Into memory and answered, once every write is done. */
+    void (*apply)(struct settings_job *sj);
+    /* Instead of the error answer when a write failed (NULL: the answer). */
+    void (*failed)(struct settings_job *sj);
+    struct {
+        const char *name;
+        uint8_t value[SETTING_MAX];
+        size_t len;
+        int is_delete;
+    } puts[SETTINGS_MAX];
+    size_t n_puts;
+    size_t n_stored;    /* of puts, before a failure */
+    size_t secret_put;  /* server start: the index of the secret's put */
+    int changes_server; /* client start: the link changes */
+    int has_role;       /* role is written last; a server's epoch after it */
+    enum pds_role role;
+    enum pds_role role_from;
+    enum pds_role_cause cause;
+    int holds_follower; /* counted in d->is_role_changing */
+    struct epoch_result epoch;
+    int rv;
+    char errmsg[PDS_ERRMSG_SIZE];
+    /* What the command changes, for apply. */
+    uint8_t group[PDS_GROUP_ID_BYTES];
+    int has_new_group;
+    uint8_t secret[PDS_SECRET_MAX];
+    size_t secret_len;
+    int has_new_secret;
+    char generated[2 * 32 + 1];
+    char server[128];
+    char name[PDS_MEMBER_TEXT];
+    uint8_t pk[PDS_KEY_BYTES];
+    char hash[crypto_pwhash_STRBYTES];
+    uint64_t conn_id;
+    uint64_t member_id;
+    int is_first_contact;
+};
+
+/* A new job for the requester on conn (NULL: none), or NULL with conn
+ * answered when memory runs out. */
+static struct settings_job *settings_new(struct daemon *d,
+                                         struct pds_local_conn *conn,
+                                         uint64_t id,
+                                         void (*apply)(struct settings_job *))
+{
+    struct settings_job *sj = calloc(1, sizeof(*sj));
+
+    if (sj == NULL) {
+        if (conn != NULL)
+            pds__daemon_send(conn,
+                             pds_reply_new(id, PDS_ENOMEM, "out of memory"));
+        return NULL;
+    }
+    sj->d = d;
+    sj->conn = conn;
+    sj->id = id;
+    sj->apply = apply;
+    if (conn != NULL)
+        pds_local_conn_ref(conn);
+    return sj;
+}
+
+/* Store value (NULL: remove the setting). */
+static void setting(struct settings_job *sj,
+                    const char *name,
+                    const void *value,
+                    size_t len)
+{
+    size_t i = sj->n_puts++;
+
+    assert(i < SETTINGS_MAX && len <= SETTING_MAX);
+    sj->puts[i].name = name;
+    sj->puts[i].is_delete = value == NULL;
+    sj->puts[i].len = value != NULL ? len : 0;
+    if (value != NULL && len > 0)
+        memcpy(sj->puts[i].value, value, len);
+}
+
+static void
+reply_err(struct pds_local_conn *conn, uint64_t id, int rv, const char *msg);
+
+static void settings_free(struct settings_job *sj)
+{
+    if (sj->conn != NULL)
+        pds_local_conn_unref(sj->conn);
+    sodium_memzero(sj, sizeof(*sj));
+    free(sj);
+}
+
+/*
+ * The job also moves the node to another role: the only way a role
+ * changes. The core checks the move against its table (role.h) now; the
+ * role is stored last, and the core takes it once stored (settings_done).
+ * When the core refuses, the requester is answered why, the job is freed
+ * and -1 returned: nothing was changed.
+ */
+static int settings_role(struct settings_job *sj,
+                         enum pds_role to,
+                         enum pds_role_cause cause)
+{
+    struct daemon *d = sj->d;
     struct pds_event ev;
     struct pds_update up;
-    enum pds_role from = pds_core_role(d->core);
-    uint8_t r;
-    int stored;
     int rv;
 
     memset(&ev, 0, sizeof(ev));
@@ -97,39 +240,142 @@ static int move_role(struct daemon *d,
     ev.u.role_change.cause = cause;
     rv = pds_core_step(d->core, &ev, &up);
     if (rv != 0 || !up.has_role) {
-        snprintf(errmsg, PDS_ERRMSG_SIZE, "%s",
-                 up.errmsg[0] != '\0' ? up.errmsg : pds_strerror(rv));
-        return rv != 0 ? rv : PDS_EINVAL;
+        if (sj->conn != NULL)
+            reply_err(sj->conn, sj->id, rv != 0 ? rv : PDS_EINVAL,
+                      up.errmsg[0] != '\0' ? up.errmsg : pds_strerror(rv));
+        else
+            pds_commlog(PDS_LOG_WARNING, "role %s not taken: %s",
+                        pds_role_name(to),
+                        up.errmsg[0] != '\0' ? up.errmsg : pds_strerror(rv));
+        settings_free(sj);
+        return -1;
     }
-    r = (uint8_t)up.role;
-    stored = pds_store_blob_put(d->store, "role", &r, 1);
-    if (stored != 0)
-        snprintf(errmsg, PDS_ERRMSG_SIZE,
-                 "the role %s could not be stored, the node is still %s: %s",
-                 pds_role_name(to), pds_role_name(from),
-                 pds_store_errmsg(d->store));
+    sj->has_role = 1;
+    sj->role = to;
+    sj->role_from = pds_core_role(d->core);
+    sj->cause = cause;
+    return 0;
+}
+
+/* The role's write is done (status 0) or failed: the core takes it or
+ * stays what it was. 0, or -1 when the core's bookkeeping disagrees. */
+static int role_stored(struct settings_job *sj)
+{
+    struct pds_event ev;
+    struct pds_update up;
+
     memset(&ev, 0, sizeof(ev));
     ev.type = PDS_EVENT_ROLE_STORED;
-    ev.u.role_stored.role = to;
-    ev.u.role_stored.status = stored;
-    rv = pds_core_step(d->core, &ev, &up);
-    if (rv != 0) {
-        /* Our own bookkeeping disagrees with the core's: say so. */
-        snprintf(errmsg, PDS_ERRMSG_SIZE, "role change to %s: %s",
-                 pds_role_name(to), up.errmsg);
-        pds_commlog(PDS_LOG_ERROR, "%s", errmsg);
-        return rv;
+    ev.u.role_stored.role = sj->role;
+    ev.u.role_stored.status = sj->rv;
+    if (pds_core_step(sj->d->core, &ev, &up) != 0) {
+        pds_commlog(PDS_LOG_ERROR, "role change to %s: %s",
+                    pds_role_name(sj->role), up.errmsg);
+        return -1;
     }
-    if (stored != 0) {
-        pds_commlog(PDS_LOG_ERROR, "%s", errmsg);
-        return PDS_EIO;
-    }
-    pds_commlog(PDS_LOG_INFO, "role: %s -> %s (%s)", pds_role_name(from),
-                pds_role_name(to), pds_role_cause_name(cause));
-    d->unconfirmed_until = 0; /* a new role: its own answers */
-    if (to == PDS_ROLE_SERVER)
-        pds__group_new_epoch(d);
+    if (sj->rv == 0)
+        pds_commlog(PDS_LOG_INFO, "role: %s -> %s (%s)",
+                    pds_role_name(sj->role_from), pds_role_name(sj->role),
+                    pds_role_cause_name(sj->cause));
     return 0;
+}
+
+static void settings_work(struct pds_diskq_job *job)
+{
+    struct settings_job *sj = PDS_DISKQ_OWNER(job, struct settings_job, job);
+    struct pds_store *store = sj->d->store;
+    uint8_t r = (uint8_t)sj->role;
+    size_t i;
+
+    for (i = 0; i < sj->n_puts && sj->rv == 0; i++) {
+        sj->rv = pds_store_blob_put(
+            store, sj->puts[i].name,
+            sj->puts[i].is_delete ? NULL : sj->puts[i].value, sj->puts[i].len);
+        if (sj->rv == 0)
+            sj->n_stored++;
+    }
+    if (sj->rv == 0 && sj->has_role)
+        sj->rv = pds_store_blob_put(store, "role", &r, 1);
+    if (sj->rv != 0) {
+        snprintf(sj->errmsg, sizeof(sj->errmsg), "%s",
+                 pds_store_commit_errmsg(store));
+        return;
+    }
+    if (sj->has_role && sj->role == PDS_ROLE_SERVER)
+        pds__group_epoch_begin(store, &sj->epoch);
+}
+
+static void settings_done(struct pds_diskq_job *job)
+{
+    struct settings_job *sj = PDS_DISKQ_OWNER(job, struct settings_job, job);
+    struct daemon *d = sj->d;
+    char msg[PDS_ERRMSG_SIZE + 64];
+
+    if (sj->is_admin)
+        d->is_settings_busy = 0;
+    if (sj->holds_follower)
+        d->is_role_changing--;
+    if (!d->is_stopping && sj->has_role && role_stored(sj) != 0 &&
+        sj->rv == 0) {
+        sj->rv = PDS_EINVAL;
+        snprintf(sj->errmsg, sizeof(sj->errmsg),
+                 "the role %s was stored but the node did not take it: "
+                 "restart pdsyncd",
+                 pds_role_name(sj->role));
+    }
+    if (d->is_stopping) {
+        /* Nothing runs any more: what was stored counts at the next start. */
+        if (sj->conn != NULL)
+            reply_err(sj->conn, sj->id, PDS_ECANCELED,
+                      sj->rv == 0 ? "pdsyncd is shutting down: the change "
+                                    "was stored and counts from its next "
+                                    "start"
+                                  : "pdsyncd is shutting down; nothing was "
+                                    "changed");
+    } else if (sj->rv == 0) {
+        sj->apply(sj);
+    } else {
+        pds_commlog(PDS_LOG_ERROR, "%s", sj->errmsg);
+        if (sj->failed != NULL) {
+            sj->failed(sj);
+        } else if (sj->conn != NULL) {
+            snprintf(msg, sizeof(msg),
+                     "not done: %s; the node keeps its previous settings",
+                     sj->errmsg);
+            reply_err(sj->conn, sj->id, PDS_EIO, msg);
+        }
+    }
+    if (!d->is_stopping)
+        pds__repl_resume(d);
+    settings_free(sj);
+}
+
+static void settings_push(struct settings_job *sj)
+{
+    struct daemon *d = sj->d;
+
+    if (sj->is_admin)
+        d->is_settings_busy = 1;
+    /* Leaving or changing the client role: the server's entries wait in
+     * memory meanwhile (not stored for a role that is ending). */
+    if ((sj->has_role || sj->changes_server) &&
+        pds_role_follows(pds_core_role(d->core))) {
+        sj->holds_follower = 1;
+        d->is_role_changing++;
+    }
+    pds__diskq_push(&d->diskq, &sj->job, settings_work, settings_done);
+}
+
+/* The role the core took once stored (settings_done): its effects in
+ * memory, for the job's apply. */
+static void set_role(struct settings_job *sj)
+{
+    struct daemon *d = sj->d;
+
+    assert(sj->has_role && pds_core_role(d->core) == sj->role);
+    d->unconfirmed_until = 0; /* a new role: its own answers */
+    if (sj->role == PDS_ROLE_SERVER)
+        pds__group_epoch_begun(d, &sj->epoch);
 }
 
 /* ---- Client link ------------------------------------------------------ */
@@ -268,11 +514,64 @@ on_join(struct daemon *d, struct pds_conn *c, const struct pds_msg *m)
     pds__daemon_step(d, &ev);
 }
 
-/* Client side: the server accepted us. */
+/* Client side: the welcome's settings are stored; the link begins. */
+static void welcome_apply(struct settings_job *sj)
+{
+    struct daemon *d = sj->d;
+    struct pds_conn *c = pds__group_conn(d, sj->conn_id);
+    char gid[2 * PDS_GROUP_ID_BYTES + 1];
+
+    if (sj->is_first_contact) {
+        memcpy(d->server_pk, sj->pk, PDS_KEY_BYTES);
+        d->has_server_pk = 1;
+        /* The secret was proven once; the key pair is enough now. */
+        sodium_memzero(d->secret, sizeof(d->secret));
+        d->secret_len = 0;
+        pds_commlog(PDS_LOG_INFO,
+                    "enrolled in group %s as client %016llx of server %s",
+                    hex(sj->group, PDS_GROUP_ID_BYTES, gid),
+                    (unsigned long long)sj->member_id, d->server);
+    }
+    if (sj->has_new_group) {
+        memcpy(d->group, sj->group, PDS_GROUP_ID_BYTES);
+        d->has_group = 1;
+        pds_net_set_group(d->net, d->group);
+    }
+    if (c == NULL || sj->conn_id != d->link_conn ||
+        !pds_role_follows(pds_core_role(d->core)))
+        return; /* gone meanwhile: the next connection starts over */
+    if (!sj->is_first_contact)
+        pds_commlog(PDS_LOG_INFO, "connected to server %s (%s)", d->server,
+                    pds_conn_cipher(c));
+    d->is_linked = 1;
+    d->n_retries = 0;
+    d->link_error[0] = '\0';
+    pds__repl_start(d, c);
+}
+
+static void welcome_failed(struct settings_job *sj)
+{
+    struct daemon *d = sj->d;
+    struct pds_conn *c = pds__group_conn(d, sj->conn_id);
+    char why[PDS_ERRMSG_SIZE + 64];
+
+    if (c == NULL || sj->conn_id != d->link_conn)
+        return;
+    snprintf(why, sizeof(why), "cannot store the server's welcome: %s",
+             sj->errmsg);
+    pds_conn_close(c, why); /* connects again later */
+}
+
+/*
+ * Client side: the server accepted us. What it proved (its key, at the
+ * first contact) and the group are stored before the link begins; the
+ * position this node presents comes after every earlier write (storage
+ * queue order), so it is durable.
+ */
 static void
 on_welcome(struct daemon *d, struct pds_conn *c, const struct pds_msg *m)
 {
-    char gid[2 * PDS_GROUP_ID_BYTES + 1];
+    struct settings_job *sj;
     uint8_t expect[PDS_PROOF_BYTES];
 
     if (!d->has_server_pk) {
@@ -287,31 +586,27 @@ on_welcome(struct daemon *d, struct pds_conn *c, const struct pds_msg *m)
                               "the group's server");
             return;
         }
-        memcpy(d->server_pk, pds_conn_peer_pk(c), PDS_KEY_BYTES);
-        d->has_server_pk = 1;
-        save_blob(d, "server_pk", d->server_pk, PDS_KEY_BYTES);
-        /* The secret was proven once; the key pair is enough now. */
-        sodium_memzero(d->secret, sizeof(d->secret));
-        d->secret_len = 0;
-        save_blob(d, "secret", NULL, 0);
-        pds_commlog(PDS_LOG_INFO,
-                    "enrolled in group %s as client %016llx of server %s",
-                    hex(m->group, PDS_GROUP_ID_BYTES, gid),
-                    (unsigned long long)m->member_id, d->server);
-    } else {
-        pds_commlog(PDS_LOG_INFO, "connected to server %s (%s)", d->server,
-                    pds_conn_cipher(c));
+    }
+    sj = settings_new(d, NULL, 0, welcome_apply);
+    if (sj == NULL) {
+        pds_conn_close(c, "out of memory");
+        return;
+    }
+    sj->failed = welcome_failed;
+    sj->conn_id = pds_conn_id(c);
+    sj->member_id = m->member_id;
+    memcpy(sj->group, m->group, PDS_GROUP_ID_BYTES);
+    if (!d->has_server_pk) {
+        sj->is_first_contact = 1;
+        memcpy(sj->pk, pds_conn_peer_pk(c), PDS_KEY_BYTES);
+        setting(sj, "server_pk", sj->pk, PDS_KEY_BYTES);
+        setting(sj, "secret", NULL, 0);
     }
     if (!d->has_group || memcmp(d->group, m->group, PDS_GROUP_ID_BYTES) != 0) {
-        memcpy(d->group, m->group, PDS_GROUP_ID_BYTES);
-        d->has_group = 1;
-        save_blob(d, "group", d->group, PDS_GROUP_ID_BYTES);
-        pds_net_set_group(d->net, d->group);
+        sj->has_new_group = 1;
+        setting(sj, "group", sj->group, PDS_GROUP_ID_BYTES);
     }
-    d->is_linked = 1;
-    d->n_retries = 0;
-    d->link_error[0] = '\0';
-    pds__repl_start(d, c);
+    settings_push(sj);
 }
 
 static void
@@ -627,9 +922,9 @@ static void on_leave(struct daemon *d, struct pds_conn *c)
     pds__daemon_step(d, &ev);
 }
 
-/* An epoch heard from a peer, being stored on a pool thread. */
-struct epoch_job {
-    uv_work_t req;
+/* An epoch heard from a peer, being stored on the storage queue. */
+struct heard_job {
+    struct pds_diskq_job job;
     struct daemon *d;
     pds_epoch epoch;
     pds_epoch was;
@@ -638,14 +933,14 @@ struct epoch_job {
     char errmsg[PDS_ERRMSG_SIZE];
 };
 
-static void epoch_work(uv_work_t *req)
+static void heard_work(struct pds_diskq_job *job)
 {
-    struct epoch_job *j = req->data;
+    struct heard_job *j = PDS_DISKQ_OWNER(job, struct heard_job, job);
 
     j->rv = pds_store_raise_epoch(j->d->store, j->epoch);
     if (j->rv != 0)
         snprintf(j->errmsg, sizeof(j->errmsg), "%s",
-                 pds_store_errmsg(j->d->store));
+                 pds_store_commit_errmsg(j->d->store));
 }
 
 /* The store of an epoch heard from `from` ended with rv: the core takes
@@ -688,15 +983,12 @@ static void epoch_stored(struct daemon *d,
     }
 }
 
-static void epoch_done(uv_work_t *req, int status)
+static void heard_done(struct pds_diskq_job *job)
 {
-    struct epoch_job *j = req->data;
+    struct heard_job *j = PDS_DISKQ_OWNER(job, struct heard_job, job);
 
-    if (status != 0 && j->rv == 0) {
-        j->rv = PDS_EIO;
-        snprintf(j->errmsg, sizeof(j->errmsg), "cancelled");
-    }
-    epoch_stored(j->d, j->epoch, j->was, j->from, j->rv, j->errmsg);
+    if (!j->d->is_stopping)
+        epoch_stored(j->d, j->epoch, j->was, j->from, j->rv, j->errmsg);
     free(j);
 }
 
@@ -712,7 +1004,7 @@ static void on_epoch(void *arg, struct pds_conn *c, uint64_t epoch)
     struct daemon *d = arg;
     struct pds_event ev;
     struct pds_update up;
-    struct epoch_job *j;
+    struct heard_job *j;
 
     memset(&ev, 0, sizeof(ev));
     ev.type = PDS_EVENT_EPOCH_HEARD;
@@ -726,17 +1018,28 @@ static void on_epoch(void *arg, struct pds_conn *c, uint64_t epoch)
         return; /* not news, or one is being stored */
     j = calloc(1, sizeof(*j));
     if (j != NULL) {
-        j->req.data = j;
         j->d = d;
         j->epoch = up.epoch;
         j->was = pds_core_epoch(d->core);
         snprintf(j->from, sizeof(j->from), "%s", pds_conn_address(c));
-        if (uv_queue_work(&d->loop, &j->req, epoch_work, epoch_done) == 0)
-            return;
-        free(j);
+        pds__diskq_push(&d->diskq, &j->job, heard_work, heard_done);
+        return;
     }
     epoch_stored(d, up.epoch, pds_core_epoch(d->core), pds_conn_address(c),
                  PDS_ENOMEM, "out of memory");
+}
+
+static void role_told(struct settings_job *sj)
+{
+    struct daemon *d = sj->d;
+
+    set_role(sj);
+    pds_commlog(PDS_LOG_INFO,
+                sj->role == PDS_ROLE_STANDBY
+                    ? "this node is the replication destination of server %s"
+                    : "this node is no longer the replication destination of "
+                      "server %s",
+                d->server);
 }
 
 /* Client side: the server says whether this node is its replication
@@ -745,21 +1048,21 @@ static void on_role(struct daemon *d, const struct pds_msg *m)
 {
     enum pds_role now = pds_core_role(d->core);
     enum pds_role want = m->is_standby ? PDS_ROLE_STANDBY : PDS_ROLE_CLIENT;
-    char errmsg[PDS_ERRMSG_SIZE];
+    struct settings_job *sj;
 
-    if (now == want || !pds_role_follows(now))
+    /* Already so, no longer a follower, or a move is being stored (the
+     * server says it again at its next SYNC). */
+    if (now == want || !pds_role_follows(now) ||
+        pds_core_role_pending(d->core) != now)
         return;
-    if (move_role(d, want,
-                  m->is_standby ? PDS_ROLE_CAUSE_DESIGNATED
-                                : PDS_ROLE_CAUSE_RELEASED,
-                  errmsg) != 0)
-        return; /* logged; the server says it again at the next link */
-    pds_commlog(PDS_LOG_INFO,
-                m->is_standby
-                    ? "this node is the replication destination of server %s"
-                    : "this node is no longer the replication destination of "
-                      "server %s",
-                d->server);
+    sj = settings_new(d, NULL, 0, role_told);
+    if (sj == NULL)
+        return; /* told again at the next link */
+    if (settings_role(sj, want,
+                      m->is_standby ? PDS_ROLE_CAUSE_DESIGNATED
+                                    : PDS_ROLE_CAUSE_RELEASED) != 0)
+        return; /* logged */
+    settings_push(sj);
 }
 
 static void on_message(void *arg, struct pds_conn *c, struct pds_msg *m)
@@ -892,62 +1195,190 @@ static void on_close(void *arg, struct pds_conn *c, const char *error)
 
 /* ---- Core updates ----------------------------------------------------- */
 
-void pds__group_update(struct daemon *d, const struct pds_update *u)
+/* Answer a join: welcome, or refuse and close. */
+static void answer_join(struct daemon *d, const struct pds_join_reply *r)
 {
     char gid[2 * PDS_GROUP_ID_BYTES + 1];
+    struct pds_conn *c = pds__group_conn(d, r->conn);
+    struct pds_msg m;
+
+    if (c == NULL)
+        return;
+    if (r->status != 0) {
+        /* A refused node retries: log a refusal once a minute. */
+        uint64_t now = pds__wall_ms();
+        if (strcmp(d->last_refusal, r->errmsg) != 0 ||
+            now - d->last_refusal_ms > 60000) {
+            pds_commlog(PDS_LOG_WARNING, "refused node at %s: %s",
+                        pds_conn_address(c), r->errmsg);
+            snprintf(d->last_refusal, sizeof(d->last_refusal), "%s", r->errmsg);
+            d->last_refusal_ms = now;
+        }
+        free(pds_conn_data(c));
+        pds_conn_set_data(c, NULL);
+        pds_conn_refuse(c, r->status, r->errmsg);
+        return;
+    }
+    memset(&m, 0, sizeof(m));
+    m.type = PDS_MSG_WELCOME;
+    memcpy(m.group, d->group, PDS_GROUP_ID_BYTES);
+    m.member_id = r->member_id;
+    if (d->secret_len > 0) {
+        pds_join_proof(d->secret, d->secret_len, pds_conn_hash(c), 's',
+                       m.proof);
+        m.has_proof = 1;
+    }
+    if (r->is_new)
+        pds_commlog(PDS_LOG_INFO, "enrolled client %016llx from %s in group %s",
+                    (unsigned long long)r->member_id, pds_conn_address(c),
+                    hex(d->group, PDS_GROUP_ID_BYTES, gid));
+    pds_conn_send(c, &m);
+}
+
+/* Close a stopped member's connection. */
+static void send_disconnect(struct daemon *d, uint64_t conn)
+{
+    struct pds_conn *c = pds__group_conn(d, conn);
+
+    if (c != NULL) {
+        free(pds_conn_data(c));
+        pds_conn_set_data(c, NULL);
+        pds_conn_refuse(c, PDS_EPERM,
+                        "synchronization of this client was stopped by "
+                        "the administrator");
+    }
+}
+
+/*
+ * A join answered before its member row is stored: a refusal, or the
+ * welcome of a member enrolled before (its row only updates its address
+ * and last contact). A new enrollment's welcome waits for the row: no
+ * client may be welcomed by a server that could forget it after a crash.
+ */
+static int join_is_urgent(const struct pds_join_reply *r)
+{
+    return r->status != 0 || !r->is_new;
+}
+
+/* Member rows on the storage queue, and what goes out once they are
+ * stored (copies of the update's arrays, which live until the next
+ * step): the welcomes of new members, the disconnects of stopped ones,
+ * the replies of the update (an administrator's 'clients stop'). */
+struct members_job {
+    struct pds_diskq_job job;
+    struct daemon *d;
+    struct pds_member *members;
+    size_t n_members;
+    struct pds_join_reply *joins;
+    size_t n_joins;
+    uint64_t *disconnect;
+    size_t n_disconnect;
+    struct pds_reply *replies;
+    size_t n_replies;
+    int rv;
+    char errmsg[PDS_ERRMSG_SIZE];
+};
+
+static void members_job_free(struct members_job *j)
+{
+    free(j->members);
+    free(j->joins);
+    free(j->disconnect);
+    free(j->replies);
+    free(j);
+}
+
+static void members_work(struct pds_diskq_job *job)
+{
+    struct members_job *j = PDS_DISKQ_OWNER(job, struct members_job, job);
+
+    j->rv = pds_store_members_put(j->d->store, j->members, j->n_members);
+    if (j->rv != 0)
+        snprintf(j->errmsg, sizeof(j->errmsg), "%s",
+                 pds_store_commit_errmsg(j->d->store));
+}
+
+static void members_done(struct pds_diskq_job *job)
+{
+    struct members_job *j = PDS_DISKQ_OWNER(job, struct members_job, job);
+    struct daemon *d = j->d;
     size_t i;
 
-    if (u->n_members > 0 &&
-        pds_store_members_put(d->store, u->members, u->n_members) != 0)
-        pds_commlog(PDS_LOG_ERROR, "%s", pds_store_errmsg(d->store));
+    d->n_member_jobs--;
+    if (j->rv != 0)
+        pds_commlog(PDS_LOG_ERROR, "%s", j->errmsg);
+    for (i = 0; i < j->n_joins; i++)
+        answer_join(d, &j->joins[i]);
+    for (i = 0; i < j->n_disconnect; i++)
+        send_disconnect(d, j->disconnect[i]);
+    pds__daemon_deliver(d, j->replies, j->n_replies);
+    members_job_free(j);
+}
+
+int pds__group_update(struct daemon *d, const struct pds_update *u)
+{
+    struct members_job *j;
+    size_t i, n_later = u->n_disconnect;
+
     for (i = 0; i < u->n_joins; i++) {
-        const struct pds_join_reply *r = &u->joins[i];
-        struct pds_conn *c = pds_net_find(d->net, r->conn);
-        struct pds_msg m;
-        if (c == NULL)
-            continue;
-        if (r->status != 0) {
-            /* A refused node retries: log a refusal once a minute. */
-            uint64_t now = pds__wall_ms();
-            if (strcmp(d->last_refusal, r->errmsg) != 0 ||
-                now - d->last_refusal_ms > 60000) {
-                pds_commlog(PDS_LOG_WARNING, "refused node at %s: %s",
-                            pds_conn_address(c), r->errmsg);
-                snprintf(d->last_refusal, sizeof(d->last_refusal), "%s",
-                         r->errmsg);
-                d->last_refusal_ms = now;
-            }
-            free(pds_conn_data(c));
-            pds_conn_set_data(c, NULL);
-            pds_conn_refuse(c, r->status, r->errmsg);
-            continue;
-        }
-        memset(&m, 0, sizeof(m));
-        m.type = PDS_MSG_WELCOME;
-        memcpy(m.group, d->group, PDS_GROUP_ID_BYTES);
-        m.member_id = r->member_id;
-        if (d->secret_len > 0) {
-            pds_join_proof(d->secret, d->secret_len, pds_conn_hash(c), 's',
-                           m.proof);
-            m.has_proof = 1;
-        }
-        if (r->is_new)
-            pds_commlog(PDS_LOG_INFO,
-                        "enrolled client %016llx from %s in group %s",
-                        (unsigned long long)r->member_id, pds_conn_address(c),
-                        hex(d->group, PDS_GROUP_ID_BYTES, gid));
-        pds_conn_send(c, &m);
+        if (join_is_urgent(&u->joins[i]))
+            answer_join(d, &u->joins[i]);
+        else
+            n_later++;
     }
-    for (i = 0; i < u->n_disconnect; i++) {
-        struct pds_conn *c = pds_net_find(d->net, u->disconnect[i]);
-        if (c != NULL) {
-            free(pds_conn_data(c));
-            pds_conn_set_data(c, NULL);
-            pds_conn_refuse(c, PDS_EPERM,
-                            "synchronization of this client was stopped by "
-                            "the administrator");
+    if (u->n_members == 0 && (n_later == 0 || d->n_member_jobs == 0)) {
+        for (i = 0; i < u->n_joins; i++) {
+            if (!join_is_urgent(&u->joins[i]))
+                answer_join(d, &u->joins[i]);
+        }
+        for (i = 0; i < u->n_disconnect; i++)
+            send_disconnect(d, u->disconnect[i]);
+        return 0;
+    }
+    /* After the rows, and after the rows of the updates before. */
+    j = calloc(1, sizeof(*j));
+    if (j != NULL && u->n_members > 0 &&
+        (j->members = malloc(u->n_members * sizeof(*u->members))) != NULL)
+        memcpy(j->members, u->members, u->n_members * sizeof(*u->members));
+    if (j != NULL && n_later > u->n_disconnect &&
+        (j->joins = malloc(n_later * sizeof(*u->joins))) != NULL) {
+        for (i = 0; i < u->n_joins; i++) {
+            if (!join_is_urgent(&u->joins[i]))
+                j->joins[j->n_joins++] = u->joins[i];
         }
     }
+    if (j != NULL && u->n_disconnect > 0 &&
+        (j->disconnect = malloc(u->n_disconnect * sizeof(uint64_t))) != NULL) {
+        memcpy(j->disconnect, u->disconnect,
+               u->n_disconnect * sizeof(uint64_t));
+        j->n_disconnect = u->n_disconnect;
+    }
+    if (j != NULL && u->n_members > 0 && u->n_replies > 0 &&
+        (j->replies = malloc(u->n_replies * sizeof(*u->replies))) != NULL) {
+        memcpy(j->replies, u->replies, u->n_replies * sizeof(*u->replies));
+        j->n_replies = u->n_replies;
+    }
+    if (j == NULL || (u->n_members > 0 && j->members == NULL) ||
+        j->n_joins + j->n_disconnect != n_later ||
+        (u->n_members > 0 && j->n_replies != u->n_replies)) {
+        /* No memory: the rows are the core's and go with its next change
+         * of them; the answers go now. */
+        pds_commlog(PDS_LOG_ERROR, "save clients: out of memory");
+        for (i = 0; i < u->n_joins; i++) {
+            if (!join_is_urgent(&u->joins[i]))
+                answer_join(d, &u->joins[i]);
+        }
+        for (i = 0; i < u->n_disconnect; i++)
+            send_disconnect(d, u->disconnect[i]);
+        if (j != NULL)
+            members_job_free(j);
+        return 0;
+    }
+    j->d = d;
+    j->n_members = u->n_members;
+    d->n_member_jobs++;
+    pds__diskq_push(&d->diskq, &j->job, members_work, members_done);
+    return j->n_replies > 0;
 }
 
 /* ---- Administration --------------------------------------------------- */
@@ -957,26 +1388,31 @@ static void reply_ok(struct pds_local_conn *conn, uint64_t id)
     pds__daemon_send(conn, pds_reply_new(id, 0, NULL));
 }
 
-/* Done, unless a setting of it could not be stored: then the change holds
- * only until pdsyncd stops, and the administrator must know. */
-static void reply_saved(struct pds_local_conn *conn, uint64_t id)
-{
-    char msg[PDS_ERRMSG_SIZE + 128];
-
-    if (save_error[0] == '\0') {
-        reply_ok(conn, id);
-        return;
-    }
-    snprintf(msg, sizeof(msg),
-             "done, but not stored (it is lost when pdsyncd stops): %s",
-             save_error);
-    pds__daemon_send(conn, pds_reply_new(id, PDS_EIO, msg));
-}
-
 static void
 reply_err(struct pds_local_conn *conn, uint64_t id, int rv, const char *msg)
 {
     pds__daemon_send(conn, pds_reply_new(id, rv, msg));
+}
+
+/* A job for an administrator's change of settings, or NULL with conn
+ * answered (busy: another one is being stored; no memory). */
+static struct settings_job *admin_settings(struct daemon *d,
+                                           struct pds_local_conn *conn,
+                                           const struct pds_request *req,
+                                           void (*apply)(struct settings_job *))
+{
+    struct settings_job *sj;
+
+    if (d->is_settings_busy) {
+        reply_err(conn, req->id, PDS_EBUSY,
+                  "another change of this node's settings is being stored: "
+                  "try again in a moment (nothing was changed)");
+        return NULL;
+    }
+    sj = settings_new(d, conn, req->id, apply);
+    if (sj != NULL)
+        sj->is_admin = 1;
+    return sj;
 }
 
 static int check_secret(const struct pds_request *req, char *errmsg)
@@ -990,15 +1426,67 @@ static int check_secret(const struct pds_request *req, char *errmsg)
     return 0;
 }
 
+static void server_started(struct settings_job *sj)
+{
+    struct daemon *d = sj->d;
+    struct pds_server_started st;
+    struct pds_reply_buf *rb;
+    char gid[2 * PDS_GROUP_ID_BYTES + 1];
+
+    if (sj->has_new_group) {
+        memcpy(d->group, sj->group, PDS_GROUP_ID_BYTES);
+        d->has_group = 1;
+    }
+    if (sj->has_new_secret) {
+        memcpy(d->secret, sj->secret, sj->secret_len);
+        d->secret_len = sj->secret_len;
+    }
+    pds_net_set_group(d->net, d->group);
+    if (sj->has_role) {
+        set_role(sj);
+        pds_commlog(PDS_LOG_INFO, "server started for group %s",
+                    hex(d->group, PDS_GROUP_ID_BYTES, gid));
+    }
+    st.group = hex(d->group, PDS_GROUP_ID_BYTES, gid);
+    st.secret = sj->generated[0] != '\0' ? sj->generated : NULL;
+    st.listen = d->listen;
+    rb = pds_reply_new(sj->id, 0, NULL);
+    if (rb != NULL)
+        pds_reply_server_started(rb, &st);
+    pds__daemon_send(sj->conn, rb);
+}
+
+/* A write failed: a join secret made for it and stored before the failure
+ * is the node's now, and said, so that the next try is not a surprise. */
+static void server_start_failed(struct settings_job *sj)
+{
+    struct daemon *d = sj->d;
+    char msg[PDS_ERRMSG_SIZE + 256];
+
+    if (sj->has_new_secret && sj->n_stored > sj->secret_put) {
+        memcpy(d->secret, sj->secret, sj->secret_len);
+        d->secret_len = sj->secret_len;
+    } else {
+        sj->generated[0] = '\0';
+    }
+    if (sj->has_new_group && sj->n_stored > 0) {
+        memcpy(d->group, sj->group, PDS_GROUP_ID_BYTES);
+        d->has_group = 1;
+    }
+    snprintf(msg, sizeof(msg), "%s%s%snot done: %s; the node is still %s",
+             sj->generated[0] != '\0' ? "the join secret is " : "",
+             sj->generated, sj->generated[0] != '\0' ? "; " : "", sj->errmsg,
+             pds_role_name(pds_core_role(d->core)));
+    reply_err(sj->conn, sj->id, PDS_EIO, msg);
+    sodium_memzero(msg, sizeof(msg));
+}
+
 static void server_start(struct daemon *d,
                          struct pds_local_conn *conn,
                          const struct pds_request *req)
 {
-    struct pds_server_started st;
-    struct pds_reply_buf *rb;
+    struct settings_job *sj;
     char errmsg[PDS_ERRMSG_SIZE];
-    char gid[2 * PDS_GROUP_ID_BYTES + 1];
-    char generated[2 * 32 + 1] = "";
 
     if (pds_role_follows(pds_core_role(d->core))) {
         snprintf(errmsg, sizeof(errmsg),
@@ -1012,94 +1500,98 @@ static void server_start(struct daemon *d,
         reply_err(conn, req->id, PDS_EINVAL, errmsg);
         return;
     }
+    sj = admin_settings(d, conn, req, server_started);
+    if (sj == NULL)
+        return;
     if (!d->has_group) {
-        randombytes_buf(d->group, PDS_GROUP_ID_BYTES);
-        d->has_group = 1;
-        save_blob(d, "group", d->group, PDS_GROUP_ID_BYTES);
+        randombytes_buf(sj->group, PDS_GROUP_ID_BYTES);
+        sj->has_new_group = 1;
+        setting(sj, "group", sj->group, PDS_GROUP_ID_BYTES);
     }
     if (req->secret != NULL) {
-        memcpy(d->secret, req->secret, req->secret_len);
-        d->secret_len = req->secret_len;
-        save_blob(d, "secret", d->secret, d->secret_len);
+        memcpy(sj->secret, req->secret, req->secret_len);
+        sj->secret_len = req->secret_len;
+        sj->has_new_secret = 1;
     } else if (d->secret_len == 0) {
         uint8_t raw[32];
         randombytes_buf(raw, sizeof(raw));
-        sodium_bin2hex(generated, sizeof(generated), raw, sizeof(raw));
+        sodium_bin2hex(sj->generated, sizeof(sj->generated), raw, sizeof(raw));
         sodium_memzero(raw, sizeof(raw));
-        memcpy(d->secret, generated, 64);
-        d->secret_len = 64;
-        save_blob(d, "secret", d->secret, d->secret_len);
+        memcpy(sj->secret, sj->generated, 64);
+        sj->secret_len = 64;
+        sj->has_new_secret = 1;
     }
-    pds_net_set_group(d->net, d->group);
-    if (pds_core_role(d->core) != PDS_ROLE_SERVER) {
-        if (move_role(d, PDS_ROLE_SERVER, PDS_ROLE_CAUSE_SERVER_START,
-                      errmsg) != 0) {
-            /* The secret made for it is kept for the next try: say it. */
-            char msg[PDS_ERRMSG_SIZE + 256];
-            snprintf(msg, sizeof(msg), "%s%s%s%s",
-                     generated[0] != '\0' ? "the join secret is " : "",
-                     generated, generated[0] != '\0' ? "; " : "", errmsg);
-            reply_err(conn, req->id, PDS_EIO, msg);
-            sodium_memzero(msg, sizeof(msg));
-            sodium_memzero(generated, sizeof(generated));
-            return;
-        }
-        pds_commlog(PDS_LOG_INFO, "server started for group %s",
-                    hex(d->group, PDS_GROUP_ID_BYTES, gid));
-    }
-    if (save_error[0] != '\0') {
-        /* The node serves with the secret it made: it must not be lost
-         * with the error (a second start would not make another). */
-        char msg[PDS_ERRMSG_SIZE + 256];
-        snprintf(msg, sizeof(msg),
-                 "%s%s%sdone, but not stored (it is lost when pdsyncd "
-                 "stops): %s",
-                 generated[0] != '\0' ? "the join secret is " : "", generated,
-                 generated[0] != '\0' ? "; " : "", save_error);
-        reply_err(conn, req->id, PDS_EIO, msg);
-        sodium_memzero(msg, sizeof(msg));
-        sodium_memzero(generated, sizeof(generated));
+    sj->secret_put = sj->n_puts;
+    if (sj->has_new_secret)
+        setting(sj, "secret", sj->secret, sj->secret_len);
+    sj->failed = server_start_failed;
+    if (pds_core_role(d->core) != PDS_ROLE_SERVER &&
+        settings_role(sj, PDS_ROLE_SERVER, PDS_ROLE_CAUSE_SERVER_START) != 0)
         return;
+    settings_push(sj);
+}
+
+static void server_stopped(struct settings_job *sj)
+{
+    struct daemon *d = sj->d;
+    int waited = pds__daemon_waits_for_standby(d);
+
+    if (sj->has_role) {
+        set_role(sj);
+        pds__daemon_server_stopped(d, waited);
+        pds_net_close_all(d->net, NULL);
     }
-    st.group = hex(d->group, PDS_GROUP_ID_BYTES, gid);
-    st.secret = generated[0] != '\0' ? generated : NULL;
-    st.listen = d->listen;
-    rb = pds_reply_new(req->id, 0, NULL);
-    if (rb != NULL)
-        pds_reply_server_started(rb, &st);
-    pds__daemon_send(conn, rb);
-    sodium_memzero(generated, sizeof(generated));
+    pds_commlog(PDS_LOG_INFO, "server stopped; the group's clients were "
+                              "disconnected");
+    reply_ok(sj->conn, sj->id);
 }
 
 static void server_stop(struct daemon *d,
                         struct pds_local_conn *conn,
                         const struct pds_request *req)
 {
-    char msg[PDS_ERRMSG_SIZE];
-    int waited;
+    struct settings_job *sj;
 
     if (pds_core_role(d->core) != PDS_ROLE_SERVER) {
         reply_err(conn, req->id, PDS_EINVAL,
                   "this node is not a server (nothing was changed)");
         return;
     }
-    waited = pds__daemon_waits_for_standby(d);
-    if (move_role(d, PDS_ROLE_STANDALONE, PDS_ROLE_CAUSE_SERVER_STOP, msg) !=
-        0) {
-        reply_err(conn, req->id, PDS_EIO, msg);
+    sj = admin_settings(d, conn, req, server_stopped);
+    if (sj == NULL)
         return;
-    }
-    pds__daemon_server_stopped(d, waited);
-    pds_net_close_all(d->net, NULL);
-    pds_commlog(PDS_LOG_INFO, "server stopped; the group's clients were "
-                              "disconnected");
-    reply_saved(conn, req->id);
+    if (settings_role(sj, PDS_ROLE_STANDALONE, PDS_ROLE_CAUSE_SERVER_STOP) != 0)
+        return;
+    settings_push(sj);
+}
+
+static void client_started(struct settings_job *sj)
+{
+    struct daemon *d = sj->d;
+
+    /* A (re)start with a secret enrolls anew: forget the pinned server. */
+    link_drop(d, NULL);
+    snprintf(d->server, sizeof(d->server), "%s", sj->server);
+    memcpy(d->secret, sj->secret, sj->secret_len);
+    d->secret_len = sj->secret_len;
+    d->has_server_pk = 0;
+    d->has_group = 0;
+    pds_net_set_group(d->net, NULL);
+    snprintf(d->name, sizeof(d->name), "%s", sj->name);
+    if (sj->has_role)
+        set_role(sj);
+    d->n_retries = 0;
+    d->link_error[0] = '\0';
+    pds_commlog(PDS_LOG_INFO, "client started: server %s", d->server);
+    link_connect(d);
+    reply_ok(sj->conn, sj->id);
 }
 
 static void client_start(struct daemon *d,
                          struct pds_local_conn *conn,
                          const struct pds_request *req)
 {
+    struct settings_job *sj;
     char errmsg[PDS_ERRMSG_SIZE];
     char host[256];
     char port[8];
@@ -1139,60 +1631,40 @@ static void client_start(struct daemon *d,
                   "tab...): use printable text (nothing was changed)");
         return;
     }
-    link_drop(d, NULL);
-    /* A (re)start with a secret enrolls anew: forget the pinned server. */
-    snprintf(d->server, sizeof(d->server), "%s", server);
-    memcpy(d->secret, req->secret, req->secret_len);
-    d->secret_len = req->secret_len;
-    d->has_server_pk = 0;
-    d->has_group = 0;
-    pds_net_set_group(d->net, NULL);
-    memset(d->name, 0, sizeof(d->name));
+    sj = admin_settings(d, conn, req, client_started);
+    if (sj == NULL)
+        return;
+    snprintf(sj->server, sizeof(sj->server), "%s", server);
+    memcpy(sj->secret, req->secret, req->secret_len);
+    sj->secret_len = req->secret_len;
     if (req->name != NULL)
-        memcpy(d->name, req->name, req->name_len);
-    save_blob(d, "server", d->server, strlen(d->server));
-    save_blob(d, "secret", d->secret, d->secret_len);
-    save_blob(d, "server_pk", NULL, 0);
-    save_blob(d, "group", NULL, 0);
-    save_blob(d, "name", d->name, strlen(d->name));
+        memcpy(sj->name, req->name, req->name_len);
+    setting(sj, "server", sj->server, strlen(sj->server));
+    setting(sj, "secret", sj->secret, sj->secret_len);
+    setting(sj, "server_pk", NULL, 0);
+    setting(sj, "group", NULL, 0);
+    setting(sj, "name", sj->name, strlen(sj->name));
     /* At the first snapshot: keep the newer of each record (--merge), or
      * the server's copy of every owner it holds. */
-    save_blob(d, "join_mode", req->limit == 1 ? "merge" : NULL,
-              req->limit == 1 ? 5 : 0);
+    setting(sj, "join_mode", req->limit == 1 ? "merge" : NULL,
+            req->limit == 1 ? 5 : 0);
+    sj->changes_server = 1;
     if (pds_core_role(d->core) != PDS_ROLE_CLIENT &&
-        move_role(d, PDS_ROLE_CLIENT, PDS_ROLE_CAUSE_CLIENT_START, errmsg) !=
-            0) {
-        reply_err(conn, req->id, PDS_EIO, errmsg);
+        settings_role(sj, PDS_ROLE_CLIENT, PDS_ROLE_CAUSE_CLIENT_START) != 0)
         return;
-    }
-    d->n_retries = 0;
-    d->link_error[0] = '\0';
-    pds_commlog(PDS_LOG_INFO, "client started: server %s", d->server);
-    link_connect(d);
-    reply_saved(conn, req->id);
+    settings_push(sj);
 }
 
-static void client_stop(struct daemon *d,
-                        struct pds_local_conn *conn,
-                        const struct pds_request *req)
+static void client_stopped(struct settings_job *sj)
 {
-    char errmsg[PDS_ERRMSG_SIZE];
+    struct daemon *d = sj->d;
     struct pds_conn *c;
     struct pds_msg m;
 
-    if (!pds_role_follows(pds_core_role(d->core))) {
-        reply_err(conn, req->id, PDS_EINVAL,
-                  "this node is not a client (nothing was changed)");
-        return;
-    }
     /* Tell the server, so that it stops counting this machine. */
-    c = d->link_conn != 0 ? pds_net_find(d->net, d->link_conn) : NULL;
-    if (move_role(d, PDS_ROLE_STANDALONE, PDS_ROLE_CAUSE_CLIENT_STOP, errmsg) !=
-        0) {
-        reply_err(conn, req->id, PDS_EIO, errmsg);
-        return;
-    }
-    if (c != NULL && d->is_linked) {
+    c = d->is_linked ? pds__group_conn(d, d->link_conn) : NULL;
+    set_role(sj);
+    if (c != NULL) {
         memset(&m, 0, sizeof(m));
         m.type = PDS_MSG_LEAVE;
         d->link_conn = 0;
@@ -1210,7 +1682,26 @@ static void client_stop(struct daemon *d,
     }
     link_drop(d, NULL);
     pds_commlog(PDS_LOG_INFO, "client stopped (server %s)", d->server);
-    reply_saved(conn, req->id);
+    reply_ok(sj->conn, sj->id);
+}
+
+static void client_stop(struct daemon *d,
+                        struct pds_local_conn *conn,
+                        const struct pds_request *req)
+{
+    struct settings_job *sj;
+
+    if (!pds_role_follows(pds_core_role(d->core))) {
+        reply_err(conn, req->id, PDS_EINVAL,
+                  "this node is not a client (nothing was changed)");
+        return;
+    }
+    sj = admin_settings(d, conn, req, client_stopped);
+    if (sj == NULL)
+        return;
+    if (settings_role(sj, PDS_ROLE_STANDALONE, PDS_ROLE_CAUSE_CLIENT_STOP) != 0)
+        return;
+    settings_push(sj);
 }
 
 static void clients_list(struct daemon *d,
@@ -1300,12 +1791,44 @@ static void clients_admin(struct daemon *d,
     }
 }
 
+static void replication_stopped(struct settings_job *sj)
+{
+    struct daemon *d = sj->d;
+
+    d->has_standby = 0;
+    pds__repl_tell_roles(d);
+    /* Writes waiting for the standby are durable here: answer them. */
+    pds__daemon_standby_released(d);
+    pds_commlog(PDS_LOG_INFO, "replication stopped");
+    reply_ok(sj->conn, sj->id);
+}
+
+static void replication_started(struct settings_job *sj)
+{
+    struct daemon *d = sj->d;
+    pds_index durable;
+
+    memcpy(d->standby_pk, sj->pk, PDS_KEY_BYTES);
+    d->has_standby = 1;
+    d->standby_acked = 0; /* from its next confirmation */
+    pds__repl_tell_roles(d);
+    pds_commlog(PDS_LOG_INFO,
+                "replication destination: %s (%016llx); acknowledgements: %s",
+                sj->name, (unsigned long long)sj->member_id,
+                pds__daemon_ack_mode(d));
+    /* Following already: what it confirmed counts at once. */
+    if (pds__repl_durable_of(sj->pk, &durable))
+        pds__daemon_standby_ack(d, durable);
+    reply_ok(sj->conn, sj->id);
+}
+
 /* replication start NAME|ID, replication stop. */
 static void replication(struct daemon *d,
                         struct pds_local_conn *conn,
                         const struct pds_request *req)
 {
     const struct pds_member *found;
+    struct settings_job *sj;
     char target[PDS_MEMBER_TEXT];
     char msg[PDS_ERRMSG_SIZE];
 
@@ -1321,13 +1844,11 @@ static void replication(struct daemon *d,
                       "no replication destination is set");
             return;
         }
-        d->has_standby = 0;
-        save_blob(d, "standby", NULL, 0);
-        pds__repl_tell_roles(d);
-        /* Writes waiting for the standby are durable here: answer them. */
-        pds__daemon_standby_released(d);
-        pds_commlog(PDS_LOG_INFO, "replication stopped");
-        reply_saved(conn, req->id);
+        sj = admin_settings(d, conn, req, replication_stopped);
+        if (sj == NULL)
+            return;
+        setting(sj, "standby", NULL, 0);
+        settings_push(sj);
         return;
     }
     if (req->target_len >= sizeof(target)) {
@@ -1348,29 +1869,36 @@ static void replication(struct daemon *d,
         reply_err(conn, req->id, PDS_ENOTFOUND, msg);
         return;
     }
-    memcpy(d->standby_pk, found->pk, PDS_KEY_BYTES);
-    d->has_standby = 1;
-    d->standby_acked = 0; /* from its next confirmation */
-    save_blob(d, "standby", d->standby_pk, PDS_KEY_BYTES);
-    pds__repl_tell_roles(d);
-    pds_commlog(PDS_LOG_INFO,
-                "replication destination: %s (%016llx); acknowledgements: %s",
-                found->name, (unsigned long long)found->id,
-                pds__daemon_ack_mode(d));
-    {
-        /* Following already: what it confirmed counts at once. */
-        pds_index durable;
-        if (pds__repl_durable_of(found->pk, &durable))
-            pds__daemon_standby_ack(d, durable);
-    }
-    reply_saved(conn, req->id);
+    sj = admin_settings(d, conn, req, replication_started);
+    if (sj == NULL)
+        return;
+    memcpy(sj->pk, found->pk, PDS_KEY_BYTES);
+    snprintf(sj->name, sizeof(sj->name), "%s", found->name);
+    sj->member_id = found->id;
+    setting(sj, "standby", sj->pk, PDS_KEY_BYTES);
+    settings_push(sj);
+}
+
+static void admin_password_set(struct settings_job *sj)
+{
+    struct daemon *d = sj->d;
+
+    snprintf(d->admin_pw, sizeof(d->admin_pw), "%s", sj->hash);
+    admin_pw_gen++;
+    pds_commlog(PDS_LOG_INFO, "administrator password set");
+    reply_ok(sj->conn, sj->id);
+}
+
+static void admin_password_failed(struct settings_job *sj)
+{
+    reply_err(sj->conn, sj->id, PDS_EIO, sj->errmsg);
 }
 
 static void admin_password(struct daemon *d,
                            struct pds_local_conn *conn,
                            const struct pds_request *req)
 {
-    char hash[crypto_pwhash_STRBYTES];
+    struct settings_job *sj;
 
     if (req->secret_len < 8 || req->secret_len > PDS_SECRET_MAX) {
         reply_err(conn, req->id, PDS_EINVAL,
@@ -1378,30 +1906,29 @@ static void admin_password(struct daemon *d,
                   "(nothing was changed)");
         return;
     }
+    sj = admin_settings(d, conn, req, admin_password_set);
+    if (sj == NULL)
+        return;
+    sj->failed = admin_password_failed;
     /* A memory-hard hash: only the hash is stored. */
-    if (crypto_pwhash_str(hash, (const char *)req->secret, req->secret_len,
+    if (crypto_pwhash_str(sj->hash, (const char *)req->secret, req->secret_len,
                           crypto_pwhash_OPSLIMIT_INTERACTIVE,
                           crypto_pwhash_MEMLIMIT_INTERACTIVE) != 0) {
         reply_err(conn, req->id, PDS_ENOMEM,
                   "not enough memory to hash the password");
+        pds_local_conn_unref(sj->conn);
+        sodium_memzero(sj, sizeof(*sj));
+        free(sj);
         return;
     }
-    if (pds_store_blob_put(d->store, "admin_pw", (const uint8_t *)hash,
-                           strlen(hash)) != 0) {
-        reply_err(conn, req->id, PDS_EIO, pds_store_errmsg(d->store));
-        return;
-    }
-    snprintf(d->admin_pw, sizeof(d->admin_pw), "%s", hash);
-    admin_pw_gen++;
-    pds_commlog(PDS_LOG_INFO, "administrator password set");
-    reply_ok(conn, req->id);
+    setting(sj, "admin_pw", sj->hash, strlen(sj->hash));
+    settings_push(sj);
 }
 
 void pds__group_request(struct daemon *d,
                         struct pds_local_conn *conn,
                         const struct pds_request *req)
 {
-    save_error[0] = '\0';
     switch (req->op) {
     case PDS_REQ_ADMIN_PASSWORD:
         admin_password(d, conn, req);
@@ -1626,11 +2153,15 @@ int pds__group_open(struct daemon *d, char *errmsg)
     }
     rv = pds_core_load_role(d->core, (enum pds_role)role);
     assert(rv == 0); /* checked above */
-    if (role == PDS_ROLE_SERVER && pds__group_new_epoch(d) != 0) {
-        snprintf(errmsg, PDS_ERRMSG_SIZE,
-                 "cannot begin a new epoch as the server: %s",
-                 pds_store_errmsg(d->store));
-        return -1;
+    if (role == PDS_ROLE_SERVER) {
+        /* Before the loop runs: on this thread. */
+        struct epoch_result er;
+        pds__group_epoch_begin(d->store, &er);
+        if (pds__group_epoch_begun(d, &er) != 0) {
+            snprintf(errmsg, PDS_ERRMSG_SIZE,
+                     "cannot begin a new epoch as the server: %s", er.errmsg);
+            return -1;
+        }
     }
 
     memset(&ncfg, 0, sizeof(ncfg));
@@ -1687,6 +2218,7 @@ void pds__group_close(struct daemon *d)
     uv_close((uv_handle_t *)&d->retry_timer, on_timer_closed);
     uv_close((uv_handle_t *)&d->tick_timer, on_timer_closed);
     d->link_conn = 0;
+    d->is_linked = 0;
     /* Checks waiting for their turn: nobody is left to answer. The one
      * under way ends in admin_check_done, which then finds no network. */
     while (admin_queue != NULL) {

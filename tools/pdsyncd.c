@@ -3,10 +3,13 @@
  *
  * Wires the core, storage and the local API onto one libuv loop. Requests
  * that arrive during one loop turn are stepped through the core; the check
- * phase after the turn's I/O commits every entry they produced in one LMDB
- * transaction with one fsync (group commit), and only then are the writers
- * answered. The order "persist, then reply" lives in commit_batch() alone.
+ * phase after the turn's I/O hands every entry they produced to one LMDB
+ * transaction with one fsync (group commit) on the storage queue (diskq.h:
+ * a pool thread, so that the loop never waits on the disk), and only once
+ * it is done are the writers answered. The order "persist, then reply"
+ * lives in commit_batch() and commit_done() alone.
  */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -70,13 +73,14 @@ reply_error(struct pds_local_conn *conn, uint64_t id, int rc, const char *msg)
     pds__daemon_send(conn, pds_reply_new(id, rc, msg));
 }
 
-/* Answer every writer the core has replies for. */
-static void deliver_replies(struct daemon *d, const struct pds_update *u)
+void pds__daemon_deliver(struct daemon *d,
+                         const struct pds_reply *replies,
+                         size_t n_replies)
 {
     size_t i;
 
-    for (i = 0; i < u->n_replies; i++) {
-        const struct pds_reply *r = &u->replies[i];
+    for (i = 0; i < n_replies; i++) {
+        const struct pds_reply *r = &replies[i];
         struct waiter *w = (struct waiter *)(uintptr_t)r->req;
         struct pds_reply_buf *rb;
 
@@ -159,7 +163,8 @@ static int batch_add(struct daemon *d, const struct pds_update *u)
 /*
  * Step the core with one event and carry out the update: entries join the
  * turn's batch (persisted in the check phase), replies go out now (the
- * core only returns replies for writes that are durable or refused).
+ * core only returns replies for writes that are durable or refused), or
+ * once the update's member rows are stored.
  */
 int pds__daemon_step(struct daemon *d, const struct pds_event *ev)
 {
@@ -171,8 +176,8 @@ int pds__daemon_step(struct daemon *d, const struct pds_event *ev)
         pds_log(PDS_LOG_ERROR, "out of memory queuing entries");
         abort(); /* The core believes they are pending; we can't drop. */
     }
-    pds__group_update(d, &u);
-    deliver_replies(d, &u);
+    if (!pds__group_update(d, &u))
+        pds__daemon_deliver(d, u.replies, u.n_replies);
     return rv;
 }
 
@@ -189,14 +194,14 @@ int pds__daemon_waits_for_standby(const struct daemon *d)
 
 /*
  * Group commit. The writes stepped while no commit runs become one
- * transaction with one fsync in the check phase. With a standby to wait
- * for, the commit runs on a thread of libuv's pool: the loop goes on taking
- * requests and the standby's confirmations meanwhile, and the writes that
- * arrive during that commit form the next one, handed over as soon as it
- * completes. One commit at a time; its entries move from
- * d->batch to d->cbatch for as long as it runs. The rest of the daemon's
- * storage calls stay on the loop thread (LMDB serializes write
- * transactions between threads; a short one there waits for the commit).
+ * transaction with one fsync, handed to the storage queue in the check
+ * phase: the loop goes on taking requests, heartbeats and the standby's
+ * confirmations meanwhile, and the writes that arrive during that commit
+ * form the next one, handed over as soon as it completes. One commit at a
+ * time; its entries move from d->batch to d->cbatch from the moment it is
+ * queued until it is done. The daemon's other storage writes go through
+ * the same queue, so they keep their order with the commits and never wait
+ * for one in LMDB's writer lock.
  */
 static void settle_standby(struct daemon *d);
 static void settle_committed(struct daemon *d, pds_index index, int timeout);
@@ -211,9 +216,10 @@ static void finish_commit(struct daemon *d, int rv, int shipped)
 
     if (rv != 0 && shipped) {
         /* The standby may hold entries that are not ours now: the next
-         * ones, at the same indexes, belong to another term. */
+         * ones, at the same indexes, belong to another term (begun by the
+         * commit's job, before any of them is stepped). */
         pds__repl_unship(d, first);
-        pds__group_new_epoch(d);
+        pds__group_epoch_begun(d, &d->commit_epoch);
     }
     if (rv == 0)
         pds__scope_after_commit(d, d->cbatch.e, d->cbatch.n);
@@ -248,7 +254,7 @@ static void finish_commit(struct daemon *d, int rv, int shipped)
         ev.type = PDS_EVENT_PERSISTED;
         ev.u.persisted.index = last;
     } else {
-        const char *msg = pds_store_commit_errmsg(d->store);
+        const char *msg = d->commit_errmsg;
         pds_commlog(PDS_LOG_ERROR, "%zu writes failed: %s",
                     d->cbatch.n + d->batch.n, msg);
         ev.type = PDS_EVENT_PERSIST_FAILED;
@@ -284,31 +290,33 @@ static void take_batch(struct daemon *d)
     d->batch.n_clamps = 0;
 }
 
-/* The commit slot's writes, in one durable transaction. */
-static int commit_cbatch(struct daemon *d)
+/* On a pool thread: the commit slot's writes, in one durable transaction
+ * (and, when it fails after they were sent to the standby, a new epoch). */
+static void commit_work(struct pds_diskq_job *job)
 {
-    return pds_store_commit_clamped(d->store, d->cbatch.e, d->cbatch.n,
-                                    d->cbatch.clamps, d->cbatch.n_clamps,
-                                    d->commit_time);
-}
+    struct daemon *d = PDS_DISKQ_OWNER(job, struct daemon, commit_job);
 
-static void commit_work(uv_work_t *req)
-{
-    struct daemon *d = req->data;
-
-    d->commit_rv = commit_cbatch(d);
+    d->commit_rv = pds_store_commit_clamped(d->store, d->cbatch.e, d->cbatch.n,
+                                            d->cbatch.clamps,
+                                            d->cbatch.n_clamps, d->commit_time);
+    if (d->commit_rv == 0)
+        return;
+    snprintf(d->commit_errmsg, sizeof(d->commit_errmsg), "%s",
+             pds_store_commit_errmsg(d->store));
+    if (d->commit_shipped)
+        pds__group_epoch_begin(d->store, &d->commit_epoch);
 }
 
 static void start_commit(struct daemon *d);
 
-static void commit_done(uv_work_t *req, int status)
+static void commit_done(struct pds_diskq_job *job)
 {
-    struct daemon *d = req->data;
+    struct daemon *d = PDS_DISKQ_OWNER(job, struct daemon, commit_job);
 
     d->is_committing = 0;
-    if (status != 0) /* canceled: never ran */
-        d->commit_rv = commit_cbatch(d);
+    d->last_commit_n = d->cbatch.n;
     finish_commit(d, d->commit_rv, d->commit_shipped);
+    d->answered_at = uv_hrtime();
     if (d->batch.n > 0)
         start_commit(d);
 }
@@ -318,23 +326,10 @@ static void start_commit(struct daemon *d)
     take_batch(d);
     d->commit_waits = pds__daemon_waits_for_standby(d);
     /* The standby's fsync runs while ours does. */
-    d->commit_shipped =
-        pds__daemon_waits_for_standby(d) && pds__repl_ship_early(d, &d->cbatch);
+    d->commit_shipped = d->commit_waits && pds__repl_ship_early(d, &d->cbatch);
     d->commit_time = pds__wall_ms();
-    d->commit_work.data = d;
-    /* On a pool thread when a standby is to confirm the batch: the loop
-     * takes its confirmations, and the next requests, meanwhile. Without
-     * one, here: handing over costs more than it gains (measured). */
-    if (!d->is_stopping && pds__daemon_waits_for_standby(d) &&
-        uv_queue_work(&d->loop, &d->commit_work, commit_work, commit_done) ==
-            0) {
-        d->is_committing = 1;
-        return;
-    }
-    /* Here: no standby to wait for, stopping, or no thread to be had. */
-    d->last_commit_n = d->cbatch.n;
-    finish_commit(d, commit_cbatch(d), d->commit_shipped);
-    d->answered_at = uv_hrtime();
+    d->is_committing = 1;
+    pds__diskq_push(&d->diskq, &d->commit_job, commit_work, commit_done);
 }
 
 static void on_commit_idle(uv_idle_t *handle)
@@ -344,8 +339,8 @@ static void on_commit_idle(uv_idle_t *handle)
 
 /*
  * The check phase: hand the turn's writes to a commit. A batch smaller
- * than the last commit on the loop waits up to COMMIT_WAIT_NS after that
- * commit was answered, polling, for the writers it answered: each of a
+ * than the last commit waits up to COMMIT_WAIT_NS after that commit was
+ * answered, polling, for the writers it answered: each of a
  * closed loop of writers sends its next write when answered, and without
  * the wait the last few of them always fall into a commit of their own.
  */
@@ -516,7 +511,7 @@ static void on_ack_timer(uv_timer_t *t)
 
     pds__repl_tick(d);
     if (d->epoch_owed && pds_core_role(d->core) == PDS_ROLE_SERVER)
-        (void)pds__group_new_epoch(d);
+        pds__group_retry_epoch(d);
     drop_answered_waits(d);
     /* The commits whose own deadline has passed. */
     while (k < d->n_waits && now - d->waits[k].at >= d->cfg.standby_timeout_ms)
@@ -648,16 +643,70 @@ static int write_validate(const struct daemon *d,
     return rv;
 }
 
-/* A device-specific item: kept on this node only, never in the log. */
+/* A device-specific item's write, on the storage queue (its strings and
+ * value in buf). */
+struct local_job {
+    struct pds_diskq_job job;
+    struct daemon *d;
+    struct pds_local_conn *conn; /* a reference, until answered */
+    uint64_t id;
+    struct pds_key key;
+    struct pds_record rec;
+    int is_put;
+    int rv;
+    char errmsg[PDS_ERRMSG_SIZE];
+    char buf[];
+};
+
+static void local_work(struct pds_diskq_job *job)
+{
+    struct local_job *j = PDS_DISKQ_OWNER(job, struct local_job, job);
+
+    j->rv =
+        pds_store_local_put(j->d->store, &j->key, j->is_put ? &j->rec : NULL);
+    if (j->rv != 0)
+        snprintf(j->errmsg, sizeof(j->errmsg), "%s",
+                 pds_store_commit_errmsg(j->d->store));
+}
+
+static void local_done(struct pds_diskq_job *job)
+{
+    struct local_job *j = PDS_DISKQ_OWNER(job, struct local_job, job);
+    struct pds_reply_buf *rb;
+
+    if (j->rv == PDS_ENOTFOUND) {
+        snprintf(j->errmsg, sizeof(j->errmsg),
+                 "%s \"%.*s\" has no item \"%.*s\"",
+                 j->key.scope == PDS_SCOPE_USER ? "user" : "group",
+                 (int)j->key.owner_len, j->key.owner, (int)j->key.item_len,
+                 j->key.item);
+        reply_error(j->conn, j->id, j->rv, j->errmsg);
+    } else if (j->rv != 0) {
+        reply_error(j->conn, j->id, j->rv, j->errmsg);
+    } else {
+        /* Position 0/0: stored on this device only. */
+        rb = pds_reply_new(j->id, 0, NULL);
+        if (rb != NULL) {
+            struct pds_write_result res;
+            memset(&res, 0, sizeof(res));
+            res.version = j->rec.version;
+            pds_reply_write(rb, &res);
+        }
+        pds__daemon_send(j->conn, rb);
+    }
+    pds_local_conn_unref(j->conn);
+    free(j);
+}
+
+/* A device-specific item: kept on this node only, never in the log;
+ * answered once stored. */
 static void local_write(struct daemon *d,
                         struct pds_local_conn *conn,
                         const struct pds_request *req)
 {
-    struct pds_key key = {req->scope, req->owner, req->owner_len, req->item,
-                          req->item_len};
-    struct pds_record rec;
-    struct pds_reply_buf *rb;
+    struct local_job *j;
     char errmsg[PDS_ERRMSG_SIZE];
+    size_t value_len = req->op == PDS_REQ_PUT ? req->value_len : 0;
     int rv;
 
     rv = write_validate(d, req, errmsg);
@@ -665,33 +714,29 @@ static void local_write(struct daemon *d,
         reply_error(conn, req->id, rv, errmsg);
         return;
     }
-    memset(&rec, 0, sizeof(rec));
-    rec.version.hlc = PDS_HLC_MAKE(pds__wall_ms(), 0);
-    rec.value = req->value;
-    rec.value_len = (uint32_t)req->value_len;
-    rv = pds_store_local_put(d->store, &key,
-                             req->op == PDS_REQ_PUT ? &rec : NULL);
-    if (rv == PDS_ENOTFOUND) {
-        snprintf(errmsg, sizeof(errmsg), "%s \"%.*s\" has no item \"%.*s\"",
-                 req->scope == PDS_SCOPE_USER ? "user" : "group",
-                 (int)req->owner_len, req->owner, (int)req->item_len,
-                 req->item);
-        reply_error(conn, req->id, rv, errmsg);
+    j = calloc(1, sizeof(*j) + req->owner_len + req->item_len + value_len + 1);
+    if (j == NULL) {
+        reply_error(conn, req->id, PDS_ENOMEM, "out of memory");
         return;
     }
-    if (rv != 0) {
-        reply_error(conn, req->id, rv, pds_store_errmsg(d->store));
-        return;
-    }
-    /* Position 0/0: stored on this device only. */
-    rb = pds_reply_new(req->id, 0, NULL);
-    if (rb != NULL) {
-        struct pds_write_result res;
-        memset(&res, 0, sizeof(res));
-        res.version = rec.version;
-        pds_reply_write(rb, &res);
-    }
-    pds__daemon_send(conn, rb);
+    j->d = d;
+    j->conn = conn;
+    pds_local_conn_ref(conn);
+    j->id = req->id;
+    memcpy(j->buf, req->owner, req->owner_len);
+    memcpy(j->buf + req->owner_len, req->item, req->item_len);
+    if (value_len > 0)
+        memcpy(j->buf + req->owner_len + req->item_len, req->value, value_len);
+    j->key.scope = req->scope;
+    j->key.owner = j->buf;
+    j->key.owner_len = req->owner_len;
+    j->key.item = j->buf + req->owner_len;
+    j->key.item_len = req->item_len;
+    j->is_put = req->op == PDS_REQ_PUT;
+    j->rec.version.hlc = PDS_HLC_MAKE(pds__wall_ms(), 0);
+    j->rec.value = (const uint8_t *)j->buf + req->owner_len + req->item_len;
+    j->rec.value_len = (uint32_t)value_len;
+    pds__diskq_push(&d->diskq, &j->job, local_work, local_done);
 }
 
 /* scope set ITEM shared|device: a log entry, so every node applies it. */
@@ -859,7 +904,7 @@ static const struct pds_entry *queued_for(struct daemon *d,
         return NULL;
     for (i = pds__repl_outbox(d, &e, SIZE_MAX); i-- > 0;) {
         pds__repl_outbox(d, &e, i);
-        if (pds_entry_covers(e, key))
+        if (e != NULL && pds_entry_covers(e, key))
             return e;
     }
     return NULL;
@@ -1001,7 +1046,7 @@ static int list_queued(struct daemon *d,
     n = pds__repl_outbox(d, &e, SIZE_MAX);
     for (i = 0; i < n; i++) {
         pds__repl_outbox(d, &e, i);
-        if (e->key.scope != req->scope ||
+        if (e == NULL || e->key.scope != req->scope ||
             (req->owner != NULL &&
              !same_owner(e, req->scope, req->owner, req->owner_len)) ||
             (e->op != PDS_OP_DEL_OWNER &&
@@ -1288,7 +1333,9 @@ static void stop(struct daemon *d, const char *why)
         return;
     d->is_stopping = 1;
     pds_log(PDS_LOG_INFO, "%s: shutting down", why);
-    /* Commit what this turn already accepted before closing anything. */
+    /* Commit what this turn already accepted before closing anything. The
+     * loop runs on until the storage queue is empty (its jobs are active
+     * requests of the loop), so the store closes after the last write. */
     commit_batch(&d->commit_check);
     pds_local_close(d->local);
     pds__group_close(d);
@@ -1416,12 +1463,17 @@ static int open_node(struct daemon *d, char *errmsg)
         return -1;
     rv = pds_store_meta(d->store, &meta);
     if (rv == 0 && meta.node_id == 0) {
+        /* First start: before the loop runs, so here. */
         pds_node_id id = 0;
         while (id == 0)
             randombytes_buf(&id, sizeof(id));
         rv = pds_store_init_node(d->store, id);
-        if (rv == 0)
-            rv = pds_store_meta(d->store, &meta);
+        if (rv != 0) {
+            snprintf(errmsg, PDS_ERRMSG_SIZE, "%s",
+                     pds_store_commit_errmsg(d->store));
+            return -1;
+        }
+        rv = pds_store_meta(d->store, &meta);
     }
     if (rv != 0) {
         snprintf(errmsg, PDS_ERRMSG_SIZE, "%s", pds_store_errmsg(d->store));
@@ -1573,6 +1625,7 @@ int main(int argc, char **argv)
 
     signal(SIGPIPE, SIG_IGN);
     uv_loop_init(&d.loop);
+    pds__diskq_init(&d.diskq, &d.loop);
     uv_timer_init(&d.loop, &d.ack_timer);
     d.ack_timer.data = &d;
     uv_timer_start(&d.ack_timer, on_ack_timer, 100, 100);
@@ -1621,6 +1674,8 @@ int main(int argc, char **argv)
     }
 
     uv_run(&d.loop, UV_RUN_DEFAULT);
+    /* uv_run() returns once no request is active: every write is done. */
+    assert(pds__diskq_pending(&d.diskq) == 0);
     if (uv_loop_close(&d.loop) != 0)
         pds_log(PDS_LOG_WARNING, "event loop closed with handles open");
     pds_commlog(PDS_LOG_INFO, "pdsyncd stopped");

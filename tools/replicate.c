@@ -9,8 +9,9 @@
  * unacknowledged), and ships every later commit as it happens.
  *
  * Client: entries from the server are stored, applied and the position
- * moved in one transaction (pds_store_commit), then ACKed; in a catch-up,
- * one transaction takes the messages that wait on the link.
+ * moved in one transaction (pds_store_commit, on the storage queue), then
+ * ACKed; in a catch-up, one transaction takes the messages that wait on
+ * the link, or that came while the last commit ran.
  * A local write is sent to the server and answered when the server has
  * committed it and this client has applied it (so a read after the answer
  * sees it).
@@ -106,17 +107,48 @@ static struct commit_mark commits[COMMIT_RING];
 static size_t n_commits_seen; /* commits recorded since start */
 static uint64_t log_bytes;    /* log bytes committed since start */
 
+/* The "history" blob's removal on the storage queue. */
+static struct {
+    struct pds_diskq_job job;
+    struct daemon *d;
+    int is_busy;
+    int rv;
+    char errmsg[PDS_ERRMSG_SIZE];
+} history_job;
+
+static void history_work(struct pds_diskq_job *job)
+{
+    (void)job;
+    history_job.rv =
+        pds_store_blob_put(history_job.d->store, "history", NULL, 0);
+    if (history_job.rv != 0)
+        snprintf(history_job.errmsg, sizeof(history_job.errmsg), "%s",
+                 pds_store_commit_errmsg(history_job.d->store));
+}
+
+static void history_done(struct pds_diskq_job *job)
+{
+    (void)job;
+    history_job.is_busy = 0;
+    if (history_job.rv == 0)
+        follows_group = 0;
+    else /* tried again before the next such write */
+        pds_log(PDS_LOG_ERROR, "%s", history_job.errmsg);
+}
+
 /*
  * A write made on this node outside the client role (standalone, server):
  * its data is no longer the group's log alone, so a later SYNC must not
- * claim it is. Called before every such write; costs a transaction once.
+ * claim it is. Called before every such write; costs a transaction once,
+ * queued before the write's commit.
  */
 void pds__repl_local_write(struct daemon *d)
 {
-    if (follows_group == 0)
+    if (follows_group == 0 || history_job.is_busy)
         return;
-    pds_store_blob_put(d->store, "history", NULL, 0);
-    follows_group = 0;
+    history_job.d = d;
+    history_job.is_busy = 1;
+    pds__diskq_push(&d->diskq, &history_job.job, history_work, history_done);
 }
 
 /*
@@ -853,7 +885,7 @@ void pds__group_write_ack(struct daemon *d,
                           const struct waiter *w,
                           const struct pds_reply *r)
 {
-    struct pds_conn *c = pds_net_find(d->net, w->remote_conn);
+    struct pds_conn *c = pds__group_conn(d, w->remote_conn);
     struct pds_msg m;
 
     if (r->status == 0 && r->outcome == PDS_OUTCOME_CLAMPED)
@@ -894,6 +926,7 @@ struct queued {
     int is_acked;
     pds_index index;   /* the server's index of it, once acked */
     int is_done;       /* answered: leaves at the next flush */
+    int is_removing;   /* its removal from the store is under way */
     uint64_t retry_at; /* loop ms (monotonic): not sent again before */
 };
 
@@ -905,12 +938,18 @@ static int outbox_loaded;
 static uint64_t n_rejected, n_lost;
 static char outbox_error[PDS_ERRMSG_SIZE + 96];
 static int outbox_error_is_transient; /* cleared once a write is taken */
+/* Outbox writes on the storage queue (counted against the limits), and
+ * the removal of the answered ones (one at a time). */
+static size_t n_outbox_adding;
+static uint64_t outbox_adding_bytes;
+static int outbox_removing;
 /*
- * A catch-up's entries held in memory until they are committed together
+ * The server's entries held in memory until they are committed together
  * (see pds__repl_on_entries): the messages' buffers, taken from them, and
  * the entries decoded from them, and the memos of the restamped ones.
+ * held takes what arrives; committing is what the follower's job stores.
  */
-static struct {
+struct held_batch {
     uint8_t **blobs;
     size_t n_blobs, cap_blobs;
     struct pds_entry *e;
@@ -918,11 +957,55 @@ static struct {
     struct pds_clamp *clamps;
     size_t n_clamps, cap_clamps;
     uint64_t bytes;
-} held;
+};
+static struct held_batch held, committing;
 static void held_drop(void);
-/* Snapshot being received. */
+static void chunks_drop(void);
+/* Snapshot being received: chunks still to come (up to the last one). */
 static int snap_receiving;
 static uint64_t snap_next_chunk;
+/* Its last chunk came: entries from its position on may follow. */
+static int snap_pending;
+static pds_index snap_pending_index;
+/* Bumped when a snapshot begins or is abandoned: the chunk a job stores
+ * belongs to the current one only if its generation is this. */
+static uint64_t snap_gen;
+/* A snapshot chunk received, waiting for the store (oldest first). */
+struct snap_chunk {
+    struct snap_chunk *next;
+    uint64_t rid;
+    int is_last;
+    pds_epoch epoch;
+    pds_index index;
+    uint8_t *blob;
+    size_t len;
+};
+static struct snap_chunk *chunks, *chunks_tail;
+/*
+ * The follower's storage job, one at a time, in the order the server
+ * sent: a commit of held entries (then their ACK), or one snapshot chunk
+ * (then its SNAP_ACK; the last one swaps the copy in, then the ACK). The
+ * next waits in memory (held, chunks) until it is done.
+ */
+static struct {
+    struct pds_diskq_job job;
+    struct daemon *d;
+    int is_busy;
+    uint64_t conn; /* the link it came on */
+    pds_time now;
+    int rv;
+    char errmsg[PDS_ERRMSG_SIZE];
+    /* A commit: and the "history" blob set once the data is the group's. */
+    int set_history;
+    int history_rv;
+    uint8_t group[PDS_GROUP_ID_BYTES];
+    /* A snapshot chunk. */
+    struct snap_chunk *chunk;
+    uint64_t gen;
+    enum pds_snap_keep keep;
+    uint64_t n_uploaded;
+} fjob;
+static void follower_next(struct daemon *d);
 
 static int queued_add(uint64_t seq, const struct pds_entry *e)
 {
@@ -1013,41 +1096,80 @@ static void ensure_loaded(struct daemon *d)
         outbox_load(d);
 }
 
-/* The outbox entries answered for good leave the store, then memory. */
-static void outbox_flush_done(struct daemon *d)
-{
-    uint64_t *seqs;
-    size_t i, j, n = 0;
+/* The removal of answered outbox entries on the storage queue. */
+struct outbox_rm_job {
+    struct pds_diskq_job job;
+    struct daemon *d;
+    int rv;
+    char errmsg[PDS_ERRMSG_SIZE];
+    size_t n;
+    uint64_t seqs[];
+};
 
-    for (i = 0; i < n_outbox; i++)
-        n += outbox[i].is_done;
-    if (n == 0)
-        return;
-    seqs = malloc(n * sizeof(*seqs));
-    if (seqs == NULL)
-        return; /* next turn */
-    n = 0;
-    for (i = 0; i < n_outbox; i++) {
-        if (outbox[i].is_done)
-            seqs[n++] = outbox[i].seq;
-    }
-    if (pds_store_outbox_remove(d->store, seqs, n) != 0) {
+static void outbox_rm_work(struct pds_diskq_job *job)
+{
+    struct outbox_rm_job *j = PDS_DISKQ_OWNER(job, struct outbox_rm_job, job);
+
+    j->rv = pds_store_outbox_remove(j->d->store, j->seqs, j->n);
+    if (j->rv != 0)
+        snprintf(j->errmsg, sizeof(j->errmsg), "%s",
+                 pds_store_commit_errmsg(j->d->store));
+}
+
+static void outbox_rm_done(struct pds_diskq_job *job)
+{
+    struct outbox_rm_job *j = PDS_DISKQ_OWNER(job, struct outbox_rm_job, job);
+    size_t i, k;
+
+    outbox_removing = 0;
+    if (j->rv != 0) {
         /* Kept: replayed later, the server answers "duplicate". */
-        pds_log(PDS_LOG_ERROR, "outbox: %s", pds_store_errmsg(d->store));
-        free(seqs);
+        pds_log(PDS_LOG_ERROR, "outbox: %s", j->errmsg);
+        for (i = 0; i < n_outbox; i++)
+            outbox[i].is_removing = 0; /* tried again at the next flush */
+        free(j);
         return;
     }
-    free(seqs);
-    for (i = 0, j = 0; i < n_outbox; i++) {
-        if (outbox[i].is_done) {
+    free(j);
+    for (i = 0, k = 0; i < n_outbox; i++) {
+        if (outbox[i].is_removing) {
             outbox_bytes -= outbox[i].e.key.owner_len +
                             outbox[i].e.key.item_len + outbox[i].e.value_len;
             free(outbox[i].buf);
             continue;
         }
-        outbox[j++] = outbox[i];
+        outbox[k++] = outbox[i];
     }
-    n_outbox = j;
+    n_outbox = k;
+}
+
+/* The outbox entries answered for good leave the store, then memory (reads
+ * no longer see them meanwhile: the store's data is the server's answer). */
+static void outbox_flush_done(struct daemon *d)
+{
+    struct outbox_rm_job *j;
+    size_t i, n = 0;
+
+    if (outbox_removing)
+        return; /* after the removal under way */
+    for (i = 0; i < n_outbox; i++)
+        n += outbox[i].is_done;
+    if (n == 0)
+        return;
+    j = malloc(sizeof(*j) + n * sizeof(j->seqs[0]));
+    if (j == NULL)
+        return; /* next turn */
+    j->d = d;
+    j->rv = 0;
+    j->n = 0;
+    for (i = 0; i < n_outbox; i++) {
+        if (outbox[i].is_done) {
+            outbox[i].is_removing = 1;
+            j->seqs[j->n++] = outbox[i].seq;
+        }
+    }
+    outbox_removing = 1;
+    pds__diskq_push(&d->diskq, &j->job, outbox_rm_work, outbox_rm_done);
 }
 
 /* The log that the snapshots in flight need is held against retention. */
@@ -1085,12 +1207,11 @@ void pds__repl_flush(struct daemon *d)
 /* Send the queued writes not yet sent, in order, within the window. */
 static void outbox_pump(struct daemon *d)
 {
-    struct pds_conn *c =
-        d->is_linked ? pds_net_find(d->net, d->link_conn) : NULL;
+    struct pds_conn *c = d->is_linked ? pds__group_conn(d, d->link_conn) : NULL;
     uint64_t now = uv_now(&d->loop);
     size_t i;
 
-    if (c == NULL || snap_receiving)
+    if (c == NULL || snap_receiving || snap_pending)
         return;
     for (i = 0; i < n_outbox && n_outbox_sent < OUTBOX_WINDOW; i++) {
         struct queued *q = &outbox[i];
@@ -1246,16 +1367,88 @@ static void outbox_settle(struct daemon *d)
     }
 }
 
-/* Client: accept a write into the outbox while the server is away. */
+/* The queued writes the server has not answered yet, and their bytes. */
+static size_t outbox_live(uint64_t *bytes)
+{
+    size_t i, n = 0;
+
+    *bytes = 0;
+    for (i = 0; i < n_outbox; i++) {
+        if (outbox[i].is_done)
+            continue;
+        n++;
+        *bytes += outbox[i].e.key.owner_len + outbox[i].e.key.item_len +
+                  outbox[i].e.value_len;
+    }
+    return n;
+}
+
+/* A write into the outbox, on the storage queue (its strings in buf). */
+struct outbox_add_job {
+    struct pds_diskq_job job;
+    struct daemon *d;
+    struct pds_local_conn *conn; /* a reference, until answered */
+    uint64_t id;
+    struct pds_entry e;
+    uint64_t seq;
+    int rv;
+    char errmsg[PDS_ERRMSG_SIZE];
+    uint8_t buf[];
+};
+
+static void outbox_add_work(struct pds_diskq_job *job)
+{
+    struct outbox_add_job *j = PDS_DISKQ_OWNER(job, struct outbox_add_job, job);
+
+    j->rv = pds_store_outbox_add(j->d->store, &j->e, &j->seq);
+    if (j->rv != 0)
+        snprintf(j->errmsg, sizeof(j->errmsg), "%s",
+                 pds_store_commit_errmsg(j->d->store));
+}
+
+/* Durable in the outbox: in memory (reads see it), answered, sent when the
+ * server is reachable. */
+static void outbox_add_done(struct pds_diskq_job *job)
+{
+    struct outbox_add_job *j = PDS_DISKQ_OWNER(job, struct outbox_add_job, job);
+    struct pds_write_result res;
+    struct pds_reply_buf *rb;
+    int rv = j->rv;
+
+    n_outbox_adding--;
+    outbox_adding_bytes -= j->e.value_len;
+    if (rv == 0)
+        rv = queued_add(j->seq, &j->e);
+    if (rv != 0) {
+        pds__daemon_send(
+            j->conn,
+            pds_reply_new(j->id, rv,
+                          rv == PDS_ENOMEM ? "out of memory" : j->errmsg));
+    } else {
+        memset(&res, 0, sizeof(res));
+        res.version = j->e.version;
+        res.queued = j->seq;
+        rb = pds_reply_new(j->id, 0, NULL);
+        if (rb != NULL)
+            pds_reply_write(rb, &res);
+        pds__daemon_send(j->conn, rb);
+        outbox_pump(j->d);
+    }
+    pds_local_conn_unref(j->conn);
+    free(j);
+}
+
+/* Client: accept a write into the outbox while the server is away; it is
+ * answered once durable. */
 static void queue_write(struct daemon *d,
                         struct pds_local_conn *conn,
                         const struct pds_request *req)
 {
     char errmsg[PDS_ERRMSG_SIZE];
-    struct pds_write_result res;
-    struct pds_reply_buf *rb;
+    struct outbox_add_job *j;
     struct pds_entry e;
-    uint64_t seq;
+    uint64_t live_bytes;
+    size_t n_live;
     int rv;
 
     ensure_loaded(d);
@@ -1280,36 +1473,43 @@ static void queue_write(struct daemon *d,
         pds__daemon_send(conn, pds_reply_new(req->id, rv, errmsg));
         return;
     }
-    if (n_outbox >= d->cfg.outbox_max ||
-        outbox_bytes + e.value_len > (uint64_t)d->cfg.outbox_max_bytes) {
+    n_live = outbox_live(&live_bytes) + n_outbox_adding;
+    live_bytes += outbox_adding_bytes;
+    if (n_live >= d->cfg.outbox_max ||
+        live_bytes + e.value_len > (uint64_t)d->cfg.outbox_max_bytes) {
         snprintf(errmsg, sizeof(errmsg),
                  "the server is unreachable and the outbox is full (%zu "
                  "writes, %llu bytes; settings outbox_max = %u, "
                  "outbox_max_bytes = %llu): the write was not accepted",
-                 n_outbox, (unsigned long long)outbox_bytes,
+                 n_live, (unsigned long long)live_bytes,
                  (unsigned)d->cfg.outbox_max,
                  (unsigned long long)d->cfg.outbox_max_bytes);
         pds__daemon_send(conn, pds_reply_new(req->id, PDS_ELIMIT, errmsg));
         return;
     }
-    e.version = pds_core_stamp(d->core, pds__wall_ms());
-    rv = pds_store_outbox_add(d->store, &e, &seq);
-    if (rv == 0)
-        rv = queued_add(seq, &e);
-    if (rv != 0) {
-        snprintf(errmsg, sizeof(errmsg), "%s",
-                 rv == PDS_ENOMEM ? "out of memory"
-                                  : pds_store_errmsg(d->store));
-        pds__daemon_send(conn, pds_reply_new(req->id, rv, errmsg));
+    j = calloc(1,
+               sizeof(*j) + e.key.owner_len + e.key.item_len + e.value_len + 1);
+    if (j == NULL) {
+        pds__daemon_send(conn,
+                         pds_reply_new(req->id, PDS_ENOMEM, "out of memory"));
         return;
     }
-    memset(&res, 0, sizeof(res));
-    res.version = e.version;
-    res.queued = seq;
-    rb = pds_reply_new(req->id, 0, NULL);
-    if (rb != NULL)
-        pds_reply_write(rb, &res);
-    pds__daemon_send(conn, rb);
+    memcpy(j->buf, e.key.owner, e.key.owner_len);
+    memcpy(j->buf + e.key.owner_len, e.key.item, e.key.item_len);
+    if (e.value_len > 0)
+        memcpy(j->buf + e.key.owner_len + e.key.item_len, e.value, e.value_len);
+    e.key.owner = (const char *)j->buf;
+    e.key.item = (const char *)j->buf + e.key.owner_len;
+    e.value = j->buf + e.key.owner_len + e.key.item_len;
+    e.version = pds_core_stamp(d->core, pds__wall_ms());
+    j->e = e;
+    j->d = d;
+    j->conn = conn;
+    pds_local_conn_ref(conn);
+    j->id = req->id;
+    n_outbox_adding++;
+    outbox_adding_bytes += e.value_len;
+    pds__diskq_push(&d->diskq, &j->job, outbox_add_work, outbox_add_done);
 }
 
 /* The outbox as reads see it: the queued entries, oldest first. */
@@ -1317,14 +1517,16 @@ size_t pds__repl_outbox(struct daemon *d, const struct pds_entry **e, size_t i)
 {
     ensure_loaded(d);
     if (i < n_outbox)
-        *e = &outbox[i].e;
+        *e = outbox[i].is_done ? NULL : &outbox[i].e;
     return n_outbox;
 }
 
 void pds__repl_client_status(struct daemon *d, struct pds_status *st)
 {
+    uint64_t bytes;
+
     ensure_loaded(d);
-    st->n_outbox = n_outbox;
+    st->n_outbox = outbox_live(&bytes);
     st->n_rejected = n_rejected;
     st->n_lost = n_lost;
     st->outbox_error = outbox_error;
@@ -1369,27 +1571,23 @@ void pds__repl_start(struct daemon *d, struct pds_conn *c)
     outbox_pump(d);
 }
 
-/* Client: a chunk of a refresh from the server. */
+/* Client: a chunk of a refresh from the server (takes m->blob). It waits
+ * in memory for its turn on the store (follower_next). */
 void pds__repl_on_snapshot(struct daemon *d,
                            struct pds_conn *c,
-                           const struct pds_msg *m)
+                           struct pds_msg *m)
 {
-    struct pds_msg ack;
-    uint64_t n_up = 0;
-    char why[PDS_ERRMSG_SIZE + 64];
-    uint8_t mode[8];
-    size_t mode_len = 0;
-    int rv;
+    struct snap_chunk *ck;
 
     if (m->rid == 0) {
         /* A refresh replaces whatever a catch-up held (the server moved
          * this follower on to a snapshot: it fell behind the retention). */
         held_drop();
-        rv = pds_store_snap_begin(d->store);
-        if (rv != 0)
-            goto failed;
+        chunks_drop();
         snap_receiving = 1;
+        snap_pending = 0;
         snap_next_chunk = 0;
+        snap_gen++;
         pds_log(PDS_LOG_INFO, "receiving a snapshot at %llu/%llu",
                 (unsigned long long)m->epoch, (unsigned long long)m->index);
     }
@@ -1397,59 +1595,138 @@ void pds__repl_on_snapshot(struct daemon *d,
         pds_conn_close(c, "snapshot chunk out of order from the server");
         return;
     }
-    rv = pds_store_snap_put(d->store, m->blob, m->blob_len);
-    if (rv != 0)
-        goto failed;
-    snap_next_chunk++;
-    if (!m->is_last) {
-        memset(&ack, 0, sizeof(ack));
-        ack.type = PDS_MSG_SNAP_ACK;
-        ack.rid = m->rid;
-        pds_conn_send(c, &ack);
+    ck = calloc(1, sizeof(*ck));
+    if (ck == NULL) {
+        snap_receiving = 0;
+        pds_conn_close(c, "out of memory for a snapshot chunk");
         return;
     }
-    /* The last chunk: swap the copy in, keeping what a first join keeps. */
-    if (pds_store_blob_get(d->store, "join_mode", mode, sizeof(mode),
-                           &mode_len) != 0)
-        mode_len = 0;
-    rv = pds_store_snap_finish(d->store, m->epoch, m->index, d->group,
-                               PDS_GROUP_ID_BYTES,
-                               follows_group == 1 ? PDS_SNAP_KEEP_NONE
-                               : mode_len == 5 && memcmp(mode, "merge", 5) == 0
-                                   ? PDS_SNAP_KEEP_NEWER
-                                   : PDS_SNAP_KEEP_NEW_OWNERS,
-                               pds__wall_ms(), &n_up);
+    ck->rid = m->rid;
+    ck->is_last = m->is_last;
+    ck->epoch = m->epoch;
+    ck->index = m->index;
+    ck->blob = m->blob;
+    ck->len = m->blob_len;
+    m->blob = NULL;
+    if (chunks_tail != NULL)
+        chunks_tail->next = ck;
+    else
+        chunks = ck;
+    chunks_tail = ck;
+    snap_next_chunk++;
+    if (ck->is_last) {
+        /* The log from its position follows at once. */
+        snap_receiving = 0;
+        snap_pending = 1;
+        snap_pending_index = ck->index;
+    }
+    follower_next(d);
+}
+
+/* The follower's link, if it is still the one the job's data came on. */
+static struct pds_conn *job_link(struct daemon *d)
+{
+    if (!d->is_linked || d->link_conn != fjob.conn)
+        return NULL;
+    return pds__group_conn(d, fjob.conn);
+}
+
+/* On a pool thread: one chunk into the staging tables; the first clears
+ * them, the last swaps the copy in. */
+static void snap_chunk_work(struct pds_diskq_job *job)
+{
+    struct pds_store *store = fjob.d->store;
+    struct snap_chunk *ck = fjob.chunk;
+    int rv = 0;
+
+    (void)job;
+    if (ck->rid == 0)
+        rv = pds_store_snap_begin(store);
+    if (rv == 0)
+        rv = pds_store_snap_put(store, ck->blob, ck->len);
+    if (rv == 0 && ck->is_last) {
+        rv = pds_store_snap_finish(store, ck->epoch, ck->index, fjob.group,
+                                   PDS_GROUP_ID_BYTES, fjob.keep, fjob.now,
+                                   &fjob.n_uploaded);
+        if (rv == 0)
+            pds_store_blob_put(store, "join_mode", NULL, 0);
+    }
+    fjob.rv = rv;
     if (rv != 0)
-        goto failed;
-    snap_receiving = 0;
+        snprintf(fjob.errmsg, sizeof(fjob.errmsg), "%s",
+                 pds_store_commit_errmsg(store));
+}
+
+static void snap_chunk_done(struct daemon *d, struct snap_chunk *ck)
+{
+    struct pds_conn *c = job_link(d);
+    int is_current = fjob.gen == snap_gen;
+    struct pds_msg ack;
+    char why[PDS_ERRMSG_SIZE + 64];
+    int rv;
+
+    if (fjob.rv != 0) {
+        if (is_current) {
+            snprintf(why, sizeof(why), "cannot store the server's snapshot: %s",
+                     fjob.errmsg);
+            snprintf(d->link_error, sizeof(d->link_error), "%s", why);
+            pds_commlog(PDS_LOG_ERROR, "%s", why);
+            snap_receiving = 0;
+            snap_pending = 0;
+            snap_gen++;
+            chunks_drop();
+            held_drop();
+            if (c != NULL) /* reconnects and starts the snapshot again */
+                pds_conn_close(c, why);
+        }
+        return;
+    }
+    if (!ck->is_last) {
+        if (c != NULL && is_current) {
+            memset(&ack, 0, sizeof(ack));
+            ack.type = PDS_MSG_SNAP_ACK;
+            ack.rid = ck->rid;
+            pds_conn_send(c, &ack);
+        }
+        return;
+    }
+    /* Swapped in: the store holds the copy, whatever became of the link
+     * meanwhile, and this node's state follows it. */
+    if (is_current)
+        snap_pending = 0;
     follows_group = 1;
-    d->server_last = m->index; /* as far as this node knows now */
-    pds_store_blob_put(d->store, "join_mode", NULL, 0);
+    d->server_last = ck->index; /* as far as this node knows now */
     rv = pds__daemon_core_reload(d);
     if (rv != 0) {
         pds_commlog(PDS_LOG_ERROR,
                     "cannot restart the core after a "
                     "snapshot: %s",
                     pds_strerror(rv));
-        pds_conn_close(c, "internal error after a snapshot");
+        if (c != NULL)
+            pds_conn_close(c, "internal error after a snapshot");
         return;
     }
     pds__scope_reload(d);
-    d->link_error[0] = '\0';
-    /* Durable at the snapshot's position: say so (a standby's waiters). */
-    memset(&ack, 0, sizeof(ack));
-    ack.type = PDS_MSG_ACK;
-    ack.index = m->index;
-    pds_conn_send(c, &ack);
+    if (c != NULL) {
+        d->link_error[0] = '\0';
+        /* Durable at the snapshot's position: say so (a standby's
+         * waiters). */
+        memset(&ack, 0, sizeof(ack));
+        ack.type = PDS_MSG_ACK;
+        ack.index = ck->index;
+        pds_conn_send(c, &ack);
+    }
     pds_commlog(PDS_LOG_INFO,
                 "took the server's snapshot at %llu/%llu (%llu chunks)%s",
-                (unsigned long long)m->epoch, (unsigned long long)m->index,
-                (unsigned long long)snap_next_chunk,
-                n_up > 0 ? "; this node's own records go to the server" : "");
-    if (n_up > 0)
+                (unsigned long long)ck->epoch, (unsigned long long)ck->index,
+                (unsigned long long)ck->rid + 1,
+                fjob.n_uploaded > 0 ? "; this node's own records go to the "
+                                      "server"
+                                    : "");
+    if (fjob.n_uploaded > 0)
         pds_commlog(PDS_LOG_INFO,
                     "%llu records found only here are queued for the server",
-                    (unsigned long long)n_up);
+                    (unsigned long long)fjob.n_uploaded);
     /* Writes of this node the snapshot already holds are answered now, not
      * when the next entry happens to come. */
     settle_forwarded(d);
@@ -1457,15 +1734,6 @@ void pds__repl_on_snapshot(struct daemon *d,
     outbox_flush_done(d);
     outbox_load_new(d);
     outbox_pump(d);
-    return;
-
-failed:
-    snprintf(why, sizeof(why), "cannot store the server's snapshot: %s",
-             pds_store_errmsg(d->store));
-    snprintf(d->link_error, sizeof(d->link_error), "%s", why);
-    pds_commlog(PDS_LOG_ERROR, "%s", why);
-    snap_receiving = 0;
-    pds_conn_close(c, why); /* reconnects and starts the snapshot again */
 }
 
 static void reply_forwarded(struct forwarded *f, int status, const char *err)
@@ -1500,17 +1768,34 @@ static void settle_forwarded(struct daemon *d)
     }
 }
 
-/* Forget the entries held for a commit (never acknowledged). */
-static void held_drop(void)
+static void batch_drop(struct held_batch *b)
 {
     size_t i;
 
-    for (i = 0; i < held.n_blobs; i++)
-        free(held.blobs[i]);
-    held.n_blobs = 0;
-    held.n = 0;
-    held.n_clamps = 0;
-    held.bytes = 0;
+    for (i = 0; i < b->n_blobs; i++)
+        free(b->blobs[i]);
+    b->n_blobs = 0;
+    b->n = 0;
+    b->n_clamps = 0;
+    b->bytes = 0;
+}
+
+/* Forget the entries held for a commit (never acknowledged). */
+static void held_drop(void)
+{
+    batch_drop(&held);
+}
+
+/* Forget the snapshot chunks waiting for the store (never confirmed). */
+static void chunks_drop(void)
+{
+    while (chunks != NULL) {
+        struct snap_chunk *ck = chunks;
+        chunks = ck->next;
+        free(ck->blob);
+        free(ck);
+    }
+    chunks_tail = NULL;
 }
 
 /* Keep a message's entries (taking its blob); 0, or -1 when malformed or
@@ -1563,14 +1848,20 @@ bad:
     return -1;
 }
 
+/* The last index this follower has or has handed to the store: what the
+ * server's next entry must follow (after the entries held). */
+static pds_index follower_last(struct daemon *d)
+{
+    if (snap_pending)
+        return snap_pending_index;
+    return pds_core_last_index(d->core) + committing.n;
+}
+
 void pds__repl_on_entries(struct daemon *d,
                           struct pds_conn *c,
                           struct pds_msg *m)
 {
-    struct pds_event ev;
-    struct pds_msg ack;
-    pds_index want = pds_core_last_index(d->core) + 1 + held.n;
-    int rv;
+    pds_index want = follower_last(d) + 1 + held.n;
 
     if (pds_repl_accept(want - 1, m->index) != 0 || snap_receiving) {
         pds_conn_close(c, "entries out of order from the server");
@@ -1583,56 +1874,165 @@ void pds__repl_on_entries(struct daemon *d,
         return;
     }
     /*
-     * Append, apply and move the position in one transaction. In a
-     * catch-up, while more of the server's messages are already here, the
-     * entries of several are held and committed together: one transaction
-     * and one flush for what piled up during the last commit (at most half
-     * the window, or half of catchup_memory in bytes), acknowledged after
-     * it. Held entries were
-     * never acknowledged; a link lost drops them and the server sends them
-     * again.
+     * Append, apply and move the position in one transaction, on the
+     * storage queue. In a catch-up, while more of the server's messages
+     * are already here, the entries of several are held and committed
+     * together: one transaction and one flush for what piled up (at most
+     * half the window, or half of catchup_memory in bytes), acknowledged
+     * after it; and while a commit runs, what arrives meanwhile waits for
+     * the next one. Held entries were never acknowledged; a link lost
+     * drops them and the server sends them again.
      */
     if (pds_repl_defer_flush(held.e[held.n - 1].index, m->window_end, held.n,
                              MAX_INFLIGHT / 2, pds_conn_pending(c) > 0) &&
         held.bytes < d->cfg.catchup_memory / 2)
         return;
-    rv = pds_store_commit_clamped(d->store, held.e, held.n, held.clamps,
-                                  held.n_clamps, pds__wall_ms());
-    if (rv != 0) {
+    follower_next(d);
+}
+
+/* On a pool thread: the held entries, stored and applied in one durable
+ * transaction, and the data marked as the group's the first time. */
+static void commit_held_work(struct pds_diskq_job *job)
+{
+    struct pds_store *store = fjob.d->store;
+
+    (void)job;
+    fjob.rv = pds_store_commit_clamped(store, committing.e, committing.n,
+                                       committing.clamps, committing.n_clamps,
+                                       fjob.now);
+    if (fjob.rv != 0) {
+        snprintf(fjob.errmsg, sizeof(fjob.errmsg), "%s",
+                 pds_store_commit_errmsg(store));
+        return;
+    }
+    if (fjob.set_history)
+        fjob.history_rv = pds_store_blob_put(store, "history", fjob.group,
+                                             PDS_GROUP_ID_BYTES);
+}
+
+/* The commit is durable (or failed): into the core, then the ACK. */
+static void commit_held_done(struct daemon *d)
+{
+    struct pds_conn *c = job_link(d);
+    struct pds_event ev;
+    struct pds_msg ack;
+    int rv;
+
+    if (fjob.rv != 0) {
         char why[PDS_ERRMSG_SIZE + 32];
         snprintf(why, sizeof(why), "cannot apply the server's entries: %s",
-                 pds_store_commit_errmsg(d->store));
+                 fjob.errmsg);
         snprintf(d->link_error, sizeof(d->link_error), "%s", why);
         pds_commlog(PDS_LOG_ERROR, "%s", why);
-        held_drop();
-        pds_conn_close(c, why); /* reconnects and resumes from here */
+        batch_drop(&committing);
+        held_drop(); /* they follow the ones that failed */
+        if (c != NULL)
+            pds_conn_close(c, why); /* reconnects and resumes from here */
         return;
     }
     d->n_commits++;
-    d->n_committed += held.n;
-    pds__scope_after_commit(d, held.e, held.n);
+    d->n_committed += committing.n;
+    pds__scope_after_commit(d, committing.e, committing.n);
     memset(&ev, 0, sizeof(ev));
     ev.type = PDS_EVENT_APPLIED;
     ev.now = pds__wall_ms();
-    ev.u.applied.entries = held.e;
-    ev.u.applied.n_entries = held.n;
+    ev.u.applied.entries = committing.e;
+    ev.u.applied.n_entries = committing.n;
     rv = pds__daemon_step(d, &ev);
-    held_drop();
+    batch_drop(&committing);
     if (rv != 0) {
         pds_commlog(PDS_LOG_ERROR, "core refused applied entries: %s",
                     pds_strerror(rv));
-        pds_conn_close(c, "internal error applying entries");
+        held_drop();
+        if (c != NULL)
+            pds_conn_close(c, "internal error applying entries");
         return;
     }
-    if (follows_group != 1 && pds_store_blob_put(d->store, "history", d->group,
-                                                 PDS_GROUP_ID_BYTES) == 0)
+    if (fjob.set_history && fjob.history_rv == 0)
         follows_group = 1;
-    memset(&ack, 0, sizeof(ack));
-    ack.type = PDS_MSG_ACK;
-    ack.index = pds_core_last_index(d->core);
-    pds_conn_send(c, &ack);
+    if (c != NULL) {
+        memset(&ack, 0, sizeof(ack));
+        ack.type = PDS_MSG_ACK;
+        ack.index = pds_core_last_index(d->core);
+        pds_conn_send(c, &ack);
+    }
     settle_forwarded(d);
     outbox_settle(d);
+}
+
+static void follower_done(struct pds_diskq_job *job)
+{
+    struct daemon *d = fjob.d;
+    struct snap_chunk *ck = fjob.chunk;
+
+    (void)job;
+    fjob.is_busy = 0;
+    fjob.chunk = NULL;
+    if (ck != NULL) {
+        snap_chunk_done(d, ck);
+        free(ck->blob);
+        free(ck);
+    } else {
+        commit_held_done(d);
+    }
+    follower_next(d);
+}
+
+/*
+ * Hand the follower's next piece of work to the storage queue, unless one
+ * is under way or the client role is being changed (then it waits: it is
+ * not stored for a role that ends): the snapshot chunks first (a refresh
+ * drops what was held), then the entries held.
+ */
+static void follower_next(struct daemon *d)
+{
+    struct snap_chunk *ck = chunks;
+
+    if (fjob.is_busy || d->is_role_changing || d->is_stopping ||
+        (ck == NULL && held.n == 0))
+        return;
+    memset(&fjob, 0, sizeof(fjob));
+    fjob.d = d;
+    fjob.conn = d->link_conn;
+    fjob.now = pds__wall_ms();
+    memcpy(fjob.group, d->group, PDS_GROUP_ID_BYTES);
+    fjob.is_busy = 1;
+    if (ck != NULL) {
+        chunks = ck->next;
+        if (chunks == NULL)
+            chunks_tail = NULL;
+        ck->next = NULL;
+        fjob.chunk = ck;
+        fjob.gen = snap_gen;
+        if (ck->is_last) {
+            /* What a first join keeps of this node's own records. */
+            uint8_t mode[8];
+            size_t mode_len = 0;
+            if (pds_store_blob_get(d->store, "join_mode", mode, sizeof(mode),
+                                   &mode_len) != 0)
+                mode_len = 0;
+            fjob.keep = follows_group == 1 ? PDS_SNAP_KEEP_NONE
+                        : mode_len == 5 && memcmp(mode, "merge", 5) == 0
+                            ? PDS_SNAP_KEEP_NEWER
+                            : PDS_SNAP_KEEP_NEW_OWNERS;
+        }
+        pds__diskq_push(&d->diskq, &fjob.job, snap_chunk_work, follower_done);
+        return;
+    }
+    /* The held entries become the commit's; held starts empty. */
+    {
+        struct held_batch spare = committing;
+        committing = held;
+        held = spare;
+        batch_drop(&held);
+    }
+    fjob.set_history = follows_group != 1;
+    pds__diskq_push(&d->diskq, &fjob.job, commit_held_work, follower_done);
+}
+
+void pds__repl_resume(struct daemon *d)
+{
+    follower_next(d);
 }
 
 void pds__repl_on_write_ack(struct daemon *d, const struct pds_msg *m)
@@ -1699,6 +2099,9 @@ void pds__repl_link_lost(struct daemon *d)
     }
     n_outbox_sent = 0;
     snap_receiving = 0;
+    snap_pending = 0;
+    snap_gen++;
+    chunks_drop();
     held_drop();
 }
 
