@@ -52,7 +52,7 @@ struct daemon {
      * answered (the loop then polls without blocking). */
     uv_idle_t commit_idle;
     uint64_t answered_at; /* uv_hrtime() when the last commit was answered */
-    size_t last_commit_n; /* entries of the last commit */
+    size_t commit_goal;   /* the writes the next commit waits for */
     uv_signal_t sigterm;
     uv_signal_t sigint;
     struct pds_local_server *local;

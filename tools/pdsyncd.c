@@ -197,11 +197,13 @@ int pds__daemon_waits_for_standby(const struct daemon *d)
  * transaction with one fsync, handed to the storage queue in the check
  * phase: the loop goes on taking requests, heartbeats and the standby's
  * confirmations meanwhile, and the writes that arrive during that commit
- * form the next one, handed over as soon as it completes. One commit at a
- * time; its entries move from d->batch to d->cbatch from the moment it is
- * queued until it is done. The daemon's other storage writes go through
- * the same queue, so they keep their order with the commits and never wait
- * for one in LMDB's writer lock.
+ * form the next one, handed over in the check phase of the turn it
+ * completes in (with the next writes of the writers it answered, see
+ * COMMIT_WAIT_NS: else the writers split into two halves that take turns,
+ * each commit half as big). One commit at a time; its entries move from
+ * d->batch to d->cbatch from the moment it is queued until it is done. The
+ * daemon's other storage writes go through the same queue, so they keep their
+ * order with the commits and never wait for one in LMDB's writer lock.
  */
 static void settle_standby(struct daemon *d);
 static void settle_committed(struct daemon *d, pds_index index, int timeout);
@@ -314,10 +316,15 @@ static void commit_done(struct pds_diskq_job *job)
     struct daemon *d = PDS_DISKQ_OWNER(job, struct daemon, commit_job);
 
     d->is_committing = 0;
-    d->last_commit_n = d->cbatch.n;
+    /* Those that came meanwhile, and the writers answered now, who send
+     * their next write in a moment. */
+    d->commit_goal = d->batch.n + d->cbatch.n;
     finish_commit(d, d->commit_rv, d->commit_shipped);
     d->answered_at = uv_hrtime();
-    if (d->batch.n > 0)
+    /* The writes that came meanwhile go in this turn's check phase, with
+     * those of the writers just answered (commit_batch); once stopping,
+     * that phase is closed: now. */
+    if (d->is_stopping && d->batch.n > 0)
         start_commit(d);
 }
 
@@ -338,11 +345,12 @@ static void on_commit_idle(uv_idle_t *handle)
 }
 
 /*
- * The check phase: hand the turn's writes to a commit. A batch smaller
- * than the last commit waits up to COMMIT_WAIT_NS after that commit was
- * answered, polling, for the writers it answered: each of a
- * closed loop of writers sends its next write when answered, and without
- * the wait the last few of them always fall into a commit of their own.
+ * The check phase: hand the turn's writes to a commit. After a commit was
+ * answered, a batch smaller than the writes that came during it and the
+ * writes of the writers it answered waits up to COMMIT_WAIT_NS, polling,
+ * for those writers: each of a closed loop of writers sends its next write
+ * when answered, and without the wait they fall into a commit of their own
+ * (the writers of one commit and of the next then take turns).
  */
 #define COMMIT_WAIT_NS 250000u
 
@@ -355,7 +363,7 @@ static void commit_batch(uv_check_t *handle)
         uv_idle_stop(&d->commit_idle);
         return;
     }
-    if (!d->is_stopping && d->batch.n < d->last_commit_n &&
+    if (!d->is_stopping && d->batch.n < d->commit_goal &&
         uv_hrtime() - d->answered_at < COMMIT_WAIT_NS) {
         uv_idle_start(&d->commit_idle, on_commit_idle);
         return;

@@ -959,6 +959,7 @@ struct held_batch {
     uint64_t bytes;
 };
 static struct held_batch held, committing;
+static pds_index held_window_end; /* the last message's window_end */
 static void held_drop(void);
 static void chunks_drop(void);
 /* Snapshot being received: chunks still to come (up to the last one). */
@@ -1873,21 +1874,29 @@ void pds__repl_on_entries(struct daemon *d,
         pds_conn_close(c, "malformed entries from the server");
         return;
     }
-    /*
-     * Append, apply and move the position in one transaction, on the
-     * storage queue. In a catch-up, while more of the server's messages
-     * are already here, the entries of several are held and committed
-     * together: one transaction and one flush for what piled up (at most
-     * half the window, or half of catchup_memory in bytes), acknowledged
-     * after it; and while a commit runs, what arrives meanwhile waits for
-     * the next one. Held entries were never acknowledged; a link lost
-     * drops them and the server sends them again.
-     */
-    if (pds_repl_defer_flush(held.e[held.n - 1].index, m->window_end, held.n,
-                             MAX_INFLIGHT / 2, pds_conn_pending(c) > 0) &&
-        held.bytes < d->cfg.catchup_memory / 2)
-        return;
+    held_window_end = m->window_end;
     follower_next(d);
+}
+
+/*
+ * Append, apply and move the position in one transaction, on the storage
+ * queue. In a catch-up, while more of the server's messages are already
+ * here, the entries of several are held and committed together: one
+ * transaction and one flush for what piled up (at most half the window,
+ * or half of catchup_memory in bytes), acknowledged after it; and while a
+ * commit runs, what arrives meanwhile waits for the next one. Held entries
+ * were never acknowledged; a link lost drops them and the server sends
+ * them again. May the held entries wait for the next message?
+ */
+static int held_may_wait(struct daemon *d)
+{
+    struct pds_conn *c = d->is_linked ? pds__group_conn(d, d->link_conn) : NULL;
+
+    return c != NULL && held.n > 0 &&
+           pds_repl_defer_flush(held.e[held.n - 1].index, held_window_end,
+                                held.n, MAX_INFLIGHT / 2,
+                                pds_conn_pending(c) > 0) &&
+           held.bytes < d->cfg.catchup_memory / 2;
 }
 
 /* On a pool thread: the held entries, stored and applied in one durable
@@ -1989,7 +1998,7 @@ static void follower_next(struct daemon *d)
     struct snap_chunk *ck = chunks;
 
     if (fjob.is_busy || d->is_role_changing || d->is_stopping ||
-        (ck == NULL && held.n == 0))
+        (ck == NULL && (held.n == 0 || held_may_wait(d))))
         return;
     memset(&fjob, 0, sizeof(fjob));
     fjob.d = d;
