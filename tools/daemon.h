@@ -72,6 +72,7 @@ struct daemon {
     struct pds_diskq_job commit_job;
     int is_committing;
     struct pds_batch cbatch;
+    long debug_oom_batch; /* tests: the Nth batch_add runs out of memory */
     pds_time commit_time;
     int commit_rv;
     char commit_errmsg[PDS_ERRMSG_SIZE];

@@ -150,34 +150,70 @@ int pds__append(void **arr,
     return 0;
 }
 
+/* The update's entries and clamps join the turn's batch: 0, or PDS_ENOMEM
+ * with the batch as it was. */
 static int batch_add(struct daemon *d, const struct pds_update *u)
 {
+    size_t n_clamps = d->batch.n_clamps;
+
+    if (d->debug_oom_batch > 0 && --d->debug_oom_batch == 0)
+        return PDS_ENOMEM; /* tests: PDSYNC_DEBUG_OOM_BATCH */
     if (pds__append((void **)&d->batch.clamps, &d->batch.n_clamps,
                     &d->batch.cap_clamps, u->clamps, u->n_clamps,
                     sizeof(*u->clamps)) != 0)
         return PDS_ENOMEM;
-    return pds__append((void **)&d->batch.e, &d->batch.n, &d->batch.cap,
-                       u->entries, u->n_entries, sizeof(*u->entries));
+    if (pds__append((void **)&d->batch.e, &d->batch.n, &d->batch.cap,
+                    u->entries, u->n_entries, sizeof(*u->entries)) != 0) {
+        d->batch.n_clamps = n_clamps;
+        return PDS_ENOMEM;
+    }
+    return 0;
 }
 
 /*
  * Step the core with one event and carry out the update: entries join the
  * turn's batch (persisted in the check phase), replies go out now (the
  * core only returns replies for writes that are durable or refused), or
- * once the update's member rows are stored.
+ * once the update's member rows are stored. When memory runs out for the
+ * entries, the core takes them back (as after a failed commit: their
+ * writers are answered with the error and their indexes are used again).
  */
 int pds__daemon_step(struct daemon *d, const struct pds_event *ev)
 {
     struct pds_update u;
+    pds_index lost = 0;
+    size_t n_lost = 0;
     int rv;
 
     rv = pds_core_step(d->core, ev, &u);
     if (u.n_entries > 0 && batch_add(d, &u) != 0) {
-        pds_log(PDS_LOG_ERROR, "out of memory queuing entries");
-        abort(); /* The core believes they are pending; we can't drop. */
+        lost = u.entries[0].index;
+        n_lost = u.n_entries;
     }
     if (!pds__group_update(d, &u))
         pds__daemon_deliver(d, u.replies, u.n_replies);
+    if (lost != 0) {
+        struct pds_event fe;
+        int frv;
+
+        pds_commlog(PDS_LOG_ERROR,
+                    "out of memory queuing %zu writes: they were refused",
+                    n_lost);
+        memset(&fe, 0, sizeof(fe));
+        fe.type = PDS_EVENT_PERSIST_FAILED;
+        fe.now = ev->now;
+        fe.u.persist_failed.index = lost;
+        fe.u.persist_failed.status = PDS_ENOMEM;
+        fe.u.persist_failed.errmsg =
+            "pdsyncd ran out of memory: the write was not stored (nothing "
+            "was changed); try again";
+        frv = pds__daemon_step(d, &fe); /* no entries: no deeper */
+        if (frv != 0)
+            pds_commlog(PDS_LOG_ERROR,
+                        "the core could not take back writes from index "
+                        "%llu: %s",
+                        (unsigned long long)lost, pds_strerror(frv));
+    }
     return rv;
 }
 
@@ -1556,6 +1592,8 @@ int main(int argc, char **argv)
 
     if (data == NULL || data[0] == '\0')
         data = PDS_DEFAULT_DATA_DIR;
+    if (getenv("PDSYNC_DEBUG_OOM_BATCH") != NULL)
+        d.debug_oom_batch = atol(getenv("PDSYNC_DEBUG_OOM_BATCH"));
     while ((opt = getopt_long(argc, argv, "d:c:l:hV", options, NULL)) != -1) {
         switch (opt) {
         case 'd':

@@ -218,3 +218,27 @@ expect 0 pds "$f" get alice ui.language
 [ "$OUT" = en ] || fail "the node lost alice/ui.language: '$OUT'"
 stop_node "$f"
 pass "wrong files, listen addresses and operands: each refused by name, nothing lost"
+
+# Out of memory for a write's entry (the test knob makes the 2nd batch
+# append fail): that write is refused with the reason, the node goes on,
+# the index is used again, and what was acknowledged stays.
+o=$(node_dir oom)
+PDSYNC_DEBUG_OOM_BATCH=2 start_node "$o"
+expect 0 pds "$o" put alice ui.language en
+expect 1 pds "$o" put alice ui.theme dark
+expect_err 'out of memory: the write was not stored \(nothing was changed\)'
+expect 0 pds "$o" put alice ui.theme light
+expect 0 pds "$o" get alice ui.theme
+[ "$OUT" = light ] || fail "after the refused write, ui.theme is '$OUT'"
+expect 0 pds "$o" --json status
+expect_out '"last_index":2,'
+grep -q 'ERROR out of memory queuing 1 writes: they were refused' "$o/comm.log" ||
+    fail "the refused write is not in the communication log"
+stop_node "$o"
+start_node "$o"
+expect 0 pds "$o" get alice ui.language
+[ "$OUT" = en ] || fail "after a restart ui.language is '$OUT'"
+expect 0 pds "$o" get alice ui.theme
+[ "$OUT" = light ] || fail "after a restart ui.theme is '$OUT'"
+stop_node "$o"
+pass "out of memory for a write: refused with the reason, nothing acknowledged is lost, the index is used again"
