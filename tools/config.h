@@ -23,14 +23,6 @@
 
 #include "../core/pds.h"
 
-/* When a write is acknowledged. auto: standby when one is set. */
-enum pds_ack_mode {
-    PDS_ACK_AUTO = 0,
-    PDS_ACK_LOCAL,           /* after the server's fsync */
-    PDS_ACK_STANDBY,         /* after the standby's fsync too, or timeout */
-    PDS_ACK_STANDBY_OPTIONAL /* standby, degrading to local when it is gone */
-};
-
 struct pds_config {
     struct pds_limits limits;
     size_t map_initial;

@@ -116,17 +116,10 @@ struct daemon {
     pds_index committed; /* durable here (the core may wait for more) */
     int has_standby;
     uint8_t standby_pk[PDS_KEY_BYTES];
-    /* Commits whose writes wait for the standby, oldest first: each times
-     * out standby_timeout_ms after its own commit (loop time, ms). */
-    struct ack_wait {
-        pds_index last;
-        uint64_t at;
-    } * waits;
-    size_t n_waits, cap_waits;
-    pds_index standby_acked; /* the standby's durable position */
-    int is_degraded;         /* standby-optional running as local */
-    int epoch_owed;          /* a new epoch could not be begun: tried again */
-    int is_epoch_pending;    /* that retry is on the storage queue */
+    /* When the server's writes are acknowledged (core/ack.h). */
+    struct pds_ack ack;
+    int epoch_owed;       /* a new epoch could not be begun: tried again */
+    int is_epoch_pending; /* that retry is on the storage queue */
     /* An administrator's change of the node's settings is being stored
      * (group.c): the next one waits for its answer. */
     int is_settings_busy;
@@ -202,12 +195,16 @@ int pds__append(void **arr,
 void pds__daemon_standby_ack(struct daemon *d, pds_index index);
 /* No standby to wait for any more (replication stop): the writes waiting
  * for one are durable here and are answered. */
-void pds__daemon_standby_released(struct daemon *d);
 /* The node stopped being the server: the writes waiting for the standby
  * (and those of a commit under way that was to wait) get an error. */
 void pds__daemon_server_stopped(struct daemon *d, int waited);
 /* Is a write acknowledged only once the standby confirmed it (now)? */
 int pds__daemon_waits_for_standby(const struct daemon *d);
+/* A replication destination is set, or none (replication start/stop, the
+ * settings at start): writes that waited for it may be answered now. */
+void pds__daemon_standby_set(struct daemon *d, int has_standby);
+/* The standby's link ended: its position counts from its next word. */
+void pds__daemon_standby_gone(struct daemon *d);
 /* The acknowledgement mode in force ("local", "standby", ...). */
 const char *pds__daemon_ack_mode(const struct daemon *d);
 

@@ -1795,10 +1795,9 @@ static void replication_stopped(struct settings_job *sj)
 {
     struct daemon *d = sj->d;
 
-    d->has_standby = 0;
+    /* Writes waiting for the standby are durable here: answered. */
+    pds__daemon_standby_set(d, 0);
     pds__repl_tell_roles(d);
-    /* Writes waiting for the standby are durable here: answer them. */
-    pds__daemon_standby_released(d);
     pds_commlog(PDS_LOG_INFO, "replication stopped");
     reply_ok(sj->conn, sj->id);
 }
@@ -1809,8 +1808,7 @@ static void replication_started(struct settings_job *sj)
     pds_index durable;
 
     memcpy(d->standby_pk, sj->pk, PDS_KEY_BYTES);
-    d->has_standby = 1;
-    d->standby_acked = 0; /* from its next confirmation */
+    pds__daemon_standby_set(d, 1); /* from its next confirmation */
     pds__repl_tell_roles(d);
     pds_commlog(PDS_LOG_INFO,
                 "replication destination: %s (%016llx); acknowledgements: %s",
@@ -2140,7 +2138,7 @@ int pds__group_open(struct daemon *d, char *errmsg)
     if (load_blob(d, "standby", d->standby_pk, PDS_KEY_BYTES, &len,
                   PDS_KEY_BYTES, errmsg) != 0)
         return -1;
-    d->has_standby = len == PDS_KEY_BYTES;
+    pds__daemon_standby_set(d, len == PDS_KEY_BYTES);
     if (load_blob(d, "admin_pw", d->admin_pw, sizeof(d->admin_pw) - 1, &len, 0,
                   errmsg) != 0)
         return -1;

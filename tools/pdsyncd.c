@@ -219,13 +219,7 @@ int pds__daemon_step(struct daemon *d, const struct pds_event *ev)
 
 int pds__daemon_waits_for_standby(const struct daemon *d)
 {
-    if (pds_core_role(d->core) != PDS_ROLE_SERVER || !d->has_standby)
-        return 0;
-    if (d->cfg.ack_mode == PDS_ACK_LOCAL)
-        return 0;
-    if (d->cfg.ack_mode == PDS_ACK_STANDBY_OPTIONAL && d->is_degraded)
-        return 0;
-    return 1;
+    return pds_ack_waits(&d->ack, pds_core_role(d->core) == PDS_ROLE_SERVER);
 }
 
 /*
@@ -241,9 +235,8 @@ int pds__daemon_waits_for_standby(const struct daemon *d)
  * daemon's other storage writes go through the same queue, so they keep their
  * order with the commits and never wait for one in LMDB's writer lock.
  */
-static void settle_standby(struct daemon *d);
 static void settle_committed(struct daemon *d, pds_index index, int timeout);
-static void wait_for_standby(struct daemon *d, pds_index last);
+static void ack_apply(struct daemon *d, const struct pds_ack_out *out);
 
 static void finish_commit(struct daemon *d, int rv, int shipped)
 {
@@ -274,10 +267,15 @@ static void finish_commit(struct daemon *d, int rv, int shipped)
             /* Answered when the standby confirms, or at the timeout. The
              * standby, sent the batch before our fsync, may have confirmed
              * already. */
-            wait_for_standby(d, last);
-            settle_standby(d);
+            struct pds_ack_out out;
+            pds_ack_committed(&d->ack, last, 1, uv_now(&d->loop), &out);
+            ack_apply(d, &out);
             pds__group_after_commit(d);
             return;
+        }
+        {
+            struct pds_ack_out out; /* answered below, as the core says */
+            pds_ack_committed(&d->ack, last, 0, uv_now(&d->loop), &out);
         }
         unconfirmed = d->commit_waits || first <= d->unconfirmed_until;
         if (last >= d->unconfirmed_until)
@@ -412,26 +410,7 @@ static void on_ack_timer(uv_timer_t *t);
 
 const char *pds__daemon_ack_mode(const struct daemon *d)
 {
-    if ((d->cfg.ack_mode == PDS_ACK_STANDBY ||
-         d->cfg.ack_mode == PDS_ACK_STANDBY_OPTIONAL) &&
-        !d->has_standby)
-        return d->cfg.ack_mode == PDS_ACK_STANDBY
-                   ? "local (ack_mode = standby, but no replication "
-                     "destination is set)"
-                   : "local (ack_mode = standby-optional, but no "
-                     "replication destination is set)";
-    switch (d->cfg.ack_mode) {
-    case PDS_ACK_LOCAL:
-        return "local";
-    case PDS_ACK_STANDBY:
-        return "standby";
-    case PDS_ACK_STANDBY_OPTIONAL:
-        return d->is_degraded ? "standby-optional (degraded to local: the "
-                                "standby is unreachable)"
-                              : "standby-optional";
-    default:
-        return d->has_standby ? "standby" : "local";
-    }
+    return pds_ack_mode_text(&d->ack);
 }
 
 static void settle_committed(struct daemon *d, pds_index index, int timeout)
@@ -466,83 +445,65 @@ static void settle_committed(struct daemon *d, pds_index index, int timeout)
         pds_log(PDS_LOG_ERROR, "core refused an acknowledgement");
 }
 
-/* A commit up to last waits for the standby from now (monotonic). When
- * no memory is to be had, it shares the deadline of the commit before. */
-static void wait_for_standby(struct daemon *d, pds_index last)
+/* Carry out what the acknowledgement rule (core/ack.h) says. */
+static void ack_apply(struct daemon *d, const struct pds_ack_out *out)
 {
-    if (d->n_waits == d->cap_waits) {
-        size_t cap = d->cap_waits ? 2 * d->cap_waits : 64;
-        struct ack_wait *w = realloc(d->waits, cap * sizeof(*w));
-        if (w == NULL) {
-            if (d->n_waits > 0)
-                d->waits[d->n_waits - 1].last = last;
-            return;
-        }
-        d->waits = w;
-        d->cap_waits = cap;
-    }
-    d->waits[d->n_waits].last = last;
-    d->waits[d->n_waits].at = uv_now(&d->loop);
-    d->n_waits++;
-}
-
-/* Forget the waits of the writes that were answered. */
-static void drop_answered_waits(struct daemon *d)
-{
-    size_t k = 0;
-
-    while (k < d->n_waits && d->waits[k].last <= pds_core_last_index(d->core))
-        k++;
-    if (k > 0) {
-        memmove(d->waits, d->waits + k, (d->n_waits - k) * sizeof(*d->waits));
-        d->n_waits -= k;
-    }
-}
-
-/*
- * Answer the writes the standby has confirmed, up to what is committed
- * here (it may confirm a batch before our own commit of it completes).
- * Whatever still waits keeps its own deadline: neither the standby's
- * progress nor its reconnecting gives a write more time.
- */
-static void settle_standby(struct daemon *d)
-{
-    settle_committed(
-        d, d->standby_acked < d->committed ? d->standby_acked : d->committed,
-        0);
-    drop_answered_waits(d);
+    if (out->recovered)
+        pds_commlog(PDS_LOG_INFO,
+                    "the replication destination is back: writes are "
+                    "acknowledged after its fsync again");
+    if (out->degraded)
+        pds_commlog(PDS_LOG_WARNING,
+                    "the replication destination did not confirm within "
+                    "%u ms: acknowledging after the server's fsync alone "
+                    "until it is back",
+                    (unsigned)d->cfg.standby_timeout_ms);
+    if (out->timeout != 0 && out->timeout > pds_core_last_index(d->core) &&
+        pds_core_role(d->core) == PDS_ROLE_SERVER)
+        pds_commlog(PDS_LOG_ERROR,
+                    "the replication destination did not confirm writes "
+                    "up to %llu within %u ms: their writers got a timeout "
+                    "error",
+                    (unsigned long long)out->timeout,
+                    (unsigned)d->cfg.standby_timeout_ms);
+    if (out->timeout != 0)
+        settle_committed(d, out->timeout, 1);
+    if (out->answer != 0)
+        settle_committed(d, out->answer, 0);
 }
 
 void pds__daemon_standby_ack(struct daemon *d, pds_index index)
 {
-    if (index > d->standby_acked)
-        d->standby_acked = index;
-    if (d->is_degraded) {
-        d->is_degraded = 0;
-        pds_commlog(PDS_LOG_INFO,
-                    "the replication destination is back: writes are "
-                    "acknowledged after its fsync again");
-    }
-    settle_standby(d);
+    struct pds_ack_out out;
+
+    pds_ack_confirmed(&d->ack, index, &out);
+    ack_apply(d, &out);
+}
+
+void pds__daemon_standby_set(struct daemon *d, int has_standby)
+{
+    struct pds_ack_out out;
+
+    d->has_standby = has_standby;
+    pds_ack_set_standby(&d->ack, has_standby, &out);
+    ack_apply(d, &out);
+}
+
+void pds__daemon_standby_gone(struct daemon *d)
+{
+    pds_ack_standby_gone(&d->ack);
 }
 
 void pds__daemon_server_stopped(struct daemon *d, int waited)
 {
+    struct pds_ack_out out;
+
     /* Taken in while the server waited for the standby, not committed
      * yet: answered as the commit's writes are, not acknowledged. */
     if (waited && d->batch.n > 0)
         d->unconfirmed_until = d->batch.e[d->batch.n - 1].index;
-    if (d->n_waits > 0)
-        settle_committed(d, d->waits[d->n_waits - 1].last, 1);
-    d->n_waits = 0;
-    d->is_degraded = 0;
-}
-
-void pds__daemon_standby_released(struct daemon *d)
-{
-    d->is_degraded = 0;
-    settle_committed(d, d->committed, 0);
-    d->n_waits = 0;
+    pds_ack_server_stopped(&d->ack, &out);
+    ack_apply(d, &out);
 }
 
 /* Every 100 ms: writes waiting too long for the standby time out, or the
@@ -550,36 +511,13 @@ void pds__daemon_standby_released(struct daemon *d)
 static void on_ack_timer(uv_timer_t *t)
 {
     struct daemon *d = t->data;
-    uint64_t now = uv_now(&d->loop);
-    size_t k = 0;
+    struct pds_ack_out out;
 
     pds__repl_tick(d);
     if (d->epoch_owed && pds_core_role(d->core) == PDS_ROLE_SERVER)
         pds__group_retry_epoch(d);
-    drop_answered_waits(d);
-    /* The commits whose own deadline has passed. */
-    while (k < d->n_waits && now - d->waits[k].at >= d->cfg.standby_timeout_ms)
-        k++;
-    if (k == 0)
-        return;
-    if (d->cfg.ack_mode == PDS_ACK_STANDBY_OPTIONAL) {
-        d->is_degraded = 1;
-        pds_commlog(PDS_LOG_WARNING,
-                    "the replication destination did not confirm within "
-                    "%u ms: acknowledging after the server's fsync alone "
-                    "until it is back",
-                    (unsigned)d->cfg.standby_timeout_ms);
-        settle_committed(d, d->committed, 0);
-    } else {
-        pds_commlog(PDS_LOG_ERROR,
-                    "the replication destination did not confirm writes "
-                    "up to %llu within %u ms: their writers got a timeout "
-                    "error",
-                    (unsigned long long)d->waits[k - 1].last,
-                    (unsigned)d->cfg.standby_timeout_ms);
-        settle_committed(d, d->waits[k - 1].last, 1);
-    }
-    drop_answered_waits(d);
+    pds_ack_tick(&d->ack, pds_core_last_index(d->core), uv_now(&d->loop), &out);
+    ack_apply(d, &out);
 }
 
 /* ---- Request handlers ------------------------------------------------- */
@@ -1648,6 +1586,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "pdsyncd: %s\n", errmsg);
         return 1;
     }
+    pds_ack_init(&d.ack, (enum pds_ack_mode)d.cfg.ack_mode,
+                 d.cfg.standby_timeout_ms);
     if (sodium_init() < 0) {
         fprintf(stderr, "pdsyncd: libsodium failed to initialize\n");
         return 1;
@@ -1733,7 +1673,7 @@ err_after_node:
         pds_store_close(d.store);
     free(d.batch.e);
     free(d.cbatch.e);
-    free(d.waits);
+    pds_ack_close(&d.ack);
     free(d.batch.clamps);
     free(d.cbatch.clamps);
     {

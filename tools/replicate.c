@@ -197,7 +197,7 @@ void pds__repl_conn_closed(struct daemon *d, uint64_t conn)
             /* Known again from its next SYNC. */
             if (d->has_standby &&
                 memcmp(followers[i].pk, d->standby_pk, PDS_KEY_BYTES) == 0)
-                d->standby_acked = 0;
+                pds__daemon_standby_gone(d);
             snap_end(&followers[i]);
             followers[i] = followers[--n_followers];
             return;
@@ -874,7 +874,7 @@ void pds__repl_on_write(struct daemon *d,
     }
     /* A version the standby has not confirmed does not decide a loser. */
     ev.u.write.trusted =
-        pds__daemon_waits_for_standby(d) ? d->standby_acked : (pds_index)-1;
+        pds__daemon_waits_for_standby(d) ? d->ack.standby_acked : (pds_index)-1;
     free(value);
     rv = pds__daemon_step(d, &ev);
     if (rv != 0)

@@ -1442,6 +1442,111 @@ TEST(role_moves_follow_the_table)
     pds_core_free(core);
 }
 
+TEST(ack_standby_waits_then_times_out_per_commit)
+{
+    struct pds_ack a;
+    struct pds_ack_out o;
+
+    pds_ack_init(&a, PDS_ACK_STANDBY, 1000);
+    CHECK(!pds_ack_waits(&a, 1)); /* no destination yet */
+    CHECK_STR(pds_ack_mode_text(&a), "local (ack_mode = standby, but no "
+                                     "replication destination is set)");
+    pds_ack_set_standby(&a, 1, &o);
+    CHECK(pds_ack_waits(&a, 1));
+    CHECK(!pds_ack_waits(&a, 0)); /* only a server waits */
+    CHECK_STR(pds_ack_mode_text(&a), "standby");
+    pds_ack_committed(&a, 10, 1, 0, &o);
+    CHECK_EQ(o.answer, 0);
+    pds_ack_committed(&a, 20, 1, 500, &o);
+    CHECK_EQ(o.answer, 0);
+    pds_ack_confirmed(&a, 5, &o); /* within the first commit */
+    CHECK_EQ(o.answer, 5);
+    CHECK(!o.recovered);
+    pds_ack_tick(&a, 5, 999, &o);
+    CHECK_EQ(o.answer, 0);
+    CHECK_EQ(o.timeout, 0);
+    /* Each commit keeps its own deadline. */
+    pds_ack_tick(&a, 5, 1000, &o);
+    CHECK_EQ(o.timeout, 10);
+    CHECK(!o.degraded);
+    CHECK_EQ(a.n_waits, 1);
+    pds_ack_confirmed(&a, 25, &o); /* ahead of the server: up to ours */
+    CHECK_EQ(o.answer, 20);
+    CHECK_EQ(a.n_waits, 0);
+    pds_ack_tick(&a, 20, 5000, &o);
+    CHECK_EQ(o.timeout, 0);
+    /* Confirmed before the server's own fsync: answered at the commit. */
+    pds_ack_confirmed(&a, 30, &o);
+    CHECK_EQ(o.answer, 20);
+    pds_ack_committed(&a, 30, 1, 6000, &o);
+    CHECK_EQ(o.answer, 30);
+    CHECK_EQ(a.n_waits, 0);
+    /* A lost link: its position is known again from its next word. */
+    pds_ack_standby_gone(&a);
+    pds_ack_committed(&a, 40, 1, 7000, &o);
+    CHECK_EQ(o.answer, 0);
+    pds_ack_server_stopped(&a, &o);
+    CHECK_EQ(o.timeout, 40);
+    CHECK_EQ(a.n_waits, 0);
+    pds_ack_close(&a);
+}
+
+TEST(ack_optional_degrades_and_recovers)
+{
+    struct pds_ack a;
+    struct pds_ack_out o;
+
+    pds_ack_init(&a, PDS_ACK_STANDBY_OPTIONAL, 1000);
+    pds_ack_set_standby(&a, 1, &o);
+    pds_ack_committed(&a, 10, pds_ack_waits(&a, 1), 0, &o);
+    CHECK_EQ(o.answer, 0);
+    pds_ack_tick(&a, 0, 1000, &o);
+    CHECK(o.degraded);
+    CHECK_EQ(o.answer, 10); /* durable here: answered */
+    CHECK_EQ(o.timeout, 0);
+    CHECK(!pds_ack_waits(&a, 1));
+    CHECK_STR(pds_ack_mode_text(&a), "standby-optional (degraded to local: "
+                                     "the standby is unreachable)");
+    pds_ack_committed(&a, 15, pds_ack_waits(&a, 1), 1100, &o);
+    CHECK_EQ(o.answer, 15);
+    /* A new destination does not end the degraded state; its word does. */
+    pds_ack_set_standby(&a, 1, &o);
+    CHECK(a.is_degraded);
+    pds_ack_confirmed(&a, 15, &o);
+    CHECK(o.recovered);
+    CHECK(pds_ack_waits(&a, 1));
+    pds_ack_committed(&a, 16, 1, 2000, &o);
+    CHECK_EQ(o.answer, 15);
+    /* Replication stop: what waited is answered, nothing waits. */
+    pds_ack_set_standby(&a, 0, &o);
+    CHECK_EQ(o.answer, 16);
+    CHECK_EQ(a.n_waits, 0);
+    CHECK(!pds_ack_waits(&a, 1));
+    CHECK_STR(pds_ack_mode_text(&a), "local (ack_mode = standby-optional, "
+                                     "but no replication destination is set)");
+    pds_ack_close(&a);
+}
+
+TEST(ack_local_and_auto)
+{
+    struct pds_ack a;
+    struct pds_ack_out o;
+
+    pds_ack_init(&a, PDS_ACK_LOCAL, 1000);
+    pds_ack_set_standby(&a, 1, &o);
+    CHECK(!pds_ack_waits(&a, 1));
+    CHECK_STR(pds_ack_mode_text(&a), "local");
+    pds_ack_committed(&a, 3, pds_ack_waits(&a, 1), 0, &o);
+    CHECK_EQ(o.answer, 3);
+    pds_ack_close(&a);
+    pds_ack_init(&a, PDS_ACK_AUTO, 1000);
+    CHECK_STR(pds_ack_mode_text(&a), "local");
+    pds_ack_set_standby(&a, 1, &o);
+    CHECK(pds_ack_waits(&a, 1));
+    CHECK_STR(pds_ack_mode_text(&a), "standby");
+    pds_ack_close(&a);
+}
+
 TEST(link_retry_backs_off_with_jitter)
 {
     uint32_t r;
@@ -1635,6 +1740,9 @@ TEST_MAIN(T(repl_decide_follow_or_refresh),
           T(members_survive_reload_and_roles),
           T(role_moves_follow_the_table),
           T(epoch_heard_is_stored_then_taken),
+          T(ack_standby_waits_then_times_out_per_commit),
+          T(ack_optional_degrades_and_recovers),
+          T(ack_local_and_auto),
           T(link_retry_backs_off_with_jitter),
           T(hlc_monotonic_across_clock_steps),
           T(hlc_logical_overflow_carries),
