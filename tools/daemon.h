@@ -35,6 +35,9 @@ struct epoch_result {
     char errmsg[PDS_ERRMSG_SIZE];
 };
 
+/* The replication state (replicate.c; its size is private). */
+struct pds_repl;
+
 /* Entries stepped for one commit, and the clamped writes among them. */
 struct pds_batch {
     struct pds_entry *e;
@@ -135,6 +138,9 @@ struct daemon {
     size_t n_device_items;
     /* Remote administration: crypto_pwhash_str of the password. */
     char admin_pw[crypto_pwhash_STRBYTES];
+    /* Followers, forwarded writes, the outbox, the entries and snapshot
+     * chunks received (replicate.c). */
+    struct pds_repl *repl;
 };
 
 pds_time pds__wall_ms(void);
@@ -231,7 +237,17 @@ int pds__group_epoch_begun(struct daemon *d, const struct epoch_result *r);
 void pds__group_retry_epoch(struct daemon *d);
 /* The connection with this id, NULL when gone or the group is closing. */
 struct pds_conn *pds__group_conn(struct daemon *d, uint64_t id);
-/* replicate.c: the log shipping and forwarded writes of group.c. */
+/*
+ * replicate.c: the log shipping and forwarded writes of group.c.
+ *
+ * pds__repl_new makes d->repl: before anything calls into replicate.c
+ * (before pds__group_open). 0, or PDS_ENOMEM with errmsg
+ * (PDS_ERRMSG_SIZE) and nothing to clean up. pds__repl_free frees it once
+ * the loop has ended (the links closed, every pool job done); d->repl may
+ * be NULL (nothing to do).
+ */
+int pds__repl_new(struct daemon *d, char *errmsg);
+void pds__repl_free(struct daemon *d);
 void pds__repl_conn_closed(struct daemon *d, uint64_t conn);
 void pds__repl_on_sync(struct daemon *d,
                        struct pds_conn *c,
@@ -257,9 +273,11 @@ void pds__repl_link_lost(struct daemon *d);
 void pds__repl_local_write(struct daemon *d);
 /* The position the follower on conn last confirmed durable (1), or 0
  * when it confirmed none on this connection. */
-int pds__repl_durable(uint64_t conn, uint64_t *position);
+int pds__repl_durable(struct daemon *d, uint64_t conn, uint64_t *position);
 /* The same for the member with this key, on any of its connections. */
-int pds__repl_durable_of(const uint8_t *pk, pds_index *position);
+int pds__repl_durable_of(struct daemon *d,
+                         const uint8_t *pk,
+                         pds_index *position);
 /* Is the member with this key following the log? Fills its runtime
  * replication fields (position, sent, lag, sync). */
 int pds__repl_follower(struct daemon *d,

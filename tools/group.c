@@ -1158,7 +1158,7 @@ static void on_close(void *arg, struct pds_conn *c, const char *error)
         memcpy(ev.u.left.pk, pk, PDS_KEY_BYTES);
         ev.u.left.error = error != NULL ? error : "disconnected";
         ev.u.left.has_position =
-            pds__repl_durable(pds_conn_id(c), &ev.u.left.position);
+            pds__repl_durable(d, pds_conn_id(c), &ev.u.left.position);
         free(pk);
         pds_conn_set_data(c, NULL);
         /* At shutdown only what a follower confirmed is kept (it tells
@@ -1815,7 +1815,7 @@ static void replication_started(struct settings_job *sj)
                 sj->name, (unsigned long long)sj->member_id,
                 pds__daemon_ack_mode(d));
     /* Following already: what it confirmed counts at once. */
-    if (pds__repl_durable_of(sj->pk, &durable))
+    if (pds__repl_durable_of(d, sj->pk, &durable))
         pds__daemon_standby_ack(d, durable);
     reply_ok(sj->conn, sj->id);
 }

@@ -1634,7 +1634,8 @@ int main(int argc, char **argv)
         uv_loop_close(&d.loop);
         goto err_after_node;
     }
-    if (pds__group_open(&d, errmsg) != 0) {
+    /* The replication state first: the group calls into it. */
+    if (pds__repl_new(&d, errmsg) != 0 || pds__group_open(&d, errmsg) != 0) {
         pds_commlog(PDS_LOG_ERROR, "start refused: %s", errmsg);
         pds_local_close(d.local);
         close_handles(&d);
@@ -1668,6 +1669,8 @@ int main(int argc, char **argv)
     rv = 0;
 
 err_after_node:
+    /* After the loop: its last callbacks and pool jobs used it. */
+    pds__repl_free(&d);
     pds_core_free(d.core);
     if (d.store != NULL)
         pds_store_close(d.store);

@@ -92,48 +92,166 @@ struct forwarded {
     struct pds_write_result res; /* the answer once the server gave it */
 };
 
-/* pdsyncd is one process with one daemon: this state is the daemon's. */
-static struct follower followers[MAX_FOLLOWERS];
-static size_t n_followers;
-static struct forwarded forwarded[MAX_FORWARDED];
-static size_t n_forwarded;
-static uint64_t next_rid = 1;
-static uint64_t snap_jobs; /* copies started, to tell them apart */
-/* The store's data came from this group's log only (the "history" blob):
- * -1 unknown, 0 no, 1 yes. */
-static int follows_group = -1;
-/* Server: the last commits, for the followers' lag in bytes and time. */
-static struct commit_mark commits[COMMIT_RING];
-static size_t n_commits_seen; /* commits recorded since start */
-static uint64_t log_bytes;    /* log bytes committed since start */
+/*
+ * The outbox: writes made while the server was unreachable, durable in the
+ * store and mirrored here in order. Reads on this node see them on top of
+ * the group's data. On reconnect they are sent in order with the version
+ * they were made with; each leaves when the server has answered it (and,
+ * when it was applied, once its entry reached this node).
+ */
+struct queued {
+    uint64_t seq;
+    struct pds_entry e; /* strings and value point into buf */
+    uint8_t *buf;
+    int is_sent;
+    int is_acked;
+    pds_index index;   /* the server's index of it, once acked */
+    int is_done;       /* answered: leaves at the next flush */
+    int is_removing;   /* its removal from the store is under way */
+    uint64_t retry_at; /* loop ms (monotonic): not sent again before */
+};
+
+/*
+ * The server's entries held in memory until they are committed together
+ * (see pds__repl_on_entries): the messages' buffers, taken from them, and
+ * the entries decoded from them, and the memos of the restamped ones.
+ */
+struct held_batch {
+    uint8_t **blobs;
+    size_t n_blobs, cap_blobs;
+    struct pds_entry *e;
+    size_t n, cap;
+    struct pds_clamp *clamps;
+    size_t n_clamps, cap_clamps;
+    uint64_t bytes;
+};
+
+/* A snapshot chunk received, waiting for the store (oldest first). */
+struct snap_chunk {
+    struct snap_chunk *next;
+    uint64_t rid;
+    int is_last;
+    pds_epoch epoch;
+    pds_index index;
+    uint8_t *blob;
+    size_t len;
+};
 
 /* The "history" blob's removal on the storage queue. */
-static struct {
+struct history_job {
     struct pds_diskq_job job;
     struct daemon *d;
     int is_busy;
     int rv;
     char errmsg[PDS_ERRMSG_SIZE];
-} history_job;
+};
+
+/*
+ * The follower's storage job, one at a time, in the order the server
+ * sent: a commit of held entries (then their ACK), or one snapshot chunk
+ * (then its SNAP_ACK; the last one swaps the copy in, then the ACK). The
+ * next waits in memory (held, chunks) until it is done.
+ */
+struct follower_job {
+    struct pds_diskq_job job;
+    struct daemon *d;
+    int is_busy;
+    uint64_t conn; /* the link it came on */
+    pds_time now;
+    int rv;
+    char errmsg[PDS_ERRMSG_SIZE];
+    /* A commit: its entries (the context's committing batch, left alone
+     * while the job runs), and the "history" blob set once the data is the
+     * group's. */
+    const struct held_batch *batch;
+    int set_history;
+    int history_rv;
+    uint8_t group[PDS_GROUP_ID_BYTES];
+    /* A snapshot chunk. */
+    struct snap_chunk *chunk;
+    uint64_t gen;
+    enum pds_snap_keep keep;
+    uint64_t n_uploaded;
+};
+
+/*
+ * The replication state of the daemon (d->repl), on the loop thread; the
+ * storage jobs' work reaches only their own job and the store.
+ */
+struct pds_repl {
+    /* The store's data came from this group's log only (the "history"
+     * blob): -1 unknown, 0 no, 1 yes. */
+    int follows_group;
+    struct history_job history_job;
+
+    /* Server: the followers, and the copies started for their refreshes
+     * (to tell them apart). */
+    struct follower followers[MAX_FOLLOWERS];
+    size_t n_followers;
+    uint64_t snap_jobs;
+    /* Server: the last commits, for the followers' lag in bytes and
+     * time. */
+    struct commit_mark commits[COMMIT_RING];
+    size_t n_commits_seen; /* commits recorded since start */
+    uint64_t log_bytes;    /* log bytes committed since start */
+
+    /* Client: the local writes sent to the server. */
+    struct forwarded forwarded[MAX_FORWARDED];
+    size_t n_forwarded;
+    uint64_t next_rid;
+
+    /* Client: the outbox, in order. */
+    struct queued *outbox;
+    size_t n_outbox, cap_outbox;
+    uint64_t outbox_bytes;
+    size_t n_outbox_sent; /* sent and not answered */
+    int outbox_loaded;
+    uint64_t n_rejected, n_lost;
+    char outbox_error[PDS_ERRMSG_SIZE + 96];
+    int outbox_error_is_transient; /* cleared once a write is taken */
+    /* Outbox writes on the storage queue (counted against the limits),
+     * and the removal of the answered ones (one at a time). */
+    size_t n_outbox_adding;
+    uint64_t outbox_adding_bytes;
+    int outbox_removing;
+
+    /* Client: held takes the server's entries as they arrive; committing
+     * is what the follower's job stores. */
+    struct held_batch held, committing;
+    pds_index held_window_end; /* the last message's window_end */
+    /* Snapshot being received: chunks still to come (up to the last
+     * one). */
+    int snap_receiving;
+    uint64_t snap_next_chunk;
+    /* Its last chunk came: entries from its position on may follow. */
+    int snap_pending;
+    pds_index snap_pending_index;
+    /* Bumped when a snapshot begins or is abandoned: the chunk a job
+     * stores belongs to the current one only if its generation is this. */
+    uint64_t snap_gen;
+    struct snap_chunk *chunks, *chunks_tail;
+    struct follower_job fjob;
+};
 
 static void history_work(struct pds_diskq_job *job)
 {
-    (void)job;
-    history_job.rv =
-        pds_store_blob_put(history_job.d->store, "history", NULL, 0);
-    if (history_job.rv != 0)
-        snprintf(history_job.errmsg, sizeof(history_job.errmsg), "%s",
-                 pds_store_commit_errmsg(history_job.d->store));
+    struct history_job *hj = PDS_DISKQ_OWNER(job, struct history_job, job);
+
+    hj->rv = pds_store_blob_put(hj->d->store, "history", NULL, 0);
+    if (hj->rv != 0)
+        snprintf(hj->errmsg, sizeof(hj->errmsg), "%s",
+                 pds_store_commit_errmsg(hj->d->store));
 }
 
 static void history_done(struct pds_diskq_job *job)
 {
-    (void)job;
-    history_job.is_busy = 0;
-    if (history_job.rv == 0)
-        follows_group = 0;
+    struct history_job *hj = PDS_DISKQ_OWNER(job, struct history_job, job);
+
+    hj->is_busy = 0;
+    if (hj->rv == 0)
+        hj->d->repl->follows_group = 0;
     else /* tried again before the next such write */
-        pds_log(PDS_LOG_ERROR, "%s", history_job.errmsg);
+        pds_log(PDS_LOG_ERROR, "%s", hj->errmsg);
 }
 
 /*
@@ -144,11 +262,13 @@ static void history_done(struct pds_diskq_job *job)
  */
 void pds__repl_local_write(struct daemon *d)
 {
-    if (follows_group == 0 || history_job.is_busy)
+    struct pds_repl *r = d->repl;
+
+    if (r->follows_group == 0 || r->history_job.is_busy)
         return;
-    history_job.d = d;
-    history_job.is_busy = 1;
-    pds__diskq_push(&d->diskq, &history_job.job, history_work, history_done);
+    r->history_job.d = d;
+    r->history_job.is_busy = 1;
+    pds__diskq_push(&d->diskq, &r->history_job.job, history_work, history_done);
 }
 
 /*
@@ -175,13 +295,13 @@ static void drop_follower(struct daemon *d, struct pds_conn *c, const char *why)
     pds_conn_finish(c, why);
 }
 
-static struct follower *follower_find(uint64_t conn)
+static struct follower *follower_find(struct pds_repl *r, uint64_t conn)
 {
     size_t i;
 
-    for (i = 0; i < n_followers; i++) {
-        if (followers[i].conn == conn)
-            return &followers[i];
+    for (i = 0; i < r->n_followers; i++) {
+        if (r->followers[i].conn == conn)
+            return &r->followers[i];
     }
     return NULL;
 }
@@ -190,16 +310,17 @@ static void snap_end(struct follower *f);
 
 void pds__repl_conn_closed(struct daemon *d, uint64_t conn)
 {
+    struct pds_repl *r = d->repl;
     size_t i;
 
-    for (i = 0; i < n_followers; i++) {
-        if (followers[i].conn == conn) {
+    for (i = 0; i < r->n_followers; i++) {
+        if (r->followers[i].conn == conn) {
             /* Known again from its next SYNC. */
             if (d->has_standby &&
-                memcmp(followers[i].pk, d->standby_pk, PDS_KEY_BYTES) == 0)
+                memcmp(r->followers[i].pk, d->standby_pk, PDS_KEY_BYTES) == 0)
                 pds__daemon_standby_gone(d);
-            snap_end(&followers[i]);
-            followers[i] = followers[--n_followers];
+            snap_end(&r->followers[i]);
+            r->followers[i] = r->followers[--r->n_followers];
             return;
         }
     }
@@ -210,19 +331,19 @@ void pds__repl_note_commit(struct daemon *d,
                            const struct pds_entry *entries,
                            size_t n)
 {
+    struct pds_repl *r = d->repl;
     struct commit_mark *mk;
     size_t i;
 
-    (void)d;
     if (n == 0)
         return;
     for (i = 0; i < n; i++)
-        log_bytes += pds_entry_size(&entries[i]);
-    mk = &commits[n_commits_seen % COMMIT_RING];
+        r->log_bytes += pds_entry_size(&entries[i]);
+    mk = &r->commits[r->n_commits_seen % COMMIT_RING];
     mk->last = entries[n - 1].index;
     mk->at = pds__wall_ms();
-    mk->bytes = log_bytes;
-    n_commits_seen++;
+    mk->bytes = r->log_bytes;
+    r->n_commits_seen++;
 }
 
 /*
@@ -233,7 +354,9 @@ void pds__repl_note_commit(struct daemon *d,
 static void
 lag_of(struct daemon *d, pds_index acked, uint64_t *bytes, uint64_t *ms)
 {
-    size_t n = n_commits_seen < COMMIT_RING ? n_commits_seen : COMMIT_RING;
+    struct pds_repl *r = d->repl;
+    size_t n =
+        r->n_commits_seen < COMMIT_RING ? r->n_commits_seen : COMMIT_RING;
     size_t k;
     const struct commit_mark *oldest = NULL, *before = NULL;
 
@@ -242,7 +365,7 @@ lag_of(struct daemon *d, pds_index acked, uint64_t *bytes, uint64_t *ms)
     /* Walk back from the newest commit to the first one past acked. */
     for (k = 0; k < n; k++) {
         const struct commit_mark *mk =
-            &commits[(n_commits_seen - 1 - k) % COMMIT_RING];
+            &r->commits[(r->n_commits_seen - 1 - k) % COMMIT_RING];
         if (mk->last <= acked) {
             before = mk;
             break;
@@ -260,7 +383,7 @@ lag_of(struct daemon *d, pds_index acked, uint64_t *bytes, uint64_t *ms)
     }
     if (oldest == NULL)
         return;
-    *bytes = log_bytes - (before != NULL ? before->bytes : 0);
+    *bytes = r->log_bytes - (before != NULL ? before->bytes : 0);
     *ms = pds__wall_ms() > oldest->at ? pds__wall_ms() - oldest->at : 0;
 }
 
@@ -464,7 +587,7 @@ static void snap_done(uv_work_t *req, int status)
 {
     struct snap_job *j = req->data;
     struct daemon *d = j->d;
-    struct follower *f = follower_find(j->conn);
+    struct follower *f = follower_find(d->repl, j->conn);
     struct pds_conn *c = d->net != NULL ? pds_net_find(d->net, j->conn) : NULL;
 
     if (status != 0 && j->rv == 0) {
@@ -504,6 +627,7 @@ static void snap_done(uv_work_t *req, int status)
  */
 int pds__repl_ship_early(struct daemon *d, const struct pds_batch *b)
 {
+    struct pds_repl *r = d->repl;
     const struct pds_entry *entries = b->e;
     size_t n = b->n;
     struct follower *f = NULL;
@@ -515,9 +639,9 @@ int pds__repl_ship_early(struct daemon *d, const struct pds_batch *b)
 
     if (!d->has_standby || n == 0 || d->net == NULL)
         return 0;
-    for (i = 0; i < n_followers; i++) {
-        if (memcmp(followers[i].pk, d->standby_pk, PDS_KEY_BYTES) == 0)
-            f = &followers[i];
+    for (i = 0; i < r->n_followers; i++) {
+        if (memcmp(r->followers[i].pk, d->standby_pk, PDS_KEY_BYTES) == 0)
+            f = &r->followers[i];
     }
     if (f == NULL || f->is_snapshot || f->log.next != entries[0].index ||
         f->log.next - f->log.acked + n > window_of(d, f) ||
@@ -558,12 +682,14 @@ int pds__repl_ship_early(struct daemon *d, const struct pds_batch *b)
  */
 void pds__repl_unship(struct daemon *d, pds_index first)
 {
+    struct pds_repl *r = d->repl;
     size_t i;
 
     if (d->net == NULL)
         return;
-    for (i = n_followers; i-- > 0;) { /* dropping takes it out of the table */
-        struct follower *f = &followers[i];
+    /* Backwards: dropping takes it out of the table. */
+    for (i = r->n_followers; i-- > 0;) {
+        struct follower *f = &r->followers[i];
         struct pds_conn *c;
         if (f->log.next <= first || (c = pds_net_find(d->net, f->conn)) == NULL)
             continue;
@@ -575,13 +701,14 @@ void pds__repl_unship(struct daemon *d, pds_index first)
 
 void pds__group_after_commit(struct daemon *d)
 {
+    struct pds_repl *r = d->repl;
     pds_index last = d->committed;
     size_t i;
 
     if (d->net == NULL)
-        return;                     /* stopping */
-    for (i = n_followers; i-- > 0;) /* ship() may drop followers[i] */
-        ship(d, &followers[i], last);
+        return;                        /* stopping */
+    for (i = r->n_followers; i-- > 0;) /* ship() may drop followers[i] */
+        ship(d, &r->followers[i], last);
 }
 
 /* Tell the follower on c whether it is the replication destination
@@ -603,10 +730,11 @@ static void tell_role(struct daemon *d, struct pds_conn *c)
 
 void pds__repl_tell_roles(struct daemon *d)
 {
+    struct pds_repl *r = d->repl;
     size_t i;
 
-    for (i = 0; i < n_followers; i++) {
-        struct pds_conn *c = pds_net_find(d->net, followers[i].conn);
+    for (i = 0; i < r->n_followers; i++) {
+        struct pds_conn *c = pds_net_find(d->net, r->followers[i].conn);
         if (c != NULL)
             tell_role(d, c);
     }
@@ -614,13 +742,13 @@ void pds__repl_tell_roles(struct daemon *d)
 
 static struct follower *follower_add(struct daemon *d, struct pds_conn *c)
 {
-    struct follower *f = follower_find(pds_conn_id(c));
+    struct pds_repl *r = d->repl;
+    struct follower *f = follower_find(r, pds_conn_id(c));
 
-    (void)d;
     if (f == NULL) {
-        if (n_followers == MAX_FOLLOWERS)
+        if (r->n_followers == MAX_FOLLOWERS)
             return NULL;
-        f = &followers[n_followers++];
+        f = &r->followers[r->n_followers++];
     } else
         snap_end(f);
     memset(f, 0, sizeof(*f));
@@ -633,6 +761,7 @@ static struct follower *follower_add(struct daemon *d, struct pds_conn *c)
 /* Start a refresh of the follower on c; why goes to the log. */
 static void refresh(struct daemon *d, struct pds_conn *c, const char *why)
 {
+    struct pds_repl *r = d->repl;
     struct follower *f = follower_add(d, c);
     struct snap_job *j;
     char path[PATH_MAX];
@@ -664,7 +793,7 @@ static void refresh(struct daemon *d, struct pds_conn *c, const char *why)
     unlink(path); /* the file lives as long as the descriptor */
     j->d = d;
     j->conn = f->conn;
-    j->id = ++snap_jobs;
+    j->id = ++r->snap_jobs;
     f->snap_job = j->id;
     j->req.data = j;
     if (uv_queue_work(&d->loop, &j->req, snap_work, snap_done) != 0) {
@@ -743,7 +872,7 @@ void pds__repl_on_snap_ack(struct daemon *d,
                            struct pds_conn *c,
                            const struct pds_msg *m)
 {
-    struct follower *f = follower_find(pds_conn_id(c));
+    struct follower *f = follower_find(d->repl, pds_conn_id(c));
 
     if (f == NULL || !f->is_snapshot)
         return; /* the last chunk's confirmation, or a stale one */
@@ -756,7 +885,7 @@ void pds__repl_on_ack(struct daemon *d,
                       struct pds_conn *c,
                       const struct pds_msg *m)
 {
-    struct follower *f = follower_find(pds_conn_id(c));
+    struct follower *f = follower_find(d->repl, pds_conn_id(c));
 
     if (f == NULL || f->is_snapshot)
         return;
@@ -911,117 +1040,25 @@ void pds__group_write_ack(struct daemon *d,
 
 /* ---- Client side -------------------------------------------------------- */
 
-/*
- * The outbox: writes made while the server was unreachable, durable in the
- * store and mirrored here in order. Reads on this node see them on top of
- * the group's data. On reconnect they are sent in order with the version
- * they were made with; each leaves when the server has answered it (and,
- * when it was applied, once its entry reached this node).
- */
-struct queued {
-    uint64_t seq;
-    struct pds_entry e; /* strings and value point into buf */
-    uint8_t *buf;
-    int is_sent;
-    int is_acked;
-    pds_index index;   /* the server's index of it, once acked */
-    int is_done;       /* answered: leaves at the next flush */
-    int is_removing;   /* its removal from the store is under way */
-    uint64_t retry_at; /* loop ms (monotonic): not sent again before */
-};
-
-static struct queued *outbox;
-static size_t n_outbox, cap_outbox;
-static uint64_t outbox_bytes;
-static size_t n_outbox_sent; /* sent and not answered */
-static int outbox_loaded;
-static uint64_t n_rejected, n_lost;
-static char outbox_error[PDS_ERRMSG_SIZE + 96];
-static int outbox_error_is_transient; /* cleared once a write is taken */
-/* Outbox writes on the storage queue (counted against the limits), and
- * the removal of the answered ones (one at a time). */
-static size_t n_outbox_adding;
-static uint64_t outbox_adding_bytes;
-static int outbox_removing;
-/*
- * The server's entries held in memory until they are committed together
- * (see pds__repl_on_entries): the messages' buffers, taken from them, and
- * the entries decoded from them, and the memos of the restamped ones.
- * held takes what arrives; committing is what the follower's job stores.
- */
-struct held_batch {
-    uint8_t **blobs;
-    size_t n_blobs, cap_blobs;
-    struct pds_entry *e;
-    size_t n, cap;
-    struct pds_clamp *clamps;
-    size_t n_clamps, cap_clamps;
-    uint64_t bytes;
-};
-static struct held_batch held, committing;
-static pds_index held_window_end; /* the last message's window_end */
-static void held_drop(void);
-static void chunks_drop(void);
-/* Snapshot being received: chunks still to come (up to the last one). */
-static int snap_receiving;
-static uint64_t snap_next_chunk;
-/* Its last chunk came: entries from its position on may follow. */
-static int snap_pending;
-static pds_index snap_pending_index;
-/* Bumped when a snapshot begins or is abandoned: the chunk a job stores
- * belongs to the current one only if its generation is this. */
-static uint64_t snap_gen;
-/* A snapshot chunk received, waiting for the store (oldest first). */
-struct snap_chunk {
-    struct snap_chunk *next;
-    uint64_t rid;
-    int is_last;
-    pds_epoch epoch;
-    pds_index index;
-    uint8_t *blob;
-    size_t len;
-};
-static struct snap_chunk *chunks, *chunks_tail;
-/*
- * The follower's storage job, one at a time, in the order the server
- * sent: a commit of held entries (then their ACK), or one snapshot chunk
- * (then its SNAP_ACK; the last one swaps the copy in, then the ACK). The
- * next waits in memory (held, chunks) until it is done.
- */
-static struct {
-    struct pds_diskq_job job;
-    struct daemon *d;
-    int is_busy;
-    uint64_t conn; /* the link it came on */
-    pds_time now;
-    int rv;
-    char errmsg[PDS_ERRMSG_SIZE];
-    /* A commit: and the "history" blob set once the data is the group's. */
-    int set_history;
-    int history_rv;
-    uint8_t group[PDS_GROUP_ID_BYTES];
-    /* A snapshot chunk. */
-    struct snap_chunk *chunk;
-    uint64_t gen;
-    enum pds_snap_keep keep;
-    uint64_t n_uploaded;
-} fjob;
 static void follower_next(struct daemon *d);
+static void held_drop(struct pds_repl *r);
+static void chunks_drop(struct pds_repl *r);
 
-static int queued_add(uint64_t seq, const struct pds_entry *e)
+static int
+queued_add(struct pds_repl *r, uint64_t seq, const struct pds_entry *e)
 {
     struct queued *q;
     size_t n = e->key.owner_len + e->key.item_len + e->value_len;
 
-    if (n_outbox == cap_outbox) {
-        size_t cap = cap_outbox == 0 ? 64 : cap_outbox * 2;
-        struct queued *p = realloc(outbox, cap * sizeof(*p));
+    if (r->n_outbox == r->cap_outbox) {
+        size_t cap = r->cap_outbox == 0 ? 64 : r->cap_outbox * 2;
+        struct queued *p = realloc(r->outbox, cap * sizeof(*p));
         if (p == NULL)
             return PDS_ENOMEM;
-        outbox = p;
-        cap_outbox = cap;
+        r->outbox = p;
+        r->cap_outbox = cap;
     }
-    q = &outbox[n_outbox];
+    q = &r->outbox[r->n_outbox];
     memset(q, 0, sizeof(*q));
     q->buf = malloc(n + 1);
     if (q->buf == NULL)
@@ -1037,55 +1074,66 @@ static int queued_add(uint64_t seq, const struct pds_entry *e)
     q->e.key.owner = (const char *)q->buf;
     q->e.key.item = (const char *)q->buf + e->key.owner_len;
     q->e.value = q->buf + e->key.owner_len + e->key.item_len;
-    outbox_bytes += n;
-    n_outbox++;
+    r->outbox_bytes += n;
+    r->n_outbox++;
     return 0;
 }
 
+/* The outbox entries read from the store into r, those after *after
+ * only (all when after is NULL). */
+struct load_arg {
+    struct pds_repl *r;
+    const uint64_t *after;
+};
+
 static int load_one(void *arg, uint64_t seq, const struct pds_entry *e)
 {
-    const uint64_t *after = arg;
+    const struct load_arg *la = arg;
 
-    if (after != NULL && seq <= *after)
+    if (la->after != NULL && seq <= *la->after)
         return 0; /* held already, with what was sent and answered */
-    return queued_add(seq, e);
+    return queued_add(la->r, seq, e);
 }
 
-static void outbox_clear(void)
+static void outbox_clear(struct pds_repl *r)
 {
     size_t i;
 
-    for (i = 0; i < n_outbox; i++)
-        free(outbox[i].buf);
-    n_outbox = 0;
-    outbox_bytes = 0;
-    n_outbox_sent = 0;
+    for (i = 0; i < r->n_outbox; i++)
+        free(r->outbox[i].buf);
+    r->n_outbox = 0;
+    r->outbox_bytes = 0;
+    r->n_outbox_sent = 0;
 }
 
 static void outbox_load(struct daemon *d)
 {
+    struct pds_repl *r = d->repl;
+    struct load_arg la = {r, NULL};
     int rv;
 
-    outbox_clear();
-    rv = pds_store_outbox_list(d->store, load_one, NULL);
+    outbox_clear(r);
+    rv = pds_store_outbox_list(d->store, load_one, &la);
     if (rv != 0)
         pds_log(PDS_LOG_ERROR, "cannot read the outbox: %s",
                 pds_store_errmsg(d->store));
-    outbox_loaded = 1;
+    r->outbox_loaded = 1;
 }
 
 /* The entries added to the store since (a snapshot's uploads), after the
  * ones held, which keep their state: sent, answered. */
 static void outbox_load_new(struct daemon *d)
 {
-    uint64_t after = n_outbox > 0 ? outbox[n_outbox - 1].seq : 0;
+    struct pds_repl *r = d->repl;
+    uint64_t after = r->n_outbox > 0 ? r->outbox[r->n_outbox - 1].seq : 0;
+    struct load_arg la = {r, &after};
     int rv;
 
-    if (!outbox_loaded) {
+    if (!r->outbox_loaded) {
         outbox_load(d);
         return;
     }
-    rv = pds_store_outbox_list(d->store, load_one, &after);
+    rv = pds_store_outbox_list(d->store, load_one, &la);
     if (rv != 0)
         pds_log(PDS_LOG_ERROR, "cannot read the outbox: %s",
                 pds_store_errmsg(d->store));
@@ -1093,7 +1141,9 @@ static void outbox_load_new(struct daemon *d)
 
 static void ensure_loaded(struct daemon *d)
 {
-    if (!outbox_loaded)
+    struct pds_repl *r = d->repl;
+
+    if (!r->outbox_loaded)
         outbox_load(d);
 }
 
@@ -1120,41 +1170,44 @@ static void outbox_rm_work(struct pds_diskq_job *job)
 static void outbox_rm_done(struct pds_diskq_job *job)
 {
     struct outbox_rm_job *j = PDS_DISKQ_OWNER(job, struct outbox_rm_job, job);
+    struct pds_repl *r = j->d->repl;
     size_t i, k;
 
-    outbox_removing = 0;
+    r->outbox_removing = 0;
     if (j->rv != 0) {
         /* Kept: replayed later, the server answers "duplicate". */
         pds_log(PDS_LOG_ERROR, "outbox: %s", j->errmsg);
-        for (i = 0; i < n_outbox; i++)
-            outbox[i].is_removing = 0; /* tried again at the next flush */
+        for (i = 0; i < r->n_outbox; i++)
+            r->outbox[i].is_removing = 0; /* tried again at the next flush */
         free(j);
         return;
     }
     free(j);
-    for (i = 0, k = 0; i < n_outbox; i++) {
-        if (outbox[i].is_removing) {
-            outbox_bytes -= outbox[i].e.key.owner_len +
-                            outbox[i].e.key.item_len + outbox[i].e.value_len;
-            free(outbox[i].buf);
+    for (i = 0, k = 0; i < r->n_outbox; i++) {
+        if (r->outbox[i].is_removing) {
+            r->outbox_bytes -= r->outbox[i].e.key.owner_len +
+                               r->outbox[i].e.key.item_len +
+                               r->outbox[i].e.value_len;
+            free(r->outbox[i].buf);
             continue;
         }
-        outbox[k++] = outbox[i];
+        r->outbox[k++] = r->outbox[i];
     }
-    n_outbox = k;
+    r->n_outbox = k;
 }
 
 /* The outbox entries answered for good leave the store, then memory (reads
  * no longer see them meanwhile: the store's data is the server's answer). */
 static void outbox_flush_done(struct daemon *d)
 {
+    struct pds_repl *r = d->repl;
     struct outbox_rm_job *j;
     size_t i, n = 0;
 
-    if (outbox_removing)
+    if (r->outbox_removing)
         return; /* after the removal under way */
-    for (i = 0; i < n_outbox; i++)
-        n += outbox[i].is_done;
+    for (i = 0; i < r->n_outbox; i++)
+        n += r->outbox[i].is_done;
     if (n == 0)
         return;
     j = malloc(sizeof(*j) + n * sizeof(j->seqs[0]));
@@ -1163,25 +1216,27 @@ static void outbox_flush_done(struct daemon *d)
     j->d = d;
     j->rv = 0;
     j->n = 0;
-    for (i = 0; i < n_outbox; i++) {
-        if (outbox[i].is_done) {
-            outbox[i].is_removing = 1;
-            j->seqs[j->n++] = outbox[i].seq;
+    for (i = 0; i < r->n_outbox; i++) {
+        if (r->outbox[i].is_done) {
+            r->outbox[i].is_removing = 1;
+            j->seqs[j->n++] = r->outbox[i].seq;
         }
     }
-    outbox_removing = 1;
+    r->outbox_removing = 1;
     pds__diskq_push(&d->diskq, &j->job, outbox_rm_work, outbox_rm_done);
 }
 
 /* The log that the snapshots in flight need is held against retention. */
 static void update_hold(struct daemon *d)
 {
+    struct pds_repl *r = d->repl;
     pds_index hold = 0;
     size_t i;
 
-    for (i = 0; i < n_followers; i++) {
-        if (followers[i].is_snapshot && (hold == 0 || followers[i].hold < hold))
-            hold = followers[i].hold;
+    for (i = 0; i < r->n_followers; i++) {
+        if (r->followers[i].is_snapshot &&
+            (hold == 0 || r->followers[i].hold < hold))
+            hold = r->followers[i].hold;
     }
     if (d->store != NULL)
         pds_store_hold_log(d->store, hold);
@@ -1194,11 +1249,12 @@ static void update_hold(struct daemon *d)
  */
 void pds__repl_flush(struct daemon *d)
 {
+    struct pds_repl *r = d->repl;
     size_t i;
 
-    for (i = n_followers; i-- > 0;) { /* ship() may drop followers[i] */
-        if (followers[i].is_paused)
-            ship(d, &followers[i], d->committed);
+    for (i = r->n_followers; i-- > 0;) { /* ship() may drop followers[i] */
+        if (r->followers[i].is_paused)
+            ship(d, &r->followers[i], d->committed);
     }
     /* Before the turn's commit. */
     update_hold(d);
@@ -1208,14 +1264,15 @@ void pds__repl_flush(struct daemon *d)
 /* Send the queued writes not yet sent, in order, within the window. */
 static void outbox_pump(struct daemon *d)
 {
+    struct pds_repl *r = d->repl;
     struct pds_conn *c = d->is_linked ? pds__group_conn(d, d->link_conn) : NULL;
     uint64_t now = uv_now(&d->loop);
     size_t i;
 
-    if (c == NULL || snap_receiving || snap_pending)
+    if (c == NULL || r->snap_receiving || r->snap_pending)
         return;
-    for (i = 0; i < n_outbox && n_outbox_sent < OUTBOX_WINDOW; i++) {
-        struct queued *q = &outbox[i];
+    for (i = 0; i < r->n_outbox && r->n_outbox_sent < OUTBOX_WINDOW; i++) {
+        struct queued *q = &r->outbox[i];
         struct pds_msg m;
         if (q->is_sent || q->is_done)
             continue;
@@ -1237,19 +1294,19 @@ static void outbox_pump(struct daemon *d)
         if (pds_conn_send(c, &m) != 0)
             return;
         q->is_sent = 1;
-        n_outbox_sent++;
+        r->n_outbox_sent++;
     }
 }
 
-static struct queued *queued_find(uint64_t seq)
+static struct queued *queued_find(struct pds_repl *r, uint64_t seq)
 {
-    size_t lo = 0, hi = n_outbox;
+    size_t lo = 0, hi = r->n_outbox;
 
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        if (outbox[mid].seq == seq)
-            return &outbox[mid];
-        if (outbox[mid].seq < seq)
+        if (r->outbox[mid].seq == seq)
+            return &r->outbox[mid];
+        if (r->outbox[mid].seq < seq)
             lo = mid + 1;
         else
             hi = mid;
@@ -1267,12 +1324,13 @@ static const char *op_word(enum pds_op op)
 
 static void outbox_answer(struct daemon *d, const struct pds_msg *m)
 {
-    struct queued *q = queued_find(m->rid & ~OUTBOX_RID);
+    struct pds_repl *r = d->repl;
+    struct queued *q = queued_find(r, m->rid & ~OUTBOX_RID);
 
     if (q == NULL || q->is_done || !q->is_sent)
         return;
-    if (!q->is_acked && n_outbox_sent > 0)
-        n_outbox_sent--;
+    if (!q->is_acked && r->n_outbox_sent > 0)
+        r->n_outbox_sent--;
     if (m->code == PDS_ETIMEDOUT) {
         /* Committed on the server and not confirmed by its standby in
          * time, or lost to a version the standby has not confirmed: sent
@@ -1299,32 +1357,32 @@ static void outbox_answer(struct daemon *d, const struct pds_msg *m)
         /* Not a refusal of the write itself (the server's disk or budget
          * is full, an I/O error, it is shutting down): kept, in its
          * place, and sent again later. */
-        snprintf(outbox_error, sizeof(outbox_error),
+        snprintf(r->outbox_error, sizeof(r->outbox_error),
                  "%s %.*s/%.*s not taken by the server for now (kept, sent "
                  "again in %d s): %s",
                  op_word(q->e.op), (int)q->e.key.owner_len, q->e.key.owner,
                  (int)q->e.key.item_len, q->e.key.item,
                  OUTBOX_TRANSIENT_MS / 1000, m->err);
         pds_commlog(PDS_LOG_WARNING, "a write queued while offline was %s",
-                    outbox_error);
-        outbox_error_is_transient = 1;
+                    r->outbox_error);
+        r->outbox_error_is_transient = 1;
         q->is_sent = 0;
         q->retry_at = uv_now(&d->loop) + OUTBOX_TRANSIENT_MS;
         outbox_pump(d);
         return;
     }
     if (m->code != 0) {
-        n_rejected++;
-        snprintf(outbox_error, sizeof(outbox_error),
+        r->n_rejected++;
+        snprintf(r->outbox_error, sizeof(r->outbox_error),
                  "%s %.*s/%.*s refused by the server: %s", op_word(q->e.op),
                  (int)q->e.key.owner_len, q->e.key.owner,
                  (int)q->e.key.item_len, q->e.key.item, m->err);
         pds_commlog(PDS_LOG_ERROR, "a write queued while offline was %s",
-                    outbox_error);
-        outbox_error_is_transient = 0;
+                    r->outbox_error);
+        r->outbox_error_is_transient = 0;
         q->is_done = 1;
     } else if (m->outcome == PDS_WRITE_SUPERSEDED) {
-        n_lost++;
+        r->n_lost++;
         if (q->e.op == PDS_OP_DEL_OWNER)
             pds_commlog(PDS_LOG_WARNING,
                         "a delete-user %.*s queued while offline lost to a "
@@ -1338,9 +1396,9 @@ static void outbox_answer(struct daemon *d, const struct pds_msg *m)
                         (int)q->e.key.item_len, q->e.key.item);
         q->is_done = 1;
     } else {
-        if (outbox_error_is_transient) {
-            outbox_error[0] = '\0'; /* the server takes writes again */
-            outbox_error_is_transient = 0;
+        if (r->outbox_error_is_transient) {
+            r->outbox_error[0] = '\0'; /* the server takes writes again */
+            r->outbox_error_is_transient = 0;
         }
         q->is_acked = 1;
         q->index = m->index;
@@ -1352,34 +1410,37 @@ static void outbox_answer(struct daemon *d, const struct pds_msg *m)
 
 void pds__repl_tick(struct daemon *d)
 {
-    if (n_outbox > n_outbox_sent)
+    struct pds_repl *r = d->repl;
+
+    if (r->n_outbox > r->n_outbox_sent)
         outbox_pump(d); /* the writes whose retry time came */
 }
 
 /* The entries up to the applied index are here: their writes can go. */
 static void outbox_settle(struct daemon *d)
 {
+    struct pds_repl *r = d->repl;
     pds_index applied = pds_core_last_index(d->core);
     size_t i;
 
-    for (i = 0; i < n_outbox; i++) {
-        if (outbox[i].is_acked && outbox[i].index <= applied)
-            outbox[i].is_done = 1;
+    for (i = 0; i < r->n_outbox; i++) {
+        if (r->outbox[i].is_acked && r->outbox[i].index <= applied)
+            r->outbox[i].is_done = 1;
     }
 }
 
 /* The queued writes the server has not answered yet, and their bytes. */
-static size_t outbox_live(uint64_t *bytes)
+static size_t outbox_live(struct pds_repl *r, uint64_t *bytes)
 {
     size_t i, n = 0;
 
     *bytes = 0;
-    for (i = 0; i < n_outbox; i++) {
-        if (outbox[i].is_done)
+    for (i = 0; i < r->n_outbox; i++) {
+        if (r->outbox[i].is_done)
             continue;
         n++;
-        *bytes += outbox[i].e.key.owner_len + outbox[i].e.key.item_len +
-                  outbox[i].e.value_len;
+        *bytes += r->outbox[i].e.key.owner_len + r->outbox[i].e.key.item_len +
+                  r->outbox[i].e.value_len;
     }
     return n;
 }
@@ -1412,14 +1473,15 @@ static void outbox_add_work(struct pds_diskq_job *job)
 static void outbox_add_done(struct pds_diskq_job *job)
 {
     struct outbox_add_job *j = PDS_DISKQ_OWNER(job, struct outbox_add_job, job);
+    struct pds_repl *r = j->d->repl;
     struct pds_write_result res;
     struct pds_reply_buf *rb;
     int rv = j->rv;
 
-    n_outbox_adding--;
-    outbox_adding_bytes -= j->e.value_len;
+    r->n_outbox_adding--;
+    r->outbox_adding_bytes -= j->e.value_len;
     if (rv == 0)
-        rv = queued_add(j->seq, &j->e);
+        rv = queued_add(r, j->seq, &j->e);
     if (rv != 0) {
         pds__daemon_send(
             j->conn,
@@ -1445,6 +1507,7 @@ static void queue_write(struct daemon *d,
                         struct pds_local_conn *conn,
                         const struct pds_request *req)
 {
+    struct pds_repl *r = d->repl;
     char errmsg[PDS_ERRMSG_SIZE];
     struct outbox_add_job *j;
     struct pds_entry e;
@@ -1474,8 +1537,8 @@ static void queue_write(struct daemon *d,
         pds__daemon_send(conn, pds_reply_new(req->id, rv, errmsg));
         return;
     }
-    n_live = outbox_live(&live_bytes) + n_outbox_adding;
-    live_bytes += outbox_adding_bytes;
+    n_live = outbox_live(r, &live_bytes) + r->n_outbox_adding;
+    live_bytes += r->outbox_adding_bytes;
     if (n_live >= d->cfg.outbox_max ||
         live_bytes + e.value_len > (uint64_t)d->cfg.outbox_max_bytes) {
         snprintf(errmsg, sizeof(errmsg),
@@ -1508,41 +1571,45 @@ static void queue_write(struct daemon *d,
     j->conn = conn;
     pds_local_conn_ref(conn);
     j->id = req->id;
-    n_outbox_adding++;
-    outbox_adding_bytes += e.value_len;
+    r->n_outbox_adding++;
+    r->outbox_adding_bytes += e.value_len;
     pds__diskq_push(&d->diskq, &j->job, outbox_add_work, outbox_add_done);
 }
 
 /* The outbox as reads see it: the queued entries, oldest first. */
 size_t pds__repl_outbox(struct daemon *d, const struct pds_entry **e, size_t i)
 {
+    struct pds_repl *r = d->repl;
+
     ensure_loaded(d);
-    if (i < n_outbox)
-        *e = outbox[i].is_done ? NULL : &outbox[i].e;
-    return n_outbox;
+    if (i < r->n_outbox)
+        *e = r->outbox[i].is_done ? NULL : &r->outbox[i].e;
+    return r->n_outbox;
 }
 
 void pds__repl_client_status(struct daemon *d, struct pds_status *st)
 {
+    struct pds_repl *r = d->repl;
     uint64_t bytes;
 
     ensure_loaded(d);
-    st->n_outbox = outbox_live(&bytes);
-    st->n_rejected = n_rejected;
-    st->n_lost = n_lost;
-    st->outbox_error = outbox_error;
+    st->n_outbox = outbox_live(r, &bytes);
+    st->n_rejected = r->n_rejected;
+    st->n_lost = r->n_lost;
+    st->outbox_error = r->outbox_error;
 }
 
 void pds__repl_start(struct daemon *d, struct pds_conn *c)
 {
+    struct pds_repl *r = d->repl;
     struct pds_store_meta meta;
     struct pds_msg m;
     uint8_t history[PDS_GROUP_ID_BYTES];
     size_t len = 0;
 
     ensure_loaded(d);
-    snap_receiving = 0;
-    held_drop(); /* a catch-up cut off: the server sends them again */
+    r->snap_receiving = 0;
+    held_drop(r); /* a catch-up cut off: the server sends them again */
     if (pds_store_meta(d->store, &meta) != 0)
         return;
     if (pds_store_blob_get(d->store, "history", history, sizeof(history),
@@ -1565,9 +1632,9 @@ void pds__repl_start(struct daemon *d, struct pds_conn *c)
             free(buf);
         }
     }
-    follows_group = len == PDS_GROUP_ID_BYTES &&
-                    memcmp(history, d->group, PDS_GROUP_ID_BYTES) == 0;
-    m.is_fresh = meta.last_index == 0 || follows_group;
+    r->follows_group = len == PDS_GROUP_ID_BYTES &&
+                       memcmp(history, d->group, PDS_GROUP_ID_BYTES) == 0;
+    m.is_fresh = meta.last_index == 0 || r->follows_group;
     pds_conn_send(c, &m);
     outbox_pump(d);
 }
@@ -1578,27 +1645,28 @@ void pds__repl_on_snapshot(struct daemon *d,
                            struct pds_conn *c,
                            struct pds_msg *m)
 {
+    struct pds_repl *r = d->repl;
     struct snap_chunk *ck;
 
     if (m->rid == 0) {
         /* A refresh replaces whatever a catch-up held (the server moved
          * this follower on to a snapshot: it fell behind the retention). */
-        held_drop();
-        chunks_drop();
-        snap_receiving = 1;
-        snap_pending = 0;
-        snap_next_chunk = 0;
-        snap_gen++;
+        held_drop(r);
+        chunks_drop(r);
+        r->snap_receiving = 1;
+        r->snap_pending = 0;
+        r->snap_next_chunk = 0;
+        r->snap_gen++;
         pds_log(PDS_LOG_INFO, "receiving a snapshot at %llu/%llu",
                 (unsigned long long)m->epoch, (unsigned long long)m->index);
     }
-    if (!snap_receiving || m->rid != snap_next_chunk) {
+    if (!r->snap_receiving || m->rid != r->snap_next_chunk) {
         pds_conn_close(c, "snapshot chunk out of order from the server");
         return;
     }
     ck = calloc(1, sizeof(*ck));
     if (ck == NULL) {
-        snap_receiving = 0;
+        r->snap_receiving = 0;
         pds_conn_close(c, "out of memory for a snapshot chunk");
         return;
     }
@@ -1609,17 +1677,17 @@ void pds__repl_on_snapshot(struct daemon *d,
     ck->blob = m->blob;
     ck->len = m->blob_len;
     m->blob = NULL;
-    if (chunks_tail != NULL)
-        chunks_tail->next = ck;
+    if (r->chunks_tail != NULL)
+        r->chunks_tail->next = ck;
     else
-        chunks = ck;
-    chunks_tail = ck;
-    snap_next_chunk++;
+        r->chunks = ck;
+    r->chunks_tail = ck;
+    r->snap_next_chunk++;
     if (ck->is_last) {
         /* The log from its position follows at once. */
-        snap_receiving = 0;
-        snap_pending = 1;
-        snap_pending_index = ck->index;
+        r->snap_receiving = 0;
+        r->snap_pending = 1;
+        r->snap_pending_index = ck->index;
     }
     follower_next(d);
 }
@@ -1627,56 +1695,59 @@ void pds__repl_on_snapshot(struct daemon *d,
 /* The follower's link, if it is still the one the job's data came on. */
 static struct pds_conn *job_link(struct daemon *d)
 {
-    if (!d->is_linked || d->link_conn != fjob.conn)
+    struct pds_repl *r = d->repl;
+
+    if (!d->is_linked || d->link_conn != r->fjob.conn)
         return NULL;
-    return pds__group_conn(d, fjob.conn);
+    return pds__group_conn(d, r->fjob.conn);
 }
 
 /* On a pool thread: one chunk into the staging tables; the first clears
  * them, the last swaps the copy in. */
 static void snap_chunk_work(struct pds_diskq_job *job)
 {
-    struct pds_store *store = fjob.d->store;
-    struct snap_chunk *ck = fjob.chunk;
+    struct follower_job *fj = PDS_DISKQ_OWNER(job, struct follower_job, job);
+    struct pds_store *store = fj->d->store;
+    struct snap_chunk *ck = fj->chunk;
     int rv = 0;
 
-    (void)job;
     if (ck->rid == 0)
         rv = pds_store_snap_begin(store);
     if (rv == 0)
         rv = pds_store_snap_put(store, ck->blob, ck->len);
     if (rv == 0 && ck->is_last) {
-        rv = pds_store_snap_finish(store, ck->epoch, ck->index, fjob.group,
-                                   PDS_GROUP_ID_BYTES, fjob.keep, fjob.now,
-                                   &fjob.n_uploaded);
+        rv = pds_store_snap_finish(store, ck->epoch, ck->index, fj->group,
+                                   PDS_GROUP_ID_BYTES, fj->keep, fj->now,
+                                   &fj->n_uploaded);
         if (rv == 0)
             pds_store_blob_put(store, "join_mode", NULL, 0);
     }
-    fjob.rv = rv;
+    fj->rv = rv;
     if (rv != 0)
-        snprintf(fjob.errmsg, sizeof(fjob.errmsg), "%s",
+        snprintf(fj->errmsg, sizeof(fj->errmsg), "%s",
                  pds_store_commit_errmsg(store));
 }
 
 static void snap_chunk_done(struct daemon *d, struct snap_chunk *ck)
 {
+    struct pds_repl *r = d->repl;
     struct pds_conn *c = job_link(d);
-    int is_current = fjob.gen == snap_gen;
+    int is_current = r->fjob.gen == r->snap_gen;
     struct pds_msg ack;
     char why[PDS_ERRMSG_SIZE + 64];
     int rv;
 
-    if (fjob.rv != 0) {
+    if (r->fjob.rv != 0) {
         if (is_current) {
             snprintf(why, sizeof(why), "cannot store the server's snapshot: %s",
-                     fjob.errmsg);
+                     r->fjob.errmsg);
             snprintf(d->link_error, sizeof(d->link_error), "%s", why);
             pds_commlog(PDS_LOG_ERROR, "%s", why);
-            snap_receiving = 0;
-            snap_pending = 0;
-            snap_gen++;
-            chunks_drop();
-            held_drop();
+            r->snap_receiving = 0;
+            r->snap_pending = 0;
+            r->snap_gen++;
+            chunks_drop(r);
+            held_drop(r);
             if (c != NULL) /* reconnects and starts the snapshot again */
                 pds_conn_close(c, why);
         }
@@ -1694,8 +1765,8 @@ static void snap_chunk_done(struct daemon *d, struct snap_chunk *ck)
     /* Swapped in: the store holds the copy, whatever became of the link
      * meanwhile, and this node's state follows it. */
     if (is_current)
-        snap_pending = 0;
-    follows_group = 1;
+        r->snap_pending = 0;
+    r->follows_group = 1;
     d->server_last = ck->index; /* as far as this node knows now */
     rv = pds__daemon_core_reload(d);
     if (rv != 0) {
@@ -1721,13 +1792,13 @@ static void snap_chunk_done(struct daemon *d, struct snap_chunk *ck)
                 "took the server's snapshot at %llu/%llu (%llu chunks)%s",
                 (unsigned long long)ck->epoch, (unsigned long long)ck->index,
                 (unsigned long long)ck->rid + 1,
-                fjob.n_uploaded > 0 ? "; this node's own records go to the "
-                                      "server"
-                                    : "");
-    if (fjob.n_uploaded > 0)
+                r->fjob.n_uploaded > 0 ? "; this node's own records go to the "
+                                         "server"
+                                       : "");
+    if (r->fjob.n_uploaded > 0)
         pds_commlog(PDS_LOG_INFO,
                     "%llu records found only here are queued for the server",
-                    (unsigned long long)fjob.n_uploaded);
+                    (unsigned long long)r->fjob.n_uploaded);
     /* Writes of this node the snapshot already holds are answered now, not
      * when the next entry happens to come. */
     settle_forwarded(d);
@@ -1755,14 +1826,15 @@ static void reply_forwarded(struct forwarded *f, int status, const char *err)
 /* Answer the forwarded writes that are now applied here. */
 static void settle_forwarded(struct daemon *d)
 {
+    struct pds_repl *r = d->repl;
     pds_index applied = pds_core_last_index(d->core);
     size_t i = 0;
 
-    while (i < n_forwarded) {
-        struct forwarded *f = &forwarded[i];
+    while (i < r->n_forwarded) {
+        struct forwarded *f = &r->forwarded[i];
         if (f->is_acked && f->res.index <= applied) {
             reply_forwarded(f, 0, NULL);
-            forwarded[i] = forwarded[--n_forwarded];
+            r->forwarded[i] = r->forwarded[--r->n_forwarded];
             continue;
         }
         i++;
@@ -1781,34 +1853,44 @@ static void batch_drop(struct held_batch *b)
     b->bytes = 0;
 }
 
-/* Forget the entries held for a commit (never acknowledged). */
-static void held_drop(void)
+/* batch_drop, and the batch's arrays freed too. */
+static void batch_free(struct held_batch *b)
 {
-    batch_drop(&held);
+    batch_drop(b);
+    free(b->blobs);
+    free(b->e);
+    free(b->clamps);
+    memset(b, 0, sizeof(*b));
+}
+
+/* Forget the entries held for a commit (never acknowledged). */
+static void held_drop(struct pds_repl *r)
+{
+    batch_drop(&r->held);
 }
 
 /* Forget the snapshot chunks waiting for the store (never confirmed). */
-static void chunks_drop(void)
+static void chunks_drop(struct pds_repl *r)
 {
-    while (chunks != NULL) {
-        struct snap_chunk *ck = chunks;
-        chunks = ck->next;
+    while (r->chunks != NULL) {
+        struct snap_chunk *ck = r->chunks;
+        r->chunks = ck->next;
         free(ck->blob);
         free(ck);
     }
-    chunks_tail = NULL;
+    r->chunks_tail = NULL;
 }
 
 /* Keep a message's entries (taking its blob); 0, or -1 when malformed or
  * no memory. */
-static int held_add(struct pds_msg *m, pds_index want)
+static int held_add(struct pds_repl *r, struct pds_msg *m, pds_index want)
 {
     uint8_t *copy = m->blob;
-    size_t off = 0, first = held.n, first_clamp = held.n_clamps;
+    size_t off = 0, first = r->held.n, first_clamp = r->held.n_clamps;
     size_t i;
 
-    if (pds__append((void **)&held.blobs, &held.n_blobs, &held.cap_blobs, &copy,
-                    1, sizeof(copy)) != 0)
+    if (pds__append((void **)&r->held.blobs, &r->held.n_blobs,
+                    &r->held.cap_blobs, &copy, 1, sizeof(copy)) != 0)
         return -1;
     m->blob = NULL; /* freed by held_drop() */
     while (off < m->blob_len) {
@@ -1820,32 +1902,32 @@ static int held_add(struct pds_msg *m, pds_index want)
         off += 4;
         if (len > m->blob_len - off ||
             pds_entry_decode(copy + off, len, &e) != 0 ||
-            e.index != want + (held.n - first) ||
-            pds__append((void **)&held.e, &held.n, &held.cap, &e, 1,
+            e.index != want + (r->held.n - first) ||
+            pds__append((void **)&r->held.e, &r->held.n, &r->held.cap, &e, 1,
                         sizeof(e)) != 0)
             goto bad;
         off += len;
     }
-    if (held.n == first)
+    if (r->held.n == first)
         goto bad;
     /* The memos of this message's restamped entries, each under one of
      * them: stored with them in the same transaction. */
     for (i = 0; i < m->clamps_len / PDS_CLAMP_BYTES; i++) {
         struct pds_clamp cl;
         pds_clamp_decode(m->clamps + i * PDS_CLAMP_BYTES, &cl);
-        if (cl.index < want || cl.index >= want + (held.n - first) ||
-            pds_version_cmp(&held.e[first + (cl.index - want)].version,
+        if (cl.index < want || cl.index >= want + (r->held.n - first) ||
+            pds_version_cmp(&r->held.e[first + (cl.index - want)].version,
                             &cl.version) != 0 ||
-            pds__append((void **)&held.clamps, &held.n_clamps, &held.cap_clamps,
-                        &cl, 1, sizeof(cl)) != 0)
+            pds__append((void **)&r->held.clamps, &r->held.n_clamps,
+                        &r->held.cap_clamps, &cl, 1, sizeof(cl)) != 0)
             goto bad;
     }
-    held.bytes += m->blob_len;
+    r->held.bytes += m->blob_len;
     return 0;
 
 bad:
-    held.n = first;
-    held.n_clamps = first_clamp;
+    r->held.n = first;
+    r->held.n_clamps = first_clamp;
     return -1;
 }
 
@@ -1853,28 +1935,31 @@ bad:
  * server's next entry must follow (after the entries held). */
 static pds_index follower_last(struct daemon *d)
 {
-    if (snap_pending)
-        return snap_pending_index;
-    return pds_core_last_index(d->core) + committing.n;
+    struct pds_repl *r = d->repl;
+
+    if (r->snap_pending)
+        return r->snap_pending_index;
+    return pds_core_last_index(d->core) + r->committing.n;
 }
 
 void pds__repl_on_entries(struct daemon *d,
                           struct pds_conn *c,
                           struct pds_msg *m)
 {
-    pds_index want = follower_last(d) + 1 + held.n;
+    struct pds_repl *r = d->repl;
+    pds_index want = follower_last(d) + 1 + r->held.n;
 
-    if (pds_repl_accept(want - 1, m->index) != 0 || snap_receiving) {
+    if (pds_repl_accept(want - 1, m->index) != 0 || r->snap_receiving) {
         pds_conn_close(c, "entries out of order from the server");
         return;
     }
     d->server_last = m->last_index;
-    if (held_add(m, want) != 0) {
-        held_drop();
+    if (held_add(r, m, want) != 0) {
+        held_drop(r);
         pds_conn_close(c, "malformed entries from the server");
         return;
     }
-    held_window_end = m->window_end;
+    r->held_window_end = m->window_end;
     follower_next(d);
 }
 
@@ -1890,75 +1975,77 @@ void pds__repl_on_entries(struct daemon *d,
  */
 static int held_may_wait(struct daemon *d)
 {
+    struct pds_repl *r = d->repl;
     struct pds_conn *c = d->is_linked ? pds__group_conn(d, d->link_conn) : NULL;
 
-    return c != NULL && held.n > 0 &&
-           pds_repl_defer_flush(held.e[held.n - 1].index, held_window_end,
-                                held.n, MAX_INFLIGHT / 2,
+    return c != NULL && r->held.n > 0 &&
+           pds_repl_defer_flush(r->held.e[r->held.n - 1].index,
+                                r->held_window_end, r->held.n, MAX_INFLIGHT / 2,
                                 pds_conn_pending(c) > 0) &&
-           held.bytes < d->cfg.catchup_memory / 2;
+           r->held.bytes < d->cfg.catchup_memory / 2;
 }
 
 /* On a pool thread: the held entries, stored and applied in one durable
  * transaction, and the data marked as the group's the first time. */
 static void commit_held_work(struct pds_diskq_job *job)
 {
-    struct pds_store *store = fjob.d->store;
+    struct follower_job *fj = PDS_DISKQ_OWNER(job, struct follower_job, job);
+    struct pds_store *store = fj->d->store;
+    const struct held_batch *b = fj->batch;
 
-    (void)job;
-    fjob.rv = pds_store_commit_clamped(store, committing.e, committing.n,
-                                       committing.clamps, committing.n_clamps,
-                                       fjob.now);
-    if (fjob.rv != 0) {
-        snprintf(fjob.errmsg, sizeof(fjob.errmsg), "%s",
+    fj->rv = pds_store_commit_clamped(store, b->e, b->n, b->clamps, b->n_clamps,
+                                      fj->now);
+    if (fj->rv != 0) {
+        snprintf(fj->errmsg, sizeof(fj->errmsg), "%s",
                  pds_store_commit_errmsg(store));
         return;
     }
-    if (fjob.set_history)
-        fjob.history_rv = pds_store_blob_put(store, "history", fjob.group,
-                                             PDS_GROUP_ID_BYTES);
+    if (fj->set_history)
+        fj->history_rv =
+            pds_store_blob_put(store, "history", fj->group, PDS_GROUP_ID_BYTES);
 }
 
 /* The commit is durable (or failed): into the core, then the ACK. */
 static void commit_held_done(struct daemon *d)
 {
+    struct pds_repl *r = d->repl;
     struct pds_conn *c = job_link(d);
     struct pds_event ev;
     struct pds_msg ack;
     int rv;
 
-    if (fjob.rv != 0) {
+    if (r->fjob.rv != 0) {
         char why[PDS_ERRMSG_SIZE + 32];
         snprintf(why, sizeof(why), "cannot apply the server's entries: %s",
-                 fjob.errmsg);
+                 r->fjob.errmsg);
         snprintf(d->link_error, sizeof(d->link_error), "%s", why);
         pds_commlog(PDS_LOG_ERROR, "%s", why);
-        batch_drop(&committing);
-        held_drop(); /* they follow the ones that failed */
+        batch_drop(&r->committing);
+        held_drop(r); /* they follow the ones that failed */
         if (c != NULL)
             pds_conn_close(c, why); /* reconnects and resumes from here */
         return;
     }
     d->n_commits++;
-    d->n_committed += committing.n;
-    pds__scope_after_commit(d, committing.e, committing.n);
+    d->n_committed += r->committing.n;
+    pds__scope_after_commit(d, r->committing.e, r->committing.n);
     memset(&ev, 0, sizeof(ev));
     ev.type = PDS_EVENT_APPLIED;
     ev.now = pds__wall_ms();
-    ev.u.applied.entries = committing.e;
-    ev.u.applied.n_entries = committing.n;
+    ev.u.applied.entries = r->committing.e;
+    ev.u.applied.n_entries = r->committing.n;
     rv = pds__daemon_step(d, &ev);
-    batch_drop(&committing);
+    batch_drop(&r->committing);
     if (rv != 0) {
         pds_commlog(PDS_LOG_ERROR, "core refused applied entries: %s",
                     pds_strerror(rv));
-        held_drop();
+        held_drop(r);
         if (c != NULL)
             pds_conn_close(c, "internal error applying entries");
         return;
     }
-    if (fjob.set_history && fjob.history_rv == 0)
-        follows_group = 1;
+    if (r->fjob.set_history && r->fjob.history_rv == 0)
+        r->follows_group = 1;
     if (c != NULL) {
         memset(&ack, 0, sizeof(ack));
         ack.type = PDS_MSG_ACK;
@@ -1971,12 +2058,12 @@ static void commit_held_done(struct daemon *d)
 
 static void follower_done(struct pds_diskq_job *job)
 {
-    struct daemon *d = fjob.d;
-    struct snap_chunk *ck = fjob.chunk;
+    struct follower_job *fj = PDS_DISKQ_OWNER(job, struct follower_job, job);
+    struct daemon *d = fj->d;
+    struct snap_chunk *ck = fj->chunk;
 
-    (void)job;
-    fjob.is_busy = 0;
-    fjob.chunk = NULL;
+    fj->is_busy = 0;
+    fj->chunk = NULL;
     if (ck != NULL) {
         snap_chunk_done(d, ck);
         free(ck->blob);
@@ -1995,24 +2082,25 @@ static void follower_done(struct pds_diskq_job *job)
  */
 static void follower_next(struct daemon *d)
 {
-    struct snap_chunk *ck = chunks;
+    struct pds_repl *r = d->repl;
+    struct snap_chunk *ck = r->chunks;
 
-    if (fjob.is_busy || d->is_role_changing || d->is_stopping ||
-        (ck == NULL && (held.n == 0 || held_may_wait(d))))
+    if (r->fjob.is_busy || d->is_role_changing || d->is_stopping ||
+        (ck == NULL && (r->held.n == 0 || held_may_wait(d))))
         return;
-    memset(&fjob, 0, sizeof(fjob));
-    fjob.d = d;
-    fjob.conn = d->link_conn;
-    fjob.now = pds__wall_ms();
-    memcpy(fjob.group, d->group, PDS_GROUP_ID_BYTES);
-    fjob.is_busy = 1;
+    memset(&r->fjob, 0, sizeof(r->fjob));
+    r->fjob.d = d;
+    r->fjob.conn = d->link_conn;
+    r->fjob.now = pds__wall_ms();
+    memcpy(r->fjob.group, d->group, PDS_GROUP_ID_BYTES);
+    r->fjob.is_busy = 1;
     if (ck != NULL) {
-        chunks = ck->next;
-        if (chunks == NULL)
-            chunks_tail = NULL;
+        r->chunks = ck->next;
+        if (r->chunks == NULL)
+            r->chunks_tail = NULL;
         ck->next = NULL;
-        fjob.chunk = ck;
-        fjob.gen = snap_gen;
+        r->fjob.chunk = ck;
+        r->fjob.gen = r->snap_gen;
         if (ck->is_last) {
             /* What a first join keeps of this node's own records. */
             uint8_t mode[8];
@@ -2020,23 +2108,25 @@ static void follower_next(struct daemon *d)
             if (pds_store_blob_get(d->store, "join_mode", mode, sizeof(mode),
                                    &mode_len) != 0)
                 mode_len = 0;
-            fjob.keep = follows_group == 1 ? PDS_SNAP_KEEP_NONE
-                        : mode_len == 5 && memcmp(mode, "merge", 5) == 0
-                            ? PDS_SNAP_KEEP_NEWER
-                            : PDS_SNAP_KEEP_NEW_OWNERS;
+            r->fjob.keep = r->follows_group == 1 ? PDS_SNAP_KEEP_NONE
+                           : mode_len == 5 && memcmp(mode, "merge", 5) == 0
+                               ? PDS_SNAP_KEEP_NEWER
+                               : PDS_SNAP_KEEP_NEW_OWNERS;
         }
-        pds__diskq_push(&d->diskq, &fjob.job, snap_chunk_work, follower_done);
+        pds__diskq_push(&d->diskq, &r->fjob.job, snap_chunk_work,
+                        follower_done);
         return;
     }
     /* The held entries become the commit's; held starts empty. */
     {
-        struct held_batch spare = committing;
-        committing = held;
-        held = spare;
-        batch_drop(&held);
+        struct held_batch spare = r->committing;
+        r->committing = r->held;
+        r->held = spare;
+        batch_drop(&r->held);
     }
-    fjob.set_history = follows_group != 1;
-    pds__diskq_push(&d->diskq, &fjob.job, commit_held_work, follower_done);
+    r->fjob.batch = &r->committing;
+    r->fjob.set_history = r->follows_group != 1;
+    pds__diskq_push(&d->diskq, &r->fjob.job, commit_held_work, follower_done);
 }
 
 void pds__repl_resume(struct daemon *d)
@@ -2046,19 +2136,20 @@ void pds__repl_resume(struct daemon *d)
 
 void pds__repl_on_write_ack(struct daemon *d, const struct pds_msg *m)
 {
+    struct pds_repl *r = d->repl;
     size_t i;
 
     if (m->rid & OUTBOX_RID) {
         outbox_answer(d, m);
         return;
     }
-    for (i = 0; i < n_forwarded; i++) {
-        struct forwarded *f = &forwarded[i];
+    for (i = 0; i < r->n_forwarded; i++) {
+        struct forwarded *f = &r->forwarded[i];
         if (f->rid != m->rid || f->is_acked)
             continue;
         if (m->code != 0) {
             reply_forwarded(f, m->code, m->err);
-            forwarded[i] = forwarded[--n_forwarded];
+            r->forwarded[i] = r->forwarded[--r->n_forwarded];
             return;
         }
         f->res.outcome = m->outcome;
@@ -2066,7 +2157,7 @@ void pds__repl_on_write_ack(struct daemon *d, const struct pds_msg *m)
             m->outcome == PDS_WRITE_DUPLICATE) {
             /* Nothing new to wait for in the log. */
             reply_forwarded(f, 0, NULL);
-            forwarded[i] = forwarded[--n_forwarded];
+            r->forwarded[i] = r->forwarded[--r->n_forwarded];
             return;
         }
         f->is_acked = 1;
@@ -2089,35 +2180,36 @@ void pds__repl_on_notice(struct daemon *d, const struct pds_msg *m)
 /* The link to the server is gone: writes in flight have no answer. */
 void pds__repl_link_lost(struct daemon *d)
 {
+    struct pds_repl *r = d->repl;
     size_t i;
 
-    (void)d;
-    for (i = 0; i < n_forwarded; i++)
-        reply_forwarded(&forwarded[i], PDS_ECONN,
-                        forwarded[i].is_acked
+    for (i = 0; i < r->n_forwarded; i++)
+        reply_forwarded(&r->forwarded[i], PDS_ECONN,
+                        r->forwarded[i].is_acked
                             ? "the connection to the server was lost after "
                               "the server committed the write; it will "
                               "arrive here when the link is back"
                             : "the connection to the server was lost: the "
                               "write may or may not have been committed");
-    n_forwarded = 0;
+    r->n_forwarded = 0;
     /* Unanswered queued writes go again; the server spots duplicates. */
-    for (i = 0; i < n_outbox; i++) {
-        if (!outbox[i].is_acked)
-            outbox[i].is_sent = 0;
+    for (i = 0; i < r->n_outbox; i++) {
+        if (!r->outbox[i].is_acked)
+            r->outbox[i].is_sent = 0;
     }
-    n_outbox_sent = 0;
-    snap_receiving = 0;
-    snap_pending = 0;
-    snap_gen++;
-    chunks_drop();
-    held_drop();
+    r->n_outbox_sent = 0;
+    r->snap_receiving = 0;
+    r->snap_pending = 0;
+    r->snap_gen++;
+    chunks_drop(r);
+    held_drop(r);
 }
 
 void pds__group_forward(struct daemon *d,
                         struct pds_local_conn *conn,
                         const struct pds_request *req)
 {
+    struct pds_repl *r = d->repl;
     struct pds_conn *c =
         d->is_linked ? pds_net_find(d->net, d->link_conn) : NULL;
     struct pds_version v;
@@ -2135,7 +2227,7 @@ void pds__group_forward(struct daemon *d,
                                              "written)"));
         return;
     }
-    if (n_forwarded == MAX_FORWARDED) {
+    if (r->n_forwarded == MAX_FORWARDED) {
         pds__daemon_send(conn, pds_reply_new(req->id, PDS_EBUSY,
                                              "too many writes in flight to the "
                                              "server: try again (nothing was "
@@ -2145,7 +2237,7 @@ void pds__group_forward(struct daemon *d,
     v = pds_core_stamp(d->core, pds__wall_ms());
     memset(&m, 0, sizeof(m));
     m.type = PDS_MSG_WRITE;
-    m.rid = next_rid++;
+    m.rid = r->next_rid++;
     m.op = req->op == PDS_REQ_PUT   ? PDS_OP_PUT
            : req->op == PDS_REQ_DEL ? PDS_OP_DEL
                                     : PDS_OP_DEL_OWNER;
@@ -2163,7 +2255,7 @@ void pds__group_forward(struct daemon *d,
             conn, pds_reply_new(req->id, PDS_ECONN, "cannot reach the server"));
         return;
     }
-    f = &forwarded[n_forwarded++];
+    f = &r->forwarded[r->n_forwarded++];
     memset(f, 0, sizeof(*f));
     f->rid = m.rid;
     f->conn = conn;
@@ -2173,13 +2265,16 @@ void pds__group_forward(struct daemon *d,
     pds_local_conn_ref(conn);
 }
 
-int pds__repl_durable_of(const uint8_t *pk, pds_index *position)
+int pds__repl_durable_of(struct daemon *d,
+                         const uint8_t *pk,
+                         pds_index *position)
 {
+    struct pds_repl *r = d->repl;
     size_t i;
     int found = 0;
 
-    for (i = 0; i < n_followers; i++) {
-        const struct follower *f = &followers[i];
+    for (i = 0; i < r->n_followers; i++) {
+        const struct follower *f = &r->followers[i];
         if (memcmp(f->pk, pk, PDS_KEY_BYTES) == 0 && f->has_durable &&
             (!found || f->durable > *position)) {
             *position = f->durable;
@@ -2189,9 +2284,9 @@ int pds__repl_durable_of(const uint8_t *pk, pds_index *position)
     return found;
 }
 
-int pds__repl_durable(uint64_t conn, uint64_t *position)
+int pds__repl_durable(struct daemon *d, uint64_t conn, uint64_t *position)
 {
-    const struct follower *f = follower_find(conn);
+    const struct follower *f = follower_find(d->repl, conn);
 
     if (f == NULL || !f->has_durable)
         return 0;
@@ -2203,10 +2298,11 @@ int pds__repl_follower(struct daemon *d,
                        const uint8_t *pk,
                        struct pds_member *out)
 {
+    struct pds_repl *r = d->repl;
     size_t i;
 
-    for (i = 0; i < n_followers; i++) {
-        const struct follower *f = &followers[i];
+    for (i = 0; i < r->n_followers; i++) {
+        const struct follower *f = &r->followers[i];
         if (memcmp(f->pk, pk, PDS_KEY_BYTES) != 0)
             continue;
         out->is_following = 1;
@@ -2222,4 +2318,50 @@ int pds__repl_follower(struct daemon *d,
         return 1;
     }
     return 0;
+}
+
+/* ---- Start and stop ---------------------------------------------------- */
+
+int pds__repl_new(struct daemon *d, char *errmsg)
+{
+    struct pds_repl *r = calloc(1, sizeof(*r));
+
+    if (r == NULL) {
+        snprintf(errmsg, PDS_ERRMSG_SIZE,
+                 "out of memory for the replication state (%zu bytes)",
+                 sizeof(*r));
+        return PDS_ENOMEM;
+    }
+    r->follows_group = -1;
+    r->next_rid = 1;
+    d->repl = r;
+    return 0;
+}
+
+void pds__repl_free(struct daemon *d)
+{
+    struct pds_repl *r = d->repl;
+    size_t i;
+
+    if (r == NULL)
+        return;
+    d->repl = NULL;
+    /* The loop has ended: the links are closed and every job is done, so
+     * what is left is memory, the descriptors of refreshes, and the
+     * connection references of writes that can no longer be answered. */
+    for (i = 0; i < r->n_followers; i++)
+        snap_end(&r->followers[i]);
+    for (i = 0; i < r->n_forwarded; i++)
+        pds_local_conn_unref(r->forwarded[i].conn);
+    for (i = 0; i < r->n_outbox; i++)
+        free(r->outbox[i].buf);
+    free(r->outbox);
+    batch_free(&r->held);
+    batch_free(&r->committing);
+    chunks_drop(r);
+    if (r->fjob.chunk != NULL) {
+        free(r->fjob.chunk->blob);
+        free(r->fjob.chunk);
+    }
+    free(r);
 }
