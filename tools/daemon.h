@@ -1,7 +1,8 @@
 /*
  * daemon.h - the state of pdsyncd shared by its files: pdsyncd.c (local
- * API, group commit, start and stop) and group.c (roles, enrollment and
- * the group's connections).
+ * API, group commit, start and stop), group.c (roles, enrollment and
+ * the group's connections), replicate.c (log shipping) and admin.c
+ * (remote administration).
  */
 #ifndef PDS_DAEMON_H
 #define PDS_DAEMON_H
@@ -16,6 +17,7 @@
 #include "../net/peer.h"
 #include "../net/secure.h"
 #include "../storage/store.h"
+#include "admin.h"
 #include "config.h"
 #include "diskq.h"
 
@@ -139,8 +141,8 @@ struct daemon {
     /* Items whose values are device-specific (sharing scope). */
     char **device_items;
     size_t n_device_items;
-    /* Remote administration: crypto_pwhash_str of the password. */
-    char admin_pw[crypto_pwhash_STRBYTES];
+    /* Remote administration: the password and its checks (admin.c). */
+    struct pds_admin admin;
 };
 
 pds_time pds__wall_ms(void);
