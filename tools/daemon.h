@@ -1,8 +1,8 @@
 /*
  * daemon.h - the state of pdsyncd shared by its files: pdsyncd.c (local
  * API, group commit, start and stop), group.c (roles, enrollment and
- * the group's connections), replicate.c (log shipping) and admin.c
- * (remote administration).
+ * the group's connections), replicate.c (log shipping), admin.c (remote
+ * administration) and status.c (the status reply).
  */
 #ifndef PDS_DAEMON_H
 #define PDS_DAEMON_H
@@ -295,7 +295,9 @@ void pds__repl_on_snap_ack(struct daemon *d,
 /* Rebuild the core from the store (after a snapshot replaced the data). */
 int pds__daemon_core_reload(struct daemon *d);
 
-/* Fill the group fields of a status reply (strings owned by d). */
-void pds__group_status(struct daemon *d, struct pds_status *st);
+/* status.c: answer a status request ('pdsync status'). */
+void pds__status_request(struct daemon *d,
+                         struct pds_local_conn *conn,
+                         const struct pds_request *req);
 
 #endif /* PDS_DAEMON_H */

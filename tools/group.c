@@ -11,6 +11,7 @@
  *
  * A remote administrator's password is checked in admin.c; the requests
  * it lets through are served like local ones (pds__group_request here).
+ * The status reply, group fields included, is made in status.c.
  */
 #include <assert.h>
 #include <errno.h>
@@ -1667,60 +1668,6 @@ void pds__group_request(struct daemon *d,
         break;
     default:
         reply_err(conn, req->id, PDS_EINVAL, "not a group request");
-    }
-}
-
-void pds__group_status(struct daemon *d, struct pds_status *st)
-{
-    static char gid[2 * PDS_GROUP_ID_BYTES + 1];
-
-    st->group = d->has_group ? hex(d->group, PDS_GROUP_ID_BYTES, gid) : "";
-    st->listen = d->listen;
-    st->max_machines = d->cfg.max_machines;
-    st->reclaim_after_s = d->cfg.reclaim_after_s;
-    st->standby = "";
-    st->ack_mode = "";
-    if (pds_core_role(d->core) == PDS_ROLE_SERVER) {
-        static char standby[160];
-        st->ack_mode = pds__daemon_ack_mode(d);
-        if (d->has_standby) {
-            struct pds_member fm;
-            int on;
-            memset(&fm, 0, sizeof(fm));
-            on = pds__repl_follower(d, d->standby_pk, &fm);
-            snprintf(standby, sizeof(standby), "%016llx, %s",
-                     (unsigned long long)pds_member_id(d->standby_pk),
-                     on ? "following" : "not connected");
-            if (on)
-                snprintf(standby + strlen(standby),
-                         sizeof(standby) - strlen(standby), ", durable at %llu",
-                         (unsigned long long)fm.position);
-            st->standby = standby;
-        }
-    }
-    st->n_superseded = pds_core_n_superseded(d->core);
-    st->n_clamped = pds_core_n_clamped(d->core);
-    st->n_machines = pds_core_role(d->core) == PDS_ROLE_SERVER
-                         ? pds_core_n_machines(d->core)
-                         : 0;
-    if (pds_role_follows(pds_core_role(d->core))) {
-        st->server = d->server;
-        st->link = d->is_linked        ? "connected"
-                   : d->n_retries == 0 ? "connecting"
-                                       : "unreachable, retrying";
-        st->last_error = d->link_error;
-        {
-            struct pds_conn *c = d->is_linked && d->link_conn != 0
-                                     ? pds_net_find(d->net, d->link_conn)
-                                     : NULL;
-            st->cipher = c != NULL ? pds_conn_cipher(c) : "";
-        }
-        st->server_last = d->server_last;
-        pds__repl_client_status(d, st);
-    } else {
-        st->server = "";
-        st->link = "";
-        st->last_error = "";
     }
 }
 
