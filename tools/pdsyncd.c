@@ -1489,7 +1489,7 @@ static void usage(FILE *out)
 
 int main(int argc, char **argv)
 {
-    static const struct option options[] = {
+    const struct option options[] = {
         {"data", required_argument, NULL, 'd'},
         {"config", required_argument, NULL, 'c'},
         {"listen", required_argument, NULL, 'l'},
@@ -1497,7 +1497,7 @@ int main(int argc, char **argv)
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
-    static struct daemon d;
+    struct daemon d;
     const char *data = getenv("PDSYNC_DATA");
     const char *config = NULL;
     char config_path[PATH_MAX];
@@ -1506,6 +1506,7 @@ int main(int argc, char **argv)
     int opt;
     int rv = 1;
 
+    memset(&d, 0, sizeof(d));
     if (data == NULL || data[0] == '\0')
         data = PDS_DEFAULT_DATA_DIR;
     while ((opt = getopt_long(argc, argv, "d:c:l:hV", options, NULL)) != -1) {
