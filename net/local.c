@@ -31,6 +31,7 @@ struct pds_local_conn {
     /* A virtual connection (a request that came another way) hands its
      * replies to this callback instead of a socket. */
     pds_local_send_cb send_cb;
+    pds_local_release_cb release_cb;
     void *send_arg;
 };
 
@@ -50,6 +51,8 @@ struct write_req {
 
 static void conn_free(struct pds_local_conn *conn)
 {
+    if (conn->release_cb != NULL)
+        conn->release_cb(conn->send_arg);
     free(conn->buf);
     free(conn);
 }
@@ -299,7 +302,9 @@ static void on_written(uv_write_t *req, int status)
     free(w);
 }
 
-struct pds_local_conn *pds_local_conn_virtual(pds_local_send_cb cb, void *arg)
+struct pds_local_conn *pds_local_conn_virtual(pds_local_send_cb cb,
+                                              pds_local_release_cb release,
+                                              void *arg)
 {
     struct pds_local_conn *conn = calloc(1, sizeof(*conn));
 
@@ -307,6 +312,7 @@ struct pds_local_conn *pds_local_conn_virtual(pds_local_send_cb cb, void *arg)
         return NULL;
     conn->refs = 1;
     conn->send_cb = cb;
+    conn->release_cb = release;
     conn->send_arg = arg;
     return conn;
 }

@@ -226,10 +226,16 @@ void pds_local_close(struct pds_local_server *server);
 /*
  * A connection object for a request that arrived another way (a remote
  * administrator): pds_local_send() hands each reply frame to cb, which
- * takes ownership of it. Release with pds_local_conn_unref().
+ * takes ownership of it. Release with pds_local_conn_unref(); when the
+ * last reference goes, release(arg) is called (if not NULL), so arg can
+ * live exactly as long as the connection. NULL when memory runs out: then
+ * release is never called and arg stays the caller's.
  */
 typedef void (*pds_local_send_cb)(void *arg, uint8_t *frame, size_t len);
-struct pds_local_conn *pds_local_conn_virtual(pds_local_send_cb cb, void *arg);
+typedef void (*pds_local_release_cb)(void *arg);
+struct pds_local_conn *pds_local_conn_virtual(pds_local_send_cb cb,
+                                              pds_local_release_cb release,
+                                              void *arg);
 
 void pds_local_conn_ref(struct pds_local_conn *conn);
 void pds_local_conn_unref(struct pds_local_conn *conn);

@@ -1,7 +1,8 @@
 /*
  * daemon.h - the state of pdsyncd shared by its files: pdsyncd.c (local
- * API, group commit, start and stop) and group.c (roles, enrollment and
- * the group's connections).
+ * API, group commit, start and stop), group.c (roles, enrollment and
+ * the group's connections), replicate.c (log shipping), admin.c (remote
+ * administration) and status.c (the status reply).
  */
 #ifndef PDS_DAEMON_H
 #define PDS_DAEMON_H
@@ -16,6 +17,7 @@
 #include "../net/peer.h"
 #include "../net/secure.h"
 #include "../storage/store.h"
+#include "admin.h"
 #include "config.h"
 #include "diskq.h"
 
@@ -136,8 +138,8 @@ struct daemon {
     /* Items whose values are device-specific (sharing scope). */
     char **device_items;
     size_t n_device_items;
-    /* Remote administration: crypto_pwhash_str of the password. */
-    char admin_pw[crypto_pwhash_STRBYTES];
+    /* Remote administration: the password and its checks (admin.c). */
+    struct pds_admin admin;
     /* Followers, forwarded writes, the outbox, the entries and snapshot
      * chunks received (replicate.c). */
     struct pds_repl *repl;
@@ -309,7 +311,9 @@ void pds__repl_on_snap_ack(struct daemon *d,
 /* Rebuild the core from the store (after a snapshot replaced the data). */
 int pds__daemon_core_reload(struct daemon *d);
 
-/* Fill the group fields of a status reply (strings owned by d). */
-void pds__group_status(struct daemon *d, struct pds_status *st);
+/* status.c: answer a status request ('pdsync status'). */
+void pds__status_request(struct daemon *d,
+                         struct pds_local_conn *conn,
+                         const struct pds_request *req);
 
 #endif /* PDS_DAEMON_H */

@@ -8,6 +8,10 @@
  * "secret", "server", "server_pk", "name") so that role changes take
  * effect without a restart and survive restarts; it is written on the
  * storage queue and changed in memory once stored (see Settings).
+ *
+ * A remote administrator's password is checked in admin.c; the requests
+ * it lets through are served like local ones (pds__group_request here).
+ * The status reply, group fields included, is made in status.c.
  */
 #include <assert.h>
 #include <errno.h>
@@ -19,6 +23,7 @@
 
 #include <sodium.h>
 
+#include "admin.h"
 #include "commlog.h"
 #include "daemon.h"
 
@@ -609,300 +614,6 @@ on_welcome(struct daemon *d, struct pds_conn *c, const struct pds_msg *m)
     settings_push(sj);
 }
 
-static void
-reply_err(struct pds_local_conn *conn, uint64_t id, int rv, const char *msg);
-
-/* The daemon, for the replies of remote requests (one per process). */
-static struct daemon *the_daemon;
-
-/* A reply to a remote request: wrap it and send it on its connection. */
-static void remote_send(void *arg, uint8_t *frame, size_t len)
-{
-    uint64_t conn_id = (uint64_t)(uintptr_t)arg;
-    struct pds_conn *c = the_daemon != NULL && the_daemon->net != NULL
-                             ? pds_net_find(the_daemon->net, conn_id)
-                             : NULL;
-    struct pds_msg m;
-
-    if (c != NULL && len >= 4) {
-        memset(&m, 0, sizeof(m));
-        m.type = PDS_MSG_ADMIN_REPLY;
-        m.blob = frame + 4;
-        m.blob_len = len - 4;
-        pds_conn_send(c, &m);
-        pds_conn_hold(c, 0); /* answered: the usual deadlines again */
-    }
-    free(frame);
-}
-
-struct denial {
-    uv_timer_t timer;
-    uint64_t conn;
-    uint64_t req_id;
-};
-
-static void on_denial_closed(uv_handle_t *h)
-{
-    free(h->data);
-}
-
-/* After the delay against guessing: answer and end the connection. */
-static void on_denial(uv_timer_t *t)
-{
-    struct denial *dn = t->data;
-    struct pds_conn *c = the_daemon->net != NULL
-                             ? pds_net_find(the_daemon->net, dn->conn)
-                             : NULL;
-
-    if (c != NULL) {
-        struct pds_local_conn *v =
-            pds_local_conn_virtual(remote_send, (void *)(uintptr_t)dn->conn);
-        if (v != NULL) {
-            reply_err(v, dn->req_id, PDS_EAUTH,
-                      "wrong administrator password (the attempt was "
-                      "logged)");
-            pds_local_conn_unref(v);
-        }
-        pds_conn_finish(c, NULL);
-    }
-    uv_close((uv_handle_t *)t, on_denial_closed);
-}
-
-/*
- * A remote administrator's password is checked on a thread of libuv's pool:
- * the memory-hard hash takes a good part of a second, and on the loop it
- * would stall every client's synchronization (anyone who reaches the
- * group port can try a password). One check at a time, so that attempts
- * cannot take the pool's threads (and their 64 MiB each) from the commits;
- * the others wait their turn, at most ADMIN_QUEUE_MAX of them and one per
- * host, so that one host trying passwords cannot keep the administrator at
- * another out. More are refused at once, as busy.
- */
-#define ADMIN_QUEUE_MAX 8
-
-struct admin_check {
-    uv_work_t work;
-    struct daemon *d;
-    uint64_t conn;
-    char hash[crypto_pwhash_STRBYTES];
-    uint8_t pw[PDS_SECRET_MAX];
-    size_t pw_len;
-    uint8_t *blob; /* the request, decoded again once the password holds */
-    size_t blob_len;
-    uint64_t gen; /* admin_pw_gen when the check began */
-    int ok;
-    char host[64]; /* where it comes from, without the port */
-    struct admin_check *next;
-};
-
-static struct admin_check *admin_running; /* the check under way */
-static struct admin_check *admin_queue;   /* those waiting, in order */
-static size_t admin_n_waiting;
-static uint64_t admin_pw_gen;   /* bumped when the password is set */
-static uint64_t admin_busy_log; /* when the last "busy" Warning went */
-static uint64_t admin_busy_n;   /* attempts refused since */
-
-static void admin_check_work(uv_work_t *w)
-{
-    struct admin_check *ac = w->data;
-
-    ac->ok = crypto_pwhash_str_verify(ac->hash, (const char *)ac->pw,
-                                      ac->pw_len) == 0;
-}
-
-static void admin_check_free(struct admin_check *ac)
-{
-    sodium_memzero(ac->pw, sizeof(ac->pw));
-    sodium_memzero(ac->hash, sizeof(ac->hash));
-    free(ac->blob);
-    free(ac);
-}
-
-static void admin_check_done(uv_work_t *w, int status);
-
-/* Start the next waiting check, if none runs. */
-static void admin_next(struct daemon *d)
-{
-    while (admin_running == NULL && admin_queue != NULL) {
-        struct admin_check *ac = admin_queue;
-        struct pds_conn *c;
-        admin_queue = ac->next;
-        admin_n_waiting--;
-        c = d->net != NULL ? pds_net_find(d->net, ac->conn) : NULL;
-        if (c == NULL) {
-            admin_check_free(ac); /* gone while it waited */
-            continue;
-        }
-        /* The password in force now. */
-        ac->gen = admin_pw_gen;
-        snprintf(ac->hash, sizeof(ac->hash), "%s", d->admin_pw);
-        ac->work.data = ac;
-        if (uv_queue_work(&d->loop, &ac->work, admin_check_work,
-                          admin_check_done) != 0) {
-            pds_conn_close(c, "cannot check the password now");
-            admin_check_free(ac);
-            continue;
-        }
-        admin_running = ac;
-    }
-}
-
-static void admin_check_done(uv_work_t *w, int status)
-{
-    struct admin_check *ac = w->data;
-    struct daemon *d = ac->d;
-    struct pds_conn *c = d->net != NULL ? pds_net_find(d->net, ac->conn) : NULL;
-    struct pds_local_conn *v;
-    struct pds_request req;
-    char errmsg[PDS_ERRMSG_SIZE];
-
-    admin_running = NULL;
-    if (c == NULL || status != 0 ||
-        pds_request_decode(ac->blob, ac->blob_len, &req, errmsg) != 0) {
-        /* Gone meanwhile (or the loop is closing): nobody to answer. */
-        admin_check_free(ac);
-        if (status == 0)
-            admin_next(d);
-        return;
-    }
-    if (ac->ok && ac->gen != admin_pw_gen) {
-        /* Checked against a password replaced meanwhile. */
-        v = pds_local_conn_virtual(remote_send,
-                                   (void *)(uintptr_t)pds_conn_id(c));
-        if (v != NULL) {
-            reply_err(v, req.id, PDS_EAUTH,
-                      "the administrator password was changed while this "
-                      "request was checked: nothing was done");
-            pds_local_conn_unref(v);
-        }
-    } else if (!ac->ok) {
-        struct denial *dn = calloc(1, sizeof(*dn));
-        pds_commlog(PDS_LOG_WARNING,
-                    "wrong administrator password from %s (%s refused)",
-                    pds_conn_address(c), pds_req_op_name(req.op));
-        if (dn != NULL) {
-            dn->conn = pds_conn_id(c);
-            dn->req_id = req.id;
-            uv_timer_init(&d->loop, &dn->timer);
-            dn->timer.data = dn;
-            uv_timer_start(&dn->timer, on_denial, 1000, 0);
-        } else {
-            pds_conn_close(c, "out of memory");
-        }
-    } else {
-        v = pds_local_conn_virtual(remote_send,
-                                   (void *)(uintptr_t)pds_conn_id(c));
-        if (v == NULL) {
-            pds_conn_close(c, "out of memory");
-        } else {
-            pds_log(PDS_LOG_INFO, "remote administration from %s: %s",
-                    pds_conn_address(c), pds_req_op_name(req.op));
-            /* Until answered (a write may wait for the standby), neither
-             * the claim deadline nor silence ends it; no request takes
-             * longer than the standby's timeout, and a little more. */
-            pds_conn_hold(c,
-                          d->cfg.standby_timeout_ms + d->cfg.dead_ms + 10000);
-            pds__daemon_request(d, v, &req);
-            pds_local_conn_unref(v);
-        }
-    }
-    pds_request_free(&req);
-    admin_check_free(ac);
-    admin_next(d);
-}
-
-/* Whether a check from host runs or waits. */
-static int admin_host_busy(const char *host)
-{
-    const struct admin_check *ac;
-
-    if (admin_running != NULL && strcmp(admin_running->host, host) == 0)
-        return 1;
-    for (ac = admin_queue; ac != NULL; ac = ac->next) {
-        if (strcmp(ac->host, host) == 0)
-            return 1;
-    }
-    return 0;
-}
-
-/* A remote administrator's request, with the password. */
-static void
-on_admin(struct daemon *d, struct pds_conn *c, const struct pds_msg *m)
-{
-    struct pds_local_conn *v;
-    struct pds_request req;
-    struct admin_check *ac, **tail;
-    char errmsg[PDS_ERRMSG_SIZE];
-    char host[64];
-    const char *why = NULL, *colon;
-    int busy = 0;
-
-    if (pds_request_decode(m->blob, m->blob_len, &req, errmsg) != 0) {
-        pds_conn_close(c, "malformed administration request");
-        return;
-    }
-    snprintf(host, sizeof(host), "%s", pds_conn_address(c));
-    colon = strrchr(host, ':');
-    if (colon != NULL)
-        host[colon - host] = '\0';
-    if (d->admin_pw[0] == '\0') {
-        why = "remote administration is disabled on this node: set a "
-              "password there with 'pdsync admin-password set'";
-    } else if (admin_n_waiting >= ADMIN_QUEUE_MAX || admin_host_busy(host)) {
-        why = "another administrator's password is being checked on this "
-              "node: try again in a second";
-        busy = 1;
-    }
-    if (why != NULL) {
-        v = pds_local_conn_virtual(remote_send,
-                                   (void *)(uintptr_t)pds_conn_id(c));
-        if (v == NULL) {
-            pds_conn_close(c, "out of memory");
-        } else {
-            reply_err(v, req.id, busy ? PDS_EBUSY : PDS_EPERM, why);
-            pds_local_conn_unref(v);
-        }
-        if (busy) {
-            uint64_t now = uv_now(&d->loop);
-            admin_busy_n++;
-            if (admin_busy_log == 0 || now - admin_busy_log >= 60000) {
-                pds_commlog(PDS_LOG_WARNING,
-                            "administration attempts while a password was "
-                            "being checked: %llu refused (busy) since the "
-                            "last such Warning, the latest from %s",
-                            (unsigned long long)admin_busy_n,
-                            pds_conn_address(c));
-                admin_busy_log = now;
-                admin_busy_n = 0;
-            }
-        }
-        pds_request_free(&req);
-        return;
-    }
-    pds_request_free(&req);
-    ac = calloc(1, sizeof(*ac));
-    if (ac != NULL && m->blob_len > 0)
-        ac->blob = malloc(m->blob_len);
-    if (ac == NULL || (m->blob_len > 0 && ac->blob == NULL)) {
-        if (ac != NULL)
-            admin_check_free(ac);
-        pds_conn_close(c, "out of memory");
-        return;
-    }
-    ac->d = d;
-    ac->conn = pds_conn_id(c);
-    snprintf(ac->host, sizeof(ac->host), "%s", host);
-    memcpy(ac->pw, m->pw, m->pw_len); /* decoding bounds it to pw's size */
-    ac->pw_len = m->pw_len;
-    memcpy(ac->blob, m->blob, m->blob_len);
-    ac->blob_len = m->blob_len;
-    for (tail = &admin_queue; *tail != NULL; tail = &(*tail)->next)
-        ;
-    *tail = ac;
-    admin_n_waiting++;
-    admin_next(d);
-}
-
 /* Server side: a client stopped its own synchronization. */
 static void on_leave(struct daemon *d, struct pds_conn *c)
 {
@@ -1123,7 +834,7 @@ static void on_message(void *arg, struct pds_conn *c, struct pds_msg *m)
             pds_conn_close(c, "protocol error: unexpected admin request");
             return;
         }
-        on_admin(d, c, m);
+        pds__admin_on_request(d, c, m);
         return;
     case PDS_MSG_LEAVE:
         if (pds_conn_is_initiator(c) || pds_conn_data(c) == NULL) {
@@ -1881,8 +1592,7 @@ static void admin_password_set(struct settings_job *sj)
 {
     struct daemon *d = sj->d;
 
-    snprintf(d->admin_pw, sizeof(d->admin_pw), "%s", sj->hash);
-    admin_pw_gen++;
+    pds__admin_password_set(d, sj->hash);
     pds_commlog(PDS_LOG_INFO, "administrator password set");
     reply_ok(sj->conn, sj->id);
 }
@@ -1956,60 +1666,6 @@ void pds__group_request(struct daemon *d,
         break;
     default:
         reply_err(conn, req->id, PDS_EINVAL, "not a group request");
-    }
-}
-
-void pds__group_status(struct daemon *d, struct pds_status *st)
-{
-    static char gid[2 * PDS_GROUP_ID_BYTES + 1];
-
-    st->group = d->has_group ? hex(d->group, PDS_GROUP_ID_BYTES, gid) : "";
-    st->listen = d->listen;
-    st->max_machines = d->cfg.max_machines;
-    st->reclaim_after_s = d->cfg.reclaim_after_s;
-    st->standby = "";
-    st->ack_mode = "";
-    if (pds_core_role(d->core) == PDS_ROLE_SERVER) {
-        static char standby[160];
-        st->ack_mode = pds__daemon_ack_mode(d);
-        if (d->has_standby) {
-            struct pds_member fm;
-            int on;
-            memset(&fm, 0, sizeof(fm));
-            on = pds__repl_follower(d, d->standby_pk, &fm);
-            snprintf(standby, sizeof(standby), "%016llx, %s",
-                     (unsigned long long)pds_member_id(d->standby_pk),
-                     on ? "following" : "not connected");
-            if (on)
-                snprintf(standby + strlen(standby),
-                         sizeof(standby) - strlen(standby), ", durable at %llu",
-                         (unsigned long long)fm.position);
-            st->standby = standby;
-        }
-    }
-    st->n_superseded = pds_core_n_superseded(d->core);
-    st->n_clamped = pds_core_n_clamped(d->core);
-    st->n_machines = pds_core_role(d->core) == PDS_ROLE_SERVER
-                         ? pds_core_n_machines(d->core)
-                         : 0;
-    if (pds_role_follows(pds_core_role(d->core))) {
-        st->server = d->server;
-        st->link = d->is_linked        ? "connected"
-                   : d->n_retries == 0 ? "connecting"
-                                       : "unreachable, retrying";
-        st->last_error = d->link_error;
-        {
-            struct pds_conn *c = d->is_linked && d->link_conn != 0
-                                     ? pds_net_find(d->net, d->link_conn)
-                                     : NULL;
-            st->cipher = c != NULL ? pds_conn_cipher(c) : "";
-        }
-        st->server_last = d->server_last;
-        pds__repl_client_status(d, st);
-    } else {
-        st->server = "";
-        st->link = "";
-        st->last_error = "";
     }
 }
 
@@ -2139,11 +1795,10 @@ int pds__group_open(struct daemon *d, char *errmsg)
                   PDS_KEY_BYTES, errmsg) != 0)
         return -1;
     pds__daemon_standby_set(d, len == PDS_KEY_BYTES);
-    if (load_blob(d, "admin_pw", d->admin_pw, sizeof(d->admin_pw) - 1, &len, 0,
+    if (load_blob(d, "admin_pw", d->admin.pw, sizeof(d->admin.pw) - 1, &len, 0,
                   errmsg) != 0)
         return -1;
-    d->admin_pw[len] = '\0';
-    the_daemon = d;
+    d->admin.pw[len] = '\0';
     rv = pds_store_members(d->store, load_member, d->core);
     if (rv != 0) {
         snprintf(errmsg, PDS_ERRMSG_SIZE, "%s", pds_store_errmsg(d->store));
@@ -2217,14 +1872,8 @@ void pds__group_close(struct daemon *d)
     uv_close((uv_handle_t *)&d->tick_timer, on_timer_closed);
     d->link_conn = 0;
     d->is_linked = 0;
-    /* Checks waiting for their turn: nobody is left to answer. The one
-     * under way ends in admin_check_done, which then finds no network. */
-    while (admin_queue != NULL) {
-        struct admin_check *ac = admin_queue;
-        admin_queue = ac->next;
-        admin_check_free(ac);
-    }
-    admin_n_waiting = 0;
+    /* Checks waiting for their turn: nobody is left to answer. */
+    pds__admin_close(d);
     pds_net_close(d->net);
     d->net = NULL;
     sodium_memzero(d->secret, sizeof(d->secret));

@@ -1160,54 +1160,6 @@ static void handle_users(struct daemon *d,
     free(ctx.users);
 }
 
-static void handle_status(struct daemon *d,
-                          struct pds_local_conn *conn,
-                          const struct pds_request *req)
-{
-    struct pds_store_stats stats;
-    struct pds_store_meta meta;
-    struct pds_status st;
-    struct pds_reply_buf *rb;
-    int rv;
-
-    rv = pds_store_stats(d->store, &stats);
-    if (rv == 0)
-        rv = pds_store_meta(d->store, &meta);
-    if (rv != 0) {
-        reply_error(conn, req->id, rv, pds_store_errmsg(d->store));
-        return;
-    }
-    memset(&st, 0, sizeof(st));
-    st.role = pds_role_name(pds_core_role(d->core));
-    st.node_id = meta.node_id;
-    /* The current epoch: the server's term (the core's, which is never
-     * below the store's), or on a follower the latest one it applied
-     * entries of (its last entry's, after a restart). */
-    st.epoch = pds_core_epoch(d->core) > meta.last_epoch
-                   ? pds_core_epoch(d->core)
-                   : meta.last_epoch;
-    st.last_epoch = meta.last_epoch;
-    st.last_index = meta.last_index;
-    st.n_records = stats.n_records;
-    st.n_users = stats.n_users;
-    st.n_groups = stats.n_groups;
-    st.n_log = stats.n_log;
-    st.n_clamps = stats.n_clamps;
-    st.bytes_used = stats.bytes_used;
-    st.budget = stats.budget;
-    st.max_users = d->cfg.limits.max_users;
-    st.pid = (uint64_t)getpid();
-    st.n_commits = d->n_commits;
-    st.n_committed = d->n_committed;
-    pds__group_status(d, &st);
-    st.data_dir = d->data_dir;
-    st.version = PDS_VERSION;
-    rb = pds_reply_new(req->id, 0, NULL);
-    if (rb != NULL)
-        pds_reply_status(rb, &st);
-    pds__daemon_send(conn, rb);
-}
-
 static void handle_log(struct pds_local_conn *conn,
                        const struct pds_request *req)
 {
@@ -1253,7 +1205,7 @@ void pds__daemon_request(struct daemon *d,
         handle_users(d, conn, req);
         break;
     case PDS_REQ_STATUS:
-        handle_status(d, conn, req);
+        pds__status_request(d, conn, req);
         break;
     case PDS_REQ_LOG:
         handle_log(conn, req);
@@ -1511,7 +1463,7 @@ static void usage(FILE *out)
 
 int main(int argc, char **argv)
 {
-    static const struct option options[] = {
+    const struct option options[] = {
         {"data", required_argument, NULL, 'd'},
         {"config", required_argument, NULL, 'c'},
         {"listen", required_argument, NULL, 'l'},
@@ -1519,7 +1471,7 @@ int main(int argc, char **argv)
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
-    static struct daemon d;
+    struct daemon d;
     const char *data = getenv("PDSYNC_DATA");
     const char *config = NULL;
     char config_path[PATH_MAX];
@@ -1528,6 +1480,7 @@ int main(int argc, char **argv)
     int opt;
     int rv = 1;
 
+    memset(&d, 0, sizeof(d));
     if (data == NULL || data[0] == '\0')
         data = PDS_DEFAULT_DATA_DIR;
     if (getenv("PDSYNC_DEBUG_OOM_BATCH") != NULL)
