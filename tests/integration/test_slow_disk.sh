@@ -1,61 +1,49 @@
 #!/usr/bin/env bash
 # The event loop never waits on the disk: with a node's fdatasync slowed
-# to 2 s (strace's fault injection, as in test_term.sh), its heartbeats
-# and acknowledgements keep flowing, so no peer takes it for dead after
+# to 2 s (tests/integration/slow_sync.c, preloaded into every node), no
+# sync is ever made on its loop thread, its heartbeats and
+# acknowledgements keep flowing, so no peer takes it for dead after
 # dead_ms = 1000, no link drops, and the writes made during the stall
 # complete. A: the server slowed (commits with a standby, a settings
 # write, 'replication stop' and commits without a standby); B: a client
 # slowed (its follower commits, a write of its own); C: the standby
 # slowed (the server's writes wait for its durable confirmation).
 source "${PDS_TEST_LIB:-$(dirname "$0")/lib.sh}"
-command -v strace >/dev/null || fail "strace is missing (tools/deps.sh strace)"
+: "${PDS_SLOW_SYNC:?the slow_sync fixture (tests/CMakeLists.txt sets PDS_SLOW_SYNC)}"
+[ -f "$PDS_SLOW_SYNC" ] || fail "the slow_sync fixture $PDS_SLOW_SYNC is not built"
 
 conf() {
     printf '[group]\nheartbeat_ms = 250\ndead_ms = 1000\nretry_max_ms = 200\n[replication]\nstandby_timeout_ms = 60000\nack_mode = standby\n' >"$1/pdsyncd.conf"
 }
-STRACE=""
-cleanup() {
-    if [ -n "$STRACE" ]; then
-        kill "$STRACE" 2>/dev/null
-        wait "$STRACE" 2>/dev/null
-    fi
-    t_cleanup
+# start_slowable DIR ARGS...: start the node with the fixture preloaded;
+# its syncs are slowed while DIR/slow.flag exists (ASan must allow a
+# library before its own runtime).
+start_slowable() {
+    local dir=$1
+    shift
+    LD_PRELOAD=$PDS_SLOW_SYNC PDS_SLOW_SYNC_FLAG="$dir/slow.flag" \
+        PDS_SLOW_SYNC_LOG="$dir/slow_sync.log" \
+        ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0" \
+        start_node "$dir" "$@"
 }
-trap cleanup EXIT
 
 # slow_disk DIR: every fdatasync, fsync and msync of the node (on every
-# thread, those made later too) takes 2 s more, until fast_disk.
+# thread) takes 2 s more, until fast_disk.
 slow_disk() {
-    local pid t traced total deadline
-    pid=$(node_pid "$1")
-    : >"$T_ROOT/strace.log"
-    strace -f -qq -o "$T_ROOT/strace.log" -e trace=fdatasync,fsync,msync \
-        -e inject=fdatasync,fsync,msync:delay_enter=2000000 -p "$pid" \
-        2>"$T_ROOT/strace.err" &
-    STRACE=$!
-    deadline=$((SECONDS + 10))
-    while :; do
-        traced=0
-        total=0
-        for t in /proc/"$pid"/task/*; do
-            total=$((total + 1))
-            grep -qE '^TracerPid:[[:space:]]+[1-9]' "$t/status" 2>/dev/null && traced=$((traced + 1))
-        done
-        [ "$total" -gt 0 ] && [ "$traced" -eq "$total" ] && break
-        kill -0 "$STRACE" 2>/dev/null ||
-            fail "strace cannot attach to pdsyncd (ptrace not permitted? run as root): $(cat "$T_ROOT/strace.err")"
-        [ $SECONDS -lt $deadline ] || fail "strace attached to $traced of $total threads in 10 s"
-        sleep 0.05
-    done
+    : >"$1/slow_sync.log"
+    touch "$1/slow.flag"
 }
-# fast_disk WHAT: the syncs are fast again; the stall did happen (a write
-# of the node went through a slowed sync), or the test means nothing.
+# fast_disk WHAT DIR: the syncs are fast again. The stall did happen (a
+# write of the node went through a slowed sync, or the test means
+# nothing), and never on the node's event loop (its first thread).
 fast_disk() {
-    kill "$STRACE" 2>/dev/null
-    wait "$STRACE" 2>/dev/null
-    STRACE=""
-    grep -qE '(fdatasync|fsync|msync)\(.*DELAYED' "$T_ROOT/strace.log" ||
-        fail "$1: no sync of the node was slowed (strace: $(head -c 300 "$T_ROOT/strace.log"))"
+    rm -f "$2/slow.flag"
+    grep -q '^DELAYED ' "$2/slow_sync.log" ||
+        fail "$1: no sync of the node was slowed"
+    if grep -q 'thread=main' "$2/slow_sync.log"; then
+        fail "$1: the event loop waited on a slowed sync: $(grep 'thread=main' "$2/slow_sync.log" | head -n 3)"
+    fi
+    echo "$1: $(grep -c '^DELAYED ' "$2/slow_sync.log") syncs slowed, all on pool threads"
 }
 
 # Background commands, each with its own output file and exit code.
@@ -114,12 +102,12 @@ no_silence() {
 printf 'correct-horse-battery-staple\n' >"$T_ROOT/secret"
 printf 'an-administrator-password\n' >"$T_ROOT/pw"
 s=$(node_dir server); conf "$s"
-start_node "$s" --listen 127.0.0.1:0
+start_slowable "$s" --listen 127.0.0.1:0
 addr=$(cat "$s/listen.addr")
 pds "$s" server start --join-secret-file "$T_ROOT/secret" >/dev/null || fail "server start"
-sb=$(node_dir sb); conf "$sb"; start_node "$sb"
+sb=$(node_dir sb); conf "$sb"; start_slowable "$sb"
 expect 0 pds "$sb" client start "$addr" --join-secret-file "$T_ROOT/secret" --name sb
-c=$(node_dir c); conf "$c"; start_node "$c"
+c=$(node_dir c); conf "$c"; start_slowable "$c"
 expect 0 pds "$c" client start "$addr" --join-secret-file "$T_ROOT/secret" --name c
 wait_for "$s" clients '^[0-9a-f]{16}  connected +sb'
 wait_for "$s" clients '^[0-9a-f]{16}  connected +c'
@@ -140,7 +128,7 @@ wait_jobs "A (server slowed)"
 expect 0 pds "$s" replication stop
 for i in 4 5 6; do spawn "a$i" pds "$s" put "a$i" ui.language "a-$i"; done
 wait_jobs "A (server slowed, no standby)"
-fast_disk A
+fast_disk A "$s"
 no_silence "A (server slowed)"
 for i in 1 2 3 4 5 6; do wait_for "$c" "get a$i ui.language" "^a-$i\$"; done
 wait_for "$c" "get ac ui.language" '^from-c$'
@@ -154,7 +142,7 @@ slow_disk "$c"
 for i in 1 2 3; do spawn "b$i" pds "$s" put "b$i" ui.language "b-$i"; done
 spawn bc pds "$c" put bc ui.language from-c
 wait_jobs "B (client slowed)"
-fast_disk B
+fast_disk B "$c"
 no_silence "B (client slowed)"
 for i in 1 2 3; do wait_for "$c" "get b$i ui.language" "^b-$i\$"; done
 expect 0 pds "$c" get bc ui.language
@@ -170,7 +158,7 @@ wait_for "$s" status '^standby: +[0-9a-f]{16}, following'
 slow_disk "$sb"
 for i in 1 2 3; do spawn "c$i" pds "$s" put "c$i" ui.language "c-$i"; done
 wait_jobs "C (standby slowed)"
-fast_disk C
+fast_disk C "$sb"
 no_silence "C (standby slowed)"
 for i in 1 2 3; do
     expect 0 pds "$sb" get "c$i" ui.language
