@@ -254,6 +254,7 @@ uint32_t pds_get_u32be(const uint8_t *p);
 #include "link.h"
 #include "role.h"
 #include "ack.h"
+#include "outbox.h"
 
 /* Events fed to pds_core_step(). */
 enum pds_event_type {

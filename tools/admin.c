@@ -236,7 +236,7 @@ static void admin_check_done(uv_work_t *w, int status)
              * longer than the standby's timeout, and a little more. */
             pds_conn_hold(c,
                           d->cfg.standby_timeout_ms + d->cfg.dead_ms + 10000);
-            pds__daemon_request(d, v, &req);
+            d->hooks.request(d, v, &req);
             pds_local_conn_unref(v);
         }
     }

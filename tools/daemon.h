@@ -1,8 +1,19 @@
 /*
- * daemon.h - the state of pdsyncd shared by its files: pdsyncd.c (local
- * API, group commit, start and stop), group.c (roles, enrollment and
- * the group's connections), replicate.c (log shipping), admin.c (remote
- * administration) and status.c (the status reply).
+ * daemon.h - the state of pdsyncd shared by its files, which depend on
+ * each other in one direction only (a file calls those below it):
+ *
+ *   pdsyncd.c   main, start and stop, the local API's requests
+ *   group.c     roles, enrollment, settings, the group's connections
+ *   status.c    the status reply
+ *   admin.c     remote administration
+ *   replicate.c log shipping, forwarded writes, the outbox, snapshots
+ *   host.c      carrying out core updates, the group commit, the
+ *               standby's acknowledgements, epochs, scopes
+ *   diskq.c, commlog.c, config.c
+ *
+ * Where a lower file must reach a higher one (host.c at a commit, admin.c
+ * serving a remote request) it calls through d->hooks, which pdsyncd.c
+ * sets before anything runs, or through a waiter's answer callback.
  */
 #ifndef PDS_DAEMON_H
 #define PDS_DAEMON_H
@@ -21,16 +32,54 @@
 #include "config.h"
 #include "diskq.h"
 
+struct daemon;
+struct waiter;
+struct pds_batch;
+
 /* A request waiting for the core's reply. */
 struct waiter {
     struct pds_local_conn *conn; /* NULL for a client's forwarded write */
     uint64_t id;
     enum pds_req_op op;
     uint64_t remote_conn; /* the client's connection, for WRITE_ACK */
+    /* For conn NULL: answers the reply r (the caller frees w after). */
+    void (*answer)(struct daemon *d,
+                   const struct waiter *w,
+                   const struct pds_reply *r);
 };
 
-/* A new epoch begun in the store (pds__group_epoch_begin, on any thread),
- * for pds__group_epoch_begun on the loop. */
+/*
+ * What host.c and admin.c call in the files above them (set by pdsyncd.c
+ * before the node opens; none is NULL).
+ */
+struct pds_host_hooks {
+    /* The group parts of a core update: member rows, joins, disconnects.
+     * 1 when it took the update's replies too (sent once its rows are
+     * stored), 0 when the host sends them now (group.c). */
+    int (*update)(struct daemon *d, const struct pds_update *u);
+    /* Before the server's commit of b with a standby to wait for: send b
+     * to it, so that the fsyncs overlap; whether it was sent. After a
+     * failed commit of a batch sent so (from index first): drop that
+     * link (replicate.c). */
+    int (*ship_early)(struct daemon *d, const struct pds_batch *b);
+    void (*unship)(struct daemon *d, pds_index first);
+    /* A commit of these entries is durable (lag figures), then the new
+     * log goes to the followers (replicate.c). */
+    void (*committed)(struct daemon *d,
+                      const struct pds_entry *entries,
+                      size_t n);
+    void (*after_commit)(struct daemon *d);
+    /* Once per loop turn, and every 100 ms (replicate.c). */
+    void (*turn)(struct daemon *d);
+    void (*tick)(struct daemon *d);
+    /* Serve one local-API request (admin.c, for a remote administrator). */
+    void (*request)(struct daemon *d,
+                    struct pds_local_conn *conn,
+                    const struct pds_request *req);
+};
+
+/* A new epoch begun in the store (pds__daemon_epoch_begin, on any thread),
+ * for pds__daemon_epoch_begun on the loop. */
 struct epoch_result {
     int rv;
     pds_epoch epoch;
@@ -52,6 +101,7 @@ struct pds_batch {
 
 struct daemon {
     uv_loop_t loop;
+    struct pds_host_hooks hooks;
     uv_check_t commit_check;
     /* Active while a small batch waits for the writers the last commit
      * answered (the loop then polls without blocking). */
@@ -152,6 +202,13 @@ pds_time pds__wall_ms(void);
 struct waiter *pds__daemon_waiter(struct pds_local_conn *conn,
                                   const struct pds_request *req);
 
+/* host.c: its timer (every 100 ms: acknowledgement deadlines, the
+ * hooks' tick), the check phase that commits each turn's writes and its
+ * idle poll, on d->loop (closed by the caller). */
+void pds__daemon_host_init(struct daemon *d);
+/* Hand this turn's writes to the storage queue now (shutting down). */
+void pds__daemon_commit_now(struct daemon *d);
+
 /* Step the core with one event and carry out its update. */
 int pds__daemon_step(struct daemon *d, const struct pds_event *ev);
 
@@ -167,6 +224,15 @@ void pds__daemon_deliver(struct daemon *d,
 
 /* Send a reply frame built with pds_reply_* (takes rb). */
 void pds__daemon_send(struct pds_local_conn *conn, struct pds_reply_buf *rb);
+/* Send an error reply (rc, msg) to request id on conn. */
+void pds__daemon_reply_error(struct pds_local_conn *conn,
+                             uint64_t id,
+                             int rc,
+                             const char *msg);
+/* Storage iteration callbacks that load an owner or a member into the
+ * core given as the argument. */
+int pds__daemon_load_owner(void *core, const struct pds_owner_info *o);
+int pds__daemon_load_member(void *core, const struct pds_member *m);
 
 /*
  * group.c: load the role configuration and members, listen when --listen
@@ -226,19 +292,15 @@ void pds__group_after_commit(struct daemon *d);
 void pds__group_forward(struct daemon *d,
                         struct pds_local_conn *conn,
                         const struct pds_request *req);
-/* Server: answer a client's forwarded write. */
-void pds__group_write_ack(struct daemon *d,
-                          const struct waiter *w,
-                          const struct pds_reply *r);
 /* Server: begin a new epoch (at its start, and after a failed commit
  * whose entries the standby may hold): in the store, on the thread of the
  * caller (the writing calls' rules), then into the core on the loop. */
-void pds__group_epoch_begin(struct pds_store *store, struct epoch_result *r);
-int pds__group_epoch_begun(struct daemon *d, const struct epoch_result *r);
+void pds__daemon_epoch_begin(struct pds_store *store, struct epoch_result *r);
+int pds__daemon_epoch_begun(struct daemon *d, const struct epoch_result *r);
 /* Again after a failure (every 100 ms), on the storage queue. */
-void pds__group_retry_epoch(struct daemon *d);
+void pds__daemon_retry_epoch(struct daemon *d);
 /* The connection with this id, NULL when gone or the group is closing. */
-struct pds_conn *pds__group_conn(struct daemon *d, uint64_t id);
+struct pds_conn *pds__daemon_conn(struct daemon *d, uint64_t id);
 /*
  * replicate.c: the log shipping and forwarded writes of group.c.
  *

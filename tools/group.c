@@ -35,86 +35,6 @@ static const char *hex(const uint8_t *b, size_t n, char *out)
     return out;
 }
 
-/* ---- Epochs ----------------------------------------------------------- */
-
-/*
- * A server begins a new epoch each time it starts writing (pdsyncd's start
- * as the server, 'server start'): entries it made before and lost in a
- * crash can then never be mistaken, by the index and epoch a follower
- * presents, for the ones it makes now. The store's part runs where the
- * caller's storage job does; the core takes the epoch on the loop.
- */
-void pds__group_epoch_begin(struct pds_store *store, struct epoch_result *r)
-{
-    r->rv = pds_store_new_epoch(store, &r->epoch);
-    if (r->rv != 0)
-        snprintf(r->errmsg, sizeof(r->errmsg), "%s",
-                 pds_store_commit_errmsg(store));
-}
-
-int pds__group_epoch_begun(struct daemon *d, const struct epoch_result *r)
-{
-    if (r->rv != 0) {
-        if (!d->epoch_owed)
-            pds_commlog(PDS_LOG_ERROR,
-                        "cannot begin a new epoch (tried again every 100 "
-                        "ms): %s",
-                        r->errmsg);
-        d->epoch_owed = 1;
-        return -1;
-    }
-    d->epoch_owed = 0;
-    pds_core_set_epoch(d->core, r->epoch);
-    if (d->net != NULL)
-        pds_net_set_epoch(d->net, r->epoch);
-    pds_commlog(PDS_LOG_INFO, "epoch %llu begins at index %llu",
-                (unsigned long long)r->epoch,
-                (unsigned long long)pds_core_last_index(d->core) + 1);
-    return 0;
-}
-
-struct epoch_job {
-    struct pds_diskq_job job;
-    struct daemon *d;
-    struct epoch_result r;
-};
-
-static void epoch_work(struct pds_diskq_job *job)
-{
-    struct epoch_job *j = PDS_DISKQ_OWNER(job, struct epoch_job, job);
-
-    pds__group_epoch_begin(j->d->store, &j->r);
-}
-
-static void epoch_done(struct pds_diskq_job *job)
-{
-    struct epoch_job *j = PDS_DISKQ_OWNER(job, struct epoch_job, job);
-    struct daemon *d = j->d;
-
-    d->is_epoch_pending = 0;
-    if (pds_core_role(d->core) == PDS_ROLE_SERVER)
-        pds__group_epoch_begun(d, &j->r);
-    else
-        d->epoch_owed = 0; /* the next start as the server begins one */
-    free(j);
-}
-
-void pds__group_retry_epoch(struct daemon *d)
-{
-    struct epoch_job *j;
-
-    if (d->is_epoch_pending || (j = calloc(1, sizeof(*j))) == NULL)
-        return; /* under way, or tried again at the next tick */
-    j->d = d;
-    d->is_epoch_pending = 1;
-    pds__diskq_push(&d->diskq, &j->job, epoch_work, epoch_done);
-}
-
-struct pds_conn *pds__group_conn(struct daemon *d, uint64_t id)
-{
-    return d->net != NULL && id != 0 ? pds_net_find(d->net, id) : NULL;
-}
-
 /* ---- Settings ----------------------------------------------------------
  *
  * A command that changes the node's settings (its role, group, secret,
@@ -307,7 +227,7 @@ static void settings_work(struct pds_diskq_job *job)
         return;
     }
     if (sj->has_role && sj->role == PDS_ROLE_SERVER)
-        pds__group_epoch_begin(store, &sj->epoch);
+        pds__daemon_epoch_begin(store, &sj->epoch);
 }
 
 static void settings_done(struct pds_diskq_job *job)
@@ -380,7 +300,7 @@ static void set_role(struct settings_job *sj)
     assert(sj->has_role && pds_core_role(d->core) == sj->role);
     d->unconfirmed_until = 0; /* a new role: its own answers */
     if (sj->role == PDS_ROLE_SERVER)
-        pds__group_epoch_begun(d, &sj->epoch);
+        pds__daemon_epoch_begun(d, &sj->epoch);
 }
 
 /* ---- Client link ------------------------------------------------------ */
@@ -523,7 +443,7 @@ on_join(struct daemon *d, struct pds_conn *c, const struct pds_msg *m)
 static void welcome_apply(struct settings_job *sj)
 {
     struct daemon *d = sj->d;
-    struct pds_conn *c = pds__group_conn(d, sj->conn_id);
+    struct pds_conn *c = pds__daemon_conn(d, sj->conn_id);
     char gid[2 * PDS_GROUP_ID_BYTES + 1];
 
     if (sj->is_first_contact) {
@@ -557,7 +477,7 @@ static void welcome_apply(struct settings_job *sj)
 static void welcome_failed(struct settings_job *sj)
 {
     struct daemon *d = sj->d;
-    struct pds_conn *c = pds__group_conn(d, sj->conn_id);
+    struct pds_conn *c = pds__daemon_conn(d, sj->conn_id);
     char why[PDS_ERRMSG_SIZE + 64];
 
     if (c == NULL || sj->conn_id != d->link_conn)
@@ -910,7 +830,7 @@ static void on_close(void *arg, struct pds_conn *c, const char *error)
 static void answer_join(struct daemon *d, const struct pds_join_reply *r)
 {
     char gid[2 * PDS_GROUP_ID_BYTES + 1];
-    struct pds_conn *c = pds__group_conn(d, r->conn);
+    struct pds_conn *c = pds__daemon_conn(d, r->conn);
     struct pds_msg m;
 
     if (c == NULL)
@@ -949,7 +869,7 @@ static void answer_join(struct daemon *d, const struct pds_join_reply *r)
 /* Close a stopped member's connection. */
 static void send_disconnect(struct daemon *d, uint64_t conn)
 {
-    struct pds_conn *c = pds__group_conn(d, conn);
+    struct pds_conn *c = pds__daemon_conn(d, conn);
 
     if (c != NULL) {
         free(pds_conn_data(c));
@@ -1373,7 +1293,7 @@ static void client_stopped(struct settings_job *sj)
     struct pds_msg m;
 
     /* Tell the server, so that it stops counting this machine. */
-    c = d->is_linked ? pds__group_conn(d, d->link_conn) : NULL;
+    c = d->is_linked ? pds__daemon_conn(d, d->link_conn) : NULL;
     set_role(sj);
     if (c != NULL) {
         memset(&m, 0, sizeof(m));
@@ -1712,11 +1632,6 @@ static int load_blob(struct daemon *d,
         errmsg);
 }
 
-static int load_member(void *arg, const struct pds_member *m)
-{
-    return pds_core_load_member(arg, m);
-}
-
 /* The core's clock: slots of silent clients are reclaimed on ticks. */
 static void on_tick(uv_timer_t *t)
 {
@@ -1799,7 +1714,7 @@ int pds__group_open(struct daemon *d, char *errmsg)
                   errmsg) != 0)
         return -1;
     d->admin.pw[len] = '\0';
-    rv = pds_store_members(d->store, load_member, d->core);
+    rv = pds_store_members(d->store, pds__daemon_load_member, d->core);
     if (rv != 0) {
         snprintf(errmsg, PDS_ERRMSG_SIZE, "%s", pds_store_errmsg(d->store));
         return -1;
@@ -1809,8 +1724,8 @@ int pds__group_open(struct daemon *d, char *errmsg)
     if (role == PDS_ROLE_SERVER) {
         /* Before the loop runs: on this thread. */
         struct epoch_result er;
-        pds__group_epoch_begin(d->store, &er);
-        if (pds__group_epoch_begun(d, &er) != 0) {
+        pds__daemon_epoch_begin(d->store, &er);
+        if (pds__daemon_epoch_begun(d, &er) != 0) {
             snprintf(errmsg, PDS_ERRMSG_SIZE,
                      "cannot begin a new epoch as the server: %s", er.errmsg);
             return -1;

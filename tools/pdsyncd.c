@@ -1,13 +1,12 @@
 /*
- * pdsyncd - the pdsync node daemon.
+ * pdsyncd - the pdsync node daemon: main, start and stop, and the local
+ * API's requests.
  *
  * Wires the core, storage and the local API onto one libuv loop. Requests
- * that arrive during one loop turn are stepped through the core; the check
- * phase after the turn's I/O hands every entry they produced to one LMDB
- * transaction with one fsync (group commit) on the storage queue (diskq.h:
- * a pool thread, so that the loop never waits on the disk), and only once
- * it is done are the writers answered. The order "persist, then reply"
- * lives in commit_batch() and commit_done() alone.
+ * that arrive during one loop turn are stepped through the core and the
+ * update carried out by host.c (the group commit in the check phase after
+ * the turn's I/O, then the answers). The files of tools/ and their order
+ * are in daemon.h.
  */
 #include <assert.h>
 #include <errno.h>
@@ -32,574 +31,6 @@
 #include "commlog.h"
 #include "config.h"
 #include "daemon.h"
-
-pds_time pds__wall_ms(void)
-{
-    /* Tests: a node whose clock is off by this many ms (may be negative). */
-    static long long skew = -1;
-    struct timespec ts;
-
-    if (skew == -1) {
-        const char *s = getenv("PDSYNC_DEBUG_CLOCK_SKEW_MS");
-        skew = s != NULL ? atoll(s) : 0;
-        if (skew == -1)
-            skew = 0;
-    }
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (pds_time)((long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 +
-                      skew);
-}
-
-/* ---- Replies ---------------------------------------------------------- */
-
-void pds__daemon_send(struct pds_local_conn *conn, struct pds_reply_buf *rb)
-{
-    uint8_t *frame;
-    size_t len;
-
-    if (rb == NULL)
-        return;
-    if (pds_reply_take(rb, &frame, &len) != 0) {
-        /* The reply was too large or memory ran out: say so instead. */
-        pds_log(PDS_LOG_WARNING, "local API: reply could not be encoded");
-        return;
-    }
-    pds_local_send(conn, frame, len);
-}
-
-static void
-reply_error(struct pds_local_conn *conn, uint64_t id, int rc, const char *msg)
-{
-    pds__daemon_send(conn, pds_reply_new(id, rc, msg));
-}
-
-void pds__daemon_deliver(struct daemon *d,
-                         const struct pds_reply *replies,
-                         size_t n_replies)
-{
-    size_t i;
-
-    for (i = 0; i < n_replies; i++) {
-        const struct pds_reply *r = &replies[i];
-        struct waiter *w = (struct waiter *)(uintptr_t)r->req;
-        struct pds_reply_buf *rb;
-
-        if (w == NULL)
-            continue; /* the daemon's own request, nobody to answer */
-        if (w->conn == NULL) {
-            pds__group_write_ack(d, w, r);
-            free(w);
-            continue;
-        }
-        if (r->status == 0 &&
-            (w->op == PDS_REQ_CLIENTS_STOP || w->op == PDS_REQ_CLIENTS_START)) {
-            pds__daemon_send(w->conn, pds_reply_new(w->id, 0, NULL));
-            pds_local_conn_unref(w->conn);
-            free(w);
-            continue;
-        }
-
-        if (r->status != 0) {
-            /* Refusals an administrator should see go to the comm log;
-             * storage failures were logged once for the whole batch. */
-            if (r->status == PDS_ELIMIT || r->status == PDS_ETOOBIG)
-                pds_commlog(PDS_LOG_WARNING, "write refused: %s", r->errmsg);
-            rb = pds_reply_new(w->id, r->status, r->errmsg);
-        } else {
-            struct pds_write_result res;
-            memset(&res, 0, sizeof(res));
-            res.epoch = r->epoch;
-            res.index = r->index;
-            res.version = r->version;
-            res.outcome = r->outcome;
-            rb = pds_reply_new(w->id, 0, NULL);
-            if (rb != NULL)
-                pds_reply_write(rb, &res);
-        }
-        pds__daemon_send(w->conn, rb);
-        pds_local_conn_unref(w->conn);
-        free(w);
-    }
-}
-
-/* ---- Stepping the core ------------------------------------------------ */
-
-int pds__append(void **arr,
-                size_t *n,
-                size_t *cap,
-                const void *items,
-                size_t k,
-                size_t size)
-{
-    size_t need = *n + k;
-
-    if (need > *cap) {
-        size_t c = *cap == 0 ? 64 : *cap;
-        void *p;
-        while (c < need)
-            c *= 2;
-        p = realloc(*arr, c * size);
-        if (p == NULL)
-            return PDS_ENOMEM;
-        *arr = p;
-        *cap = c;
-    }
-    if (k > 0)
-        memcpy((char *)*arr + *n * size, items, k * size);
-    *n = need;
-    return 0;
-}
-
-/* The update's entries and clamps join the turn's batch: 0, or PDS_ENOMEM
- * with the batch as it was. */
-static int batch_add(struct daemon *d, const struct pds_update *u)
-{
-    size_t n_clamps = d->batch.n_clamps;
-
-    if (d->debug_oom_batch > 0 && --d->debug_oom_batch == 0)
-        return PDS_ENOMEM; /* tests: PDSYNC_DEBUG_OOM_BATCH */
-    if (pds__append((void **)&d->batch.clamps, &d->batch.n_clamps,
-                    &d->batch.cap_clamps, u->clamps, u->n_clamps,
-                    sizeof(*u->clamps)) != 0)
-        return PDS_ENOMEM;
-    if (pds__append((void **)&d->batch.e, &d->batch.n, &d->batch.cap,
-                    u->entries, u->n_entries, sizeof(*u->entries)) != 0) {
-        d->batch.n_clamps = n_clamps;
-        return PDS_ENOMEM;
-    }
-    return 0;
-}
-
-/*
- * Step the core with one event and carry out the update: entries join the
- * turn's batch (persisted in the check phase), replies go out now (the
- * core only returns replies for writes that are durable or refused), or
- * once the update's member rows are stored. When memory runs out for the
- * entries, the core takes them back (as after a failed commit: their
- * writers are answered with the error and their indexes are used again).
- */
-int pds__daemon_step(struct daemon *d, const struct pds_event *ev)
-{
-    struct pds_update u;
-    pds_index lost = 0;
-    size_t n_lost = 0;
-    int rv;
-
-    rv = pds_core_step(d->core, ev, &u);
-    if (u.n_entries > 0 && batch_add(d, &u) != 0) {
-        lost = u.entries[0].index;
-        n_lost = u.n_entries;
-    }
-    if (!pds__group_update(d, &u))
-        pds__daemon_deliver(d, u.replies, u.n_replies);
-    if (lost != 0) {
-        struct pds_event fe;
-        int frv;
-
-        pds_commlog(PDS_LOG_ERROR,
-                    "out of memory queuing %zu writes: they were refused",
-                    n_lost);
-        memset(&fe, 0, sizeof(fe));
-        fe.type = PDS_EVENT_PERSIST_FAILED;
-        fe.now = ev->now;
-        fe.u.persist_failed.index = lost;
-        fe.u.persist_failed.status = PDS_ENOMEM;
-        fe.u.persist_failed.errmsg =
-            "pdsyncd ran out of memory: the write was not stored (nothing "
-            "was changed); try again";
-        frv = pds__daemon_step(d, &fe); /* no entries: no deeper */
-        if (frv != 0)
-            pds_commlog(PDS_LOG_ERROR,
-                        "the core could not take back writes from index "
-                        "%llu: %s",
-                        (unsigned long long)lost, pds_strerror(frv));
-    }
-    return rv;
-}
-
-int pds__daemon_waits_for_standby(const struct daemon *d)
-{
-    return pds_ack_waits(&d->ack, pds_core_role(d->core) == PDS_ROLE_SERVER);
-}
-
-/*
- * Group commit. The writes stepped while no commit runs become one
- * transaction with one fsync, handed to the storage queue in the check
- * phase: the loop goes on taking requests, heartbeats and the standby's
- * confirmations meanwhile, and the writes that arrive during that commit
- * form the next one, handed over in the check phase of the turn it
- * completes in (with the next writes of the writers it answered, see
- * COMMIT_WAIT_NS: else the writers split into two halves that take turns,
- * each commit half as big). One commit at a time; its entries move from
- * d->batch to d->cbatch from the moment it is queued until it is done. The
- * daemon's other storage writes go through the same queue, so they keep their
- * order with the commits and never wait for one in LMDB's writer lock.
- */
-static void settle_committed(struct daemon *d, pds_index index, int timeout);
-static void ack_apply(struct daemon *d, const struct pds_ack_out *out);
-
-static void finish_commit(struct daemon *d, int rv, int shipped)
-{
-    struct pds_event ev;
-    pds_index first = d->cbatch.e[0].index;
-    pds_index last = d->cbatch.e[d->cbatch.n - 1].index;
-    int unconfirmed;
-
-    if (rv != 0 && shipped) {
-        /* The standby may hold entries that are not ours now: the next
-         * ones, at the same indexes, belong to another term (begun by the
-         * commit's job, before any of them is stepped). */
-        pds__repl_unship(d, first);
-        pds__group_epoch_begun(d, &d->commit_epoch);
-    }
-    if (rv == 0)
-        pds__scope_after_commit(d, d->cbatch.e, d->cbatch.n);
-    memset(&ev, 0, sizeof(ev));
-    ev.now = pds__wall_ms();
-    if (rv == 0) {
-        d->n_commits++;
-        d->n_committed += d->cbatch.n;
-        d->committed = last;
-        pds__repl_note_commit(d, d->cbatch.e, d->cbatch.n);
-        d->cbatch.n = 0;
-        d->cbatch.n_clamps = 0;
-        if (pds__daemon_waits_for_standby(d)) {
-            /* Answered when the standby confirms, or at the timeout. The
-             * standby, sent the batch before our fsync, may have confirmed
-             * already. */
-            struct pds_ack_out out;
-            pds_ack_committed(&d->ack, last, 1, uv_now(&d->loop), &out);
-            ack_apply(d, &out);
-            pds__group_after_commit(d);
-            return;
-        }
-        {
-            struct pds_ack_out out; /* answered below, as the core says */
-            pds_ack_committed(&d->ack, last, 0, uv_now(&d->loop), &out);
-        }
-        unconfirmed = d->commit_waits || first <= d->unconfirmed_until;
-        if (last >= d->unconfirmed_until)
-            d->unconfirmed_until = 0; /* those writes are answered now */
-        if (unconfirmed && pds_core_role(d->core) != PDS_ROLE_SERVER) {
-            /* Begun for the standby, and the server stopped meanwhile:
-             * never confirmed, so not acknowledged. */
-            settle_committed(d, last, 1);
-            pds__group_after_commit(d);
-            return;
-        }
-        ev.type = PDS_EVENT_PERSISTED;
-        ev.u.persisted.index = last;
-    } else {
-        const char *msg = d->commit_errmsg;
-        pds_commlog(PDS_LOG_ERROR, "%zu writes failed: %s",
-                    d->cbatch.n + d->batch.n, msg);
-        ev.type = PDS_EVENT_PERSIST_FAILED;
-        ev.u.persist_failed.index = first;
-        ev.u.persist_failed.status = rv;
-        ev.u.persist_failed.errmsg = msg;
-        /* The core fails every write from first on, those that arrived
-         * during the commit too, and frees their bytes (and their
-         * indexes are taken again). */
-        d->unconfirmed_until = 0;
-        d->cbatch.n = 0;
-        d->batch.n = 0;
-        d->cbatch.n_clamps = 0;
-        d->batch.n_clamps = 0;
-    }
-    rv = pds__daemon_step(d, &ev);
-    if (rv != 0)
-        pds_log(PDS_LOG_ERROR, "core refused storage result: %s",
-                pds_strerror(rv));
-    if (ev.type == PDS_EVENT_PERSISTED)
-        pds__group_after_commit(d);
-}
-
-/* Move the turn's writes, and their clamps, to the commit slot; the slot's
- * arrays come back empty for the next turn. */
-static void take_batch(struct daemon *d)
-{
-    struct pds_batch spare = d->cbatch;
-
-    d->cbatch = d->batch;
-    d->batch = spare;
-    d->batch.n = 0;
-    d->batch.n_clamps = 0;
-}
-
-/* On a pool thread: the commit slot's writes, in one durable transaction
- * (and, when it fails after they were sent to the standby, a new epoch). */
-static void commit_work(struct pds_diskq_job *job)
-{
-    struct daemon *d = PDS_DISKQ_OWNER(job, struct daemon, commit_job);
-
-    d->commit_rv = pds_store_commit_clamped(d->store, d->cbatch.e, d->cbatch.n,
-                                            d->cbatch.clamps,
-                                            d->cbatch.n_clamps, d->commit_time);
-    if (d->commit_rv == 0)
-        return;
-    snprintf(d->commit_errmsg, sizeof(d->commit_errmsg), "%s",
-             pds_store_commit_errmsg(d->store));
-    if (d->commit_shipped)
-        pds__group_epoch_begin(d->store, &d->commit_epoch);
-}
-
-static void start_commit(struct daemon *d);
-
-static void commit_done(struct pds_diskq_job *job)
-{
-    struct daemon *d = PDS_DISKQ_OWNER(job, struct daemon, commit_job);
-
-    d->is_committing = 0;
-    /* Those that came meanwhile, and the writers answered now, who send
-     * their next write in a moment. */
-    d->commit_goal = d->batch.n + d->cbatch.n;
-    finish_commit(d, d->commit_rv, d->commit_shipped);
-    d->answered_at = uv_hrtime();
-    /* The writes that came meanwhile go in this turn's check phase, with
-     * those of the writers just answered (commit_batch); once stopping,
-     * that phase is closed: now. */
-    if (d->is_stopping && d->batch.n > 0)
-        start_commit(d);
-}
-
-static void start_commit(struct daemon *d)
-{
-    take_batch(d);
-    d->commit_waits = pds__daemon_waits_for_standby(d);
-    /* The standby's fsync runs while ours does. */
-    d->commit_shipped = d->commit_waits && pds__repl_ship_early(d, &d->cbatch);
-    d->commit_time = pds__wall_ms();
-    d->is_committing = 1;
-    pds__diskq_push(&d->diskq, &d->commit_job, commit_work, commit_done);
-}
-
-static void on_commit_idle(uv_idle_t *handle)
-{
-    (void)handle; /* only keeps the loop polling without blocking */
-}
-
-/*
- * The check phase: hand the turn's writes to a commit. After a commit was
- * answered, a batch smaller than the writes that came during it and the
- * writes of the writers it answered waits up to COMMIT_WAIT_NS, polling,
- * for those writers: each of a closed loop of writers sends its next write
- * when answered, and without the wait they fall into a commit of their own
- * (the writers of one commit and of the next then take turns).
- */
-#define COMMIT_WAIT_NS 250000u
-
-static void commit_batch(uv_check_t *handle)
-{
-    struct daemon *d = handle->data;
-
-    pds__repl_flush(d);
-    if (d->batch.n == 0 || d->is_committing) {
-        uv_idle_stop(&d->commit_idle);
-        return;
-    }
-    if (!d->is_stopping && d->batch.n < d->commit_goal &&
-        uv_hrtime() - d->answered_at < COMMIT_WAIT_NS) {
-        uv_idle_start(&d->commit_idle, on_commit_idle);
-        return;
-    }
-    uv_idle_stop(&d->commit_idle);
-    start_commit(d);
-}
-
-static void on_ack_timer(uv_timer_t *t);
-
-const char *pds__daemon_ack_mode(const struct daemon *d)
-{
-    return pds_ack_mode_text(&d->ack);
-}
-
-static void settle_committed(struct daemon *d, pds_index index, int timeout)
-{
-    struct pds_event ev;
-    char msg[PDS_ERRMSG_SIZE];
-
-    if (index <= pds_core_last_index(d->core))
-        return;
-    memset(&ev, 0, sizeof(ev));
-    ev.now = pds__wall_ms();
-    if (timeout) {
-        if (pds_core_role(d->core) != PDS_ROLE_SERVER)
-            snprintf(msg, sizeof(msg), "%s",
-                     "the write is durable on this node, but it stopped "
-                     "being the server before the replication destination "
-                     "confirmed it: not acknowledged");
-        else
-            snprintf(msg, sizeof(msg),
-                     "the write is durable on the server, but the "
-                     "replication destination did not confirm it within %u "
-                     "ms (it is unreachable or behind): not acknowledged",
-                     (unsigned)d->cfg.standby_timeout_ms);
-        ev.type = PDS_EVENT_ACK_TIMEOUT;
-        ev.u.ack_timeout.index = index;
-        ev.u.ack_timeout.errmsg = msg;
-    } else {
-        ev.type = PDS_EVENT_PERSISTED;
-        ev.u.persisted.index = index;
-    }
-    if (pds__daemon_step(d, &ev) != 0)
-        pds_log(PDS_LOG_ERROR, "core refused an acknowledgement");
-}
-
-/* Carry out what the acknowledgement rule (core/ack.h) says. */
-static void ack_apply(struct daemon *d, const struct pds_ack_out *out)
-{
-    if (out->recovered)
-        pds_commlog(PDS_LOG_INFO,
-                    "the replication destination is back: writes are "
-                    "acknowledged after its fsync again");
-    if (out->degraded)
-        pds_commlog(PDS_LOG_WARNING,
-                    "the replication destination did not confirm within "
-                    "%u ms: acknowledging after the server's fsync alone "
-                    "until it is back",
-                    (unsigned)d->cfg.standby_timeout_ms);
-    if (out->timeout != 0 && out->timeout > pds_core_last_index(d->core) &&
-        pds_core_role(d->core) == PDS_ROLE_SERVER)
-        pds_commlog(PDS_LOG_ERROR,
-                    "the replication destination did not confirm writes "
-                    "up to %llu within %u ms: their writers got a timeout "
-                    "error",
-                    (unsigned long long)out->timeout,
-                    (unsigned)d->cfg.standby_timeout_ms);
-    if (out->timeout != 0)
-        settle_committed(d, out->timeout, 1);
-    if (out->answer != 0)
-        settle_committed(d, out->answer, 0);
-}
-
-void pds__daemon_standby_ack(struct daemon *d, pds_index index)
-{
-    struct pds_ack_out out;
-
-    pds_ack_confirmed(&d->ack, index, &out);
-    ack_apply(d, &out);
-}
-
-void pds__daemon_standby_set(struct daemon *d, int has_standby)
-{
-    struct pds_ack_out out;
-
-    d->has_standby = has_standby;
-    pds_ack_set_standby(&d->ack, has_standby, &out);
-    ack_apply(d, &out);
-}
-
-void pds__daemon_standby_gone(struct daemon *d)
-{
-    pds_ack_standby_gone(&d->ack);
-}
-
-void pds__daemon_server_stopped(struct daemon *d, int waited)
-{
-    struct pds_ack_out out;
-
-    /* Taken in while the server waited for the standby, not committed
-     * yet: answered as the commit's writes are, not acknowledged. */
-    if (waited && d->batch.n > 0)
-        d->unconfirmed_until = d->batch.e[d->batch.n - 1].index;
-    pds_ack_server_stopped(&d->ack, &out);
-    ack_apply(d, &out);
-}
-
-/* Every 100 ms: writes waiting too long for the standby time out, or the
- * server degrades; a client's timed-out outbox writes go again. */
-static void on_ack_timer(uv_timer_t *t)
-{
-    struct daemon *d = t->data;
-    struct pds_ack_out out;
-
-    pds__repl_tick(d);
-    if (d->epoch_owed && pds_core_role(d->core) == PDS_ROLE_SERVER)
-        pds__group_retry_epoch(d);
-    pds_ack_tick(&d->ack, pds_core_last_index(d->core), uv_now(&d->loop), &out);
-    ack_apply(d, &out);
-}
-
-/* ---- Request handlers ------------------------------------------------- */
-
-/*
- * A waiter for a request the core answers later: holds a reference on
- * conn. NULL (the requester already answered) when memory runs out.
- */
-struct waiter *pds__daemon_waiter(struct pds_local_conn *conn,
-                                  const struct pds_request *req)
-{
-    struct waiter *w = malloc(sizeof(*w));
-
-    if (w == NULL) {
-        reply_error(conn, req->id, PDS_ENOMEM, "out of memory");
-        return NULL;
-    }
-    w->conn = conn;
-    w->id = req->id;
-    w->op = req->op;
-    w->remote_conn = 0;
-    pds_local_conn_ref(conn);
-    return w;
-}
-
-/* ---- Sharing scopes ---------------------------------------------------- */
-
-static int add_device_item(void *arg, const char *item, size_t len)
-{
-    struct daemon *d = arg;
-    char **p;
-
-    p = realloc(d->device_items, (d->n_device_items + 1) * sizeof(*p));
-    if (p == NULL)
-        return PDS_ENOMEM;
-    d->device_items = p;
-    p[d->n_device_items] = strndup(item, len);
-    if (p[d->n_device_items] == NULL)
-        return PDS_ENOMEM;
-    d->n_device_items++;
-    return 0;
-}
-
-void pds__scope_reload(struct daemon *d)
-{
-    size_t i;
-
-    for (i = 0; i < d->n_device_items; i++)
-        free(d->device_items[i]);
-    free(d->device_items);
-    d->device_items = NULL;
-    d->n_device_items = 0;
-    if (pds_store_scopes(d->store, add_device_item, d) != 0)
-        pds_log(PDS_LOG_ERROR, "sharing scopes: %s",
-                pds_store_errmsg(d->store));
-}
-
-void pds__scope_after_commit(struct daemon *d,
-                             const struct pds_entry *entries,
-                             size_t n)
-{
-    size_t i;
-
-    for (i = 0; i < n; i++) {
-        if (entries[i].op == PDS_OP_SCOPE) {
-            pds__scope_reload(d);
-            return;
-        }
-    }
-}
-
-int pds__scope_is_device(const struct daemon *d, const char *item, size_t len)
-{
-    size_t i;
-
-    for (i = 0; i < d->n_device_items; i++) {
-        if (strlen(d->device_items[i]) == len &&
-            memcmp(d->device_items[i], item, len) == 0)
-            return 1;
-    }
-    return 0;
-}
 
 /* A write's names and value against this node's limits, before it is
  * kept here or sent on (a client's server checks them again). */
@@ -662,9 +93,9 @@ static void local_done(struct pds_diskq_job *job)
                  j->key.scope == PDS_SCOPE_USER ? "user" : "group",
                  (int)j->key.owner_len, j->key.owner, (int)j->key.item_len,
                  j->key.item);
-        reply_error(j->conn, j->id, j->rv, j->errmsg);
+        pds__daemon_reply_error(j->conn, j->id, j->rv, j->errmsg);
     } else if (j->rv != 0) {
-        reply_error(j->conn, j->id, j->rv, j->errmsg);
+        pds__daemon_reply_error(j->conn, j->id, j->rv, j->errmsg);
     } else {
         /* Position 0/0: stored on this device only. */
         rb = pds_reply_new(j->id, 0, NULL);
@@ -693,12 +124,12 @@ static void local_write(struct daemon *d,
 
     rv = write_validate(d, req, errmsg);
     if (rv != 0) {
-        reply_error(conn, req->id, rv, errmsg);
+        pds__daemon_reply_error(conn, req->id, rv, errmsg);
         return;
     }
     j = calloc(1, sizeof(*j) + req->owner_len + req->item_len + value_len + 1);
     if (j == NULL) {
-        reply_error(conn, req->id, PDS_ENOMEM, "out of memory");
+        pds__daemon_reply_error(conn, req->id, PDS_ENOMEM, "out of memory");
         return;
     }
     j->d = d;
@@ -735,13 +166,15 @@ static void handle_scope_set(struct daemon *d,
     else if (req->target_len == 6 && memcmp(req->target, "device", 6) == 0)
         flag = 1;
     else {
-        reply_error(conn, req->id, PDS_EINVAL, "a scope is shared or device");
+        pds__daemon_reply_error(conn, req->id, PDS_EINVAL,
+                                "a scope is shared or device");
         return;
     }
     if (pds_role_follows(pds_core_role(d->core))) {
-        reply_error(conn, req->id, PDS_EPERM,
-                    "sharing scopes are set on the group's server (nothing "
-                    "was changed)");
+        pds__daemon_reply_error(
+            conn, req->id, PDS_EPERM,
+            "sharing scopes are set on the group's server (nothing "
+            "was changed)");
         return;
     }
     w = pds__daemon_waiter(conn, req);
@@ -760,7 +193,7 @@ static void handle_scope_set(struct daemon *d,
     ev.u.write.value = &flag;
     ev.u.write.value_len = 1;
     if (pds__daemon_step(d, &ev) != 0) {
-        reply_error(conn, req->id, PDS_ENOMEM, "out of memory");
+        pds__daemon_reply_error(conn, req->id, PDS_ENOMEM, "out of memory");
         pds_local_conn_unref(conn);
         free(w);
     }
@@ -798,7 +231,7 @@ static void handle_write(struct daemon *d,
         char errmsg[PDS_ERRMSG_SIZE];
         rv = write_validate(d, req, errmsg);
         if (rv != 0) {
-            reply_error(conn, req->id, rv, errmsg);
+            pds__daemon_reply_error(conn, req->id, rv, errmsg);
             return;
         }
         pds__group_forward(d, conn, req);
@@ -839,7 +272,7 @@ static void handle_write(struct daemon *d,
     rv = pds__daemon_step(d, &ev);
     if (rv != 0) {
         /* The core took nothing: the waiter was not handed out. */
-        reply_error(conn, req->id, rv, pds_strerror(rv));
+        pds__daemon_reply_error(conn, req->id, rv, pds_strerror(rv));
         pds_local_conn_unref(conn);
         free(w);
     }
@@ -908,7 +341,7 @@ static void handle_get(struct daemon *d,
 
     rv = pds_key_validate(&d->cfg.limits, &key, errmsg);
     if (rv != 0) {
-        reply_error(conn, req->id, rv, errmsg);
+        pds__daemon_reply_error(conn, req->id, rv, errmsg);
         return;
     }
     if (pds__scope_is_device(d, key.item, key.item_len)) {
@@ -928,12 +361,12 @@ static void handle_get(struct daemon *d,
         snprintf(errmsg, sizeof(errmsg), "%s \"%.*s\" has no item \"%.*s\"",
                  scope_word(req->scope), (int)req->owner_len, req->owner,
                  (int)req->item_len, req->item);
-        reply_error(conn, req->id, PDS_ENOTFOUND, errmsg);
+        pds__daemon_reply_error(conn, req->id, PDS_ENOTFOUND, errmsg);
         free(value);
         return;
     }
     if (rv != 0) {
-        reply_error(conn, req->id, rv, pds_store_errmsg(d->store));
+        pds__daemon_reply_error(conn, req->id, rv, pds_store_errmsg(d->store));
         return;
     }
     touch(d, req->scope, req->owner, req->owner_len);
@@ -1069,7 +502,7 @@ static void handle_list(struct daemon *d,
         rv = pds_owner_validate(&d->cfg.limits, req->owner, req->owner_len,
                                 errmsg);
         if (rv != 0) {
-            reply_error(conn, req->id, rv, errmsg);
+            pds__daemon_reply_error(conn, req->id, rv, errmsg);
             return;
         }
     }
@@ -1086,13 +519,14 @@ static void handle_list(struct daemon *d,
     if (rv == 0 && !ctx.too_big)
         rv = list_queued(d, &ctx, req);
     if (ctx.too_big) {
-        reply_error(conn, req->id, PDS_ETOOBIG,
-                    "the list is larger than one reply can carry: list one "
-                    "owner at a time");
+        pds__daemon_reply_error(
+            conn, req->id, PDS_ETOOBIG,
+            "the list is larger than one reply can carry: list one "
+            "owner at a time");
     } else if (rv < 0) {
-        reply_error(conn, req->id, rv,
-                    rv == PDS_ENOMEM ? "out of memory"
-                                     : pds_store_errmsg(d->store));
+        pds__daemon_reply_error(conn, req->id, rv,
+                                rv == PDS_ENOMEM ? "out of memory"
+                                                 : pds_store_errmsg(d->store));
     } else {
         rb = pds_reply_new(req->id, 0, NULL);
         if (rb != NULL)
@@ -1148,7 +582,7 @@ static void handle_users(struct daemon *d,
     memset(&ctx, 0, sizeof(ctx));
     rv = pds_store_owners(d->store, collect_owner, &ctx);
     if (rv != 0) {
-        reply_error(conn, req->id, rv, pds_store_errmsg(d->store));
+        pds__daemon_reply_error(conn, req->id, rv, pds_store_errmsg(d->store));
     } else {
         rb = pds_reply_new(req->id, 0, NULL);
         if (rb != NULL)
@@ -1168,8 +602,8 @@ static void handle_log(struct pds_local_conn *conn,
     size_t n;
 
     if (pds_commlog_tail(req->limit, &lines, &n) != 0) {
-        reply_error(conn, req->id, PDS_EIO,
-                    "the communication log could not be read");
+        pds__daemon_reply_error(conn, req->id, PDS_EIO,
+                                "the communication log could not be read");
         return;
     }
     rb = pds_reply_new(req->id, 0, NULL);
@@ -1185,8 +619,9 @@ void pds__daemon_request(struct daemon *d,
 {
 
     if (d->is_stopping) {
-        reply_error(conn, req->id, PDS_ECANCELED,
-                    "pdsyncd is shutting down; nothing was changed");
+        pds__daemon_reply_error(
+            conn, req->id, PDS_ECANCELED,
+            "pdsyncd is shutting down; nothing was changed");
         return;
     }
     switch (req->op) {
@@ -1270,7 +705,7 @@ static void stop(struct daemon *d, const char *why)
     /* Commit what this turn already accepted before closing anything. The
      * loop runs on until the storage queue is empty (its jobs are active
      * requests of the loop), so the store closes after the last write. */
-    commit_batch(&d->commit_check);
+    pds__daemon_commit_now(d);
     pds_local_close(d->local);
     pds__group_close(d);
     close_handles(d);
@@ -1321,53 +756,6 @@ static int lock_data_dir(const char *dir, char *errmsg)
         return -1;
     }
     return fd;
-}
-
-static int load_owner(void *arg, const struct pds_owner_info *o)
-{
-    return pds_core_load_owner(arg, o);
-}
-
-static int load_member(void *arg, const struct pds_member *m)
-{
-    return pds_core_load_member(arg, m);
-}
-
-/*
- * A snapshot replaced the data under the core: build a new core from the
- * store (owners, members, role) and swap it in. A client's core holds no
- * pending writes, so nothing waits on the old one.
- */
-int pds__daemon_core_reload(struct daemon *d)
-{
-    struct pds_store_meta meta;
-    struct pds_core_config ccfg = d->core_cfg;
-    struct pds_core *core;
-    int rv;
-
-    if (pds_core_n_pending(d->core) > 0)
-        return PDS_EBUSY;
-    rv = pds_store_meta(d->store, &meta);
-    if (rv != 0)
-        return rv;
-    ccfg.epoch = meta.epoch;
-    ccfg.last_index = meta.last_index;
-    ccfg.last_hlc = meta.last_hlc;
-    ccfg.role = pds_core_role(d->core);
-    rv = pds_core_new(&ccfg, &core);
-    if (rv != 0)
-        return rv;
-    rv = pds_store_owners(d->store, load_owner, core);
-    if (rv == 0)
-        rv = pds_store_members(d->store, load_member, core);
-    if (rv != 0) {
-        pds_core_free(core);
-        return rv;
-    }
-    pds_core_free(d->core);
-    d->core = core;
-    d->committed = meta.last_index;
-    return 0;
 }
 
 static int open_node(struct daemon *d, char *errmsg)
@@ -1425,7 +813,7 @@ static int open_node(struct daemon *d, char *errmsg)
     ccfg.max_skew_ms = (uint64_t)d->cfg.max_skew_s * 1000u;
     rv = pds_core_new(&ccfg, &d->core);
     if (rv == 0)
-        rv = pds_store_owners(d->store, load_owner, d->core);
+        rv = pds_store_owners(d->store, pds__daemon_load_owner, d->core);
     if (rv != 0) {
         snprintf(errmsg, PDS_ERRMSG_SIZE, "start core: %s", pds_strerror(rv));
         return -1;
@@ -1439,6 +827,18 @@ static int open_node(struct daemon *d, char *errmsg)
             (unsigned long long)meta.last_index, pds_core_n_users(d->core));
     return 0;
 }
+
+/* What host.c and admin.c call above them (daemon.h). */
+static const struct pds_host_hooks hooks = {
+    .update = pds__group_update,
+    .ship_early = pds__repl_ship_early,
+    .unship = pds__repl_unship,
+    .committed = pds__repl_note_commit,
+    .after_commit = pds__group_after_commit,
+    .turn = pds__repl_flush,
+    .tick = pds__repl_tick,
+    .request = pds__daemon_request,
+};
 
 static void usage(FILE *out)
 {
@@ -1481,6 +881,7 @@ int main(int argc, char **argv)
     int rv = 1;
 
     memset(&d, 0, sizeof(d));
+    d.hooks = hooks;
     if (data == NULL || data[0] == '\0')
         data = PDS_DEFAULT_DATA_DIR;
     if (getenv("PDSYNC_DEBUG_OOM_BATCH") != NULL)
@@ -1565,13 +966,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     uv_loop_init(&d.loop);
     pds__diskq_init(&d.diskq, &d.loop);
-    uv_timer_init(&d.loop, &d.ack_timer);
-    d.ack_timer.data = &d;
-    uv_timer_start(&d.ack_timer, on_ack_timer, 100, 100);
-    uv_check_init(&d.loop, &d.commit_check);
-    d.commit_check.data = &d;
-    uv_check_start(&d.commit_check, commit_batch);
-    uv_idle_init(&d.loop, &d.commit_idle);
+    pds__daemon_host_init(&d);
     uv_signal_init(&d.loop, &d.sigterm);
     uv_signal_init(&d.loop, &d.sigint);
     d.sigterm.data = d.sigint.data = &d;

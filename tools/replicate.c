@@ -46,9 +46,6 @@
 #define SNAP_BYTES (1024 * 1024) /* per SNAPSHOT chunk */
 #define MAX_FORWARDED 4096
 #define OUTBOX_RID ((uint64_t)1 << 63) /* rid of a replayed outbox write */
-#define OUTBOX_WINDOW 1024             /* outbox writes sent, unanswered */
-#define OUTBOX_RETRY_MS 1000           /* a timed-out write goes again after */
-#define OUTBOX_TRANSIENT_MS 5000       /* one the server could not take now */
 #define COMMIT_RING 4096               /* recent commits, for lag figures */
 
 struct follower {
@@ -103,12 +100,8 @@ struct queued {
     uint64_t seq;
     struct pds_entry e; /* strings and value point into buf */
     uint8_t *buf;
-    int is_sent;
-    int is_acked;
-    pds_index index;   /* the server's index of it, once acked */
-    int is_done;       /* answered: leaves at the next flush */
-    int is_removing;   /* its removal from the store is under way */
-    uint64_t retry_at; /* loop ms (monotonic): not sent again before */
+    struct pds_outbox_state st; /* its replay (core/outbox.h): loop ms */
+    int is_removing;            /* its removal from the store is under way */
 };
 
 /*
@@ -746,8 +739,16 @@ static struct follower *follower_add(struct daemon *d, struct pds_conn *c)
     struct follower *f = follower_find(r, pds_conn_id(c));
 
     if (f == NULL) {
-        if (r->n_followers == MAX_FOLLOWERS)
+        if (r->n_followers == MAX_FOLLOWERS) {
+            /* Said on both sides; the follower tries again later. */
+            pds_commlog(PDS_LOG_WARNING,
+                        "client at %s not served: the server follows %d "
+                        "connections already",
+                        pds_conn_address(c), MAX_FOLLOWERS);
+            pds_conn_close(c, "the server follows too many connections: "
+                              "try again later");
             return NULL;
+        }
         f = &r->followers[r->n_followers++];
     } else
         snap_end(f);
@@ -900,6 +901,9 @@ void pds__repl_on_ack(struct daemon *d,
     ship(d, f, d->committed);
 }
 
+static void
+write_ack(struct daemon *d, const struct waiter *w, const struct pds_reply *r);
+
 /* Server: a client's write answered with an error before the core saw it
  * (w is freed). */
 static void
@@ -910,7 +914,7 @@ refuse_write(struct daemon *d, struct waiter *w, int status, const char *err)
     memset(&r, 0, sizeof(r));
     r.status = status;
     snprintf(r.errmsg, sizeof(r.errmsg), "%s", err);
-    pds__group_write_ack(d, w, &r);
+    write_ack(d, w, &r);
     free(w);
 }
 
@@ -925,11 +929,24 @@ void pds__repl_on_write(struct daemon *d,
     uint8_t *value = NULL;
     int rv;
 
-    if (w == NULL)
+    if (w == NULL) {
+        /* Answered at once, from a waiter of our own. */
+        struct waiter none;
+        struct pds_reply r;
+        memset(&none, 0, sizeof(none));
+        none.id = m->rid;
+        none.remote_conn = pds_conn_id(c);
+        memset(&r, 0, sizeof(r));
+        r.status = PDS_ENOMEM;
+        snprintf(r.errmsg, sizeof(r.errmsg),
+                 "the server ran out of memory: the write was not stored");
+        write_ack(d, &none, &r);
         return;
+    }
     memset(w, 0, sizeof(*w));
     w->id = m->rid;
     w->remote_conn = pds_conn_id(c);
+    w->answer = write_ack;
     memset(&ev, 0, sizeof(ev));
     ev.type = PDS_EVENT_WRITE;
     ev.now = pds__wall_ms();
@@ -1010,11 +1027,10 @@ void pds__repl_on_write(struct daemon *d,
         refuse_write(d, w, rv, pds_strerror(rv));
 }
 
-void pds__group_write_ack(struct daemon *d,
-                          const struct waiter *w,
-                          const struct pds_reply *r)
+static void
+write_ack(struct daemon *d, const struct waiter *w, const struct pds_reply *r)
 {
-    struct pds_conn *c = pds__group_conn(d, w->remote_conn);
+    struct pds_conn *c = pds__daemon_conn(d, w->remote_conn);
     struct pds_msg m;
 
     if (r->status == 0 && r->outcome == PDS_OUTCOME_CLAMPED)
@@ -1044,23 +1060,42 @@ static void follower_next(struct daemon *d);
 static void held_drop(struct pds_repl *r);
 static void chunks_drop(struct pds_repl *r);
 
-static int
-queued_add(struct pds_repl *r, uint64_t seq, const struct pds_entry *e)
+/* Room in the outbox for `more` entries after those it holds: 0, or
+ * PDS_ENOMEM with the outbox as it was. */
+static int outbox_reserve(struct pds_repl *r, size_t more)
+{
+    size_t cap = r->cap_outbox == 0 ? 64 : r->cap_outbox;
+    struct queued *p;
+
+    while (cap < r->n_outbox + more)
+        cap *= 2;
+    if (cap == r->cap_outbox)
+        return 0;
+    p = realloc(r->outbox, cap * sizeof(*p));
+    if (p == NULL)
+        return PDS_ENOMEM;
+    r->outbox = p;
+    r->cap_outbox = cap;
+    return 0;
+}
+
+/* Add e to the outbox. buf: memory for its bytes made beforehand (taken,
+ * also on failure), or NULL to allocate it here. */
+static int queued_add(struct pds_repl *r,
+                      uint64_t seq,
+                      const struct pds_entry *e,
+                      uint8_t *buf)
 {
     struct queued *q;
     size_t n = e->key.owner_len + e->key.item_len + e->value_len;
 
-    if (r->n_outbox == r->cap_outbox) {
-        size_t cap = r->cap_outbox == 0 ? 64 : r->cap_outbox * 2;
-        struct queued *p = realloc(r->outbox, cap * sizeof(*p));
-        if (p == NULL)
-            return PDS_ENOMEM;
-        r->outbox = p;
-        r->cap_outbox = cap;
+    if (outbox_reserve(r, 1) != 0) {
+        free(buf);
+        return PDS_ENOMEM;
     }
     q = &r->outbox[r->n_outbox];
     memset(q, 0, sizeof(*q));
-    q->buf = malloc(n + 1);
+    q->buf = buf != NULL ? buf : malloc(n + 1);
     if (q->buf == NULL)
         return PDS_ENOMEM;
     memcpy(q->buf, e->key.owner, e->key.owner_len);
@@ -1092,7 +1127,7 @@ static int load_one(void *arg, uint64_t seq, const struct pds_entry *e)
 
     if (la->after != NULL && seq <= *la->after)
         return 0; /* held already, with what was sent and answered */
-    return queued_add(la->r, seq, e);
+    return queued_add(la->r, seq, e, NULL);
 }
 
 static void outbox_clear(struct pds_repl *r)
@@ -1207,7 +1242,7 @@ static void outbox_flush_done(struct daemon *d)
     if (r->outbox_removing)
         return; /* after the removal under way */
     for (i = 0; i < r->n_outbox; i++)
-        n += r->outbox[i].is_done;
+        n += r->outbox[i].st.is_done;
     if (n == 0)
         return;
     j = malloc(sizeof(*j) + n * sizeof(j->seqs[0]));
@@ -1217,7 +1252,7 @@ static void outbox_flush_done(struct daemon *d)
     j->rv = 0;
     j->n = 0;
     for (i = 0; i < r->n_outbox; i++) {
-        if (r->outbox[i].is_done) {
+        if (r->outbox[i].st.is_done) {
             r->outbox[i].is_removing = 1;
             j->seqs[j->n++] = r->outbox[i].seq;
         }
@@ -1265,19 +1300,21 @@ void pds__repl_flush(struct daemon *d)
 static void outbox_pump(struct daemon *d)
 {
     struct pds_repl *r = d->repl;
-    struct pds_conn *c = d->is_linked ? pds__group_conn(d, d->link_conn) : NULL;
+    struct pds_conn *c =
+        d->is_linked ? pds__daemon_conn(d, d->link_conn) : NULL;
     uint64_t now = uv_now(&d->loop);
     size_t i;
 
     if (c == NULL || r->snap_receiving || r->snap_pending)
         return;
-    for (i = 0; i < r->n_outbox && r->n_outbox_sent < OUTBOX_WINDOW; i++) {
+    for (i = 0; i < r->n_outbox && r->n_outbox_sent < PDS_OUTBOX_WINDOW; i++) {
         struct queued *q = &r->outbox[i];
         struct pds_msg m;
-        if (q->is_sent || q->is_done)
+        enum pds_outbox_due due = pds_outbox_due(&q->st, now);
+        if (due == PDS_OUTBOX_SKIP)
             continue;
-        if (q->retry_at > now)
-            break; /* in order: it goes again first */
+        if (due == PDS_OUTBOX_WAIT)
+            break;
         memset(&m, 0, sizeof(m));
         m.type = PDS_MSG_WRITE;
         m.rid = OUTBOX_RID | q->seq;
@@ -1293,7 +1330,7 @@ static void outbox_pump(struct daemon *d)
         m.is_queued = 1;
         if (pds_conn_send(c, &m) != 0)
             return;
-        q->is_sent = 1;
+        pds_outbox_sent(&q->st);
         r->n_outbox_sent++;
     }
 }
@@ -1326,52 +1363,43 @@ static void outbox_answer(struct daemon *d, const struct pds_msg *m)
 {
     struct pds_repl *r = d->repl;
     struct queued *q = queued_find(r, m->rid & ~OUTBOX_RID);
+    enum pds_outbox_verdict verdict;
+    int was_sent;
 
-    if (q == NULL || q->is_done || !q->is_sent)
+    if (q == NULL)
         return;
-    if (!q->is_acked && r->n_outbox_sent > 0)
+    verdict = pds_outbox_answer(
+        &q->st, m->code, m->outcome == PDS_WRITE_SUPERSEDED, m->index,
+        q->e.op == PDS_OP_DEL_OWNER, pds_core_last_index(d->core),
+        uv_now(&d->loop), &was_sent);
+    if (was_sent && r->n_outbox_sent > 0)
         r->n_outbox_sent--;
-    if (m->code == PDS_ETIMEDOUT) {
+    switch (verdict) {
+    case PDS_OUTBOX_IGNORED:
+        return;
+    case PDS_OUTBOX_RETRY_SOON:
         /* Committed on the server and not confirmed by its standby in
          * time, or lost to a version the standby has not confirmed: sent
          * again a little later (pds__repl_tick), and then decided. */
-        q->is_sent = 0;
-        q->retry_at = uv_now(&d->loop) + OUTBOX_RETRY_MS;
-        outbox_pump(d);
-        return;
-    }
-    if (m->code == PDS_ENOTFOUND && q->e.op == PDS_OP_DEL_OWNER) {
-        /* The owner is gone already (this delete came before and its
-         * answer was lost, or another): what it asked for holds. */
+        break;
+    case PDS_OUTBOX_HOLDS:
         pds_commlog(PDS_LOG_INFO,
                     "a delete-user %.*s queued while offline: the server "
                     "holds no such owner any more",
                     (int)q->e.key.owner_len, q->e.key.owner);
-        q->is_done = 1;
-        outbox_pump(d);
-        return;
-    }
-    if (m->code != 0 && m->code != PDS_ETOOBIG && m->code != PDS_ELIMIT &&
-        m->code != PDS_EINVAL && m->code != PDS_EBADNAME &&
-        m->code != PDS_ENOTFOUND && m->code != PDS_EPERM) {
-        /* Not a refusal of the write itself (the server's disk or budget
-         * is full, an I/O error, it is shutting down): kept, in its
-         * place, and sent again later. */
+        break;
+    case PDS_OUTBOX_RETRY_LATER:
         snprintf(r->outbox_error, sizeof(r->outbox_error),
                  "%s %.*s/%.*s not taken by the server for now (kept, sent "
                  "again in %d s): %s",
                  op_word(q->e.op), (int)q->e.key.owner_len, q->e.key.owner,
                  (int)q->e.key.item_len, q->e.key.item,
-                 OUTBOX_TRANSIENT_MS / 1000, m->err);
+                 PDS_OUTBOX_TRANSIENT_MS / 1000, m->err);
         pds_commlog(PDS_LOG_WARNING, "a write queued while offline was %s",
                     r->outbox_error);
         r->outbox_error_is_transient = 1;
-        q->is_sent = 0;
-        q->retry_at = uv_now(&d->loop) + OUTBOX_TRANSIENT_MS;
-        outbox_pump(d);
-        return;
-    }
-    if (m->code != 0) {
+        break;
+    case PDS_OUTBOX_REFUSED:
         r->n_rejected++;
         snprintf(r->outbox_error, sizeof(r->outbox_error),
                  "%s %.*s/%.*s refused by the server: %s", op_word(q->e.op),
@@ -1380,8 +1408,8 @@ static void outbox_answer(struct daemon *d, const struct pds_msg *m)
         pds_commlog(PDS_LOG_ERROR, "a write queued while offline was %s",
                     r->outbox_error);
         r->outbox_error_is_transient = 0;
-        q->is_done = 1;
-    } else if (m->outcome == PDS_WRITE_SUPERSEDED) {
+        break;
+    case PDS_OUTBOX_LOST:
         r->n_lost++;
         if (q->e.op == PDS_OP_DEL_OWNER)
             pds_commlog(PDS_LOG_WARNING,
@@ -1394,16 +1422,13 @@ static void outbox_answer(struct daemon *d, const struct pds_msg *m)
                         "newer version on the server",
                         (int)q->e.key.owner_len, q->e.key.owner,
                         (int)q->e.key.item_len, q->e.key.item);
-        q->is_done = 1;
-    } else {
+        break;
+    case PDS_OUTBOX_TAKEN:
         if (r->outbox_error_is_transient) {
             r->outbox_error[0] = '\0'; /* the server takes writes again */
             r->outbox_error_is_transient = 0;
         }
-        q->is_acked = 1;
-        q->index = m->index;
-        if (q->index <= pds_core_last_index(d->core))
-            q->is_done = 1;
+        break;
     }
     outbox_pump(d);
 }
@@ -1424,8 +1449,7 @@ static void outbox_settle(struct daemon *d)
     size_t i;
 
     for (i = 0; i < r->n_outbox; i++) {
-        if (r->outbox[i].is_acked && r->outbox[i].index <= applied)
-            r->outbox[i].is_done = 1;
+        pds_outbox_settle(&r->outbox[i].st, applied);
     }
 }
 
@@ -1436,7 +1460,7 @@ static size_t outbox_live(struct pds_repl *r, uint64_t *bytes)
 
     *bytes = 0;
     for (i = 0; i < r->n_outbox; i++) {
-        if (r->outbox[i].is_done)
+        if (r->outbox[i].st.is_done)
             continue;
         n++;
         *bytes += r->outbox[i].e.key.owner_len + r->outbox[i].e.key.item_len +
@@ -1455,6 +1479,7 @@ struct outbox_add_job {
     uint64_t seq;
     int rv;
     char errmsg[PDS_ERRMSG_SIZE];
+    uint8_t *qbuf; /* the outbox's copy, made before the write is stored */
     uint8_t buf[];
 };
 
@@ -1480,8 +1505,20 @@ static void outbox_add_done(struct pds_diskq_job *job)
 
     r->n_outbox_adding--;
     r->outbox_adding_bytes -= j->e.value_len;
-    if (rv == 0)
-        rv = queued_add(r, j->seq, &j->e);
+    if (rv == 0) {
+        /* Room was made before the write was stored: cannot fail. */
+        rv = queued_add(r, j->seq, &j->e, j->qbuf);
+        j->qbuf = NULL;
+        if (rv != 0) {
+            /* Stored all the same: it goes at the next start. */
+            pds_commlog(PDS_LOG_ERROR,
+                        "out of memory: outbox entry %llu is stored but "
+                        "waits for the next start of pdsyncd to be sent",
+                        (unsigned long long)j->seq);
+            rv = 0;
+        }
+    }
+    free(j->qbuf);
     if (rv != 0) {
         pds__daemon_send(
             j->conn,
@@ -1553,7 +1590,12 @@ static void queue_write(struct daemon *d,
     }
     j = calloc(1,
                sizeof(*j) + e.key.owner_len + e.key.item_len + e.value_len + 1);
-    if (j == NULL) {
+    /* The outbox's room and copy now: once stored, the write must be
+     * taken into it. */
+    if (j == NULL || outbox_reserve(r, r->n_outbox_adding + 1) != 0 ||
+        (j->qbuf = malloc(e.key.owner_len + e.key.item_len + e.value_len +
+                          1)) == NULL) {
+        free(j);
         pds__daemon_send(conn,
                          pds_reply_new(req->id, PDS_ENOMEM, "out of memory"));
         return;
@@ -1583,7 +1625,7 @@ size_t pds__repl_outbox(struct daemon *d, const struct pds_entry **e, size_t i)
 
     ensure_loaded(d);
     if (i < r->n_outbox)
-        *e = r->outbox[i].is_done ? NULL : &r->outbox[i].e;
+        *e = r->outbox[i].st.is_done ? NULL : &r->outbox[i].e;
     return r->n_outbox;
 }
 
@@ -1699,7 +1741,7 @@ static struct pds_conn *job_link(struct daemon *d)
 
     if (!d->is_linked || d->link_conn != r->fjob.conn)
         return NULL;
-    return pds__group_conn(d, r->fjob.conn);
+    return pds__daemon_conn(d, r->fjob.conn);
 }
 
 /* On a pool thread: one chunk into the staging tables; the first clears
@@ -1976,7 +2018,8 @@ void pds__repl_on_entries(struct daemon *d,
 static int held_may_wait(struct daemon *d)
 {
     struct pds_repl *r = d->repl;
-    struct pds_conn *c = d->is_linked ? pds__group_conn(d, d->link_conn) : NULL;
+    struct pds_conn *c =
+        d->is_linked ? pds__daemon_conn(d, d->link_conn) : NULL;
 
     return c != NULL && r->held.n > 0 &&
            pds_repl_defer_flush(r->held.e[r->held.n - 1].index,
@@ -2194,8 +2237,7 @@ void pds__repl_link_lost(struct daemon *d)
     r->n_forwarded = 0;
     /* Unanswered queued writes go again; the server spots duplicates. */
     for (i = 0; i < r->n_outbox; i++) {
-        if (!r->outbox[i].is_acked)
-            r->outbox[i].is_sent = 0;
+        pds_outbox_link_lost(&r->outbox[i].st);
     }
     r->n_outbox_sent = 0;
     r->snap_receiving = 0;

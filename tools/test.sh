@@ -16,6 +16,7 @@ tools/deps.sh strace lmdb-utils || exit 1
 jobs=$(nproc 2>/dev/null || echo 2)
 
 tools/format.sh --check || { echo "formatting: run tools/format.sh"; echo "0 passed, 1 failed"; exit 1; }
+tools/layers.sh || { echo "tools/: a cycle between its files (tools/layers.sh)"; echo "0 passed, 1 failed"; exit 1; }
 
 exclude='bench|slow'
 [ "${PDS_TEST_SLOW:-0}" = 1 ] && exclude='bench'

@@ -37,9 +37,8 @@ static void slow(const char *call)
     if (flag == NULL || access(flag, F_OK) != 0)
         return;
     if (log != NULL) {
-        n = snprintf(line, sizeof(line), "DELAYED %s thread=%s tid=%ld\n",
-                     call, gettid() == getpid() ? "main" : "pool",
-                     (long)gettid());
+        n = snprintf(line, sizeof(line), "DELAYED %s thread=%s tid=%ld\n", call,
+                     gettid() == getpid() ? "main" : "pool", (long)gettid());
         fd = open(log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
         if (fd >= 0) {
             if (n > 0 && write(fd, line, (size_t)n) < 0)

@@ -1547,6 +1547,81 @@ TEST(ack_local_and_auto)
     pds_ack_close(&a);
 }
 
+TEST(outbox_answers_decide_each_write)
+{
+    struct pds_outbox_state st;
+    int was;
+
+    memset(&st, 0, sizeof(st));
+    CHECK_EQ(pds_outbox_due(&st, 0), PDS_OUTBOX_SEND);
+    CHECK_EQ(pds_outbox_answer(&st, 0, 0, 3, 0, 0, 0, &was),
+             PDS_OUTBOX_IGNORED); /* never sent: not its answer */
+    CHECK_EQ(was, 0);
+    pds_outbox_sent(&st);
+    CHECK_EQ(pds_outbox_due(&st, 0), PDS_OUTBOX_SKIP);
+    /* Not confirmed by the server's standby: again, soon. */
+    CHECK_EQ(pds_outbox_answer(&st, PDS_ETIMEDOUT, 0, 0, 0, 0, 100, &was),
+             PDS_OUTBOX_RETRY_SOON);
+    CHECK_EQ(was, 1);
+    CHECK_EQ(pds_outbox_due(&st, 100 + PDS_OUTBOX_RETRY_MS - 1),
+             PDS_OUTBOX_WAIT);
+    CHECK_EQ(pds_outbox_due(&st, 100 + PDS_OUTBOX_RETRY_MS), PDS_OUTBOX_SEND);
+    /* The server cannot take writes now: kept, later. */
+    pds_outbox_sent(&st);
+    CHECK_EQ(pds_outbox_answer(&st, PDS_EIO, 0, 0, 0, 0, 2000, &was),
+             PDS_OUTBOX_RETRY_LATER);
+    CHECK_EQ(st.retry_at, 2000 + PDS_OUTBOX_TRANSIENT_MS);
+    CHECK(!st.is_done);
+    /* A refusal of the write itself: done, and later answers ignored. */
+    pds_outbox_sent(&st);
+    CHECK_EQ(pds_outbox_answer(&st, PDS_ELIMIT, 0, 0, 0, 0, 9000, &was),
+             PDS_OUTBOX_REFUSED);
+    CHECK(st.is_done);
+    CHECK_EQ(pds_outbox_due(&st, 99999), PDS_OUTBOX_SKIP);
+    CHECK_EQ(pds_outbox_answer(&st, 0, 0, 5, 0, 0, 9001, &was),
+             PDS_OUTBOX_IGNORED);
+
+    /* A delete-user of an owner the server no longer has holds. */
+    memset(&st, 0, sizeof(st));
+    pds_outbox_sent(&st);
+    CHECK_EQ(pds_outbox_answer(&st, PDS_ENOTFOUND, 0, 0, 1, 0, 0, &was),
+             PDS_OUTBOX_HOLDS);
+    CHECK(st.is_done);
+    memset(&st, 0, sizeof(st));
+    pds_outbox_sent(&st);
+    CHECK_EQ(pds_outbox_answer(&st, PDS_ENOTFOUND, 0, 0, 0, 0, 0, &was),
+             PDS_OUTBOX_REFUSED);
+
+    /* A newer version on the server: lost. */
+    memset(&st, 0, sizeof(st));
+    pds_outbox_sent(&st);
+    CHECK_EQ(pds_outbox_answer(&st, 0, 1, 0, 0, 0, 0, &was), PDS_OUTBOX_LOST);
+    CHECK(st.is_done);
+
+    /* Taken at 7 while 5 is applied: done once 7 is. */
+    memset(&st, 0, sizeof(st));
+    pds_outbox_sent(&st);
+    CHECK_EQ(pds_outbox_answer(&st, 0, 0, 7, 0, 5, 0, &was), PDS_OUTBOX_TAKEN);
+    CHECK(!st.is_done);
+    pds_outbox_link_lost(&st); /* taken: not sent again */
+    CHECK_EQ(pds_outbox_due(&st, 0), PDS_OUTBOX_SKIP);
+    pds_outbox_settle(&st, 6);
+    CHECK(!st.is_done);
+    pds_outbox_settle(&st, 7);
+    CHECK(st.is_done);
+    /* Taken at an index applied already: done at once. */
+    memset(&st, 0, sizeof(st));
+    pds_outbox_sent(&st);
+    CHECK_EQ(pds_outbox_answer(&st, 0, 0, 4, 0, 5, 0, &was), PDS_OUTBOX_TAKEN);
+    CHECK(st.is_done);
+
+    /* Sent, the link lost before an answer: it goes again. */
+    memset(&st, 0, sizeof(st));
+    pds_outbox_sent(&st);
+    pds_outbox_link_lost(&st);
+    CHECK_EQ(pds_outbox_due(&st, 0), PDS_OUTBOX_SEND);
+}
+
 TEST(link_retry_backs_off_with_jitter)
 {
     uint32_t r;
@@ -1743,6 +1818,7 @@ TEST_MAIN(T(repl_decide_follow_or_refresh),
           T(ack_standby_waits_then_times_out_per_commit),
           T(ack_optional_degrades_and_recovers),
           T(ack_local_and_auto),
+          T(outbox_answers_decide_each_write),
           T(link_retry_backs_off_with_jitter),
           T(hlc_monotonic_across_clock_steps),
           T(hlc_logical_overflow_carries),
