@@ -5,8 +5,10 @@
  * One server and N_FOLLOWERS followers in one process, over a seeded fake
  * network and clock. The server is a real pds_core (its writes, the
  * last-writer-wins decision on clients' versions, acknowledgements after
- * persistence or the standby's confirmation, timeouts); the decisions of
- * log shipping are the core's pds_repl_* functions, as in the daemon. The
+ * persistence or the standby's confirmation, timeouts); when a write is
+ * acknowledged is the rule of core/ack.h (each commit's own deadline, a
+ * standby's lost link), and the decisions of log shipping are the core's
+ * pds_repl_* functions, as in the daemon. The
  * storage of every node is a model: records of a few keys of three users,
  * each user's delete mark (its last delete-user), a position, and what an
  * fsync made durable. Follower 0 is the standby (acknowledgement
@@ -222,8 +224,9 @@ struct sim {
     struct hentry batch[64];
     int n_batch;
     int shipped_early; /* the batch went to the standby already */
-    pds_index standby_acked;
-    int waiting_since; /* step; -1 when nothing waits */
+    /* When writes are acknowledged: the product's rule (core/ack.h) in
+     * standby mode, its clock the step count. */
+    struct pds_ack ack;
     int server_down_until;
     struct sfollow sf[N_FOLLOWERS];
     struct req reqs[MAX_REQS];
@@ -409,6 +412,8 @@ static void conn_lost(struct sim *s, int f)
     fl->n_held = 0;
     for (i = 0; i < fl->n_outbox; i++)
         fl->outbox[i].is_sent = 0;
+    if (f == 0)
+        pds_ack_standby_gone(&s->ack); /* known again from its next SYNC */
     server_drop_follower(s, f);
 }
 
@@ -645,7 +650,7 @@ static int server_write(struct sim *s,
         ev.u.write.current = cur->v;
         ev.u.write.current_index = cur->index;
     }
-    ev.u.write.trusted = s->standby_acked; /* standby acknowledgement mode */
+    ev.u.write.trusted = s->ack.standby_acked; /* standby mode */
     ev.u.write.is_queued = is_queued;
     if (origin != NULL) {
         pds_index k;
@@ -794,6 +799,26 @@ static int settle(struct sim *s, pds_index index, int timeout)
     return carry_out(s, &u);
 }
 
+/* Carry out what the acknowledgement rule says (host.c's ack_apply). */
+static int ack_apply(struct sim *s, const struct pds_ack_out *out)
+{
+    if (out->timeout != 0 && settle(s, out->timeout, 1) != 0)
+        return -1;
+    if (out->answer != 0 && settle(s, out->answer, 0) != 0)
+        return -1;
+    return 0;
+}
+
+/* The server's rule as a new server process starts it. */
+static void ack_start(struct sim *s)
+{
+    struct pds_ack_out out;
+
+    pds_ack_close(&s->ack);
+    pds_ack_init(&s->ack, PDS_ACK_STANDBY, ACK_TIMEOUT);
+    pds_ack_set_standby(&s->ack, 1, &out);
+}
+
 /* Before the commit: the batch goes to the standby (the fsyncs overlap). */
 static void ship_early(struct sim *s)
 {
@@ -885,14 +910,11 @@ static int server_commit(struct sim *s)
         s->first = 1;
     for (f = 0; f < N_FOLLOWERS; f++)
         ship(s, f);
-    if (settle(s, s->standby_acked < s->durable ? s->standby_acked : s->durable,
-               0) != 0)
-        return -1;
-    if (pds_core_last_index(s->core) >= s->durable)
-        s->waiting_since = -1;
-    else if (s->waiting_since < 0)
-        s->waiting_since = s->step;
-    return 0;
+    {
+        struct pds_ack_out out;
+        pds_ack_committed(&s->ack, s->durable, 1, (uint64_t)s->step, &out);
+        return ack_apply(s, &out);
+    }
 }
 
 static int server_crash(struct sim *s)
@@ -907,8 +929,7 @@ static int server_crash(struct sim *s)
     s->n_batch = 0; /* not durable: lost, even if the standby has it */
     s->shipped_early = 0;
     memset(s->reqs, 0, sizeof(s->reqs));
-    s->standby_acked = 0;
-    s->waiting_since = -1;
+    ack_start(s);
     s->server_down_until = s->step + 1 + (int)(rnd(s) % 10);
     s->epoch++; /* its restart begins a new term */
     if (core_make(s) != 0) {
@@ -952,10 +973,10 @@ static int server_on_msg(struct sim *s, const struct msg *m)
         }
         sf->following = 1;
         pds_repl_follow(&sf->log, m->index);
-        if (m->f == 0 && m->index > s->standby_acked) {
-            s->standby_acked = m->index;
-            if (settle(s, m->index < s->durable ? m->index : s->durable, 0) !=
-                0)
+        if (m->f == 0) {
+            struct pds_ack_out out;
+            pds_ack_confirmed(&s->ack, m->index, &out);
+            if (ack_apply(s, &out) != 0)
                 return -1;
         }
         ship(s, m->f);
@@ -977,12 +998,10 @@ static int server_on_msg(struct sim *s, const struct msg *m)
             return -1;
         }
         if (m->f == 0) {
-            s->standby_acked = m->index;
-            if (settle(s, m->index < s->durable ? m->index : s->durable, 0) !=
-                0)
+            struct pds_ack_out out;
+            pds_ack_confirmed(&s->ack, m->index, &out);
+            if (ack_apply(s, &out) != 0)
                 return -1;
-            if (pds_core_last_index(s->core) >= s->durable)
-                s->waiting_since = -1;
         }
         ship(s, m->f);
         return 0;
@@ -1451,7 +1470,7 @@ static int not_found_holds(struct sim *s, const struct acked *a)
              (unsigned long long)gs->v.node, (unsigned long long)gs->index,
              (unsigned long long)s->fl[0].dur_pos,
              (unsigned long long)gb->v.hlc, (unsigned long long)gb->v.node,
-             (unsigned long long)s->standby_acked);
+             (unsigned long long)s->ack.standby_acked);
     return -1;
 }
 
@@ -1626,11 +1645,12 @@ static int step(struct sim *s, int faults)
             return -1;
         }
     }
-    if (s->waiting_since >= 0 && s->step - s->waiting_since > ACK_TIMEOUT &&
-        pds_core_last_index(s->core) < s->durable) {
-        if (settle(s, s->durable, 1) != 0)
+    {
+        struct pds_ack_out out;
+        pds_ack_tick(&s->ack, pds_core_last_index(s->core), (uint64_t)s->step,
+                     &out);
+        if (ack_apply(s, &out) != 0)
             return -1;
-        s->waiting_since = -1;
     }
 net:
     for (f = 0; f < N_FOLLOWERS; f++) {
@@ -1675,7 +1695,7 @@ static int run(uint64_t seed, int steps, int *n_faults)
         return -1;
     s->seed = seed;
     s->rng = seed * 2654435761u + 1;
-    s->waiting_since = -1;
+    ack_start(s);
     s->first = 0;
     s->epoch = 1;
     for (i = 0; i < N_FOLLOWERS; i++) {
@@ -1690,6 +1710,7 @@ static int run(uint64_t seed, int steps, int *n_faults)
             s->fl[i].clock_skew = (int64_t)(rnd(s) % 200) - 100;
     }
     if (core_make(s) != 0) {
+        pds_ack_close(&s->ack);
         free(s);
         return -1;
     }
@@ -1701,11 +1722,11 @@ static int run(uint64_t seed, int steps, int *n_faults)
     s->server_down_until = 0;
     for (i = 0; i < 5000 && rv == 0 && !converged(s); i++) {
         rv = step(s, 0);
-        if (rv == 0 && s->waiting_since < 0 &&
+        if (rv == 0 && s->ack.n_waits == 0 &&
             pds_core_last_index(s->core) < s->durable)
             rv = settle(s,
-                        s->standby_acked < s->durable ? s->standby_acked
-                                                      : s->durable,
+                        s->ack.standby_acked < s->durable ? s->ack.standby_acked
+                                                          : s->durable,
                         0);
     }
     if (rv == 0 && !converged(s) && getenv("PDS_SIM_TRACE") != NULL) {
@@ -1739,6 +1760,7 @@ static int run(uint64_t seed, int steps, int *n_faults)
                 s->step, s->why);
     *n_faults = s->faults;
     pds_core_free(s->core);
+    pds_ack_close(&s->ack);
     free(s);
     return rv;
 }
