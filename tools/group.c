@@ -405,6 +405,7 @@ static void
 on_join(struct daemon *d, struct pds_conn *c, const struct pds_msg *m)
 {
     struct pds_event ev;
+    int rv;
     uint8_t expect[PDS_PROOF_BYTES];
 
     memset(&ev, 0, sizeof(ev));
@@ -436,7 +437,15 @@ on_join(struct daemon *d, struct pds_conn *c, const struct pds_msg *m)
             pds_conn_set_data(c, pk);
         }
     }
-    pds__daemon_step(d, &ev);
+    rv = pds__daemon_step(d, &ev);
+    if (rv != 0) {
+        char why[PDS_ERRMSG_SIZE];
+        snprintf(why, sizeof(why), "the server could not take the join: %s",
+                 pds_strerror(rv));
+        pds_commlog(PDS_LOG_ERROR, "client at %s: %s", pds_conn_address(c),
+                    why);
+        pds_conn_close(c, why);
+    }
 }
 
 /* Client side: the welcome's settings are stored; the link begins. */
@@ -538,6 +547,7 @@ on_welcome(struct daemon *d, struct pds_conn *c, const struct pds_msg *m)
 static void on_leave(struct daemon *d, struct pds_conn *c)
 {
     struct pds_event ev;
+    int rv;
     char target[17];
 
     snprintf(target, sizeof(target), "%016llx",
@@ -550,7 +560,12 @@ static void on_leave(struct daemon *d, struct pds_conn *c)
     ev.u.member_admin.target = target;
     pds_commlog(PDS_LOG_INFO, "client %s (%s) stopped its synchronization",
                 target, pds_conn_address(c));
-    pds__daemon_step(d, &ev);
+    rv = pds__daemon_step(d, &ev);
+    if (rv != 0)
+        pds_commlog(PDS_LOG_ERROR,
+                    "client %s stopped its synchronization, but the server "
+                    "could not record it (it still counts the machine): %s",
+                    target, pds_strerror(rv));
 }
 
 /* An epoch heard from a peer, being stored on the storage queue. */
@@ -796,8 +811,12 @@ static void on_close(void *arg, struct pds_conn *c, const char *error)
          * after a restart whether it will need a refresh), no error. */
         if (d->is_stopping)
             ev.u.left.error = "";
-        if (!d->is_stopping || ev.u.left.has_position)
-            pds__daemon_step(d, &ev);
+        if ((!d->is_stopping || ev.u.left.has_position) &&
+            pds__daemon_step(d, &ev) != 0)
+            pds_commlog(PDS_LOG_ERROR,
+                        "the end of the connection of %s could not be "
+                        "recorded (out of memory)",
+                        pds_conn_address(c));
     } else if (error != NULL && !pds_conn_is_initiator(c) &&
                strncmp(error, "refused: ", 9) != 0) {
         /* Our own refusals were logged when they were decided. */
@@ -1637,11 +1656,17 @@ static void on_tick(uv_timer_t *t)
 {
     struct daemon *d = t->data;
     struct pds_event ev;
+    int rv;
 
     memset(&ev, 0, sizeof(ev));
     ev.type = PDS_EVENT_TICK;
     ev.now = pds__wall_ms();
-    pds__daemon_step(d, &ev);
+    rv = pds__daemon_step(d, &ev);
+    if (rv != 0)
+        pds_commlog(PDS_LOG_ERROR,
+                    "reclaiming the slots of silent clients failed (tried "
+                    "again at the next tick): %s",
+                    pds_strerror(rv));
 }
 
 /* Write DIR/listen.addr atomically once the port is bound. */

@@ -291,7 +291,10 @@ static void touch(struct daemon *d,
     ev.u.touch.scope = scope;
     ev.u.touch.owner = owner;
     ev.u.touch.owner_len = owner_len;
-    pds__daemon_step(d, &ev);
+    /* Only the owner's last use for the user limit: a read goes on. */
+    if (pds__daemon_step(d, &ev) != 0)
+        pds_log(PDS_LOG_WARNING, "the last use of %.*s was not recorded",
+                (int)owner_len, owner);
 }
 
 static const char *scope_word(enum pds_scope scope)
