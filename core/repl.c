@@ -38,8 +38,7 @@ enum pds_sync_verdict pds_repl_decide(const struct pds_sync *sync,
      * term of a server has an epoch of its own, so one (epoch, index) is
      * one entry on every node: the same epoch there means the same history
      * up to it. */
-    if ((view->first_index != 0 && sync->index + 1 >= view->first_index) ||
-        (view->first_index == 0 && sync->index == view->last_index)) {
+    if (pds_repl_retained(sync->index, view->first_index, view->last_index)) {
         if (view->index_epoch != sync->epoch) {
             *why = "on a branch that diverged";
             return PDS_SYNC_REFRESH;
@@ -48,6 +47,15 @@ enum pds_sync_verdict pds_repl_decide(const struct pds_sync *sync,
     }
     *why = "behind the log retention";
     return PDS_SYNC_REFRESH;
+}
+
+int pds_repl_retained(pds_index position,
+                      pds_index first_index,
+                      pds_index last_index)
+{
+    if (position >= last_index)
+        return 1; /* nothing to catch up (or ahead: decided elsewhere) */
+    return first_index != 0 && position + 1 >= first_index;
 }
 
 void pds_repl_follow(struct pds_follower *f, pds_index position)

@@ -67,6 +67,17 @@ pds_index pds_repl_window(const struct pds_follower *f,
 pds_index pds_repl_window_end(const struct pds_follower *f,
                               pds_index last,
                               pds_index max_inflight);
+/*
+ * Whether the server's retained log (first_index..last_index; first_index
+ * 0 when it keeps no entry) still continues from a member's position, so
+ * that it can catch up from the log: 1, or 0 when it will need a refresh
+ * (a snapshot) when it comes back ("needs refresh" in the client list).
+ * pds_repl_decide() follows the same rule for a position it knows.
+ */
+int pds_repl_retained(pds_index position,
+                      pds_index first_index,
+                      pds_index last_index);
+
 /* n entries were sent. */
 void pds_repl_sent(struct pds_follower *f, pds_index n);
 /* An acknowledgement: PDS_EPROTO (nothing changed) for one of what was

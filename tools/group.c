@@ -1379,8 +1379,8 @@ static void clients_list(struct daemon *d,
         /* Away with a position the retained log no longer follows: it
          * takes a snapshot when it comes back. */
         if (!copy[i].is_following && copy[i].state == PDS_MEMBER_ENROLLED &&
-            meta.last_index > copy[i].position &&
-            (meta.first_index == 0 || copy[i].position + 1 < meta.first_index))
+            !pds_repl_retained(copy[i].position, meta.first_index,
+                               meta.last_index))
             snprintf(copy[i].sync, sizeof(copy[i].sync), "needs refresh");
     }
     rb = pds_reply_new(req->id, 0, NULL);

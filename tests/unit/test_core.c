@@ -1622,6 +1622,21 @@ TEST(outbox_answers_decide_each_write)
     CHECK_EQ(pds_outbox_due(&st, 0), PDS_OUTBOX_SEND);
 }
 
+TEST(repl_retained_says_who_needs_refresh)
+{
+    /* Entries 5..9 kept. */
+    CHECK(pds_repl_retained(9, 5, 9)); /* in step */
+    CHECK(pds_repl_retained(4, 5, 9)); /* the next one is kept */
+    CHECK(pds_repl_retained(7, 5, 9));
+    CHECK(!pds_repl_retained(3, 5, 9)); /* 4 is gone */
+    CHECK(!pds_repl_retained(0, 5, 9));
+    CHECK(pds_repl_retained(0, 1, 9)); /* empty, the whole log kept */
+    /* No entry kept at all: only a member at the end follows. */
+    CHECK(pds_repl_retained(9, 0, 9));
+    CHECK(!pds_repl_retained(8, 0, 9));
+    CHECK(pds_repl_retained(0, 0, 0));
+}
+
 TEST(link_retry_backs_off_with_jitter)
 {
     uint32_t r;
@@ -1819,6 +1834,7 @@ TEST_MAIN(T(repl_decide_follow_or_refresh),
           T(ack_optional_degrades_and_recovers),
           T(ack_local_and_auto),
           T(outbox_answers_decide_each_write),
+          T(repl_retained_says_who_needs_refresh),
           T(link_retry_backs_off_with_jitter),
           T(hlc_monotonic_across_clock_steps),
           T(hlc_logical_overflow_carries),
