@@ -246,7 +246,9 @@ static void finish_commit(struct daemon *d, int rv, int shipped)
     struct pds_event ev;
     pds_index first = d->cbatch.e[0].index;
     pds_index last = d->cbatch.e[d->cbatch.n - 1].index;
+    struct pds_ack_out out;
     int unconfirmed;
+    int waits;
 
     if (rv != 0 && shipped) {
         /* The standby may hold entries that are not ours now: the next
@@ -266,20 +268,18 @@ static void finish_commit(struct daemon *d, int rv, int shipped)
         d->hooks.committed(d, d->cbatch.e, d->cbatch.n);
         d->cbatch.n = 0;
         d->cbatch.n_clamps = 0;
-        if (pds__daemon_waits_for_standby(d)) {
+        waits = pds__daemon_waits_for_standby(d);
+        pds_ack_committed(&d->ack, last, waits, uv_now(&d->loop), &out);
+        if (waits) {
             /* Answered when the standby confirms, or at the timeout. The
              * standby, sent the batch before our fsync, may have confirmed
              * already. */
-            struct pds_ack_out out;
-            pds_ack_committed(&d->ack, last, 1, uv_now(&d->loop), &out);
             ack_apply(d, &out);
             d->hooks.after_commit(d);
             return;
         }
-        {
-            struct pds_ack_out out; /* answered below, as the core says */
-            pds_ack_committed(&d->ack, last, 0, uv_now(&d->loop), &out);
-        }
+        /* Not waiting: answered below (out says "all of it"), or failed
+         * when the commit was begun for a standby that is gone. */
         unconfirmed = d->commit_waits || first <= d->unconfirmed_until;
         if (last >= d->unconfirmed_until)
             d->unconfirmed_until = 0; /* those writes are answered now */
