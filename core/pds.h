@@ -251,6 +251,7 @@ uint32_t pds_get_u32be(const uint8_t *p);
 
 #include "member.h"
 #include "repl.h"
+#include "follow.h"
 #include "link.h"
 #include "role.h"
 #include "ack.h"

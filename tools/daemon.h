@@ -173,6 +173,8 @@ struct daemon {
     uint8_t standby_pk[PDS_KEY_BYTES];
     /* When the server's writes are acknowledged (core/ack.h). */
     struct pds_ack ack;
+    /* The server's followers (core/follow.h), set up with d->repl. */
+    struct pds_follow follow;
     int epoch_owed;       /* a new epoch could not be begun: tried again */
     int is_epoch_pending; /* that retry is on the storage queue */
     /* An administrator's change of the node's settings is being stored

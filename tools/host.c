@@ -488,6 +488,8 @@ void pds__daemon_standby_set(struct daemon *d, int has_standby)
     struct pds_ack_out out;
 
     d->has_standby = has_standby;
+    if (pds_follow_set_standby(&d->follow, has_standby ? d->standby_pk : NULL))
+        pds_ack_standby_gone(&d->ack); /* the one before is no more */
     pds_ack_set_standby(&d->ack, has_standby, &out);
     ack_apply(d, &out);
 }

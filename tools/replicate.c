@@ -44,32 +44,18 @@
 /* Sealed for a follower and not yet taken by the socket, at most. */
 #define QUEUED_BYTES (2 * SHIP_BYTES)
 #define SNAP_BYTES (1024 * 1024) /* per SNAPSHOT chunk */
+#define SNAP_INFLIGHT 4          /* chunks sent, not confirmed stored */
 #define MAX_FORWARDED 4096
 #define OUTBOX_RID ((uint64_t)1 << 63) /* rid of a replayed outbox write */
 #define COMMIT_RING 4096               /* recent commits, for lag figures */
 
-struct follower {
+/* The host's side of a follower (the core's is in d->follow): whether
+ * its link was full, and the file of the copy its refresh sends. */
+struct follower_io {
     uint64_t conn;
-    uint8_t pk[PDS_KEY_BYTES];
-    struct pds_follower log; /* next to send, durable on it */
-    uint64_t entry_bytes;    /* per entry in the last message (0: none yet) */
-    int is_paused;           /* more to ship once the link drains */
-    pds_index hold;          /* in a refresh: the log after it is needed */
-    int has_durable;         /* durable is what it confirmed: */
-    pds_index durable;       /* its SYNC position in sync, then its ACKs */
-    /*
-     * A refresh in progress: the copy is written to an unlinked file by a
-     * pool thread (snap_fd is -1 until then), sent in chunks from it, then
-     * the log from the position it is stamped with.
-     */
-    int is_snapshot;
-    int snap_fd;
+    int is_paused; /* more to ship once the link drains */
+    int snap_fd;   /* -1 until the copy is made */
     uint64_t snap_size, snap_off;
-    pds_epoch snap_epoch;
-    pds_index snap_index;
-    uint64_t snap_chunk;
-    uint64_t snap_job;         /* which copy it waits for */
-    char why[PDS_MEMBER_TEXT]; /* why it was refreshed */
 };
 
 /* A commit on the server: its last index, when, the log bytes so far. */
@@ -177,11 +163,9 @@ struct pds_repl {
     int follows_group;
     struct history_job history_job;
 
-    /* Server: the followers, and the copies started for their refreshes
-     * (to tell them apart). */
-    struct follower followers[MAX_FOLLOWERS];
-    size_t n_followers;
-    uint64_t snap_jobs;
+    /* Server: the I/O side of the followers of d->follow. */
+    struct follower_io io[MAX_FOLLOWERS];
+    size_t n_io;
     /* Server: the last commits, for the followers' lag in bytes and
      * time. */
     struct commit_mark commits[COMMIT_RING];
@@ -288,34 +272,55 @@ static void drop_follower(struct daemon *d, struct pds_conn *c, const char *why)
     pds_conn_finish(c, why);
 }
 
-static struct follower *follower_find(struct pds_repl *r, uint64_t conn)
+static struct follower_io *io_find(struct pds_repl *r, uint64_t conn)
 {
     size_t i;
 
-    for (i = 0; i < r->n_followers; i++) {
-        if (r->followers[i].conn == conn)
-            return &r->followers[i];
+    for (i = 0; i < r->n_io; i++) {
+        if (r->io[i].conn == conn)
+            return &r->io[i];
     }
     return NULL;
 }
 
-static void snap_end(struct follower *f);
+/* The end of a refresh, sent or abandoned: its file goes. */
+static void snap_end(struct follower_io *io)
+{
+    if (io->snap_fd >= 0)
+        close(io->snap_fd);
+    io->snap_fd = -1;
+    io->snap_size = io->snap_off = 0;
+}
+
+/* The I/O side of the follower on conn, started over (the core's table
+ * holds a follower for it, so there is room). */
+static struct follower_io *io_reset(struct pds_repl *r, uint64_t conn)
+{
+    struct follower_io *io = io_find(r, conn);
+
+    if (io == NULL) {
+        if (r->n_io == MAX_FOLLOWERS)
+            return NULL; /* not reached: as many as the core follows */
+        io = &r->io[r->n_io++];
+    } else
+        snap_end(io);
+    memset(io, 0, sizeof(*io));
+    io->conn = conn;
+    io->snap_fd = -1;
+    return io;
+}
 
 void pds__repl_conn_closed(struct daemon *d, uint64_t conn)
 {
     struct pds_repl *r = d->repl;
-    size_t i;
+    struct follower_io *io = io_find(r, conn);
 
-    for (i = 0; i < r->n_followers; i++) {
-        if (r->followers[i].conn == conn) {
-            /* Known again from its next SYNC. */
-            if (d->has_standby &&
-                memcmp(r->followers[i].pk, d->standby_pk, PDS_KEY_BYTES) == 0)
-                pds__daemon_standby_gone(d);
-            snap_end(&r->followers[i]);
-            r->followers[i] = r->followers[--r->n_followers];
-            return;
-        }
+    /* Known again from its next SYNC. */
+    if (pds_follow_drop(&d->follow, conn))
+        pds__daemon_standby_gone(d);
+    if (io != NULL) {
+        snap_end(io);
+        *io = r->io[--r->n_io];
     }
 }
 
@@ -380,30 +385,10 @@ lag_of(struct daemon *d, pds_index acked, uint64_t *bytes, uint64_t *ms)
     *ms = pds__wall_ms() > oldest->at ? pds__wall_ms() - oldest->at : 0;
 }
 
-static void refresh(struct daemon *d, struct pds_conn *c, const char *why);
+static void start_copy(struct daemon *d, struct pds_conn *c, uint64_t job);
 static void settle_forwarded(struct daemon *d);
 static void update_hold(struct daemon *d);
 
-/*
- * The in-flight window in entries: MAX_INFLIGHT, fewer when the entries
- * are big, so that about catchup_memory bytes wait for a slow follower.
- */
-static pds_index window_of(const struct daemon *d, const struct follower *f)
-{
-    pds_index w;
-
-    if (f->entry_bytes == 0)
-        return MAX_INFLIGHT;
-    w = d->cfg.catchup_memory / f->entry_bytes;
-    return w < 1 ? 1 : w > MAX_INFLIGHT ? MAX_INFLIGHT : w;
-}
-
-/*
- * Send what the follower misses, within the in-flight window. At most
- * QUEUED_BYTES wait sealed for the socket: the rest goes as the link
- * drains (pds__repl_flush, every loop turn), so that a big catch-up
- * neither holds the loop nor fills the memory with sealed frames.
- */
 /* Put the memos of restamped entries on an ENTRIES message (m->clamps,
  * to be freed by the caller); -1 without memory. */
 static int
@@ -422,58 +407,87 @@ attach_clamps(struct pds_msg *m, const struct pds_clamp *cl, size_t n)
     return 0;
 }
 
-static int ship(struct daemon *d, struct follower *f, pds_index last)
+/* A refresh of the follower on c that the core began (out); why goes to
+ * the log. */
+static void refresh_begun(struct daemon *d,
+                          struct pds_conn *c,
+                          const struct pds_follow_out *out)
 {
-    struct pds_conn *c = pds_net_find(d->net, f->conn);
+    pds_commlog(PDS_LOG_INFO, "client at %s gets a snapshot: %s",
+                pds_conn_address(c), out->why);
+    if (io_reset(d->repl, pds_conn_id(c)) == NULL) {
+        drop_follower(d, c, "the server follows too many connections");
+        return;
+    }
+    /* Its copy will be stamped at the core's hold or later: kept from now,
+     * not from the next loop turn (a commit may start before it). */
+    update_hold(d);
+    start_copy(d, c, out->snap_job);
+}
 
-    f->is_paused = 0;
-    if (c == NULL || f->is_snapshot)
+/*
+ * Send what the follower on conn misses, as far as the core's window
+ * allows. At most QUEUED_BYTES wait sealed for the socket: the rest goes
+ * as the link drains (pds__repl_flush, every loop turn), so that a big
+ * catch-up neither holds the loop nor fills the memory with sealed frames.
+ */
+static int ship(struct daemon *d, uint64_t conn, pds_index last)
+{
+    struct pds_conn *c = pds_net_find(d->net, conn);
+    struct pds_follow_peer *p = pds_follow_find(&d->follow, conn);
+    struct follower_io *io = io_find(d->repl, conn);
+    pds_index window_end;
+
+    if (io != NULL)
+        io->is_paused = 0;
+    if (c == NULL || p == NULL || io == NULL)
         return 0;
-    while (pds_repl_window(&f->log, last, window_of(d, f)) > 0) {
+    while (pds_follow_want(&d->follow, p, last, &window_end) > 0) {
+        struct pds_follow_out out;
         struct pds_msg m;
         struct pds_clamp *cl = NULL;
         uint8_t *buf;
         size_t len, n, n_cl = 0;
         int rv;
         if (pds_conn_queued(c) >= QUEUED_BYTES) {
-            f->is_paused = 1;
+            io->is_paused = 1;
             return 0;
         }
-        rv = pds_store_log_range(d->store, f->log.next, SHIP_BYTES, &buf, &len,
+        rv = pds_store_log_range(d->store, p->log.next, SHIP_BYTES, &buf, &len,
                                  &n);
         if (rv == PDS_ENOTFOUND) {
             /* Trimmed before it was sent (a slow follower): a refresh. */
-            refresh(d, c, "fell behind the log retention");
+            if (pds_follow_refresh(&d->follow, conn,
+                                   "fell behind the log retention",
+                                   d->committed, &out) == 0)
+                refresh_begun(d, c, &out);
             return 0;
         }
         if (rv == 0 && n > 0) {
             /* The memos of restamped entries go with them. */
-            rv = pds_store_clamps_range(d->store, f->log.next,
-                                        f->log.next + n - 1, &cl, &n_cl);
+            rv = pds_store_clamps_range(d->store, p->log.next,
+                                        p->log.next + n - 1, &cl, &n_cl);
             if (rv != 0)
                 free(buf);
             else
-                pds_repl_fit(buf, &len, &n, f->log.next, cl, &n_cl, SHIP_BYTES);
+                pds_repl_fit(buf, &len, &n, p->log.next, cl, &n_cl, SHIP_BYTES);
         }
         if (rv != 0 || n == 0) {
             /* Nothing more would go: the follower would wait for what the
              * window promised. It reconnects and syncs instead. */
             char why[PDS_ERRMSG_SIZE + 64];
             snprintf(why, sizeof(why), "cannot read the log at %llu: %s",
-                     (unsigned long long)f->log.next,
+                     (unsigned long long)p->log.next,
                      rv != 0 ? pds_store_errmsg(d->store) : "empty read");
             pds_commlog(PDS_LOG_ERROR, "%s", why);
             drop_follower(d, c, why);
             return rv != 0 ? rv : PDS_EIO;
         }
-        f->entry_bytes = len / n;
         memset(&m, 0, sizeof(m));
         m.type = PDS_MSG_ENTRIES;
-        m.index = f->log.next;
+        m.index = p->log.next;
         m.last_index = last;
-        m.window_end = pds_repl_window_end(&f->log, last, window_of(d, f));
-        if (m.window_end < f->log.next + n - 1)
-            m.window_end = f->log.next + n - 1; /* the window shrank */
+        m.window_end = pds_follow_window_end(&d->follow, p, last, n);
         m.blob = buf;
         m.blob_len = len;
         rv = attach_clamps(&m, cl, n_cl) != 0 ? PDS_ENOMEM
@@ -485,56 +499,50 @@ static int ship(struct daemon *d, struct follower *f, pds_index last)
             pds_conn_close(c, "cannot send the log");
             return rv;
         }
-        pds_repl_sent(&f->log, n);
+        pds_follow_sent(p, n, len);
     }
     return 0;
 }
 
-/* The end of a refresh, sent or abandoned: its file goes. */
-static void snap_end(struct follower *f)
-{
-    if (f->snap_fd >= 0)
-        close(f->snap_fd);
-    f->snap_fd = -1;
-    f->is_snapshot = 0;
-}
-
 /*
- * A refresh: the copy's chunks, a few in flight (the follower confirms
- * each one it stored), then the log from the position the copy is stamped
- * with.
+ * A refresh: the copy's chunks, as many in flight as the core allows (the
+ * follower confirms each one it stored), then the log from the position
+ * the copy is stamped with.
  */
-static void snap_pump(struct daemon *d, struct follower *f, uint64_t confirmed)
+static void snap_pump(struct daemon *d, uint64_t conn)
 {
-    struct pds_conn *c = pds_net_find(d->net, f->conn);
+    struct pds_conn *c = pds_net_find(d->net, conn);
+    struct pds_follow_peer *p = pds_follow_find(&d->follow, conn);
+    struct follower_io *io = io_find(d->repl, conn);
 
-    while (c != NULL && f->is_snapshot && f->snap_fd >= 0 &&
-           f->snap_chunk < confirmed + 4) {
+    while (c != NULL && p != NULL && io != NULL && io->snap_fd >= 0 &&
+           pds_follow_snap_may_send(&d->follow, p)) {
         struct pds_msg m;
         char errmsg[PDS_ERRMSG_SIZE];
         uint8_t *buf;
         size_t len;
-        int rv = pds_store_snap_read(f->snap_fd, f->snap_off, f->snap_size,
+        int rv = pds_store_snap_read(io->snap_fd, io->snap_off, io->snap_size,
                                      SNAP_BYTES, &buf, &len, errmsg);
         if (rv != 0) {
             char why[PDS_ERRMSG_SIZE + 64];
             pds_commlog(PDS_LOG_ERROR, "snapshot for %s: %s",
                         pds_conn_address(c), errmsg);
-            snap_end(f);
+            snap_end(io);
             snprintf(why, sizeof(why),
                      "the server cannot read its snapshot: %s", errmsg);
             drop_follower(d, c, why);
             return;
         }
-        f->snap_off += len;
+        io->snap_off += len;
         memset(&m, 0, sizeof(m));
         m.type = PDS_MSG_SNAPSHOT;
-        m.index = f->snap_index;
-        m.epoch = f->snap_epoch;
-        m.rid = f->snap_chunk++;
-        m.is_last = f->snap_off >= f->snap_size;
+        m.index = p->snap_index;
+        m.epoch = p->snap_epoch;
+        m.rid = p->snap_chunk;
+        m.is_last = io->snap_off >= io->snap_size;
         m.blob = buf != NULL ? buf : (uint8_t *)"";
         m.blob_len = len;
+        pds_follow_snap_sent(p, m.is_last);
         rv = pds_conn_send(c, &m);
         free(buf);
         if (rv != 0)
@@ -543,12 +551,11 @@ static void snap_pump(struct daemon *d, struct follower *f, uint64_t confirmed)
             /* The log from the stamped position follows at once. */
             pds_log(PDS_LOG_INFO,
                     "snapshot of %llu chunks sent to %s at %llu/%llu",
-                    (unsigned long long)f->snap_chunk, pds_conn_address(c),
-                    (unsigned long long)f->snap_epoch,
-                    (unsigned long long)f->snap_index);
-            snap_end(f);
-            pds_repl_follow(&f->log, f->snap_index);
-            ship(d, f, d->committed); /* may drop f: not used after */
+                    (unsigned long long)p->snap_chunk, pds_conn_address(c),
+                    (unsigned long long)p->snap_epoch,
+                    (unsigned long long)p->snap_index);
+            snap_end(io);
+            ship(d, conn, d->committed); /* may drop it: not used after */
             return;
         }
     }
@@ -580,14 +587,16 @@ static void snap_done(uv_work_t *req, int status)
 {
     struct snap_job *j = req->data;
     struct daemon *d = j->d;
-    struct follower *f = follower_find(d->repl, j->conn);
+    struct follower_io *io = io_find(d->repl, j->conn);
     struct pds_conn *c = d->net != NULL ? pds_net_find(d->net, j->conn) : NULL;
 
     if (status != 0 && j->rv == 0) {
         j->rv = PDS_ECANCELED;
         snprintf(j->errmsg, sizeof(j->errmsg), "snapshot: canceled");
     }
-    if (f == NULL || c == NULL || !f->is_snapshot || f->snap_job != j->id) {
+    if (c == NULL || io == NULL ||
+        pds_follow_snap_made(&d->follow, j->conn, j->id, j->rv, j->epoch,
+                             j->index) != 0) {
         close(j->fd); /* the follower is gone or started over */
         free(j);
         return;
@@ -597,21 +606,19 @@ static void snap_done(uv_work_t *req, int status)
         pds_commlog(PDS_LOG_ERROR, "snapshot for %s: %s", pds_conn_address(c),
                     j->errmsg);
         close(j->fd);
-        snap_end(f);
         snprintf(why, sizeof(why), "the server could not make a snapshot: %s",
                  j->errmsg);
         drop_follower(d, c, why);
         free(j);
         return;
     }
-    f->snap_fd = j->fd;
-    f->snap_size = j->bytes;
-    f->snap_off = 0;
-    f->snap_epoch = j->epoch;
-    f->snap_index = j->index;
-    f->hold = j->index > 0 ? j->index : 1;
+    snap_end(io);
+    io->snap_fd = j->fd;
+    io->snap_size = j->bytes;
+    io->snap_off = 0;
     free(j);
-    snap_pump(d, f, 0);
+    update_hold(d);
+    snap_pump(d, io->conn);
 }
 
 /*
@@ -620,36 +627,29 @@ static void snap_done(uv_work_t *req, int status)
  */
 int pds__repl_ship_early(struct daemon *d, const struct pds_batch *b)
 {
-    struct pds_repl *r = d->repl;
     const struct pds_entry *entries = b->e;
     size_t n = b->n;
-    struct follower *f = NULL;
+    struct pds_follow_peer *p;
     struct pds_conn *c;
     struct pds_msg m;
-    uint8_t *buf, *p;
+    uint8_t *buf, *q;
     size_t i, len = 0;
     int rv;
 
-    if (!d->has_standby || n == 0 || d->net == NULL)
-        return 0;
-    for (i = 0; i < r->n_followers; i++) {
-        if (memcmp(r->followers[i].pk, d->standby_pk, PDS_KEY_BYTES) == 0)
-            f = &r->followers[i];
-    }
-    if (f == NULL || f->is_snapshot || f->log.next != entries[0].index ||
-        f->log.next - f->log.acked + n > window_of(d, f) ||
-        (c = pds_net_find(d->net, f->conn)) == NULL)
+    if (n == 0 || d->net == NULL ||
+        (p = pds_follow_early(&d->follow, entries[0].index, n)) == NULL ||
+        (c = pds_net_find(d->net, p->conn)) == NULL)
         return 0;
     for (i = 0; i < n; i++)
         len += 4 + pds_entry_size(&entries[i]);
     if (len + b->n_clamps * PDS_CLAMP_BYTES > SHIP_BYTES ||
         (buf = malloc(len)) == NULL)
         return 0;
-    for (i = 0, p = buf; i < n; i++) {
+    for (i = 0, q = buf; i < n; i++) {
         size_t el = pds_entry_size(&entries[i]);
-        pds_put_u32be(p, (uint32_t)el);
-        pds_entry_encode(&entries[i], p + 4);
-        p += 4 + el;
+        pds_put_u32be(q, (uint32_t)el);
+        pds_entry_encode(&entries[i], q + 4);
+        q += 4 + el;
     }
     memset(&m, 0, sizeof(m));
     m.type = PDS_MSG_ENTRIES;
@@ -664,7 +664,7 @@ int pds__repl_ship_early(struct daemon *d, const struct pds_batch *b)
     free(m.clamps);
     if (rv != 0 || pds_conn_flush(c) != 0)
         return 0;
-    pds_repl_sent(&f->log, n);
+    pds_follow_sent(p, n, len);
     return 1;
 }
 
@@ -675,33 +675,32 @@ int pds__repl_ship_early(struct daemon *d, const struct pds_batch *b)
  */
 void pds__repl_unship(struct daemon *d, pds_index first)
 {
-    struct pds_repl *r = d->repl;
-    size_t i;
+    uint64_t conns[MAX_FOLLOWERS];
+    size_t i, n;
 
     if (d->net == NULL)
         return;
-    /* Backwards: dropping takes it out of the table. */
-    for (i = r->n_followers; i-- > 0;) {
-        struct follower *f = &r->followers[i];
-        struct pds_conn *c;
-        if (f->log.next <= first || (c = pds_net_find(d->net, f->conn)) == NULL)
-            continue;
-        drop_follower(d, c,
-                      "the server could not commit entries it had "
-                      "sent: resynchronizing");
+    n = pds_follow_unship(&d->follow, first, conns, MAX_FOLLOWERS);
+    for (i = 0; i < n && i < MAX_FOLLOWERS; i++) {
+        struct pds_conn *c = pds_net_find(d->net, conns[i]);
+        if (c != NULL)
+            drop_follower(d, c,
+                          "the server could not commit entries it had "
+                          "sent: resynchronizing");
+        else
+            pds__repl_conn_closed(d, conns[i]);
     }
 }
 
 void pds__group_after_commit(struct daemon *d)
 {
-    struct pds_repl *r = d->repl;
     pds_index last = d->committed;
     size_t i;
 
     if (d->net == NULL)
-        return;                        /* stopping */
-    for (i = r->n_followers; i-- > 0;) /* ship() may drop followers[i] */
-        ship(d, &r->followers[i], last);
+        return;                     /* stopping */
+    for (i = d->follow.n; i-- > 0;) /* ship() may drop peers[i] */
+        ship(d, d->follow.peers[i].conn, last);
 }
 
 /* Tell the follower on c whether it is the replication destination
@@ -723,60 +722,21 @@ static void tell_role(struct daemon *d, struct pds_conn *c)
 
 void pds__repl_tell_roles(struct daemon *d)
 {
-    struct pds_repl *r = d->repl;
     size_t i;
 
-    for (i = 0; i < r->n_followers; i++) {
-        struct pds_conn *c = pds_net_find(d->net, r->followers[i].conn);
+    for (i = 0; i < d->follow.n; i++) {
+        struct pds_conn *c = pds_net_find(d->net, d->follow.peers[i].conn);
         if (c != NULL)
             tell_role(d, c);
     }
 }
 
-static struct follower *follower_add(struct daemon *d, struct pds_conn *c)
+/* Make the copy job for the refresh of the follower on c. */
+static void start_copy(struct daemon *d, struct pds_conn *c, uint64_t job)
 {
-    struct pds_repl *r = d->repl;
-    struct follower *f = follower_find(r, pds_conn_id(c));
-
-    if (f == NULL) {
-        if (r->n_followers == MAX_FOLLOWERS) {
-            /* Said on both sides; the follower tries again later. */
-            pds_commlog(PDS_LOG_WARNING,
-                        "client at %s not served: the server follows %d "
-                        "connections already",
-                        pds_conn_address(c), MAX_FOLLOWERS);
-            pds_conn_close(c, "the server follows too many connections: "
-                              "try again later");
-            return NULL;
-        }
-        f = &r->followers[r->n_followers++];
-    } else
-        snap_end(f);
-    memset(f, 0, sizeof(*f));
-    f->snap_fd = -1;
-    f->conn = pds_conn_id(c);
-    memcpy(f->pk, pds_conn_peer_pk(c), PDS_KEY_BYTES);
-    return f;
-}
-
-/* Start a refresh of the follower on c; why goes to the log. */
-static void refresh(struct daemon *d, struct pds_conn *c, const char *why)
-{
-    struct pds_repl *r = d->repl;
-    struct follower *f = follower_add(d, c);
     struct snap_job *j;
     char path[PATH_MAX];
 
-    if (f == NULL)
-        return;
-    pds_commlog(PDS_LOG_INFO, "client at %s gets a snapshot: %s",
-                pds_conn_address(c), why);
-    snprintf(f->why, sizeof(f->why), "%s", why);
-    f->is_snapshot = 1;
-    /* Its copy will be stamped at this position or later: kept from now,
-     * not from the next loop turn (a commit may start before it). */
-    f->hold = d->committed > 0 ? d->committed : 1;
-    update_hold(d);
     j = calloc(1, sizeof(*j));
     snprintf(path, sizeof(path), "%s/snapshot.XXXXXX", d->data_dir);
     if (j == NULL || (j->fd = mkstemp(path)) < 0) {
@@ -787,15 +747,13 @@ static void refresh(struct daemon *d, struct pds_conn *c, const char *why)
         pds_commlog(PDS_LOG_ERROR, "snapshot for %s: %s", pds_conn_address(c),
                     msg);
         free(j);
-        snap_end(f);
         drop_follower(d, c, msg);
         return;
     }
     unlink(path); /* the file lives as long as the descriptor */
     j->d = d;
-    j->conn = f->conn;
-    j->id = ++r->snap_jobs;
-    f->snap_job = j->id;
+    j->conn = pds_conn_id(c);
+    j->id = job;
     j->req.data = j;
     if (uv_queue_work(&d->loop, &j->req, snap_work, snap_done) != 0) {
         snap_work(&j->req); /* no thread to be had: here */
@@ -811,8 +769,7 @@ void pds__repl_on_sync(struct daemon *d,
     struct pds_store_meta meta;
     struct pds_log_view view;
     struct pds_sync sync;
-    struct follower *f;
-    const char *why;
+    struct pds_follow_out out;
     uint8_t *buf = NULL;
     size_t len;
 
@@ -846,7 +803,18 @@ void pds__repl_on_sync(struct daemon *d,
     if (!view.has_entry && m->index > 0 &&
         pds_store_epoch_of(d->store, m->index, &view.index_epoch) != 0)
         view.index_epoch = m->epoch + 1; /* unreadable: another history */
-    if (pds_repl_decide(&sync, &view, &why) == PDS_SYNC_REFRESH) {
+    if (pds_follow_sync(&d->follow, pds_conn_id(c), pds_conn_peer_pk(c), &sync,
+                        &view, d->committed, &out) != 0) {
+        /* Said on both sides; the follower tries again later. */
+        pds_commlog(PDS_LOG_WARNING,
+                    "client at %s not served: the server follows %d "
+                    "connections already",
+                    pds_conn_address(c), MAX_FOLLOWERS);
+        pds_conn_close(c, "the server follows too many connections: "
+                          "try again later");
+        return;
+    }
+    if (out.verdict == PDS_SYNC_REFRESH) {
         if (m->index > meta.last_index)
             pds_commlog(PDS_LOG_WARNING,
                         "client at %s presented position %llu/%llu, one this "
@@ -855,50 +823,39 @@ void pds__repl_on_sync(struct daemon *d,
                         (unsigned long long)m->index,
                         (unsigned long long)meta.last_epoch,
                         (unsigned long long)meta.last_index);
-        refresh(d, c, why);
+        refresh_begun(d, c, &out);
         return;
     }
-    f = follower_add(d, c);
-    if (f == NULL)
+    if (io_reset(d->repl, pds_conn_id(c)) == NULL) {
+        drop_follower(d, c, "the server follows too many connections");
         return;
-    pds_repl_follow(&f->log, m->index);
-    f->has_durable = 1;
-    f->durable = m->index;
-    if (d->has_standby && memcmp(f->pk, d->standby_pk, PDS_KEY_BYTES) == 0)
-        pds__daemon_standby_ack(d, m->index);
-    ship(d, f, d->committed);
+    }
+    if (out.has_confirmed)
+        pds__daemon_standby_ack(d, out.confirmed);
+    ship(d, pds_conn_id(c), d->committed);
 }
 
 void pds__repl_on_snap_ack(struct daemon *d,
                            struct pds_conn *c,
                            const struct pds_msg *m)
 {
-    struct follower *f = follower_find(d->repl, pds_conn_id(c));
-
-    if (f == NULL || !f->is_snapshot)
-        return; /* the last chunk's confirmation, or a stale one */
-    if (m->rid >= f->snap_chunk)
-        return; /* a confirmation of an earlier copy, still on its way */
-    snap_pump(d, f, m->rid + 1);
+    if (pds_follow_snap_ack(&d->follow, pds_conn_id(c), m->rid))
+        snap_pump(d, pds_conn_id(c));
 }
 
 void pds__repl_on_ack(struct daemon *d,
                       struct pds_conn *c,
                       const struct pds_msg *m)
 {
-    struct follower *f = follower_find(d->repl, pds_conn_id(c));
+    struct pds_follow_out out;
 
-    if (f == NULL || f->is_snapshot)
-        return;
-    if (pds_repl_ack(&f->log, m->index) != 0) {
+    if (pds_follow_ack(&d->follow, pds_conn_id(c), m->index, &out) != 0) {
         pds_conn_close(c, "protocol error: acknowledgement out of range");
         return;
     }
-    f->has_durable = 1;
-    f->durable = m->index;
-    if (d->has_standby && memcmp(f->pk, d->standby_pk, PDS_KEY_BYTES) == 0)
-        pds__daemon_standby_ack(d, m->index);
-    ship(d, f, d->committed);
+    if (out.has_confirmed)
+        pds__daemon_standby_ack(d, out.confirmed);
+    ship(d, pds_conn_id(c), d->committed);
 }
 
 static void
@@ -1264,17 +1221,8 @@ static void outbox_flush_done(struct daemon *d)
 /* The log that the snapshots in flight need is held against retention. */
 static void update_hold(struct daemon *d)
 {
-    struct pds_repl *r = d->repl;
-    pds_index hold = 0;
-    size_t i;
-
-    for (i = 0; i < r->n_followers; i++) {
-        if (r->followers[i].is_snapshot &&
-            (hold == 0 || r->followers[i].hold < hold))
-            hold = r->followers[i].hold;
-    }
     if (d->store != NULL)
-        pds_store_hold_log(d->store, hold);
+        pds_store_hold_log(d->store, pds_follow_hold(&d->follow));
 }
 
 /*
@@ -1287,9 +1235,9 @@ void pds__repl_flush(struct daemon *d)
     struct pds_repl *r = d->repl;
     size_t i;
 
-    for (i = r->n_followers; i-- > 0;) { /* ship() may drop followers[i] */
-        if (r->followers[i].is_paused)
-            ship(d, &r->followers[i], d->committed);
+    for (i = r->n_io; i-- > 0;) { /* ship() may drop io[i] */
+        if (r->io[i].is_paused)
+            ship(d, r->io[i].conn, d->committed);
     }
     /* Before the turn's commit. */
     update_hold(d);
@@ -2311,28 +2259,16 @@ int pds__repl_durable_of(struct daemon *d,
                          const uint8_t *pk,
                          pds_index *position)
 {
-    struct pds_repl *r = d->repl;
-    size_t i;
-    int found = 0;
-
-    for (i = 0; i < r->n_followers; i++) {
-        const struct follower *f = &r->followers[i];
-        if (memcmp(f->pk, pk, PDS_KEY_BYTES) == 0 && f->has_durable &&
-            (!found || f->durable > *position)) {
-            *position = f->durable;
-            found = 1;
-        }
-    }
-    return found;
+    return pds_follow_durable_of(&d->follow, pk, position);
 }
 
 int pds__repl_durable(struct daemon *d, uint64_t conn, uint64_t *position)
 {
-    const struct follower *f = follower_find(d->repl, conn);
+    const struct pds_follow_peer *p = pds_follow_find(&d->follow, conn);
 
-    if (f == NULL || !f->has_durable)
+    if (p == NULL || !p->has_durable)
         return 0;
-    *position = f->durable;
+    *position = p->durable;
     return 1;
 }
 
@@ -2340,21 +2276,20 @@ int pds__repl_follower(struct daemon *d,
                        const uint8_t *pk,
                        struct pds_member *out)
 {
-    struct pds_repl *r = d->repl;
     size_t i;
 
-    for (i = 0; i < r->n_followers; i++) {
-        const struct follower *f = &r->followers[i];
-        if (memcmp(f->pk, pk, PDS_KEY_BYTES) != 0)
+    for (i = 0; i < d->follow.n; i++) {
+        const struct pds_follow_peer *p = &d->follow.peers[i];
+        if (memcmp(p->pk, pk, PDS_KEY_BYTES) != 0)
             continue;
         out->is_following = 1;
-        out->position = f->log.acked;
-        out->sent = f->log.next > 0 ? f->log.next - 1 : 0;
-        lag_of(d, f->log.acked, &out->lag_bytes, &out->lag_ms);
-        if (f->is_snapshot)
+        out->position = p->log.acked;
+        out->sent = p->log.next > 0 ? p->log.next - 1 : 0;
+        lag_of(d, p->log.acked, &out->lag_bytes, &out->lag_ms);
+        if (p->phase != PDS_FOLLOW_LOG)
             snprintf(out->sync, sizeof(out->sync),
                      "refreshing: snapshot chunk %llu (%s)",
-                     (unsigned long long)f->snap_chunk, f->why);
+                     (unsigned long long)p->snap_chunk, p->why);
         else
             snprintf(out->sync, sizeof(out->sync), "following");
         return 1;
@@ -2367,6 +2302,7 @@ int pds__repl_follower(struct daemon *d,
 int pds__repl_new(struct daemon *d, char *errmsg)
 {
     struct pds_repl *r = calloc(1, sizeof(*r));
+    struct pds_follow_config fcfg;
 
     if (r == NULL) {
         snprintf(errmsg, PDS_ERRMSG_SIZE,
@@ -2376,6 +2312,20 @@ int pds__repl_new(struct daemon *d, char *errmsg)
     }
     r->follows_group = -1;
     r->next_rid = 1;
+    fcfg.max_peers = MAX_FOLLOWERS;
+    fcfg.max_inflight = MAX_INFLIGHT;
+    fcfg.inflight_bytes = d->cfg.catchup_memory;
+    fcfg.snap_inflight = SNAP_INFLIGHT;
+    fcfg.max_per_message = 0; /* by bytes: SHIP_BYTES */
+    if (pds_follow_init(&d->follow, &fcfg) != 0) {
+        snprintf(errmsg, PDS_ERRMSG_SIZE,
+                 "out of memory for the table of followers");
+        free(r);
+        return PDS_ENOMEM;
+    }
+    /* A replication destination set before: its connections are marked
+     * as they come. */
+    pds_follow_set_standby(&d->follow, d->has_standby ? d->standby_pk : NULL);
     d->repl = r;
     return 0;
 }
@@ -2391,13 +2341,14 @@ void pds__repl_free(struct daemon *d)
     /* The loop has ended: the links are closed and every job is done, so
      * what is left is memory, the descriptors of refreshes, and the
      * connection references of writes that can no longer be answered. */
-    for (i = 0; i < r->n_followers; i++)
-        snap_end(&r->followers[i]);
+    for (i = 0; i < r->n_io; i++)
+        snap_end(&r->io[i]);
     for (i = 0; i < r->n_forwarded; i++)
         pds_local_conn_unref(r->forwarded[i].conn);
     for (i = 0; i < r->n_outbox; i++)
         free(r->outbox[i].buf);
     free(r->outbox);
+    pds_follow_close(&d->follow);
     batch_free(&r->held);
     batch_free(&r->committing);
     chunks_drop(r);

@@ -183,16 +183,6 @@ struct follower {
     uint64_t next_rid;
 };
 
-/* The server's view of a connected follower. */
-struct sfollow {
-    uint64_t conn; /* 0: none */
-    int following;
-    struct pds_follower log;
-    int snapshot; /* a refresh in progress */
-    uint64_t snap_seq, snap_confirmed;
-    pds_index snap_p0;
-};
-
 struct req {
     int used;
     int f; /* -1: a local write on the server */
@@ -228,7 +218,10 @@ struct sim {
      * standby mode, its clock the step count. */
     struct pds_ack ack;
     int server_down_until;
-    struct sfollow sf[N_FOLLOWERS];
+    /* The followers, as the daemon keeps them (core/follow.h), and the
+     * connection of each that the server accepted (0: none). */
+    struct pds_follow follow;
+    uint64_t sconn[N_FOLLOWERS];
     struct req reqs[MAX_REQS];
     uint64_t next_conn;
     /* Followers, network, records of acknowledged writes. */
@@ -412,8 +405,6 @@ static void conn_lost(struct sim *s, int f)
     fl->n_held = 0;
     for (i = 0; i < fl->n_outbox; i++)
         fl->outbox[i].is_sent = 0;
-    if (f == 0)
-        pds_ack_standby_gone(&s->ack); /* known again from its next SYNC */
     server_drop_follower(s, f);
 }
 
@@ -688,89 +679,123 @@ static int server_write(struct sim *s,
 
 static void ship(struct sim *s, int f);
 
-static void start_snapshot(struct sim *s, int f)
+/* A follower's node key: follower 0 is the standby. */
+static void pk_of(int f, uint8_t *pk)
 {
-    struct sfollow *sf = &s->sf[f];
-
-    sf->following = 0;
-    sf->snapshot = 1;
-    sf->snap_seq = 0;
-    sf->snap_confirmed = 0;
-    sf->snap_p0 = s->durable;
-    if (s->durable > s->max_sent)
-        s->max_sent = s->durable;
+    memset(pk, f + 1, PDS_KEY_BYTES);
 }
 
-/* Send the next snapshot chunks: of the copy taken at the snapshot's
- * position (one read transaction), while writes go on. */
+/* The server's followers as a new server process starts them. */
+static int follow_start(struct sim *s)
+{
+    struct pds_follow_config c;
+    uint8_t pk[PDS_KEY_BYTES];
+
+    pds_follow_close(&s->follow);
+    memset(&c, 0, sizeof(c));
+    c.max_peers = N_FOLLOWERS;
+    c.max_inflight = WINDOW;
+    c.snap_inflight = 2;
+    c.max_per_message = MSG_ENTRIES;
+    if (pds_follow_init(&s->follow, &c) != 0)
+        return -1;
+    pk_of(0, pk);
+    pds_follow_set_standby(&s->follow, pk);
+    return 0;
+}
+
+/* The copy for a refresh the core began: taken at once, at the server's
+ * durable position (one read transaction), while writes go on. */
+static void make_copy(struct sim *s, int f, uint64_t job)
+{
+    pds_index p0 = s->durable;
+
+    if (pds_follow_snap_made(&s->follow, s->sconn[f], job, 0,
+                             p0 > 0 ? s->hist[p0].epoch : 0, p0) != 0)
+        return;
+    if (p0 > s->max_sent)
+        s->max_sent = p0;
+}
+
+static void ship(struct sim *s, int f);
+
+/* Send the next snapshot chunks, as many as the core lets go: of the copy
+ * taken at the snapshot's position. */
 static void snap_pump(struct sim *s, int f)
 {
-    struct sfollow *sf = &s->sf[f];
+    struct pds_follow_peer *p = pds_follow_find(&s->follow, s->sconn[f]);
 
-    while (sf->snapshot && sf->snap_seq < sf->snap_confirmed + 2) {
+    while (p != NULL && pds_follow_snap_may_send(&s->follow, p)) {
         struct msg m;
-        int first = (int)sf->snap_seq * SNAP_KEYS, k;
+        pds_index p0 = p->snap_index;
+        int first = (int)p->snap_chunk * SNAP_KEYS, k;
         memset(&m, 0, sizeof(m));
         m.type = M_SNAP;
         m.f = f;
-        m.conn = sf->conn;
-        m.seq = sf->snap_seq++;
-        m.index = sf->snap_p0;
-        m.epoch = sf->snap_p0 > 0 ? s->hist[sf->snap_p0].epoch : 0;
+        m.conn = p->conn;
+        m.seq = p->snap_chunk;
+        m.index = p0;
+        m.epoch = p->snap_epoch;
         m.chunk_first = first;
         for (k = 0; k < SNAP_KEYS && first + k < N_KEYS; k++)
-            m.chunk[k] = s->at[sf->snap_p0].r[first + k];
+            m.chunk[k] = s->at[p0].r[first + k];
         m.is_last = first + SNAP_KEYS >= N_KEYS;
         if (m.is_last) /* the delete marks (kind 4), of the same copy */
-            memcpy(m.gone, s->at[sf->snap_p0].g, sizeof(m.gone));
+            memcpy(m.gone, s->at[p0].g, sizeof(m.gone));
         m.server_last = s->durable;
         send_msg(s, &m);
+        pds_follow_snap_sent(p, m.is_last);
         if (m.is_last) {
-            sf->snapshot = 0;
-            sf->following = 1;
-            pds_repl_follow(&sf->log, sf->snap_p0);
             ship(s, f);
+            return;
         }
     }
 }
 
 static void ship(struct sim *s, int f)
 {
-    struct sfollow *sf = &s->sf[f];
+    struct pds_follow_peer *p = pds_follow_find(&s->follow, s->sconn[f]);
 
-    while (sf->conn != 0 && sf->following) {
-        pds_index n = pds_repl_window(&sf->log, s->durable, WINDOW);
+    while (p != NULL) {
+        pds_index window_end;
+        pds_index n = pds_follow_want(&s->follow, p, s->durable, &window_end);
+        struct pds_follow_out out;
         struct msg m;
         pds_index i;
         if (n == 0)
             return;
-        if (sf->log.next < s->first) {
-            start_snapshot(s, f); /* trimmed before it was sent */
-            snap_pump(s, f);
+        if (p->log.next < s->first) {
+            /* Trimmed before it was sent: a refresh. */
+            if (pds_follow_refresh(&s->follow, p->conn, "behind the log",
+                                   s->durable, &out) == 0) {
+                make_copy(s, f, out.snap_job);
+                snap_pump(s, f);
+            }
             return;
         }
-        if (n > MSG_ENTRIES)
-            n = MSG_ENTRIES;
         memset(&m, 0, sizeof(m));
         m.type = M_ENTRIES;
         m.f = f;
-        m.conn = sf->conn;
-        m.index = sf->log.next;
+        m.conn = p->conn;
+        m.index = p->log.next;
         m.server_last = s->durable;
-        m.window_end = pds_repl_window_end(&sf->log, s->durable, WINDOW);
+        m.window_end = window_end;
         for (i = 0; i < n; i++)
-            m.e[i] = s->hist[sf->log.next + i];
+            m.e[i] = s->hist[p->log.next + i];
         m.n = (int)n;
         send_msg(s, &m);
-        pds_repl_sent(&sf->log, n);
-        if (sf->log.next - 1 > s->max_sent)
-            s->max_sent = sf->log.next - 1;
+        pds_follow_sent(p, n, n);
+        if (p->log.next - 1 > s->max_sent)
+            s->max_sent = p->log.next - 1;
     }
 }
 
+/* The server notices the end of follower f's connection. */
 static void server_drop_follower(struct sim *s, int f)
 {
-    memset(&s->sf[f], 0, sizeof(s->sf[f]));
+    if (s->sconn[f] != 0 && pds_follow_drop(&s->follow, s->sconn[f]))
+        pds_ack_standby_gone(&s->ack); /* known again from its next SYNC */
+    s->sconn[f] = 0;
 }
 
 static int settle(struct sim *s, pds_index index, int timeout)
@@ -822,18 +847,18 @@ static void ack_start(struct sim *s)
 /* Before the commit: the batch goes to the standby (the fsyncs overlap). */
 static void ship_early(struct sim *s)
 {
-    struct sfollow *sf = &s->sf[0];
+    struct pds_follow_peer *p;
     struct msg m;
     int i;
 
-    if (s->n_batch == 0 || s->n_batch > MSG_ENTRIES || sf->conn == 0 ||
-        !sf->following || sf->log.next != s->batch[0].index ||
-        sf->log.next - sf->log.acked + (pds_index)s->n_batch > WINDOW)
+    if (s->n_batch == 0 || s->n_batch > MSG_ENTRIES ||
+        (p = pds_follow_early(&s->follow, s->batch[0].index,
+                              (pds_index)s->n_batch)) == NULL)
         return;
     memset(&m, 0, sizeof(m));
     m.type = M_ENTRIES;
     m.f = 0;
-    m.conn = sf->conn;
+    m.conn = p->conn;
     m.index = s->batch[0].index;
     m.server_last = s->batch[s->n_batch - 1].index;
     m.window_end = m.server_last; /* committed at once */
@@ -841,9 +866,9 @@ static void ship_early(struct sim *s)
         m.e[i] = s->batch[i];
     m.n = s->n_batch;
     send_msg(s, &m);
-    pds_repl_sent(&sf->log, (pds_index)s->n_batch);
-    if (sf->log.next - 1 > s->max_sent)
-        s->max_sent = sf->log.next - 1;
+    pds_follow_sent(p, (pds_index)s->n_batch, (uint64_t)s->n_batch);
+    if (p->log.next - 1 > s->max_sent)
+        s->max_sent = p->log.next - 1;
     s->shipped_early = 1;
 }
 
@@ -930,6 +955,10 @@ static int server_crash(struct sim *s)
     s->shipped_early = 0;
     memset(s->reqs, 0, sizeof(s->reqs));
     ack_start(s);
+    if (follow_start(s) != 0) {
+        snprintf(s->why, sizeof(s->why), "follow_start");
+        return -1;
+    }
     s->server_down_until = s->step + 1 + (int)(rnd(s) % 10);
     s->epoch++; /* its restart begins a new term */
     if (core_make(s) != 0) {
@@ -941,15 +970,15 @@ static int server_crash(struct sim *s)
 
 static int server_on_msg(struct sim *s, const struct msg *m)
 {
-    struct sfollow *sf = &s->sf[m->f];
+    struct pds_follow_out out;
 
-    if (sf->conn != m->conn)
+    if (s->sconn[m->f] != m->conn)
         return 0;
     switch (m->type) {
     case M_SYNC: {
         struct pds_sync sy;
         struct pds_log_view v;
-        const char *why;
+        uint8_t pk[PDS_KEY_BYTES];
         memset(&sy, 0, sizeof(sy));
         sy.epoch = m->epoch;
         sy.index = m->index;
@@ -966,49 +995,44 @@ static int server_on_msg(struct sim *s, const struct msg *m)
             v.entry_epoch = s->hist[m->index].epoch;
             v.entry_version = s->hist[m->index].v;
         }
-        if (pds_repl_decide(&sy, &v, &why) == PDS_SYNC_REFRESH) {
-            start_snapshot(s, m->f);
+        pk_of(m->f, pk);
+        if (pds_follow_sync(&s->follow, m->conn, pk, &sy, &v, s->durable,
+                            &out) != 0) {
+            snprintf(s->why, sizeof(s->why), "follower %d not served", m->f);
+            return -1;
+        }
+        if (out.verdict == PDS_SYNC_REFRESH) {
+            make_copy(s, m->f, out.snap_job);
             snap_pump(s, m->f);
             return 0;
         }
-        sf->following = 1;
-        pds_repl_follow(&sf->log, m->index);
-        if (m->f == 0) {
-            struct pds_ack_out out;
-            pds_ack_confirmed(&s->ack, m->index, &out);
-            if (ack_apply(s, &out) != 0)
+        if (out.has_confirmed) {
+            struct pds_ack_out ao;
+            pds_ack_confirmed(&s->ack, out.confirmed, &ao);
+            if (ack_apply(s, &ao) != 0)
                 return -1;
         }
         ship(s, m->f);
         return 0;
     }
     case M_ACK:
-        if (!sf->following)
-            return 0;
-        if (pds_repl_ack(&sf->log, m->index) != 0 &&
-            getenv("PDS_SIM_TRACE") != NULL)
-            fprintf(stderr, "ack %llu: acked %llu next %llu\n",
-                    (unsigned long long)m->index,
-                    (unsigned long long)sf->log.acked,
-                    (unsigned long long)sf->log.next);
-        if (pds_repl_ack(&sf->log, m->index) != 0) {
+        if (pds_follow_ack(&s->follow, m->conn, m->index, &out) != 0) {
             snprintf(s->why, sizeof(s->why),
                      "follower %d acknowledged %llu out of range", m->f,
                      (unsigned long long)m->index);
             return -1;
         }
-        if (m->f == 0) {
-            struct pds_ack_out out;
-            pds_ack_confirmed(&s->ack, m->index, &out);
-            if (ack_apply(s, &out) != 0)
+        if (out.has_confirmed) {
+            struct pds_ack_out ao;
+            pds_ack_confirmed(&s->ack, out.confirmed, &ao);
+            if (ack_apply(s, &ao) != 0)
                 return -1;
         }
         ship(s, m->f);
         return 0;
     case M_SNAP_ACK:
-        if (sf->snapshot && m->seq + 1 > sf->snap_confirmed)
-            sf->snap_confirmed = m->seq + 1;
-        snap_pump(s, m->f);
+        if (pds_follow_snap_ack(&s->follow, m->conn, m->seq))
+            snap_pump(s, m->f);
         return 0;
     case M_WRITE:
         return server_write(s, m->f, m->seq, m->key, m->owner, m->op,
@@ -1064,8 +1088,7 @@ static void follower_connect(struct sim *s, int f)
 
     fl->n_held = 0; /* the server sends them again */
     fl->conn = ++s->next_conn;
-    memset(&s->sf[f], 0, sizeof(s->sf[f]));
-    s->sf[f].conn = fl->conn;
+    s->sconn[f] = fl->conn;
     memset(&m, 0, sizeof(m));
     m.type = M_SYNC;
     m.f = f;
@@ -1696,6 +1719,11 @@ static int run(uint64_t seed, int steps, int *n_faults)
     s->seed = seed;
     s->rng = seed * 2654435761u + 1;
     ack_start(s);
+    if (follow_start(s) != 0) {
+        pds_ack_close(&s->ack);
+        free(s);
+        return -1;
+    }
     s->first = 0;
     s->epoch = 1;
     for (i = 0; i < N_FOLLOWERS; i++) {
@@ -1711,6 +1739,7 @@ static int run(uint64_t seed, int steps, int *n_faults)
     }
     if (core_make(s) != 0) {
         pds_ack_close(&s->ack);
+        pds_follow_close(&s->follow);
         free(s);
         return -1;
     }
@@ -1761,6 +1790,7 @@ static int run(uint64_t seed, int steps, int *n_faults)
     *n_faults = s->faults;
     pds_core_free(s->core);
     pds_ack_close(&s->ack);
+    pds_follow_close(&s->follow);
     free(s);
     return rv;
 }

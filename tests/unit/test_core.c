@@ -1813,7 +1813,211 @@ TEST(members_reclaim_after_silence)
     pds_core_free(core);
 }
 
+static void follow_cfg(struct pds_follow_config *c, size_t peers)
+{
+    memset(c, 0, sizeof(*c));
+    c->max_peers = peers;
+    c->max_inflight = 10;
+    c->inflight_bytes = 0;
+    c->snap_inflight = 2;
+    c->max_per_message = 4;
+}
+
+TEST(follow_sync_ship_ack_and_certify)
+{
+    struct pds_follow fl;
+    struct pds_follow_config c;
+    struct pds_follow_out o;
+    struct pds_follow_peer *p;
+    struct pds_sync sy;
+    struct pds_log_view v;
+    uint8_t a[PDS_KEY_BYTES], b[PDS_KEY_BYTES];
+    pds_index wend, pos = 0;
+
+    memset(a, 1, sizeof(a));
+    memset(b, 2, sizeof(b));
+    follow_cfg(&c, 2);
+    c.max_peers = 0;
+    CHECK_EQ(pds_follow_init(&fl, &c), PDS_EINVAL);
+    follow_cfg(&c, 2);
+    CHECK_EQ(pds_follow_init(&fl, &c), 0);
+    CHECK_EQ(pds_follow_set_standby(&fl, b), 0);
+    memset(&sy, 0, sizeof(sy));
+    memset(&v, 0, sizeof(v));
+    sy.index = 5;
+    sy.epoch = 1;
+    sy.last.hlc = 7;
+    sy.is_fresh = 1;
+    v.first_index = 1;
+    v.last_index = 20;
+    v.has_entry = 1;
+    v.entry_epoch = 1;
+    v.entry_version = sy.last;
+    CHECK_EQ(pds_follow_sync(&fl, 100, a, &sy, &v, 20, &o), 0);
+    CHECK_EQ(o.verdict, PDS_SYNC_FOLLOW);
+    CHECK(!o.has_confirmed); /* not the standby */
+    p = pds_follow_find(&fl, 100);
+    CHECK(p != NULL);
+    CHECK_EQ(p->durable, 5);
+    /* At most 4 per message, within 10 unacknowledged. */
+    CHECK_EQ(pds_follow_want(&fl, p, 20, &wend), 4);
+    CHECK_EQ(p->log.next, 6);
+    CHECK_EQ(wend, 15);
+    pds_follow_sent(p, 4, 400);
+    CHECK_EQ(pds_follow_want(&fl, p, 20, &wend), 4);
+    pds_follow_sent(p, 4, 400);
+    CHECK_EQ(pds_follow_want(&fl, p, 20, &wend), 2); /* 6..15 in flight */
+    pds_follow_sent(p, 2, 200);
+    CHECK_EQ(pds_follow_want(&fl, p, 20, &wend), 0);        /* window full */
+    CHECK_EQ(pds_follow_ack(&fl, 100, 16, &o), PDS_EPROTO); /* never sent */
+    CHECK_EQ(pds_follow_ack(&fl, 100, 12, &o), 0);
+    CHECK_EQ(p->durable, 12);
+    CHECK_EQ(pds_follow_ack(&fl, 100, 11, &o), 0); /* stale */
+    CHECK_EQ(p->log.acked, 12);
+    CHECK_EQ(pds_follow_want(&fl, p, 20, &wend), 4);
+    CHECK_EQ(wend, 20);
+    /* The standby certifies; a second one is refused when full. */
+    CHECK_EQ(pds_follow_sync(&fl, 200, b, &sy, &v, 20, &o), 0);
+    CHECK(o.has_confirmed);
+    CHECK_EQ(o.confirmed, 5);
+    CHECK_EQ(pds_follow_sync(&fl, 300, b, &sy, &v, 20, &o), PDS_EBUSY);
+    CHECK(pds_follow_durable_of(&fl, b, &pos));
+    CHECK_EQ(pos, 5);
+    /* Early shipping goes to the standby only at its next index. */
+    CHECK(pds_follow_early(&fl, 21, 1) == NULL); /* not at 21 */
+    p = pds_follow_find(&fl, 200);
+    pds_follow_sent(p, 15, 1500);
+    CHECK(pds_follow_early(&fl, 21, 1) == NULL); /* window: 15 + 1 > 10 */
+    CHECK_EQ(pds_follow_ack(&fl, 200, 20, &o), 0);
+    CHECK(o.has_confirmed);
+    CHECK_EQ(o.confirmed, 20);
+    CHECK(pds_follow_early(&fl, 21, 3) == p);
+    pds_follow_sent(p, 3, 300);
+    {
+        uint64_t conns[4];
+        CHECK_EQ(pds_follow_unship(&fl, 21, conns, 4), 1);
+        CHECK_EQ(conns[0], 200);
+    }
+    /* Another destination: the old one's certification ends. */
+    CHECK_EQ(pds_follow_set_standby(&fl, a), 1);
+    CHECK(pds_follow_find(&fl, 100)->is_standby);
+    CHECK_EQ(pds_follow_drop(&fl, 100), 1);
+    CHECK_EQ(pds_follow_drop(&fl, 100), 0);
+    CHECK_EQ(pds_follow_drop(&fl, 200), 0);
+    CHECK_EQ(fl.n, 0);
+    pds_follow_close(&fl);
+}
+
+TEST(follow_refresh_holds_the_log_and_sends_chunks)
+{
+    struct pds_follow fl;
+    struct pds_follow_config c;
+    struct pds_follow_out o;
+    struct pds_follow_peer *p;
+    struct pds_sync sy;
+    struct pds_log_view v;
+    uint8_t a[PDS_KEY_BYTES];
+    pds_index wend;
+    uint64_t job;
+
+    memset(a, 1, sizeof(a));
+    follow_cfg(&c, 4);
+    CHECK_EQ(pds_follow_init(&fl, &c), 0);
+    memset(&sy, 0, sizeof(sy));
+    memset(&v, 0, sizeof(v));
+    sy.index = 2; /* behind the retention */
+    sy.epoch = 1;
+    sy.is_fresh = 1;
+    v.first_index = 10;
+    v.last_index = 30;
+    CHECK_EQ(pds_follow_sync(&fl, 7, a, &sy, &v, 30, &o), 0);
+    CHECK_EQ(o.verdict, PDS_SYNC_REFRESH);
+    CHECK(o.why != NULL);
+    job = o.snap_job;
+    CHECK(job != 0);
+    p = pds_follow_find(&fl, 7);
+    CHECK_EQ(p->phase, PDS_FOLLOW_SNAP_MAKING);
+    CHECK_EQ(pds_follow_hold(&fl), 30); /* stamped here or later */
+    CHECK_EQ(pds_follow_want(&fl, p, 30, &wend), 0);
+    CHECK(!pds_follow_snap_may_send(&fl, p)); /* no copy yet */
+    CHECK_EQ(pds_follow_snap_made(&fl, 7, job + 1, 0, 1, 31), PDS_ENOTFOUND);
+    CHECK_EQ(pds_follow_snap_made(&fl, 8, job, 0, 1, 31), PDS_ENOTFOUND);
+    /* A failed copy changes nothing: the host ends the link. */
+    CHECK_EQ(pds_follow_snap_made(&fl, 7, job, PDS_EIO, 0, 0), 0);
+    CHECK_EQ(p->phase, PDS_FOLLOW_SNAP_MAKING);
+    CHECK_EQ(pds_follow_snap_made(&fl, 7, job, 0, 1, 31), 0);
+    CHECK_EQ(pds_follow_hold(&fl), 31);
+    /* Two chunks in flight at most. */
+    CHECK(pds_follow_snap_may_send(&fl, p));
+    pds_follow_snap_sent(p, 0);
+    CHECK(pds_follow_snap_may_send(&fl, p));
+    pds_follow_snap_sent(p, 0);
+    CHECK(!pds_follow_snap_may_send(&fl, p));
+    CHECK_EQ(pds_follow_snap_ack(&fl, 7, 5), 0); /* never sent */
+    CHECK_EQ(pds_follow_snap_ack(&fl, 7, 0), 1);
+    CHECK(pds_follow_snap_may_send(&fl, p));
+    pds_follow_snap_sent(p, 1); /* the last: the log follows */
+    CHECK_EQ(p->phase, PDS_FOLLOW_LOG);
+    CHECK_EQ(p->log.next, 32);
+    CHECK_EQ(pds_follow_hold(&fl), 0);
+    CHECK_EQ(pds_follow_snap_ack(&fl, 7, 2), 0); /* the last one's: stale */
+    /* An acknowledgement sent before the refresh certifies what it says,
+     * not the copy's position (not confirmed yet). */
+    pds_follow_set_standby(&fl, a);
+    CHECK_EQ(pds_follow_ack(&fl, 7, 20, &o), 0);
+    CHECK(o.has_confirmed);
+    CHECK_EQ(o.confirmed, 20);
+    CHECK_EQ(p->log.acked, 31);
+    CHECK_EQ(pds_follow_want(&fl, p, 35, &wend), 4);
+    /* Trimmed under it: a refresh again, with a new copy. */
+    CHECK_EQ(pds_follow_refresh(&fl, 7, "fell behind", 35, &o), 0);
+    CHECK(o.snap_job > job);
+    CHECK_STR(p->why, "fell behind");
+    CHECK_EQ(pds_follow_refresh(&fl, 9, "x", 35, &o), PDS_ENOTFOUND);
+    /* An acknowledgement during a refresh is stale. */
+    CHECK_EQ(pds_follow_ack(&fl, 7, 40, &o), 0);
+    CHECK(!o.has_confirmed);
+    pds_follow_close(&fl);
+}
+
+TEST(follow_window_shrinks_with_big_entries)
+{
+    struct pds_follow fl;
+    struct pds_follow_config c;
+    struct pds_follow_out o;
+    struct pds_follow_peer *p;
+    struct pds_sync sy;
+    struct pds_log_view v;
+    uint8_t a[PDS_KEY_BYTES];
+    pds_index wend;
+
+    memset(a, 1, sizeof(a));
+    follow_cfg(&c, 1);
+    c.max_per_message = 0;
+    c.inflight_bytes = 3000; /* three entries of 1000 bytes */
+    CHECK_EQ(pds_follow_init(&fl, &c), 0);
+    memset(&sy, 0, sizeof(sy));
+    memset(&v, 0, sizeof(v));
+    v.first_index = 1;
+    v.last_index = 50;
+    sy.is_fresh = 1;
+    CHECK_EQ(pds_follow_sync(&fl, 1, a, &sy, &v, 50, &o), 0);
+    CHECK_EQ(o.verdict, PDS_SYNC_FOLLOW);
+    p = pds_follow_find(&fl, 1);
+    CHECK_EQ(pds_follow_want(&fl, p, 50, &wend), 10);
+    /* The host read more than allowed (by bytes): the window's end covers
+     * what it sends. */
+    CHECK_EQ(pds_follow_window_end(&fl, p, 50, 12), 12);
+    pds_follow_sent(p, 2, 2000);
+    CHECK_EQ(pds_follow_want(&fl, p, 50, &wend), 1); /* 3 - 2 in flight */
+    CHECK_EQ(wend, 3);
+    pds_follow_close(&fl);
+}
+
 TEST_MAIN(T(repl_decide_follow_or_refresh),
+          T(follow_sync_ship_ack_and_certify),
+          T(follow_refresh_holds_the_log_and_sends_chunks),
+          T(follow_window_shrinks_with_big_entries),
           T(repl_fit_keeps_entries_with_their_memos),
           T(core_client_writes_last_writer_wins_by_their_own_version),
           T(core_superseded_is_answered_once_the_winner_is_durable),
